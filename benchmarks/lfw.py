@@ -1,0 +1,130 @@
+"""LFW View 1 benchmark: verification accuracy, TAR at fixed FAR, and pipeline speed.
+
+Run: python benchmarks/lfw.py [--profiles accurate,fast] [--speed-images 300]
+
+For each profile:
+- accuracy on pairsDevTest with the score threshold that is best on pairsDevTrain;
+- TAR at FAR 1e-3 / 1e-4 / 1e-5 on pairsDevTest's same-person pairs, at similarity 70 / 80 / 90
+  (the calibration, made on pairsDevTrain's people only, puts those FARs there), with the FAR
+  actually measured on every pair of images of different pairsDevTest people;
+- images per second of the full pipeline (decode, detect, measure, embed the largest face) in
+  one process, beside a raw OpenCV YuNet + SFace loop over the same images in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lfw_data import (  # noqa: E402
+    best_threshold,
+    embed_all,
+    images_of,
+    impostor_scores,
+    pair_scores,
+    pairs,
+    people,
+)
+
+
+def verification(profile_name: str) -> dict[str, float]:
+    from faceprint.models.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    paths = sorted({p for a, b, _ in pairs("DevTrain") for p in (a, b)} | set(images_of(people("DevTest"))))
+    vectors = embed_all(profile_name, paths)
+    train_scores, train_same = pair_scores(vectors, "DevTrain")
+    test_scores, test_same = pair_scores(vectors, "DevTest")
+    threshold = best_threshold(train_scores, train_same)
+    out = {"accuracy": float(((test_scores >= threshold) == test_same).mean()),
+           "threshold_similarity": float(profile.similarity(threshold)),
+           "no_face": float(sum(v is None for v in vectors.values()))}
+    test_vectors = {p: v for p, v in vectors.items() if p.parent.name in people("DevTest")}
+    impostors = impostor_scores(test_vectors)
+    genuine = test_scores[test_same]
+    for similarity in (50, 60, 70, 80, 90, 99):
+        cut = profile.score_for(similarity)
+        out[f"tar@{similarity}"] = float((genuine >= cut).mean())
+        out[f"far@{similarity}"] = float((impostors >= cut).mean())
+    out["impostor_pairs"] = float(len(impostors))
+    return out
+
+
+def raw_opencv_loop(paths: list[Path], models: Path) -> float:
+    import cv2
+
+    detector = cv2.FaceDetectorYN.create(str(models / "face_detection_yunet_2023mar.onnx"), "", (320, 320),
+                                         0.6, 0.3, 5000)
+    recognizer = cv2.FaceRecognizerSF.create(str(models / "face_recognition_sface_2021dec.onnx"), "")
+    start = time.perf_counter()
+    for path in paths:
+        img = cv2.imread(str(path))
+        detector.setInputSize((img.shape[1], img.shape[0]))
+        _, faces = detector.detect(img)
+        if faces is not None:
+            recognizer.feature(recognizer.alignCrop(img, faces[0]))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def pipeline_loop(fp, paths: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in paths:
+        fp.analyze(path, max_faces=1)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def speed(profiles: list[str], count: int) -> dict[str, float]:
+    from faceprint.service import Faceprint
+
+    paths = sorted({p for a, b, _ in pairs("DevTest") for p in (a, b)})[:count]
+    engines = {name: Faceprint(profile=name) for name in profiles}
+    for fp in engines.values():
+        fp.engine.load()
+        pipeline_loop(fp, paths[:10])  # warm up
+    models = next(iter(engines.values())).models.root
+    raw_opencv_loop(paths[:10], models)
+    out = {"raw_opencv": raw_opencv_loop(paths, models)}
+    for name, fp in engines.items():
+        out[name] = pipeline_loop(fp, paths)
+    out["raw_opencv_again"] = raw_opencv_loop(paths, models)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", default="accurate,fast")
+    parser.add_argument("--speed-images", type=int, default=300)
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    profiles = args.profiles.split(",")
+    print(f"# LFW View 1 benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs")
+    if not args.skip_accuracy:
+        print("\n| profile | DevTest accuracy | TAR@FAR1e-3 (sim 70) | TAR@1e-4 (80) | TAR@1e-5 (90) "
+              "| measured FAR at 70 / 80 / 90 / 99 | impostor pairs |")
+        print("|---|---|---|---|---|---|---|")
+        for name in profiles:
+            r = verification(name)
+            print(f"| {name} | {r['accuracy']:.2%} | {r['tar@70']:.2%} | {r['tar@80']:.2%} | {r['tar@90']:.2%} "
+                  f"| {r['far@70']:.1e} / {r['far@80']:.1e} / {r['far@90']:.1e} / {r['far@99']:.1e} "
+                  f"| {int(r['impostor_pairs'])} |", flush=True)
+            print(f"  ({name}: best DevTrain threshold = similarity {r['threshold_similarity']:.1f}; "
+                  f"TAR at 50/60/99: {r['tar@50']:.2%} / {r['tar@60']:.2%} / {r['tar@99']:.2%}; "
+                  f"FAR at 50/60: {r['far@50']:.1e} / {r['far@60']:.1e}; images with no face: "
+                  f"{int(r['no_face'])})", flush=True)
+    s = speed(profiles, args.speed_images)
+    baseline = (s["raw_opencv"] + s["raw_opencv_again"]) / 2
+    print(f"\n| pipeline ({args.speed_images} LFW images, one process) | images/s | ratio to raw loop |")
+    print("|---|---|---|")
+    print(f"| raw OpenCV YuNet+SFace loop (mean of before/after) | {baseline:.1f} | 1.00 |")
+    for name in profiles:
+        print(f"| faceprint {name} (decode, detect, measure, embed) | {s[name]:.1f} | {s[name] / baseline:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

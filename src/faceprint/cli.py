@@ -1,0 +1,118 @@
+"""The ``faceprint`` command line: each operation prints Rekognition's JSON.
+
+On error it prints the AWS-style error JSON (``__type``, ``message``) on
+stderr and exits non-zero (1 for a failed operation, 2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, NoReturn
+
+from faceprint.errors import FaceprintError, InvalidParameterException
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        _print_error(InvalidParameterException(f"{self.prog}: {message}"))
+        self.print_usage(sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="faceprint", description=__doc__.splitlines()[0])
+    parser.add_argument("--home", help="faceprint home folder (default $FACEPRINT_HOME or ~/.faceprint)")
+    parser.add_argument("--profile", help="model profile: accurate (default) or fast")
+    parser.add_argument("--max-image-bytes", type=int, help="largest encoded image accepted (default 5 MB)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("detect-faces", help="DetectFaces on an image file ('-' reads stdin)")
+    p.add_argument("image")
+    p.add_argument("--attributes", nargs="+", default=["DEFAULT"], metavar="ATTR")
+
+    p = sub.add_parser("compare-faces", help="CompareFaces: SOURCE's largest face against TARGET")
+    p.add_argument("source")
+    p.add_argument("target")
+    p.add_argument("--similarity-threshold", type=float, default=80.0)
+    p.add_argument("--quality-filter", default="NONE")
+
+    models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
+    msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
+    msub.add_parser("list", help="the model files, where they come from, whether present")
+    pull = msub.add_parser("pull", help="fetch and verify the model files now")
+    pull.add_argument("--from", dest="source_dir", metavar="DIR",
+                      help="install from a folder of model files or their distributions (air-gapped)")
+    pull.add_argument("--all", action="store_true", help="every profile's files, not only the active one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        output = _run(args)
+    except FaceprintError as exc:
+        _print_error(exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback for the user
+        _print_error(FaceprintError(f"{type(exc).__name__}: {exc}"))
+        return 1
+    try:
+        print(json.dumps(output, indent=2))
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> Any:
+    fp = _faceprint(args)
+    if args.command == "detect-faces":
+        return fp.detect_faces(_image(args.image), args.attributes).to_dict()
+    if args.command == "compare-faces":
+        return fp.compare_faces(_image(args.source), _image(args.target),
+                                args.similarity_threshold, args.quality_filter).to_dict()
+    return _models(fp, args)
+
+
+def _faceprint(args: argparse.Namespace) -> Any:
+    from faceprint.imaging import ImageLimits
+    from faceprint.service import Faceprint
+
+    limits = ImageLimits(max_bytes=args.max_image_bytes) if args.max_image_bytes else None
+    return Faceprint(args.home, profile=args.profile, limits=limits)
+
+
+def _image(arg: str) -> Any:
+    return sys.stdin.buffer.read() if arg == "-" else arg
+
+
+def _models(fp: Any, args: argparse.Namespace) -> Any:
+    from faceprint.models.profiles import PROFILES
+
+    profiles = list(PROFILES.values()) if getattr(args, "all", False) else [fp.profile]
+    if args.models_command == "pull":
+        specs = dict.fromkeys(f for p in profiles for f in p.model_files())
+        paths = fp.models.pull(specs, source_dir=args.source_dir)
+        return {"Models": [{"Name": s.name, "Path": str(p), "Sha256": s.sha256}
+                           for s, p in zip(specs, paths, strict=True)]}
+    rows = []
+    for spec in dict.fromkeys(f for p in PROFILES.values() for f in p.model_files()):
+        rows.append({
+            "Name": spec.name, "Role": spec.role, "Distribution": spec.distribution,
+            "Member": spec.member, "Sha256": spec.sha256, "Size": spec.size, "Licence": spec.licence,
+            "Profiles": [p.name for p in PROFILES.values() if spec in p.model_files()],
+            "Present": fp.models.is_present(spec), "Path": str(fp.models.root / spec.name),
+        })
+    return {"ActiveProfile": fp.profile.name, "FaceModelVersion": fp.face_model_version,
+            "Models": rows}
+
+
+def _print_error(exc: FaceprintError) -> None:
+    print(json.dumps(exc.to_dict()), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Errors carrying Amazon Rekognition's error codes.
+
+Every failure the domain core raises on purpose is a :class:`FaceprintError`
+whose ``code`` is the Rekognition error name, so the CLI and the server can
+report it without translating.
+"""
+
+from __future__ import annotations
+
+
+class FaceprintError(Exception):
+    """Base error: ``code`` is the Rekognition error code, ``message`` the text."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        """The AWS JSON error body (``__type`` and ``message``)."""
+        return {"__type": self.code, "message": self.message}
+
+
+class InvalidParameterException(FaceprintError):
+    code = "InvalidParameterException"
+    http_status = 400
+
+
+class InvalidImageFormatException(FaceprintError):
+    code = "InvalidImageFormatException"
+    http_status = 400
+
+
+class ImageTooLargeException(FaceprintError):
+    code = "ImageTooLargeException"
+    http_status = 400
+
+
+class ResourceNotFoundException(FaceprintError):
+    code = "ResourceNotFoundException"
+    http_status = 400
+
+
+class ModelUnavailableError(FaceprintError):
+    """A pinned model file could not be fetched or failed its SHA-256 check."""
+
+    code = "InternalServerError"
+    http_status = 500

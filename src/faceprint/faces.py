@@ -1,0 +1,124 @@
+"""Turn detections into Rekognition's face shapes, and apply quality filters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceprint.analysis import estimate_pose, estimate_quality
+from faceprint.errors import InvalidParameterException
+from faceprint.imaging import DecodedImage
+from faceprint.models.detector import Detections
+from faceprint.types import (
+    BoundingBox,
+    ComparedFace,
+    FaceDetail,
+    ImageQuality,
+    Landmark,
+    Pose,
+)
+
+LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+QUALITY_FILTERS = ("NONE", "AUTO", "LOW", "MEDIUM", "HIGH")
+ATTRIBUTES = ("DEFAULT", "ALL", "AGE_RANGE", "BEARD", "EMOTIONS", "EYE_DIRECTION", "EYEGLASSES",
+              "EYES_OPEN", "GENDER", "MOUTH_OPEN", "MUSTACHE", "FACE_OCCLUDED", "SMILE", "SUNGLASSES")
+
+
+@dataclass
+class MeasuredFace:
+    """One detected face with everything measured about it (pixels and ratios)."""
+
+    index: int
+    box_px: np.ndarray
+    landmarks_px: np.ndarray
+    confidence: float
+    bounding_box: BoundingBox
+    landmarks: list[Landmark]
+    pose: Pose
+    quality: ImageQuality
+
+    def detail(self) -> FaceDetail:
+        return FaceDetail(bounding_box=self.bounding_box, confidence=self.confidence,
+                          landmarks=self.landmarks, pose=self.pose, quality=self.quality)
+
+    def compared(self) -> ComparedFace:
+        return ComparedFace(bounding_box=self.bounding_box, confidence=self.confidence,
+                            landmarks=self.landmarks, pose=self.pose, quality=self.quality)
+
+
+@dataclass
+class Analysis:
+    """The faces of one image: those that passed the quality filter (largest first) with one
+    profile vector each, and those that did not, with Rekognition's reason."""
+
+    image: DecodedImage
+    faces: list[MeasuredFace]
+    rejected: list[tuple[MeasuredFace, str]]
+    vectors: np.ndarray
+
+
+def measure(image: DecodedImage, faces: Detections) -> list[MeasuredFace]:
+    w, h = float(image.width), float(image.height)
+    out = []
+    for i in range(len(faces)):
+        x, y, bw, bh = (float(v) for v in faces.boxes[i])
+        pts = faces.landmarks[i]
+        out.append(MeasuredFace(
+            index=i,
+            box_px=faces.boxes[i],
+            landmarks_px=pts,
+            confidence=round(float(min(max(faces.scores[i], 0.0), 1.0)) * 100.0, 4),
+            bounding_box=BoundingBox(width=bw / w, height=bh / h, left=x / w, top=y / h),
+            landmarks=[Landmark(type=t, x=float(px) / w, y=float(py) / h)
+                       for t, (px, py) in zip(LANDMARK_TYPES, pts, strict=True)],
+            pose=estimate_pose(pts),
+            quality=estimate_quality(image.bgr, faces.boxes[i]),
+        ))
+    return out
+
+
+# Per level: minimum box side (px), detector confidence, brightness, sharpness; max |yaw|, |pitch|.
+_BARS = {
+    "LOW": (20, 60.0, 5.0, 3.0, 75.0, 60.0),
+    "MEDIUM": (32, 75.0, 12.0, 8.0, 60.0, 45.0),
+    "HIGH": (48, 90.0, 20.0, 15.0, 45.0, 30.0),
+}
+_BARS["AUTO"] = _BARS["LOW"]
+
+
+def validate_quality_filter(value: str) -> str:
+    if value not in QUALITY_FILTERS:
+        raise InvalidParameterException(
+            f"QualityFilter must be one of {', '.join(QUALITY_FILTERS)}, not {value!r}."
+        )
+    return value
+
+
+def validate_attributes(values: object) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise InvalidParameterException("Attributes must be a list of attribute names.")
+    bad = [v for v in values if v not in ATTRIBUTES]
+    if bad:
+        raise InvalidParameterException(
+            f"Unknown attribute(s) {bad}; valid values are {', '.join(ATTRIBUTES)}."
+        )
+    return tuple(values)
+
+
+def quality_reason(face: MeasuredFace, level: str) -> str | None:
+    """Why ``face`` fails the ``level`` bar (Rekognition's reason names), or None."""
+    if level == "NONE":
+        return None
+    min_side, min_conf, min_bright, min_sharp, max_yaw, max_pitch = _BARS[level]
+    if min(face.box_px[2], face.box_px[3]) < min_side:
+        return "SMALL_BOUNDING_BOX"
+    if face.confidence < min_conf:
+        return "LOW_CONFIDENCE"
+    if abs(face.pose.yaw) > max_yaw or abs(face.pose.pitch) > max_pitch:
+        return "EXTREME_POSE"
+    if face.quality.brightness < min_bright:
+        return "LOW_BRIGHTNESS"
+    if face.quality.sharpness < min_sharp:
+        return "LOW_SHARPNESS"
+    return None

@@ -1,0 +1,129 @@
+"""The ``Faceprint`` object: one method per Rekognition operation.
+
+State lives in the object (home directory, settings, lazily loaded models);
+nothing heavy happens at import or construction time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from faceprint.engine import MAX_FACES, FaceEngine
+from faceprint.errors import InvalidParameterException
+from faceprint.faces import (
+    Analysis,
+    measure,
+    quality_reason,
+    validate_attributes,
+    validate_quality_filter,
+)
+from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
+from faceprint.models.catalog import ALL_MODELS
+from faceprint.models.detector import DetectorSettings
+from faceprint.models.profiles import DEFAULT_PROFILE, Profile, get_profile
+from faceprint.models.store import ModelStore
+from faceprint.types import (
+    ComparedSourceImageFace,
+    CompareFacesMatch,
+    CompareFacesResult,
+    DetectFacesResult,
+)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("FACEPRINT_HOME") or Path.home() / ".faceprint")
+
+
+def default_models_dir(home: Path) -> Path:
+    env = os.environ.get("FACEPRINT_MODELS_DIR")
+    return Path(env) if env else home / "models"
+
+
+class Faceprint:
+    """Face recognition with Rekognition's operations, on this machine.
+
+    ``home`` holds the model cache (and, later, collections); ``profile`` is
+    ``"accurate"`` (default) or ``"fast"``; ``limits`` sets the image limits;
+    ``threads`` caps the threads of one inference call (0: all cores).
+    """
+
+    def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
+                 models_dir: str | os.PathLike | None = None, limits: ImageLimits | None = None,
+                 detector: DetectorSettings | None = None, threads: int = 0) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
+                                            or DEFAULT_PROFILE)
+        self.models = ModelStore(Path(models_dir) if models_dir else default_models_dir(self.home),
+                                 catalog=ALL_MODELS)
+        self.limits = limits or ImageLimits()
+        self.engine = FaceEngine(self.models, self.profile, detector, threads)
+
+    @property
+    def face_model_version(self) -> str:
+        return self.profile.face_model_version
+
+    def load_image(self, image: ImageInput | DecodedImage) -> DecodedImage:
+        return load_image(image, self.limits)
+
+    def detect_faces(self, image: ImageInput, attributes: tuple[str, ...] | list[str] = ("DEFAULT",)
+                     ) -> DetectFacesResult:
+        """Rekognition DetectFaces: the 100 largest faces with box, landmarks, pose, quality."""
+        validate_attributes(attributes)
+        decoded = self.load_image(image)
+        faces = measure(decoded, self.engine.detect(decoded))
+        return DetectFacesResult(face_details=[f.detail() for f in faces])
+
+    def compare_faces(self, source: ImageInput, target: ImageInput,
+                      similarity_threshold: float = 80.0, quality_filter: str = "NONE"
+                      ) -> CompareFacesResult:
+        """Rekognition CompareFaces: the source's largest face against each target face."""
+        threshold = _percent("SimilarityThreshold", similarity_threshold)
+        validate_quality_filter(quality_filter)
+        src_img, tgt_img = self.load_image(source), self.load_image(target)
+        src = self.analyze(src_img, 1, quality_filter)
+        if not src.faces:
+            why = " that passes the quality filter" if src.rejected else ""
+            raise InvalidParameterException(f"There is no face in the source image{why}.")
+        tgt = self.analyze(tgt_img, MAX_FACES, quality_filter)
+        result = CompareFacesResult(source_image_face=ComparedSourceImageFace(
+            bounding_box=src.faces[0].bounding_box, confidence=src.faces[0].confidence))
+        sims = np.asarray(self.profile.similarity(tgt.vectors @ src.vectors[0]), dtype=np.float64)
+        for face, sim in sorted(zip(tgt.faces, sims, strict=True), key=lambda p: -p[1]):
+            if sim >= threshold:
+                result.face_matches.append(CompareFacesMatch(similarity=round(float(sim), 4),
+                                                             face=face.compared()))
+            else:
+                result.unmatched_faces.append(face.compared())
+        return result
+
+    def analyze(self, image: ImageInput | DecodedImage, max_faces: int = MAX_FACES,
+                quality_filter: str = "NONE", embed: bool = True) -> Analysis:
+        """Detect the ``max_faces`` largest faces, measure them, apply the quality filter and
+        compute the profile's vector of each face that passes: the work behind every face
+        operation."""
+        decoded = self.load_image(image)
+        detections = self.engine.detect(decoded, max_faces)
+        kept, rejected = [], []
+        for face in measure(decoded, detections):
+            reason = quality_reason(face, quality_filter)
+            if reason is None:
+                kept.append(face)
+            else:
+                rejected.append((face, reason))
+        vectors = (self.engine.embed(decoded, detections.take([f.index for f in kept])) if embed
+                   else np.zeros((0, self.profile.dim), np.float32))
+        return Analysis(image=decoded, faces=kept, rejected=rejected, vectors=vectors)
+
+
+def _percent(name: str, value: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterException(f"{name} must be a number from 0 to 100.") from None
+    if math.isnan(number) or not 0.0 <= number <= 100.0:
+        raise InvalidParameterException(f"{name} must be from 0 to 100, got {value!r}.")
+    return number

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real data beside the project and real, shared model files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FACEPRINT_TEST_DATA", ROOT.parent / "shared" / "data"))
+FACES = DATA / "faces"
+LFW = FACES / "lfw-dev"
+
+
+def models_dir() -> Path:
+    """Model files are cached across runs (they are verified by SHA-256 on every load)."""
+    env = os.environ.get("FACEPRINT_MODELS_DIR")
+    return Path(env) if env else Path.home() / ".faceprint" / "models"
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    assert DATA.is_dir(), f"test data not found at {DATA} (see README: ../shared/data)"
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def fp(tmp_path_factory: pytest.TempPathFactory):
+    from faceprint.service import Faceprint
+
+    return Faceprint(tmp_path_factory.mktemp("home"), models_dir=models_dir())
+
+
+@pytest.fixture(scope="session")
+def fast(tmp_path_factory: pytest.TempPathFactory):
+    from faceprint.service import Faceprint
+
+    return Faceprint(tmp_path_factory.mktemp("home-fast"), profile="fast", models_dir=models_dir())
+
+
+def lfw_image(name: str, number: int) -> Path:
+    return LFW / "images" / name / f"{name}_{number:04d}.jpg"
+
+
+def lfw_pairs(split: str) -> list[tuple[Path, Path, bool]]:
+    """LFW View 1 pairs: (image a, image b, same person)."""
+    lines = (LFW / f"pairs{split}.txt").read_text().split("\n")[1:]
+    pairs = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3:
+            pairs.append((lfw_image(parts[0], int(parts[1])), lfw_image(parts[0], int(parts[2])), True))
+        elif len(parts) == 4:
+            pairs.append((lfw_image(parts[0], int(parts[1])), lfw_image(parts[2], int(parts[3])), False))
+    return pairs
