@@ -52,3 +52,55 @@ def matched(truth: np.ndarray, found: np.ndarray, threshold: float = 0.5) -> np.
                 hit[i] = True
                 break
     return hit
+
+
+def icdar_words(gt_path: Path) -> list[tuple[np.ndarray, str]]:
+    """ICDAR 2015 words: (4 x 2 quad in pixels, transcription); '###' marks don't-care regions."""
+    out = []
+    for line in gt_path.read_text(encoding="utf-8-sig").splitlines():
+        parts = line.strip().split(",", 8)
+        if len(parts) == 9:
+            quad = np.array([float(v) for v in parts[:8]], np.float32).reshape(4, 2)
+            out.append((quad, parts[8]))
+    return out
+
+
+def quad_iou(a: np.ndarray, b: np.ndarray) -> float:
+    from shapely.geometry import Polygon
+
+    pa, pb = Polygon(a).buffer(0), Polygon(b).buffer(0)
+    inter = pa.intersection(pb).area
+    union = pa.area + pb.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def score_words(truth: list[tuple[np.ndarray, str]], found: list[tuple[np.ndarray, str]],
+                threshold: float = 0.5) -> dict[str, int]:
+    """ICDAR-style counts for one image: matches (IoU >= threshold, one-to-one), correctly read
+    matches (case-insensitive), cared-for truth words, and detections not on don't-care regions."""
+    care = [(q, t) for q, t in truth if t != "###"]
+    dont = [q for q, t in truth if t == "###"]
+    dets = [(q, t) for q, t in found
+            if not any(quad_iou(q, d) >= threshold or _inside(q, d) for d in dont)]
+    pairs = sorted(((quad_iou(gq, dq), i, j) for i, (gq, _) in enumerate(care)
+                    for j, (dq, _) in enumerate(dets)), reverse=True)
+    used_g: set[int] = set()
+    used_d: set[int] = set()
+    matched = correct = 0
+    for iou, i, j in pairs:
+        if iou < threshold:
+            break
+        if i in used_g or j in used_d:
+            continue
+        used_g.add(i)
+        used_d.add(j)
+        matched += 1
+        correct += care[i][1].casefold() == dets[j][1].casefold()
+    return {"matched": matched, "correct": correct, "truth": len(care), "found": len(dets)}
+
+
+def _inside(quad: np.ndarray, region: np.ndarray) -> bool:
+    from shapely.geometry import Polygon
+
+    p, r = Polygon(quad).buffer(0), Polygon(region).buffer(0)
+    return p.area > 0 and p.intersection(r).area > 0.5 * p.area

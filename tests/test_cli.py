@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FACES, lfw_image, models_dir
+from conftest import DATA, FACES, lfw_image, models_dir
 from contract import output_shape, validate
 
 
@@ -80,3 +80,16 @@ def test_models_pull_then_list(tmp_path: Path) -> None:
     assert "face_detection_yunet_2023mar.onnx" in names and len(names) == 4
     assert all(len(m["Sha256"]) == 64 and m["Present"] for m in body["Models"])
     assert body["ActiveProfile"] == "accurate"
+
+
+def test_detect_text(tmp_path: Path, data) -> None:
+    image = DATA / "text" / "icdar2015-train" / "images" / "img_1.jpg"
+    done = run("detect-text", str(image), "--filters", '{"WordFilter": {"MinBoundingBoxHeight": 0.05}}',
+               home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    validate(body, output_shape("DetectText"))
+    assert [d["DetectedText"] for d in body["TextDetections"]] == ["10", "10"]
+    done = run("detect-text", str(image), "--filters", "{not json", home=tmp_path)
+    assert done.returncode == 1
+    assert json.loads(done.stderr)["__type"] == "InvalidParameterException"

@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT
 from faceprint.cli import build_parser
-from faceprint.models.catalog import ALL_MODELS
+from faceprint.models.catalog import ALL_MODELS, TEXT_MODELS
 from faceprint.models.profiles import PROFILES
 
 
@@ -18,6 +18,9 @@ def test_models_doc_lists_every_pinned_file() -> None:
         assert spec.distribution in row and spec.licence.split()[0] in row
     for profile in PROFILES.values():
         assert f"`{profile.name}`" in text
+    for name, digest in TEXT_MODELS.values():
+        row = next(line for line in text.splitlines() if f"`{name}`" in line)
+        assert digest[:8] in row and digest[-7:] in row, name
 
 
 def test_api_doc_covers_every_cli_command() -> None:

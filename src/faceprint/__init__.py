@@ -26,7 +26,7 @@ from faceprint.errors import (
 
 if TYPE_CHECKING:
     from faceprint.service import Faceprint
-    from faceprint.types import CompareFacesResult, DetectFacesResult
+    from faceprint.types import CompareFacesResult, DetectFacesResult, DetectTextResult
 
 __all__ = [
     "Faceprint",
@@ -38,6 +38,7 @@ __all__ = [
     "compare_faces",
     "default",
     "detect_faces",
+    "detect_text",
 ]
 __version__ = "0.1.0"
 
@@ -75,3 +76,8 @@ def compare_faces(source: Any, target: Any, similarity_threshold: float = 80.0,
                   quality_filter: str = "NONE") -> CompareFacesResult:
     """The source's largest face against the target's faces; see :meth:`Faceprint.compare_faces`."""
     return default().compare_faces(source, target, similarity_threshold, quality_filter)
+
+
+def detect_text(image: Any, filters: dict[str, Any] | None = None) -> DetectTextResult:
+    """Lines and words of text in ``image``; see :meth:`Faceprint.detect_text`."""
+    return default().detect_text(image, filters)

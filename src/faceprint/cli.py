@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--similarity-threshold", type=float, default=80.0)
     p.add_argument("--quality-filter", default="NONE")
 
+    p = sub.add_parser("detect-text", help="DetectText: lines and words of text in an image ('-' reads stdin)")
+    p.add_argument("image")
+    p.add_argument("--filters", metavar="JSON",
+                   help='Rekognition Filters, e.g. \'{"WordFilter": {"MinConfidence": 90}}\'')
+
     models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
     msub.add_parser("list", help="the model files, where they come from, whether present")
@@ -74,7 +79,18 @@ def _run(args: argparse.Namespace) -> Any:
     if args.command == "compare-faces":
         return fp.compare_faces(_image(args.source), _image(args.target),
                                 args.similarity_threshold, args.quality_filter).to_dict()
+    if args.command == "detect-text":
+        return fp.detect_text(_image(args.image), _json_arg("--filters", args.filters)).to_dict()
     return _models(fp, args)
+
+
+def _json_arg(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterException(f"{name} is not valid JSON: {exc}") from exc
 
 
 def _faceprint(args: argparse.Namespace) -> Any:

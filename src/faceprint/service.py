@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,12 +31,18 @@ from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
 from faceprint.models.profiles import DEFAULT_PROFILE, Profile, get_profile
 from faceprint.models.store import ModelStore
+from faceprint.models.text import TEXT_MODEL_VERSION, TextReader
+from faceprint.text import assemble, parse_filters
 from faceprint.types import (
     ComparedSourceImageFace,
     CompareFacesMatch,
     CompareFacesResult,
     DetectFacesResult,
+    DetectTextResult,
 )
+
+MAX_TEXT_WORDS = 100
+"""Rekognition's DetectText returns at most 100 words."""
 
 
 def default_home() -> Path:
@@ -51,12 +59,14 @@ class Faceprint:
 
     ``home`` holds the model cache (and, later, collections); ``profile`` is
     ``"accurate"`` (default) or ``"fast"``; ``limits`` sets the image limits;
-    ``threads`` caps the threads of one inference call (0: all cores).
+    ``threads`` caps the threads of one inference call (0: all cores);
+    ``max_text_words`` caps DetectText's words (Rekognition's 100).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
                  models_dir: str | os.PathLike | None = None, limits: ImageLimits | None = None,
-                 detector: DetectorSettings | None = None, threads: int = 0) -> None:
+                 detector: DetectorSettings | None = None, threads: int = 0,
+                 max_text_words: int = MAX_TEXT_WORDS) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE)
@@ -64,6 +74,10 @@ class Faceprint:
                                  catalog=ALL_MODELS)
         self.limits = limits or ImageLimits()
         self.engine = FaceEngine(self.models, self.profile, detector, threads)
+        self.threads = threads
+        self.max_text_words = max_text_words
+        self._text_reader: TextReader | None = None
+        self._text_lock = threading.Lock()
 
     @property
     def face_model_version(self) -> str:
@@ -120,6 +134,27 @@ class Faceprint:
                    else np.zeros((0, self.profile.dim), np.float32))
         return Analysis(image=decoded, faces=kept, rejected=rejected, vectors=vectors)
 
+
+    @property
+    def text_model_version(self) -> str:
+        return TEXT_MODEL_VERSION
+
+    @property
+    def text_reader(self) -> TextReader:
+        if self._text_reader is None:
+            with self._text_lock:
+                if self._text_reader is None:
+                    self._text_reader = TextReader(self.threads)
+        return self._text_reader
+
+    def detect_text(self, image: ImageInput, filters: dict[str, Any] | None = None) -> DetectTextResult:
+        """Rekognition DetectText: LINE and WORD detections, with ``Filters`` in Rekognition's form."""
+        parsed = parse_filters(filters)
+        decoded = self.load_image(image)
+        lines = self.text_reader.read(decoded.bgr)
+        return DetectTextResult(
+            text_detections=assemble(lines, decoded.width, decoded.height, parsed, self.max_text_words),
+            text_model_version=TEXT_MODEL_VERSION)
 
     def analyze_many(self, images: Iterable[ImageInput | DecodedImage], max_faces: int = MAX_FACES,
                      quality_filter: str = "NONE", workers: int | None = None

@@ -113,3 +113,32 @@ class CompareFacesResult(RekognitionShape):
     unmatched_faces: list[ComparedFace] = field(default_factory=list)
     source_image_orientation_correction: str | None = None
     target_image_orientation_correction: str | None = None
+
+
+@dataclass
+class Point(RekognitionShape):
+    x: float
+    y: float
+
+
+@dataclass
+class Geometry(RekognitionShape):
+    bounding_box: BoundingBox
+    polygon: list[Point]
+
+
+@dataclass
+class TextDetection(RekognitionShape):
+    detected_text: str
+    type: str
+    """"LINE" or "WORD"."""
+    id: int
+    confidence: float
+    geometry: Geometry
+    parent_id: int | None = None
+
+
+@dataclass
+class DetectTextResult(RekognitionShape):
+    text_detections: list[TextDetection] = field(default_factory=list)
+    text_model_version: str | None = None

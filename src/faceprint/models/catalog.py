@@ -45,3 +45,14 @@ DLIB_SHAPE5 = ModelFile(
 )
 
 ALL_MODELS = (YUNET, SFACE, DLIB_RESNET, DLIB_SHAPE5)
+
+
+# Text models ship inside the rapidocr wheel (a dependency, pinned): used from the installed
+# package after their SHA-256 is checked, never downloaded.
+RAPIDOCR_VERSION = "3.10.0"
+TEXT_MODELS = {
+    "det": ("PP-OCRv6_det_small.onnx", "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f"),
+    "rec": ("PP-OCRv6_rec_small.onnx", "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884"),
+    "cls": ("ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+            "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"),
+}
