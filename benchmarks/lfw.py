@@ -86,8 +86,9 @@ def batch_loop(fp, paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def speed(profiles: list[str], count: int, rounds: int = 2) -> dict[str, float]:
-    """Best of ``rounds`` for each loop, the raw loop measured in every round."""
+def speed(profiles: list[str], count: int, rounds: int = 2, chunk: int = 25) -> dict[str, float]:
+    """Images/s of each loop. The loops take turns on chunks of ``chunk`` images (the order
+    rotating), ``rounds`` times over, so that drift in the machine's speed hits all alike."""
     from faceprint.service import Faceprint
 
     paths = sorted({p for a, b, _ in pairs("DevTest") for p in (a, b)})[:count]
@@ -98,15 +99,19 @@ def speed(profiles: list[str], count: int, rounds: int = 2) -> dict[str, float]:
         pipeline_loop(fp, paths[:10])  # warm up
     models = next(iter(single.values())).models.root
     raw_opencv_loop(paths[:10], models)
-    out: dict[str, float] = {}
+    loops = {"raw_opencv": lambda ps: raw_opencv_loop(ps, models)}
+    for name in profiles:
+        loops[name] = lambda ps, name=name: pipeline_loop(single[name], ps)
+        loops[name + "_batch"] = lambda ps, name=name: batch_loop(batch[name], ps)
+    seconds = dict.fromkeys(loops, 0.0)
+    order = list(loops)
     for _ in range(rounds):
-        runs = {"raw_opencv": lambda: raw_opencv_loop(paths, models)}
-        for name in profiles:
-            runs[name] = lambda name=name: pipeline_loop(single[name], paths)
-            runs[name + "_batch"] = lambda name=name: batch_loop(batch[name], paths)
-        for key, run in runs.items():
-            out[key] = max(out.get(key, 0.0), run())
-    return out
+        for i in range(0, len(paths), chunk):
+            part = paths[i:i + chunk]
+            for key in order:
+                seconds[key] += len(part) / loops[key](part)
+            order = order[1:] + order[:1]
+    return {key: rounds * len(paths) / seconds[key] for key in loops}
 
 
 def main() -> None:
@@ -133,7 +138,8 @@ def main() -> None:
                   f"{int(r['no_face'])})", flush=True)
     s = speed(profiles, args.speed_images)
     baseline = s["raw_opencv"]
-    print(f"\n| pipeline ({args.speed_images} LFW images, best of 2 rounds) | images/s | ratio to raw loop |")
+    print(f"\n| pipeline ({args.speed_images} LFW images x 2 rounds, loops interleaved in chunks of 25) "
+          "| images/s | ratio to raw loop |")
     print("|---|---|---|")
     print(f"| raw OpenCV loop: imread, YuNet, alignCrop, SFace | {baseline:.1f} | 1.00 |")
     for name in profiles:
