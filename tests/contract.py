@@ -48,6 +48,8 @@ def validate(value: Any, shape_name: str, path: str = "$") -> None:
         assert isinstance(value, str), f"{path}: expected string"
         if "enum" in shape:
             assert value in shape["enum"], f"{path}: {value!r} not in {shape_name}"
+    elif kind == "timestamp":  # AWS JSON 1.1 sends epoch seconds
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), f"{path}: not epoch seconds"
     elif kind == "boolean":
         assert isinstance(value, bool), f"{path}: expected boolean"
     else:

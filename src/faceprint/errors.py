@@ -48,3 +48,13 @@ class ModelUnavailableError(FaceprintError):
 
     code = "InternalServerError"
     http_status = 500
+
+
+class ResourceAlreadyExistsException(FaceprintError):
+    code = "ResourceAlreadyExistsException"
+    http_status = 400
+
+
+class InvalidPaginationTokenException(FaceprintError):
+    code = "InvalidPaginationTokenException"
+    http_status = 400

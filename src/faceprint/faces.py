@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,3 +123,13 @@ def quality_reason(face: MeasuredFace, level: str) -> str | None:
     if face.quality.sharpness < min_sharp:
         return "LOW_SHARPNESS"
     return None
+
+
+def validate_percent(name: str, value: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterException(f"{name} must be a number from 0 to 100.") from None
+    if math.isnan(number) or not 0.0 <= number <= 100.0:
+        raise InvalidParameterException(f"{name} must be from 0 to 100, got {value!r}.")
+    return number

@@ -6,7 +6,6 @@ nothing heavy happens at import or construction time.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections import deque
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint.collections import CollectionOperations
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
@@ -24,14 +24,18 @@ from faceprint.faces import (
     measure,
     quality_reason,
     validate_attributes,
+    validate_percent,
     validate_quality_filter,
 )
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
+from faceprint.index import VectorIndex
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
 from faceprint.models.profiles import DEFAULT_PROFILE, Profile, get_profile
 from faceprint.models.store import ModelStore
 from faceprint.models.text import TEXT_MODEL_VERSION, TextReader
+from faceprint.store import Store
+from faceprint.store.sqlite import SQLiteStore
 from faceprint.text import assemble, parse_filters
 from faceprint.types import (
     ComparedSourceImageFace,
@@ -54,19 +58,20 @@ def default_models_dir(home: Path) -> Path:
     return Path(env) if env else home / "models"
 
 
-class Faceprint:
+class Faceprint(CollectionOperations):
     """Face recognition with Rekognition's operations, on this machine.
 
     ``home`` holds the model cache (and, later, collections); ``profile`` is
     ``"accurate"`` (default) or ``"fast"``; ``limits`` sets the image limits;
     ``threads`` caps the threads of one inference call (0: all cores);
-    ``max_text_words`` caps DetectText's words (Rekognition's 100).
+    ``max_text_words`` caps DetectText's words (Rekognition's 100); ``store`` replaces the
+    embedded SQLite store of collections and faces.
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
                  models_dir: str | os.PathLike | None = None, limits: ImageLimits | None = None,
                  detector: DetectorSettings | None = None, threads: int = 0,
-                 max_text_words: int = MAX_TEXT_WORDS) -> None:
+                 max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE)
@@ -78,6 +83,18 @@ class Faceprint:
         self.max_text_words = max_text_words
         self._text_reader: TextReader | None = None
         self._text_lock = threading.Lock()
+        self._store = store
+        self._indexes: dict[str, VectorIndex] = {}
+        self._index_lock = threading.RLock()
+
+    @property
+    def store(self) -> Store:  # type: ignore[override]
+        """Collections and faces: by default SQLite at ``HOME/faceprint.db``, opened on first use."""
+        if self._store is None:
+            with self._index_lock:
+                if self._store is None:
+                    self._store = SQLiteStore(self.home / "faceprint.db")
+        return self._store
 
     @property
     def face_model_version(self) -> str:
@@ -97,7 +114,7 @@ class Faceprint:
                       similarity_threshold: float = 80.0, quality_filter: str = "NONE"
                       ) -> CompareFacesResult:
         """Rekognition CompareFaces: the source's largest face against each target face."""
-        threshold = _percent("SimilarityThreshold", similarity_threshold)
+        threshold = validate_percent("SimilarityThreshold", similarity_threshold)
         validate_quality_filter(quality_filter)
         src_img, tgt_img = self.load_image(source), self.load_image(target)
         src = self.analyze(src_img, 1, quality_filter)
@@ -179,13 +196,3 @@ class Faceprint:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-
-
-def _percent(name: str, value: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidParameterException(f"{name} must be a number from 0 to 100.") from None
-    if math.isnan(number) or not 0.0 <= number <= 100.0:
-        raise InvalidParameterException(f"{name} must be from 0 to 100, got {value!r}.")
-    return number

@@ -142,3 +142,103 @@ class TextDetection(RekognitionShape):
 class DetectTextResult(RekognitionShape):
     text_detections: list[TextDetection] = field(default_factory=list)
     text_model_version: str | None = None
+
+
+@dataclass
+class Face(RekognitionShape):
+    face_id: str
+    bounding_box: BoundingBox
+    image_id: str
+    confidence: float
+    external_image_id: str | None = None
+    index_faces_model_version: str | None = None
+    user_id: str | None = None
+
+
+@dataclass
+class FaceRecord(RekognitionShape):
+    face: Face
+    face_detail: FaceDetail
+
+
+@dataclass
+class UnindexedFace(RekognitionShape):
+    reasons: list[str]
+    face_detail: FaceDetail
+
+
+@dataclass
+class IndexFacesResult(RekognitionShape):
+    face_records: list[FaceRecord] = field(default_factory=list)
+    unindexed_faces: list[UnindexedFace] = field(default_factory=list)
+    face_model_version: str | None = None
+    orientation_correction: str | None = None
+
+
+@dataclass
+class FaceMatch(RekognitionShape):
+    similarity: float
+    face: Face
+
+
+@dataclass
+class SearchFacesResult(RekognitionShape):
+    searched_face_id: str
+    face_matches: list[FaceMatch] = field(default_factory=list)
+    face_model_version: str | None = None
+
+
+@dataclass
+class SearchFacesByImageResult(RekognitionShape):
+    searched_face_bounding_box: BoundingBox
+    searched_face_confidence: float
+    face_matches: list[FaceMatch] = field(default_factory=list)
+    face_model_version: str | None = None
+
+
+@dataclass
+class CreateCollectionResult(RekognitionShape):
+    status_code: int
+    collection_arn: str
+    face_model_version: str
+
+
+@dataclass
+class DescribeCollectionResult(RekognitionShape):
+    face_count: int
+    face_model_version: str
+    collection_arn: str = field(metadata={"json": "CollectionARN"})
+    creation_timestamp: float
+    user_count: int = 0
+
+
+@dataclass
+class ListCollectionsResult(RekognitionShape):
+    collection_ids: list[str] = field(default_factory=list)
+    face_model_versions: list[str] = field(default_factory=list)
+    next_token: str | None = None
+
+
+@dataclass
+class DeleteCollectionResult(RekognitionShape):
+    status_code: int = 200
+
+
+@dataclass
+class ListFacesResult(RekognitionShape):
+    faces: list[Face] = field(default_factory=list)
+    face_model_version: str | None = None
+    next_token: str | None = None
+
+
+@dataclass
+class UnsuccessfulFaceDeletion(RekognitionShape):
+    face_id: str
+    reasons: list[str]
+    user_id: str | None = None
+
+
+@dataclass
+class DeleteFacesResult(RekognitionShape):
+    deleted_faces: list[str] = field(default_factory=list)
+    unsuccessful_face_deletions: list[UnsuccessfulFaceDeletion] = field(default_factory=list)

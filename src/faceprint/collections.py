@@ -1,0 +1,265 @@
+"""Collection, face and search operations (Rekognition's), as a mixin of ``Faceprint``.
+
+SQLite (``HOME/faceprint.db``) is the source of truth, vectors included; each collection's
+vector index is derived from it on first use and kept up to date by every write, under the
+same lock, so a deleted face is gone from every search that starts after the delete returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceprint.errors import (
+    InvalidPaginationTokenException,
+    InvalidParameterException,
+    ResourceNotFoundException,
+)
+from faceprint.faces import MeasuredFace, validate_attributes, validate_percent, validate_quality_filter
+from faceprint.index import ExactIndex, VectorIndex
+from faceprint.store import CollectionRow, FaceRow, Store
+from faceprint.types import (
+    BoundingBox,
+    CreateCollectionResult,
+    DeleteCollectionResult,
+    DeleteFacesResult,
+    DescribeCollectionResult,
+    Face,
+    FaceMatch,
+    FaceRecord,
+    IndexFacesResult,
+    ListCollectionsResult,
+    ListFacesResult,
+    SearchFacesByImageResult,
+    SearchFacesResult,
+    UnindexedFace,
+    UnsuccessfulFaceDeletion,
+)
+
+if TYPE_CHECKING:
+    from faceprint.service import Faceprint
+
+COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
+EXTERNAL_IMAGE_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
+FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ARN_PREFIX = "aws:rekognition:local:000000000000:collection/"
+
+
+def check_pattern(name: str, value: Any, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidParameterException(f"{name} {value!r} does not match {pattern.pattern}.")
+    return value
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        top = f" to {high}" if high is not None else " or more"
+        raise InvalidParameterException(f"{name} must be an integer from {low}{top}, got {value!r}.")
+    return value
+
+
+def encode_token(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+def decode_token(token: str | None, kind: type) -> Any:
+    if token is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidPaginationTokenException("NextToken is not one this service issued.") from None
+    if not isinstance(value, kind):
+        raise InvalidPaginationTokenException("NextToken is not one this service issued.")
+    return value
+
+
+class CollectionOperations:
+    """Mixed into ``Faceprint``; expects ``store``, ``profile``, ``analyze``, ``face_model_version``."""
+
+    store: Store
+    _indexes: dict[str, VectorIndex]
+    _index_lock: threading.RLock
+
+    # -- collections ---------------------------------------------------------------------------
+    def create_collection(self: Faceprint, collection_id: str) -> CreateCollectionResult:
+        check_pattern("CollectionId", collection_id, COLLECTION_ID)
+        arn = ARN_PREFIX + collection_id
+        self.store.create_collection(CollectionRow(collection_id, arn, self.face_model_version,
+                                                   self.profile.dim, time.time()))
+        return CreateCollectionResult(status_code=200, collection_arn=arn,
+                                      face_model_version=self.face_model_version)
+
+    def describe_collection(self: Faceprint, collection_id: str) -> DescribeCollectionResult:
+        row = self._collection(collection_id)
+        return DescribeCollectionResult(face_count=self.store.count_faces(collection_id),
+                                        face_model_version=row.face_model_version, collection_arn=row.arn,
+                                        creation_timestamp=row.created, user_count=0)
+
+    def list_collections(self: Faceprint, max_results: int = 1000, next_token: str | None = None
+                         ) -> ListCollectionsResult:
+        check_int("MaxResults", max_results, 0, 4096)
+        after = decode_token(next_token, str)
+        rows = self.store.list_collections(after, max_results + 1)
+        page, more = rows[:max_results], len(rows) > max_results
+        return ListCollectionsResult(collection_ids=[r.collection_id for r in page],
+                                     face_model_versions=[r.face_model_version for r in page],
+                                     next_token=encode_token(page[-1].collection_id) if more and page else None)
+
+    def delete_collection(self: Faceprint, collection_id: str) -> DeleteCollectionResult:
+        check_pattern("CollectionId", collection_id, COLLECTION_ID)
+        with self._index_lock:
+            if not self.store.delete_collection(collection_id):
+                raise ResourceNotFoundException(f"The collection {collection_id!r} does not exist.")
+            self._indexes.pop(collection_id, None)
+        return DeleteCollectionResult(status_code=200)
+
+    # -- faces ---------------------------------------------------------------------------------
+    def index_faces(self: Faceprint, collection_id: str, image: Any, external_image_id: str | None = None,
+                    detection_attributes: tuple[str, ...] | list[str] = (), max_faces: int | None = None,
+                    quality_filter: str = "AUTO") -> IndexFacesResult:
+        """Rekognition IndexFaces: detect, filter, store and index the faces of one image."""
+        self._collection(collection_id)
+        if external_image_id is not None:
+            check_pattern("ExternalImageId", external_image_id, EXTERNAL_IMAGE_ID)
+        validate_attributes(list(detection_attributes))
+        validate_quality_filter(quality_filter)
+        if max_faces is not None:
+            check_int("MaxFaces", max_faces, 1)
+        analysis = self.analyze(image, quality_filter=quality_filter)
+        keep = len(analysis.faces) if max_faces is None else min(max_faces, len(analysis.faces))
+        image_id = str(uuid.uuid4())
+        rows = [FaceRow(str(uuid.uuid4()), collection_id, image_id, external_image_id,
+                        _box_tuple(f), f.confidence, analysis.vectors[i])
+                for i, f in enumerate(analysis.faces[:keep])]
+        with self._index_lock:
+            self.store.add_faces(rows)
+            if collection_id in self._indexes and rows:
+                self._indexes[collection_id].add([r.face_id for r in rows], np.stack([r.vector for r in rows]))
+        result = IndexFacesResult(face_model_version=self.face_model_version)
+        for row, face in zip(rows, analysis.faces[:keep], strict=True):
+            result.face_records.append(FaceRecord(face=self._face(row), face_detail=face.detail()))
+        result.unindexed_faces += [UnindexedFace(reasons=["EXCEEDS_MAX_FACES"], face_detail=f.detail())
+                                   for f in analysis.faces[keep:]]
+        result.unindexed_faces += [UnindexedFace(reasons=[reason], face_detail=f.detail())
+                                   for f, reason in analysis.rejected]
+        return result
+
+    def list_faces(self: Faceprint, collection_id: str, max_results: int = 1000, next_token: str | None = None,
+                   face_ids: list[str] | None = None) -> ListFacesResult:
+        self._collection(collection_id)
+        check_int("MaxResults", max_results, 0, 4096)
+        if face_ids is not None:
+            _check_face_ids(face_ids)
+        after = decode_token(next_token, int) or 0
+        rows = self.store.list_faces(collection_id, after, max_results + 1, face_ids)
+        page, more = rows[:max_results], len(rows) > max_results
+        return ListFacesResult(faces=[self._face(r) for r in page], face_model_version=self.face_model_version,
+                               next_token=encode_token(page[-1].seq) if more and page else None)
+
+    def delete_faces(self: Faceprint, collection_id: str, face_ids: list[str]) -> DeleteFacesResult:
+        self._collection(collection_id)
+        _check_face_ids(face_ids)
+        with self._index_lock:
+            deleted = self.store.delete_faces(collection_id, list(dict.fromkeys(face_ids)))
+            if collection_id in self._indexes:
+                self._indexes[collection_id].remove(deleted)
+        gone = set(deleted)
+        return DeleteFacesResult(deleted_faces=deleted, unsuccessful_face_deletions=[
+            UnsuccessfulFaceDeletion(face_id=f, reasons=["FACE_NOT_FOUND"])
+            for f in dict.fromkeys(face_ids) if f not in gone])
+
+    # -- search --------------------------------------------------------------------------------
+    def search_faces(self: Faceprint, collection_id: str, face_id: str, max_faces: int = 80,
+                     face_match_threshold: float = 80.0) -> SearchFacesResult:
+        """Rekognition SearchFaces: the faces of the collection most like a stored face."""
+        self._collection(collection_id)
+        check_pattern("FaceId", face_id, FACE_ID)
+        check_int("MaxFaces", max_faces, 1, 4096)
+        threshold = _threshold(face_match_threshold)
+        found = self.store.get_faces(collection_id, [face_id])
+        if not found:
+            raise ResourceNotFoundException(f"Face {face_id} is not in collection {collection_id!r}.")
+        matches = self._search(collection_id, found[0].vector, max_faces + 1, threshold)
+        return SearchFacesResult(searched_face_id=face_id, face_model_version=self.face_model_version,
+                                 face_matches=[m for m in matches if m.face.face_id != face_id][:max_faces])
+
+    def search_faces_by_image(self: Faceprint, collection_id: str, image: Any, max_faces: int = 80,
+                              face_match_threshold: float = 80.0, quality_filter: str = "NONE"
+                              ) -> SearchFacesByImageResult:
+        """Rekognition SearchFacesByImage: the largest face of ``image`` against the collection."""
+        self._collection(collection_id)
+        check_int("MaxFaces", max_faces, 1, 4096)
+        threshold = _threshold(face_match_threshold)
+        validate_quality_filter(quality_filter)
+        analysis = self.analyze(image, max_faces=1, quality_filter=quality_filter)
+        if not analysis.faces:
+            raise InvalidParameterException("There are no faces in the image" +
+                                            (" that pass the quality filter." if analysis.rejected else "."))
+        face = analysis.faces[0]
+        return SearchFacesByImageResult(
+            searched_face_bounding_box=face.bounding_box, searched_face_confidence=face.confidence,
+            face_matches=self._search(collection_id, analysis.vectors[0], max_faces, threshold),
+            face_model_version=self.face_model_version)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _collection(self: Faceprint, collection_id: str) -> CollectionRow:
+        check_pattern("CollectionId", collection_id, COLLECTION_ID)
+        row = self.store.get_collection(collection_id)
+        if row is None:
+            raise ResourceNotFoundException(f"The collection {collection_id!r} does not exist.")
+        if row.face_model_version != self.face_model_version:
+            raise InvalidParameterException(
+                f"Collection {collection_id!r} holds vectors of {row.face_model_version!r}; this faceprint "
+                f"runs {self.face_model_version!r}. Use the matching profile.")
+        return row
+
+    def _index(self: Faceprint, collection_id: str) -> VectorIndex:
+        with self._index_lock:
+            index = self._indexes.get(collection_id)
+            if index is None:
+                ids, vectors = self.store.all_vectors(collection_id)
+                index = ExactIndex(self.profile.dim)
+                index.add(ids, vectors)
+                self._indexes[collection_id] = index
+            return index
+
+    def _search(self: Faceprint, collection_id: str, query: np.ndarray, k: int, threshold: float
+                ) -> list[FaceMatch]:
+        hits = self._index(collection_id).search(query, k, self.profile.score_for(threshold))
+        rows = {r.face_id: r for r in self.store.get_faces(collection_id, [h[0] for h in hits])}
+        matches = []
+        for face_id, score in hits:
+            similarity = round(float(self.profile.similarity(score)), 4)
+            if face_id in rows and similarity >= threshold:  # a face deleted meanwhile is left out
+                matches.append(FaceMatch(similarity=similarity, face=self._face(rows[face_id])))
+        return matches
+
+    def _face(self: Faceprint, row: FaceRow) -> Face:
+        w, h, left, top = row.box
+        return Face(face_id=row.face_id, bounding_box=BoundingBox(width=w, height=h, left=left, top=top),
+                    image_id=row.image_id, confidence=row.confidence, external_image_id=row.external_image_id,
+                    index_faces_model_version=self.face_model_version, user_id=row.user_id)
+
+
+def _box_tuple(face: MeasuredFace) -> tuple[float, float, float, float]:
+    b = face.bounding_box
+    return (b.width, b.height, b.left, b.top)
+
+
+def _check_face_ids(face_ids: Any) -> None:
+    if not isinstance(face_ids, list) or not 1 <= len(face_ids) <= 4096:
+        raise InvalidParameterException("FaceIds must be a list of 1 to 4096 face ids.")
+    for face_id in face_ids:
+        check_pattern("FaceId", face_id, FACE_ID)
+
+
+def _threshold(value: Any) -> float:
+    return validate_percent("FaceMatchThreshold", value)

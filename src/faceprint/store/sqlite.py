@@ -1,0 +1,148 @@
+"""The embedded store: one SQLite database (WAL) holding collections, faces and their vectors.
+
+Every write is one transaction with ``synchronous=FULL``: once a call returns, its faces
+survive a crash or ``kill -9``. Connections are per thread; SQLite's WAL lets readers run
+while one writer writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from faceprint.errors import ResourceAlreadyExistsException
+from faceprint.store import CollectionRow, FaceRow
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    collection_id TEXT PRIMARY KEY,
+    arn TEXT NOT NULL,
+    face_model_version TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    face_id TEXT NOT NULL UNIQUE,
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    image_id TEXT NOT NULL,
+    external_image_id TEXT,
+    width REAL NOT NULL, height REAL NOT NULL, left_ REAL NOT NULL, top REAL NOT NULL,
+    confidence REAL NOT NULL,
+    user_id TEXT,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, seq);
+"""
+
+_FACE_COLUMNS = ("seq, face_id, collection_id, image_id, external_image_id, width, height, left_, top, "
+                 "confidence, user_id, vector")
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._db().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def create_collection(self, row: CollectionRow) -> None:
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO collections VALUES (?, ?, ?, ?, ?)",
+                           (row.collection_id, row.arn, row.face_model_version, row.dim, row.created))
+        except sqlite3.IntegrityError:
+            raise ResourceAlreadyExistsException(
+                f"The collection {row.collection_id!r} already exists.") from None
+
+    def get_collection(self, collection_id: str) -> CollectionRow | None:
+        found = self._db().execute("SELECT * FROM collections WHERE collection_id = ?",
+                                   (collection_id,)).fetchone()
+        return CollectionRow(*found) if found else None
+
+    def list_collections(self, after: str | None, limit: int) -> list[CollectionRow]:
+        rows = self._db().execute(
+            "SELECT * FROM collections WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
+            (after or "", limit)).fetchall()
+        return [CollectionRow(*r) for r in rows]
+
+    def delete_collection(self, collection_id: str) -> bool:
+        with self._tx() as db:
+            db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
+            return db.execute("DELETE FROM collections WHERE collection_id = ?",
+                              (collection_id,)).rowcount > 0
+
+    def count_faces(self, collection_id: str) -> int:
+        return int(self._db().execute("SELECT COUNT(*) FROM faces WHERE collection_id = ?",
+                                      (collection_id,)).fetchone()[0])
+
+    def add_faces(self, faces: list[FaceRow]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO faces (face_id, collection_id, image_id, external_image_id, width, height, "
+                "left_, top, confidence, user_id, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(f.face_id, f.collection_id, f.image_id, f.external_image_id, *f.box, f.confidence,
+                  f.user_id, np.asarray(f.vector, np.float32).tobytes()) for f in faces])
+
+    def list_faces(self, collection_id: str, after_seq: int, limit: int,
+                   face_ids: list[str] | None = None) -> list[FaceRow]:
+        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND seq > ?"
+        args: list[object] = [collection_id, after_seq]
+        if face_ids:
+            sql += f" AND face_id IN ({','.join('?' * len(face_ids))})"
+            args += face_ids
+        rows = self._db().execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
+        return [_face(r) for r in rows]
+
+    def get_faces(self, collection_id: str, face_ids: list[str]) -> list[FaceRow]:
+        return self.list_faces(collection_id, 0, len(face_ids), face_ids) if face_ids else []
+
+    def delete_faces(self, collection_id: str, face_ids: list[str]) -> list[str]:
+        with self._tx() as db:
+            marks = ",".join("?" * len(face_ids))
+            found = [r[0] for r in db.execute(
+                f"SELECT face_id FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
+                (collection_id, *face_ids))]
+            db.execute(f"DELETE FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
+                       (collection_id, *face_ids))
+        return found
+
+    def all_vectors(self, collection_id: str) -> tuple[list[str], np.ndarray]:
+        rows = self._db().execute("SELECT face_id, vector FROM faces WHERE collection_id = ? ORDER BY seq",
+                                  (collection_id,)).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32)
+        return [r[0] for r in rows], np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+
+
+def _face(r: tuple) -> FaceRow:
+    seq, face_id, cid, image_id, ext, w, h, left, top, conf, user, vec = r
+    return FaceRow(face_id=face_id, collection_id=cid, image_id=image_id, external_image_id=ext,
+                   box=(w, h, left, top), confidence=conf, vector=np.frombuffer(vec, np.float32),
+                   user_id=user, seq=seq)

@@ -1,0 +1,182 @@
+"""Collections, IndexFaces, ListFaces, DeleteFaces and search on real faces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FACES, lfw_image, models_dir
+from contract import output_shape, validate
+from faceprint.errors import (
+    InvalidPaginationTokenException,
+    InvalidParameterException,
+    ResourceAlreadyExistsException,
+    ResourceNotFoundException,
+)
+
+BBT = FACES / "identities" / "faceapi_bbt"
+
+
+@pytest.fixture()
+def fpc(tmp_path: Path):
+    """A fast-profile faceprint with its own, empty home."""
+    from faceprint.service import Faceprint
+
+    return Faceprint(tmp_path, profile="fast", models_dir=models_dir())
+
+
+def test_collection_lifecycle(fpc) -> None:
+    created = fpc.create_collection("mugshots")
+    validate(created.to_dict(), output_shape("CreateCollection"))
+    assert created.collection_arn.endswith("collection/mugshots") and created.status_code == 200
+    with pytest.raises(ResourceAlreadyExistsException):
+        fpc.create_collection("mugshots")
+    described = fpc.describe_collection("mugshots").to_dict()
+    validate(described, output_shape("DescribeCollection"))
+    assert described["FaceCount"] == 0 and described["FaceModelVersion"] == fpc.face_model_version
+    for name in ("b", "c", "d"):
+        fpc.create_collection(name)
+    page = fpc.list_collections(max_results=2)
+    validate(page.to_dict(), output_shape("ListCollections"))
+    assert page.collection_ids == ["b", "c"] and page.next_token
+    rest = fpc.list_collections(max_results=2, next_token=page.next_token)
+    assert rest.collection_ids == ["d", "mugshots"] and rest.next_token is None
+    with pytest.raises(InvalidPaginationTokenException):
+        fpc.list_collections(next_token="garbage!")
+    assert fpc.delete_collection("b").status_code == 200
+    with pytest.raises(ResourceNotFoundException):
+        fpc.delete_collection("b")
+    with pytest.raises(ResourceNotFoundException):
+        fpc.describe_collection("b")
+    for bad in ("", "has space", "x" * 256, "slash/no"):
+        with pytest.raises(InvalidParameterException):
+            fpc.create_collection(bad)
+
+
+def test_enrol_identities_and_find_them_in_group_stills(fpc, data) -> None:
+    fpc.create_collection("bbt")
+    for person in sorted((BBT / "identities").iterdir()):
+        for path in sorted(person.glob("*"))[:3]:
+            result = fpc.index_faces("bbt", path, external_image_id=f"{person.name}-{path.stem}", max_faces=1)
+            validate(result.to_dict(), output_shape("IndexFaces"))
+            assert len(result.face_records) == 1
+    assert fpc.describe_collection("bbt").face_count == 24
+    # every group still: each searched face's best match is one enrolled person, and the
+    # people found in one still are all different
+    found_people = set()
+    for still in sorted((BBT / "group").glob("*.jpg")):
+        people = []
+        for face in fpc.analyze(still).faces:
+            crop = _crop(fpc.load_image(still).rgb, face)
+            try:
+                hits = fpc.search_faces_by_image("bbt", crop, max_faces=3, face_match_threshold=70)
+            except InvalidParameterException:
+                continue
+            validate(hits.to_dict(), output_shape("SearchFacesByImage"))
+            if hits.face_matches:
+                people.append(hits.face_matches[0].face.external_image_id.split("-")[0])
+        assert len(people) == len(set(people)), (still.name, people)
+        found_people |= set(people)
+    assert len(found_people) >= 6
+
+
+def _crop(rgb, face):
+    h, w = rgb.shape[:2]
+    b = face.bounding_box
+    x0, y0 = max(int((b.left - b.width * 0.4) * w), 0), max(int((b.top - b.height * 0.4) * h), 0)
+    x1, y1 = min(int((b.left + b.width * 1.4) * w), w), min(int((b.top + b.height * 1.4) * h), h)
+    crop = rgb[y0:y1, x0:x1]
+    if min(crop.shape[:2]) < 80:
+        import cv2
+
+        scale = 80 / min(crop.shape[:2])
+        crop = cv2.resize(crop, None, fx=scale, fy=scale)
+    return crop.copy()
+
+
+def test_lfw_gallery_probe(fpc, data) -> None:
+    fpc.create_collection("lfw")
+    folders = sorted((FACES / "lfw-dev" / "images").iterdir())
+    people = {d.name: sorted(d.glob("*.jpg")) for d in folders if len(list(d.glob("*.jpg"))) >= 2}
+    chosen = list(people)[:8]
+    for name in chosen:
+        fpc.index_faces("lfw", people[name][0], external_image_id=name, max_faces=1)
+    for name in chosen:
+        result = fpc.search_faces_by_image("lfw", people[name][1], face_match_threshold=0)
+        assert result.face_matches[0].face.external_image_id == name
+        sims = [m.similarity for m in result.face_matches]
+        assert sims == sorted(sims, reverse=True) and len(sims) == 8
+
+
+def test_search_faces_delete_and_paging(fpc, data) -> None:
+    fpc.create_collection("c")
+    ids = [fpc.index_faces("c", lfw_image("Aaron_Peirsol", i), external_image_id=f"ap{i}").face_records[0]
+           .face.face_id for i in (1, 2, 3, 4)]
+    other = fpc.index_faces("c", lfw_image("Aaron_Sorkin", 1)).face_records[0].face.face_id
+    hits = fpc.search_faces("c", ids[0], face_match_threshold=0)
+    validate(hits.to_dict(), output_shape("SearchFaces"))
+    assert ids[0] not in [m.face.face_id for m in hits.face_matches]
+    assert {m.face.face_id for m in hits.face_matches[:3]} == set(ids[1:])
+    page1 = fpc.list_faces("c", max_results=2)
+    validate(page1.to_dict(), output_shape("ListFaces"))
+    page2 = fpc.list_faces("c", max_results=2, next_token=page1.next_token)
+    page3 = fpc.list_faces("c", max_results=2, next_token=page2.next_token)
+    listed = [f.face_id for p in (page1, page2, page3) for f in p.faces]
+    assert listed == [*ids, other] and page3.next_token is None
+    assert [f.face_id for f in fpc.list_faces("c", face_ids=[ids[2]]).faces] == [ids[2]]
+    missing = "00000000-0000-0000-0000-000000000000"
+    deleted = fpc.delete_faces("c", [ids[1], missing])
+    validate(deleted.to_dict(), output_shape("DeleteFaces"))
+    assert deleted.deleted_faces == [ids[1]]
+    assert deleted.unsuccessful_face_deletions[0].reasons == ["FACE_NOT_FOUND"]
+    after = fpc.search_faces_by_image("c", lfw_image("Aaron_Peirsol", 2), face_match_threshold=0)
+    assert ids[1] not in [m.face.face_id for m in after.face_matches]
+    assert fpc.describe_collection("c").face_count == 4
+    with pytest.raises(ResourceNotFoundException):
+        fpc.search_faces("c", ids[1])
+    with pytest.raises(InvalidParameterException):
+        fpc.delete_faces("c", ["not-a-face-id"])
+    with pytest.raises(InvalidParameterException):
+        fpc.search_faces("c", ids[0], max_faces=0)
+
+
+def test_index_faces_max_faces_and_quality(fpc, data) -> None:
+    fpc.create_collection("g")
+    group = BBT / "group" / "bbt1.jpg"
+    result = fpc.index_faces("g", group, max_faces=2, quality_filter="NONE")
+    assert len(result.face_records) == 2
+    reasons = [u.reasons for u in result.unindexed_faces]
+    assert reasons and all(r == ["EXCEEDS_MAX_FACES"] for r in reasons)
+    sizes = [r.face.bounding_box.width for r in result.face_records]
+    assert min(sizes) >= max(u.face_detail.bounding_box.width for u in result.unindexed_faces)
+    with pytest.raises(InvalidParameterException):
+        fpc.index_faces("g", group, external_image_id="bad id")
+    with pytest.raises(ResourceNotFoundException):
+        fpc.index_faces("nope", group)
+    assert fpc.describe_collection("g").face_count == 2  # bad calls stored nothing
+
+
+def test_reopen_in_a_new_process_sees_the_collection(fpc, tmp_path: Path, data) -> None:
+    fpc.create_collection("keep")
+    face_id = fpc.index_faces("keep", lfw_image("Aaron_Sorkin", 1)).face_records[0].face.face_id
+    code = (
+        "import sys; from faceprint.service import Faceprint; "
+        f"fp = Faceprint({str(tmp_path)!r}, profile='fast', models_dir={str(models_dir())!r}); "
+        f"r = fp.search_faces_by_image('keep', {str(lfw_image('Aaron_Sorkin', 2))!r}); "
+        "print(r.face_matches[0].face.face_id, fp.describe_collection('keep').face_count)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [face_id, "1"]
+
+
+def test_profile_mismatch_is_refused(tmp_path: Path, data) -> None:
+    from faceprint.service import Faceprint
+
+    Faceprint(tmp_path, profile="fast", models_dir=models_dir()).create_collection("fastonly")
+    accurate = Faceprint(tmp_path, models_dir=models_dir())
+    with pytest.raises(InvalidParameterException, match="profile"):
+        accurate.describe_collection("fastonly")
