@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filters", metavar="JSON",
                    help='Rekognition Filters, e.g. \'{"WordFilter": {"MinConfidence": 90}}\'')
 
+    _collection_commands(sub)
+
     models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
     msub.add_parser("list", help="the model files, where they come from, whether present")
@@ -51,6 +53,45 @@ def build_parser() -> argparse.ArgumentParser:
                       help="install from a folder of model files or their distributions (air-gapped)")
     pull.add_argument("--all", action="store_true", help="every profile's files, not only the active one")
     return parser
+
+
+def _collection_commands(sub: Any) -> None:
+    def command(name: str, help_text: str, collection: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        if collection:
+            p.add_argument("--collection-id", required=True)
+        return p
+
+    command("create-collection", "CreateCollection")
+    command("describe-collection", "DescribeCollection")
+    command("delete-collection", "DeleteCollection")
+    p = command("list-collections", "ListCollections", collection=False)
+    p.add_argument("--max-results", type=int, default=1000)
+    p.add_argument("--next-token")
+    p = command("list-faces", "ListFaces")
+    p.add_argument("--max-results", type=int, default=1000)
+    p.add_argument("--next-token")
+    p.add_argument("--face-ids", nargs="+")
+    p = command("delete-faces", "DeleteFaces")
+    p.add_argument("--face-ids", nargs="+", required=True)
+    p = command("search-faces", "SearchFaces: faces like a stored face")
+    p.add_argument("--face-id", required=True)
+    p.add_argument("--max-faces", type=int, default=80)
+    p.add_argument("--face-match-threshold", type=float, default=80.0)
+    p = command("search-faces-by-image", "SearchFacesByImage: the largest face of IMAGE")
+    p.add_argument("image")
+    p.add_argument("--max-faces", type=int, default=80)
+    p.add_argument("--face-match-threshold", type=float, default=80.0)
+    p.add_argument("--quality-filter", default="NONE")
+    p = command("index-faces", "IndexFaces for one image file; for folders or several paths, a bulk "
+                "import on all cores that resumes where it stopped")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--external-image-id", help="one image: its ExternalImageId (default: the file name)")
+    p.add_argument("--external-ids", metavar="CSV", help="bulk: path,external_image_id rows")
+    p.add_argument("--max-faces", type=int)
+    p.add_argument("--quality-filter", default="AUTO")
+    p.add_argument("--workers", type=int, help="bulk: worker processes (default: one per core)")
+    p.add_argument("--jsonl", action="store_true", help="bulk: print one JSON line per image as it is committed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +120,47 @@ def _run(args: argparse.Namespace) -> Any:
     if args.command == "compare-faces":
         return fp.compare_faces(_image(args.source), _image(args.target),
                                 args.similarity_threshold, args.quality_filter).to_dict()
+    if args.command in _COLLECTION_COMMANDS:
+        return _COLLECTION_COMMANDS[args.command](fp, args)
+    if args.command == "index-faces":
+        return _index_faces(fp, args)
     if args.command == "detect-text":
         return fp.detect_text(_image(args.image), _json_arg("--filters", args.filters)).to_dict()
     return _models(fp, args)
+
+
+_COLLECTION_COMMANDS = {
+    "create-collection": lambda fp, a: fp.create_collection(a.collection_id).to_dict(),
+    "describe-collection": lambda fp, a: fp.describe_collection(a.collection_id).to_dict(),
+    "delete-collection": lambda fp, a: fp.delete_collection(a.collection_id).to_dict(),
+    "list-collections": lambda fp, a: fp.list_collections(a.max_results, a.next_token).to_dict(),
+    "list-faces": lambda fp, a: fp.list_faces(a.collection_id, a.max_results, a.next_token, a.face_ids).to_dict(),
+    "delete-faces": lambda fp, a: fp.delete_faces(a.collection_id, a.face_ids).to_dict(),
+    "search-faces": lambda fp, a: fp.search_faces(a.collection_id, a.face_id, a.max_faces,
+                                                  a.face_match_threshold).to_dict(),
+    "search-faces-by-image": lambda fp, a: fp.search_faces_by_image(
+        a.collection_id, _image(a.image), a.max_faces, a.face_match_threshold, a.quality_filter).to_dict(),
+}
+
+
+def _index_faces(fp: Any, args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from faceprint.bulk import BulkImporter, external_id_for, find_images, progress_bar, read_external_ids
+
+    if len(args.paths) == 1 and Path(args.paths[0]).is_file() and not args.external_ids:
+        path = Path(args.paths[0])
+        return fp.index_faces(args.collection_id, path, args.external_image_id or external_id_for(path),
+                              max_faces=args.max_faces, quality_filter=args.quality_filter).to_dict()
+
+    def on_image(path: Any, record: dict[str, Any]) -> None:
+        if args.jsonl:
+            print(json.dumps(record), flush=True)
+
+    importer = BulkImporter(fp, args.collection_id, args.workers, args.max_faces, args.quality_filter,
+                            progress=progress_bar(), on_image=on_image)
+    ids = read_external_ids(args.external_ids) if args.external_ids else None
+    return {"Summary": importer.run(find_images(args.paths), ids).to_dict()}
 
 
 def _json_arg(name: str, value: str | None) -> Any:

@@ -22,7 +22,13 @@ from faceprint.errors import (
     InvalidParameterException,
     ResourceNotFoundException,
 )
-from faceprint.faces import MeasuredFace, validate_attributes, validate_percent, validate_quality_filter
+from faceprint.faces import (
+    Analysis,
+    MeasuredFace,
+    validate_attributes,
+    validate_percent,
+    validate_quality_filter,
+)
 from faceprint.index import ExactIndex, VectorIndex
 from faceprint.store import CollectionRow, FaceRow, Store
 from faceprint.types import (
@@ -134,13 +140,22 @@ class CollectionOperations:
         if max_faces is not None:
             check_int("MaxFaces", max_faces, 1)
         analysis = self.analyze(image, quality_filter=quality_filter)
+        return self.store_analysis(collection_id, analysis, external_image_id, max_faces)
+
+    def store_analysis(self: Faceprint, collection_id: str, analysis: Analysis,
+                       external_image_id: str | None = None, max_faces: int | None = None,
+                       source_sha256: str | None = None) -> IndexFacesResult:
+        """The storing half of IndexFaces, for an analysis made here or in a worker process.
+        With ``source_sha256`` the source image is recorded as done in the same transaction."""
         keep = len(analysis.faces) if max_faces is None else min(max_faces, len(analysis.faces))
         image_id = str(uuid.uuid4())
         rows = [FaceRow(str(uuid.uuid4()), collection_id, image_id, external_image_id,
                         _box_tuple(f), f.confidence, analysis.vectors[i])
                 for i, f in enumerate(analysis.faces[:keep])]
+        source = None if source_sha256 is None else (collection_id, source_sha256, f"{len(rows)} faces")
         with self._index_lock:
-            self.store.add_faces(rows)
+            if rows or source:
+                self.store.add_faces(rows, source)
             if collection_id in self._indexes and rows:
                 self._indexes[collection_id].add([r.face_id for r in rows], np.stack([r.vector for r in rows]))
         result = IndexFacesResult(face_model_version=self.face_model_version)

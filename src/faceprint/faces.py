@@ -53,7 +53,8 @@ class Analysis:
     """The faces of one image: those that passed the quality filter (largest first) with one
     profile vector each, and those that did not, with Rekognition's reason."""
 
-    image: DecodedImage
+    image: DecodedImage | None
+    """None once the analysis has left the process that decoded the image."""
     faces: list[MeasuredFace]
     rejected: list[tuple[MeasuredFace, str]]
     vectors: np.ndarray

@@ -38,6 +38,13 @@ CREATE TABLE IF NOT EXISTS faces (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, seq);
+CREATE TABLE IF NOT EXISTS imports (
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    source_sha256 TEXT NOT NULL,
+    image_id TEXT,
+    outcome TEXT NOT NULL,
+    PRIMARY KEY (collection_id, source_sha256)
+);
 """
 
 _FACE_COLUMNS = ("seq, face_id, collection_id, image_id, external_image_id, width, height, left_, top, "
@@ -92,9 +99,15 @@ class SQLiteStore:
             (after or "", limit)).fetchall()
         return [CollectionRow(*r) for r in rows]
 
+    def imported(self, collection_id: str) -> set[str]:
+        """SHA-256 of every source image a bulk import has finished in this collection."""
+        rows = self._db().execute("SELECT source_sha256 FROM imports WHERE collection_id = ?", (collection_id,))
+        return {r[0] for r in rows}
+
     def delete_collection(self, collection_id: str) -> bool:
         with self._tx() as db:
             db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM imports WHERE collection_id = ?", (collection_id,))
             return db.execute("DELETE FROM collections WHERE collection_id = ?",
                               (collection_id,)).rowcount > 0
 
@@ -102,8 +115,13 @@ class SQLiteStore:
         return int(self._db().execute("SELECT COUNT(*) FROM faces WHERE collection_id = ?",
                                       (collection_id,)).fetchone()[0])
 
-    def add_faces(self, faces: list[FaceRow]) -> None:
+    def add_faces(self, faces: list[FaceRow], source: tuple[str, str, str] | None = None) -> None:
+        """Store ``faces``; with ``source`` = (collection_id, sha256, outcome), record in the same
+        transaction that this source image is done, so a bulk import resumes without duplicates."""
         with self._tx() as db:
+            if source is not None:
+                db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)",
+                           (source[0], source[1], faces[0].image_id if faces else None, source[2]))
             db.executemany(
                 "INSERT INTO faces (face_id, collection_id, image_id, external_image_id, width, height, "
                 "left_, top, confidence, user_id, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
