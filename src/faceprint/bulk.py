@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import multiprocessing
 import os
 import re
 import sys
@@ -130,7 +131,10 @@ class BulkImporter:
                 todo.append((path, digest))
         options = {"home": self.fp.home, "profile": self.fp.profile.name, "models_dir": self.fp.models.root,
                    "limits": self.fp.limits}
-        with ProcessPoolExecutor(self.workers, initializer=_init, initargs=(options,)) as pool:
+        # spawn, not fork: forking a process whose inference libraries run threads can deadlock
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init,
+                                 initargs=(options,)) as pool:
             for count, ((path, digest), result) in enumerate(self._results(pool, todo), start=1):
                 ext = external_ids.get(str(path)) or external_ids.get(path.name) or external_id_for(path)
                 self._store(path, digest, ext, result, summary)

@@ -83,6 +83,32 @@ def _collection_commands(sub: Any) -> None:
     p.add_argument("--max-faces", type=int, default=80)
     p.add_argument("--face-match-threshold", type=float, default=80.0)
     p.add_argument("--quality-filter", default="NONE")
+    for name in ("create-user", "delete-user"):
+        p = command(name, name.replace("-", " ").title().replace(" ", ""))
+        p.add_argument("--user-id", required=True)
+        p.add_argument("--client-request-token")
+    p = command("list-users", "ListUsers")
+    p.add_argument("--max-results", type=int, default=100)
+    p.add_argument("--next-token")
+    p = command("associate-faces", "AssociateFaces: attach faces to a user")
+    p.add_argument("--user-id", required=True)
+    p.add_argument("--face-ids", nargs="+", required=True)
+    p.add_argument("--user-match-threshold", type=float, default=75.0)
+    p.add_argument("--client-request-token")
+    p = command("disassociate-faces", "DisassociateFaces")
+    p.add_argument("--user-id", required=True)
+    p.add_argument("--face-ids", nargs="+", required=True)
+    p.add_argument("--client-request-token")
+    p = command("search-users", "SearchUsers: users like a stored face or user")
+    p.add_argument("--user-id")
+    p.add_argument("--face-id")
+    p.add_argument("--user-match-threshold", type=float, default=80.0)
+    p.add_argument("--max-users", type=int, default=100)
+    p = command("search-users-by-image", "SearchUsersByImage: users like the largest face of IMAGE")
+    p.add_argument("image")
+    p.add_argument("--user-match-threshold", type=float, default=80.0)
+    p.add_argument("--max-users", type=int, default=100)
+    p.add_argument("--quality-filter", default="NONE")
     p = command("index-faces", "IndexFaces for one image file; for folders or several paths, a bulk "
                 "import on all cores that resumes where it stopped")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -140,6 +166,17 @@ _COLLECTION_COMMANDS = {
                                                   a.face_match_threshold).to_dict(),
     "search-faces-by-image": lambda fp, a: fp.search_faces_by_image(
         a.collection_id, _image(a.image), a.max_faces, a.face_match_threshold, a.quality_filter).to_dict(),
+    "create-user": lambda fp, a: fp.create_user(a.collection_id, a.user_id, a.client_request_token).to_dict(),
+    "delete-user": lambda fp, a: fp.delete_user(a.collection_id, a.user_id, a.client_request_token).to_dict(),
+    "list-users": lambda fp, a: fp.list_users(a.collection_id, a.max_results, a.next_token).to_dict(),
+    "associate-faces": lambda fp, a: fp.associate_faces(a.collection_id, a.user_id, a.face_ids,
+                                                        a.user_match_threshold, a.client_request_token).to_dict(),
+    "disassociate-faces": lambda fp, a: fp.disassociate_faces(a.collection_id, a.user_id, a.face_ids,
+                                                              a.client_request_token).to_dict(),
+    "search-users": lambda fp, a: fp.search_users(a.collection_id, a.user_id, a.face_id, a.user_match_threshold,
+                                                  a.max_users).to_dict(),
+    "search-users-by-image": lambda fp, a: fp.search_users_by_image(
+        a.collection_id, _image(a.image), a.user_match_threshold, a.max_users, a.quality_filter).to_dict(),
 }
 
 

@@ -107,7 +107,8 @@ class CollectionOperations:
         row = self._collection(collection_id)
         return DescribeCollectionResult(face_count=self.store.count_faces(collection_id),
                                         face_model_version=row.face_model_version, collection_arn=row.arn,
-                                        creation_timestamp=row.created, user_count=0)
+                                        creation_timestamp=row.created,
+                                        user_count=self.store.count_users(collection_id))
 
     def list_collections(self: Faceprint, max_results: int = 1000, next_token: str | None = None
                          ) -> ListCollectionsResult:
@@ -168,28 +169,36 @@ class CollectionOperations:
         return result
 
     def list_faces(self: Faceprint, collection_id: str, max_results: int = 1000, next_token: str | None = None,
-                   face_ids: list[str] | None = None) -> ListFacesResult:
+                   face_ids: list[str] | None = None, user_id: str | None = None) -> ListFacesResult:
         self._collection(collection_id)
+        if user_id is not None:
+            from faceprint.users import USER_ID
+
+            check_pattern("UserId", user_id, USER_ID)
         check_int("MaxResults", max_results, 0, 4096)
         if face_ids is not None:
             _check_face_ids(face_ids)
         after = decode_token(next_token, int) or 0
-        rows = self.store.list_faces(collection_id, after, max_results + 1, face_ids)
+        rows = self.store.list_faces(collection_id, after, max_results + 1, face_ids, user_id)
         page, more = rows[:max_results], len(rows) > max_results
         return ListFacesResult(faces=[self._face(r) for r in page], face_model_version=self.face_model_version,
                                next_token=encode_token(page[-1].seq) if more and page else None)
 
     def delete_faces(self: Faceprint, collection_id: str, face_ids: list[str]) -> DeleteFacesResult:
+        """Rekognition DeleteFaces; a face that belongs to a user is kept (disassociate it first)."""
         self._collection(collection_id)
         _check_face_ids(face_ids)
+        wanted = list(dict.fromkeys(face_ids))
         with self._index_lock:
-            deleted = self.store.delete_faces(collection_id, list(dict.fromkeys(face_ids)))
+            owned = {f.face_id: f.user_id for f in self.store.get_faces(collection_id, wanted) if f.user_id}
+            deleted = self.store.delete_faces(collection_id, [f for f in wanted if f not in owned])
             if collection_id in self._indexes:
                 self._indexes[collection_id].remove(deleted)
         gone = set(deleted)
-        return DeleteFacesResult(deleted_faces=deleted, unsuccessful_face_deletions=[
-            UnsuccessfulFaceDeletion(face_id=f, reasons=["FACE_NOT_FOUND"])
-            for f in dict.fromkeys(face_ids) if f not in gone])
+        failures = [UnsuccessfulFaceDeletion(face_id=f, reasons=["ASSOCIATED_TO_AN_EXISTING_USER"], user_id=owned[f])
+                    if f in owned else UnsuccessfulFaceDeletion(face_id=f, reasons=["FACE_NOT_FOUND"])
+                    for f in wanted if f not in gone]
+        return DeleteFacesResult(deleted_faces=deleted, unsuccessful_face_deletions=failures)
 
     # -- search --------------------------------------------------------------------------------
     def search_faces(self: Faceprint, collection_id: str, face_id: str, max_faces: int = 80,

@@ -58,3 +58,18 @@ class ResourceAlreadyExistsException(FaceprintError):
 class InvalidPaginationTokenException(FaceprintError):
     code = "InvalidPaginationTokenException"
     http_status = 400
+
+
+class ConflictException(FaceprintError):
+    code = "ConflictException"
+    http_status = 400
+
+
+class IdempotentParameterMismatchException(FaceprintError):
+    code = "IdempotentParameterMismatchException"
+    http_status = 400
+
+
+class ServiceQuotaExceededException(FaceprintError):
+    code = "ServiceQuotaExceededException"
+    http_status = 400

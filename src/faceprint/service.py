@@ -44,6 +44,7 @@ from faceprint.types import (
     DetectFacesResult,
     DetectTextResult,
 )
+from faceprint.users import UserOperations
 
 MAX_TEXT_WORDS = 100
 """Rekognition's DetectText returns at most 100 words."""
@@ -58,7 +59,7 @@ def default_models_dir(home: Path) -> Path:
     return Path(env) if env else home / "models"
 
 
-class Faceprint(CollectionOperations):
+class Faceprint(CollectionOperations, UserOperations):
     """Face recognition with Rekognition's operations, on this machine.
 
     ``home`` holds the model cache (and, later, collections); ``profile`` is

@@ -242,3 +242,97 @@ class UnsuccessfulFaceDeletion(RekognitionShape):
 class DeleteFacesResult(RekognitionShape):
     deleted_faces: list[str] = field(default_factory=list)
     unsuccessful_face_deletions: list[UnsuccessfulFaceDeletion] = field(default_factory=list)
+
+
+@dataclass
+class EmptyResult(RekognitionShape):
+    """CreateUser and DeleteUser answer an empty object."""
+
+
+@dataclass
+class User(RekognitionShape):
+    user_id: str
+    user_status: str
+
+
+@dataclass
+class ListUsersResult(RekognitionShape):
+    users: list[User] = field(default_factory=list)
+    next_token: str | None = None
+
+
+@dataclass
+class AssociatedFace(RekognitionShape):
+    face_id: str
+
+
+@dataclass
+class UnsuccessfulFaceAssociation(RekognitionShape):
+    face_id: str
+    reasons: list[str]
+    user_id: str | None = None
+    confidence: float | None = None
+
+
+@dataclass
+class AssociateFacesResult(RekognitionShape):
+    associated_faces: list[AssociatedFace] = field(default_factory=list)
+    unsuccessful_face_associations: list[UnsuccessfulFaceAssociation] = field(default_factory=list)
+    user_status: str = "ACTIVE"
+
+
+@dataclass
+class UnsuccessfulFaceDisassociation(RekognitionShape):
+    face_id: str
+    reasons: list[str]
+    user_id: str | None = None
+
+
+@dataclass
+class DisassociateFacesResult(RekognitionShape):
+    disassociated_faces: list[AssociatedFace] = field(default_factory=list)
+    unsuccessful_face_disassociations: list[UnsuccessfulFaceDisassociation] = field(default_factory=list)
+    user_status: str = "ACTIVE"
+
+
+@dataclass
+class UserMatch(RekognitionShape):
+    similarity: float
+    user: User
+
+
+@dataclass
+class SearchedFaceId(RekognitionShape):
+    face_id: str
+
+
+@dataclass
+class SearchedUserId(RekognitionShape):
+    user_id: str
+
+
+@dataclass
+class SearchUsersResult(RekognitionShape):
+    user_matches: list[UserMatch] = field(default_factory=list)
+    face_model_version: str | None = None
+    searched_face: SearchedFaceId | None = None
+    searched_user: SearchedUserId | None = None
+
+
+@dataclass
+class SearchedFaceDetails(RekognitionShape):
+    face_detail: FaceDetail
+
+
+@dataclass
+class UnsearchedFace(RekognitionShape):
+    face_details: FaceDetail
+    reasons: list[str]
+
+
+@dataclass
+class SearchUsersByImageResult(RekognitionShape):
+    user_matches: list[UserMatch] = field(default_factory=list)
+    face_model_version: str | None = None
+    searched_face: SearchedFaceDetails | None = None
+    unsearched_faces: list[UnsearchedFace] = field(default_factory=list)

@@ -38,6 +38,20 @@ CREATE TABLE IF NOT EXISTS faces (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, seq);
+CREATE TABLE IF NOT EXISTS users (
+    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (collection_id, user_id)
+);
+CREATE TABLE IF NOT EXISTS request_tokens (
+    collection_id TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    response TEXT NOT NULL,
+    PRIMARY KEY (collection_id, operation, token)
+);
 CREATE TABLE IF NOT EXISTS imports (
     collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
     source_sha256 TEXT NOT NULL,
@@ -104,9 +118,69 @@ class SQLiteStore:
         rows = self._db().execute("SELECT source_sha256 FROM imports WHERE collection_id = ?", (collection_id,))
         return {r[0] for r in rows}
 
+    # -- users ---------------------------------------------------------------------------------
+    def create_user(self, collection_id: str, user_id: str, created: float) -> bool:
+        """False if the user exists already."""
+        try:
+            with self._tx() as db:
+                db.execute("INSERT INTO users VALUES (?, ?, ?)", (collection_id, user_id, created))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def delete_user(self, collection_id: str, user_id: str) -> bool:
+        with self._tx() as db:
+            db.execute("UPDATE faces SET user_id = NULL WHERE collection_id = ? AND user_id = ?",
+                       (collection_id, user_id))
+            return db.execute("DELETE FROM users WHERE collection_id = ? AND user_id = ?",
+                              (collection_id, user_id)).rowcount > 0
+
+    def user_exists(self, collection_id: str, user_id: str) -> bool:
+        return self._db().execute("SELECT 1 FROM users WHERE collection_id = ? AND user_id = ?",
+                                  (collection_id, user_id)).fetchone() is not None
+
+    def list_users(self, collection_id: str, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """(user id, number of faces) in user id order."""
+        return [(r[0], int(r[1])) for r in self._db().execute(
+            "SELECT u.user_id, (SELECT COUNT(*) FROM faces f WHERE f.collection_id = u.collection_id "
+            "AND f.user_id = u.user_id) FROM users u WHERE u.collection_id = ? AND u.user_id > ? "
+            "ORDER BY u.user_id LIMIT ?", (collection_id, after or "", limit))]
+
+    def count_users(self, collection_id: str) -> int:
+        return int(self._db().execute("SELECT COUNT(*) FROM users WHERE collection_id = ?",
+                                      (collection_id,)).fetchone()[0])
+
+    def user_faces(self, collection_id: str, user_id: str) -> list[FaceRow]:
+        rows = self._db().execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND user_id = ? "
+                                  "ORDER BY seq", (collection_id, user_id)).fetchall()
+        return [_face(r) for r in rows]
+
+    def set_user(self, collection_id: str, face_ids: list[str], user_id: str | None) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE faces SET user_id = ? WHERE collection_id = ? AND face_id = ?",
+                           [(user_id, collection_id, f) for f in face_ids])
+
+    def face_users(self, collection_id: str) -> dict[str, str]:
+        """face id -> user id, for the faces that belong to a user."""
+        return dict(self._db().execute(
+            "SELECT face_id, user_id FROM faces WHERE collection_id = ? AND user_id IS NOT NULL", (collection_id,)))
+
+    def get_token(self, collection_id: str, operation: str, token: str) -> tuple[str, str] | None:
+        """(parameters, response) recorded for a ClientRequestToken."""
+        return self._db().execute(
+            "SELECT parameters, response FROM request_tokens WHERE collection_id = ? AND operation = ? "
+            "AND token = ?", (collection_id, operation, token)).fetchone()
+
+    def put_token(self, collection_id: str, operation: str, token: str, parameters: str, response: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO request_tokens VALUES (?, ?, ?, ?, ?)",
+                       (collection_id, operation, token, parameters, response))
+
     def delete_collection(self, collection_id: str) -> bool:
         with self._tx() as db:
             db.execute("DELETE FROM faces WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM request_tokens WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM imports WHERE collection_id = ?", (collection_id,))
             return db.execute("DELETE FROM collections WHERE collection_id = ?",
                               (collection_id,)).rowcount > 0
@@ -129,9 +203,12 @@ class SQLiteStore:
                   f.user_id, np.asarray(f.vector, np.float32).tobytes()) for f in faces])
 
     def list_faces(self, collection_id: str, after_seq: int, limit: int,
-                   face_ids: list[str] | None = None) -> list[FaceRow]:
+                   face_ids: list[str] | None = None, user_id: str | None = None) -> list[FaceRow]:
         sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND seq > ?"
         args: list[object] = [collection_id, after_seq]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            args.append(user_id)
         if face_ids:
             sql += f" AND face_id IN ({','.join('?' * len(face_ids))})"
             args += face_ids
