@@ -116,6 +116,7 @@ class BulkImporter:
 
     def run(self, images: list[Path], external_ids: dict[str, str] | None = None) -> Summary:
         self.fp.describe_collection(self.collection_id)  # exists, and matches this profile
+        self.fp.models.pull(self.fp.profile.model_files())  # fetched once here, not by every worker
         external_ids = external_ids or {}
         done = self.fp.store.imported(self.collection_id)
         summary = Summary(images=len(images))
