@@ -180,3 +180,54 @@ def test_profile_mismatch_is_refused(tmp_path: Path, data) -> None:
     accurate = Faceprint(tmp_path, models_dir=models_dir())
     with pytest.raises(InvalidParameterException, match="profile"):
         accurate.describe_collection("fastonly")
+
+
+def test_other_processes_writes_are_seen_by_a_running_searcher(fpc, tmp_path: Path, data) -> None:
+    import json
+    import os
+
+    folders = sorted((FACES / "lfw-dev" / "images").iterdir())
+    people = [d for d in folders if len(list(d.glob("*.jpg"))) >= 2][:3]
+    fpc.create_collection("live")
+    fpc.index_faces("live", sorted(people[0].glob("*.jpg"))[0], max_faces=1)
+    probe = sorted(people[1].glob("*.jpg"))[1]
+    assert fpc.search_faces_by_image("live", probe).face_matches == []  # index now cached here
+
+    env = dict(os.environ, FACEPRINT_MODELS_DIR=str(models_dir()))
+    base = [sys.executable, "-m", "faceprint.cli", "--home", str(tmp_path), "--profile", "fast"]
+    added = subprocess.run([*base, "index-faces", "--collection-id", "live", "--max-faces", "1",
+                            str(sorted(people[1].glob("*.jpg"))[0])], capture_output=True, text=True, env=env)
+    assert added.returncode == 0, added.stderr
+    face_id = json.loads(added.stdout)["FaceRecords"][0]["Face"]["FaceId"]
+    assert [m.face.face_id for m in fpc.search_faces_by_image("live", probe).face_matches] == [face_id]
+
+    gone = subprocess.run([*base, "delete-faces", "--collection-id", "live", "--face-ids", face_id],
+                          capture_output=True, text=True, env=env)
+    assert gone.returncode == 0, gone.stderr
+    assert fpc.search_faces_by_image("live", probe, face_match_threshold=0).face_matches[0].face.face_id != face_id
+
+
+def test_searches_run_while_an_import_writes(fpc, data) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = sorted((FACES / "lfw-dev" / "images").glob("A*/*.jpg"))[:40]
+    fpc.create_collection("busy")
+    fpc.index_faces("busy", images[0], max_faces=1)
+    probe = fpc.analyze(images[0]).vectors[0]
+
+    def write() -> int:
+        return sum(len(fpc.index_faces("busy", p, max_faces=1).face_records) for p in images[1:])
+
+    def read() -> int:
+        seen = 0
+        for _ in range(200):
+            seen = max(seen, len(fpc._search("busy", probe, 100, 0.0)))
+        return seen
+
+    with ThreadPoolExecutor(3) as pool:
+        writer = pool.submit(write)
+        readers = [pool.submit(read) for _ in range(2)]
+        written = writer.result()
+        assert all(r.result() >= 1 for r in readers)
+    assert fpc.describe_collection("busy").face_count == written + 1
+    assert len(fpc._search("busy", probe, 100, 0.0)) == written + 1

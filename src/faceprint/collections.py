@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,11 +88,21 @@ def decode_token(token: str | None, kind: type) -> Any:
     return value
 
 
+@dataclass
+class CachedIndex:
+    """A collection's index and how much of the database it reflects."""
+
+    index: VectorIndex
+    writes: int = -1
+    deletes: int = 0
+    max_seq: int = 0
+
+
 class CollectionOperations:
     """Mixed into ``Faceprint``; expects ``store``, ``profile``, ``analyze``, ``face_model_version``."""
 
     store: Store
-    _indexes: dict[str, VectorIndex]
+    _indexes: dict[str, CachedIndex]
     _index_lock: threading.RLock
 
     # -- collections ---------------------------------------------------------------------------
@@ -154,11 +165,8 @@ class CollectionOperations:
                         _box_tuple(f), f.confidence, analysis.vectors[i])
                 for i, f in enumerate(analysis.faces[:keep])]
         source = None if source_sha256 is None else (collection_id, source_sha256, f"{len(rows)} faces")
-        with self._index_lock:
-            if rows or source:
-                self.store.add_faces(rows, source)
-            if collection_id in self._indexes and rows:
-                self._indexes[collection_id].add([r.face_id for r in rows], np.stack([r.vector for r in rows]))
+        if rows or source:
+            self.store.add_faces(rows, source)  # the index pulls new faces in on its next use
         result = IndexFacesResult(face_model_version=self.face_model_version)
         for row, face in zip(rows, analysis.faces[:keep], strict=True):
             result.face_records.append(FaceRecord(face=self._face(row), face_detail=face.detail()))
@@ -192,8 +200,11 @@ class CollectionOperations:
         with self._index_lock:
             owned = {f.face_id: f.user_id for f in self.store.get_faces(collection_id, wanted) if f.user_id}
             deleted = self.store.delete_faces(collection_id, [f for f in wanted if f not in owned])
-            if collection_id in self._indexes:
-                self._indexes[collection_id].remove(deleted)
+            cached = self._indexes.get(collection_id)
+            if cached is not None and deleted:
+                cached.index.remove(deleted)  # gone from every search from now on
+                if self.store.generation(collection_id)[1] == cached.deletes + 1:
+                    cached.deletes += 1  # ours was the only delete: no rebuild needed
         gone = set(deleted)
         failures = [UnsuccessfulFaceDeletion(face_id=f, reasons=["ASSOCIATED_TO_AN_EXISTING_USER"], user_id=owned[f])
                     if f in owned else UnsuccessfulFaceDeletion(face_id=f, reasons=["FACE_NOT_FOUND"])
@@ -246,14 +257,19 @@ class CollectionOperations:
         return row
 
     def _index(self: Faceprint, collection_id: str) -> VectorIndex:
+        """The collection's index, brought up to date with the database first: new faces (from
+        this process or any other) are pulled in; a delete made elsewhere rebuilds it."""
+        writes, deletes = self.store.generation(collection_id)
         with self._index_lock:
-            index = self._indexes.get(collection_id)
-            if index is None:
-                ids, vectors = self.store.all_vectors(collection_id)
-                index = ExactIndex(self.profile.dim)
-                index.add(ids, vectors)
-                self._indexes[collection_id] = index
-            return index
+            cached = self._indexes.get(collection_id)
+            if cached is None or cached.deletes != deletes:
+                cached = CachedIndex(ExactIndex(self.profile.dim))
+                self._indexes[collection_id] = cached
+            if cached.writes != writes:
+                ids, vectors, cached.max_seq = self.store.faces_after(collection_id, cached.max_seq)
+                cached.index.add(ids, vectors)
+                cached.writes, cached.deletes = writes, deletes
+            return cached.index
 
     def _search(self: Faceprint, collection_id: str, query: np.ndarray, k: int, threshold: float
                 ) -> list[FaceMatch]:

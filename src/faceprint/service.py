@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.collections import CollectionOperations
+from faceprint.collections import CachedIndex, CollectionOperations
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
@@ -28,7 +28,6 @@ from faceprint.faces import (
     validate_quality_filter,
 )
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
-from faceprint.index import VectorIndex
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
 from faceprint.models.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -85,7 +84,7 @@ class Faceprint(CollectionOperations, UserOperations):
         self._text_reader: TextReader | None = None
         self._text_lock = threading.Lock()
         self._store = store
-        self._indexes: dict[str, VectorIndex] = {}
+        self._indexes: dict[str, CachedIndex] = {}
         self._index_lock = threading.RLock()
 
     @property

@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS collections (
     arn TEXT NOT NULL,
     face_model_version TEXT NOT NULL,
     dim INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,  -- bumped by every write to the collection's faces
+    deletions INTEGER NOT NULL DEFAULT 0    -- bumped by every delete of faces
 );
 CREATE TABLE IF NOT EXISTS faces (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -96,20 +98,36 @@ class SQLiteStore:
     def create_collection(self, row: CollectionRow) -> None:
         try:
             with self._tx() as db:
-                db.execute("INSERT INTO collections VALUES (?, ?, ?, ?, ?)",
+                db.execute("INSERT INTO collections (collection_id, arn, face_model_version, dim, created) "
+                           "VALUES (?, ?, ?, ?, ?)",
                            (row.collection_id, row.arn, row.face_model_version, row.dim, row.created))
         except sqlite3.IntegrityError:
             raise ResourceAlreadyExistsException(
                 f"The collection {row.collection_id!r} already exists.") from None
 
     def get_collection(self, collection_id: str) -> CollectionRow | None:
-        found = self._db().execute("SELECT * FROM collections WHERE collection_id = ?",
-                                   (collection_id,)).fetchone()
+        found = self._db().execute("SELECT collection_id, arn, face_model_version, dim, created FROM collections "
+                                   "WHERE collection_id = ?", (collection_id,)).fetchone()
         return CollectionRow(*found) if found else None
+
+    def generation(self, collection_id: str) -> tuple[int, int]:
+        """(writes, deletes) so far: lets a cached index see another process's changes cheaply."""
+        found = self._db().execute("SELECT generation, deletions FROM collections WHERE collection_id = ?",
+                                   (collection_id,)).fetchone()
+        return (int(found[0]), int(found[1])) if found else (0, 0)
+
+    def faces_after(self, collection_id: str, seq: int) -> tuple[list[str], np.ndarray, int]:
+        """Ids and vectors of the faces added after ``seq``, and the highest seq seen."""
+        rows = self._db().execute("SELECT seq, face_id, vector FROM faces WHERE collection_id = ? AND seq > ? "
+                                  "ORDER BY seq", (collection_id, seq)).fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), np.float32), seq
+        return [r[1] for r in rows], np.stack([np.frombuffer(r[2], np.float32) for r in rows]), int(rows[-1][0])
 
     def list_collections(self, after: str | None, limit: int) -> list[CollectionRow]:
         rows = self._db().execute(
-            "SELECT * FROM collections WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
+            "SELECT collection_id, arn, face_model_version, dim, created FROM collections "
+            "WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
             (after or "", limit)).fetchall()
         return [CollectionRow(*r) for r in rows]
 
@@ -201,6 +219,9 @@ class SQLiteStore:
                 "left_, top, confidence, user_id, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(f.face_id, f.collection_id, f.image_id, f.external_image_id, *f.box, f.confidence,
                   f.user_id, np.asarray(f.vector, np.float32).tobytes()) for f in faces])
+            if faces:
+                db.execute("UPDATE collections SET generation = generation + 1 WHERE collection_id = ?",
+                           (faces[0].collection_id,))
 
     def list_faces(self, collection_id: str, after_seq: int, limit: int,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> list[FaceRow]:
@@ -226,14 +247,10 @@ class SQLiteStore:
                 (collection_id, *face_ids))]
             db.execute(f"DELETE FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
                        (collection_id, *face_ids))
+            if found:
+                db.execute("UPDATE collections SET generation = generation + 1, deletions = deletions + 1 "
+                           "WHERE collection_id = ?", (collection_id,))
         return found
-
-    def all_vectors(self, collection_id: str) -> tuple[list[str], np.ndarray]:
-        rows = self._db().execute("SELECT face_id, vector FROM faces WHERE collection_id = ? ORDER BY seq",
-                                  (collection_id,)).fetchall()
-        if not rows:
-            return [], np.zeros((0, 0), np.float32)
-        return [r[0] for r in rows], np.stack([np.frombuffer(r[1], np.float32) for r in rows])
 
 
 def _face(r: tuple) -> FaceRow:
