@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="faceprint", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="faceprint", description="Face and text recognition with Rekognition's operations; "
+                     "every command prints Rekognition's JSON.")
     parser.add_argument("--home", help="faceprint home folder (default $FACEPRINT_HOME or ~/.faceprint)")
     parser.add_argument("--profile", help="model profile: accurate (default) or fast")
     parser.add_argument("--max-image-bytes", type=int, help="largest encoded image accepted (default 5 MB)")
