@@ -122,7 +122,8 @@ class SQLiteStore:
                                   "ORDER BY seq", (collection_id, seq)).fetchall()
         if not rows:
             return [], np.zeros((0, 0), np.float32), seq
-        return [r[1] for r in rows], np.stack([np.frombuffer(r[2], np.float32) for r in rows]), int(rows[-1][0])
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), -1)
+        return [r[1] for r in rows], vectors, int(rows[-1][0])
 
     def list_collections(self, after: str | None, limit: int) -> list[CollectionRow]:
         rows = self._db().execute(
