@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faceprint.models.profiles import CALIBRATION_FILE, FMR_LEVELS, PROFILES  # noqa: E402
-from lfw_data import centre_face, images_of, map_images, people  # noqa: E402
+from lfw_data import centre_face, images_of, impostor_scores_of, map_images, people  # noqa: E402
 
 
 def raw_vectors(fp, path: Path) -> dict[str, np.ndarray] | None:
@@ -34,16 +34,6 @@ def raw_vectors(fp, path: Path) -> dict[str, np.ndarray] | None:
     plain, flipped = sface.embed_both(image, face.landmarks[0])
     return {"sface": plain, "sface-flip": flipped,
             "dlib": dlib.embed(image, face.boxes[0], face.landmarks[0])}
-
-
-def impostor_scores(labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    out = []
-    for i in range(0, len(labels), 512):
-        rows = np.arange(i, min(i + 512, len(labels)))
-        block = vectors[rows] @ vectors.T
-        mask = (rows[:, None] < np.arange(len(labels))[None, :]) & (labels[rows][:, None] != labels[None, :])
-        out.append(block[mask])
-    return np.concatenate(out)
 
 
 def knots_for(impostors: np.ndarray) -> list[list[float]]:
@@ -67,7 +57,7 @@ def main() -> None:
     for profile in PROFILES.values():
         fused = np.stack([profile.fuse([v[c.embedder] for c in profile.components], means)
                           for v in raw.values()])
-        impostors = impostor_scores(labels, fused)
+        impostors = impostor_scores_of(labels, fused)
         result["profiles"][profile.name] = {"knots": knots_for(impostors)}
         print(f"{profile.name}: {len(impostors)} impostor pairs; knots {result['profiles'][profile.name]}")
     result["provenance"] = {

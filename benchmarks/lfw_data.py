@@ -94,15 +94,18 @@ def embed_all(profile: str, paths: list[Path], workers: int = 2) -> dict[Path, n
 def impostor_scores(vectors: dict[Path, np.ndarray | None]) -> np.ndarray:
     """Scores of every pair of images of different people (faces found in both)."""
     items = [(p.parent.name, v) for p, v in vectors.items() if v is not None]
-    labels = np.array([name for name, _ in items])
-    mat = np.stack([v for _, v in items]).astype(np.float32)
+    return impostor_scores_of(np.array([name for name, _ in items]),
+                              np.stack([v for _, v in items]).astype(np.float32))
+
+
+def impostor_scores_of(labels: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Scores of every pair of rows whose labels differ (each pair once)."""
     scores = []
-    for i in range(0, len(items), 512):
-        block = mat[i:i + 512] @ mat.T
-        rows = np.arange(i, min(i + 512, len(items)))
-        upper = rows[:, None] < np.arange(len(items))[None, :]
-        different = labels[rows][:, None] != labels[None, :]
-        scores.append(block[upper & different])
+    for i in range(0, len(labels), 512):
+        rows = np.arange(i, min(i + 512, len(labels)))
+        block = matrix[rows] @ matrix.T
+        upper = rows[:, None] < np.arange(len(labels))[None, :]
+        scores.append(block[upper & (labels[rows][:, None] != labels[None, :])])
     return np.concatenate(scores)
 
 
