@@ -1,0 +1,242 @@
+"""The ASGI application: ``create_app(...)`` builds a Starlette app around one Faceprint.
+
+Routes: ``POST /`` (Rekognition, AWS JSON 1.1), ``GET /health`` and ``GET /metrics``.
+The event loop only moves bytes: each request is verified, validated and run on a worker
+thread, image operations on a pool of their own (one thread per core by default) so that
+light calls (ListFaces, ...) never queue behind inference. Request bodies are capped per
+operation before they are read. At shutdown the pools finish what they hold first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from faceprint.errors import FaceprintError, ImageTooLargeException
+from faceprint.server.handler import HttpRequest, Outcome, RekognitionHandler
+from faceprint.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from faceprint.server.metrics import Metrics
+from faceprint.server.protocol import Reply, RequestTooLargeException, response_headers
+
+if TYPE_CHECKING:
+    from faceprint.server.auth import KeyStore
+    from faceprint.server.s3 import Buckets
+    from faceprint.service import Faceprint
+
+ACCESS_LOG = "faceprint.access"
+BASE_BODY_BYTES = 1024 * 1024
+"""Room for everything but images in a request body (4,096 face ids are 160 kB)."""
+DRAIN_LIMIT = 64 * 1024 * 1024
+"""An oversized body is read and dropped up to this much, so that the client sees the error."""
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """Settings of one app (one process): pools, body caps, shared metrics folder."""
+
+    inference_threads: int = 0
+    """Threads running image operations (0: one per core)."""
+    light_threads: int = 8
+    """Threads running the other operations and authentication failures."""
+    metrics_dir: Path | None = None
+    """Folder where sibling worker processes share their metrics (None: this process alone)."""
+    warm: bool = True
+    """Load the face models at startup (``/health`` says ``starting`` until they are)."""
+
+
+def body_limit(image_members: int, max_image_bytes: int) -> int:
+    """The largest body an operation accepts: its images in base64, plus 1 MB."""
+    return BASE_BODY_BYTES + image_members * 4 * ((max_image_bytes + 2) // 3)
+
+
+class _State:
+    """What the app holds while it runs (no module-level state)."""
+
+    def __init__(self, handler: RekognitionHandler, options: AppOptions) -> None:
+        self.handler = handler
+        self.options = options
+        self.metrics = Metrics(options.metrics_dir)
+        self.access = logging.getLogger(ACCESS_LOG)
+        self.ready = False
+        model = handler.model
+        self.image_ops = {op for op in model.operations if model.image_members(op)}
+        self.limits = {op: body_limit(len(model.image_members(op)), handler.fp.limits.max_bytes)
+                       for op in model.operations}
+        cores = os.cpu_count() or 1
+        self.inference = ThreadPoolExecutor(options.inference_threads or cores, thread_name_prefix="fp-infer")
+        self.light = ThreadPoolExecutor(options.light_threads, thread_name_prefix="fp-light")
+
+    def pool(self, operation: str | None) -> ThreadPoolExecutor:
+        return self.inference if operation in self.image_ops else self.light
+
+    def shutdown(self) -> None:
+        self.inference.shutdown(wait=True)
+        self.light.shutdown(wait=True)
+
+
+def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets | None = None,
+               options: AppOptions | None = None) -> Starlette:
+    """A Rekognition-compatible app serving ``fp``. ``keys`` None disables authentication
+    (the caller decides whether that is allowed; ``faceprint serve`` allows it on loopback only)."""
+    state = _State(RekognitionHandler(fp, keys, buckets), options or AppOptions())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if state.options.warm:
+            asyncio.get_running_loop().run_in_executor(state.inference, _warm, state)
+        else:
+            state.ready = True
+        try:
+            yield
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, state.shutdown)
+
+    async def rekognition(request: Request) -> Response:
+        return await _rekognition(state, request)
+
+    async def health(request: Request) -> Response:
+        body = {"status": "ok" if state.ready else "starting", "faceModelVersion": fp.face_model_version,
+                "auth": keys is not None}
+        return JSONResponse(body, status_code=200 if state.ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        text = await asyncio.get_running_loop().run_in_executor(state.light, state.metrics.render)
+        return Response(text, media_type=METRICS_TYPE)
+
+    app = Starlette(routes=[Route("/", rekognition, methods=["POST"]),
+                            Route("/health", health, methods=["GET"]),
+                            Route("/metrics", metrics, methods=["GET"])],
+                    lifespan=lifespan)
+    app.state.faceprint = state
+    return app
+
+
+def _warm(state: _State) -> None:
+    try:
+        state.handler.fp.engine.load()
+    except Exception:  # the first request will report it as an AWS error
+        logging.getLogger("faceprint.server").exception("loading the face models failed")
+    finally:
+        state.ready = True
+
+
+async def _rekognition(state: _State, request: Request) -> Response:
+    started = time.perf_counter()
+    state.metrics.begin()
+    headers = _headers(request.scope["headers"])
+    operation = state.handler.operation(headers.get("x-amz-target"))
+    close = False
+    try:
+        body = await _read_body(request, headers, state.limits.get(operation or "", BASE_BODY_BYTES), operation,
+                                state)
+    except _TooLarge as exc:
+        outcome, close = Outcome(Reply(413, exc.error.to_dict()), operation), exc.close
+        body = b""
+    except ClientDisconnect:
+        state.metrics.end(operation or "unknown", 499, "ClientDisconnect", time.perf_counter() - started)
+        return Response(status_code=400)
+    else:
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        http = HttpRequest(request.method, raw_path.decode("latin-1"), request.scope["query_string"].decode("latin-1"),
+                           headers, body)
+        outcome = await asyncio.get_running_loop().run_in_executor(state.pool(operation), state.handler.handle, http)
+    outcome.operation = outcome.operation or operation
+    request_id = str(uuid.uuid4())
+    data = outcome.reply.encode()
+    extra = {"connection": "close"} if close else {}
+    response = Response(data, status_code=outcome.reply.status,
+                        headers=response_headers(request_id, len(data)) | extra)
+    seconds = time.perf_counter() - started
+    state.metrics.end(outcome.operation or "unknown", outcome.reply.status, outcome.reply.error_code, seconds)
+    _log(state, request, request_id, outcome, seconds, len(body), len(data))
+    return response
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names (as ASGI gives them); a repeated header's values joined with ','."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]},{text}" if key in headers else text
+    return headers
+
+
+class _TooLarge(Exception):
+    def __init__(self, error: FaceprintError, close: bool) -> None:
+        self.error, self.close = error, close
+
+
+async def _read_body(request: Request, headers: dict[str, str], limit: int, operation: str | None,
+                     state: _State) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(_too_large(operation, int(declared), limit, state), await _drain(request, int(declared)))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(_too_large(operation, size, limit, state), await _drain(request, size))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(request: Request, size: int) -> bool:
+    """Read and drop the rest of an oversized body (up to DRAIN_LIMIT); True if the connection
+    must be closed because it was not read to the end."""
+    if size > DRAIN_LIMIT:
+        return True
+    seen = 0
+    with contextlib.suppress(ClientDisconnect, RuntimeError):
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_LIMIT:
+                return True
+    return False
+
+
+def _too_large(operation: str | None, size: int, limit: int, state: _State) -> FaceprintError:
+    if operation in state.image_ops:
+        mb = state.handler.fp.limits.max_bytes
+        return ImageTooLargeException(f"The request body is {size} bytes, over the {limit} bytes that {operation} "
+                                      f"accepts: image bytes may be at most {mb} bytes (use S3Object for larger "
+                                      "images).")
+    return RequestTooLargeException(f"The request body is {size} bytes, over the {limit} bytes that "
+                                    f"{operation or 'this request'} accepts.")
+
+
+def _log(state: _State, request: Request, request_id: str, outcome: Outcome, seconds: float,
+         bytes_in: int, bytes_out: int) -> None:
+    if not state.access.isEnabledFor(logging.INFO):
+        return
+    client = request.client
+    record: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestId": request_id,
+        "remote": client.host if client else None,
+        "keyId": outcome.key_id,
+        "operation": outcome.operation,
+        "collectionId": outcome.collection_id,
+        "status": outcome.reply.status,
+        "error": outcome.reply.error_code,
+        "durationMs": round(seconds * 1000, 2),
+        "bytesIn": bytes_in,
+        "bytesOut": bytes_out,
+    }
+    state.access.info(json.dumps(record, separators=(",", ":")))
+

@@ -1,0 +1,151 @@
+"""The served operations: ``SERVED`` maps a Rekognition operation name to a function that
+calls the :class:`~faceprint.service.Faceprint` Python API with the validated request and
+returns the result's ``to_dict()``.
+
+Images arrive as ``Image.Bytes`` (decoded from base64 by the validator) or ``Image.S3Object``
+(read through :class:`faceprint.server.s3.Buckets`); a string is never taken for a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from faceprint.errors import InvalidParameterException
+from faceprint.imaging import DecodedImage, ImageLimits, load_image
+
+if TYPE_CHECKING:
+    from faceprint.server.s3 import Buckets
+    from faceprint.service import Faceprint
+
+S3_MAX_BYTES = 15 * 1024 * 1024
+"""Rekognition reads images of up to 15 MB from S3 (5 MB as bytes)."""
+
+
+@dataclass
+class Call:
+    """One validated request: the Faceprint to call, the parameters, and where images come from."""
+
+    fp: Faceprint
+    params: dict[str, Any]
+    buckets: Buckets | None = None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.params.get(name)
+        return default if value is None else value
+
+    def image(self, name: str = "Image") -> DecodedImage:
+        """Decode the image member ``name``: bytes up to the Faceprint's limit (5 MB), S3
+        objects up to 15 MB."""
+        image = self.params.get(name) or {}
+        if ("Bytes" in image) == ("S3Object" in image):
+            raise InvalidParameterException(f"{name} must have exactly one of Bytes and S3Object.")
+        if "Bytes" in image:
+            return load_image(image["Bytes"], self.fp.limits)
+        return load_image(self._s3(image["S3Object"]), self.s3_limits())
+
+    def s3_limits(self) -> ImageLimits:
+        return dataclasses.replace(self.fp.limits, max_bytes=max(self.fp.limits.max_bytes, S3_MAX_BYTES))
+
+    def _s3(self, s3_object: dict[str, Any]) -> bytes:
+        from faceprint.errors import InvalidS3ObjectException
+
+        if self.buckets is None:
+            raise InvalidS3ObjectException("This server has no S3 buckets configured (faceprint serve --bucket).")
+        return self.buckets.read(s3_object)
+
+
+Handler = Callable[[Call], dict[str, Any]]
+
+
+def _detect_faces(c: Call) -> dict[str, Any]:
+    return c.fp.detect_faces(c.image(), c.get("Attributes", ["DEFAULT"])).to_dict()
+
+
+def _compare_faces(c: Call) -> dict[str, Any]:
+    return c.fp.compare_faces(c.image("SourceImage"), c.image("TargetImage"), c.get("SimilarityThreshold", 80.0),
+                              c.get("QualityFilter", "NONE")).to_dict()
+
+
+def _detect_text(c: Call) -> dict[str, Any]:
+    return c.fp.detect_text(c.image(), c.get("Filters")).to_dict()
+
+
+def _create_collection(c: Call) -> dict[str, Any]:
+    if c.params.get("Tags"):
+        raise InvalidParameterException("faceprint does not store collection Tags; create the collection "
+                                        "without them.")
+    return c.fp.create_collection(c.params["CollectionId"]).to_dict()
+
+
+def _index_faces(c: Call) -> dict[str, Any]:
+    return c.fp.index_faces(c.params["CollectionId"], c.image(), c.get("ExternalImageId"),
+                            c.get("DetectionAttributes", []), c.get("MaxFaces"),
+                            c.get("QualityFilter", "AUTO")).to_dict()
+
+
+def _list_faces(c: Call) -> dict[str, Any]:
+    return c.fp.list_faces(c.params["CollectionId"], c.get("MaxResults", 1000), c.get("NextToken"),
+                           c.get("FaceIds"), c.get("UserId")).to_dict()
+
+
+def _search_faces(c: Call) -> dict[str, Any]:
+    return c.fp.search_faces(c.params["CollectionId"], c.params["FaceId"], c.get("MaxFaces", 80),
+                             c.get("FaceMatchThreshold", 80.0)).to_dict()
+
+
+def _search_faces_by_image(c: Call) -> dict[str, Any]:
+    return c.fp.search_faces_by_image(c.params["CollectionId"], c.image(), c.get("MaxFaces", 80),
+                                      c.get("FaceMatchThreshold", 80.0), c.get("QualityFilter", "NONE")).to_dict()
+
+
+def _associate_faces(c: Call) -> dict[str, Any]:
+    return c.fp.associate_faces(c.params["CollectionId"], c.params["UserId"], c.params["FaceIds"],
+                                c.get("UserMatchThreshold", 75.0), c.get("ClientRequestToken")).to_dict()
+
+
+def _disassociate_faces(c: Call) -> dict[str, Any]:
+    return c.fp.disassociate_faces(c.params["CollectionId"], c.params["UserId"], c.params["FaceIds"],
+                                   c.get("ClientRequestToken")).to_dict()
+
+
+def _search_users(c: Call) -> dict[str, Any]:
+    return c.fp.search_users(c.params["CollectionId"], c.get("UserId"), c.get("FaceId"),
+                             c.get("UserMatchThreshold", 80.0), c.get("MaxUsers", 100)).to_dict()
+
+
+def _search_users_by_image(c: Call) -> dict[str, Any]:
+    return c.fp.search_users_by_image(c.params["CollectionId"], c.image(), c.get("UserMatchThreshold", 80.0),
+                                      c.get("MaxUsers", 100), c.get("QualityFilter", "NONE")).to_dict()
+
+
+SERVED: dict[str, Handler] = {
+    "DetectFaces": _detect_faces,
+    "CompareFaces": _compare_faces,
+    "DetectText": _detect_text,
+    "CreateCollection": _create_collection,
+    "DescribeCollection": lambda c: c.fp.describe_collection(c.params["CollectionId"]).to_dict(),
+    "ListCollections": lambda c: c.fp.list_collections(c.get("MaxResults", 1000), c.get("NextToken")).to_dict(),
+    "DeleteCollection": lambda c: c.fp.delete_collection(c.params["CollectionId"]).to_dict(),
+    "IndexFaces": _index_faces,
+    "ListFaces": _list_faces,
+    "DeleteFaces": lambda c: c.fp.delete_faces(c.params["CollectionId"], c.params["FaceIds"]).to_dict(),
+    "SearchFaces": _search_faces,
+    "SearchFacesByImage": _search_faces_by_image,
+    "CreateUser": lambda c: c.fp.create_user(c.params["CollectionId"], c.params["UserId"],
+                                             c.get("ClientRequestToken")).to_dict(),
+    "DeleteUser": lambda c: c.fp.delete_user(c.params["CollectionId"], c.params["UserId"],
+                                             c.get("ClientRequestToken")).to_dict(),
+    "ListUsers": lambda c: c.fp.list_users(c.params["CollectionId"], c.get("MaxResults", 100),
+                                           c.get("NextToken")).to_dict(),
+    "AssociateFaces": _associate_faces,
+    "DisassociateFaces": _disassociate_faces,
+    "SearchUsers": _search_users,
+    "SearchUsersByImage": _search_users_by_image,
+}
+"""Every operation of the Python API, by Rekognition name."""
+
+NOT_SUPPORTED_MEMBERS: dict[str, tuple[str, ...]] = {"CreateCollection": ("Tags",)}
+"""Request members of served operations that faceprint refuses (documented in docs/operations.md)."""

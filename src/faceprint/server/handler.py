@@ -1,0 +1,117 @@
+"""One Rekognition request from bytes to answer, synchronously (the app runs it on a worker
+thread): verify the signature, find the operation, parse and authorize, validate against the
+model, call Faceprint, and turn every failure into an AWS JSON error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from faceprint.errors import FaceprintError
+from faceprint.server.auth import AccessKey, authorize, verify
+from faceprint.server.dispatch import SERVED, Call
+from faceprint.server.model import ServiceModel
+from faceprint.server.protocol import (
+    Reply,
+    UnsupportedOperationException,
+    check_content_type,
+    error_reply,
+    operation_of,
+    parse_body,
+)
+from faceprint.server.validation import Validator
+
+if TYPE_CHECKING:
+    from faceprint.server.auth import KeyStore
+    from faceprint.server.s3 import Buckets
+    from faceprint.service import Faceprint
+
+log = logging.getLogger("faceprint.server")
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the handler needs of an HTTP request (header names in lower case)."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class Outcome:
+    """The answer and what the access log and metrics record of it."""
+
+    reply: Reply
+    operation: str | None = None
+    collection_id: str | None = None
+    key_id: str | None = None
+
+
+@dataclass
+class RekognitionHandler:
+    """Answers Rekognition requests with ``fp``; ``keys`` None turns authentication off."""
+
+    fp: Faceprint
+    keys: KeyStore | None = None
+    buckets: Buckets | None = None
+    model: ServiceModel = field(default_factory=ServiceModel)
+
+    def __post_init__(self) -> None:
+        self.validator = Validator(self.model)
+
+    def operation(self, target: str | None) -> str | None:
+        """The operation a target names, or None (for metrics before the request is handled)."""
+        try:
+            return operation_of(target, self.model)
+        except FaceprintError:
+            return None
+
+    def handle(self, request: HttpRequest) -> Outcome:
+        outcome = Outcome(Reply(200, {}))
+        try:
+            outcome.reply = Reply(200, self._handle(request, outcome))
+        except FaceprintError as exc:  # AuthError included
+            outcome.reply = error_reply(exc, self.model)
+        except Exception as exc:  # a bug: never a traceback on the wire
+            log.exception("internal error in %s", outcome.operation)
+            outcome.reply = Reply(500, {"__type": "InternalServerError",
+                                        "message": f"Internal server error ({type(exc).__name__}); "
+                                                   "see the server log."})
+        return outcome
+
+    def _handle(self, request: HttpRequest, outcome: Outcome) -> dict[str, Any]:
+        key = None
+        if self.keys is not None:
+            key = verify(request.method, request.path, request.query, request.headers, request.body, self.keys)
+            outcome.key_id = key.access_key_id
+        operation = outcome.operation = operation_of(request.headers.get("x-amz-target"), self.model)
+        if operation not in SERVED:
+            raise UnsupportedOperationException(
+                f"faceprint does not serve the Rekognition operation {operation}; it serves "
+                f"{', '.join(sorted(SERVED))} (see docs/operations.md).")
+        check_content_type(request.headers.get("content-type"))
+        body = parse_body(request.body)
+        collection = body.get("CollectionId") if isinstance(body, dict) else None
+        if isinstance(collection, str):
+            outcome.collection_id = collection[:255]
+        if key is not None:
+            authorize(key, operation, outcome.collection_id)
+        shape = self.model.input_shape(operation)
+        params = self.validator.validate(shape, body) if shape else {}
+        result = SERVED[operation](Call(self.fp, params, self.buckets))
+        if operation == "ListCollections" and key is not None:
+            result = _visible_collections(result, key)
+        return result
+
+
+def _visible_collections(result: dict[str, Any], key: AccessKey) -> dict[str, Any]:
+    """ListCollections shows a key only the collections its policy covers."""
+    pairs = [(c, v) for c, v in zip(result.get("CollectionIds", []), result.get("FaceModelVersions", []),
+                                    strict=True) if key.policy.allows_collection(c)]
+    return result | {"CollectionIds": [c for c, _ in pairs], "FaceModelVersions": [v for _, v in pairs]}

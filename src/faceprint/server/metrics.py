@@ -1,0 +1,146 @@
+"""Prometheus metrics in the text exposition format (version 0.0.4), written here.
+
+Counters of requests (by operation and HTTP status) and errors (by operation and code), a
+latency histogram by operation, and requests in flight. With several worker processes each
+writes a snapshot to a shared folder after every request, and ``/metrics`` adds them up, so a
+scrape sees the whole server whichever worker answers it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Thread-safe counters of one process; ``share_dir`` makes them visible to its siblings."""
+
+    def __init__(self, share_dir: Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str], int] = defaultdict(int)
+        self.errors: dict[tuple[str, str], int] = defaultdict(int)
+        self.histogram: dict[str, list[float]] = {}  # operation -> bucket counts..., +Inf, sum
+        self.in_flight = 0
+        self.started = time.time()
+        self.share_dir = share_dir
+        self._file = share_dir / f"metrics-{os.getpid()}.json" if share_dir else None
+        self._write_lock = threading.Lock()
+        self._seq = self._written = 0
+
+    def begin(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def end(self, operation: str, status: int, error_code: str | None, seconds: float) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.requests[(operation, str(status))] += 1
+            if error_code:
+                self.errors[(operation, error_code)] += 1
+            counts = self.histogram.setdefault(operation, [0.0] * (len(BUCKETS) + 2))
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+            counts[-2] += 1
+            counts[-1] += seconds
+            self._seq += 1
+            snapshot = (self._seq, self._snapshot()) if self._file else None
+        if snapshot is not None:
+            self._write(*snapshot)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {"requests": [[*k, v] for k, v in self.requests.items()],
+                "errors": [[*k, v] for k, v in self.errors.items()],
+                "histogram": {k: list(v) for k, v in self.histogram.items()},
+                "in_flight": self.in_flight, "started": self.started}
+
+    def _write(self, seq: int, snapshot: dict[str, Any]) -> None:
+        assert self._file is not None
+        with self._write_lock:
+            if seq < self._written:  # a later snapshot is already there
+                return
+            self._written = seq
+            tmp = self._file.with_suffix(".tmp")
+            try:
+                tmp.write_text(json.dumps(snapshot))
+                os.replace(tmp, self._file)
+            except OSError:  # metrics never fail a request
+                pass
+
+    def render(self) -> str:
+        """All processes' metrics (this one's live, the others' last snapshots) as text."""
+        with self._lock:
+            mine = self._snapshot()
+        snapshots = [mine]
+        if self.share_dir is not None:
+            for path in sorted(self.share_dir.glob("metrics-*.json")):
+                if path != self._file:
+                    try:
+                        snapshots.append(json.loads(path.read_text()))
+                    except (OSError, ValueError):
+                        continue
+        return _exposition(_merge(snapshots))
+
+
+def _merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    requests: dict[tuple[str, ...], float] = defaultdict(float)
+    errors: dict[tuple[str, ...], float] = defaultdict(float)
+    histogram: dict[str, list[float]] = {}
+    for snap in snapshots:
+        for *labels, value in snap["requests"]:
+            requests[tuple(labels)] += value
+        for *labels, value in snap["errors"]:
+            errors[tuple(labels)] += value
+        for op, counts in snap["histogram"].items():
+            total = histogram.setdefault(op, [0.0] * len(counts))
+            for i, v in enumerate(counts):
+                total[i] += v
+    return {"requests": requests, "errors": errors, "histogram": histogram,
+            "in_flight": sum(s["in_flight"] for s in snapshots), "started": min(s["started"] for s in snapshots),
+            "processes": len(snapshots)}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _exposition(m: dict[str, Any]) -> str:
+    out = ["# HELP faceprint_requests_total Requests answered, by Rekognition operation and HTTP status.",
+           "# TYPE faceprint_requests_total counter"]
+    for (op, status), v in sorted(m["requests"].items()):
+        out.append(f'faceprint_requests_total{{operation="{_label(op)}",status="{status}"}} {_num(v)}')
+    out += ["# HELP faceprint_errors_total Error answers, by operation and AWS error code.",
+            "# TYPE faceprint_errors_total counter"]
+    for (op, code), v in sorted(m["errors"].items()):
+        out.append(f'faceprint_errors_total{{operation="{_label(op)}",code="{_label(code)}"}} {_num(v)}')
+    out += ["# HELP faceprint_request_duration_seconds Time from the request's arrival to its answer.",
+            "# TYPE faceprint_request_duration_seconds histogram"]
+    for op, counts in sorted(m["histogram"].items()):
+        name = _label(op)
+        for bound, count in zip(BUCKETS, counts, strict=False):
+            out.append(f'faceprint_request_duration_seconds_bucket{{operation="{name}",le="{bound}"}} {_num(count)}')
+        out.append(f'faceprint_request_duration_seconds_bucket{{operation="{name}",le="+Inf"}} {_num(counts[-2])}')
+        out.append(f'faceprint_request_duration_seconds_sum{{operation="{name}"}} {_num(counts[-1])}')
+        out.append(f'faceprint_request_duration_seconds_count{{operation="{name}"}} {_num(counts[-2])}')
+    out += ["# HELP faceprint_requests_in_flight Requests being handled now.",
+            "# TYPE faceprint_requests_in_flight gauge",
+            f"faceprint_requests_in_flight {m['in_flight']}",
+            "# HELP faceprint_worker_processes Worker processes whose metrics are included.",
+            "# TYPE faceprint_worker_processes gauge",
+            f"faceprint_worker_processes {m['processes']}",
+            "# HELP faceprint_start_time_seconds When the server started, in seconds since the epoch.",
+            "# TYPE faceprint_start_time_seconds gauge",
+            f"faceprint_start_time_seconds {m['started']:.3f}"]
+    return "\n".join(out) + "\n"

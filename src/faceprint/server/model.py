@@ -1,0 +1,78 @@
+"""Rekognition's service model, as botocore ships it: the contract of the wire protocol.
+
+The model is read once per :class:`ServiceModel` object (about 30 ms); nothing is read at import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SERVICE = "rekognition"
+API_VERSION = "2016-06-27"
+
+# Java regular expression classes that Python's ``re`` lacks (only in tag patterns).
+_JAVA_CLASSES = {r"\p{L}": r"\w", r"\p{N}": r"\w", r"\p{Z}": r"\s"}
+
+
+def load_service_model() -> dict[str, Any]:
+    """botocore's ``rekognition/2016-06-27/service-2.json`` as a dict."""
+    from botocore.loaders import Loader
+
+    return Loader().load_service_model(SERVICE, "service-2", API_VERSION)
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    for java, python in _JAVA_CLASSES.items():
+        pattern = pattern.replace(java, python)
+    return re.compile(pattern)
+
+
+@dataclass
+class ServiceModel:
+    """The operations, shapes and errors of Rekognition's model, with compiled patterns."""
+
+    raw: dict[str, Any] = field(default_factory=load_service_model)
+    _patterns: dict[str, re.Pattern[str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def target_prefix(self) -> str:
+        return str(self.raw["metadata"]["targetPrefix"])
+
+    @property
+    def operations(self) -> list[str]:
+        return sorted(self.raw["operations"])
+
+    def shape(self, name: str) -> dict[str, Any]:
+        return self.raw["shapes"][name]
+
+    def input_shape(self, operation: str) -> str | None:
+        spec = self.raw["operations"][operation].get("input")
+        return spec["shape"] if spec else None
+
+    def documentation(self, operation: str) -> str:
+        return str(self.raw["operations"][operation].get("documentation", ""))
+
+    def pattern(self, shape_name: str) -> re.Pattern[str]:
+        if shape_name not in self._patterns:
+            self._patterns[shape_name] = compile_pattern(self.shape(shape_name)["pattern"])
+        return self._patterns[shape_name]
+
+    def image_members(self, operation: str) -> list[str]:
+        """Top-level input members of shape ``Image`` (each may carry a 5 MB blob)."""
+        name = self.input_shape(operation)
+        if name is None:
+            return []
+        return [m for m, ref in self.shape(name)["members"].items() if ref["shape"] == "Image"]
+
+    def error_status(self, code: str) -> int:
+        """The HTTP status of an error shape: its ``httpStatusCode`` if the model gives one,
+        else 500 for a fault and 400 for a client error (botocore's reading of the model)."""
+        shape = self.raw["shapes"].get(code)
+        if shape is None or not shape.get("exception"):
+            return 400
+        status = shape.get("error", {}).get("httpStatusCode")
+        if status:
+            return int(status)
+        return 500 if shape.get("fault") else 400

@@ -1,0 +1,94 @@
+"""AWS JSON 1.1, the wire protocol of Rekognition: the request's operation and body, the
+answer's body and headers, and errors as ``{"__type": CODE, "message": TEXT}``.
+
+Requests are ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>`` and
+``Content-Type: application/x-amz-json-1.1``; botocore maps ``__type`` to the modelled
+exception class (``client.exceptions.ResourceNotFoundException``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from faceprint.errors import FaceprintError
+from faceprint.server.model import ServiceModel
+from faceprint.server.validation import SerializationException
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+ACCEPTED_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json")
+
+
+class UnknownOperationException(FaceprintError):
+    """The target names no Rekognition operation (AWS's own code for this)."""
+
+    code = "UnknownOperationException"
+    http_status = 400
+
+
+class UnsupportedOperationException(FaceprintError):
+    """A Rekognition operation that faceprint does not serve."""
+
+    code = "UnsupportedOperationException"
+    http_status = 400
+
+
+class RequestTooLargeException(FaceprintError):
+    code = "RequestEntityTooLargeException"
+    http_status = 413
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer: HTTP status and JSON body (the result, or ``__type`` and ``message``)."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def error_code(self) -> str | None:
+        return self.body.get("__type") if self.status >= 300 else None
+
+    def encode(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def operation_of(target: str | None, model: ServiceModel) -> str:
+    """The operation named by ``X-Amz-Target``; unknown targets raise
+    ``UnknownOperationException``."""
+    prefix = model.target_prefix + "."
+    if not target:
+        raise UnknownOperationException("The request has no X-Amz-Target header; Rekognition requests "
+                                        f"name their operation as {prefix}<Operation>.")
+    name = target[len(prefix):] if target.startswith(prefix) else None
+    if name is None or name not in model.raw["operations"]:
+        raise UnknownOperationException(f"X-Amz-Target {target[:200]!r} names no Rekognition operation "
+                                        f"(expected {prefix}<Operation>).")
+    return name
+
+
+def check_content_type(content_type: str | None) -> None:
+    base = (content_type or "").split(";")[0].strip().lower()
+    if base and base not in ACCEPTED_TYPES:
+        raise SerializationException(f"Content-Type {content_type!r} is not {CONTENT_TYPE}.")
+
+
+def parse_body(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SerializationException(f"The request body is not valid JSON: {exc}") from None
+
+
+def error_reply(exc: FaceprintError, model: ServiceModel) -> Reply:
+    """An AWS JSON error: the modelled status of the code when the model has the shape."""
+    shape = model.raw["shapes"].get(exc.code)
+    status = model.error_status(exc.code) if shape and shape.get("exception") else exc.http_status
+    return Reply(status, exc.to_dict())
+
+
+def response_headers(request_id: str, length: int) -> dict[str, str]:
+    return {"content-type": CONTENT_TYPE, "x-amzn-requestid": request_id, "content-length": str(length)}

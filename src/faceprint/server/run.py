@@ -1,0 +1,129 @@
+"""Run the server: ``faceprint serve`` builds :class:`ServeSettings` and calls :func:`serve`.
+
+One process by default; ``workers`` > 1 starts that many processes on one socket (uvicorn's
+supervisor), each with its own Faceprint on the same home: the SQLite store and the vector
+indexes follow each other's writes, and the metrics are shared through a folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+
+from faceprint.errors import InvalidParameterException
+from faceprint.server.app import ACCESS_LOG, AppOptions, create_app
+
+SETTINGS_ENV = "FACEPRINT_SERVE_SETTINGS"
+
+
+@dataclass
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    home: str | None = None
+    profile: str | None = None
+    max_image_bytes: int | None = None
+    buckets: list[str] = field(default_factory=list)
+    """``NAME=DIR`` local buckets (or ``NAME`` for a bucket of the S3 endpoint)."""
+    s3_endpoint_url: str | None = None
+    auth: bool = True
+    workers: int = 1
+    threads: int = 0
+    """Inference threads per worker (0: one per core)."""
+    log_level: str = "info"
+    metrics_dir: str | None = None
+    graceful_timeout: int | None = None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(settings: ServeSettings) -> None:
+    if not settings.auth and not is_loopback(settings.host):
+        raise InvalidParameterException(
+            f"--no-auth is allowed only on a loopback host (127.0.0.1, ::1, localhost), not {settings.host!r}: "
+            "anyone who can reach the port could use and delete your collections. Create a key with "
+            "`faceprint keys create --name NAME` and keep authentication on.")
+    if settings.workers < 1:
+        raise InvalidParameterException("--workers must be 1 or more.")
+
+
+def build_app(settings: ServeSettings) -> Starlette:
+    """The app of one worker process, from its settings."""
+    from faceprint.imaging import ImageLimits
+    from faceprint.service import Faceprint
+
+    limits = ImageLimits(max_bytes=settings.max_image_bytes) if settings.max_image_bytes else None
+    fp = Faceprint(settings.home, profile=settings.profile, limits=limits)
+    keys = None
+    if settings.auth:
+        from faceprint.server.auth import KeyStore
+
+        keys = KeyStore(fp.home)
+    buckets = None
+    if settings.buckets or settings.s3_endpoint_url:
+        from faceprint.server.s3 import Buckets
+
+        buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url)
+    options = AppOptions(inference_threads=settings.threads,
+                         metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None)
+    return create_app(fp, keys=keys, buckets=buckets, options=options)
+
+
+def app_from_environment() -> Starlette:
+    """uvicorn's app factory in each worker process: the settings come in an environment variable."""
+    configure_logging(json.loads(os.environ[SETTINGS_ENV]).get("log_level", "info"))
+    return build_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def configure_logging(level: str) -> None:
+    access = logging.getLogger(ACCESS_LOG)
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.propagate = False
+    access.setLevel(logging.INFO if level.lower() in ("debug", "info") else logging.WARNING)
+    server = logging.getLogger("faceprint.server")
+    if not server.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
+        server.addHandler(handler)
+        server.propagate = False
+
+
+def serve(settings: ServeSettings) -> None:
+    """Run until SIGINT or SIGTERM; in-flight requests are answered before the process exits."""
+    import uvicorn
+
+    check_settings(settings)
+    configure_logging(settings.log_level)
+    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
+                              "access_log": False, "timeout_graceful_shutdown": settings.graceful_timeout}
+    if settings.workers == 1:
+        uvicorn.run(build_app(settings), **common)
+        return
+    share = Path(tempfile.mkdtemp(prefix="faceprint-metrics-"))
+    try:
+        worker = dataclasses.replace(settings, metrics_dir=str(share))
+        os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(worker))
+        uvicorn.run("faceprint.server.run:app_from_environment", factory=True, workers=settings.workers, **common)
+    finally:
+        shutil.rmtree(share, ignore_errors=True)
