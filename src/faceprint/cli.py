@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='Rekognition Filters, e.g. \'{"WordFilter": {"MinConfidence": 90}}\'')
 
     _collection_commands(sub)
+    _keys_commands(sub)
 
     models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
@@ -121,6 +122,43 @@ def _collection_commands(sub: Any) -> None:
     p.add_argument("--jsonl", action="store_true", help="bulk: print one JSON line per image as it is committed")
 
 
+def _keys_commands(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="access keys for `faceprint serve` (AWS Signature V4)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = ksub.add_parser(name, help=help_text)
+        # --home may also follow the subcommand; SUPPRESS keeps a --home given before it
+        p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home folder holding the keys")
+        return p
+
+    p = command("create", "a new key, printed as `aws iam create-access-key` prints it")
+    p.add_argument("--name", required=True, help="who the key is for (like an IAM user name)")
+    p.add_argument("--operations", metavar="OP,OP", help="Rekognition operations it may call (default: all)")
+    p.add_argument("--collections", metavar="PAT,PAT", help="collection id patterns, e.g. 'team-a-*' (default: all)")
+    command("list", "the keys (without their secrets)")
+    p = command("delete", "delete a key; requests signed with it are refused from then on")
+    p.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+
+
+def _keys(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from faceprint.server.auth import KeyStore
+    from faceprint.service import default_home
+
+    def split(value: str | None) -> list[str] | None:
+        return None if value is None else value.split(",")
+
+    store = KeyStore(Path(args.home) if args.home else default_home())
+    if args.keys_command == "create":
+        return store.create(args.name, split(args.operations), split(args.collections)).to_iam_dict()
+    if args.keys_command == "list":
+        return {"AccessKeyMetadata": [key.metadata() for key in store.list()]}
+    store.delete(args.access_key_id)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -134,13 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(FaceprintError(f"{type(exc).__name__}: {exc}"))
         return 1
     try:
-        print(json.dumps(output, indent=2))
+        if output is not None:  # e.g. `keys delete` prints nothing, like `aws iam delete-access-key`
+            print(json.dumps(output, indent=2))
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
     return 0
 
 
 def _run(args: argparse.Namespace) -> Any:
+    if args.command == "keys":
+        return _keys(args)
     fp = _faceprint(args)
     if args.command == "detect-faces":
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()
