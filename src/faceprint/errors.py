@@ -43,6 +43,13 @@ class ResourceNotFoundException(FaceprintError):
     http_status = 400
 
 
+class InvalidS3ObjectException(FaceprintError):
+    """The S3 object named by ``Image.S3Object`` (bucket, key or version) cannot be read."""
+
+    code = "InvalidS3ObjectException"
+    http_status = 400
+
+
 class ModelUnavailableError(FaceprintError):
     """A pinned model file could not be fetched or failed its SHA-256 check."""
 
