@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _collection_commands(sub)
     _keys_commands(sub)
+    _serve_command(sub)
 
     models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
     msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
@@ -159,6 +160,33 @@ def _keys(args: argparse.Namespace) -> Any:
     return None
 
 
+def _serve_command(sub: Any) -> None:
+    p = sub.add_parser("serve", help="a Rekognition-compatible HTTP server (boto3 and the AWS CLI work against it)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    # --home and --profile may also follow the subcommand; SUPPRESS keeps one given before it
+    p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home: collections and access keys")
+    p.add_argument("--profile", default=argparse.SUPPRESS, help="model profile: accurate (default) or fast")
+    p.add_argument("--bucket", action="append", default=[], metavar="NAME=DIR",
+                   help="serve Image.S3Object from a local folder as bucket NAME (repeatable)")
+    p.add_argument("--s3-endpoint-url", metavar="URL",
+                   help="S3-compatible endpoint for the other buckets (credentials: boto3's usual chain)")
+    p.add_argument("--no-auth", action="store_true", help="accept unsigned requests (loopback hosts only)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="inference threads per worker (default: one per core)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="'warning' turns the access log off")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from faceprint.server.run import ServeSettings, serve
+
+    serve(ServeSettings(host=args.host, port=args.port, home=args.home, profile=args.profile,
+                        max_image_bytes=args.max_image_bytes, buckets=args.bucket,
+                        s3_endpoint_url=args.s3_endpoint_url, auth=not args.no_auth, workers=args.workers,
+                        threads=args.threads, log_level=args.log_level))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -182,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> Any:
     if args.command == "keys":
         return _keys(args)
+    if args.command == "serve":
+        return _serve(args)
     fp = _faceprint(args)
     if args.command == "detect-faces":
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()

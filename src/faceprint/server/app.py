@@ -237,6 +237,7 @@ def _log(state: _State, request: Request, request_id: str, outcome: Outcome, sec
         "durationMs": round(seconds * 1000, 2),
         "bytesIn": bytes_in,
         "bytesOut": bytes_out,
+        "pid": os.getpid(),
     }
     state.access.info(json.dumps(record, separators=(",", ":")))
 

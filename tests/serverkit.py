@@ -1,0 +1,122 @@
+"""A real `faceprint serve` in a subprocess on a free port, and real clients for it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import ROOT, models_dir
+
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``faceprint --home HOME --profile fast serve ARGS`` until :meth:`stop` (SIGTERM)."""
+
+    def __init__(self, home: Path, *args: str, profile: str = "fast", env: dict[str, str] | None = None) -> None:
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / f"server-{self.port}.log"
+        env = os.environ | {"FACEPRINT_MODELS_DIR": str(models_dir()), "PYTHONUNBUFFERED": "1"} | (env or {})
+        self._log_file = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "faceprint.cli", "--home", str(home), "--profile", profile, "serve",
+             "--port", str(self.port), *args], cwd=ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                status, _, _ = self.get("/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not ready in {timeout} s:\n{self.log.read_text()}")
+
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """A raw POST / (no signature unless the headers carry one)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("POST", "/", body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, json.loads(data) if data else {}
+        finally:
+            conn.close()
+
+    def client(self, key_id: str = "unused", secret: str = "unused", **config: Any) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("rekognition", endpoint_url=self.url, region_name=REGION, aws_access_key_id=key_id,
+                            aws_secret_access_key=secret,
+                            config=Config(retries={"max_attempts": 1}, read_timeout=120, **config))
+
+    def access_log(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+        return self.process.returncode
+
+
+def aws_cli(server: Server, *args: str, key_id: str = "unused", secret: str = "unused",
+            sign: bool = True) -> subprocess.CompletedProcess[str]:
+    """``aws rekognition ARGS --endpoint-url URL`` with an empty AWS configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_PAGER": "",
+        "AWS_MAX_ATTEMPTS": "1"}
+    aws = Path(sys.executable).with_name("aws")
+    command = [str(aws), "rekognition", *args, "--endpoint-url", server.url, "--output", "json"]
+    if not sign:
+        command.append("--no-sign-request")
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+class RawBodies:
+    """The raw JSON body of each answer a boto3 client receives (to check it against the model)."""
+
+    def __init__(self, client: Any) -> None:
+        self.last: dict[str, Any] = {}
+        client.meta.events.register("after-call.rekognition", self._record)
+
+    def _record(self, http_response: Any, model: Any, **kwargs: Any) -> None:
+        self.last[model.name] = json.loads(http_response.content or b"{}")

@@ -1,0 +1,158 @@
+"""`faceprint serve` with authentication (the default): keys made by `faceprint keys`, requests
+signed by boto3 and the AWS CLI, and each way a request is refused, end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore import UNSIGNED
+from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from conftest import ROOT, lfw_image
+from serverkit import REGION, Server, aws_cli
+
+
+def keys(home: Path, *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "faceprint.cli", "keys", *args, "--home", str(home)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("auth-home")
+
+
+@pytest.fixture(scope="module")
+def admin(home: Path) -> dict[str, str]:
+    return keys(home, "create", "--name", "admin")["AccessKey"]
+
+
+@pytest.fixture(scope="module")
+def team_a(home: Path) -> dict[str, str]:
+    return keys(home, "create", "--name", "team-a", "--operations", "SearchFacesByImage,ListCollections,ListFaces",
+                "--collections", "team-a-*")["AccessKey"]
+
+
+@pytest.fixture(scope="module")
+def server(home: Path, admin: dict[str, str], team_a: dict[str, str]):
+    srv = Server(home)
+    yield srv
+    assert srv.stop() in (0, -signal.SIGTERM)
+
+
+def client(server: Server, key: dict[str, str], **config: Any) -> Any:
+    return server.client(key["AccessKeyId"], key["SecretAccessKey"], **config)
+
+
+def code_of(call: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(ClientError) as exc:
+        call(*args, **kwargs)
+    return exc.value.response["Error"]["Code"]
+
+
+def signed(server: Server, key: dict[str, str], target: str, body: bytes,
+           when: dt.datetime | None = None) -> tuple[bytes, dict[str, str]]:
+    """A request signed by botocore's SigV4 signer (at ``when``, default now)."""
+    request = AWSRequest("POST", server.url + "/", data=body,
+                         headers={"X-Amz-Target": f"RekognitionService.{target}",
+                                  "Content-Type": "application/x-amz-json-1.1"})
+    signer = _SignerAt(Credentials(key["AccessKeyId"], key["SecretAccessKey"]), "rekognition", REGION, when)
+    signer.add_auth(request)
+    return body, dict(request.headers.items())
+
+
+class _SignerAt(SigV4Auth):
+    def __init__(self, credentials: Credentials, service: str, region: str, when: dt.datetime | None) -> None:
+        super().__init__(credentials, service, region)
+        self.when = when
+
+    def add_auth(self, request: AWSRequest) -> None:
+        if self.when is None:
+            return super().add_auth(request)
+        request.context["timestamp"] = self.when.strftime(SIGV4_TIMESTAMP)
+        self._modify_request_before_signing(request)
+        signature = self.signature(self.string_to_sign(request, self.canonical_request(request)), request)
+        self._inject_signature_to_request(request, signature)
+        return None
+
+
+def test_signed_requests_work_and_are_logged_with_their_key(server: Server, admin: dict[str, str]) -> None:
+    rek = client(server, admin)
+    rek.create_collection(CollectionId="team-a-1")
+    rek.create_collection(CollectionId="team-b-1")
+    face = rek.index_faces(CollectionId="team-a-1", Image={"Bytes": lfw_image("Aaron_Peirsol", 1).read_bytes()})
+    assert len(face["FaceRecords"]) == 1
+    request_id = face["ResponseMetadata"]["RequestId"]
+    entry = next(e for e in server.access_log() if e["requestId"] == request_id)
+    assert entry["keyId"] == admin["AccessKeyId"] and entry["collectionId"] == "team-a-1"
+
+
+def test_refusals(server: Server, admin: dict[str, str]) -> None:
+    unsigned = server.client(signature_version=UNSIGNED)
+    assert code_of(unsigned.list_collections) == "MissingAuthenticationTokenException"
+    status, body = server.post(b"{}", {"x-amz-target": "RekognitionService.ListCollections",
+                                       "content-type": "application/x-amz-json-1.1"})
+    assert status >= 400 and body["__type"] == "MissingAuthenticationTokenException"
+    wrong_secret = dict(admin, SecretAccessKey="x" * 40)
+    assert code_of(client(server, wrong_secret).list_collections) == "InvalidSignatureException"
+    unknown = {"AccessKeyId": "FPAKAAAAAAAAAAAAAAAA", "SecretAccessKey": admin["SecretAccessKey"]}
+    assert code_of(client(server, unknown).list_collections) == "UnrecognizedClientException"
+
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
+    status, body = server.post(*signed(server, admin, "ListCollections", b"{}", when=stale))
+    assert body["__type"] == "InvalidSignatureException" and "expired" in body["message"]
+    fresh = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)  # inside the 15 minutes allowed
+    status, body = server.post(*signed(server, admin, "ListCollections", b"{}", when=fresh))
+    assert status == 200 and "team-a-1" in body["CollectionIds"]
+
+    body, headers = signed(server, admin, "DescribeCollection", b'{"CollectionId": "team-a-1"}')
+    status, answer = server.post(body, headers)
+    assert status == 200 and answer["FaceCount"] == 1
+    tampered = body.replace(b"team-a-1", b"team-b-1")
+    status, answer = server.post(tampered, headers)
+    assert answer["__type"] == "InvalidSignatureException"
+    other_op = dict(headers, **{"X-Amz-Target": "RekognitionService.DeleteCollection"})
+    status, answer = server.post(body, other_op)
+    assert answer["__type"] == "InvalidSignatureException"
+    assert client(server, admin).describe_collection(CollectionId="team-b-1")["FaceCount"] == 0
+
+
+def test_policy(server: Server, admin: dict[str, str], team_a: dict[str, str]) -> None:
+    rek = client(server, team_a)
+    probe = {"Bytes": lfw_image("Aaron_Peirsol", 2).read_bytes()}
+    hits = rek.search_faces_by_image(CollectionId="team-a-1", Image=probe)
+    assert len(hits["FaceMatches"]) == 1
+    assert code_of(rek.search_faces_by_image, CollectionId="team-b-1", Image=probe) == "AccessDeniedException"
+    with pytest.raises(rek.exceptions.AccessDeniedException) as exc:
+        rek.delete_collection(CollectionId="team-a-1")
+    assert "DeleteCollection" in str(exc.value)
+    assert code_of(rek.detect_faces, Image=probe) == "AccessDeniedException"
+    assert rek.list_collections()["CollectionIds"] == ["team-a-1"]  # only what the key may see
+    assert set(client(server, admin).list_collections()["CollectionIds"]) >= {"team-a-1", "team-b-1"}
+
+
+def test_keys_made_and_deleted_while_running(server: Server, home: Path) -> None:
+    late = keys(home, "create", "--name", "late")["AccessKey"]
+    rek = client(server, late)
+    assert "team-a-1" in rek.list_collections()["CollectionIds"]
+    keys(home, "delete", late["AccessKeyId"])
+    assert code_of(rek.list_collections) == "UnrecognizedClientException"
+
+
+def test_aws_cli_signs_with_a_faceprint_key(server: Server, admin: dict[str, str]) -> None:
+    done = aws_cli(server, "list-collections", key_id=admin["AccessKeyId"], secret=admin["SecretAccessKey"])
+    assert done.returncode == 0, done.stderr
+    assert "team-a-1" in json.loads(done.stdout)["CollectionIds"]
+    done = aws_cli(server, "list-collections", key_id=admin["AccessKeyId"], secret="wrong" * 8)
+    assert done.returncode != 0 and "InvalidSignatureException" in done.stderr

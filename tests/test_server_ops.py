@@ -1,0 +1,132 @@
+"""Running the server: docs/operations.md is current, --no-auth stays on loopback, shutdown
+answers what is in flight and loses nothing, worker processes share one home and one set of
+metrics, and S3Object images come from an S3-compatible endpoint."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import FACES, ROOT, lfw_image
+from serverkit import REGION, Server, free_port
+
+GROUP = FACES / "identities" / "faceapi_bbt" / "group"
+
+
+def test_operations_doc_is_current() -> None:
+    from faceprint.server.dispatch import SERVED
+    from faceprint.server.operations import render
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    assert text == render(), "regenerate: python -m faceprint.server.operations > docs/operations.md"
+    served = re.findall(r"^\| (\w+) \| served \|", text, re.M)
+    assert sorted(served) == sorted(SERVED) and len(SERVED) == 19
+    assert len(re.findall(r"^\| \w+ \| not served \|", text, re.M)) >= 50
+
+
+def test_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "faceprint.cli", "--home", str(tmp_path), "serve", "--no-auth",
+                           "--host", "0.0.0.0", "--port", str(free_port())], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and "--no-auth is allowed only on a loopback host" in done.stderr
+
+
+def in_flight(server: Server) -> float:
+    text = server.get("/metrics")[2].decode()
+    return float(re.search(r"^faceprint_requests_in_flight (\S+)$", text, re.M).group(1))
+
+
+def test_shutdown_answers_requests_in_flight_and_keeps_their_faces(tmp_path: Path) -> None:
+    server = Server(tmp_path, "--no-auth", "--threads", "1")
+    server.client().create_collection(CollectionId="kept")
+    images = sorted(GROUP.glob("*.jpg")) * 2
+    answers: list[Any] = [None] * len(images)
+
+    def index(i: int) -> None:
+        try:
+            answers[i] = server.client().index_faces(CollectionId="kept", Image={"Bytes": images[i].read_bytes()})
+        except Exception as exc:  # recorded, asserted below
+            answers[i] = exc
+
+    threads = [threading.Thread(target=index, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while in_flight(server) < len(images) // 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    server.process.send_signal(signal.SIGTERM)
+    pending = sum(a is None for a in answers)
+    for t in threads:
+        t.join()
+    assert server.stop() in (0, -signal.SIGTERM)
+    assert pending > 0, "every request finished before the shutdown began: nothing was tested"
+    assert all(isinstance(a, dict) for a in answers), answers
+    acknowledged = {r["Face"]["FaceId"] for a in answers for r in a["FaceRecords"]}
+    assert len(acknowledged) >= len(images)
+    again = Server(tmp_path, "--no-auth")
+    try:
+        stored = again.client().list_faces(CollectionId="kept", MaxResults=4096)["Faces"]
+        assert {f["FaceId"] for f in stored} == acknowledged
+    finally:
+        again.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """moto's S3 server with one bucket and one image in it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    url = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="remote-photos")
+    s3.put_object(Bucket="remote-photos", Key="a/peirsol.jpg", Body=lfw_image("Aaron_Peirsol", 1).read_bytes())
+    yield url
+    moto.stop()
+
+
+def test_workers_share_home_metrics_and_s3_endpoint(tmp_path: Path, s3_endpoint: str) -> None:
+    server = Server(tmp_path, "--no-auth", "--workers", "2", "--s3-endpoint-url", s3_endpoint,
+                    env={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                         "AWS_DEFAULT_REGION": REGION})
+    try:
+        rek = server.client()
+        rek.create_collection(CollectionId="shared")
+        indexed = rek.index_faces(CollectionId="shared", ExternalImageId="from-s3",
+                                  Image={"S3Object": {"Bucket": "remote-photos", "Name": "a/peirsol.jpg"}})
+        assert len(indexed["FaceRecords"]) == 1
+        with pytest.raises(rek.exceptions.InvalidS3ObjectException):
+            rek.detect_faces(Image={"S3Object": {"Bucket": "remote-photos", "Name": "a/missing.jpg"}})
+        probe = {"Bytes": lfw_image("Aaron_Peirsol", 2).read_bytes()}
+
+        def search(_: int) -> list[str]:  # a client of its own: a connection of its own, either worker
+            client = server.client()
+            return [client.search_faces_by_image(CollectionId="shared", Image=probe)["FaceMatches"][0]["Face"]
+                    ["ExternalImageId"] for _ in range(3)]
+
+        with ThreadPoolExecutor(8) as pool:
+            found = [name for names in pool.map(search, range(8)) for name in names]
+        assert found == ["from-s3"] * 24
+        pids = {e["pid"] for e in server.access_log()}
+        assert len(pids) == 2, "one worker answered everything: the sharing was not exercised"
+        for _ in range(4):  # whichever worker answers, it counts every worker's requests
+            text = server.get("/metrics")[2].decode()
+            count = re.search(r'^faceprint_requests_total\{operation="SearchFacesByImage",status="200"\} (\d+)$',
+                              text, re.M)
+            assert count and int(count.group(1)) == 24, text
+            assert "faceprint_worker_processes 2" in text
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
