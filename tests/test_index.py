@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
 import numpy as np
 
-from faceprint.index import ExactIndex
+from faceprint.index import ExactIndex, files
+from faceprint.index.hybrid import CollectionIndex
 
 
 def test_exact_index_matches_numpy_through_adds_and_removes() -> None:
@@ -32,3 +39,175 @@ def test_threshold_and_empty() -> None:
     assert index.search(np.ones(2, np.float32), 3, 0.0) == []
     index.add(["a", "b"], np.array([[1, 0], [0, 1]], np.float32))
     assert [f for f, _ in index.search(np.array([1, 0], np.float32), 5, 0.5)] == ["a"]
+
+
+# -- the collection index: quantized candidates re-ranked exactly ---------------------------------
+SMALL = {"exact_below": 2000, "tail_limit": 500, "rerank": 200}
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def planted(n: int = 6000, dim: int = 64, seed: int = 3) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Stored vectors and, for the first 300, queries near them (similarity about 0.85)."""
+    rng = np.random.default_rng(seed)
+    vectors = unit(rng.standard_normal((n, dim)))
+    queries = unit(vectors[:300] + 0.6 / np.sqrt(dim) * rng.standard_normal((300, dim)))
+    return [str(uuid.UUID(int=i)) for i in range(n)], vectors, queries
+
+
+def test_collection_index_switches_to_quantized_search_and_keeps_exact_scores() -> None:
+    ids, vectors, queries = planted()
+    index = CollectionIndex(64, **SMALL)
+    for start in range(0, 1500, 500):
+        index.add(ids[start:start + 500], vectors[start:start + 500])
+    assert not index.quantized  # small: exact
+    for start in range(1500, 6000, 700):
+        index.add(ids[start:start + 700], vectors[start:start + 700])
+    assert index.quantized and index._state.coded_count < 6000  # the newest rows wait in the exact tail
+    for i, query in enumerate(queries):
+        found = index.search(query, 10, -1.0)
+        assert found[0][0] == ids[i]
+        rows = [int(uuid.UUID(f)) for f, _ in found]
+        assert np.allclose([s for _, s in found], vectors[rows] @ query, atol=1e-5)  # exact scores
+        assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+    tail = 5999
+    assert index.search(unit(vectors[tail:] + 0.01), 1, -1.0)[0][0] == ids[tail]
+
+
+def test_removed_faces_are_never_returned_and_compaction_keeps_the_rest() -> None:
+    ids, vectors, queries = planted()
+    index = CollectionIndex(64, **SMALL)
+    index.add(ids, vectors)
+    index.remove(ids[:100])  # 100 of 6000: flagged, not yet compacted
+    assert len(index) == 5900 and index._state.dead == 100
+    assert all(index.search(q, 5, -1.0)[0][0] not in ids[:100] for q in queries[:100])
+    assert all(index.search(q, 1, -1.0)[0][0] == ids[i] for i, q in enumerate(queries[100:], 100))
+    index.remove(ids[100:700])  # past a tenth: compacted, still quantized
+    assert len(index) == 5300 and index._state.dead == 0 and index.quantized
+    assert not {f for q in queries for f, _ in index.search(q, 20, -1.0)} & set(ids[:700])
+    assert all(index.search(q, 1, -1.0)[0][0] == ids[i] for i, q in enumerate(queries[700:], 700))
+
+
+def test_searches_run_while_faces_are_added_and_removed() -> None:
+    ids, vectors, queries = planted(6000)
+    index = CollectionIndex(64, **SMALL)
+    index.add(ids[:1000], vectors[:1000])
+    removed: set[str] = set()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        try:
+            while not done.is_set():
+                before = set(removed)
+                for f, _ in index.search(queries[len(before) % 300], 30, -1.0):
+                    assert f not in before
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=search) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for start in range(1000, 6000, 250):
+        index.add(ids[start:start + 250], vectors[start:start + 250])
+        gone = ids[start - 1000:start - 990]
+        index.remove(gone)
+        removed.update(gone)
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(index) == 6000 - len(removed)
+
+
+# -- index files: saved, reopened, brought up to date, never trusted when torn ---------------------
+def fill(fp, collection: str, vectors: np.ndarray) -> list[str]:
+    from faceprint.store import FaceRow
+
+    rows = [FaceRow(str(uuid.uuid4()), collection, "img", None, (0.5, 0.5, 0.2, 0.2), 99.0, v) for v in vectors]
+    fp.store.add_faces(rows)
+    return [r.face_id for r in rows]
+
+
+def open_home(home):
+    from faceprint.service import Faceprint
+
+    return Faceprint(home, profile="fast", index_settings=SMALL)
+
+
+def best(fp, collection: str, face_id: str) -> list[str]:
+    return [m.face.face_id for m in fp.search_faces(collection, face_id, max_faces=5, face_match_threshold=0)
+            .face_matches]
+
+
+def test_index_file_is_reopened_and_brought_up_to_date(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    fp = open_home(tmp_path)
+    fp.create_collection("c")
+    vectors = unit(rng.standard_normal((3300, 128)))
+    first = fill(fp, "c", vectors[:3000])
+    assert best(fp, "c", first[0])  # builds the index
+    fp.save_indexes()
+    path = files.index_path(tmp_path / "indexes", "c")
+    assert path.is_file()
+
+    other = open_home(tmp_path)  # another process: adds and deletes while the file is not loaded
+    later = fill(other, "c", vectors[3000:])
+    other.delete_faces("c", first[:50])
+
+    fresh = open_home(tmp_path)
+    index = fresh._index("c")
+    assert fresh.index_cache._cached["c"].saved_size == 3000  # opened from the file
+    assert index.quantized and len(index) == 3000 + 300 - 50
+    top = [index.search(v, 1, -1.0)[0][0] for v in vectors[:60]] + [index.search(v, 1, -1.0)[0][0]
+                                                                     for v in vectors[3000:3010]]
+    assert not set(top) & set(first[:50]) and top[50:] == first[50:60] + later[:10]
+
+
+def test_torn_or_stale_index_files_are_ignored(tmp_path) -> None:
+    rng = np.random.default_rng(6)
+    fp = open_home(tmp_path)
+    fp.create_collection("c")
+    faces = fill(fp, "c", unit(rng.standard_normal((2500, 128))))
+    fp._index("c")
+    fp.save_indexes()
+    path = files.index_path(tmp_path / "indexes", "c")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # torn
+    orphan = path.with_name(f"{path.name}.tmp-999999999-1")
+    orphan.write_bytes(b"half written")
+    fresh = open_home(tmp_path)
+    assert len(fresh._index("c")) == 2500 and fresh.index_cache._cached["c"].saved_size == 0  # rebuilt
+    fresh.save_indexes()
+    assert not orphan.exists() and files.load(path, 128) is not None
+
+    saved = path.read_bytes()
+    fresh.delete_collection("c")
+    assert not path.exists()
+    fresh.create_collection("c")  # same id, new collection: the old file must not come back
+    path.write_bytes(saved)
+    new = fill(fresh, "c", unit(rng.standard_normal((10, 128))))
+    again = open_home(tmp_path)
+    assert len(again._index("c")) == 10 and set(best(again, "c", new[0])) <= set(new)
+    assert not set(best(again, "c", new[0])) & set(faces)
+
+
+def test_kill_during_index_save_leaves_a_readable_file(tmp_path) -> None:
+    rng = np.random.default_rng(7)
+    ids = [str(uuid.uuid4()) for _ in range(40_000)]
+    index = CollectionIndex(128, **SMALL)
+    index.add(ids, unit(rng.standard_normal((40_000, 128))))
+    path = tmp_path / "c.fpindex"
+    files.save(path, CollectionIndex.arrays(index.frozen()), {"dim": 128})
+    script = (f"import numpy as np, uuid\nfrom faceprint.index import files\nfrom faceprint.index.hybrid import "
+              f"CollectionIndex\nindex = CollectionIndex(128)\nindex.add([str(uuid.uuid4()) for _ in range(50000)], "
+              f"np.ones((50000, 128), np.float32))\nprint('ready', flush=True)\nwhile True:\n"
+              f"    files.save({str(path)!r}, CollectionIndex.arrays(index.frozen()), {{'dim': 128}})\n")
+    saver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert saver.stdout is not None and saver.stdout.readline().strip() == "ready"
+    time.sleep(0.7)
+    saver.kill()  # SIGKILL, most likely in the middle of a write
+    saver.wait()
+    loaded = files.load(path, 128)
+    assert loaded is not None and len(loaded[0]) in (40_000, 50_000)

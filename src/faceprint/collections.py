@@ -1,8 +1,8 @@
 """Collection, face and search operations (Rekognition's), as a mixin of ``Faceprint``.
 
 SQLite (``HOME/faceprint.db``) is the source of truth, vectors included; each collection's
-vector index is derived from it on first use and kept up to date by every write, under the
-same lock, so a deleted face is gone from every search that starts after the delete returns.
+vector index is derived from it (``faceprint.index.cache``) and brought up to date before every
+search, so a deleted face is gone from every search that starts after the delete returns.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +29,8 @@ from faceprint.faces import (
     validate_percent,
     validate_quality_filter,
 )
-from faceprint.index import ExactIndex, VectorIndex
+from faceprint.index import VectorIndex
+from faceprint.index.cache import IndexCache
 from faceprint.store import CollectionRow, FaceRow, Store
 from faceprint.types import (
     BoundingBox,
@@ -88,21 +88,11 @@ def decode_token(token: str | None, kind: type) -> Any:
     return value
 
 
-@dataclass
-class CachedIndex:
-    """A collection's index and how much of the database it reflects."""
-
-    index: VectorIndex
-    writes: int = -1
-    deletes: int = 0
-    max_seq: int = 0
-
-
 class CollectionOperations:
     """Mixed into ``Faceprint``; expects ``store``, ``profile``, ``analyze``, ``face_model_version``."""
 
     store: Store
-    _indexes: dict[str, CachedIndex]
+    index_cache: IndexCache
     _index_lock: threading.RLock
 
     # -- collections ---------------------------------------------------------------------------
@@ -136,7 +126,7 @@ class CollectionOperations:
         with self._index_lock:
             if not self.store.delete_collection(collection_id):
                 raise ResourceNotFoundException(f"The collection {collection_id!r} does not exist.")
-            self._indexes.pop(collection_id, None)
+            self.index_cache.drop(collection_id)
         return DeleteCollectionResult(status_code=200)
 
     # -- faces ---------------------------------------------------------------------------------
@@ -200,11 +190,7 @@ class CollectionOperations:
         with self._index_lock:
             owned = {f.face_id: f.user_id for f in self.store.get_faces(collection_id, wanted) if f.user_id}
             deleted = self.store.delete_faces(collection_id, [f for f in wanted if f not in owned])
-            cached = self._indexes.get(collection_id)
-            if cached is not None and deleted:
-                cached.index.remove(deleted)  # gone from every search from now on
-                if self.store.generation(collection_id)[1] == cached.deletes + 1:
-                    cached.deletes += 1  # ours was the only delete: no rebuild needed
+            self.index_cache.removed(collection_id, deleted)  # gone from every search from now on
         gone = set(deleted)
         failures = [UnsuccessfulFaceDeletion(face_id=f, reasons=["ASSOCIATED_TO_AN_EXISTING_USER"], user_id=owned[f])
                     if f in owned else UnsuccessfulFaceDeletion(face_id=f, reasons=["FACE_NOT_FOUND"])
@@ -257,19 +243,9 @@ class CollectionOperations:
         return row
 
     def _index(self: Faceprint, collection_id: str) -> VectorIndex:
-        """The collection's index, brought up to date with the database first: new faces (from
-        this process or any other) are pulled in; a delete made elsewhere rebuilds it."""
-        writes, deletes = self.store.generation(collection_id)
-        with self._index_lock:
-            cached = self._indexes.get(collection_id)
-            if cached is None or cached.deletes != deletes:
-                cached = CachedIndex(ExactIndex(self.profile.dim))
-                self._indexes[collection_id] = cached
-            if cached.writes != writes:
-                ids, vectors, cached.max_seq = self.store.faces_after(collection_id, cached.max_seq)
-                cached.index.add(ids, vectors)
-                cached.writes, cached.deletes = writes, deletes
-            return cached.index
+        """The collection's index, brought up to date with the store first (faces added or
+        deleted by this process or any other)."""
+        return self.index_cache.get(self._collection(collection_id))
 
     def _search(self: Faceprint, collection_id: str, query: np.ndarray, k: int, threshold: float
                 ) -> list[FaceMatch]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.collections import CachedIndex, CollectionOperations
+from faceprint.collections import CollectionOperations
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
@@ -28,6 +28,7 @@ from faceprint.faces import (
     validate_quality_filter,
 )
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
+from faceprint.index.cache import IndexCache
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
 from faceprint.models.profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -65,13 +66,15 @@ class Faceprint(CollectionOperations, UserOperations):
     ``"accurate"`` (default) or ``"fast"``; ``limits`` sets the image limits;
     ``threads`` caps the threads of one inference call (0: all cores);
     ``max_text_words`` caps DetectText's words (Rekognition's 100); ``store`` replaces the
-    embedded SQLite store of collections and faces.
+    embedded SQLite store of collections and faces; ``index_settings`` tunes the collection
+    index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
                  models_dir: str | os.PathLike | None = None, limits: ImageLimits | None = None,
                  detector: DetectorSettings | None = None, threads: int = 0,
-                 max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None) -> None:
+                 max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
+                 index_settings: dict[str, int] | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE)
@@ -84,7 +87,8 @@ class Faceprint(CollectionOperations, UserOperations):
         self._text_reader: TextReader | None = None
         self._text_lock = threading.Lock()
         self._store = store
-        self._indexes: dict[str, CachedIndex] = {}
+        self._index_settings = dict(index_settings or {})
+        self._index_cache: IndexCache | None = None
         self._index_lock = threading.RLock()
 
     @property
@@ -95,6 +99,21 @@ class Faceprint(CollectionOperations, UserOperations):
                 if self._store is None:
                     self._store = SQLiteStore(self.home / "faceprint.db")
         return self._store
+
+    @property
+    def index_cache(self) -> IndexCache:  # type: ignore[override]
+        """Each collection's vector index, derived from the store; files in ``HOME/indexes``."""
+        if self._index_cache is None:
+            with self._index_lock:
+                if self._index_cache is None:
+                    self._index_cache = IndexCache(self.store, self.home / "indexes", self.profile.dim,
+                                                   **self._index_settings)
+        return self._index_cache
+
+    def save_indexes(self) -> None:
+        """Write the index files of the large collections loaded here, so the next open is fast."""
+        if self._index_cache is not None:
+            self._index_cache.save_all()
 
     @property
     def face_model_version(self) -> str:

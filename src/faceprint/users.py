@@ -49,6 +49,10 @@ TOKEN = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 MAX_FACES_PER_USER = 100
 
 
+USER_SEARCH_DEPTH = 4096
+"""A user search ranks users by their best faces among this many best faces over the threshold."""
+
+
 def _status(face_count: int) -> str:
     return "ACTIVE" if face_count else "CREATED"
 
@@ -243,7 +247,7 @@ class UserOperations:
         floor = self.profile.score_for(threshold)
         best: dict[str, float] = {}
         for query in queries:
-            for face_id, score in index.search(query, len(index), floor):
+            for face_id, score in index.search(query, min(len(index), USER_SEARCH_DEPTH), floor):
                 user = owners.get(face_id)
                 if user is not None and user != exclude and score > best.get(user, -2.0):
                     best[user] = score

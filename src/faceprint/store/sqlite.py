@@ -179,6 +179,11 @@ class SQLiteStore:
             db.executemany("UPDATE faces SET user_id = ? WHERE collection_id = ? AND face_id = ?",
                            [(user_id, collection_id, f) for f in face_ids])
 
+    def face_ids(self, collection_id: str) -> list[str]:
+        """Every face id in the collection (to reconcile an index opened from its file)."""
+        return [r[0] for r in self._db().execute("SELECT face_id FROM faces WHERE collection_id = ?",
+                                                 (collection_id,))]
+
     def face_users(self, collection_id: str) -> dict[str, str]:
         """face id -> user id, for the faces that belong to a user."""
         return dict(self._db().execute(

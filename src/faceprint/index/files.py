@@ -1,0 +1,86 @@
+"""Index files: a derived copy of a collection's index, so that opening a large one is fast.
+
+A file is written to a temporary name, flushed, fsynced and renamed over the old one, so a
+crash leaves either the old file or the new one, never a torn one. A file that cannot be read
+(truncated, corrupt, another format) is ignored and the index is rebuilt from the store; a file
+that is read is only a starting point: the caller brings it up to date from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceprint.index.hybrid import CollectionIndex
+
+FORMAT = 1
+log = logging.getLogger(__name__)
+
+
+def index_path(folder: Path, collection_id: str) -> Path:
+    """One file a collection; named by a hash because ids such as ``..`` are valid."""
+    return folder / f"{hashlib.sha256(collection_id.encode()).hexdigest()}.fpindex"
+
+
+def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write ``CollectionIndex.arrays(...)`` and its metadata atomically."""
+    arrays["meta"] = np.frombuffer(json.dumps({**meta, "format": FORMAT}).encode(), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as out:
+            np.savez(out, **arrays)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power cut
+    finally:
+        os.close(fd)
+
+
+def load(path: Path, dim: int, **settings: int) -> tuple[CollectionIndex, dict[str, Any]] | None:
+    """The index and its metadata, or None if there is no readable file of this format."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            if meta.get("format") != FORMAT or meta.get("dim") != dim:
+                return None
+            arrays = {name: data[name] for name in data.files if name != "meta"}
+        return CollectionIndex.from_arrays(dim, arrays, **settings), meta
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as error:
+        log.warning("ignoring unreadable index file %s (%s); rebuilding from the store", path, error)
+        return None
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary files left by processes that died while writing this index."""
+    for orphan in path.parent.glob(f"{path.name}.tmp-*"):
+        try:
+            os.kill(int(orphan.name.split("-")[-2]), 0)
+        except (ProcessLookupError, ValueError, IndexError):
+            with contextlib.suppress(FileNotFoundError):
+                orphan.unlink()
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
