@@ -285,6 +285,12 @@ def test_raw_protocol_errors(server: Server) -> None:
     assert (status, body["__type"]) == (400, "SerializationException") and "'collectionId'" in body["message"]
     status, body = server.post(b'["CollectionId"]', TARGET)
     assert (status, body["__type"]) == (400, "SerializationException")
+    search = TARGET | {"x-amz-target": "RekognitionService.SearchFaces"}
+    status, body = server.post(b'{"CollectionId": "c", "FaceId": "00000000-0000-0000-0000-000000000000", '
+                               b'"FaceMatchThreshold": NaN}', search)
+    assert (status, body["__type"]) == (400, "SerializationException") and "NaN" in body["message"]
+    status, body = server.post(b"[" * 100_000 + b"]" * 100_000, TARGET)
+    assert (status, body["__type"]) == (400, "SerializationException")
     status, body = server.post(b"{}", TARGET | {"x-amz-target": "RekognitionService.MakeCoffee"})
     assert (status, body["__type"]) == (400, "UnknownOperationException") and "MakeCoffee" in body["message"]
     status, body = server.post(b"{}", {"content-type": "application/x-amz-json-1.1"})

@@ -130,3 +130,32 @@ def test_workers_share_home_metrics_and_s3_endpoint(tmp_path: Path, s3_endpoint:
             assert "faceprint_worker_processes 2" in text
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_overload_answers_throttling(tmp_path: Path) -> None:
+    """Past max_in_flight requests the server answers ThrottlingException (which SDKs retry)."""
+    import uvicorn
+
+    from faceprint.server.app import AppOptions, create_app
+    from faceprint.service import Faceprint
+
+    app = create_app(Faceprint(tmp_path, profile="fast"), options=AppOptions(max_in_flight=0, warm=False))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        import boto3
+        from botocore.config import Config
+
+        rek = boto3.client("rekognition", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
+                           aws_access_key_id="k", aws_secret_access_key="s", config=Config(retries={"max_attempts": 1}))
+        with pytest.raises(rek.exceptions.ThrottlingException) as exc:
+            rek.list_collections()
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -168,9 +168,11 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home: collections and access keys")
     p.add_argument("--profile", default=argparse.SUPPRESS, help="model profile: accurate (default) or fast")
     p.add_argument("--bucket", action="append", default=[], metavar="NAME=DIR",
-                   help="serve Image.S3Object from a local folder as bucket NAME (repeatable)")
+                   help="serve Image.S3Object from a local folder as bucket NAME (repeatable); a bare NAME "
+                   "limits the S3 endpoint to the buckets so named")
     p.add_argument("--s3-endpoint-url", metavar="URL",
                    help="S3-compatible endpoint for the other buckets (credentials: boto3's usual chain)")
+    p.add_argument("--s3-region", metavar="REGION", help="region to sign S3 requests for (default us-east-1)")
     p.add_argument("--no-auth", action="store_true", help="accept unsigned requests (loopback hosts only)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     p.add_argument("--threads", type=int, default=0, help="inference threads per worker (default: one per core)")
@@ -183,7 +185,8 @@ def _serve(args: argparse.Namespace) -> None:
 
     serve(ServeSettings(host=args.host, port=args.port, home=args.home, profile=args.profile,
                         max_image_bytes=args.max_image_bytes, buckets=args.bucket,
-                        s3_endpoint_url=args.s3_endpoint_url, auth=not args.no_auth, workers=args.workers,
+                        s3_endpoint_url=args.s3_endpoint_url, s3_region=args.s3_region, auth=not args.no_auth,
+                        workers=args.workers,
                         threads=args.threads, log_level=args.log_level))
 
 

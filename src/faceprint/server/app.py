@@ -32,7 +32,13 @@ from faceprint.errors import FaceprintError, ImageTooLargeException
 from faceprint.server.handler import HttpRequest, Outcome, RekognitionHandler
 from faceprint.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from faceprint.server.metrics import Metrics
-from faceprint.server.protocol import Reply, RequestTooLargeException, response_headers
+from faceprint.server.protocol import (
+    Reply,
+    RequestTooLargeException,
+    ThrottlingException,
+    error_reply,
+    response_headers,
+)
 
 if TYPE_CHECKING:
     from faceprint.server.auth import KeyStore
@@ -58,6 +64,9 @@ class AppOptions:
     """Folder where sibling worker processes share their metrics (None: this process alone)."""
     warm: bool = True
     """Load the face models at startup (``/health`` says ``starting`` until they are)."""
+    max_in_flight: int = 64
+    """Requests held at once (each may hold an 8 MB body); more answer ``ThrottlingException``,
+    which the AWS SDKs retry with backoff."""
 
 
 def body_limit(image_members: int, max_image_bytes: int) -> int:
@@ -138,24 +147,15 @@ def _warm(state: _State) -> None:
 
 async def _rekognition(state: _State, request: Request) -> Response:
     started = time.perf_counter()
-    state.metrics.begin()
     headers = _headers(request.scope["headers"])
     operation = state.handler.operation(headers.get("x-amz-target"))
-    close = False
+    state.metrics.begin()
     try:
-        body = await _read_body(request, headers, state.limits.get(operation or "", BASE_BODY_BYTES), operation,
-                                state)
-    except _TooLarge as exc:
-        outcome, close = Outcome(Reply(413, exc.error.to_dict()), operation), exc.close
-        body = b""
-    except ClientDisconnect:
-        state.metrics.end(operation or "unknown", 499, "ClientDisconnect", time.perf_counter() - started)
-        return Response(status_code=400)
-    else:
-        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-        http = HttpRequest(request.method, raw_path.decode("latin-1"), request.scope["query_string"].decode("latin-1"),
-                           headers, body)
-        outcome = await asyncio.get_running_loop().run_in_executor(state.pool(operation), state.handler.handle, http)
+        outcome, bytes_in, close = await _answer(state, request, headers, operation)
+    except Exception:  # a bug in this layer: an AWS error all the same, never a traceback on the wire
+        logging.getLogger("faceprint.server").exception("internal error in %s", operation)
+        outcome, bytes_in, close = Outcome(Reply(500, {"__type": "InternalServerError", "message":
+                                                       "Internal server error; see the server log."})), 0, True
     outcome.operation = outcome.operation or operation
     request_id = str(uuid.uuid4())
     data = outcome.reply.encode()
@@ -164,8 +164,29 @@ async def _rekognition(state: _State, request: Request) -> Response:
                         headers=response_headers(request_id, len(data)) | extra)
     seconds = time.perf_counter() - started
     state.metrics.end(outcome.operation or "unknown", outcome.reply.status, outcome.reply.error_code, seconds)
-    _log(state, request, request_id, outcome, seconds, len(body), len(data))
+    _log(state, request, request_id, outcome, seconds, bytes_in, len(data))
     return response
+
+
+async def _answer(state: _State, request: Request, headers: dict[str, str], operation: str | None
+                  ) -> tuple[Outcome, int, bool]:
+    """The outcome of one request, the body's size and whether to close the connection."""
+    if state.metrics.in_flight > state.options.max_in_flight:
+        close = await _drain(request, 0)
+        error = ThrottlingException(f"faceprint is handling {state.options.max_in_flight} requests; try again.")
+        return Outcome(error_reply(error, state.handler.model)), 0, close
+    limit = state.limits.get(operation or "", BASE_BODY_BYTES)
+    try:
+        body = await _read_body(request, headers, limit, operation, state)
+    except _TooLarge as exc:
+        return Outcome(Reply(413, exc.error.to_dict())), 0, exc.close
+    except ClientDisconnect:  # nobody to answer; 499 in the log, as nginx writes it
+        return Outcome(Reply(499, {"__type": "ClientDisconnected", "message": "The client went away."})), 0, True
+    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    http = HttpRequest(request.method, raw_path.decode("latin-1"), request.scope["query_string"].decode("latin-1"),
+                       headers, body)
+    outcome = await asyncio.get_running_loop().run_in_executor(state.pool(operation), state.handler.handle, http)
+    return outcome, len(body), False
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -34,6 +34,11 @@ class UnsupportedOperationException(FaceprintError):
     http_status = 400
 
 
+class ThrottlingException(FaceprintError):
+    code = "ThrottlingException"
+    http_status = 500
+
+
 class RequestTooLargeException(FaceprintError):
     code = "RequestEntityTooLargeException"
     http_status = 413
@@ -78,9 +83,13 @@ def parse_body(body: bytes) -> Any:
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(body, parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SerializationException(f"The request body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
 
 
 def error_reply(exc: FaceprintError, model: ServiceModel) -> Reply:

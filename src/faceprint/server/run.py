@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class ServeSettings:
     buckets: list[str] = field(default_factory=list)
     """``NAME=DIR`` local buckets (or ``NAME`` for a bucket of the S3 endpoint)."""
     s3_endpoint_url: str | None = None
+    s3_region: str | None = None
     auth: bool = True
     workers: int = 1
     threads: int = 0
@@ -81,7 +83,8 @@ def build_app(settings: ServeSettings) -> Starlette:
     if settings.buckets or settings.s3_endpoint_url:
         from faceprint.server.s3 import Buckets
 
-        buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url)
+        buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url,
+                                     region=settings.s3_region)
     options = AppOptions(inference_threads=settings.threads,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None)
     return create_app(fp, keys=keys, buckets=buckets, options=options)
@@ -91,6 +94,20 @@ def app_from_environment() -> Starlette:
     """uvicorn's app factory in each worker process: the settings come in an environment variable."""
     configure_logging(json.loads(os.environ[SETTINGS_ENV]).get("log_level", "info"))
     return build_app(ServeSettings(**json.loads(os.environ[SETTINGS_ENV])))
+
+
+def _warn_without_keys(settings: ServeSettings) -> None:
+    if not settings.auth:
+        return
+    from faceprint.server.auth import KeyStore
+    from faceprint.service import default_home
+
+    home = Path(settings.home) if settings.home else default_home()
+    store = KeyStore(home)
+    if not store.list():
+        logging.getLogger("faceprint.server").warning(
+            "no access keys in %s: every request is refused until you create one with "
+            "`faceprint keys create --name NAME --home %s`", store.path, home)
 
 
 def configure_logging(level: str) -> None:
@@ -115,15 +132,37 @@ def serve(settings: ServeSettings) -> None:
 
     check_settings(settings)
     configure_logging(settings.log_level)
+    _warn_without_keys(settings)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
                               "access_log": False, "timeout_graceful_shutdown": settings.graceful_timeout}
     if settings.workers == 1:
         uvicorn.run(build_app(settings), **common)
         return
+    build_app(settings)  # fail here, once, on bad settings (not in every worker, over and over)
     share = Path(tempfile.mkdtemp(prefix="faceprint-metrics-"))
     try:
         worker = dataclasses.replace(settings, metrics_dir=str(share))
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(worker))
-        uvicorn.run("faceprint.server.run:app_from_environment", factory=True, workers=settings.workers, **common)
+        _run_workers(uvicorn.Config("faceprint.server.run:app_from_environment", factory=True,
+                                    workers=settings.workers, **common))
     finally:
         shutil.rmtree(share, ignore_errors=True)
+
+
+def _run_workers(config: Any) -> None:
+    """uvicorn's multiprocess supervisor on a socket made here. uvicorn's own socket has protocol
+    number 0, so asyncio does not set TCP_NODELAY on its connections, and every answer (headers,
+    then body) waits about 40 ms for the client's delayed ACK."""
+    from uvicorn.supervisors import Multiprocess
+
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host.strip("[]"), config.port))
+    except OSError as exc:
+        raise InvalidParameterException(f"Cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    logging.getLogger("faceprint.server").info("listening on http://%s:%d with %d workers", config.host,
+                                               sock.getsockname()[1], config.workers)
+    Multiprocess(config, sockets=[sock]).run()
