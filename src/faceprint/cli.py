@@ -175,7 +175,8 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--s3-region", metavar="REGION", help="region to sign S3 requests for (default us-east-1)")
     p.add_argument("--no-auth", action="store_true", help="accept unsigned requests (loopback hosts only)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="inference threads per worker (default: one per core)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="inference threads per worker (default: its share of the cores)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="'warning' turns the access log off")
 

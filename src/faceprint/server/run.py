@@ -73,7 +73,9 @@ def build_app(settings: ServeSettings) -> Starlette:
     from faceprint.service import Faceprint
 
     limits = ImageLimits(max_bytes=settings.max_image_bytes) if settings.max_image_bytes else None
-    fp = Faceprint(settings.home, profile=settings.profile, limits=limits)
+    share = max(1, (os.cpu_count() or 1) // settings.workers)  # each worker's part of the cores
+    fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
+                   threads=0 if settings.workers == 1 else share)
     keys = None
     if settings.auth:
         from faceprint.server.auth import KeyStore
@@ -85,7 +87,7 @@ def build_app(settings: ServeSettings) -> Starlette:
 
         buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url,
                                      region=settings.s3_region)
-    options = AppOptions(inference_threads=settings.threads,
+    options = AppOptions(inference_threads=settings.threads or share,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None)
     return create_app(fp, keys=keys, buckets=buckets, options=options)
 
