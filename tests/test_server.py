@@ -257,6 +257,10 @@ def test_validation_answers_as_aws_does(server: Server, loose) -> None:
         loose.index_faces(CollectionId="enrolled")
     assert code_of(exc) == "ValidationException"
     assert "Value null at 'image' failed to satisfy constraint: Member must not be null" in str(exc.value)
+    with pytest.raises(ClientError) as exc:  # a map, and a pattern written with Java's \p{L} classes
+        loose.create_collection(CollectionId="tagged", Tags={"aws:reserved": "x", "Équipe 1": "ok"})
+    assert code_of(exc) == "ValidationException" and exc.value.response["Error"]["Message"].startswith(
+        "1 validation error detected: Value 'aws:reserved' at 'tags.key' failed to satisfy constraint")
     with pytest.raises(ClientError) as exc:
         loose.delete_faces(CollectionId="enrolled", FaceIds=[])
     assert code_of(exc) == "ValidationException" and "at 'faceIds'" in str(exc.value)
