@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.errors import FaceprintError, InvalidParameterException
+from faceprint.index.cache import SAVE_MIN
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-:]")
@@ -140,6 +141,9 @@ class BulkImporter:
                 ext = external_ids.get(str(path)) or external_ids.get(path.name) or external_id_for(path)
                 self._store(path, digest, ext, result, summary)
                 self.progress(count, len(todo), start)
+        if self.fp.store.count_faces(self.collection_id) >= SAVE_MIN:
+            self.fp._index(self.collection_id)  # the index file, so that the next search opens it fast
+            self.fp.save_indexes()
         summary.seconds = time.monotonic() - start
         return summary
 

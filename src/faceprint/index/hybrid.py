@@ -134,14 +134,19 @@ class CollectionIndex:
             return []
         query = np.ascontiguousarray(query, np.float32).reshape(self.dim)
         rows = self._candidates(state, query, k)
-        scores = state.vectors[rows] @ query if rows is not None else state.vectors[: state.count] @ query
-        rows = np.arange(state.count) if rows is None else rows
-        live = state.alive[rows]
-        rows, scores = rows[live], scores[live]
+        if rows is None:
+            rows, scores = np.arange(state.count), state.vectors[: state.count] @ query
+        else:
+            scores = state.vectors[rows] @ query
+        if state.dead:
+            live = state.alive[rows]
+            rows, scores = rows[live], scores[live]
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(state.ids[rows[i]], float(scores[i])) for i in top if scores[i] >= min_score]
+        top = top[scores[top] >= min_score]
+        ids = state.ids
+        return [(ids[row], score) for row, score in zip(rows[top].tolist(), scores[top].tolist(), strict=True)]
 
     def _candidates(self, state: _State, query: np.ndarray, k: int) -> np.ndarray | None:
         """Rows to score exactly, or None for all of them."""
