@@ -29,8 +29,7 @@ from faceprint.faces import (
     validate_percent,
     validate_quality_filter,
 )
-from faceprint.index import VectorIndex
-from faceprint.index.cache import IndexCache
+from faceprint.index import Indexes, VectorIndex
 from faceprint.store import CollectionRow, FaceRow, Store
 from faceprint.types import (
     BoundingBox,
@@ -92,7 +91,7 @@ class CollectionOperations:
     """Mixed into ``Faceprint``; expects ``store``, ``profile``, ``analyze``, ``face_model_version``."""
 
     store: Store
-    index_cache: IndexCache
+    index_cache: Indexes
     _index_lock: threading.RLock
 
     # -- collections ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from faceprint.faces import (
     validate_quality_filter,
 )
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
+from faceprint.index import Indexes
 from faceprint.index.cache import IndexCache
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
@@ -67,14 +68,15 @@ class Faceprint(CollectionOperations, UserOperations):
     ``threads`` caps the threads of one inference call (0: all cores);
     ``max_text_words`` caps DetectText's words (Rekognition's 100); ``store`` replaces the
     embedded SQLite store of collections and faces; ``index_settings`` tunes the collection
-    index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``).
+    index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``) and
+    ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
                  models_dir: str | os.PathLike | None = None, limits: ImageLimits | None = None,
                  detector: DetectorSettings | None = None, threads: int = 0,
                  max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
-                 index_settings: dict[str, int] | None = None) -> None:
+                 index_settings: dict[str, int] | None = None, indexes: Indexes | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE)
@@ -88,7 +90,7 @@ class Faceprint(CollectionOperations, UserOperations):
         self._text_lock = threading.Lock()
         self._store = store
         self._index_settings = dict(index_settings or {})
-        self._index_cache: IndexCache | None = None
+        self._index_cache: Indexes | None = indexes
         self._index_lock = threading.RLock()
 
     @property
@@ -101,7 +103,7 @@ class Faceprint(CollectionOperations, UserOperations):
         return self._store
 
     @property
-    def index_cache(self) -> IndexCache:  # type: ignore[override]
+    def index_cache(self) -> Indexes:  # type: ignore[override]
         """Each collection's vector index, derived from the store; files in ``HOME/indexes``."""
         if self._index_cache is None:
             with self._index_lock:

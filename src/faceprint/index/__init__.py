@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from faceprint.store import CollectionRow
 
 
 class VectorIndex(Protocol):
@@ -13,6 +16,16 @@ class VectorIndex(Protocol):
     def remove(self, ids: list[str]) -> None: ...
     def search(self, query: np.ndarray, k: int, min_score: float) -> list[tuple[str, float]]: ...
     def __len__(self) -> int: ...
+
+
+class Indexes(Protocol):
+    """Every collection's index, kept up to date with the store (``faceprint.index.cache``);
+    another implementation (e.g. a distributed engine) can be passed to ``Faceprint``."""
+
+    def get(self, row: CollectionRow) -> VectorIndex: ...
+    def removed(self, collection_id: str, face_ids: list[str]) -> None: ...
+    def drop(self, collection_id: str) -> None: ...
+    def save_all(self) -> None: ...
 
 
 class ExactIndex:
