@@ -214,6 +214,7 @@ def measure(server: Server, fp: Any, probes: list[bytes], levels: list[int], req
 def print_report(args: argparse.Namespace, rows: list[tuple[str, int, dict[str, float], dict[str, float]]]) -> None:
     import onnxruntime
 
+    print(f"load average at the end {os.getloadavg()[0]:.2f} (other processes share the cores)")
     print(f"profile {args.profile}, server workers {args.workers}, {args.requests} calls per row; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, onnxruntime {onnxruntime.__version__}, {time.strftime('%Y-%m-%d')}")
