@@ -112,6 +112,17 @@ def _warn_without_keys(settings: ServeSettings) -> None:
             "`faceprint keys create --name NAME --home %s`", store.path, home)
 
 
+def _hint_workers(settings: ServeSettings) -> None:
+    from faceprint.models.profiles import DEFAULT_PROFILE
+
+    profile = settings.profile or os.environ.get("FACEPRINT_PROFILE") or DEFAULT_PROFILE
+    if profile == "accurate" and settings.workers == 1 and (os.cpu_count() or 1) > 1:
+        logging.getLogger("faceprint.server").info(
+            "the accurate profile's dlib model holds Python's GIL, so one process cannot keep all %d cores "
+            "busy; --workers %d serves more searches a second (docs/benchmarks.md, Server)",
+            os.cpu_count(), os.cpu_count())
+
+
 def configure_logging(level: str) -> None:
     access = logging.getLogger(ACCESS_LOG)
     if not access.handlers:
@@ -126,6 +137,7 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
         server.addHandler(handler)
         server.propagate = False
+    server.setLevel(level.upper())
 
 
 def serve(settings: ServeSettings) -> None:
@@ -135,6 +147,7 @@ def serve(settings: ServeSettings) -> None:
     check_settings(settings)
     configure_logging(settings.log_level)
     _warn_without_keys(settings)
+    _hint_workers(settings)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
                               "access_log": False, "timeout_graceful_shutdown": settings.graceful_timeout}
     if settings.workers == 1:
