@@ -159,3 +159,29 @@ def test_overload_answers_throttling(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_worker_socket_answers_without_nagle_delay() -> None:
+    """Connections accepted on the workers' socket have TCP_NODELAY (else +40 ms an answer)."""
+    import asyncio
+    import socket
+
+    from faceprint.server.run import listening_socket
+
+    async def accepted_nodelay() -> int:
+        sock = listening_socket("127.0.0.1", 0)
+        flags: list[int] = []
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            flags.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=sock)
+        _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        while not flags:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        return flags[0]
+
+    assert asyncio.run(accepted_nodelay()) != 0

@@ -165,19 +165,26 @@ def serve(settings: ServeSettings) -> None:
 
 
 def _run_workers(config: Any) -> None:
-    """uvicorn's multiprocess supervisor on a socket made here. uvicorn's own socket has protocol
-    number 0, so asyncio does not set TCP_NODELAY on its connections, and every answer (headers,
-    then body) waits about 40 ms for the client's delayed ACK."""
+    """uvicorn's multiprocess supervisor, on a socket made by :func:`listening_socket`."""
     from uvicorn.supervisors import Multiprocess
 
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((config.host.strip("[]"), config.port))
-    except OSError as exc:
-        raise InvalidParameterException(f"Cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
-    sock.set_inheritable(True)
+    sock = listening_socket(config.host, config.port)
     logging.getLogger("faceprint.server").info("listening on http://%s:%d with %d workers", config.host,
                                                sock.getsockname()[1], config.workers)
     Multiprocess(config, sockets=[sock]).run()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket that worker processes inherit. Its protocol number is IPPROTO_TCP: on
+    uvicorn's own (protocol 0) asyncio does not set TCP_NODELAY on the connections, and every
+    answer (headers, then body) then waits about 40 ms for the client's delayed ACK."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidParameterException(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
