@@ -34,7 +34,18 @@ def bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "people").mkdir()
     shutil.copy(lfw_image("Aaron_Peirsol", 3), folder / "people" / "peirsol-3.jpg")
     shutil.copy(GROUP, folder / "group.jpg")
+    _noise_png(folder / "big.png")
     return folder
+
+
+def _noise_png(path: Path) -> None:
+    """A real PNG over 5 MB (noise does not compress): too big for Bytes, fine from S3."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(7).integers(0, 256, (1400, 1400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+    assert path.stat().st_size > 5 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +231,13 @@ def test_modelled_errors(server: Server, rek, loose, blank_png: bytes) -> None:
     with pytest.raises(rek.exceptions.InvalidParameterException) as exc:
         rek.create_collection(CollectionId="tagged", Tags={"team": "a"})
     assert "Tags" in str(exc.value)
+
+
+def test_s3_images_may_be_larger_than_bytes(server: Server, rek, bucket: Path) -> None:
+    answer = rek.detect_faces(Image={"S3Object": {"Bucket": "photos", "Name": "big.png"}})
+    assert answer["FaceDetails"] == []
+    with pytest.raises(rek.exceptions.ImageTooLargeException):
+        rek.detect_faces(Image={"Bytes": (bucket / "big.png").read_bytes()})
 
 
 def test_s3_object_errors(server: Server, rek) -> None:
