@@ -231,3 +231,24 @@ def test_searches_run_while_an_import_writes(fpc, data) -> None:
         assert all(r.result() >= 1 for r in readers)
     assert fpc.describe_collection("busy").face_count == written + 1
     assert len(fpc._search("busy", probe, 100, 0.0)) == written + 1
+
+
+def test_list_collections_tokens_stay_within_the_model_after_long_ids(tmp_path: Path) -> None:
+    from faceprint.service import Faceprint
+
+    fp = Faceprint(tmp_path, profile="fast", models_dir=models_dir())
+    long_ids = ["x" * 254 + c for c in "abcd"]  # 255 characters, the model's longest
+    for name in ["a", *long_ids, "z"]:
+        fp.create_collection(name)
+    seen, token, tokens = [], None, []
+    while True:
+        page = fp.list_collections(max_results=1, next_token=token)
+        validate(page.to_dict(), output_shape("ListCollections"))  # NextToken within 255 characters
+        seen += page.collection_ids
+        if page.next_token is None:
+            break
+        token = page.next_token
+        tokens.append(token)
+        if page.collection_ids == [long_ids[1]]:
+            fp.delete_collection(long_ids[1])  # the collection a token points after may go away
+    assert seen == ["a", *long_ids, "z"] and max(len(t) for t in tokens) <= 255

@@ -8,6 +8,7 @@ search, so a deleted face is gone from every search that starts after the delete
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -75,7 +76,7 @@ def encode_token(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
-def decode_token(token: str | None, kind: type) -> Any:
+def decode_token(token: str | None, kind: type | tuple[type, ...]) -> Any:
     if token is None:
         return None
     try:
@@ -113,12 +114,34 @@ class CollectionOperations:
     def list_collections(self: Faceprint, max_results: int = 1000, next_token: str | None = None
                          ) -> ListCollectionsResult:
         check_int("MaxResults", max_results, 0, 4096)
-        after = decode_token(next_token, str)
+        after = self._collection_after(decode_token(next_token, (str, list)))
         rows = self.store.list_collections(after, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
+        token = self._collection_token(page[-1].collection_id) if more and page else None
         return ListCollectionsResult(collection_ids=[r.collection_id for r in page],
-                                     face_model_versions=[r.face_model_version for r in page],
-                                     next_token=encode_token(page[-1].collection_id) if more and page else None)
+                                     face_model_versions=[r.face_model_version for r in page], next_token=token)
+
+    def _collection_after(self: Faceprint, token: str | list | None) -> str | None:
+        """The collection id a NextToken points after (see ``_collection_token``)."""
+        if not isinstance(token, list):
+            return token
+        found = None
+        if len(token) == 2 and token[0] == "long" and isinstance(token[1], str):
+            found = self.store.get_token("", "ListCollections", token[1])
+        if found is None:
+            raise InvalidPaginationTokenException("NextToken is not one this service issued.")
+        return found[0]
+
+    def _collection_token(self: Faceprint, collection_id: str) -> str:
+        """A NextToken within the model's 255 characters: after an id too long for that, a
+        digest of it, with the id kept in the store (so it works even if that collection goes)."""
+        token = encode_token(collection_id)
+        if len(token) <= 255:
+            return token
+        digest = hashlib.sha256(collection_id.encode()).hexdigest()[:32]
+        if self.store.get_token("", "ListCollections", digest) is None:
+            self.store.put_token("", "ListCollections", digest, collection_id, "")
+        return encode_token(["long", digest])
 
     def delete_collection(self: Faceprint, collection_id: str) -> DeleteCollectionResult:
         check_pattern("CollectionId", collection_id, COLLECTION_ID)
