@@ -97,6 +97,7 @@ class _State:
     def shutdown(self) -> None:
         self.inference.shutdown(wait=True)
         self.light.shutdown(wait=True)
+        self.handler.fp.save_indexes()  # the next start opens large collections from their files
 
 
 def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets | None = None,
