@@ -42,7 +42,7 @@ def test_threshold_and_empty() -> None:
 
 
 # -- the collection index: quantized candidates re-ranked exactly ---------------------------------
-SMALL = {"exact_below": 2000, "tail_limit": 500, "rerank": 200}
+SMALL = {"exact_below": 2000, "tail_limit": 500, "rerank": 200, "shards": 2}
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def test_collection_index_switches_to_quantized_search_and_keeps_exact_scores() 
     assert not index.quantized  # small: exact
     for start in range(1500, 6000, 700):
         index.add(ids[start:start + 700], vectors[start:start + 700])
-    assert index.quantized and index._state.coded_count < 6000  # the newest rows wait in the exact tail
+    assert index.quantized and index._state.quantized.count < 6000  # the newest rows wait in the exact tail
     for i, query in enumerate(queries):
         found = index.search(query, 10, -1.0)
         assert found[0][0] == ids[i]
@@ -74,6 +74,18 @@ def test_collection_index_switches_to_quantized_search_and_keeps_exact_scores() 
         assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
     tail = 5999
     assert index.search(unit(vectors[tail:] + 0.01), 1, -1.0)[0][0] == ids[tail]
+
+
+def test_shards_give_the_results_of_one_index() -> None:
+    ids, vectors, queries = planted()
+    one, three = CollectionIndex(64, **{**SMALL, "shards": 1}), CollectionIndex(64, **{**SMALL, "shards": 3})
+    for index in (one, three):
+        for start in range(0, 6000, 1000):  # the tail goes to the smallest shard each time
+            index.add(ids[start:start + 1000], vectors[start:start + 1000])
+    sizes = [len(s.rows) for s in three._state.quantized.shards]
+    assert len(sizes) == 3 and max(sizes) - min(sizes) <= 1000 and sum(sizes) == three._state.quantized.count
+    for query in queries:
+        assert one.search(query, 10, -1.0) == three.search(query, 10, -1.0)
 
 
 def test_removed_faces_are_never_returned_and_compaction_keeps_the_rest() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from faceprint.index.hybrid import CollectionIndex
 
-FORMAT = 1
+FORMAT = 2
 log = logging.getLogger(__name__)
 
 

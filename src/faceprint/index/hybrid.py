@@ -1,10 +1,11 @@
 """The collection index: exact while that is fast, then quantized candidates re-ranked exactly.
 
 Below ``exact_below`` faces every search scans all vectors (the reference). From there on a
-product-quantized copy of the vectors (faiss ``IndexPQFastScan``: 4 bits for every 4
-dimensions, 1/32 of the float32 size) is scanned in full, which is a few times faster than the
-exact scan and never depends on a graph being navigable, and the best ``rerank`` candidates are
-then scored exactly against the float32 vectors. Faces added since the quantized copy was last
+product-quantized copy of the vectors (``index.quantized``: faiss ``IndexPQFastScan``, 4 bits
+for every 4 dimensions, 1/32 of the float32 size, in shards scanned on all cores) is scanned in
+full, which is many times faster than the exact scan and never depends on a graph being
+navigable, and the best ``rerank`` candidates are then scored exactly against the float32
+vectors. Faces added since the quantized copy was last
 extended (at most ``tail_limit``) are scanned exactly. So every returned score is exact; only
 the candidate list is approximate (benchmarks/search_scale.py measures its recall).
 
@@ -18,17 +19,20 @@ from __future__ import annotations
 
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-EXACT_BELOW = 50_000
-"""Collections smaller than this are searched exactly (about 1 ms a query here)."""
+from faceprint.index import quantized as pq
+
+EXACT_BELOW = 20_000
+"""Collections smaller than this are searched exactly (under 1 ms a query here)."""
 TAIL_LIMIT = 10_000
 """New faces are scanned exactly until this many wait, then quantized in one step."""
 RERANK = 1000
-"""Quantized candidates scored exactly per search (at least twice the faces asked for)."""
+"""Quantized candidates scored exactly per search (at least twice the faces asked for). At 1M
+faces 1000 finds the mate exact search finds for 0.9995 of probes; see docs/benchmarks.md."""
 
 
 @dataclass(frozen=True)
@@ -38,19 +42,20 @@ class _State:
     ids: list[str]
     count: int
     dead: int = 0
-    coded: Any = None  # faiss index over rows [0, coded_count), or None while exact
-    coded_count: int = 0
+    quantized: pq.Quantized | None = None  # rows [0, quantized.count), or None while exact
 
 
 class CollectionIndex:
     """A collection's faces for inner-product search (see the module's docstring)."""
 
     def __init__(self, dim: int, *, exact_below: int = EXACT_BELOW, tail_limit: int = TAIL_LIMIT,
-                 rerank: int = RERANK) -> None:
+                 rerank: int = RERANK, shards: int = 0) -> None:
         self.dim = dim
         self.exact_below, self.tail_limit, self.rerank = exact_below, tail_limit, rerank
+        self.shards = shards or pq.default_shards()
         self._state = _State(np.zeros((0, dim), np.float32), np.zeros(0, bool), [], 0)
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         state = self._state
@@ -58,7 +63,7 @@ class CollectionIndex:
 
     @property
     def quantized(self) -> bool:
-        return self._state.coded is not None
+        return self._state.quantized is not None
 
     # -- writes ------------------------------------------------------------------------------
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
@@ -86,46 +91,32 @@ class CollectionIndex:
                 return
             state.alive[rows] = False  # every search from now on skips them
             state = replace(state, dead=state.dead + len(rows))
-            if state.coded is None or state.dead > state.count // 10:
+            if state.quantized is None or state.dead > state.count // 10:
                 state = self._compact(state)
             self._state = state
 
     def _quantize(self, state: _State) -> _State:
         """Quantize new rows once the collection is large or enough rows wait in the tail."""
-        if state.coded is None:
+        if state.quantized is None:
             if state.count - state.dead < self.exact_below:
                 return state
-            coded = self._train(state.vectors[: state.count][state.alive[: state.count]])
-        elif state.count - state.coded_count >= self.tail_limit:
-            import faiss
-
-            coded = faiss.clone_index(state.coded)  # running searches keep the old one
-        else:
-            return state
-        coded.add(np.ascontiguousarray(state.vectors[coded.ntotal: state.count]))
-        return replace(state, coded=coded, coded_count=state.count)
-
-    def _train(self, sample: np.ndarray) -> Any:
-        import faiss
-
-        coded = faiss.IndexPQFastScan(self.dim, self.dim // 4, 4, faiss.METRIC_INNER_PRODUCT)
-        pick = np.random.default_rng(0).permutation(len(sample))[:100_000]
-        coded.train(np.ascontiguousarray(sample[np.sort(pick)]))
-        return coded
+            vectors = state.vectors[: state.count]
+            template = pq.train(self.dim, vectors[state.alive[: state.count]])
+            return replace(state, quantized=pq.build(template, vectors, np.arange(state.count), self.shards))
+        if state.count - state.quantized.count >= self.tail_limit:
+            tail = state.vectors[state.quantized.count: state.count]
+            return replace(state, quantized=pq.extend(state.quantized, tail))
+        return state
 
     def _compact(self, state: _State) -> _State:
         """New arrays without the removed rows; the quantizer keeps its trained codebooks."""
         keep = np.flatnonzero(state.alive[: state.count])
         vectors = state.vectors[keep]
         fresh = _State(vectors, np.ones(len(keep), bool), [state.ids[i] for i in keep], len(keep))
-        if state.coded is None:
+        if state.quantized is None or not len(keep):
             return fresh
-        import faiss
-
-        coded = faiss.clone_index(state.coded)
-        coded.reset()
-        coded.add(np.ascontiguousarray(vectors))
-        return replace(fresh, coded=coded, coded_count=len(keep))
+        template = state.quantized.shards[0].index
+        return replace(fresh, quantized=pq.build(template, vectors, np.arange(len(keep)), self.shards))
 
     # -- reads -------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, min_score: float) -> list[tuple[str, float]]:
@@ -150,19 +141,21 @@ class CollectionIndex:
 
     def _candidates(self, state: _State, query: np.ndarray, k: int) -> np.ndarray | None:
         """Rows to score exactly, or None for all of them."""
-        if state.coded is None:
+        if state.quantized is None:
             return None
         wanted = max(self.rerank, 2 * k) * state.count // (state.count - state.dead)  # dead rows take slots
-        wanted = min(wanted, state.coded_count)
-        _, found = state.coded.search(query[None], wanted)
-        found = found[0]
-        return np.concatenate([found[found >= 0], np.arange(state.coded_count, state.count)])
+        if self._pool is None and len(state.quantized.shards) > 1:
+            with self._lock:
+                self._pool = self._pool or ThreadPoolExecutor(len(state.quantized.shards) - 1,
+                                                              thread_name_prefix="fp-index-scan")
+        found = pq.scan(state.quantized, query, wanted, self._pool)
+        return np.concatenate([found, np.arange(state.quantized.count, state.count)])
 
     def memory_bytes(self) -> int:
         """Bytes held for the faces: vectors, flags, ids and the quantized codes."""
         state = self._state
         ids = sys.getsizeof(state.ids) + sum(sys.getsizeof(i) for i in state.ids[: state.count])
-        codes = state.coded.codes.size() if state.coded is not None else 0
+        codes = pq.nbytes(state.quantized) if state.quantized is not None else 0
         return state.vectors.nbytes + state.alive.nbytes + ids + codes
 
     # -- persistence -------------------------------------------------------------------------
@@ -175,12 +168,9 @@ class CollectionIndex:
     def arrays(state: _State) -> dict[str, np.ndarray]:
         """A state as plain arrays (for ``index.files``)."""
         out = {"vectors": state.vectors[: state.count], "alive": state.alive[: state.count],
-               "ids": np.array(state.ids[: state.count], dtype="S36"),
-               "coded_count": np.array(state.coded_count)}
-        if state.coded is not None:
-            import faiss
-
-            out["coded"] = faiss.serialize_index(state.coded)
+               "ids": np.array(state.ids[: state.count], dtype="S36")}
+        if state.quantized is not None:
+            out.update(pq.to_arrays(state.quantized))
         return out
 
     @classmethod
@@ -191,14 +181,10 @@ class CollectionIndex:
         ids = [i.decode() for i in arrays["ids"].tolist()]
         if not len(vectors) == len(alive) == len(ids):
             raise ValueError("index arrays disagree in length")
-        coded, coded_count = None, int(arrays["coded_count"])
-        if "coded" in arrays:
-            import faiss
-
-            coded = faiss.deserialize_index(np.asarray(arrays["coded"], np.uint8))
-            if coded.ntotal != coded_count or coded.d != dim:
-                raise ValueError("quantized index does not match its vectors")
-        index._state = _State(vectors, alive, ids, len(ids), int((~alive).sum()), coded, coded_count)
+        quantized = pq.from_arrays(arrays, dim)
+        if quantized is not None and quantized.count > len(ids):
+            raise ValueError("quantized rows past the vectors")
+        index._state = _State(vectors, alive, ids, len(ids), int((~alive).sum()), quantized)
         return index
 
     def keep_only(self, live: set[str]) -> None:
