@@ -34,6 +34,8 @@ class CachedIndex:
     deletes: int = -1
     max_seq: int = 0
     saved_size: int = 0
+    saved_at: tuple[int, int] | None = None
+    """(writes, deletes) of the store when the index file was last written or read."""
 
 
 class IndexCache:
@@ -93,7 +95,7 @@ class IndexCache:
         """Save every loaded index now (e.g. after a bulk import or before shutting down)."""
         self.wait()
         with self._lock:
-            names = list(self._cached)
+            names = [cid for cid, c in self._cached.items() if c.saved_at != (c.writes, c.deletes)]
         for cid in names:
             self._save(cid)
 
@@ -102,7 +104,8 @@ class IndexCache:
         if loaded is not None:
             index, meta = loaded
             if meta.get("created") == row.created and meta.get("face_model_version") == row.face_model_version:
-                return CachedIndex(index, row.created, meta["writes"], meta["deletes"], meta["max_seq"], len(index))
+                return CachedIndex(index, row.created, meta["writes"], meta["deletes"], meta["max_seq"], len(index),
+                                   (meta["writes"], meta["deletes"]))
         return CachedIndex(CollectionIndex(self.dim, **self.settings), row.created)
 
     def _save(self, collection_id: str) -> None:
@@ -117,10 +120,11 @@ class IndexCache:
                 meta = {"created": row.created, "face_model_version": row.face_model_version, "dim": self.dim,
                         "writes": cached.writes, "deletes": cached.deletes, "max_seq": cached.max_seq}
                 size, state = len(cached.index), cached.index.frozen()  # consistent with ``meta``
+                at = (cached.writes, cached.deletes)
             files.save(files.index_path(self.folder, collection_id), CollectionIndex.arrays(state), meta)
             with self._lock:
                 if self._cached.get(collection_id) is cached:
-                    cached.saved_size = size
+                    cached.saved_size, cached.saved_at = size, at
         except OSError as error:
             log.warning("could not save the index of %s: %s", collection_id, error)
         finally:
