@@ -252,3 +252,36 @@ def test_list_collections_tokens_stay_within_the_model_after_long_ids(tmp_path: 
         if page.collection_ids == [long_ids[1]]:
             fp.delete_collection(long_ids[1])  # the collection a token points after may go away
     assert seen == ["a", *long_ids, "z"] and max(len(t) for t in tokens) <= 255
+
+
+def test_quantized_search_on_real_faces_finds_what_exact_search_finds(tmp_path: Path, data) -> None:
+    """The quantized path (forced on a small collection) against exact search, on LFW faces."""
+    import numpy as np
+
+    from faceprint.index import ExactIndex
+    from faceprint.service import Faceprint
+
+    fp = Faceprint(tmp_path, profile="fast", models_dir=models_dir(),
+                   index_settings={"exact_below": 60, "tail_limit": 20, "rerank": 12, "shards": 2})
+    fp.create_collection("lfw")
+    folders = sorted((FACES / "lfw-dev" / "images").iterdir())
+    people = [sorted(d.glob("*.jpg")) for d in folders if len(list(d.glob("*.jpg"))) >= 2][:100]
+    for images in people:
+        fp.index_faces("lfw", images[0], external_image_id=images[0].parent.name, max_faces=1)
+    index = fp._index("lfw")
+    assert index.quantized and len(index) >= 95
+    exact = ExactIndex(fp.profile.dim)
+    rows = fp.store.list_faces("lfw", 0, 1000)
+    exact.add([r.face_id for r in rows], np.stack([r.vector for r in rows]))
+    found = 0
+    for images in people:
+        analysis = fp.analyze(images[1])
+        if not analysis.faces:
+            continue
+        ours = fp.search_faces_by_image("lfw", images[1], max_faces=3, face_match_threshold=0).face_matches
+        truth = dict(exact.search(analysis.vectors[0], len(exact), -1.0))
+        assert ours[0].face.face_id == next(iter(truth))  # the same best match as exact search
+        assert np.allclose([m.similarity for m in ours],  # and exact similarities
+                           [round(float(fp.profile.similarity(truth[m.face.face_id])), 4) for m in ours], atol=1e-3)
+        found += ours[0].face.external_image_id == images[1].parent.name
+    assert found >= 90
