@@ -223,7 +223,12 @@ def _run(args: argparse.Namespace) -> Any:
         return fp.compare_faces(_image(args.source), _image(args.target),
                                 args.similarity_threshold, args.quality_filter).to_dict()
     if args.command in _COLLECTION_COMMANDS:
-        return _COLLECTION_COMMANDS[args.command](fp, args)
+        try:
+            return _COLLECTION_COMMANDS[args.command](fp, args)
+        finally:  # a one-shot process: leave a current index file of a large collection for the next
+            from faceprint.index.cache import SAVE_MIN
+
+            fp.save_indexes(min_faces=SAVE_MIN)
     if args.command == "index-faces":
         return _index_faces(fp, args)
     if args.command == "detect-text":

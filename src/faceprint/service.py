@@ -112,10 +112,11 @@ class Faceprint(CollectionOperations, UserOperations):
                                                    **self._index_settings)
         return self._index_cache
 
-    def save_indexes(self) -> None:
-        """Write the index files of the large collections loaded here, so the next open is fast."""
+    def save_indexes(self, min_faces: int = 0) -> None:
+        """Write the index files of the collections loaded here (of ``min_faces`` or more) that
+        are not current, so that the next process opens them fast."""
         if self._index_cache is not None:
-            self._index_cache.save_all()
+            self._index_cache.save_all(min_faces)
 
     @property
     def face_model_version(self) -> str:

@@ -91,11 +91,13 @@ class IndexCache:
         for thread in list(self._threads):
             thread.join()
 
-    def save_all(self) -> None:
-        """Save every loaded index now (e.g. after a bulk import or before shutting down)."""
+    def save_all(self, min_faces: int = 0) -> None:
+        """Save every loaded index of ``min_faces`` or more whose file is not current (e.g. after
+        a bulk import, before shutting down, or at the end of a one-shot command)."""
         self.wait()
         with self._lock:
-            names = [cid for cid, c in self._cached.items() if c.saved_at != (c.writes, c.deletes)]
+            names = [cid for cid, c in self._cached.items()
+                     if c.saved_at != (c.writes, c.deletes) and len(c.index) >= min_faces]
         for cid in names:
             self._save(cid)
 
