@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> Any:
         finally:  # a one-shot process: leave a current index file of a large collection for the next
             from faceprint.index.cache import SAVE_MIN
 
-            fp.save_indexes(min_faces=SAVE_MIN)
+            fp.save_indexes(min_faces=SAVE_MIN, grown_only=True)
     if args.command == "index-faces":
         return _index_faces(fp, args)
     if args.command == "detect-text":

@@ -112,11 +112,11 @@ class Faceprint(CollectionOperations, UserOperations):
                                                    **self._index_settings)
         return self._index_cache
 
-    def save_indexes(self, min_faces: int = 0) -> None:
+    def save_indexes(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Write the index files of the collections loaded here (of ``min_faces`` or more) that
-        are not current, so that the next process opens them fast."""
+        are not current (``grown_only``: that grew by a fifth), so the next process opens them fast."""
         if self._index_cache is not None:
-            self._index_cache.save_all(min_faces)
+            self._index_cache.save_all(min_faces, grown_only)
 
     @property
     def face_model_version(self) -> str:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import threading
-import zipfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,11 @@ import numpy as np
 
 from faceprint.index.hybrid import CollectionIndex
 
-FORMAT = 2
+FORMAT = 3
+META_KEYS = ("created", "writes", "deletes", "max_seq")
+ORPHAN_AGE = 3600.0
+"""A temporary file this old whose writer's pid is gone is removed (pids can repeat across
+containers that share the folder, so age is checked too)."""
 log = logging.getLogger(__name__)
 
 
@@ -60,11 +64,16 @@ def load(path: Path, dim: int, **settings: int) -> tuple[CollectionIndex, dict[s
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode())
-            if meta.get("format") != FORMAT or meta.get("dim") != dim:
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("dim") != dim:
                 return None
+            for key in META_KEYS:
+                if not isinstance(meta.get(key), int | float):
+                    raise ValueError(f"metadata {key!r} missing")
             arrays = {name: data[name] for name in data.files if name != "meta"}
         return CollectionIndex.from_arrays(dim, arrays, **settings), meta
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as error:
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any damage (numpy, zip, json, faiss) means: rebuild
         log.warning("ignoring unreadable index file %s (%s); rebuilding from the store", path, error)
         return None
 
@@ -73,7 +82,11 @@ def _remove_orphans(path: Path) -> None:
     """Temporary files left by processes that died while writing this index."""
     for orphan in path.parent.glob(f"{path.name}.tmp-*"):
         try:
+            if time.time() - orphan.stat().st_mtime < ORPHAN_AGE:
+                continue
             os.kill(int(orphan.name.split("-")[-2]), 0)
+        except FileNotFoundError:
+            continue
         except (ProcessLookupError, ValueError, IndexError):
             with contextlib.suppress(FileNotFoundError):
                 orphan.unlink()

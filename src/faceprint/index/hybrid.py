@@ -9,7 +9,8 @@ vectors. Faces added since the quantized copy was last
 extended (at most ``tail_limit``) are scanned exactly. So every returned score is exact; only
 the candidate list is approximate (benchmarks/search_scale.py measures its recall).
 
-Concurrency: one writer at a time (``add``/``remove`` hold a lock); searches take no lock. A
+Concurrency: one writer at a time (``add``/``remove`` hold a lock); searches take no lock (but
+once, to start the scan pool). A
 search reads one immutable ``_State``; an add writes only past that state's rows, a remove
 clears flags in ``alive`` before it returns, so a deleted face is gone from every search that
 starts afterwards, and a compaction builds new arrays.
@@ -17,6 +18,7 @@ starts afterwards, and a compaction builds new arrays.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +28,15 @@ import numpy as np
 
 from faceprint.index import quantized as pq
 
+log = logging.getLogger(__name__)
+
 EXACT_BELOW = 20_000
 """Collections smaller than this are searched exactly (under 1 ms a query here)."""
 TAIL_LIMIT = 10_000
 """New faces are scanned exactly until this many wait, then quantized in one step."""
+RETRAIN_GROWTH = 10
+"""The codebooks are trained again once the collection is this many times the size they were
+trained at (so a collection grown live is not left with codebooks of its first faces)."""
 RERANK = 1000
 """Quantized candidates scored exactly per search (at least twice the faces asked for). At 1M
 faces 1000 finds the mate exact search finds for 0.9995 of probes; see docs/benchmarks.md."""
@@ -67,6 +74,7 @@ class CollectionIndex:
 
     # -- writes ------------------------------------------------------------------------------
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Add faces: all of them, or (if this raises) none."""
         if not ids:
             return
         vectors = np.asarray(vectors, np.float32).reshape(len(ids), self.dim)
@@ -77,10 +85,11 @@ class CollectionIndex:
             if end > len(buffer):
                 size = max(end, len(buffer) * 5 // 4, 1024)  # modest growth: a million rows is 1 GB
                 buffer, alive = _grown(buffer, state.count, size), _grown(alive, state.count, size)
-            buffer[state.count:end] = vectors
+            buffer[state.count:end] = vectors  # past ``count``: no reader looks there yet
             alive[state.count:end] = True
+            grown = self._quantize(replace(state, vectors=buffer, alive=alive, count=end))
             state.ids.extend(ids)  # readers only look at the first ``count`` ids
-            self._state = self._quantize(replace(state, vectors=buffer, alive=alive, count=end))
+            self._state = grown
 
     def remove(self, ids: list[str]) -> None:
         gone = set(ids)
@@ -96,17 +105,22 @@ class CollectionIndex:
             self._state = state
 
     def _quantize(self, state: _State) -> _State:
-        """Quantize new rows once the collection is large or enough rows wait in the tail."""
-        if state.quantized is None:
-            if state.count - state.dead < self.exact_below:
-                return state
-            vectors = state.vectors[: state.count]
-            template = pq.train(self.dim, vectors[state.alive[: state.count]])
-            return replace(state, quantized=pq.build(template, vectors, np.arange(state.count), self.shards))
-        if state.count - state.quantized.count >= self.tail_limit:
-            tail = state.vectors[state.quantized.count: state.count]
-            return replace(state, quantized=pq.extend(state.quantized, tail))
-        return state
+        """Quantize new rows once the collection is large or enough rows wait in the tail; train
+        the codebooks again when the collection has grown tenfold since they were trained. If
+        quantizing fails (e.g. out of memory), the rows stay in the exact tail for now."""
+        live = state.count - state.dead
+        quantized = state.quantized
+        try:
+            if quantized is None and live >= self.exact_below or (
+                    quantized is not None and live >= RETRAIN_GROWTH * quantized.trained_on):
+                vectors = state.vectors[: state.count]
+                template = pq.train(self.dim, vectors[state.alive[: state.count]])
+                quantized = pq.build(template, vectors, np.arange(state.count), self.shards, trained_on=live)
+            elif quantized is not None and state.count - quantized.count >= self.tail_limit:
+                quantized = pq.extend(quantized, state.vectors[quantized.count: state.count])
+        except (MemoryError, RuntimeError) as error:
+            log.warning("could not quantize %d faces (%s); they are searched exactly meanwhile", live, error)
+        return replace(state, quantized=quantized)
 
     def _compact(self, state: _State) -> _State:
         """New arrays without the removed rows; the quantizer keeps its trained codebooks."""
@@ -116,7 +130,8 @@ class CollectionIndex:
         if state.quantized is None or not len(keep):
             return fresh
         template = state.quantized.shards[0].index
-        return replace(fresh, quantized=pq.build(template, vectors, np.arange(len(keep)), self.shards))
+        return replace(fresh, quantized=pq.build(template, vectors, np.arange(len(keep)), self.shards,
+                                                 trained_on=state.quantized.trained_on))
 
     # -- reads -------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, min_score: float) -> list[tuple[str, float]]:
@@ -168,7 +183,7 @@ class CollectionIndex:
     def arrays(state: _State) -> dict[str, np.ndarray]:
         """A state as plain arrays (for ``index.files``)."""
         out = {"vectors": state.vectors[: state.count], "alive": state.alive[: state.count],
-               "ids": np.array(state.ids[: state.count], dtype="S36")}
+               "ids": np.array(state.ids[: state.count], dtype="S")}  # as wide as the longest id
         if state.quantized is not None:
             out.update(pq.to_arrays(state.quantized))
         return out

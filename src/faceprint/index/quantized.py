@@ -34,6 +34,7 @@ class Shard:
 class Quantized:
     shards: tuple[Shard, ...]
     count: int  # rows [0, count) are quantized
+    trained_on: int  # how many faces the collection had when the codebooks were trained
 
 
 def train(dim: int, sample: np.ndarray) -> Any:
@@ -46,7 +47,7 @@ def train(dim: int, sample: np.ndarray) -> Any:
     return index
 
 
-def build(template: Any, vectors: np.ndarray, rows: np.ndarray, shards: int) -> Quantized:
+def build(template: Any, vectors: np.ndarray, rows: np.ndarray, shards: int, trained_on: int) -> Quantized:
     """``vectors`` (of collection ``rows``) split into ``shards`` equal shards."""
     import faiss
 
@@ -56,7 +57,7 @@ def build(template: Any, vectors: np.ndarray, rows: np.ndarray, shards: int) -> 
         index.reset()
         index.add(np.ascontiguousarray(vectors[part], np.float32))
         out.append(Shard(index, np.asarray(rows[part], np.int64)))
-    return Quantized(tuple(out), int(rows[-1]) + 1 if len(rows) else 0)
+    return Quantized(tuple(out), int(rows[-1]) + 1 if len(rows) else 0, trained_on)
 
 
 def extend(quantized: Quantized, vectors: np.ndarray) -> Quantized:
@@ -69,7 +70,7 @@ def extend(quantized: Quantized, vectors: np.ndarray) -> Quantized:
     index.add(np.ascontiguousarray(vectors, np.float32))
     rows = np.concatenate([old.rows, np.arange(quantized.count, quantized.count + len(vectors))])
     shards = quantized.shards[:which] + (Shard(index, rows),) + quantized.shards[which + 1:]
-    return Quantized(shards, quantized.count + len(vectors))
+    return Quantized(shards, quantized.count + len(vectors), quantized.trained_on)
 
 
 def scan(quantized: Quantized, query: np.ndarray, wanted: int, pool: ThreadPoolExecutor | None) -> np.ndarray:
@@ -102,7 +103,8 @@ def nbytes(quantized: Quantized) -> int:
 def to_arrays(quantized: Quantized) -> dict[str, np.ndarray]:
     import faiss
 
-    out = {"quantized_count": np.array(quantized.count), "shards": np.array(len(quantized.shards))}
+    out = {"quantized_count": np.array(quantized.count), "shards": np.array(len(quantized.shards)),
+           "trained_on": np.array(quantized.trained_on)}
     for i, shard in enumerate(quantized.shards):
         out[f"shard_{i}"], out[f"shard_rows_{i}"] = faiss.serialize_index(shard.index), shard.rows
     return out
@@ -120,4 +122,4 @@ def from_arrays(arrays: dict[str, np.ndarray], dim: int) -> Quantized | None:
         if index.d != dim or index.ntotal != len(rows):
             raise ValueError("quantized shard does not match its rows")
         shards.append(Shard(index, rows))
-    return Quantized(tuple(shards), int(arrays["quantized_count"]))
+    return Quantized(tuple(shards), int(arrays["quantized_count"]), int(arrays["trained_on"]))

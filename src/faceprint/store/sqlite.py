@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS request_tokens (
     response TEXT NOT NULL,
     PRIMARY KEY (collection_id, operation, token)
 );
+CREATE TABLE IF NOT EXISTS deleted_faces (  -- lets another process's index drop just these
+    collection_id TEXT NOT NULL,
+    deletion INTEGER NOT NULL,  -- the collection's deletions counter after the delete
+    face_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deleted_faces_by_collection ON deleted_faces(collection_id, deletion);
 CREATE TABLE IF NOT EXISTS imports (
     collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
     source_sha256 TEXT NOT NULL,
@@ -62,6 +68,9 @@ CREATE TABLE IF NOT EXISTS imports (
     PRIMARY KEY (collection_id, source_sha256)
 );
 """
+
+DELETION_LOG = 10_000
+"""Delete calls remembered per collection; an index further behind rebuilds its list of faces."""
 
 _FACE_COLUMNS = ("seq, face_id, collection_id, image_id, external_image_id, width, height, left_, top, "
                  "confidence, user_id, vector")
@@ -206,6 +215,7 @@ class SQLiteStore:
             db.execute("DELETE FROM users WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM request_tokens WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM imports WHERE collection_id = ?", (collection_id,))
+            db.execute("DELETE FROM deleted_faces WHERE collection_id = ?", (collection_id,))
             return db.execute("DELETE FROM collections WHERE collection_id = ?",
                               (collection_id,)).rowcount > 0
 
@@ -231,7 +241,9 @@ class SQLiteStore:
 
     def list_faces(self, collection_id: str, after_seq: int, limit: int,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> list[FaceRow]:
-        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND seq > ?"
+        # with face ids, the unique face_id index must drive the query, not the collection's
+        column = "+collection_id" if face_ids else "collection_id"
+        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE {column} = ? AND seq > ?"
         args: list[object] = [collection_id, after_seq]
         if user_id is not None:
             sql += " AND user_id = ?"
@@ -249,14 +261,36 @@ class SQLiteStore:
         with self._tx() as db:
             marks = ",".join("?" * len(face_ids))
             found = [r[0] for r in db.execute(
-                f"SELECT face_id FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
+                f"SELECT face_id FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
                 (collection_id, *face_ids))]
-            db.execute(f"DELETE FROM faces WHERE collection_id = ? AND face_id IN ({marks})",
+            db.execute(f"DELETE FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
                        (collection_id, *face_ids))
             if found:
                 db.execute("UPDATE collections SET generation = generation + 1, deletions = deletions + 1 "
                            "WHERE collection_id = ?", (collection_id,))
+                (deletion,) = db.execute("SELECT deletions FROM collections WHERE collection_id = ?",
+                                         (collection_id,)).fetchone()
+                db.executemany("INSERT INTO deleted_faces VALUES (?, ?, ?)",
+                               [(collection_id, deletion, f) for f in found])
+                db.execute("DELETE FROM deleted_faces WHERE collection_id = ? AND deletion <= ?",
+                           (collection_id, deletion - DELETION_LOG))
         return found
+
+    def deleted_since(self, collection_id: str, deletion: int) -> list[str] | None:
+        """Face ids deleted after the collection's deletions counter was ``deletion``, or None
+        when the log no longer reaches that far back."""
+        db = self._db()
+        db.execute("BEGIN")  # one snapshot for the counter and the log
+        try:
+            found = db.execute("SELECT deletions FROM collections WHERE collection_id = ?",
+                               (collection_id,)).fetchone()
+            rows = db.execute("SELECT deletion, face_id FROM deleted_faces WHERE collection_id = ? AND deletion > ?",
+                              (collection_id, deletion)).fetchall()
+        finally:
+            db.execute("COMMIT")
+        if found is None or len({r[0] for r in rows}) != found[0] - deletion:
+            return None
+        return [r[1] for r in rows]
 
 
 def _face(r: tuple) -> FaceRow:
