@@ -342,18 +342,17 @@ def test_light_calls_do_not_wait_for_inference(server: Server) -> None:
         server.client().detect_faces(Image=image(GROUP))
         done.append(1)
 
-    threads = [threading.Thread(target=detect) for _ in range(8)]
+    threads = [threading.Thread(target=detect) for _ in range(16)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 30
     while _in_flight(server) < 4 and time.monotonic() < deadline:  # wait until they queue on the server
         time.sleep(0.005)
-    assert not done, "the image requests finished before they could be seen queued"
     server.client().list_collections()
     finished_before = len(done)
     for t in threads:
         t.join()
-    assert finished_before < 8 and len(done) == 8
+    assert finished_before < 16 and len(done) == 16  # answered while image requests still waited
 
 
 def _in_flight(server: Server) -> float:
