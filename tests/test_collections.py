@@ -285,3 +285,18 @@ def test_quantized_search_on_real_faces_finds_what_exact_search_finds(tmp_path: 
                            [round(float(fp.profile.similarity(truth[m.face.face_id])), 4) for m in ours], atol=1e-3)
         found += ours[0].face.external_image_id == images[1].parent.name
     assert found >= 90
+
+
+def test_writes_to_a_collection_deleted_meanwhile_are_refused_cleanly(fpc, data) -> None:
+    """IndexFaces or CreateUser racing DeleteCollection: ResourceNotFoundException, not a crash."""
+    from faceprint.store import FaceRow
+
+    fpc.create_collection("gone")
+    analysis = fpc.analyze(lfw_image("Aaron_Peirsol", 1))
+    fpc.delete_collection("gone")  # after the operation looked the collection up, before it wrote
+    with pytest.raises(ResourceNotFoundException):
+        fpc.store_analysis("gone", analysis)
+    with pytest.raises(ResourceNotFoundException):
+        fpc.store.add_faces([FaceRow("f", "gone", "i", None, (1, 1, 0, 0), 99.0, analysis.vectors[0])])
+    with pytest.raises(ResourceNotFoundException):
+        fpc.store.create_user("gone", "u1", 0.0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceprint.errors import ResourceAlreadyExistsException
+from faceprint.errors import ResourceAlreadyExistsException, ResourceNotFoundException
 from faceprint.store import CollectionRow, FaceRow
 
 SCHEMA = """
@@ -151,6 +151,7 @@ class SQLiteStore:
         """False if the user exists already."""
         try:
             with self._tx() as db:
+                _require_collection(db, collection_id)
                 db.execute("INSERT INTO users VALUES (?, ?, ?)", (collection_id, user_id, created))
         except sqlite3.IntegrityError:
             return False
@@ -227,6 +228,8 @@ class SQLiteStore:
         """Store ``faces``; with ``source`` = (collection_id, sha256, outcome), record in the same
         transaction that this source image is done, so a bulk import resumes without duplicates."""
         with self._tx() as db:
+            if source is not None or faces:
+                _require_collection(db, source[0] if source is not None else faces[0].collection_id)
             if source is not None:
                 db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)",
                            (source[0], source[1], faces[0].image_id if faces else None, source[2]))
@@ -291,6 +294,12 @@ class SQLiteStore:
         if found is None or len({r[0] for r in rows}) != found[0] - deletion:
             return None
         return [r[1] for r in rows]
+
+
+def _require_collection(db: sqlite3.Connection, collection_id: str) -> None:
+    """Inside a write: the collection may have been deleted since the caller looked it up."""
+    if db.execute("SELECT 1 FROM collections WHERE collection_id = ?", (collection_id,)).fetchone() is None:
+        raise ResourceNotFoundException(f"The collection {collection_id!r} does not exist.")
 
 
 def _face(r: tuple) -> FaceRow:
