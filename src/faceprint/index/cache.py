@@ -23,6 +23,9 @@ from faceprint.store import CollectionRow, Store
 SAVE_MIN = 20_000
 """Indexes of fewer faces are cheap to build from the store and are not saved in the background."""
 
+BATCH = 50_000
+"""Faces read from the store at a time when an index catches up."""
+
 log = logging.getLogger(__name__)
 
 
@@ -70,9 +73,8 @@ class IndexCache:
             if cached.deletes != deletes:
                 self._reconcile(cid, cached)
             if cached.writes != writes:
-                ids, vectors, max_seq = self.store.faces_after(cid, cached.max_seq)
-                cached.index.add(ids, vectors)  # raises without changing the index, or adds them all
-                cached.max_seq, cached.writes = max_seq, writes
+                self._catch_up(cid, cached)
+                cached.writes = writes
             if cached.grown() and not cached.saving:
                 self._save_later(cid, cached)
             return cached.index
@@ -138,6 +140,23 @@ class IndexCache:
         else:  # the log does not reach back that far: compare with every face id
             cached.index.keep_only(set(self.store.face_ids(collection_id)))
         cached.deletes = deletes
+
+    def _catch_up(self, collection_id: str, cached: CachedIndex) -> None:
+        """Add the faces stored since ``cached.max_seq``, in batches (bounded memory), quantizing
+        once at the end; each batch is added whole or not at all."""
+        assert cached.index is not None
+        index = cached.index
+        first = True
+        while True:
+            ids, vectors, max_seq = self.store.faces_after(collection_id, cached.max_seq, BATCH)
+            if first and len(ids) == BATCH:  # a large catch-up: make room once
+                index.reserve(max(0, self.store.count_faces(collection_id) - len(index)))
+            first = False
+            index.add(ids, vectors, quantize=False)
+            cached.max_seq = max_seq
+            if len(ids) < BATCH:
+                break
+        index.quantize()
 
     def _forget_gone(self) -> None:
         """Forget indexes of collections deleted (or re-created) by other processes."""

@@ -73,8 +73,9 @@ class CollectionIndex:
         return self._state.quantized is not None
 
     # -- writes ------------------------------------------------------------------------------
-    def add(self, ids: list[str], vectors: np.ndarray) -> None:
-        """Add faces: all of them, or (if this raises) none."""
+    def add(self, ids: list[str], vectors: np.ndarray, quantize: bool = True) -> None:
+        """Add faces: all of them, or (if this raises) none. ``quantize=False`` leaves them in
+        the exact tail for a later ``quantize()`` (when a large catch-up comes in batches)."""
         if not ids:
             return
         vectors = np.asarray(vectors, np.float32).reshape(len(ids), self.dim)
@@ -87,9 +88,23 @@ class CollectionIndex:
                 buffer, alive = _grown(buffer, state.count, size), _grown(alive, state.count, size)
             buffer[state.count:end] = vectors  # past ``count``: no reader looks there yet
             alive[state.count:end] = True
-            grown = self._quantize(replace(state, vectors=buffer, alive=alive, count=end))
+            grown = replace(state, vectors=buffer, alive=alive, count=end)
+            grown = self._quantize(grown) if quantize else grown
             state.ids.extend(ids)  # readers only look at the first ``count`` ids
             self._state = grown
+
+    def reserve(self, more: int) -> None:
+        """Room for ``more`` faces, so that adding them copies nothing."""
+        with self._lock:
+            state = self._state
+            rows = state.count + more
+            if rows > len(state.vectors):
+                self._state = replace(state, vectors=_grown(state.vectors, state.count, rows),
+                                      alive=_grown(state.alive, state.count, rows))
+
+    def quantize(self) -> None:
+        with self._lock:
+            self._state = self._quantize(self._state)
 
     def remove(self, ids: list[str]) -> None:
         gone = set(ids)
@@ -114,7 +129,7 @@ class CollectionIndex:
             if quantized is None and live >= self.exact_below or (
                     quantized is not None and live >= RETRAIN_GROWTH * quantized.trained_on):
                 vectors = state.vectors[: state.count]
-                template = pq.train(self.dim, vectors[state.alive[: state.count]])
+                template = pq.train(self.dim, vectors[state.alive[: state.count]] if state.dead else vectors)
                 quantized = pq.build(template, vectors, np.arange(state.count), self.shards, trained_on=live)
             elif quantized is not None and state.count - quantized.count >= self.tail_limit:
                 quantized = pq.extend(quantized, state.vectors[quantized.count: state.count])

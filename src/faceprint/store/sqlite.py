@@ -125,10 +125,11 @@ class SQLiteStore:
                                    (collection_id,)).fetchone()
         return (int(found[0]), int(found[1])) if found else (0, 0)
 
-    def faces_after(self, collection_id: str, seq: int) -> tuple[list[str], np.ndarray, int]:
-        """Ids and vectors of the faces added after ``seq``, and the highest seq seen."""
+    def faces_after(self, collection_id: str, seq: int, limit: int = -1) -> tuple[list[str], np.ndarray, int]:
+        """Ids and vectors of the faces added after ``seq`` (at most ``limit``; -1: all), and the
+        highest seq seen."""
         rows = self._db().execute("SELECT seq, face_id, vector FROM faces WHERE collection_id = ? AND seq > ? "
-                                  "ORDER BY seq", (collection_id, seq)).fetchall()
+                                  "ORDER BY seq LIMIT ?", (collection_id, seq, limit)).fetchall()
         if not rows:
             return [], np.zeros((0, 0), np.float32), seq
         vectors = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), -1)
