@@ -313,6 +313,10 @@ def test_raw_protocol_errors(server: Server) -> None:
     assert (status, body["__type"]) == (400, "SerializationException") and "NaN" in body["message"]
     status, body = server.post(b"[" * 100_000 + b"]" * 100_000, TARGET)
     assert (status, body["__type"]) == (400, "SerializationException")
+    list_faces = TARGET | {"x-amz-target": "RekognitionService.ListFaces"}
+    huge = b'{"CollectionId": "c1", "MaxResults": ' + b"9" * 5000 + b"}"  # over Python's 4,300-digit limit
+    status, body = server.post(huge, list_faces)
+    assert (status, body["__type"]) == (400, "SerializationException")
     status, body = server.post(b"{}", TARGET | {"x-amz-target": "RekognitionService.MakeCoffee"})
     assert (status, body["__type"]) == (400, "UnknownOperationException") and "MakeCoffee" in body["message"]
     status, body = server.post(b"{}", {"content-type": "application/x-amz-json-1.1"})
