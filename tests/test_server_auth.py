@@ -3,6 +3,7 @@ signed by boto3 and the AWS CLI, and each way a request is refused, end to end."
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import signal
@@ -140,6 +141,29 @@ def test_policy(server: Server, admin: dict[str, str], team_a: dict[str, str]) -
     assert code_of(rek.detect_faces, Image=probe) == "AccessDeniedException"
     assert rek.list_collections()["CollectionIds"] == ["team-a-1"]  # only what the key may see
     assert set(client(server, admin).list_collections()["CollectionIds"]) >= {"team-a-1", "team-b-1"}
+
+
+def test_list_collections_pages_over_visible_collections_only(server: Server, admin: dict[str, str],
+                                                              team_a: dict[str, str]) -> None:
+    """A restricted key pages over its own collections: no empty pages, no hidden id in a NextToken."""
+    hidden = ["aaa-hidden", "team-a", "team-a.hidden", "zzz-hidden"]
+    for cid in [*hidden, "team-a-2"]:
+        client(server, admin).create_collection(CollectionId=cid)
+    visible = sorted(c for c in client(server, admin).list_collections()["CollectionIds"] if c.startswith("team-a-"))
+    rek = client(server, team_a)
+    pages, tokens, token = [], [], None
+    while True:
+        page = rek.list_collections(MaxResults=1, **({"NextToken": token} if token else {}))
+        pages.append(page["CollectionIds"])
+        token = page.get("NextToken")
+        if token is None:
+            break
+        tokens.append(json.loads(base64.urlsafe_b64decode(token)))
+    assert pages == [[c] for c in visible] and len(visible) >= 2
+    assert tokens == visible[:-1]
+    assert rek.list_collections(MaxResults=4096)["CollectionIds"] == visible
+    for cid in hidden:
+        client(server, admin).delete_collection(CollectionId=cid)
 
 
 def test_keys_made_and_deleted_while_running(server: Server, home: Path) -> None:

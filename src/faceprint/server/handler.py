@@ -23,6 +23,7 @@ from faceprint.server.protocol import (
     parse_body,
 )
 from faceprint.server.validation import Validator
+from faceprint.types import ListCollectionsResult
 
 if TYPE_CHECKING:
     from faceprint.server.auth import KeyStore
@@ -104,14 +105,46 @@ class RekognitionHandler:
             authorize(key, operation, outcome.collection_id)
         shape = self.model.input_shape(operation)
         params = self.validator.validate(shape, body) if shape else {}
-        result = SERVED[operation](Call(self.fp, params, self.buckets))
-        if operation == "ListCollections" and key is not None:
-            result = _visible_collections(result, key)
-        return result
+        if operation == "ListCollections" and key is not None and key.policy.collections is not None:
+            return visible_collections(self.fp, key, params.get("MaxResults", 1000), params.get("NextToken"))
+        return SERVED[operation](Call(self.fp, params, self.buckets))
 
 
-def _visible_collections(result: dict[str, Any], key: AccessKey) -> dict[str, Any]:
-    """ListCollections shows a key only the collections its policy covers."""
-    pairs = [(c, v) for c, v in zip(result.get("CollectionIds", []), result.get("FaceModelVersions", []),
-                                    strict=True) if key.policy.allows_collection(c)]
-    return result | {"CollectionIds": [c for c, _ in pairs], "FaceModelVersions": [v for _, v in pairs]}
+STORE_PAGE = 1000
+"""Collections read from the store at once while ListCollections looks for a key's visible ones."""
+
+
+def visible_collections(fp: Faceprint, key: AccessKey, max_results: int, next_token: str | None
+                        ) -> dict[str, Any]:
+    """ListCollections for a key that may see only some collections: up to ``max_results`` of the
+    ids it may see, paging over the store until it has them. A page ends on a visible id, so the
+    NextToken (which names the id a page ends on) never holds a collection the key may not see."""
+    if max_results == 0:
+        return fp.list_collections(0, next_token).to_dict()
+    ids: list[str] = []
+    versions: list[str] = []
+    size = max(max_results, STORE_PAGE)
+    while True:
+        page = fp.list_collections(size, next_token)
+        rows = list(zip(page.collection_ids, page.face_model_versions, strict=True))
+        shown = [i for i, (cid, _) in enumerate(rows) if key.policy.allows_collection(cid)]
+        wanted = max_results - len(ids)
+        if len(shown) > wanted or (len(shown) == wanted and shown[-1] != len(rows) - 1):
+            size = shown[wanted - 1] + 1  # the same page again, ending on the last id to show
+            continue
+        ids += [rows[i][0] for i in shown]
+        versions += [rows[i][1] for i in shown]
+        if page.next_token is None or len(ids) == max_results:
+            token = page.next_token if _any_visible(fp, key, page.next_token) else None
+            return ListCollectionsResult(ids, versions, token).to_dict()
+        next_token, size = page.next_token, max(max_results - len(ids), STORE_PAGE)
+
+
+def _any_visible(fp: Faceprint, key: AccessKey, next_token: str | None) -> bool:
+    """Whether the key may see a collection after ``next_token`` (so that no last page is empty)."""
+    while next_token is not None:
+        page = fp.list_collections(STORE_PAGE, next_token)
+        if any(key.policy.allows_collection(cid) for cid in page.collection_ids):
+            return True
+        next_token = page.next_token
+    return False
