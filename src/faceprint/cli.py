@@ -167,6 +167,8 @@ def _serve_command(sub: Any) -> None:
     # --home and --profile may also follow the subcommand; SUPPRESS keeps one given before it
     p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home: collections and access keys")
     p.add_argument("--profile", default=argparse.SUPPRESS, help="model profile: accurate (default) or fast")
+    p.add_argument("--max-image-bytes", type=int, default=argparse.SUPPRESS,
+                   help="largest Image.Bytes accepted (default 5 MB; may be raised or lowered)")
     p.add_argument("--bucket", action="append", default=[], metavar="NAME=DIR",
                    help="serve Image.S3Object from a local folder as bucket NAME (repeatable); a bare NAME "
                    "limits the S3 endpoint to the buckets so named")

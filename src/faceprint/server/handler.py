@@ -64,7 +64,7 @@ class RekognitionHandler:
     model: ServiceModel = field(default_factory=ServiceModel)
 
     def __post_init__(self) -> None:
-        self.validator = Validator(self.model)
+        self.validator = Validator(self.model, self.fp.limits.max_bytes)
 
     def operation(self, target: str | None) -> str | None:
         """The operation a target names, or None (for metrics before the request is handled)."""

@@ -5,7 +5,8 @@ reported together as a ``ValidationException`` in the words of AWS's own framewo
 ("1 validation error detected: Value 'x' at 'collectionId' failed to satisfy constraint: ...").
 A value of the wrong JSON type is a ``SerializationException``. Blobs arrive base64-encoded and
 leave as ``bytes``; image bytes that are not base64 are an ``InvalidImageFormatException`` and
-image bytes over the model's 5 MB an ``ImageTooLargeException``, as Rekognition answers.
+image bytes over the model's 5 MB (or the server's ``--max-image-bytes``) an
+``ImageTooLargeException``, as Rekognition answers.
 Members the model does not know are ignored, as AWS does (newer clients may send them).
 """
 
@@ -53,8 +54,10 @@ def _show(value: Any) -> str:
 class Validator:
     """Validates one request body against an input shape; see the module's docstring."""
 
-    def __init__(self, model: ServiceModel) -> None:
+    def __init__(self, model: ServiceModel, max_image_bytes: int | None = None) -> None:
+        """``max_image_bytes`` replaces the model's 5 MB limit on image bytes (``--max-image-bytes``)."""
         self.model = model
+        self.max_image_bytes = max_image_bytes
 
     def validate(self, shape_name: str, value: Any) -> dict[str, Any]:
         errors: list[str] = []
@@ -148,9 +151,12 @@ class Validator:
             if image:
                 raise InvalidImageFormatException(f"{path}: the image bytes are not valid base64.") from None
             raise SerializationException(f"{path}: not valid base64.") from None
-        if image and "max" in shape and len(data) > shape["max"]:
-            raise ImageTooLargeException(f"The image is {len(data)} bytes; image bytes may be at most "
-                                         f"{shape['max']} (use S3Object for larger images).")
+        if image:
+            limit = self.max_image_bytes or shape.get("max")
+            if limit is not None and len(data) > limit:
+                raise ImageTooLargeException(f"The image is {len(data)} bytes; image bytes may be at most "
+                                             f"{limit} (use S3Object for larger images).")
+            shape = {k: v for k, v in shape.items() if k != "max"}
         self._length(shape, len(data), data, path, errors)
         return data
 
