@@ -97,6 +97,25 @@ class Server:
         return self.process.returncode
 
 
+def slow_request(server: Server, target: str = "ListCollections", length: int = 1000,
+                 headers: dict[str, str] | None = None) -> socket.socket:
+    """A socket that has sent a request's headers, announcing ``length`` body bytes, and no body."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    lines = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"X-Amz-Target: RekognitionService.{target}",
+             "Content-Type: application/x-amz-json-1.1", f"Content-Length: {length}",
+             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return sock
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of the answer on ``sock``."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    data = response.read()
+    return response.status, json.loads(data) if data else {}
+
+
 def aws_cli(server: Server, *args: str, key_id: str = "unused", secret: str = "unused",
             sign: bool = True) -> subprocess.CompletedProcess[str]:
     """``aws rekognition ARGS --endpoint-url URL`` with an empty AWS configuration."""

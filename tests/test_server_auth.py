@@ -20,7 +20,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from conftest import ROOT, lfw_image
-from serverkit import REGION, Server, aws_cli
+from serverkit import REGION, Server, aws_cli, read_answer, slow_request
 
 
 def keys(home: Path, *args: str) -> dict[str, Any]:
@@ -164,6 +164,26 @@ def test_list_collections_pages_over_visible_collections_only(server: Server, ad
     assert rek.list_collections(MaxResults=4096)["CollectionIds"] == visible
     for cid in hidden:
         client(server, admin).delete_collection(CollectionId=cid)
+
+
+def test_slow_unsigned_requests_do_not_throttle_signed_ones(server: Server, admin: dict[str, str]) -> None:
+    """Requests without a usable key are refused from their headers, without waiting for a body
+    or taking the room of a request that may run."""
+    socks = [slow_request(server) for _ in range(70)]
+    socks += [slow_request(server, headers={"Authorization": "AWS4-HMAC-SHA256 Credential=FPAKAAAAAAAAAAAAAAAA/"
+                                                             "20260101/us-east-1/rekognition/aws4_request, "
+                                                             "SignedHeaders=host, Signature=00",
+                                            "X-Amz-Date": dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")})]
+    try:
+        assert client(server, admin).list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+        for sock in (socks[0], socks[-1]):
+            sock.sendall(b"{" * 1000)  # the announced body: the answer was ready before it
+            status, body = read_answer(sock)
+            assert status == 400
+        assert body["__type"] == "UnrecognizedClientException"
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def test_keys_made_and_deleted_while_running(server: Server, home: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import FACES, ROOT, lfw_image
-from serverkit import REGION, Server, free_port
+from serverkit import REGION, Server, free_port, slow_request
 
 GROUP = FACES / "identities" / "faceapi_bbt" / "group"
 
@@ -78,6 +78,18 @@ def test_shutdown_answers_requests_in_flight_and_keeps_their_faces(tmp_path: Pat
         assert {f["FaceId"] for f in stored} == acknowledged
     finally:
         again.stop()
+
+
+def test_shutdown_does_not_wait_past_the_graceful_timeout(tmp_path: Path) -> None:
+    """A client that never sends its body delays shutdown by --graceful-timeout at most."""
+    server = Server(tmp_path, "--no-auth", "--graceful-timeout", "1")
+    with slow_request(server):
+        deadline = time.monotonic() + 10
+        while in_flight(server) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert server.stop(timeout=15) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 10
 
 
 @pytest.fixture(scope="module")

@@ -179,6 +179,10 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     p.add_argument("--threads", type=int, default=0,
                    help="inference threads per worker (default: its share of the cores)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds a request body may take to arrive (default 30); then RequestTimeoutException")
+    p.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds shutdown waits for requests in progress (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="'warning' turns the access log off")
 
@@ -189,8 +193,8 @@ def _serve(args: argparse.Namespace) -> None:
     serve(ServeSettings(host=args.host, port=args.port, home=args.home, profile=args.profile,
                         max_image_bytes=args.max_image_bytes, buckets=args.bucket,
                         s3_endpoint_url=args.s3_endpoint_url, s3_region=args.s3_region, auth=not args.no_auth,
-                        workers=args.workers,
-                        threads=args.threads, log_level=args.log_level))
+                        workers=args.workers, threads=args.threads, log_level=args.log_level,
+                        body_timeout=args.body_timeout, graceful_timeout=args.graceful_timeout))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from faceprint.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from faceprint.server.metrics import Metrics
 from faceprint.server.protocol import (
     Reply,
+    RequestTimeoutException,
     RequestTooLargeException,
     ThrottlingException,
     error_reply,
@@ -65,8 +66,10 @@ class AppOptions:
     warm: bool = True
     """Load the face models at startup (``/health`` says ``starting`` until they are)."""
     max_in_flight: int = 64
-    """Requests held at once (each may hold an 8 MB body); more answer ``ThrottlingException``,
-    which the AWS SDKs retry with backoff."""
+    """Requests held at once past the signature's header checks (each may hold an 8 MB body); more
+    answer ``ThrottlingException``, which the AWS SDKs retry with backoff."""
+    body_timeout: float = 30.0
+    """Seconds a request's body may take to arrive; then ``RequestTimeoutException`` (HTTP 408)."""
 
 
 def body_limit(image_members: int, max_image_bytes: int) -> int:
@@ -83,6 +86,8 @@ class _State:
         self.metrics = Metrics(options.metrics_dir)
         self.access = logging.getLogger(ACCESS_LOG)
         self.ready = False
+        self.held = 0
+        """Requests past the header checks, reading a body or running (the event loop's alone)."""
         model = handler.model
         self.image_ops = {op for op in model.operations if model.image_members(op)}
         self.limits = {op: body_limit(len(model.image_members(op)), handler.fp.limits.max_bytes)
@@ -171,18 +176,40 @@ async def _rekognition(state: _State, request: Request) -> Response:
 
 async def _answer(state: _State, request: Request, headers: dict[str, str], operation: str | None
                   ) -> tuple[Outcome, int, bool]:
-    """The outcome of one request, the body's size and whether to close the connection."""
-    if state.metrics.in_flight > state.options.max_in_flight:
-        close = await _drain(request, 0)
-        error = ThrottlingException(f"faceprint is handling {state.options.max_in_flight} requests; try again.")
-        return Outcome(error_reply(error, state.handler.model)), 0, close
+    """The outcome of one request, the body's size and whether to close the connection.
+
+    A request refused from its headers (no usable key) or throttled is answered without holding
+    its body; the others may hold one, up to ``max_in_flight`` at once, each for at most
+    ``body_timeout`` seconds of reading."""
     limit = state.limits.get(operation or "", BASE_BODY_BYTES)
+    if state.handler.keys is not None:
+        refused = await asyncio.get_running_loop().run_in_executor(state.light, state.handler.refuse_early, headers)
+        if refused is not None:
+            return refused, 0, await _discard(request, headers, limit, state)
+    if state.held >= state.options.max_in_flight:
+        error = ThrottlingException(f"faceprint is handling {state.options.max_in_flight} requests; try again.")
+        return Outcome(error_reply(error, state.handler.model)), 0, await _discard(request, headers, limit, state)
+    state.held += 1
     try:
-        body = await _read_body(request, headers, limit, operation, state)
+        return await _read_and_run(state, request, headers, operation, limit)
+    finally:
+        state.held -= 1
+
+
+async def _read_and_run(state: _State, request: Request, headers: dict[str, str], operation: str | None,
+                        limit: int) -> tuple[Outcome, int, bool]:
+    try:
+        async with asyncio.timeout(state.options.body_timeout):
+            body = await _read_body(request, headers, limit)
     except _TooLarge as exc:
-        return Outcome(Reply(413, exc.error.to_dict())), 0, exc.close
+        close = await _within(state.options.body_timeout, _drain(request, exc.size))
+        return Outcome(Reply(413, _too_large(operation, exc.size, limit, state).to_dict())), 0, close
     except ClientDisconnect:  # nobody to answer; 499 in the log, as nginx writes it
         return Outcome(Reply(499, {"__type": "ClientDisconnected", "message": "The client went away."})), 0, True
+    except TimeoutError:
+        error = RequestTimeoutException(f"The request body did not arrive within {state.options.body_timeout:g} "
+                                        "seconds.")
+        return Outcome(error_reply(error, state.handler.model)), 0, True
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     http = HttpRequest(request.method, raw_path.decode("latin-1"), request.scope["query_string"].decode("latin-1"),
                        headers, body)
@@ -200,22 +227,45 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 class _TooLarge(Exception):
-    def __init__(self, error: FaceprintError, close: bool) -> None:
-        self.error, self.close = error, close
+    def __init__(self, size: int) -> None:
+        self.size = size
 
 
-async def _read_body(request: Request, headers: dict[str, str], limit: int, operation: str | None,
-                     state: _State) -> bytes:
+def _declared_length(headers: dict[str, str]) -> int | None:
     declared = headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(_too_large(operation, int(declared), limit, state), await _drain(request, int(declared)))
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+async def _read_body(request: Request, headers: dict[str, str], limit: int) -> bytes:
+    declared = _declared_length(headers)
+    if declared is not None and declared > limit:
+        raise _TooLarge(declared)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _TooLarge(_too_large(operation, size, limit, state), await _drain(request, size))
+            raise _TooLarge(size)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _discard(request: Request, headers: dict[str, str], limit: int, state: _State) -> bool:
+    """Read and drop the body of a request answered without it (refused, throttled), so that
+    the client sees the answer rather than a reset connection; True if the connection must be
+    closed instead (a body over the operation's cap, or one that does not arrive in time)."""
+    declared = _declared_length(headers)
+    if declared is not None and declared > limit:
+        return True
+    return await _within(state.options.body_timeout, _drain(request, 0))
+
+
+async def _within(seconds: float, drain: Coroutine[Any, Any, bool]) -> bool:
+    """``drain``'s answer, or True (close the connection) if it takes over ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await drain
+    except TimeoutError:
+        return True
 
 
 async def _drain(request: Request, size: int) -> bool:

@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 from faceprint.errors import FaceprintError
 from faceprint.server.keys import AccessKey, KeyStore, Policy
 
-__all__ = ["AccessKey", "AuthError", "KeyStore", "Policy", "authorize", "verify"]
+__all__ = ["AccessKey", "AuthError", "KeyStore", "Policy", "authorize", "precheck", "verify"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "rekognition"
@@ -95,6 +95,28 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     lower-case names to values (repeated headers joined with ``,``), ``body`` the
     bytes received. ``now`` defaults to the current UTC time.
     """
+    key, auth, timestamp = _check_headers(headers, keys, now, service)
+    payload_hash = hashlib.sha256(body).hexdigest()
+    claimed = headers.get("x-amz-content-sha256")
+    if claimed is not None and claimed.strip() != payload_hash:
+        raise _invalid_signature("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
+    expected = signature(key.secret_access_key, timestamp, auth.region, auth.service, canonical)
+    if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8", "replace")):
+        raise _invalid_signature()
+    return key
+
+
+def precheck(headers: Mapping[str, str], keys: KeyStore, now: datetime | None = None,
+             service: str = SERVICE) -> AccessKey:
+    """What :func:`verify` checks before the body is needed: an ``Authorization`` header of the
+    right form, an active key, the date and the scope. The server runs it before it reads a body,
+    so that a request without a usable key never holds a body's room."""
+    return _check_headers(headers, keys, now, service)[0]
+
+
+def _check_headers(headers: Mapping[str, str], keys: KeyStore, now: datetime | None,
+                   service: str) -> tuple[AccessKey, _Authorization, str]:
     header = headers.get("authorization")
     if header is None or not header.strip():
         raise _missing_token()
@@ -106,15 +128,7 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     _check_clock(timestamp, signed_at, now or datetime.now(UTC))
     _check_scope(auth, timestamp, service)
     _check_signed_headers(auth, headers)
-    payload_hash = hashlib.sha256(body).hexdigest()
-    claimed = headers.get("x-amz-content-sha256")
-    if claimed is not None and claimed.strip() != payload_hash:
-        raise _invalid_signature("The provided 'x-amz-content-sha256' header does not match what was computed.")
-    canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
-    expected = signature(key.secret_access_key, timestamp, auth.region, auth.service, canonical)
-    if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8", "replace")):
-        raise _invalid_signature()
-    return key
+    return key, auth, timestamp
 
 
 def authorize(key: AccessKey, operation: str, collection_id: str | None) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from faceprint.errors import FaceprintError
-from faceprint.server.auth import AccessKey, authorize, verify
+from faceprint.server.auth import AccessKey, authorize, precheck, verify
 from faceprint.server.dispatch import SERVED, Call
 from faceprint.server.model import ServiceModel
 from faceprint.server.protocol import (
@@ -72,6 +72,17 @@ class RekognitionHandler:
             return operation_of(target, self.model)
         except FaceprintError:
             return None
+
+    def refuse_early(self, headers: Mapping[str, str]) -> Outcome | None:
+        """The answer to a request refused from its headers alone (no ``Authorization``, an
+        unknown key, a bad date or scope), or None; run before the body is read."""
+        if self.keys is None:
+            return None
+        try:
+            precheck(headers, self.keys)
+        except FaceprintError as exc:
+            return Outcome(error_reply(exc, self.model))
+        return None
 
     def handle(self, request: HttpRequest) -> Outcome:
         outcome = Outcome(Reply(200, {}))

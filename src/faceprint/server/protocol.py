@@ -39,6 +39,13 @@ class ThrottlingException(FaceprintError):
     http_status = 500
 
 
+class RequestTimeoutException(FaceprintError):
+    """The body did not arrive in time (a code the AWS SDKs retry as transient)."""
+
+    code = "RequestTimeoutException"
+    http_status = 408
+
+
 class RequestTooLargeException(FaceprintError):
     code = "RequestEntityTooLargeException"
     http_status = 413

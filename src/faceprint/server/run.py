@@ -45,7 +45,10 @@ class ServeSettings:
     """Inference threads per worker (0: one per core)."""
     log_level: str = "info"
     metrics_dir: str | None = None
-    graceful_timeout: int | None = None
+    graceful_timeout: float = 30.0
+    """Seconds shutdown waits for requests in progress; then they are dropped."""
+    body_timeout: float = 30.0
+    """Seconds a request's body may take to arrive."""
 
 
 def is_loopback(host: str) -> bool:
@@ -65,6 +68,8 @@ def check_settings(settings: ServeSettings) -> None:
             "`faceprint keys create --name NAME` and keep authentication on.")
     if settings.workers < 1:
         raise InvalidParameterException("--workers must be 1 or more.")
+    if not settings.body_timeout > 0 or not settings.graceful_timeout > 0:
+        raise InvalidParameterException("--body-timeout and --graceful-timeout must be more than 0 seconds.")
 
 
 def build_app(settings: ServeSettings) -> Starlette:
@@ -87,7 +92,7 @@ def build_app(settings: ServeSettings) -> Starlette:
 
         buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url,
                                      region=settings.s3_region)
-    options = AppOptions(inference_threads=settings.threads or share,
+    options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None)
     return create_app(fp, keys=keys, buckets=buckets, options=options)
 
