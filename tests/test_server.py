@@ -7,14 +7,17 @@ One server for the module (fast profile, no auth on loopback, a local S3 bucket)
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -92,7 +95,11 @@ def image(path: Path) -> dict[str, bytes]:
 
 
 def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
-    return exc.value.response["Error"]["Code"]
+    return code_of_error(exc.value)
+
+
+def code_of_error(exc: ClientError) -> str:
+    return exc.response["Error"]["Code"]
 
 
 def test_detect_faces_matches_the_python_api(server: Server, rek, fast) -> None:
@@ -246,6 +253,30 @@ def test_s3_object_errors(server: Server, rek) -> None:
                       {"Bucket": "photos", "Name": "group.jpg", "Version": "v2"}):
         with pytest.raises(rek.exceptions.InvalidS3ObjectException):
             rek.detect_faces(Image={"S3Object": s3_object})
+
+
+def test_a_fifo_in_a_bucket_is_no_object(server: Server, rek, bucket: Path) -> None:
+    """Opening a named pipe would wait for a writer: it is refused without being opened for reading."""
+    fifo = bucket / "pipe.jpg"
+    os.mkfifo(fifo)
+    answer: list[Any] = []
+
+    def detect() -> None:
+        try:
+            rek.detect_faces(Image={"S3Object": {"Bucket": "photos", "Name": "pipe.jpg"}})
+        except ClientError as exc:
+            answer.append(code_of_error(exc))
+
+    thread = threading.Thread(target=detect)
+    thread.start()
+    thread.join(20)
+    try:
+        assert answer == ["InvalidS3ObjectException"]
+    finally:
+        with contextlib.suppress(OSError):  # release a reader stuck in open(), if any
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join()
+        fifo.unlink()
 
 
 def test_validation_answers_as_aws_does(server: Server, loose) -> None:

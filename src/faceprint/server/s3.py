@@ -106,8 +106,8 @@ class Buckets:
         if version is not None and version != "null":
             raise InvalidS3ObjectException(f"{UNREADABLE} (a local bucket has no object versions)")
         path = _inside(root, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             raise InvalidS3ObjectException(UNREADABLE) from None
         try:
@@ -115,6 +115,7 @@ class Buckets:
             if not stat.S_ISREG(info.st_mode):  # a folder, device or pipe is no object
                 raise InvalidS3ObjectException(UNREADABLE)
             self._check_size(info.st_size)
+            os.set_blocking(fd, True)
         except BaseException:
             os.close(fd)
             raise
