@@ -4,6 +4,7 @@ metrics, and S3Object images come from an S3-compatible endpoint."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -90,6 +91,22 @@ def test_shutdown_does_not_wait_past_the_graceful_timeout(tmp_path: Path) -> Non
         started = time.monotonic()
         assert server.stop(timeout=15) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 10
+
+
+def test_health_reports_models_that_failed_to_load(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("")
+    server = Server(tmp_path, "--no-auth", env={"FACEPRINT_MODELS_DIR": str(not_a_folder)}, ready=False)
+    try:
+        deadline = time.monotonic() + 30
+        while (answer := server.get("/health"))[0] == 503 and b'"starting"' in answer[2] and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, _, body = answer
+        health = json.loads(body)
+        assert (status, health["status"]) == (503, "error") and "models" in health["error"], health
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")

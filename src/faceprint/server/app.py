@@ -86,6 +86,8 @@ class _State:
         self.metrics = Metrics(options.metrics_dir)
         self.access = logging.getLogger(ACCESS_LOG)
         self.ready = False
+        self.load_error: str | None = None
+        """Why the face models failed to load at startup (``/health`` then answers 503)."""
         self.held = 0
         """Requests past the header checks, reading a body or running (the event loop's alone)."""
         model = handler.model
@@ -126,9 +128,7 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
         return await _rekognition(state, request)
 
     async def health(request: Request) -> Response:
-        body = {"status": "ok" if state.ready else "starting", "faceModelVersion": fp.face_model_version,
-                "auth": keys is not None}
-        return JSONResponse(body, status_code=200 if state.ready else 503)
+        return _health(state, keys is not None)
 
     async def metrics(request: Request) -> Response:
         text = await asyncio.get_running_loop().run_in_executor(state.light, state.metrics.render)
@@ -142,11 +142,22 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
     return app
 
 
+def _health(state: _State, auth: bool) -> Response:
+    """200 once the face models are loaded; 503 while they load, or if they failed to."""
+    body: dict[str, Any] = {"status": "ok", "faceModelVersion": state.handler.fp.face_model_version, "auth": auth}
+    if state.load_error is not None:
+        body |= {"status": "error", "error": state.load_error}
+    elif not state.ready:
+        body["status"] = "starting"
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
 def _warm(state: _State) -> None:
     try:
         state.handler.fp.engine.load()
-    except Exception:  # the first request will report it as an AWS error
+    except Exception as exc:  # /health says so; each request reports it as an AWS error
         logging.getLogger("faceprint.server").exception("loading the face models failed")
+        state.load_error = f"loading the face models failed: {type(exc).__name__}: {exc}"
     finally:
         state.ready = True
 
