@@ -3,6 +3,7 @@ S3-compatible server (moto's, on a free port) read through boto3."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,47 @@ def test_path_traversal_is_impossible(folders: tuple[Path, Path], tmp_path: Path
         with pytest.raises(InvalidS3ObjectException):
             buckets.read({"Bucket": "photos", "Name": name})
     assert buckets.read({"Bucket": "photos", "Name": "link-in.jpg"}) == b"one"  # a link that stays inside
+
+
+def test_a_folder_swapped_for_a_link_cannot_lead_out(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """While a name is read, another process swaps a folder in the bucket for a link out of it,
+    over and over: the name must never reach the file outside."""
+    root, _ = folders
+    outside = tmp_path / "outside" / "a"
+    outside.mkdir(parents=True)
+    (outside / "two.jpg").write_bytes(b"secret")
+    (tmp_path / "swap").symlink_to(tmp_path / "outside")
+    buckets = Buckets({"photos": root})
+    stop = threading.Event()
+
+    def swap() -> None:
+        people, other = root / "people", tmp_path / "people-real"
+        while not stop.is_set():
+            people.rename(other)
+            (tmp_path / "swap").rename(people)  # people is now a link out of the bucket
+            people.rename(tmp_path / "swap")
+            other.rename(people)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    seen: set[bytes] = set()
+    try:
+        for _ in range(3000):
+            try:
+                seen.add(buckets.read({"Bucket": "photos", "Name": "people/a/two.jpg"}))
+            except InvalidS3ObjectException:
+                seen.add(b"refused")
+    finally:
+        stop.set()
+        swapper.join()
+    assert b"secret" not in seen and b"two" in seen
+
+
+def test_a_fifo_is_refused_without_waiting(folders: tuple[Path, Path]) -> None:
+    root, _ = folders
+    os.mkfifo(root / "pipe.jpg")
+    with pytest.raises(InvalidS3ObjectException):
+        Buckets({"photos": root}).read({"Bucket": "photos", "Name": "pipe.jpg"})
 
 
 def test_image_too_large_is_refused_from_its_size(folders: tuple[Path, Path]) -> None:

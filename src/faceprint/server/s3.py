@@ -105,11 +105,7 @@ class Buckets:
     def _read_local(self, root: Path, name: str, version: str | None) -> bytes:
         if version is not None and version != "null":
             raise InvalidS3ObjectException(f"{UNREADABLE} (a local bucket has no object versions)")
-        path = _inside(root, name)
-        try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        except OSError:
-            raise InvalidS3ObjectException(UNREADABLE) from None
+        fd = _open_inside(root, name)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):  # a folder, device or pipe is no object
@@ -207,14 +203,72 @@ def _check_folder(name: str, folder: Path) -> Path:
     return folder.resolve(strict=True)
 
 
-def _inside(root: Path, name: str) -> Path:
-    """The file ``name`` in ``root`` (resolved), or ``InvalidS3ObjectException`` if it would leave it."""
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+MAX_LINKS = 40
+"""Symbolic links followed while opening one object (Linux's own limit)."""
+
+
+def _outside() -> InvalidS3ObjectException:
+    return InvalidS3ObjectException(f"{UNREADABLE} (the object name is not a path inside the bucket)")
+
+
+def _open_inside(root: Path, name: str) -> int:
+    """A read-only fd of the file ``name`` in ``root``, or ``InvalidS3ObjectException``.
+
+    The path is walked one component at a time from the root's fd, each opened with
+    ``O_NOFOLLOW`` relative to the folder before it; symbolic links are read and followed here,
+    and only while they stay inside ``root``. A folder swapped for a link while the name is
+    being resolved therefore cannot lead out of the bucket. The file is opened ``O_NONBLOCK``
+    (a FIFO must not wait for a writer), then made blocking again."""
     if "\x00" in name or name.startswith("/") or any(part == ".." for part in name.split("/")):
-        raise InvalidS3ObjectException(f"{UNREADABLE} (the object name is not a path inside the bucket)")
+        raise _outside()
     try:
-        path = (root / name).resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
+        folders = [os.open(root, _OPEN | os.O_DIRECTORY)]
+    except OSError:  # the bucket's folder is gone
         raise InvalidS3ObjectException(UNREADABLE) from None
-    if not path.is_relative_to(root) or path == root:
-        raise InvalidS3ObjectException(f"{UNREADABLE} (the object name is not a path inside the bucket)")
-    return path
+    try:
+        return _walk(root, name.split("/"), folders)
+    finally:
+        for fd in folders:
+            os.close(fd)
+
+
+def _walk(root: Path, parts: list[str], folders: list[int]) -> int:
+    """Follow ``parts`` from ``folders[-1]`` (``folders[0]`` is the root's fd); see _open_inside."""
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":  # only from a link's target
+            if len(folders) == 1:
+                raise _outside()
+            os.close(folders.pop())
+            continue
+        try:
+            info = os.stat(part, dir_fd=folders[-1], follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                links += 1
+                if links > MAX_LINKS:
+                    raise InvalidS3ObjectException(UNREADABLE)
+                parts[:0] = _link_parts(root, os.readlink(part, dir_fd=folders[-1]), folders)
+            elif any(p not in ("", ".") for p in parts):
+                folders.append(os.open(part, _OPEN | os.O_DIRECTORY, dir_fd=folders[-1]))
+            else:
+                return os.open(part, _OPEN | os.O_NONBLOCK, dir_fd=folders[-1])
+        except OSError:  # missing, unreadable, not a folder, or swapped for a link meanwhile
+            raise InvalidS3ObjectException(UNREADABLE) from None
+    raise InvalidS3ObjectException(UNREADABLE)  # the name is the bucket's folder itself
+
+
+def _link_parts(root: Path, target: str, folders: list[int]) -> list[str]:
+    """The components a link's target adds to the walk; an absolute target must be in ``root``
+    and restarts the walk from it."""
+    if not target.startswith("/"):
+        return target.split("/")
+    inside = Path(os.path.normpath(target))
+    if not inside.is_relative_to(root):
+        raise _outside()
+    while len(folders) > 1:
+        os.close(folders.pop())
+    return list(inside.relative_to(root).parts)
