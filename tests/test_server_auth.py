@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import ROOT, lfw_image
+from conftest import FACES, ROOT, lfw_image
 from serverkit import REGION, Server, aws_cli, read_answer, slow_request
+
+GROUP = FACES / "identities" / "faceapi_bbt" / "group" / "bbt1.jpg"
 
 
 def keys(home: Path, *args: str) -> dict[str, Any]:
@@ -184,6 +189,35 @@ def test_slow_unsigned_requests_do_not_throttle_signed_ones(server: Server, admi
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_bad_signatures_do_not_queue_behind_inference(server: Server, admin: dict[str, str]) -> None:
+    """An image request with a wrong secret is refused while signed image requests still queue."""
+    done: list[int] = []
+    picture = {"Bytes": GROUP.read_bytes()}
+    clients = [client(server, admin) for _ in range(16)]
+
+    def detect(rek: Any) -> None:
+        rek.detect_faces(Image=picture)
+        done.append(1)
+
+    threads = [threading.Thread(target=detect, args=(rek,)) for rek in clients]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while in_flight(server) + len(done) < 16 and time.monotonic() < deadline:  # all sent
+        time.sleep(0.005)
+    wrong = client(server, dict(admin, SecretAccessKey="x" * 40))
+    assert code_of(wrong.detect_faces, Image=picture) == "InvalidSignatureException"
+    finished_before = len(done)
+    for t in threads:
+        t.join()
+    assert finished_before <= 8 and len(done) == 16  # not behind the 14 image requests queued
+
+
+def in_flight(server: Server) -> float:
+    text = server.get("/metrics")[2].decode()
+    return float(re.search(r"^faceprint_requests_in_flight (\S+)$", text, re.M).group(1))
 
 
 def test_keys_made_and_deleted_while_running(server: Server, home: Path) -> None:

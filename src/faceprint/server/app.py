@@ -224,8 +224,21 @@ async def _read_and_run(state: _State, request: Request, headers: dict[str, str]
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     http = HttpRequest(request.method, raw_path.decode("latin-1"), request.scope["query_string"].decode("latin-1"),
                        headers, body)
-    outcome = await asyncio.get_running_loop().run_in_executor(state.pool(operation), state.handler.handle, http)
-    return outcome, len(body), False
+    return await _run(state, http, operation), len(body), False
+
+
+async def _run(state: _State, http: HttpRequest, operation: str | None) -> Outcome:
+    """The handler's outcome. An image operation's signature is verified on the light pool first,
+    so that only signed requests queue for inference."""
+    loop = asyncio.get_running_loop()
+    pool = state.pool(operation)
+    signed = None
+    if pool is state.inference and state.handler.keys is not None:
+        checked = await loop.run_in_executor(state.light, state.handler.authenticate, http)
+        if isinstance(checked, Outcome):
+            return checked
+        signed = checked
+    return await loop.run_in_executor(pool, state.handler.handle, http, signed)
 
 
 def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -54,6 +54,13 @@ class Outcome:
     key_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Signed:
+    """A request whose signature is verified: by ``key``, or None when authentication is off."""
+
+    key: AccessKey | None
+
+
 @dataclass
 class RekognitionHandler:
     """Answers Rekognition requests with ``fp``; ``keys`` None turns authentication off."""
@@ -84,10 +91,22 @@ class RekognitionHandler:
             return Outcome(error_reply(exc, self.model))
         return None
 
-    def handle(self, request: HttpRequest) -> Outcome:
+    def authenticate(self, request: HttpRequest) -> Signed | Outcome:
+        """The verified signature, or the outcome refusing the request (so that the app can verify
+        on a light thread before it queues an image operation on the inference pool)."""
+        if self.keys is None:
+            return Signed(None)
+        try:
+            return Signed(verify(request.method, request.path, request.query, request.headers, request.body,
+                                 self.keys))
+        except FaceprintError as exc:
+            return Outcome(error_reply(exc, self.model))
+
+    def handle(self, request: HttpRequest, signed: Signed | None = None) -> Outcome:
+        """Answer ``request``, verifying its signature first unless ``signed`` says it was."""
         outcome = Outcome(Reply(200, {}))
         try:
-            outcome.reply = Reply(200, self._handle(request, outcome))
+            outcome.reply = Reply(200, self._handle(request, outcome, signed))
         except FaceprintError as exc:  # AuthError included
             outcome.reply = error_reply(exc, self.model)
         except Exception as exc:  # a bug: never a traceback on the wire
@@ -97,10 +116,12 @@ class RekognitionHandler:
                                                    "see the server log."})
         return outcome
 
-    def _handle(self, request: HttpRequest, outcome: Outcome) -> dict[str, Any]:
-        key = None
-        if self.keys is not None:
-            key = verify(request.method, request.path, request.query, request.headers, request.body, self.keys)
+    def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> dict[str, Any]:
+        if signed is None and self.keys is not None:
+            signed = Signed(verify(request.method, request.path, request.query, request.headers, request.body,
+                                   self.keys))
+        key = signed.key if signed is not None else None
+        if key is not None:
             outcome.key_id = key.access_key_id
         operation = outcome.operation = operation_of(request.headers.get("x-amz-target"), self.model)
         if operation not in SERVED:
