@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import io
 import json
 import os
@@ -357,6 +358,22 @@ def test_raw_protocol_errors(server: Server) -> None:
     create = TARGET | {"x-amz-target": "RekognitionService.CreateCollection"}
     status, body = server.post(b'{"CollectionId": "raw", "Unmodelled": 1}', create)  # ignored, as AWS does
     assert status == 200 and body["CollectionArn"].endswith("collection/raw")
+
+
+def test_other_paths_and_methods_answer_aws_errors(server: Server) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        for method, path, status in (("POST", "/foo", 404), ("GET", "/", 405)):
+            conn.request(method, path, body=b"{}" if method == "POST" else None, headers=TARGET)
+            response = conn.getresponse()
+            body = json.loads(response.read())
+            assert (response.status, body["__type"]) == (status, "UnknownOperationException"), body
+            assert response.getheader("content-type") == "application/x-amz-json-1.1"
+            entry = next(e for e in server.access_log() if e["requestId"] == response.getheader("x-amzn-requestid"))
+            assert (entry["status"], entry["error"], entry["operation"]) == (status, "UnknownOperationException",
+                                                                             "unknown")
+    finally:
+        conn.close()
 
 
 def test_unserved_operations_answer_a_clear_error(server: Server, rek) -> None:

@@ -134,10 +134,13 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
         text = await asyncio.get_running_loop().run_in_executor(state.light, state.metrics.render)
         return Response(text, media_type=METRICS_TYPE)
 
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        return _not_routed(state, request, exc)
+
     app = Starlette(routes=[Route("/", rekognition, methods=["POST"]),
                             Route("/health", health, methods=["GET"]),
                             Route("/metrics", metrics, methods=["GET"])],
-                    lifespan=lifespan)
+                    exception_handlers={404: not_routed, 405: not_routed}, lifespan=lifespan)
     app.state.faceprint = state
     return app
 
@@ -162,27 +165,52 @@ def _warm(state: _State) -> None:
         state.ready = True
 
 
+def _internal_error() -> Outcome:
+    return Outcome(Reply(500, {"__type": "InternalServerError", "message": "Internal server error; see the server "
+                                                                           "log."}))
+
+
 async def _rekognition(state: _State, request: Request) -> Response:
     started = time.perf_counter()
     headers = _headers(request.scope["headers"])
     operation = state.handler.operation(headers.get("x-amz-target"))
     state.metrics.begin()
+    outcome, bytes_in, close = _internal_error(), 0, True
     try:
         outcome, bytes_in, close = await _answer(state, request, headers, operation)
+        data = outcome.reply.encode()
     except Exception:  # a bug in this layer: an AWS error all the same, never a traceback on the wire
         logging.getLogger("faceprint.server").exception("internal error in %s", operation)
-        outcome, bytes_in, close = Outcome(Reply(500, {"__type": "InternalServerError", "message":
-                                                       "Internal server error; see the server log."})), 0, True
-    outcome.operation = outcome.operation or operation
+        outcome, bytes_in, close = _internal_error(), 0, True
+        data = outcome.reply.encode()
+    finally:  # the in-flight gauge comes down whatever happened, cancellation included
+        outcome.operation = outcome.operation or operation
+        seconds = time.perf_counter() - started
+        state.metrics.end(outcome.operation or "unknown", outcome.reply.status, outcome.reply.error_code, seconds)
+    return _respond(state, request, outcome, data, close, seconds, bytes_in)
+
+
+def _respond(state: _State, request: Request, outcome: Outcome, data: bytes, close: bool, seconds: float,
+             bytes_in: int, extra: dict[str, str] | None = None) -> Response:
+    """The HTTP answer, logged."""
     request_id = str(uuid.uuid4())
-    data = outcome.reply.encode()
-    extra = {"connection": "close"} if close else {}
-    response = Response(data, status_code=outcome.reply.status,
-                        headers=response_headers(request_id, len(data)) | extra)
-    seconds = time.perf_counter() - started
-    state.metrics.end(outcome.operation or "unknown", outcome.reply.status, outcome.reply.error_code, seconds)
+    headers = response_headers(request_id, len(data)) | ({"connection": "close"} if close else {}) | (extra or {})
     _log(state, request, request_id, outcome, seconds, bytes_in, len(data))
-    return response
+    return Response(data, status_code=outcome.reply.status, headers=headers)
+
+
+def _not_routed(state: _State, request: Request, exc: Exception) -> Response:
+    """A path or method outside the routes: an AWS JSON error, counted and logged like the others."""
+    status = getattr(exc, "status_code", 404)
+    what = "method" if status == 405 else "path"
+    outcome = Outcome(Reply(status, {"__type": "UnknownOperationException",
+                                     "message": f"No operation at {request.method} {request.url.path[:200]} "
+                                                f"(unknown {what}); Rekognition requests are POST / with "
+                                                "X-Amz-Target."}), operation="unknown")
+    state.metrics.begin()
+    state.metrics.end("unknown", status, "UnknownOperationException", 0.0)
+    extra = dict(getattr(exc, "headers", None) or {})  # Allow, for a 405
+    return _respond(state, request, outcome, outcome.reply.encode(), False, 0.0, 0, extra)
 
 
 async def _answer(state: _State, request: Request, headers: dict[str, str], operation: str | None
