@@ -5,6 +5,7 @@ metrics, and S3Object images come from an S3-compatible endpoint."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -159,6 +160,19 @@ def test_workers_share_home_metrics_and_s3_endpoint(tmp_path: Path, s3_endpoint:
             assert "faceprint_worker_processes 2" in text
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_s3_credentials_on_the_command_line(tmp_path: Path, s3_endpoint: str) -> None:
+    no_chain = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_CONFIG_FILE": os.devnull}
+    server = Server(tmp_path, "--no-auth", "--s3-endpoint-url", s3_endpoint, "--s3-access-key-id", "testing",
+                    "--s3-secret-access-key", "sekrit-testing", env=no_chain)
+    try:
+        found = server.client().detect_faces(Image={"S3Object": {"Bucket": "remote-photos", "Name": "a/peirsol.jpg"}})
+        assert len(found["FaceDetails"]) == 1
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+    assert "sekrit" not in server.log.read_text()
 
 
 def test_overload_answers_throttling(tmp_path: Path) -> None:

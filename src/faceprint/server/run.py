@@ -39,6 +39,9 @@ class ServeSettings:
     """``NAME=DIR`` local buckets (or ``NAME`` for a bucket of the S3 endpoint)."""
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    """The endpoint's credentials (None: boto3's usual chain)."""
     auth: bool = True
     workers: int = 1
     threads: int = 0
@@ -91,7 +94,8 @@ def build_app(settings: ServeSettings) -> Starlette:
         from faceprint.server.s3 import Buckets
 
         buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url,
-                                     region=settings.s3_region)
+                                     region=settings.s3_region, access_key_id=settings.s3_access_key_id,
+                                     secret_access_key=settings.s3_secret_access_key)
     options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None)
     return create_app(fp, keys=keys, buckets=buckets, options=options)
