@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import DATA, FACES, lfw_image
+from conftest import DATA, FACES, ROOT, lfw_image
 from contract import output_shape, validate
 from serverkit import RawBodies, Server, aws_cli
 
@@ -278,6 +278,18 @@ def test_a_fifo_in_a_bucket_is_no_object(server: Server, rek, bucket: Path) -> N
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         thread.join()
         fifo.unlink()
+
+
+def test_a_malformed_s3_object_is_a_validation_error(server: Server, loose) -> None:
+    """The model's S3Bucket and S3ObjectName constraints answer first, as AWS's framework does."""
+    for s3_object in ({"Bucket": "ab", "Name": "x.jpg"}, {"Bucket": "photos", "Name": ""},
+                      {"Bucket": "no spaces", "Name": "x.jpg"}):
+        with pytest.raises(ClientError) as exc:
+            loose.detect_faces(Image={"S3Object": s3_object})
+        assert code_of(exc) == "ValidationException", s3_object
+    doc = (ROOT / "docs" / "server-auth.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith("| malformed `S3Object`"))
+    assert "`ValidationException`" in row
 
 
 def test_validation_answers_as_aws_does(server: Server, loose) -> None:
