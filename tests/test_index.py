@@ -277,3 +277,18 @@ def test_deletes_by_another_process_reach_a_loaded_index_through_the_log(tmp_pat
     assert searcher.store.deleted_since("c", 2) is None
     top = {searcher._index("c").search(v, 1, -1.0)[0][0] for v in vectors[:30]}  # full comparison instead
     assert not top & set(faces[:25]) and set(faces[25:30]) <= top and index is searcher._index("c")
+
+
+def test_an_own_delete_leaves_nothing_to_reconcile(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    fp, other = open_home(tmp_path), open_home(tmp_path)
+    fp.create_collection("c")
+    faces = fill(fp, "c", unit(rng.standard_normal((2500, 128))))
+    fp._index("c")
+    cached = fp.index_cache._cached["c"]
+    fp.delete_faces("c", faces[:3])
+    assert cached.deletes == fp.store.generation("c")[1]  # the next search skips the deletion log
+    other.delete_faces("c", faces[3:5])
+    fp.delete_faces("c", faces[5:6])  # another process deleted in between: the next search reconciles
+    assert cached.deletes < fp.store.generation("c")[1]
+    assert len(fp._index("c")) == 2494 and cached.deletes == fp.store.generation("c")[1]

@@ -88,6 +88,8 @@ class IndexCache:
         with cached.lock:
             if cached.index is not None:
                 cached.index.remove(face_ids)
+                if self.store.generation(collection_id)[1] == cached.deletes + 1:
+                    cached.deletes += 1  # ours was the only delete since: no second pass to reconcile
 
     def drop(self, collection_id: str) -> None:
         """The collection is gone: forget its index and delete its file."""
