@@ -221,7 +221,7 @@ def test_searches_run_while_an_import_writes(fpc, data) -> None:
     def read() -> int:
         seen = 0
         for _ in range(200):
-            seen = max(seen, len(fpc._search("busy", probe, 100, 0.0)))
+            seen = max(seen, len(fpc.collections.search("busy", probe, 100, 0.0)))
         return seen
 
     with ThreadPoolExecutor(3) as pool:
@@ -230,7 +230,7 @@ def test_searches_run_while_an_import_writes(fpc, data) -> None:
         written = writer.result()
         assert all(r.result() >= 1 for r in readers)
     assert fpc.describe_collection("busy").face_count == written + 1
-    assert len(fpc._search("busy", probe, 100, 0.0)) == written + 1
+    assert len(fpc.collections.search("busy", probe, 100, 0.0)) == written + 1
 
 
 def test_list_collections_tokens_stay_within_the_model_after_long_ids(tmp_path: Path) -> None:
@@ -300,3 +300,31 @@ def test_writes_to_a_collection_deleted_meanwhile_are_refused_cleanly(fpc, data)
         fpc.store.add_faces([FaceRow("f", "gone", "i", None, (1, 1, 0, 0), 99.0, analysis.vectors[0])])
     with pytest.raises(ResourceNotFoundException):
         fpc.store.create_user("gone", "u1", 0.0)
+
+
+def test_collections_and_users_are_built_alone_from_their_dependencies(tmp_path: Path) -> None:
+    """No Faceprint needed: a store, indexes, a profile, an analysis callable and a clock."""
+    import numpy as np
+
+    from faceprint.collections import Collections
+    from faceprint.faces import Analysis
+    from faceprint.index.cache import IndexCache
+    from faceprint.models.profiles import get_profile
+    from faceprint.store.sqlite import SQLiteStore
+    from faceprint.users import Users
+
+    profile = get_profile("fast")
+    store = SQLiteStore(tmp_path / "db.sqlite")
+
+    def no_faces(image, **options) -> Analysis:
+        return Analysis(image=None, faces=[], rejected=[], vectors=np.zeros((0, profile.dim), np.float32))
+
+    collections = Collections(store, IndexCache(store, tmp_path / "indexes", profile.dim), profile, no_faces,
+                              clock=lambda: 1_700_000_000.0)
+    users = Users(collections, clock=lambda: 1_700_000_001.0)
+    collections.create_collection("alone")
+    assert collections.describe_collection("alone").creation_timestamp == 1_700_000_000.0
+    assert collections.index_faces("alone", b"not decoded here").face_records == []
+    users.create_user("alone", "u1")
+    assert [u.user_id for u in users.list_users("alone").users] == ["u1"]
+    assert collections.describe_collection("alone").user_count == 1

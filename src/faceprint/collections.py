@@ -1,4 +1,5 @@
-"""Collection, face and search operations (Rekognition's), as a mixin of ``Faceprint``.
+"""Collection, face and search operations (Rekognition's): :class:`Collections`, which
+``Faceprint`` delegates to.
 
 SQLite (``HOME/faceprint.db``) is the source of truth, vectors included; each collection's
 vector index is derived from it (``faceprint.index.cache``) and brought up to date before every
@@ -14,7 +15,8 @@ import re
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,7 @@ from faceprint.faces import (
     validate_quality_filter,
 )
 from faceprint.index import Indexes, VectorIndex
+from faceprint.models.profiles import Profile
 from faceprint.store import CollectionRow, FaceRow, Store
 from faceprint.types import (
     BoundingBox,
@@ -49,9 +52,6 @@ from faceprint.types import (
     UnindexedFace,
     UnsuccessfulFaceDeletion,
 )
-
-if TYPE_CHECKING:
-    from faceprint.service import Faceprint
 
 COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 EXTERNAL_IMAGE_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
@@ -88,30 +88,48 @@ def decode_token(token: str | None, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-class CollectionOperations:
-    """Mixed into ``Faceprint``; expects ``store``, ``profile``, ``analyze``, ``face_model_version``."""
+Analyze = Callable[..., Analysis]
+"""``analyze(image, max_faces=..., quality_filter=...)``: detection, measures and vectors
+(``Faceprint.analyze``)."""
 
-    store: Store
-    index_cache: Indexes
-    _index_lock: threading.RLock
+
+class Collections:
+    """Rekognition's collection, face and search operations over ``store`` (the source of truth)
+    and ``indexes`` (each collection's vector index, derived from the store). ``profile`` gives the
+    face model version and the similarity scale, ``analyze`` turns an image into faces and vectors,
+    ``lock`` serializes deletes against the index (shared with :class:`faceprint.users.Users`) and
+    ``clock`` dates new collections."""
+
+    def __init__(self, store: Store, indexes: Indexes, profile: Profile, analyze: Analyze,
+                 lock: threading.RLock | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.indexes = indexes
+        self.profile = profile
+        self.analyze = analyze
+        self.lock = lock if lock is not None else threading.RLock()
+        self.clock = clock
+
+    @property
+    def face_model_version(self) -> str:
+        return self.profile.face_model_version
 
     # -- collections ---------------------------------------------------------------------------
-    def create_collection(self: Faceprint, collection_id: str) -> CreateCollectionResult:
+    def create_collection(self, collection_id: str) -> CreateCollectionResult:
         check_pattern("CollectionId", collection_id, COLLECTION_ID)
         arn = ARN_PREFIX + collection_id
         self.store.create_collection(CollectionRow(collection_id, arn, self.face_model_version,
-                                                   self.profile.dim, time.time()))
+                                                   self.profile.dim, self.clock()))
         return CreateCollectionResult(status_code=200, collection_arn=arn,
                                       face_model_version=self.face_model_version)
 
-    def describe_collection(self: Faceprint, collection_id: str) -> DescribeCollectionResult:
-        row = self._collection(collection_id)
+    def describe_collection(self, collection_id: str) -> DescribeCollectionResult:
+        row = self.collection(collection_id)
         return DescribeCollectionResult(face_count=self.store.count_faces(collection_id),
                                         face_model_version=row.face_model_version, collection_arn=row.arn,
                                         creation_timestamp=row.created,
                                         user_count=self.store.count_users(collection_id))
 
-    def list_collections(self: Faceprint, max_results: int = 1000, next_token: str | None = None
+    def list_collections(self, max_results: int = 1000, next_token: str | None = None
                          ) -> ListCollectionsResult:
         check_int("MaxResults", max_results, 0, 4096)
         after = self._collection_after(decode_token(next_token, (str, list)))
@@ -121,7 +139,7 @@ class CollectionOperations:
         return ListCollectionsResult(collection_ids=[r.collection_id for r in page],
                                      face_model_versions=[r.face_model_version for r in page], next_token=token)
 
-    def _collection_after(self: Faceprint, token: str | list | None) -> str | None:
+    def _collection_after(self, token: str | list | None) -> str | None:
         """The collection id a NextToken points after (see ``_collection_token``)."""
         if not isinstance(token, list):
             return token
@@ -132,7 +150,7 @@ class CollectionOperations:
             raise InvalidPaginationTokenException("NextToken is not one this service issued.")
         return found[0]
 
-    def _collection_token(self: Faceprint, collection_id: str) -> str:
+    def _collection_token(self, collection_id: str) -> str:
         """A NextToken within the model's 255 characters: after an id too long for that, a
         digest of it, with the id kept in the store (so it works even if that collection goes)."""
         token = encode_token(collection_id)
@@ -143,20 +161,20 @@ class CollectionOperations:
             self.store.put_token("", "ListCollections", digest, collection_id, "")
         return encode_token(["long", digest])
 
-    def delete_collection(self: Faceprint, collection_id: str) -> DeleteCollectionResult:
+    def delete_collection(self, collection_id: str) -> DeleteCollectionResult:
         check_pattern("CollectionId", collection_id, COLLECTION_ID)
-        with self._index_lock:
+        with self.lock:
             if not self.store.delete_collection(collection_id):
                 raise ResourceNotFoundException(f"The collection {collection_id!r} does not exist.")
-            self.index_cache.drop(collection_id)
+            self.indexes.drop(collection_id)
         return DeleteCollectionResult(status_code=200)
 
     # -- faces ---------------------------------------------------------------------------------
-    def index_faces(self: Faceprint, collection_id: str, image: Any, external_image_id: str | None = None,
+    def index_faces(self, collection_id: str, image: Any, external_image_id: str | None = None,
                     detection_attributes: tuple[str, ...] | list[str] = (), max_faces: int | None = None,
                     quality_filter: str = "AUTO") -> IndexFacesResult:
         """Rekognition IndexFaces: detect, filter, store and index the faces of one image."""
-        self._collection(collection_id)
+        self.collection(collection_id)
         if external_image_id is not None:
             check_pattern("ExternalImageId", external_image_id, EXTERNAL_IMAGE_ID)
         validate_attributes(list(detection_attributes))
@@ -166,7 +184,7 @@ class CollectionOperations:
         analysis = self.analyze(image, quality_filter=quality_filter)
         return self.store_analysis(collection_id, analysis, external_image_id, max_faces)
 
-    def store_analysis(self: Faceprint, collection_id: str, analysis: Analysis,
+    def store_analysis(self, collection_id: str, analysis: Analysis,
                        external_image_id: str | None = None, max_faces: int | None = None,
                        source_sha256: str | None = None) -> IndexFacesResult:
         """The storing half of IndexFaces, for an analysis made here or in a worker process.
@@ -188,9 +206,9 @@ class CollectionOperations:
                                    for f, reason in analysis.rejected]
         return result
 
-    def list_faces(self: Faceprint, collection_id: str, max_results: int = 1000, next_token: str | None = None,
+    def list_faces(self, collection_id: str, max_results: int = 1000, next_token: str | None = None,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> ListFacesResult:
-        self._collection(collection_id)
+        self.collection(collection_id)
         if user_id is not None:
             from faceprint.users import USER_ID
 
@@ -204,15 +222,15 @@ class CollectionOperations:
         return ListFacesResult(faces=[self._face(r) for r in page], face_model_version=self.face_model_version,
                                next_token=encode_token(page[-1].seq) if more and page else None)
 
-    def delete_faces(self: Faceprint, collection_id: str, face_ids: list[str]) -> DeleteFacesResult:
+    def delete_faces(self, collection_id: str, face_ids: list[str]) -> DeleteFacesResult:
         """Rekognition DeleteFaces; a face that belongs to a user is kept (disassociate it first)."""
-        self._collection(collection_id)
+        self.collection(collection_id)
         _check_face_ids(face_ids)
         wanted = list(dict.fromkeys(face_ids))
-        with self._index_lock:
+        with self.lock:
             owned = {f.face_id: f.user_id for f in self.store.get_faces(collection_id, wanted) if f.user_id}
             deleted = self.store.delete_faces(collection_id, [f for f in wanted if f not in owned])
-            self.index_cache.removed(collection_id, deleted)  # gone from every search from now on
+            self.indexes.removed(collection_id, deleted)  # gone from every search from now on
         gone = set(deleted)
         failures = [UnsuccessfulFaceDeletion(face_id=f, reasons=["ASSOCIATED_TO_AN_EXISTING_USER"], user_id=owned[f])
                     if f in owned else UnsuccessfulFaceDeletion(face_id=f, reasons=["FACE_NOT_FOUND"])
@@ -220,25 +238,25 @@ class CollectionOperations:
         return DeleteFacesResult(deleted_faces=deleted, unsuccessful_face_deletions=failures)
 
     # -- search --------------------------------------------------------------------------------
-    def search_faces(self: Faceprint, collection_id: str, face_id: str, max_faces: int = 80,
+    def search_faces(self, collection_id: str, face_id: str, max_faces: int = 80,
                      face_match_threshold: float = 80.0) -> SearchFacesResult:
         """Rekognition SearchFaces: the faces of the collection most like a stored face."""
-        self._collection(collection_id)
+        self.collection(collection_id)
         check_pattern("FaceId", face_id, FACE_ID)
         check_int("MaxFaces", max_faces, 1, 4096)
         threshold = _threshold(face_match_threshold)
         found = self.store.get_faces(collection_id, [face_id])
         if not found:
             raise ResourceNotFoundException(f"Face {face_id} is not in collection {collection_id!r}.")
-        matches = self._search(collection_id, found[0].vector, max_faces + 1, threshold)
+        matches = self.search(collection_id, found[0].vector, max_faces + 1, threshold)
         return SearchFacesResult(searched_face_id=face_id, face_model_version=self.face_model_version,
                                  face_matches=[m for m in matches if m.face.face_id != face_id][:max_faces])
 
-    def search_faces_by_image(self: Faceprint, collection_id: str, image: Any, max_faces: int = 80,
+    def search_faces_by_image(self, collection_id: str, image: Any, max_faces: int = 80,
                               face_match_threshold: float = 80.0, quality_filter: str = "NONE"
                               ) -> SearchFacesByImageResult:
         """Rekognition SearchFacesByImage: the largest face of ``image`` against the collection."""
-        self._collection(collection_id)
+        self.collection(collection_id)
         check_int("MaxFaces", max_faces, 1, 4096)
         threshold = _threshold(face_match_threshold)
         validate_quality_filter(quality_filter)
@@ -249,11 +267,11 @@ class CollectionOperations:
         face = analysis.faces[0]
         return SearchFacesByImageResult(
             searched_face_bounding_box=face.bounding_box, searched_face_confidence=face.confidence,
-            face_matches=self._search(collection_id, analysis.vectors[0], max_faces, threshold),
+            face_matches=self.search(collection_id, analysis.vectors[0], max_faces, threshold),
             face_model_version=self.face_model_version)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _collection(self: Faceprint, collection_id: str) -> CollectionRow:
+    def collection(self, collection_id: str) -> CollectionRow:
         check_pattern("CollectionId", collection_id, COLLECTION_ID)
         row = self.store.get_collection(collection_id)
         if row is None:
@@ -264,14 +282,14 @@ class CollectionOperations:
                 f"runs {self.face_model_version!r}. Use the matching profile.")
         return row
 
-    def _index(self: Faceprint, collection_id: str) -> VectorIndex:
+    def index(self, collection_id: str) -> VectorIndex:
         """The collection's index, brought up to date with the store first (faces added or
         deleted by this process or any other)."""
-        return self.index_cache.get(self._collection(collection_id))
+        return self.indexes.get(self.collection(collection_id))
 
-    def _search(self: Faceprint, collection_id: str, query: np.ndarray, k: int, threshold: float
+    def search(self, collection_id: str, query: np.ndarray, k: int, threshold: float
                 ) -> list[FaceMatch]:
-        hits = self._index(collection_id).search(query, k, self.profile.score_for(threshold))
+        hits = self.index(collection_id).search(query, k, self.profile.score_for(threshold))
         rows = {r.face_id: r for r in self.store.get_faces(collection_id, [h[0] for h in hits])}
         matches = []
         for face_id, score in hits:
@@ -280,7 +298,7 @@ class CollectionOperations:
                 matches.append(FaceMatch(similarity=similarity, face=self._face(rows[face_id])))
         return matches
 
-    def _face(self: Faceprint, row: FaceRow) -> Face:
+    def _face(self, row: FaceRow) -> Face:
         w, h, left, top = row.box
         return Face(face_id=row.face_id, bounding_box=BoundingBox(width=w, height=h, left=left, top=top),
                     image_id=row.image_id, confidence=row.confidence, external_image_id=row.external_image_id,

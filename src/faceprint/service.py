@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.collections import CollectionOperations
+from faceprint.collections import Collections
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
@@ -27,8 +27,9 @@ from faceprint.faces import (
     validate_percent,
     validate_quality_filter,
 )
+from faceprint.home import private_folder
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
-from faceprint.index import Indexes
+from faceprint.index import Indexes, VectorIndex
 from faceprint.index.cache import IndexCache
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
@@ -39,13 +40,28 @@ from faceprint.store import Store
 from faceprint.store.sqlite import SQLiteStore
 from faceprint.text import assemble, parse_filters
 from faceprint.types import (
+    AssociateFacesResult,
     ComparedSourceImageFace,
     CompareFacesMatch,
     CompareFacesResult,
+    CreateCollectionResult,
+    DeleteCollectionResult,
+    DeleteFacesResult,
+    DescribeCollectionResult,
     DetectFacesResult,
     DetectTextResult,
+    DisassociateFacesResult,
+    EmptyResult,
+    IndexFacesResult,
+    ListCollectionsResult,
+    ListFacesResult,
+    ListUsersResult,
+    SearchFacesByImageResult,
+    SearchFacesResult,
+    SearchUsersByImageResult,
+    SearchUsersResult,
 )
-from faceprint.users import UserOperations
+from faceprint.users import Users
 
 MAX_TEXT_WORDS = 100
 """Rekognition's DetectText returns at most 100 words."""
@@ -60,7 +76,7 @@ def default_models_dir(home: Path) -> Path:
     return Path(env) if env else home / "models"
 
 
-class Faceprint(CollectionOperations, UserOperations):
+class Faceprint:
     """Face recognition with Rekognition's operations, on this machine.
 
     ``home`` holds the model cache (and, later, collections); ``profile`` is
@@ -70,6 +86,10 @@ class Faceprint(CollectionOperations, UserOperations):
     embedded SQLite store of collections and faces; ``index_settings`` tunes the collection
     index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``) and
     ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``).
+
+    The collection, face and search operations are :class:`faceprint.collections.Collections`'s
+    and the user operations :class:`faceprint.users.Users`'s (``collections`` and ``users``,
+    made on first use); the methods here delegate to them.
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
@@ -81,7 +101,7 @@ class Faceprint(CollectionOperations, UserOperations):
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE)
         self.models = ModelStore(Path(models_dir) if models_dir else default_models_dir(self.home),
-                                 catalog=ALL_MODELS)
+                                 catalog=ALL_MODELS, home=self.home)
         self.limits = limits or ImageLimits()
         self.engine = FaceEngine(self.models, self.profile, detector, threads)
         self.threads = threads
@@ -92,25 +112,46 @@ class Faceprint(CollectionOperations, UserOperations):
         self._index_settings = dict(index_settings or {})
         self._index_cache: Indexes | None = indexes
         self._index_lock = threading.RLock()
+        self._collections: Collections | None = None
+        self._users: Users | None = None
 
     @property
-    def store(self) -> Store:  # type: ignore[override]
+    def store(self) -> Store:
         """Collections and faces: by default SQLite at ``HOME/faceprint.db``, opened on first use."""
         if self._store is None:
             with self._index_lock:
                 if self._store is None:
-                    self._store = SQLiteStore(self.home / "faceprint.db")
+                    self._store = SQLiteStore(private_folder(self.home) / "faceprint.db")
         return self._store
 
     @property
-    def index_cache(self) -> Indexes:  # type: ignore[override]
+    def index_cache(self) -> Indexes:
         """Each collection's vector index, derived from the store; files in ``HOME/indexes``."""
         if self._index_cache is None:
             with self._index_lock:
                 if self._index_cache is None:
-                    self._index_cache = IndexCache(self.store, self.home / "indexes", self.profile.dim,
-                                                   **self._index_settings)
+                    folder = private_folder(self.home / "indexes")
+                    self._index_cache = IndexCache(self.store, folder, self.profile.dim, **self._index_settings)
         return self._index_cache
+
+    @property
+    def collections(self) -> Collections:
+        """The collection, face and search operations over this home's store and indexes."""
+        if self._collections is None:
+            with self._index_lock:
+                if self._collections is None:
+                    self._collections = Collections(self.store, self.index_cache, self.profile, self.analyze,
+                                                    self._index_lock)
+        return self._collections
+
+    @property
+    def users(self) -> Users:
+        """The user operations on :attr:`collections`."""
+        if self._users is None:
+            with self._index_lock:
+                if self._users is None:
+                    self._users = Users(self.collections)
+        return self._users
 
     def save_indexes(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Write the index files of the collections loaded here (of ``min_faces`` or more) that
@@ -218,3 +259,82 @@ class Faceprint(CollectionOperations, UserOperations):
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+
+    # -- collections, faces and search (faceprint.collections.Collections) ----------------------
+    def create_collection(self, collection_id: str) -> CreateCollectionResult:
+        return self.collections.create_collection(collection_id)
+
+    def describe_collection(self, collection_id: str) -> DescribeCollectionResult:
+        return self.collections.describe_collection(collection_id)
+
+    def list_collections(self, max_results: int = 1000, next_token: str | None = None) -> ListCollectionsResult:
+        return self.collections.list_collections(max_results, next_token)
+
+    def delete_collection(self, collection_id: str) -> DeleteCollectionResult:
+        return self.collections.delete_collection(collection_id)
+
+    def index_faces(self, collection_id: str, image: Any, external_image_id: str | None = None,
+                    detection_attributes: tuple[str, ...] | list[str] = (), max_faces: int | None = None,
+                    quality_filter: str = "AUTO") -> IndexFacesResult:
+        """Rekognition IndexFaces: detect, filter, store and index the faces of one image."""
+        return self.collections.index_faces(collection_id, image, external_image_id, detection_attributes,
+                                            max_faces, quality_filter)
+
+    def store_analysis(self, collection_id: str, analysis: Analysis, external_image_id: str | None = None,
+                       max_faces: int | None = None, source_sha256: str | None = None) -> IndexFacesResult:
+        """The storing half of IndexFaces (see ``Collections.store_analysis``)."""
+        return self.collections.store_analysis(collection_id, analysis, external_image_id, max_faces,
+                                               source_sha256)
+
+    def list_faces(self, collection_id: str, max_results: int = 1000, next_token: str | None = None,
+                   face_ids: list[str] | None = None, user_id: str | None = None) -> ListFacesResult:
+        return self.collections.list_faces(collection_id, max_results, next_token, face_ids, user_id)
+
+    def delete_faces(self, collection_id: str, face_ids: list[str]) -> DeleteFacesResult:
+        return self.collections.delete_faces(collection_id, face_ids)
+
+    def search_faces(self, collection_id: str, face_id: str, max_faces: int = 80,
+                     face_match_threshold: float = 80.0) -> SearchFacesResult:
+        return self.collections.search_faces(collection_id, face_id, max_faces, face_match_threshold)
+
+    def search_faces_by_image(self, collection_id: str, image: Any, max_faces: int = 80,
+                              face_match_threshold: float = 80.0, quality_filter: str = "NONE"
+                              ) -> SearchFacesByImageResult:
+        return self.collections.search_faces_by_image(collection_id, image, max_faces, face_match_threshold,
+                                                      quality_filter)
+
+    def _index(self, collection_id: str) -> VectorIndex:
+        """The collection's index, up to date with the store (``Collections.index``)."""
+        return self.collections.index(collection_id)
+
+    # -- users (faceprint.users.Users) -----------------------------------------------------------
+    def create_user(self, collection_id: str, user_id: str, client_request_token: str | None = None
+                    ) -> EmptyResult:
+        return self.users.create_user(collection_id, user_id, client_request_token)
+
+    def delete_user(self, collection_id: str, user_id: str, client_request_token: str | None = None
+                    ) -> EmptyResult:
+        return self.users.delete_user(collection_id, user_id, client_request_token)
+
+    def list_users(self, collection_id: str, max_results: int = 100, next_token: str | None = None
+                   ) -> ListUsersResult:
+        return self.users.list_users(collection_id, max_results, next_token)
+
+    def associate_faces(self, collection_id: str, user_id: str, face_ids: list[str],
+                        user_match_threshold: float = 75.0, client_request_token: str | None = None
+                        ) -> AssociateFacesResult:
+        return self.users.associate_faces(collection_id, user_id, face_ids, user_match_threshold,
+                                          client_request_token)
+
+    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: list[str],
+                           client_request_token: str | None = None) -> DisassociateFacesResult:
+        return self.users.disassociate_faces(collection_id, user_id, face_ids, client_request_token)
+
+    def search_users(self, collection_id: str, user_id: str | None = None, face_id: str | None = None,
+                     user_match_threshold: float = 80.0, max_users: int = 100) -> SearchUsersResult:
+        return self.users.search_users(collection_id, user_id, face_id, user_match_threshold, max_users)
+
+    def search_users_by_image(self, collection_id: str, image: Any, user_match_threshold: float = 80.0,
+                              max_users: int = 100, quality_filter: str = "NONE") -> SearchUsersByImageResult:
+        return self.users.search_users_by_image(collection_id, image, user_match_threshold, max_users,
+                                                quality_filter)

@@ -1,4 +1,5 @@
-"""Users (one person, several faces) and user search, as a mixin of ``Faceprint``.
+"""Users (one person, several faces) and user search: :class:`Users`, which ``Faceprint``
+delegates to.
 
 A user's similarity to a query is the highest similarity between the query and any of the
 user's faces. ``client_request_token`` makes the writes idempotent as in Rekognition: the same
@@ -10,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from faceprint.collections import FACE_ID, check_int, check_pattern, decode_token, encode_token
+from faceprint.collections import FACE_ID, Collections, check_int, check_pattern, decode_token, encode_token
 from faceprint.errors import (
     ConflictException,
     IdempotentParameterMismatchException,
@@ -41,9 +43,6 @@ from faceprint.types import (
     UserMatch,
 )
 
-if TYPE_CHECKING:
-    from faceprint.service import Faceprint
-
 USER_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,128}")
 TOKEN = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 MAX_FACES_PER_USER = 100
@@ -63,8 +62,17 @@ def _face_ids(face_ids: Any) -> list[str]:
     return [check_pattern("FaceId", f, FACE_ID) for f in dict.fromkeys(face_ids)]
 
 
-class UserOperations:
-    def _idempotent(self: Faceprint, collection_id: str, operation: str, token: str | None,
+class Users:
+    """Rekognition's user operations on the collections of ``collections`` (its store, indexes,
+    profile and lock); ``clock`` dates new users."""
+
+    def __init__(self, collections: Collections, clock: Callable[[], float] = time.time) -> None:
+        self.collections = collections
+        self.store = collections.store
+        self.profile = collections.profile
+        self.clock = clock
+
+    def _idempotent(self, collection_id: str, operation: str, token: str | None,
                     parameters: dict[str, Any], run: Any) -> Any:
         if token is None:
             return run()
@@ -80,22 +88,22 @@ class UserOperations:
         self.store.put_token(collection_id, operation, token, key, json.dumps(result))
         return result
 
-    def create_user(self: Faceprint, collection_id: str, user_id: str,
+    def create_user(self, collection_id: str, user_id: str,
                     client_request_token: str | None = None) -> EmptyResult:
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         check_pattern("UserId", user_id, USER_ID)
 
         def run() -> dict[str, Any]:
-            if not self.store.create_user(collection_id, user_id, time.time()):
+            if not self.store.create_user(collection_id, user_id, self.clock()):
                 raise ConflictException(f"User {user_id!r} already exists in {collection_id!r}.")
             return {}
 
         self._idempotent(collection_id, "CreateUser", client_request_token, {"UserId": user_id}, run)
         return EmptyResult()
 
-    def delete_user(self: Faceprint, collection_id: str, user_id: str,
+    def delete_user(self, collection_id: str, user_id: str,
                     client_request_token: str | None = None) -> EmptyResult:
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         check_pattern("UserId", user_id, USER_ID)
 
         def run() -> dict[str, Any]:
@@ -106,20 +114,20 @@ class UserOperations:
         self._idempotent(collection_id, "DeleteUser", client_request_token, {"UserId": user_id}, run)
         return EmptyResult()
 
-    def list_users(self: Faceprint, collection_id: str, max_results: int = 100, next_token: str | None = None
+    def list_users(self, collection_id: str, max_results: int = 100, next_token: str | None = None
                    ) -> ListUsersResult:
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         check_int("MaxResults", max_results, 1, 500)
         rows = self.store.list_users(collection_id, decode_token(next_token, str), max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
         return ListUsersResult(users=[User(user_id=u, user_status=_status(n)) for u, n in page],
                                next_token=encode_token(page[-1][0]) if more and page else None)
 
-    def associate_faces(self: Faceprint, collection_id: str, user_id: str, face_ids: list[str],
+    def associate_faces(self, collection_id: str, user_id: str, face_ids: list[str],
                         user_match_threshold: float = 75.0, client_request_token: str | None = None
                         ) -> AssociateFacesResult:
         """Attach faces to a user; a face must match the user's faces at ``user_match_threshold``."""
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         check_pattern("UserId", user_id, USER_ID)
         ids = _face_ids(face_ids)
         threshold = validate_percent("UserMatchThreshold", user_match_threshold)
@@ -128,11 +136,11 @@ class UserOperations:
                                 lambda: self._associate(collection_id, user_id, ids, threshold).to_dict())
         return _associate_result(body)
 
-    def _associate(self: Faceprint, collection_id: str, user_id: str, ids: list[str], threshold: float
+    def _associate(self, collection_id: str, user_id: str, ids: list[str], threshold: float
                    ) -> AssociateFacesResult:
         if not self.store.user_exists(collection_id, user_id):
             raise ResourceNotFoundException(f"User {user_id!r} does not exist in {collection_id!r}.")
-        with self._index_lock:
+        with self.collections.lock:
             mine = self.store.user_faces(collection_id, user_id)
             found = {f.face_id: f for f in self.store.get_faces(collection_id, ids)}
             result = AssociateFacesResult()
@@ -163,9 +171,9 @@ class UserOperations:
         result.user_status = _status(total)
         return result
 
-    def disassociate_faces(self: Faceprint, collection_id: str, user_id: str, face_ids: list[str],
+    def disassociate_faces(self, collection_id: str, user_id: str, face_ids: list[str],
                            client_request_token: str | None = None) -> DisassociateFacesResult:
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         check_pattern("UserId", user_id, USER_ID)
         ids = _face_ids(face_ids)
 
@@ -195,15 +203,15 @@ class UserOperations:
                 for u in body.get("UnsuccessfulFaceDisassociations", [])],
             user_status=body["UserStatus"])
 
-    def search_users(self: Faceprint, collection_id: str, user_id: str | None = None, face_id: str | None = None,
+    def search_users(self, collection_id: str, user_id: str | None = None, face_id: str | None = None,
                      user_match_threshold: float = 80.0, max_users: int = 100) -> SearchUsersResult:
         """Users most like a stored face (``face_id``) or a stored user's faces (``user_id``)."""
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         threshold = validate_percent("UserMatchThreshold", user_match_threshold)
         check_int("MaxUsers", max_users, 1, 500)
         if (user_id is None) == (face_id is None):
             raise InvalidParameterException("Give exactly one of UserId and FaceId.")
-        result = SearchUsersResult(face_model_version=self.face_model_version)
+        result = SearchUsersResult(face_model_version=self.collections.face_model_version)
         if face_id is not None:
             check_pattern("FaceId", face_id, FACE_ID)
             faces = self.store.get_faces(collection_id, [face_id])
@@ -220,13 +228,13 @@ class UserOperations:
         result.user_matches = self._user_matches(collection_id, queries, threshold, max_users, exclude)
         return result
 
-    def search_users_by_image(self: Faceprint, collection_id: str, image: Any, user_match_threshold: float = 80.0,
+    def search_users_by_image(self, collection_id: str, image: Any, user_match_threshold: float = 80.0,
                               max_users: int = 100, quality_filter: str = "NONE") -> SearchUsersByImageResult:
-        self._collection(collection_id)
+        self.collections.collection(collection_id)
         threshold = validate_percent("UserMatchThreshold", user_match_threshold)
         check_int("MaxUsers", max_users, 1, 500)
         validate_quality_filter(quality_filter)
-        analysis = self.analyze(image, quality_filter=quality_filter)
+        analysis = self.collections.analyze(image, quality_filter=quality_filter)
         if not analysis.faces:
             raise InvalidParameterException("There are no faces in the image" +
                                             (" that pass the quality filter." if analysis.rejected else "."))
@@ -235,15 +243,15 @@ class UserOperations:
         unsearched += [UnsearchedFace(face_details=f.detail(), reasons=[r]) for f, r in analysis.rejected]
         return SearchUsersByImageResult(
             user_matches=self._user_matches(collection_id, [analysis.vectors[0]], threshold, max_users, None),
-            face_model_version=self.face_model_version,
+            face_model_version=self.collections.face_model_version,
             searched_face=SearchedFaceDetails(face_detail=analysis.faces[0].detail()), unsearched_faces=unsearched)
 
-    def _user_matches(self: Faceprint, collection_id: str, queries: list[np.ndarray], threshold: float,
+    def _user_matches(self, collection_id: str, queries: list[np.ndarray], threshold: float,
                       max_users: int, exclude: str | None) -> list[UserMatch]:
         owners = self.store.face_users(collection_id)
         if not owners or not queries:
             return []
-        index = self._index(collection_id)
+        index = self.collections.index(collection_id)
         floor = self.profile.score_for(threshold)
         best: dict[str, float] = {}
         for query in queries:
