@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -28,10 +29,11 @@ class Server:
     """``faceprint --home HOME --profile fast serve ARGS`` until :meth:`stop` (SIGTERM)."""
 
     def __init__(self, home: Path, *args: str, profile: str = "fast", env: dict[str, str] | None = None,
-                 ready: bool = True) -> None:
-        """``ready`` False: return once the port answers, whether or not ``/health`` says ok."""
-        self.home, self.port = home, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+                 ready: bool = True, tls_ca: Path | None = None) -> None:
+        """``ready`` False: return once the port answers, whether or not ``/health`` says ok.
+        ``tls_ca``: the server speaks HTTPS (``--tls-cert``), its certificate signed by this file."""
+        self.home, self.port, self.tls_ca = home, free_port(), tls_ca
+        self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.log = home / f"server-{self.port}.log"
         env = os.environ | {"FACEPRINT_MODELS_DIR": str(models_dir()), "PYTHONUNBUFFERED": "1"} | (env or {})
         self._log_file = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
@@ -55,8 +57,14 @@ class Server:
         self.stop()
         raise RuntimeError(f"server not ready in {timeout} s:\n{self.log.read_text()}")
 
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.tls_ca is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        context = ssl.create_default_context(cafile=str(self.tls_ca))
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=context)
+
     def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = self.connection(30)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
@@ -66,7 +74,7 @@ class Server:
 
     def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """A raw POST / (no signature unless the headers carry one)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = self.connection(60)
         try:
             conn.request("POST", "/", body=body, headers=headers)
             response = conn.getresponse()
@@ -80,7 +88,7 @@ class Server:
         from botocore.config import Config
 
         return boto3.client("rekognition", endpoint_url=self.url, region_name=REGION, aws_access_key_id=key_id,
-                            aws_secret_access_key=secret,
+                            aws_secret_access_key=secret, verify=str(self.tls_ca) if self.tls_ca else None,
                             config=Config(retries={"max_attempts": 1}, read_timeout=120, **config))
 
     def access_log(self) -> list[dict[str, Any]]:
@@ -99,10 +107,19 @@ class Server:
         return self.process.returncode
 
 
+def faceprint_keys(home: Path, *args: str) -> dict[str, Any]:
+    """``faceprint keys ARGS --home HOME``'s JSON output (``{}`` when it prints nothing)."""
+    done = subprocess.run([sys.executable, "-m", "faceprint.cli", "keys", *args, "--home", str(home)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout) if done.stdout.strip() else {}
+
+
 def slow_request(server: Server, target: str = "ListCollections", length: int = 1000,
-                 headers: dict[str, str] | None = None) -> socket.socket:
-    """A socket that has sent a request's headers, announcing ``length`` body bytes, and no body."""
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                 headers: dict[str, str] | None = None, source: str | None = None) -> socket.socket:
+    """A socket that has sent a request's headers, announcing ``length`` body bytes, and no body
+    (from loopback address ``source``, e.g. 127.0.0.2, if given)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30,
+                                    source_address=(source, 0) if source else None)
     lines = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"X-Amz-Target: RekognitionService.{target}",
              "Content-Type: application/x-amz-json-1.1", f"Content-Length: {length}",
              *(f"{k}: {v}" for k, v in (headers or {}).items())]
