@@ -137,15 +137,47 @@ def _keys_commands(sub: Any) -> None:
     p.add_argument("--name", required=True, help="who the key is for (like an IAM user name)")
     p.add_argument("--operations", metavar="OP,OP", help="Rekognition operations it may call (default: all)")
     p.add_argument("--collections", metavar="PAT,PAT", help="collection id patterns, e.g. 'team-a-*' (default: all)")
+    _expiry_arguments(p, "(default: never)")
+    _rate_arguments(p)
     command("list", "the keys (without their secrets)")
     p = command("delete", "delete a key; requests signed with it are refused from then on")
     p.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+    p = command("rotate", "a new key (same name, policy and rate limit) replacing ACCESS_KEY_ID, which keeps "
+                "working for the grace period; printed as `aws iam create-access-key` prints it")
+    p.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+    p.add_argument("--grace", default="24h", metavar="DURATION",
+                   help="how long the old key keeps working, e.g. 24h, 30m, 0s (default 24h)")
+    _expiry_arguments(p, "of the new key (default: the old key's lifetime, or never)")
+    p = command("update", "change a key's status, expiration or rate limit (prints nothing)")
+    p.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+    p.add_argument("--status", choices=["Active", "Inactive"], help="an Inactive key is refused until Active again")
+    when = _expiry_arguments(p, "(a past time expires it now)")
+    when.add_argument("--no-expiry", action="store_true", help="the key never expires")
+    rate = _rate_arguments(p)
+    rate.add_argument("--no-rate", action="store_true", help="remove the key's rate limit")
+
+
+def _expiry_arguments(p: argparse.ArgumentParser, what: str) -> Any:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--expires-in", metavar="DURATION", help=f"e.g. 90d, 12h, 1h30m, 2w {what}")
+    group.add_argument("--expires-at", metavar="TIME", help=f"ISO 8601, e.g. 2027-03-01T00:00:00Z {what}")
+    return group
+
+
+def _rate_arguments(p: argparse.ArgumentParser) -> Any:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--rate", type=float, metavar="R", help="requests a second it may make on average "
+                       "(per server process); more answer ThrottlingException (default: no limit)")
+    p.add_argument("--burst", type=int, metavar="B", help="requests it may make at once (default: R, at least 1)")
+    return group
 
 
 def _keys(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
     from faceprint.server.auth import KeyStore
+    from faceprint.server.keys import KEEP, expiration_from, parse_duration
+    from faceprint.server.ratelimit import RateLimit
     from faceprint.service import default_home
 
     def split(value: str | None) -> list[str] | None:
@@ -153,11 +185,42 @@ def _keys(args: argparse.Namespace) -> Any:
 
     store = KeyStore(Path(args.home) if args.home else default_home())
     if args.keys_command == "create":
-        return store.create(args.name, split(args.operations), split(args.collections)).to_iam_dict()
+        if args.burst is not None and args.rate is None:
+            raise InvalidParameterException("--burst needs --rate.")
+        return store.create(args.name, split(args.operations), split(args.collections),
+                            expiration=expiration_from(args.expires_in, args.expires_at),
+                            rate_limit=None if args.rate is None else RateLimit.of(args.rate, args.burst)).to_iam_dict()
     if args.keys_command == "list":
         return {"AccessKeyMetadata": [key.metadata() for key in store.list()]}
+    if args.keys_command == "rotate":
+        given = args.expires_in is not None or args.expires_at is not None
+        return store.rotate(args.access_key_id, parse_duration(args.grace),
+                            expiration_from(args.expires_in, args.expires_at) if given else KEEP).to_iam_dict()
+    if args.keys_command == "update":
+        _update_key(store, args)
+        return None
     store.delete(args.access_key_id)
     return None
+
+
+def _update_key(store: Any, args: argparse.Namespace) -> None:
+    """``keys update``: what is not given stays; --burst alone keeps the rate, --rate alone the burst."""
+    from faceprint.server.keys import KEEP, expiration_from
+    from faceprint.server.ratelimit import RateLimit
+
+    expiration: Any = KEEP
+    if args.no_expiry or args.expires_in is not None or args.expires_at is not None:
+        expiration = None if args.no_expiry else expiration_from(args.expires_in, args.expires_at)
+    if args.no_rate and args.burst is not None:
+        raise InvalidParameterException("--burst and --no-rate contradict each other.")
+    rate_limit: Any = None if args.no_rate else KEEP
+    key = store.get(args.access_key_id)
+    if key is not None and (args.rate is not None or args.burst is not None):
+        rate_limit = RateLimit.changed(key.rate_limit, args.rate, args.burst)
+    if args.status is None and expiration is KEEP and rate_limit is KEEP:
+        raise InvalidParameterException("Nothing to update: give --status, --expires-in, --expires-at, --no-expiry, "
+                                        "--rate, --burst or --no-rate.")
+    store.update(args.access_key_id, status=args.status, expiration=expiration, rate_limit=rate_limit)
 
 
 def _serve_command(sub: Any) -> None:

@@ -36,6 +36,8 @@ INVALID_SIGNATURE_MESSAGE = (
     "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
 )
 INVALID_TOKEN_MESSAGE = "The security token included in the request is invalid."
+EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
+"""AWS's words (no full stop) for credentials past their expiration, with ExpiredTokenException."""
 
 
 class AuthError(FaceprintError):
@@ -69,6 +71,10 @@ def _invalid_signature(message: str = INVALID_SIGNATURE_MESSAGE) -> AuthError:
 
 def _unrecognized() -> AuthError:
     return AuthError("UnrecognizedClientException", INVALID_TOKEN_MESSAGE)
+
+
+def _expired() -> AuthError:
+    return AuthError("ExpiredTokenException", EXPIRED_TOKEN_MESSAGE)
 
 
 # --- Signature Version 4 ------------------------------------------------------------
@@ -110,8 +116,8 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
 def precheck(headers: Mapping[str, str], keys: KeyStore, now: datetime | None = None,
              service: str = SERVICE) -> AccessKey:
     """What :func:`verify` checks before the body is needed: an ``Authorization`` header of the
-    right form, an active key, the date and the scope. The server runs it before it reads a body,
-    so that a request without a usable key never holds a body's room."""
+    right form, an active key that has not expired, the date and the scope. The server runs it
+    before it reads a body, so that a request without a usable key never holds a body's room."""
     return _check_headers(headers, keys, now, service)[0]
 
 
@@ -125,7 +131,10 @@ def _check_headers(headers: Mapping[str, str], keys: KeyStore, now: datetime | N
     key = keys.get(auth.access_key_id)
     if key is None or key.status != "Active" or "x-amz-security-token" in headers:
         raise _unrecognized()
-    _check_clock(timestamp, signed_at, now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    if key.expired(now):
+        raise _expired()
+    _check_clock(timestamp, signed_at, now)
     _check_scope(auth, timestamp, service)
     _check_signed_headers(auth, headers)
     return key, auth, timestamp

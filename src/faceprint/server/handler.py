@@ -22,6 +22,7 @@ from faceprint.server.protocol import (
     operation_of,
     parse_body,
 )
+from faceprint.server.ratelimit import RateLimiter
 from faceprint.server.validation import Validator
 from faceprint.types import ListCollectionsResult
 
@@ -63,12 +64,14 @@ class Signed:
 
 @dataclass
 class RekognitionHandler:
-    """Answers Rekognition requests with ``fp``; ``keys`` None turns authentication off."""
+    """Answers Rekognition requests with ``fp``; ``keys`` None turns authentication off.
+    ``limiter`` holds this process's per-key rate limit buckets."""
 
     fp: Faceprint
     keys: KeyStore | None = None
     buckets: Buckets | None = None
     model: ServiceModel = field(default_factory=ServiceModel)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
     def __post_init__(self) -> None:
         self.validator = Validator(self.model, self.fp.limits.max_bytes)
@@ -97,10 +100,16 @@ class RekognitionHandler:
         if self.keys is None:
             return Signed(None)
         try:
-            return Signed(verify(request.method, request.path, request.query, request.headers, request.body,
-                                 self.keys))
+            return Signed(self._verified(request, self.keys))
         except FaceprintError as exc:
             return Outcome(error_reply(exc, self.model))
+
+    def _verified(self, request: HttpRequest, keys: KeyStore) -> AccessKey:
+        """The key that signed ``request``, once it is within its rate limit (only a verified
+        signature spends a key's budget: knowing a key id is not enough to exhaust it)."""
+        key = verify(request.method, request.path, request.query, request.headers, request.body, keys)
+        self.limiter.check(key.access_key_id, key.rate_limit)
+        return key
 
     def handle(self, request: HttpRequest, signed: Signed | None = None) -> Outcome:
         """Answer ``request``, verifying its signature first unless ``signed`` says it was."""
@@ -118,8 +127,7 @@ class RekognitionHandler:
 
     def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> dict[str, Any]:
         if signed is None and self.keys is not None:
-            signed = Signed(verify(request.method, request.path, request.query, request.headers, request.body,
-                                   self.keys))
+            signed = Signed(self._verified(request, self.keys))
         key = signed.key if signed is not None else None
         if key is not None:
             outcome.key_id = key.access_key_id

@@ -3,10 +3,16 @@
 Keys live in ``<home>/auth/keys.json`` (folder 0700, file 0600, written atomically under a
 file lock). A running server sees keys created or deleted by ``faceprint keys`` in another
 process: :meth:`KeyStore.get` reloads the file when it changes on disk.
+
+A key may expire (``Expiration``), be rotated (a new key with the same name, policy and rate
+limit, while the old one expires after a grace period) and carry a request rate limit
+(:class:`~faceprint.server.ratelimit.RateLimit`). Files written before these existed load as
+keys that never expire and have no limit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -16,12 +22,13 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException
+from faceprint.server.ratelimit import RateLimit
 
 SERVICE = "rekognition"
 KEY_ID_PREFIX = "FPAK"
@@ -32,6 +39,22 @@ SECRET_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 SECRET_LENGTH = 40  # 40 base64 characters: 240 bits from `secrets`
 USER_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}")  # IAM's UserName
 COLLECTION_PATTERN = re.compile(r"[a-zA-Z0-9_.\-*?\[\]!]{1,255}")  # collection id characters + fnmatch
+STATUSES = ("Active", "Inactive")  # IAM's access key statuses
+DURATION_PATTERN = re.compile(r"(?:\d{1,9}[wdhms])+")
+DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_LIFETIME = timedelta(days=36525)  # 100 years: past that, datetime arithmetic overflows soon
+DEFAULT_GRACE = timedelta(hours=24)
+"""How long a rotated key keeps working beside its successor, unless told."""
+
+
+class _Keep:
+    """The default of :meth:`KeyStore.update`'s settings: leave it as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True)
@@ -78,31 +101,48 @@ class AccessKey:
     status: str
     create_date: datetime
     policy: Policy
+    expiration: datetime | None = None
+    """When the key stops working (None: never)."""
+    rate_limit: RateLimit | None = None
+    rotated_to: str | None = None
+    """The id of the key that replaced this one by :meth:`KeyStore.rotate`."""
+
+    def expired(self, now: datetime) -> bool:
+        return self.expiration is not None and now >= self.expiration
 
     def to_iam_dict(self) -> dict[str, dict[str, str]]:
-        """What ``aws iam create-access-key`` prints for a new key."""
+        """What ``aws iam create-access-key`` prints for a new key (with ``Expiration`` when it has one)."""
+        expiration = {"Expiration": _iso(self.expiration)} if self.expiration is not None else {}
         return {"AccessKey": {
             "UserName": self.user_name,
             "AccessKeyId": self.access_key_id,
             "Status": self.status,
             "SecretAccessKey": self.secret_access_key,
             "CreateDate": self.create_date.isoformat(),
+            **expiration,
         }}
 
     def metadata(self) -> dict[str, Any]:
-        """``aws iam list-access-keys``'s AccessKeyMetadata (no secret), plus the policy."""
+        """``aws iam list-access-keys``'s AccessKeyMetadata (no secret), plus the policy, the
+        expiration, the rate limit and the successor of a rotated key (each None when absent)."""
         return {"UserName": self.user_name, "AccessKeyId": self.access_key_id, "Status": self.status,
-                "CreateDate": self.create_date.isoformat(), "Policy": self.policy.to_dict()}
+                "CreateDate": self.create_date.isoformat(), "Policy": self.policy.to_dict(),
+                "Expiration": _iso(self.expiration), "RateLimit": self.rate_limit and self.rate_limit.to_dict(),
+                "RotatedTo": self.rotated_to}
 
     def to_record(self) -> dict[str, Any]:
-        return {**self.to_iam_dict()["AccessKey"], "Policy": self.policy.to_dict()}
+        return {**self.to_iam_dict()["AccessKey"], **self.metadata()}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AccessKey:
+        expiration = record.get("Expiration")
         return cls(user_name=record["UserName"], access_key_id=record["AccessKeyId"],
                    secret_access_key=record["SecretAccessKey"], status=record["Status"],
                    create_date=datetime.fromisoformat(record["CreateDate"]),
-                   policy=Policy.from_dict(record.get("Policy") or {}))
+                   policy=Policy.from_dict(record.get("Policy") or {}),
+                   expiration=_utc(datetime.fromisoformat(expiration)) if expiration is not None else None,
+                   rate_limit=RateLimit.from_dict(record.get("RateLimit")),
+                   rotated_to=record.get("RotatedTo"))
 
 
 # --- the key store ------------------------------------------------------------------
@@ -127,17 +167,62 @@ class KeyStore:
         self._keys: dict[str, AccessKey] = {}
 
     def create(self, name: str, operations: Iterable[str] | None = None,
-               collections: Iterable[str] | None = None) -> AccessKey:
+               collections: Iterable[str] | None = None, *, expiration: datetime | None = None,
+               rate_limit: RateLimit | None = None) -> AccessKey:
+        """A new active key. ``expiration`` must be in the future: a key that never works is a mistake."""
         policy = Policy(_check_operations(operations), _check_collections(collections))
         if not isinstance(name, str) or not USER_NAME_PATTERN.fullmatch(name):
             raise InvalidParameterException(
                 f"Key name {name!r} must be 1 to 64 letters, digits or any of _+=,.@- (like an IAM user name).")
+        now = _now()
+        if expiration is not None and _utc(expiration) <= now:
+            raise InvalidParameterException(f"The expiration {_iso(expiration)} is not in the future.")
         with self._writing() as keys:
-            key_id = _new_key_id(keys)
-            key = AccessKey(user_name=name, access_key_id=key_id, secret_access_key=_new_secret(),
-                            status="Active", create_date=datetime.now(UTC).replace(microsecond=0), policy=policy)
-            keys[key_id] = key
+            key = _new_key(keys, name, policy, now, expiration, rate_limit)
+            keys[key.access_key_id] = key
         return key
+
+    def update(self, access_key_id: str, *, status: str | None = None,
+               expiration: datetime | None | _Keep = KEEP, rate_limit: RateLimit | None | _Keep = KEEP
+               ) -> AccessKey:
+        """Change a key's status, expiration (None: never; a past time expires it now) or rate limit
+        (None: none); what is not given stays."""
+        if status is not None and status not in STATUSES:
+            raise InvalidParameterException(f"The status must be Active or Inactive, not {status!r}.")
+        changes: dict[str, Any] = {} if status is None else {"status": status}
+        if not isinstance(expiration, _Keep):
+            changes["expiration"] = None if expiration is None else _utc(expiration)
+        if not isinstance(rate_limit, _Keep):
+            changes["rate_limit"] = rate_limit
+        with self._writing() as keys:
+            key = keys[access_key_id] = dataclasses.replace(_find(keys, access_key_id), **changes)
+        return key
+
+    def rotate(self, access_key_id: str, grace: timedelta = DEFAULT_GRACE,
+               expiration: datetime | None | _Keep = KEEP, now: datetime | None = None) -> AccessKey:
+        """A new key (new id and secret; same name, policy and rate limit) replacing ``access_key_id``,
+        which expires ``grace`` from now (or when it already would, if sooner), so that both work while
+        clients change over. The new key expires at ``expiration``; by default it gets the old key's
+        lifetime (its expiration less its creation) from now, or none if the old key had none.
+        A key already rotated to a key that still exists is refused: rotate its successor."""
+        if grace < timedelta(0) or grace > MAX_LIFETIME:
+            raise InvalidParameterException("The grace period must be from 0 seconds to 100 years.")
+        now = _utc(now) if now is not None else _now()
+        with self._writing() as keys:
+            old = _find(keys, access_key_id)
+            if old.rotated_to is not None and old.rotated_to in keys:
+                raise InvalidParameterException(
+                    f"Access key {access_key_id} was already rotated to {old.rotated_to}: rotate that key, or "
+                    f"delete it first to rotate {access_key_id} again.")
+            if isinstance(expiration, _Keep):
+                expiration = _same_lifetime(old, now)
+            elif expiration is not None and _utc(expiration) <= now:
+                raise InvalidParameterException(f"The expiration {_iso(expiration)} is not in the future.")
+            new = _new_key(keys, old.user_name, old.policy, now, expiration, old.rate_limit)
+            ends = now + grace if old.expiration is None else min(old.expiration, now + grace)
+            keys[access_key_id] = dataclasses.replace(old, expiration=ends, rotated_to=new.access_key_id)
+            keys[new.access_key_id] = new
+        return new
 
     def list(self) -> list[AccessKey]:
         """The keys in the order they were created."""
@@ -145,8 +230,7 @@ class KeyStore:
 
     def delete(self, access_key_id: str) -> None:
         with self._writing() as keys:
-            if access_key_id not in keys:
-                raise ResourceNotFoundException(f"The access key with id {access_key_id} cannot be found.")
+            _find(keys, access_key_id)
             del keys[access_key_id]
 
     def get(self, access_key_id: str) -> AccessKey | None:
@@ -177,7 +261,7 @@ class KeyStore:
         try:
             data = json.loads(raw)
             keys = [AccessKey.from_record(r) for r in data["AccessKeys"]]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, InvalidParameterException) as exc:
             raise FaceprintError(f"The keys file {self.path} is damaged ({type(exc).__name__}: {exc}).") from exc
         return {k.access_key_id: k for k in keys}
 
@@ -220,6 +304,72 @@ class KeyStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _find(keys: Mapping[str, AccessKey], access_key_id: str) -> AccessKey:
+    key = keys.get(access_key_id)
+    if key is None:
+        raise ResourceNotFoundException(f"The access key with id {access_key_id} cannot be found.")
+    return key
+
+
+def _new_key(keys: Mapping[str, AccessKey], name: str, policy: Policy, now: datetime,
+             expiration: datetime | None, rate_limit: RateLimit | None) -> AccessKey:
+    return AccessKey(user_name=name, access_key_id=_new_key_id(keys), secret_access_key=_new_secret(),
+                     status="Active", create_date=now, policy=policy,
+                     expiration=_utc(expiration) if expiration is not None else None, rate_limit=rate_limit)
+
+
+def _same_lifetime(old: AccessKey, now: datetime) -> datetime | None:
+    """``old``'s lifetime (creation to expiration) from ``now``; None if it has none."""
+    if old.expiration is None or old.expiration <= old.create_date:
+        return None
+    return now + (old.expiration - old.create_date)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _utc(when: datetime) -> datetime:
+    """An aware time in UTC (a naive one is taken as UTC)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else _utc(when).isoformat()
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``24h``, ``1h30m``, ``2w``, ``45s``: weeks, days, hours, minutes, seconds."""
+    if not isinstance(text, str) or not DURATION_PATTERN.fullmatch(text.strip()):
+        raise InvalidParameterException(
+            f"{text!r} is not a duration: write a number and a unit (w, d, h, m or s), e.g. 90d, 24h or 1h30m.")
+    seconds = sum(int(n) * DURATION_UNITS[u] for n, u in re.findall(r"(\d+)([wdhms])", text))
+    if seconds > MAX_LIFETIME.total_seconds():
+        raise InvalidParameterException(f"The duration {text} is longer than 100 years.")
+    return timedelta(seconds=seconds)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time such as ``2027-03-01T00:00:00Z`` or ``2027-03-01`` (UTC unless it says)."""
+    try:
+        when = _utc(datetime.fromisoformat(text.strip()))
+    except (AttributeError, ValueError):
+        raise InvalidParameterException(
+            f"{text!r} is not an ISO 8601 time like 2027-03-01T00:00:00Z (UTC unless an offset is given).") from None
+    if when > _now() + MAX_LIFETIME:
+        raise InvalidParameterException(f"The time {text} is more than 100 years away.")
+    return when
+
+
+def expiration_from(expires_in: str | None, expires_at: str | None) -> datetime | None:
+    """The expiration that ``--expires-in DURATION`` or ``--expires-at TIME`` give (None for neither)."""
+    if expires_in is not None and expires_at is not None:
+        raise InvalidParameterException("Give --expires-in or --expires-at, not both.")
+    if expires_in is not None:
+        return _now() + parse_duration(expires_in)
+    return parse_time(expires_at) if expires_at is not None else None
 
 
 def _stamp(st: os.stat_result) -> tuple[int, ...]:
