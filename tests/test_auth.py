@@ -27,7 +27,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from faceprint.errors import InvalidParameterException, ResourceNotFoundException
-from faceprint.server.auth import AccessKey, AuthError, KeyStore, Policy, authorize, verify
+from faceprint.server.auth import AccessKey, AuthError, KeyStore, Policy, authorize, precheck, verify
+from faceprint.server.keys import expiration_from, parse_duration, parse_time
+from faceprint.server.ratelimit import RateExceeded, RateLimit, RateLimiter
 
 URL = "http://127.0.0.1:8080/"
 BODY = b'{"Image": {"S3Object": {"Bucket": "photos", "Name": "a.jpg"}}}'
@@ -284,6 +286,195 @@ def test_policy_denial(keys: KeyStore) -> None:
         assert f"rekognition:{operation}" in caught.value.message and key.access_key_id in caught.value.message
 
 
+# --- expiry, rotation and rate limits --------------------------------------------------
+
+
+def wire_headers(request: AWSRequest) -> dict[str, str]:
+    """The request's headers as a server receives them (lower-case names, Host added)."""
+    return {name.lower(): value for name, value in request.headers.items()} | {"host": urlsplit(request.url).netloc}
+
+
+def test_expired_key_is_refused_before_the_body(keys: KeyStore) -> None:
+    now = datetime.now(UTC)
+    key = keys.create("temp", expiration=now + timedelta(minutes=5))
+    request = sign(key.access_key_id, key.secret_access_key)
+    assert check(request, keys) == key
+    later = now + timedelta(minutes=6)  # inside the 15 minutes a signature's date may be off
+    error = refused("ExpiredTokenException", request, keys, now=later)
+    assert error.message == "The security token included in the request is expired"
+    with pytest.raises(AuthError) as caught:  # from the headers alone: no body needed
+        precheck(wire_headers(request), keys, now=later)
+    assert caught.value.code == "ExpiredTokenException"
+    assert precheck(wire_headers(request), keys, now=now) == key
+    with pytest.raises(InvalidParameterException):  # a key that never works is a mistake
+        keys.create("late", expiration=now - timedelta(seconds=1))
+
+
+def test_keys_file_of_earlier_versions_still_loads(keys: KeyStore) -> None:
+    keys.folder.mkdir(mode=0o700)
+    record = {"UserName": "old", "AccessKeyId": "FPAKOLDOLDOLDOLDOLD2", "Status": "Active",
+              "SecretAccessKey": "s" * 40, "CreateDate": "2026-01-02T03:04:05+00:00",
+              "Policy": {"Operations": None, "Collections": ["team-a-*"]}}  # no Expiration, RateLimit, RotatedTo
+    keys.path.write_text(json.dumps({"Version": 1, "AccessKeys": [record]}))
+    key = keys.get("FPAKOLDOLDOLDOLDOLD2")
+    assert key is not None and key.expiration is None and key.rate_limit is None and key.rotated_to is None
+    assert check(sign(key.access_key_id, key.secret_access_key), keys) == key
+    keys.update(key.access_key_id, rate_limit=RateLimit.of(3))  # written back with the new fields
+    assert keys.get(key.access_key_id) == AccessKey(**{**vars(key), "rate_limit": RateLimit(3.0, 3)})
+    listed = keys.list()[0].metadata()
+    assert listed["Expiration"] is None and listed["RateLimit"] == {"RequestsPerSecond": 3.0, "Burst": 3}
+
+
+def test_expiration_and_rate_limit_round_trip(keys: KeyStore) -> None:
+    when = datetime(2099, 3, 1, tzinfo=UTC)
+    key = keys.create("ci", expiration=when, rate_limit=RateLimit.of(5, 10))
+    assert KeyStore(keys.folder.parent).get(key.access_key_id) == key
+    body = key.to_iam_dict()["AccessKey"]  # IAM's shape, with the expiration the holder must know
+    assert list(body) == ["UserName", "AccessKeyId", "Status", "SecretAccessKey", "CreateDate", "Expiration"]
+    assert body["Expiration"] == "2099-03-01T00:00:00+00:00"
+    meta = key.metadata()
+    assert meta["RateLimit"] == {"RequestsPerSecond": 5.0, "Burst": 10} and "SecretAccessKey" not in meta
+
+
+def test_rotation_keeps_both_keys_for_the_grace(keys: KeyStore) -> None:
+    now = datetime.now(UTC)
+    old = keys.create("ci", operations=["DetectFaces"], collections=["team-a-*"], rate_limit=RateLimit.of(5, 10))
+    new = keys.rotate(old.access_key_id, grace=timedelta(minutes=5))
+    assert (new.user_name, new.policy, new.rate_limit, new.status) == (old.user_name, old.policy, old.rate_limit,
+                                                                        "Active")
+    assert new.access_key_id != old.access_key_id and new.secret_access_key != old.secret_access_key
+    assert new.expiration is None  # the old key had none
+    rotated = keys.get(old.access_key_id)
+    assert rotated.rotated_to == new.access_key_id
+    assert timedelta(minutes=4) < rotated.expiration - now <= timedelta(minutes=5, seconds=1)
+    old_request = sign(old.access_key_id, old.secret_access_key)
+    new_request = sign(new.access_key_id, new.secret_access_key)
+    assert check(old_request, keys) == rotated and check(new_request, keys) == new  # both, during the change
+    after = now + timedelta(minutes=6)
+    refused("ExpiredTokenException", old_request, keys, now=after)
+    assert check(new_request, keys, now=after) == new
+
+    with pytest.raises(InvalidParameterException, match="already rotated"):  # its successor is pending
+        keys.rotate(old.access_key_id)
+    newer = keys.rotate(new.access_key_id, grace=timedelta(0))  # no grace: the replaced key stops at once
+    refused("ExpiredTokenException", new_request, keys)
+    assert check(sign(newer.access_key_id, newer.secret_access_key), keys) == newer
+    keys.delete(newer.access_key_id)  # a rotation abandoned: the key may be rotated again
+    assert keys.rotate(new.access_key_id).user_name == "ci"
+    with pytest.raises(ResourceNotFoundException):
+        keys.rotate("FPAKAAAAAAAAAAAAAAAA")
+
+
+def test_rotation_keeps_a_lifetime_and_never_extends_an_expiry(keys: KeyStore) -> None:
+    now = datetime.now(UTC)
+    old = keys.create("ci", expiration=now + timedelta(days=90))
+    new = keys.rotate(old.access_key_id, grace=timedelta(days=365), now=now + timedelta(days=80))
+    assert new.expiration - new.create_date == old.expiration - old.create_date  # a new 90 days
+    assert keys.get(old.access_key_id).expiration == old.expiration  # not the year of grace
+    chosen = keys.rotate(new.access_key_id, expiration=now + timedelta(days=7))
+    assert chosen.expiration == now + timedelta(days=7)
+    forever = keys.rotate(chosen.access_key_id, expiration=None)
+    assert forever.expiration is None
+    for bad in ({"grace": timedelta(seconds=-1)}, {"expiration": now - timedelta(days=1)}):
+        with pytest.raises(InvalidParameterException):
+            keys.rotate(forever.access_key_id, **bad)
+
+
+def test_update_status_expiration_and_rate(keys: KeyStore, key: AccessKey) -> None:
+    request = sign(key.access_key_id, key.secret_access_key)
+    keys.update(key.access_key_id, status="Inactive")
+    refused("UnrecognizedClientException", request, keys)
+    keys.update(key.access_key_id, status="Active")
+    assert check(request, keys).status == "Active"
+    keys.update(key.access_key_id, expiration=datetime(2020, 1, 1, tzinfo=UTC))  # a past time expires it now
+    refused("ExpiredTokenException", request, keys)
+    keys.update(key.access_key_id, expiration=None)
+    assert check(request, keys).expiration is None
+    updated = keys.update(key.access_key_id, rate_limit=RateLimit.of(2, 4))
+    assert keys.get(key.access_key_id) == updated and updated.rate_limit == RateLimit(2.0, 4)
+    assert updated.secret_access_key == key.secret_access_key and updated.policy == key.policy
+    assert keys.update(key.access_key_id, rate_limit=None).rate_limit is None
+    with pytest.raises(InvalidParameterException):
+        keys.update(key.access_key_id, status="Disabled")
+    with pytest.raises(ResourceNotFoundException):
+        keys.update("FPAKAAAAAAAAAAAAAAAA", status="Active")
+
+
+def test_durations_and_times() -> None:
+    assert parse_duration("90d") == timedelta(days=90)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("2w") == timedelta(weeks=2) and parse_duration("0s") == timedelta(0)
+    assert parse_time("2027-03-01T00:00:00Z") == datetime(2027, 3, 1, tzinfo=UTC)
+    assert parse_time("2027-03-01T02:00:00+02:00") == datetime(2027, 3, 1, tzinfo=UTC)
+    assert parse_time("2027-03-01") == datetime(2027, 3, 1, tzinfo=UTC)  # UTC unless it says
+    soon = expiration_from("1h", None) - datetime.now(UTC)
+    assert timedelta(minutes=59) < soon <= timedelta(hours=1)
+    assert expiration_from(None, None) is None
+    for bad in ("90", "d", "-1d", "1.5h", "90 days", "", "999999999w"):
+        with pytest.raises(InvalidParameterException):
+            parse_duration(bad)
+    for bad in ("next week", "2027-13-01", "", "9999-01-01"):
+        with pytest.raises(InvalidParameterException):
+            parse_time(bad)
+    with pytest.raises(InvalidParameterException):
+        expiration_from("1h", "2027-03-01")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_is_a_token_bucket_per_key() -> None:
+    clock = FakeClock()
+    limiter, limit = RateLimiter(clock), RateLimit.of(1, 2)
+    assert [limiter.wait("A", limit) for _ in range(2)] == [0.0, 0.0]  # the burst
+    assert limiter.wait("A", limit) == pytest.approx(1.0)
+    assert limiter.wait("B", limit) == 0.0  # another key has its own bucket
+    clock.now += 0.5
+    assert limiter.wait("A", limit) == pytest.approx(0.5)  # a refused request takes nothing
+    clock.now += 0.5
+    assert limiter.wait("A", limit) == 0.0
+    with pytest.raises(RateExceeded) as caught:
+        limiter.check("A", limit)
+    assert caught.value.code == "ThrottlingException" and caught.value.http_status == 500
+    assert "Rate exceeded" in caught.value.message and "A" in caught.value.message
+    clock.now += 3600  # a long pause fills the bucket to its burst, no more
+    assert [limiter.wait("A", limit) for _ in range(3)] == [0.0, 0.0, pytest.approx(1.0)]
+    assert all(limiter.wait("A", None) == 0.0 for _ in range(100))  # no limit
+    faster = RateLimit.of(100, 1)  # a changed limit applies to the next request
+    clock.now += 0.01
+    assert limiter.wait("A", faster) == 0.0 and limiter.wait("A", faster) == pytest.approx(0.01)
+
+
+def test_rate_limiter_drops_full_buckets() -> None:
+    clock = FakeClock()
+    limiter, limit = RateLimiter(clock), RateLimit.of(10, 1)
+    for i in range(5000):
+        limiter.wait(f"K{i}", limit)
+        clock.now += 0.001
+    assert len(limiter) < 2100  # not one bucket per key ever seen
+    clock.now += 1
+    limiter.wait("fresh", limit)
+    assert limiter.wait("fresh", limit) == pytest.approx(0.1)
+
+
+def test_rate_limit_values() -> None:
+    assert RateLimit.of(0.5) == RateLimit(0.5, 1) and RateLimit.of(2.5) == RateLimit(2.5, 3)
+    assert RateLimit.changed(RateLimit(1.0, 5), 2.0, None) == RateLimit(2.0, 5)
+    assert RateLimit.changed(RateLimit(1.0, 5), None, 7) == RateLimit(1.0, 7)
+    assert RateLimit.changed(None, 4.0, None) == RateLimit(4.0, 4)
+    for rate, burst in ((0, None), (-1, None), (float("nan"), None), (float("inf"), None), (True, None),
+                        (1, 0), (1, 1.5), (1, 10**7)):
+        with pytest.raises(InvalidParameterException):
+            RateLimit.of(rate, burst)
+    with pytest.raises(InvalidParameterException):
+        RateLimit.changed(None, None, 3)
+
+
 # --- over HTTP, with boto3's Rekognition client ---------------------------------------
 
 
@@ -418,3 +609,48 @@ def test_concurrent_creates_lose_no_key(tmp_path: Path) -> None:
         assert proc.returncode == 0, err
         created.add(json.loads(out)["AccessKey"]["AccessKeyId"])
     assert {k.access_key_id for k in KeyStore(tmp_path).list()} == created and len(created) == 4
+
+
+def test_keys_cli_expiry_rotation_and_rate(tmp_path: Path) -> None:
+    home = str(tmp_path)
+    done = faceprint("keys", "create", "--name", "ci", "--expires-in", "90d", "--rate", "5", "--burst", "10",
+                     "--home", home)
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)["AccessKey"]
+    assert list(created) == ["UserName", "AccessKeyId", "Status", "SecretAccessKey", "CreateDate", "Expiration"]
+    lifetime = datetime.fromisoformat(created["Expiration"]) - datetime.fromisoformat(created["CreateDate"])
+    assert lifetime == timedelta(days=90)
+
+    done = faceprint("keys", "rotate", created["AccessKeyId"], "--grace", "1h", "--home", home)
+    assert done.returncode == 0, done.stderr
+    new = json.loads(done.stdout)["AccessKey"]
+    assert new["UserName"] == "ci" and new["AccessKeyId"] != created["AccessKeyId"] and new["Status"] == "Active"
+    listed = {k["AccessKeyId"]: k for k in json.loads(faceprint("keys", "list", "--home", home).stdout)
+              ["AccessKeyMetadata"]}
+    old = listed[created["AccessKeyId"]]
+    assert old["RotatedTo"] == new["AccessKeyId"] and listed[new["AccessKeyId"]]["RotatedTo"] is None
+    grace = datetime.fromisoformat(old["Expiration"]) - datetime.now(UTC)
+    assert timedelta(minutes=55) < grace <= timedelta(hours=1)
+    assert listed[new["AccessKeyId"]]["RateLimit"] == {"RequestsPerSecond": 5.0, "Burst": 10}
+    done = faceprint("keys", "rotate", created["AccessKeyId"], "--home", home)  # its successor is pending
+    assert done.returncode == 1 and json.loads(done.stderr)["__type"] == "InvalidParameterException"
+
+    done = faceprint("keys", "update", new["AccessKeyId"], "--status", "Inactive", "--rate", "2", "--home", home)
+    assert done.returncode == 0 and done.stdout == b"", done.stderr  # like `aws iam update-access-key`
+    key = KeyStore(tmp_path).get(new["AccessKeyId"])
+    assert key.status == "Inactive" and key.rate_limit == RateLimit(2.0, 10)
+    done = faceprint("keys", "update", new["AccessKeyId"], "--no-rate", "--no-expiry", "--home", home)
+    assert done.returncode == 0, done.stderr
+    key = KeyStore(tmp_path).get(new["AccessKeyId"])
+    assert key.rate_limit is None and key.expiration is None
+
+    for args in (("create", "--name", "x", "--expires-in", "90x"), ("create", "--name", "x", "--rate", "0"),
+                 ("create", "--name", "x", "--expires-at", "2020-01-01T00:00:00Z"),
+                 ("create", "--name", "x", "--burst", "3"), ("update", new["AccessKeyId"]),
+                 ("rotate", new["AccessKeyId"], "--grace", "soon")):
+        done = faceprint("keys", *args, "--home", home)
+        assert done.returncode == 1 and json.loads(done.stderr)["__type"] == "InvalidParameterException", args
+    done = faceprint("keys", "create", "--name", "x", "--expires-in", "1d", "--expires-at", "2099-01-01",
+                     "--home", home)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert [k.user_name for k in KeyStore(tmp_path).list()] == ["ci", "ci"]

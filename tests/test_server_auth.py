@@ -234,3 +234,62 @@ def test_aws_cli_signs_with_a_faceprint_key(server: Server, admin: dict[str, str
     assert "team-a-1" in json.loads(done.stdout)["CollectionIds"]
     done = aws_cli(server, "list-collections", key_id=admin["AccessKeyId"], secret="wrong" * 8)
     assert done.returncode != 0 and "InvalidSignatureException" in done.stderr
+
+
+def test_expired_key_is_refused(server: Server, home: Path) -> None:
+    key = keys(home, "create", "--name", "contractor", "--expires-in", "1h")["AccessKey"]
+    assert key["Expiration"]
+    rek = client(server, key)
+    assert rek.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    keys(home, "update", key["AccessKeyId"], "--expires-at", "2020-01-01T00:00:00Z")  # its time is up
+    with pytest.raises(ClientError) as caught:
+        rek.list_collections()
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ExpiredTokenException"
+    assert error["Error"]["Message"] == "The security token included in the request is expired"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert code_of(rek.detect_faces, Image={"Bytes": GROUP.read_bytes()}) == "ExpiredTokenException"
+    keys(home, "update", key["AccessKeyId"], "--no-expiry")
+    assert rek.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_rotated_keys_both_work_during_the_grace(server: Server, home: Path) -> None:
+    old = keys(home, "create", "--name", "rotating", "--operations", "ListCollections")["AccessKey"]
+    new = keys(home, "rotate", old["AccessKeyId"], "--grace", "1h")["AccessKey"]
+    assert list(new) == ["UserName", "AccessKeyId", "Status", "SecretAccessKey", "CreateDate"]  # IAM's shape
+    assert new["UserName"] == "rotating" and new["AccessKeyId"] != old["AccessKeyId"]
+    old_client, new_client = client(server, old), client(server, new)
+    for rek in (old_client, new_client):  # both, while clients change over
+        assert rek.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert code_of(new_client.delete_collection, CollectionId="any") == "AccessDeniedException"  # same policy
+    keys(home, "update", old["AccessKeyId"], "--expires-at", "2020-01-01T00:00:00Z")  # the grace is over
+    assert code_of(old_client.list_collections) == "ExpiredTokenException"
+    assert new_client.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    newer = keys(home, "rotate", new["AccessKeyId"], "--grace", "0s")["AccessKey"]  # no grace at all
+    assert code_of(new_client.list_collections) == "ExpiredTokenException"
+    assert client(server, newer).list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_rate_limited_key_is_throttled_alone(server: Server, home: Path, admin: dict[str, str]) -> None:
+    limited = keys(home, "create", "--name", "limited", "--rate", "1", "--burst", "2")["AccessKey"]
+    forged = client(server, dict(limited, SecretAccessKey="x" * 40))
+    for _ in range(5):  # knowing the key id spends none of its budget
+        assert code_of(forged.list_collections) == "InvalidSignatureException"
+    rek = client(server, limited)  # retries off: boto3 would retry ThrottlingException with backoff
+    outcomes: list[str] = []
+    for _ in range(10):
+        try:
+            rek.list_collections()
+            outcomes.append("ok")
+        except ClientError as exc:
+            outcomes.append(exc.response["Error"]["Code"])
+            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 500  # the model: a fault
+            assert "Rate exceeded" in exc.response["Error"]["Message"]
+    assert outcomes[:2] == ["ok", "ok"] and "ThrottlingException" in outcomes, outcomes
+    assert set(outcomes) == {"ok", "ThrottlingException"}
+    other = client(server, admin)
+    assert all(other.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200 for _ in range(5))
+    image = [code_of(rek.detect_faces, Image={"Bytes": b"not an image"}) for _ in range(4)]
+    assert "ThrottlingException" in image  # an image operation is throttled before it queues for inference
+    keys(home, "update", limited["AccessKeyId"], "--no-rate")
+    assert all(rek.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200 for _ in range(5))
