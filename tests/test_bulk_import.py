@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import FACES, models_dir
@@ -66,6 +68,49 @@ def test_kill_9_during_import_then_rerun(tmp_path: Path, data) -> None:
     assert len(final) == expected.faces_indexed  # complete, and no image indexed twice
     assert len({f.image_id for f in final}) == expected.indexed_images
     assert reopened.store.imported("c") and len(reopened.store.imported("c")) == len(images)
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_workers_exit_when_the_importer_is_killed(tmp_path: Path, data) -> None:
+    from faceprint.service import Faceprint
+
+    Faceprint(tmp_path, profile="fast", models_dir=models_dir()).create_collection("c")
+    run = cli(tmp_path, "index-faces", "--collection-id", "c", "--jsonl", "--workers", "2", *folders(60),
+              start_new_session=True)
+    try:
+        for _ in range(3):  # the workers are up and busy
+            assert json.loads(run.stdout.readline())["FaceIds"] is not None
+        workers = children_of(run.pid)
+        assert len(workers) >= 2
+        os.kill(run.pid, signal.SIGKILL)  # the importer alone, as `kill -9 PID` does
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(running(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not [pid for pid in workers if running(pid)], "worker processes outlived the importer"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)  # whatever is left of its process group
+        run.wait(timeout=30)
 
 
 def test_single_image_index_faces_prints_rekognition_json(tmp_path: Path, data) -> None:

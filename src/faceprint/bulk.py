@@ -4,6 +4,7 @@ Worker processes (one single-threaded ``Faceprint`` each) decode, detect and emb
 process is the one writer. Each image's faces and the record that the image is done (keyed by
 the SHA-256 of its bytes) are committed in one transaction, so after a crash or ``kill -9`` a
 re-run skips exactly the images already committed: no image is lost, none is indexed twice.
+Workers exit by themselves within a second when the importer dies, ``kill -9`` included.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,6 +30,8 @@ from faceprint.index.cache import SAVE_MIN
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-:]")
+PARENT_POLL = 0.5
+"""Seconds between a worker's checks that the importer is still alive."""
 
 _worker: Any = None
 
@@ -84,14 +88,24 @@ class Summary:
                 if self.seconds > 0 else 0.0}
 
 
-def _init(options: dict[str, Any]) -> None:
+def _init(options: dict[str, Any], parent: int) -> None:
     global _worker
+    threading.Thread(target=_exit_with, args=(parent,), name="faceprint-parent-watch", daemon=True).start()
     import cv2
 
     from faceprint.service import Faceprint
 
     cv2.setNumThreads(1)
     _worker = Faceprint(**options, threads=1)
+
+
+def _exit_with(parent: int, interval: float = PARENT_POLL) -> None:
+    """Exit this worker as soon as ``parent`` is no longer its parent (it died, even by
+    ``kill -9``, and this process was handed to init): a worker blocked on the job queue would
+    otherwise wait forever, holding its models' memory."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _analyze(job: tuple[bytes, str]) -> Any:
@@ -136,7 +150,7 @@ class BulkImporter:
         # spawn, not fork: forking a process whose inference libraries run threads can deadlock
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init,
-                                 initargs=(options,)) as pool:
+                                 initargs=(options, os.getpid())) as pool:
             for count, ((path, digest), result) in enumerate(self._results(pool, todo), start=1):
                 ext = external_ids.get(str(path)) or external_ids.get(path.name) or external_id_for(path)
                 self._store(path, digest, ext, result, summary)
