@@ -75,7 +75,8 @@ def refused(code: str, request: AWSRequest, keys: KeyStore, **kwargs) -> AuthErr
         check(request, keys, **kwargs)
     assert caught.value.code == code, caught.value.message
     assert caught.value.status == 400
-    assert caught.value.to_dict() == {"__type": code, "message": caught.value.message}
+    body = caught.value.to_dict()  # the AWS JSON error body: its message under "Message" or "message"
+    assert body["__type"] == code and body.get("Message", body.get("message")) == caught.value.message
     return caught.value
 
 
@@ -233,6 +234,9 @@ def test_key_file_is_owner_only(keys: KeyStore, key: AccessKey, tmp_path: Path) 
     records = json.loads(keys.path.read_text())["AccessKeys"]
     assert [r["UserName"] for r in records] == ["alice", "bob"]  # in the order they were created
     assert records[0]["SecretAccessKey"] == key.secret_access_key
+    fresh = KeyStore(tmp_path / "new-home")  # `faceprint keys create` on a home that does not exist yet
+    fresh.create("carol")
+    assert stat.S_IMODE(fresh.folder.parent.stat().st_mode) == 0o700
 
 
 def test_key_format_and_iam_shape(keys: KeyStore) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException
+from faceprint.home import private_folder
 from faceprint.server.ratelimit import RateLimit
 
 SERVICE = "rekognition"
@@ -270,7 +271,8 @@ class KeyStore:
     @contextmanager
     def _writing(self) -> Iterator[dict[str, AccessKey]]:
         """Lock, yield the keys as on disk now, then write them back atomically."""
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_folder(self.folder.parent)  # a home made here is private too (0700), as the store makes it
+        self.folder.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.folder, 0o700)
         lock_fd = os.open(self.folder / "keys.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
