@@ -2,8 +2,10 @@
 
 Counters of requests (by operation and HTTP status) and errors (by operation and code), a
 latency histogram by operation, and requests in flight. With several worker processes each
-writes a snapshot to a shared folder after every request, and ``/metrics`` adds them up, so a
-scrape sees the whole server whichever worker answers it.
+writes a snapshot to a shared folder when it starts and as each request begins and ends, and
+``/metrics`` adds them up, so a scrape sees the whole server whichever worker answers it. A
+worker that died (``kill -9`` included) keeps its counters, which never go backwards, but has
+no requests in flight and is not counted among the worker processes.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ class Metrics:
         self._file = share_dir / f"metrics-{os.getpid()}.json" if share_dir else None
         self._write_lock = threading.Lock()
         self._seq = self._written = 0
+        self._pid, self._pid_start = os.getpid(), process_start(os.getpid())
+        self._share()  # counted by the siblings from the start, before its first request
 
     def begin(self) -> None:
         with self._lock:
             self.in_flight += 1
+        self._share()
 
     def end(self, operation: str, status: int, error_code: str | None, seconds: float) -> None:
         with self._lock:
@@ -51,16 +56,23 @@ class Metrics:
                     counts[i] += 1
             counts[-2] += 1
             counts[-1] += seconds
+        self._share()
+
+    def _share(self) -> None:
+        """Write this process's snapshot for its siblings (if there is a shared folder)."""
+        if self._file is None:
+            return
+        with self._lock:
             self._seq += 1
-            snapshot = (self._seq, self._snapshot()) if self._file else None
-        if snapshot is not None:
-            self._write(*snapshot)
+            seq, snapshot = self._seq, self._snapshot()
+        self._write(seq, snapshot)
 
     def _snapshot(self) -> dict[str, Any]:
         return {"requests": [[*k, v] for k, v in self.requests.items()],
                 "errors": [[*k, v] for k, v in self.errors.items()],
                 "histogram": {k: list(v) for k, v in self.histogram.items()},
-                "in_flight": self.in_flight, "started": self.started}
+                "in_flight": self.in_flight, "started": self.started, "pid": self._pid,
+                "pid_start": self._pid_start}
 
     def _write(self, seq: int, snapshot: dict[str, Any]) -> None:
         assert self._file is not None
@@ -84,10 +96,43 @@ class Metrics:
             for path in sorted(self.share_dir.glob("metrics-*.json")):
                 if path != self._file:
                     try:
-                        snapshots.append(json.loads(path.read_text()))
-                    except (OSError, ValueError):
+                        snapshots.append(_sibling(path, json.loads(path.read_text())))
+                    except (OSError, ValueError, TypeError):
                         continue
         return _exposition(_merge(snapshots))
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, from /proc), to tell it from a later process
+    given the same pid; None where there is no /proc."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_running(pid: int, started: int | None) -> bool:
+    """Whether the process that was ``pid`` (started at ``started``, if known) still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False  # dead, not yet reaped by its parent
+    except (OSError, IndexError):
+        pass
+    now = process_start(pid)
+    return started is None or now is None or now == started
+
+
+def _sibling(path: Path, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A sibling's snapshot as it counts now: a dead one's counters, but none of its requests in flight."""
+    pid = int(snapshot.get("pid") or path.stem.split("-")[1])
+    alive = is_running(pid, snapshot.get("pid_start"))
+    return snapshot | {"alive": alive, "in_flight": snapshot["in_flight"] if alive else 0}
 
 
 def _merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,7 +150,7 @@ def _merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
                 total[i] += v
     return {"requests": requests, "errors": errors, "histogram": histogram,
             "in_flight": sum(s["in_flight"] for s in snapshots), "started": min(s["started"] for s in snapshots),
-            "processes": len(snapshots)}
+            "processes": sum(s.get("alive", True) for s in snapshots)}
 
 
 def _label(value: str) -> str:
@@ -137,7 +182,7 @@ def _exposition(m: dict[str, Any]) -> str:
     out += ["# HELP faceprint_requests_in_flight Requests being handled now.",
             "# TYPE faceprint_requests_in_flight gauge",
             f"faceprint_requests_in_flight {m['in_flight']}",
-            "# HELP faceprint_worker_processes Worker processes whose metrics are included.",
+            "# HELP faceprint_worker_processes Worker processes running now (a dead one's counts stay included).",
             "# TYPE faceprint_worker_processes gauge",
             f"faceprint_worker_processes {m['processes']}",
             "# HELP faceprint_start_time_seconds When the server started, in seconds since the epoch.",
