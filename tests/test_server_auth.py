@@ -270,12 +270,22 @@ def test_rotated_keys_both_work_during_the_grace(server: Server, home: Path) -> 
     assert client(server, newer).list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
+def no_retries(server: Server, key: dict[str, str]) -> Any:
+    """A client that sends each call once (botocore's ``max_attempts`` 1 still retries once)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("rekognition", endpoint_url=server.url, region_name=REGION,
+                        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
 def test_rate_limited_key_is_throttled_alone(server: Server, home: Path, admin: dict[str, str]) -> None:
     limited = keys(home, "create", "--name", "limited", "--rate", "1", "--burst", "2")["AccessKey"]
     forged = client(server, dict(limited, SecretAccessKey="x" * 40))
     for _ in range(5):  # knowing the key id spends none of its budget
         assert code_of(forged.list_collections) == "InvalidSignatureException"
-    rek = client(server, limited)  # retries off: boto3 would retry ThrottlingException with backoff
+    rek = no_retries(server, limited)  # boto3 would retry ThrottlingException with backoff
     outcomes: list[str] = []
     for _ in range(10):
         try:
@@ -287,6 +297,8 @@ def test_rate_limited_key_is_throttled_alone(server: Server, home: Path, admin: 
             assert "Rate exceeded" in exc.response["Error"]["Message"]
     assert outcomes[:2] == ["ok", "ok"] and "ThrottlingException" in outcomes, outcomes
     assert set(outcomes) == {"ok", "ThrottlingException"}
+    throttled = [e for e in server.access_log() if e["error"] == "ThrottlingException"]
+    assert throttled and all(e["keyId"] == limited["AccessKeyId"] for e in throttled)  # the log names the key
     other = client(server, admin)
     assert all(other.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200 for _ in range(5))
     image = [code_of(rek.detect_faces, Image={"Bytes": b"not an image"}) for _ in range(4)]
