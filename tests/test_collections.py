@@ -320,11 +320,34 @@ def test_collections_and_users_are_built_alone_from_their_dependencies(tmp_path:
         return Analysis(image=None, faces=[], rejected=[], vectors=np.zeros((0, profile.dim), np.float32))
 
     collections = Collections(store, IndexCache(store, tmp_path / "indexes", profile.dim), profile, no_faces,
+                              arn=lambda cid: f"arn:aws:rekognition:eu-west-1:123456789012:collection/{cid}",
                               clock=lambda: 1_700_000_000.0)
     users = Users(collections, clock=lambda: 1_700_000_001.0)
-    collections.create_collection("alone")
+    assert collections.create_collection("alone").collection_arn.endswith(":123456789012:collection/alone")
     assert collections.describe_collection("alone").creation_timestamp == 1_700_000_000.0
     assert collections.index_faces("alone", b"not decoded here").face_records == []
     users.create_user("alone", "u1")
     assert [u.user_id for u in users.list_users("alone").users] == ["u1"]
     assert collections.describe_collection("alone").user_count == 1
+
+
+def test_collection_arns_name_the_region_and_the_homes_account(tmp_path: Path) -> None:
+    import re
+    import stat
+
+    from faceprint.service import Faceprint
+    from faceprint.store import CollectionRow
+
+    fp = Faceprint(tmp_path, profile="fast", models_dir=models_dir(), region="eu-west-1")
+    arn = fp.create_collection("people").collection_arn
+    account = re.fullmatch(r"arn:aws:rekognition:eu-west-1:(\d{12}):collection/people", arn).group(1)
+    assert fp.describe_collection("people").collection_arn == arn
+    account_file = tmp_path / "account-id"
+    assert account_file.read_text().strip() == account and stat.S_IMODE(account_file.stat().st_mode) == 0o600
+    # a collection stored with the ARN of earlier versions answers the new form too
+    fp.store.create_collection(CollectionRow("old", "aws:rekognition:local:000000000000:collection/old",
+                                             fp.face_model_version, fp.profile.dim, 0.0))
+    again = Faceprint(tmp_path, profile="fast", models_dir=models_dir())  # the same account, another region
+    assert again.describe_collection("old").collection_arn == f"arn:aws:rekognition:us-east-1:{account}:collection/old"
+    assert Faceprint(tmp_path / "other", profile="fast", models_dir=models_dir()).create_collection(
+        "people").collection_arn != arn.replace("eu-west-1", "us-east-1")  # each home has its own account

@@ -238,6 +238,8 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--s3-endpoint-url", metavar="URL",
                    help="S3-compatible endpoint for the other buckets (credentials: boto3's usual chain)")
     p.add_argument("--s3-region", metavar="REGION", help="region to sign S3 requests for (default us-east-1)")
+    p.add_argument("--region", default="us-east-1", metavar="REGION",
+                   help="the region this server answers as, in collection ARNs (default us-east-1)")
     p.add_argument("--s3-access-key-id", metavar="ID", help="the S3 endpoint's access key id (with the secret)")
     p.add_argument("--s3-secret-access-key", metavar="SECRET",
                    help="the S3 endpoint's secret access key (visible to `ps`: prefer AWS_SECRET_ACCESS_KEY)")
@@ -260,7 +262,7 @@ def _serve(args: argparse.Namespace) -> None:
                         max_image_bytes=args.max_image_bytes, buckets=args.bucket,
                         s3_endpoint_url=args.s3_endpoint_url, s3_region=args.s3_region,
                         s3_access_key_id=args.s3_access_key_id, s3_secret_access_key=args.s3_secret_access_key,
-                        auth=not args.no_auth,
+                        auth=not args.no_auth, region=args.region,
                         workers=args.workers, threads=args.threads, log_level=args.log_level,
                         body_timeout=args.body_timeout, graceful_timeout=args.graceful_timeout))
 

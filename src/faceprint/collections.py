@@ -56,7 +56,6 @@ from faceprint.types import (
 COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 EXTERNAL_IMAGE_ID = re.compile(r"[a-zA-Z0-9_.\-:]{1,255}")
 FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-ARN_PREFIX = "aws:rekognition:local:000000000000:collection/"
 
 
 def check_pattern(name: str, value: Any, pattern: re.Pattern[str]) -> str:
@@ -97,15 +96,19 @@ class Collections:
     """Rekognition's collection, face and search operations over ``store`` (the source of truth)
     and ``indexes`` (each collection's vector index, derived from the store). ``profile`` gives the
     face model version and the similarity scale, ``analyze`` turns an image into faces and vectors,
+    ``arn`` gives a collection's ARN (``faceprint.account.CollectionArns``: computed on every
+    answer, never read from the store, so collections stored by earlier versions answer it too),
     ``lock`` serializes deletes against the index (shared with :class:`faceprint.users.Users`) and
     ``clock`` dates new collections."""
 
     def __init__(self, store: Store, indexes: Indexes, profile: Profile, analyze: Analyze,
-                 lock: threading.RLock | None = None, clock: Callable[[], float] = time.time) -> None:
+                 arn: Callable[[str], str], lock: threading.RLock | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.indexes = indexes
         self.profile = profile
         self.analyze = analyze
+        self.arn = arn
         self.lock = lock if lock is not None else threading.RLock()
         self.clock = clock
 
@@ -116,7 +119,7 @@ class Collections:
     # -- collections ---------------------------------------------------------------------------
     def create_collection(self, collection_id: str) -> CreateCollectionResult:
         check_pattern("CollectionId", collection_id, COLLECTION_ID)
-        arn = ARN_PREFIX + collection_id
+        arn = self.arn(collection_id)
         self.store.create_collection(CollectionRow(collection_id, arn, self.face_model_version,
                                                    self.profile.dim, self.clock()))
         return CreateCollectionResult(status_code=200, collection_arn=arn,
@@ -125,7 +128,8 @@ class Collections:
     def describe_collection(self, collection_id: str) -> DescribeCollectionResult:
         row = self.collection(collection_id)
         return DescribeCollectionResult(face_count=self.store.count_faces(collection_id),
-                                        face_model_version=row.face_model_version, collection_arn=row.arn,
+                                        face_model_version=row.face_model_version,
+                                        collection_arn=self.arn(collection_id),
                                         creation_timestamp=row.created,
                                         user_count=self.store.count_users(collection_id))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint.account import DEFAULT_REGION, CollectionArns
 from faceprint.collections import Collections
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
@@ -85,7 +86,9 @@ class Faceprint:
     ``max_text_words`` caps DetectText's words (Rekognition's 100); ``store`` replaces the
     embedded SQLite store of collections and faces; ``index_settings`` tunes the collection
     index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``) and
-    ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``).
+    ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``); ``region`` is the
+    region of collection ARNs (``arn:aws:rekognition:REGION:ACCOUNT:collection/ID``, with the
+    home's account id, ``faceprint.account``).
 
     The collection, face and search operations are :class:`faceprint.collections.Collections`'s
     and the user operations :class:`faceprint.users.Users`'s (``collections`` and ``users``,
@@ -96,8 +99,10 @@ class Faceprint:
                  models_dir: str | os.PathLike | None = None, limits: ImageLimits | None = None,
                  detector: DetectorSettings | None = None, threads: int = 0,
                  max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
-                 index_settings: dict[str, int] | None = None, indexes: Indexes | None = None) -> None:
+                 index_settings: dict[str, int] | None = None, indexes: Indexes | None = None,
+                 region: str = DEFAULT_REGION) -> None:
         self.home = Path(home) if home is not None else default_home()
+        self.arns = CollectionArns(self.home, region)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE)
         self.models = ModelStore(Path(models_dir) if models_dir else default_models_dir(self.home),
@@ -141,7 +146,7 @@ class Faceprint:
             with self._index_lock:
                 if self._collections is None:
                     self._collections = Collections(self.store, self.index_cache, self.profile, self.analyze,
-                                                    self._index_lock)
+                                                    self.arns, self._index_lock)
         return self._collections
 
     @property

@@ -22,6 +22,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from faceprint.account import check_region
 from faceprint.errors import InvalidParameterException
 from faceprint.server.app import ACCESS_LOG, AppOptions, create_app
 
@@ -42,6 +43,8 @@ class ServeSettings:
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     """The endpoint's credentials (None: boto3's usual chain)."""
+    region: str = "us-east-1"
+    """The region this server answers as: collection ARNs are arn:aws:rekognition:REGION:ACCOUNT:collection/ID."""
     auth: bool = True
     workers: int = 1
     threads: int = 0
@@ -69,6 +72,7 @@ def check_settings(settings: ServeSettings) -> None:
             f"--no-auth is allowed only on a loopback host (127.0.0.1, ::1, localhost), not {settings.host!r}: "
             "anyone who can reach the port could use and delete your collections. Create a key with "
             "`faceprint keys create --name NAME` and keep authentication on.")
+    check_region(settings.region)
     if settings.workers < 1:
         raise InvalidParameterException("--workers must be 1 or more.")
     if not settings.body_timeout > 0 or not settings.graceful_timeout > 0:
@@ -83,7 +87,7 @@ def build_app(settings: ServeSettings) -> Starlette:
     limits = ImageLimits(max_bytes=settings.max_image_bytes) if settings.max_image_bytes else None
     share = max(1, (os.cpu_count() or 1) // settings.workers)  # each worker's part of the cores
     fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
-                   threads=0 if settings.workers == 1 else share)
+                   threads=0 if settings.workers == 1 else share, region=settings.region)
     keys = None
     if settings.auth:
         from faceprint.server.auth import KeyStore
