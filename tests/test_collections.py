@@ -331,6 +331,28 @@ def test_collections_and_users_are_built_alone_from_their_dependencies(tmp_path:
     assert collections.describe_collection("alone").user_count == 1
 
 
+def _token(value) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+FORGED_TOKENS = ["\ud800", _token("\ud800"), _token(["long", "\ud800"]), _token(["long", "x", "y"]), _token(10**30),
+                 _token(-1), _token(True), _token({"a": 1}), _token("has space"), _token("x" * 300), "[" * 10_000]
+
+
+def test_forged_page_tokens_are_invalid_pagination_tokens(fpc) -> None:
+    """A NextToken this service did not issue is InvalidPaginationTokenException, never a crash."""
+    fpc.create_collection("c")
+    fpc.create_user("c", "u1")
+    for token in FORGED_TOKENS:
+        for call in (lambda t: fpc.list_collections(next_token=t), lambda t: fpc.list_users("c", next_token=t),
+                     lambda t: fpc.list_faces("c", next_token=t)):
+            with pytest.raises(InvalidPaginationTokenException):
+                call(token)
+
+
 def test_collection_arns_name_the_region_and_the_homes_account(tmp_path: Path) -> None:
     import re
     import stat

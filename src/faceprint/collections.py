@@ -75,16 +75,38 @@ def encode_token(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
 
-def decode_token(token: str | None, kind: type | tuple[type, ...]) -> Any:
+MAX_TOKEN = 255
+"""The model's PaginationToken length: every NextToken issued here fits."""
+MAX_SEQ = 2**63 - 1
+DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def decode_token(token: str | None, valid: Callable[[Any], bool]) -> Any:
+    """The position a NextToken holds, if ``valid`` says this service could have issued it; else
+    ``InvalidPaginationTokenException`` (a forged token never reaches the store)."""
     if token is None:
         return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError, AttributeError):
-        raise InvalidPaginationTokenException("NextToken is not one this service issued.") from None
-    if not isinstance(value, kind):
+    value: Any = None
+    if isinstance(token, str) and len(token) <= MAX_TOKEN:
+        try:
+            value = json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, TypeError, RecursionError):  # bad base64, JSON or UTF-8; a lone surrogate
+            value = None
+    if value is None or not valid(value):
         raise InvalidPaginationTokenException("NextToken is not one this service issued.")
     return value
+
+
+def is_face_position(value: Any) -> bool:
+    """A ListFaces position: a face's sequence number."""
+    return type(value) is int and 0 <= value <= MAX_SEQ
+
+
+def is_collection_position(value: Any) -> bool:
+    """A ListCollections position: a collection id, or ``["long", DIGEST]`` after a long one."""
+    if isinstance(value, list):
+        return len(value) == 2 and value[0] == "long" and isinstance(value[1], str) and bool(DIGEST.fullmatch(value[1]))
+    return isinstance(value, str) and bool(COLLECTION_ID.fullmatch(value))
 
 
 Analyze = Callable[..., Analysis]
@@ -136,7 +158,7 @@ class Collections:
     def list_collections(self, max_results: int = 1000, next_token: str | None = None
                          ) -> ListCollectionsResult:
         check_int("MaxResults", max_results, 0, 4096)
-        after = self._collection_after(decode_token(next_token, (str, list)))
+        after = self._collection_after(decode_token(next_token, is_collection_position))
         rows = self.store.list_collections(after, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
         token = self._collection_token(page[-1].collection_id) if more and page else None
@@ -147,9 +169,7 @@ class Collections:
         """The collection id a NextToken points after (see ``_collection_token``)."""
         if not isinstance(token, list):
             return token
-        found = None
-        if len(token) == 2 and token[0] == "long" and isinstance(token[1], str):
-            found = self.store.get_token("", "ListCollections", token[1])
+        found = self.store.get_token("", "ListCollections", token[1])
         if found is None:
             raise InvalidPaginationTokenException("NextToken is not one this service issued.")
         return found[0]
@@ -220,7 +240,7 @@ class Collections:
         check_int("MaxResults", max_results, 0, 4096)
         if face_ids is not None:
             _check_face_ids(face_ids)
-        after = decode_token(next_token, int) or 0
+        after = decode_token(next_token, is_face_position) or 0
         rows = self.store.list_faces(collection_id, after, max_results + 1, face_ids, user_id)
         page, more = rows[:max_results], len(rows) > max_results
         return ListFacesResult(faces=[self._face(r) for r in page], face_model_version=self.face_model_version,

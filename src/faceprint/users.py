@@ -118,7 +118,8 @@ class Users:
                    ) -> ListUsersResult:
         self.collections.collection(collection_id)
         check_int("MaxResults", max_results, 1, 500)
-        rows = self.store.list_users(collection_id, decode_token(next_token, str), max_results + 1)
+        after = decode_token(next_token, lambda v: isinstance(v, str) and bool(USER_ID.fullmatch(v)))
+        rows = self.store.list_users(collection_id, after, max_results + 1)
         page, more = rows[:max_results], len(rows) > max_results
         return ListUsersResult(users=[User(user_id=u, user_status=_status(n)) for u, n in page],
                                next_token=encode_token(page[-1][0]) if more and page else None)
