@@ -2,6 +2,7 @@
 
 Run: python benchmarks/server_load.py [--profile accurate|fast] [--workers N] [--clients 1,4,16]
                                       [--requests 64]
+     python benchmarks/server_load.py --mixed [--duration 60] [--mixed-clients 8] [--profile P]
 
 A real server (a subprocess, authentication on, a key of its own) on a temporary home; a
 collection of 40 LFW people (first image each). The probes are the people's second images
@@ -10,6 +11,14 @@ concurrent clients C (threads, each with its own boto3 client and connection), `
 calls are made and timed: throughput (calls/s) and latency p50 / p99 per call. Then the same
 calls with C threads on one in-process ``Faceprint`` (same profile, same home), which is the
 baseline: the ratios say what the HTTP layer costs (base64, JSON, SigV4, the pools).
+
+``--mixed``: for each profile (both unless ``--profile`` names one), ``--mixed-clients`` clients
+(default 8) call for ``--duration`` seconds (default 60) a mix of SearchFacesByImage (50%),
+IndexFaces (25%, other LFW images into the searched collection, so searches follow writes) and
+DetectFaces (25%); reported per operation: calls, errors, latency p50 / p99, and the server's
+memory (resident set of its process tree, sampled twice a second: at the start, peak, end).
+The baseline is the same mix for the same time on an in-process ``Faceprint`` (its own
+collection of the same people), with this process's memory. The code is in mixed_load.py.
 """
 
 from __future__ import annotations
@@ -46,6 +55,16 @@ def people(count: int) -> list[tuple[str, bytes, bytes]]:
         if len(out) == count:
             break
     return out
+
+
+def index_images(count: int) -> list[bytes]:
+    """LFW images that are neither enrolled nor probes (each person's third image on)."""
+    found: list[bytes] = []
+    for folder in sorted((LFW / "images").iterdir()):
+        found += [p.read_bytes() for p in sorted(folder.glob("*.jpg"))[2:]]
+        if len(found) >= count:
+            return found[:count]
+    return found
 
 
 def free_port() -> int:
@@ -152,15 +171,25 @@ def run(clients: int, requests: int, make_call: Callable[[], Callable[[int], Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="accurate", choices=["accurate", "fast"])
+    parser.add_argument("--profile", choices=["accurate", "fast"],
+                        help="default: accurate; with --mixed, both one after the other")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--requests", type=int, default=64, help="calls per measurement")
     parser.add_argument("--people", type=int, default=40)
+    parser.add_argument("--mixed", action="store_true", help="the mixed run instead (index, search, detect)")
+    parser.add_argument("--duration", type=float, default=60.0, help="--mixed: seconds of load per half")
+    parser.add_argument("--mixed-clients", type=int, default=8, help="--mixed: concurrent clients")
     args = parser.parse_args()
     from faceprint.service import Faceprint, default_home, default_models_dir
 
     os.environ.setdefault("FACEPRINT_MODELS_DIR", str(default_models_dir(default_home())))
+    if args.mixed:
+        from mixed_load import run_mixed
+
+        run_mixed(args, Server, people(args.people), index_images(400))
+        return
+    args.profile = args.profile or "accurate"
     cast = people(args.people)
     probes = [p for _, _, p in cast]
     with tempfile.TemporaryDirectory(prefix="faceprint-load-") as tmp:
