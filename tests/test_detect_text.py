@@ -166,3 +166,17 @@ def test_no_text_and_bad_input(fp, data) -> None:
         fp.detect_text(b"GIF89a not really")
     with pytest.raises(InvalidParameterException):
         fp.detect_text(np.zeros((40, 400, 3), np.uint8))
+
+
+def _ring(points: int) -> list[dict[str, float]]:
+    return [{"X": 0.5 + 0.4 * math.cos(2 * math.pi * i / points), "Y": 0.5 + 0.4 * math.sin(2 * math.pi * i / points)}
+            for i in range(points)]
+
+
+def test_polygons_of_more_than_ten_points_are_refused_before_any_work(fp, data) -> None:
+    """Rekognition's limit: a polygon of at most 10 points (the model states none). More is an
+    InvalidParameterException before the image is even decoded, whatever the count."""
+    assert fp.detect_text(image(1), {"RegionsOfInterest": [{"Polygon": _ring(10)}] * 10}).text_detections
+    for points in (11, 4_000, 100_000):
+        with pytest.raises(InvalidParameterException, match="10 points"):
+            fp.detect_text(b"not an image at all", {"RegionsOfInterest": [{"Polygon": _ring(points)}]})

@@ -39,7 +39,7 @@ from faceprint.models.store import ModelStore
 from faceprint.models.text import TEXT_MODEL_VERSION, TextReader
 from faceprint.store import Store
 from faceprint.store.sqlite import SQLiteStore
-from faceprint.text import assemble, parse_filters
+from faceprint.text import TextFilters, assemble, parse_filters
 from faceprint.types import (
     AssociateFacesResult,
     ComparedSourceImageFace,
@@ -232,8 +232,10 @@ class Faceprint:
                     self._text_reader = TextReader(self.threads)
         return self._text_reader
 
-    def detect_text(self, image: ImageInput, filters: dict[str, Any] | None = None) -> DetectTextResult:
-        """Rekognition DetectText: LINE and WORD detections, with ``Filters`` in Rekognition's form."""
+    def detect_text(self, image: ImageInput, filters: dict[str, Any] | TextFilters | None = None
+                    ) -> DetectTextResult:
+        """Rekognition DetectText: LINE and WORD detections, with ``Filters`` in Rekognition's form
+        (checked before the image is decoded)."""
         parsed = parse_filters(filters)
         decoded = self.load_image(image)
         lines = self.text_reader.read(decoded.bgr)

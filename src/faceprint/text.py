@@ -4,7 +4,10 @@ Filters come in Rekognition's JSON form (``{"WordFilter": {...}, "RegionsOfInter
 as boto3 callers already write them. ``WordFilter`` drops words below ``MinConfidence`` (0-100,
 default 80 as Rekognition documents, also when no filter is given)
 or smaller than ``MinBoundingBoxHeight`` / ``MinBoundingBoxWidth`` (ratios of the image); a
-word is in a region of interest if more than half of it lies inside one region. A line is kept
+word is in a region of interest if more than half of it lies inside one region. As Rekognition
+documents, there are at most 10 regions and a polygon has at most 10 points (the service model
+states no point limit): larger filters are refused before any geometry is built, so the work of
+a filter is at most words x 10 regions x 10 points. A line is kept
 while at least one of its words is, and is cut down to those words. At most ``max_words`` words
 are returned (Rekognition's 100 by default): the largest.
 """
@@ -22,6 +25,8 @@ from faceprint.models.text import TextLine, TextWord
 from faceprint.types import BoundingBox, Geometry, Point, TextDetection
 
 MAX_REGIONS = 10
+MAX_POLYGON_POINTS = 10
+"""Rekognition: a region's Polygon is "a shape made up of up to 10 Point objects"."""
 
 
 DEFAULT_MIN_CONFIDENCE = 80.0
@@ -52,8 +57,11 @@ class TextFilters:
         return any(shape.intersection(region).area > 0.5 * shape.area for region in self.regions)
 
 
-def parse_filters(filters: dict[str, Any] | None) -> TextFilters:
-    """Validate Rekognition's ``DetectTextFilters`` and turn it into :class:`TextFilters`."""
+def parse_filters(filters: dict[str, Any] | TextFilters | None) -> TextFilters:
+    """Validate Rekognition's ``DetectTextFilters`` and turn it into :class:`TextFilters` (which
+    is returned as it is)."""
+    if isinstance(filters, TextFilters):
+        return filters
     if filters is None:
         return TextFilters()
     if not isinstance(filters, dict):
@@ -97,8 +105,10 @@ def _region(region: Any, index: int) -> Any:
     _only(region, ("BoundingBox", "Polygon"), where)
     if region.get("Polygon"):
         points = region["Polygon"]
-        if not isinstance(points, list) or len(points) < 3:
-            raise InvalidParameterException(f"{where}.Polygon needs at least 3 points.")
+        if not isinstance(points, list) or not 3 <= len(points) <= MAX_POLYGON_POINTS:
+            count = f"{len(points)} points" if isinstance(points, list) else "no list of points"
+            raise InvalidParameterException(f"{where}.Polygon has {count}; a polygon has 3 to "
+                                            f"{MAX_POLYGON_POINTS} points.")
         coords = [(_coord(p, "X", where), _coord(p, "Y", where)) for p in points]
         shape = Polygon(coords).buffer(0)
     elif region.get("BoundingBox"):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceprint.errors import InvalidParameterException
 from faceprint.imaging import DecodedImage, ImageLimits, load_image
+from faceprint.text import parse_filters
 
 if TYPE_CHECKING:
     from faceprint.server.s3 import Buckets
@@ -70,7 +71,8 @@ def _compare_faces(c: Call) -> dict[str, Any]:
 
 
 def _detect_text(c: Call) -> dict[str, Any]:
-    return c.fp.detect_text(c.image(), c.get("Filters")).to_dict()
+    filters = parse_filters(c.get("Filters"))  # refused (a polygon of 11 points, ...) before the image is read
+    return c.fp.detect_text(c.image(), filters).to_dict()
 
 
 def _create_collection(c: Call) -> dict[str, Any]:
