@@ -3,10 +3,13 @@
 Constraint violations (required members, lengths, patterns, ranges, enums) are collected and
 reported together as a ``ValidationException`` in the words of AWS's own framework
 ("1 validation error detected: Value 'x' at 'collectionId' failed to satisfy constraint: ...").
-A value of the wrong JSON type is a ``SerializationException``. Blobs arrive base64-encoded and
-leave as ``bytes``; image bytes that are not base64 are an ``InvalidImageFormatException`` and
-image bytes over the model's 5 MB (or the server's ``--max-image-bytes``) an
-``ImageTooLargeException``, as Rekognition answers.
+A value of the wrong JSON type is a ``SerializationException``, and so is one the service's Java
+types cannot hold (AWS's deserializer refuses it before any constraint is checked): an integer
+outside a Java ``int`` (``long`` for the model's longs), a number outside a Java ``float`` or
+``double`` (``1e999`` included), a string that is not Unicode text (a lone surrogate such as
+JSON's ``"\\ud800"``). Blobs arrive base64-encoded and leave as ``bytes``; image bytes that are
+not base64 are an ``InvalidImageFormatException`` and image bytes over the model's 5 MB (or the
+server's ``--max-image-bytes``) an ``ImageTooLargeException``, as Rekognition answers.
 Members the model does not know are ignored, as AWS does (newer clients may send them).
 """
 
@@ -15,12 +18,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import sys
 from typing import Any
 
 from faceprint.errors import FaceprintError, ImageTooLargeException, InvalidImageFormatException
 from faceprint.server.model import ServiceModel
 
 IMAGE_BLOB = "ImageBlob"
+INTEGER_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+"""What a Java ``int`` and ``long`` hold: the model's ``integer`` and ``long``."""
+FLOAT_LIMITS = {"float": 3.4028234663852886e38, "double": sys.float_info.max, "timestamp": sys.float_info.max}
+"""The largest finite Java ``float`` and ``double``."""
 
 
 class ValidationException(FaceprintError):
@@ -108,6 +117,9 @@ class Validator:
     def _string(self, name: str, shape: dict[str, Any], value: Any, path: str, errors: list[str]) -> Any:
         if not isinstance(value, str):
             raise self._type_error(value, path, "a string")
+        if not value.isascii() and not _is_unicode(value):
+            raise SerializationException(f"The value at '{path}' is not valid Unicode text (it holds a lone "
+                                         "surrogate).")
         self._length(shape, len(value), value, path, errors)
         if "pattern" in shape and not self.model.pattern(name).fullmatch(value):
             self._fail(errors, value, path, f"Member must satisfy regular expression pattern: {shape['pattern']}")
@@ -118,6 +130,10 @@ class Validator:
     def _integer(self, name: str, shape: dict[str, Any], value: Any, path: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._type_error(value, path, "an integer")
+        low, high = INTEGER_RANGES[shape["type"]]
+        if not low <= value <= high:
+            raise SerializationException(f"Value {_show(value)} at '{path}' is out of range of a Java "
+                                         f"{'int' if shape['type'] == 'integer' else 'long'} ({low} to {high}).")
         self._range(shape, value, path, errors)
         return value
 
@@ -126,8 +142,9 @@ class Validator:
     def _float(self, name: str, shape: dict[str, Any], value: Any, path: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._type_error(value, path, "a number")
-        self._range(shape, value, path, errors)
-        return float(value)
+        number = _finite(value, FLOAT_LIMITS[shape["type"]], path, shape["type"])
+        self._range(shape, number, path, errors)
+        return number
 
     _double = _float
 
@@ -139,6 +156,7 @@ class Validator:
     def _timestamp(self, name: str, shape: dict[str, Any], value: Any, path: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._type_error(value, path, "epoch seconds")
+        _finite(value, FLOAT_LIMITS["timestamp"], path, "timestamp")
         return value
 
     def _blob(self, name: str, shape: dict[str, Any], value: Any, path: str, errors: list[str]) -> Any:
@@ -184,3 +202,26 @@ class Validator:
     @staticmethod
     def _type_error(value: Any, path: str, expected: str) -> SerializationException:
         return SerializationException(f"Value {_show(value)} at '{path}' must be {expected}.")
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: JSON's ``\\ud800`` escapes can make a lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _finite(value: int | float, limit: float, path: str, kind: str) -> float:
+    """``value`` as a float, if a Java ``float`` or ``double`` holds it (an integer of 400 digits
+    does not; nor does ``1e999``, which Python's JSON reads as infinity)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or abs(number) > limit:
+        raise SerializationException(f"Value {_show(value)} at '{path}' is out of range of a Java "
+                                     f"{'float' if kind == 'float' else 'double'}.")
+    return number
+
