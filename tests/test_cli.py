@@ -66,7 +66,7 @@ def test_usage_error(tmp_path: Path) -> None:
     assert json.loads(done.stderr.splitlines()[0])["__type"] == "InvalidParameterException"
     done = run("--profile", "huge", "detect-faces", str(lfw_image("Aaron_Peirsol", 1)), home=tmp_path)
     assert done.returncode == 1
-    assert "huge" in json.loads(done.stderr)["message"]
+    assert "huge" in json.loads(done.stderr)["Message"]
 
 
 def test_models_pull_then_list(tmp_path: Path) -> None:

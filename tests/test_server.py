@@ -348,13 +348,13 @@ def test_raw_protocol_errors(server: Server) -> None:
     status, body = server.post(b'{"CollectionId": ', TARGET)
     assert (status, body["__type"]) == (400, "SerializationException")
     status, body = server.post(b'{"CollectionId": 7}', TARGET)
-    assert (status, body["__type"]) == (400, "SerializationException") and "'collectionId'" in body["message"]
+    assert (status, body["__type"]) == (400, "SerializationException") and "'collectionId'" in body["Message"]
     status, body = server.post(b'["CollectionId"]', TARGET)
     assert (status, body["__type"]) == (400, "SerializationException")
     search = TARGET | {"x-amz-target": "RekognitionService.SearchFaces"}
     status, body = server.post(b'{"CollectionId": "c", "FaceId": "00000000-0000-0000-0000-000000000000", '
                                b'"FaceMatchThreshold": NaN}', search)
-    assert (status, body["__type"]) == (400, "SerializationException") and "NaN" in body["message"]
+    assert (status, body["__type"]) == (400, "SerializationException") and "NaN" in body["Message"]
     status, body = server.post(b"[" * 100_000 + b"]" * 100_000, TARGET)
     assert (status, body["__type"]) == (400, "SerializationException")
     list_faces = TARGET | {"x-amz-target": "RekognitionService.ListFaces"}
@@ -362,7 +362,7 @@ def test_raw_protocol_errors(server: Server) -> None:
     status, body = server.post(huge, list_faces)
     assert (status, body["__type"]) == (400, "SerializationException")
     status, body = server.post(b"{}", TARGET | {"x-amz-target": "RekognitionService.MakeCoffee"})
-    assert (status, body["__type"]) == (400, "UnknownOperationException") and "MakeCoffee" in body["message"]
+    assert (status, body["__type"]) == (400, "UnknownOperationException") and "MakeCoffee" in body["Message"]
     status, body = server.post(b"{}", {"content-type": "application/x-amz-json-1.1"})
     assert (status, body["__type"]) == (400, "UnknownOperationException")
     status, body = server.post(b"{}", TARGET | {"content-type": "text/plain"})
@@ -468,3 +468,94 @@ def test_bytes_are_never_a_path(server: Server) -> None:
     status, body = server.post(json.dumps({"Image": {"Bytes": name}}).encode(), detect)
     assert (status, body["__type"]) == (400, "InvalidImageFormatException")
 
+
+
+def _ring(points: int) -> list[dict[str, float]]:
+    import math
+
+    return [{"X": 0.5 + 0.4 * math.cos(2 * math.pi * i / points), "Y": 0.5 + 0.4 * math.sin(2 * math.pi * i / points)}
+            for i in range(points)]
+
+
+def test_detect_text_regions_keep_rekognitions_limits(server: Server, rek, loose) -> None:
+    """At most 10 regions (the model's limit: ValidationException) of at most 10 points a polygon
+    (Rekognition's documented limit, not in the model: InvalidParameterException); a polygon of
+    100,000 points is refused as cheaply as one of 11, and the server goes on serving."""
+    ten = rek.detect_text(Image=image(TEXT), Filters={"RegionsOfInterest": [{"Polygon": _ring(10)}] * 10})
+    assert ten["ResponseMetadata"]["HTTPStatusCode"] == 200
+    for points in (11, 100_000):
+        with pytest.raises(rek.exceptions.InvalidParameterException) as exc:
+            rek.detect_text(Image=image(TEXT), Filters={"RegionsOfInterest": [{"Polygon": _ring(points)}]})
+        assert f"has {points} points; a polygon has 3 to 10 points" in exc.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as exc:
+        loose.detect_text(Image=image(TEXT), Filters={"RegionsOfInterest": [{"Polygon": _ring(10)}] * 11})
+    assert code_of(exc) == "ValidationException"
+    assert rek.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_error_bodies_are_rekognitions(server: Server, rek) -> None:
+    """``{"__type": CODE, "Code": CODE, "Message": TEXT}``, as Rekognition answers (Go SDK v2 reads
+    the modelled shape's Message); botocore and the AWS CLI read it too."""
+    status, body = server.post(b'{"CollectionId": "nowhere"}', TARGET)
+    assert status == 400 and set(body) == {"__type", "Code", "Message"}
+    assert body["__type"] == body["Code"] == "ResourceNotFoundException" and "nowhere" in body["Message"]
+    status, body = server.post(b'{"CollectionId": 7}', TARGET)  # a protocol error, from the validator
+    assert (status, body["Code"]) == (400, "SerializationException") and "'collectionId'" in body["Message"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)  # an unknown path, from the app
+    try:
+        conn.request("POST", "/elsewhere", body=b"{}", headers=TARGET)
+        body = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    assert body["Code"] == "UnknownOperationException" and "/elsewhere" in body["Message"]
+    with pytest.raises(rek.exceptions.ResourceNotFoundException) as exc:
+        rek.describe_collection(CollectionId="nowhere")
+    assert "nowhere" in exc.value.response["Error"]["Message"]
+    done = aws_cli(server, "describe-collection", "--collection-id", "nowhere")
+    assert "(ResourceNotFoundException)" in done.stderr and "'nowhere' does not exist" in done.stderr
+
+
+def test_collection_arns_are_full_arns(server: Server, rek) -> None:
+    arn = rek.create_collection(CollectionId="arned")["CollectionArn"]
+    account = (server.home / "account-id").read_text().strip()
+    assert arn == f"arn:aws:rekognition:us-east-1:{account}:collection/arned" and re.fullmatch(r"\d{12}", account)
+    assert rek.describe_collection(CollectionId="arned")["CollectionARN"] == arn
+
+
+def test_numbers_and_strings_a_java_service_cannot_hold_are_client_errors(server: Server, rek) -> None:
+    """An integer of 400 digits in a float member, 1e999 (JSON's infinity to Python), an integer past
+    a Java int, a lone surrogate in a string: SerializationException, never a 500."""
+    face = "00000000-0000-0000-0000-000000000000"
+    search = TARGET | {"x-amz-target": "RekognitionService.SearchFaces"}
+    for number in (b"1" + b"0" * 400, b"-1" + b"0" * 400, b"1e999", b"-1e999"):
+        body = b'{"CollectionId": "c", "FaceId": "%s", "FaceMatchThreshold": %s}' % (face.encode(), number)
+        status, answer = server.post(body, search)
+        assert (status, answer["__type"]) == (400, "SerializationException"), (number[:10], answer)
+    index = TARGET | {"x-amz-target": "RekognitionService.IndexFaces"}
+    jpeg = base64.b64encode(GROUP.read_bytes())
+    for number, code in ((2**31, "SerializationException"), (2**31 - 1, "ResourceNotFoundException")):
+        body = b'{"CollectionId": "nowhere", "Image": {"Bytes": "%s"}, "MaxFaces": %d}' % (jpeg, number)
+        status, answer = server.post(body, index)
+        assert (status, answer["__type"]) == (400, code), answer
+    detect = TARGET | {"x-amz-target": "RekognitionService.DetectFaces"}
+    for body in (b'{"Image": {"S3Object": {"Bucket": "photos", "Name": "\\ud800.jpg"}}}',
+                 b'{"Image": {"S3Object": {"Bucket": "photos", "Name": "x\\udfff"}}}'):
+        status, answer = server.post(body, detect)
+        assert (status, answer["__type"]) == (400, "SerializationException"), answer
+    status, answer = server.post(b'{"CollectionId": "\\udc00"}', TARGET)
+    assert (status, answer["__type"]) == (400, "SerializationException"), answer
+    assert rek.list_collections()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def _token(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+def test_forged_page_tokens_are_invalid_pagination_tokens(server: Server, rek) -> None:
+    rek.create_collection(CollectionId="paged")
+    rek.create_user(CollectionId="paged", UserId="u1")
+    for token in (_token("\ud800"), _token(["long", "\ud800"]), _token(10**30), _token(-1), _token("a b")):
+        for call in (lambda t: rek.list_collections(NextToken=t), lambda t: rek.list_users(CollectionId="paged",
+                     NextToken=t), lambda t: rek.list_faces(CollectionId="paged", NextToken=t)):
+            with pytest.raises(rek.exceptions.InvalidPaginationTokenException):
+                call(token)

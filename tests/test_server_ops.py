@@ -4,10 +4,12 @@ metrics, and S3Object images come from an S3-compatible endpoint."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import FACES, ROOT, lfw_image
-from serverkit import REGION, Server, free_port, slow_request
+from serverkit import REGION, Server, faceprint_keys, free_port, slow_request
 
 GROUP = FACES / "identities" / "faceapi_bbt" / "group"
 
@@ -106,8 +109,54 @@ def test_health_reports_models_that_failed_to_load(tmp_path: Path) -> None:
         status, _, body = answer
         health = json.loads(body)
         assert (status, health["status"]) == (503, "error") and "models" in health["error"], health
+        detect = {"x-amz-target": "RekognitionService.DetectFaces", "content-type": "application/x-amz-json-1.1"}
+        image = base64.b64encode(lfw_image("Aaron_Peirsol", 1).read_bytes())
+        status, answer = server.post(b'{"Image": {"Bytes": "%s"}}' % image, detect)
+        assert (status, answer["Code"]) == (500, "InternalServerError") and str(tmp_path) not in answer["Message"]
     finally:
         assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_a_damaged_key_file_is_a_generic_internal_error_logged_in_full(tmp_path: Path) -> None:
+    """A server fault answers InternalServerError with a generic message; its detail (here the key
+    file's path) is in the server log only."""
+    key = faceprint_keys(tmp_path, "create", "--name", "admin")["AccessKey"]
+    server = Server(tmp_path)
+    try:
+        rek = server.client(key["AccessKeyId"], key["SecretAccessKey"])
+        assert rek.list_collections()["CollectionIds"] == []
+        keys_file = tmp_path / "auth" / "keys.json"
+        keys_file.write_text("{ damaged")
+        with pytest.raises(ClientError) as exc:
+            rek.list_collections()
+        error = exc.value.response["Error"]
+        assert (error["Code"], exc.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InternalServerError", 500)
+        assert str(tmp_path) not in error["Message"] and "server log" in error["Message"]
+    finally:
+        server.stop()
+    assert str(keys_file) in server.log.read_text()
+
+
+def test_serve_region_and_the_homes_account_id_last_across_restarts(tmp_path: Path) -> None:
+    server = Server(tmp_path, "--no-auth", "--region", "eu-west-3")
+    try:
+        arn = server.client().create_collection(CollectionId="kept")["CollectionArn"]
+    finally:
+        server.stop()
+    account_file = tmp_path / "account-id"
+    account = account_file.read_text().strip()
+    assert arn == f"arn:aws:rekognition:eu-west-3:{account}:collection/kept"
+    assert stat.S_IMODE(account_file.stat().st_mode) == 0o600
+    server = Server(tmp_path, "--no-auth")  # the default region, the same account
+    try:
+        described = server.client().describe_collection(CollectionId="kept")
+        assert described["CollectionARN"] == f"arn:aws:rekognition:us-east-1:{account}:collection/kept"
+    finally:
+        server.stop()
+    done = subprocess.run([sys.executable, "-m", "faceprint.cli", "--home", str(tmp_path), "serve", "--no-auth",
+                           "--region", "EU West", "--port", str(free_port())], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and json.loads(done.stderr)["Code"] == "InvalidParameterException"
 
 
 @pytest.fixture(scope="module")

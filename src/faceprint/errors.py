@@ -7,9 +7,17 @@ report it without translating.
 
 from __future__ import annotations
 
+DELIBERATE_FAULTS = frozenset({"ThrottlingException"})
+"""Codes the model marks as server faults (HTTP 500) whose message the server answers as is:
+they say the server is busy, not what failed inside it."""
+
 
 class FaceprintError(Exception):
-    """Base error: ``code`` is the Rekognition error code, ``message`` the text."""
+    """Base error: ``code`` is the Rekognition error code, ``message`` the text.
+
+    A server fault (HTTP 500 or more) may name files or internals in its message: the server
+    logs it and answers a generic one instead, except for the codes in ``DELIBERATE_FAULTS``.
+    """
 
     code = "InternalServerError"
     http_status = 500
@@ -19,8 +27,14 @@ class FaceprintError(Exception):
         self.message = message
 
     def to_dict(self) -> dict[str, str]:
-        """The AWS JSON error body (``__type`` and ``message``)."""
-        return {"__type": self.code, "message": self.message}
+        """The AWS JSON error body, as Rekognition writes it: ``__type``, ``Code`` and ``Message``."""
+        return error_body(self.code, self.message)
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    """``{"__type": CODE, "Code": CODE, "Message": TEXT}``: botocore reads ``__type`` and
+    ``Message`` (or ``message``); SDKs that deserialize the modelled error shape read ``Message``."""
+    return {"__type": code, "Code": code, "Message": message}
 
 
 class InvalidParameterException(FaceprintError):

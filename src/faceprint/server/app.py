@@ -28,7 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from faceprint.errors import FaceprintError, ImageTooLargeException
+from faceprint.errors import FaceprintError, ImageTooLargeException, error_body
 from faceprint.server.handler import HttpRequest, Outcome, RekognitionHandler
 from faceprint.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from faceprint.server.metrics import Metrics
@@ -38,6 +38,7 @@ from faceprint.server.protocol import (
     RequestTooLargeException,
     ThrottlingException,
     error_reply,
+    internal_error_reply,
     response_headers,
 )
 
@@ -166,8 +167,7 @@ def _warm(state: _State) -> None:
 
 
 def _internal_error() -> Outcome:
-    return Outcome(Reply(500, {"__type": "InternalServerError", "message": "Internal server error; see the server "
-                                                                           "log."}))
+    return Outcome(internal_error_reply())
 
 
 async def _rekognition(state: _State, request: Request) -> Response:
@@ -203,10 +203,10 @@ def _not_routed(state: _State, request: Request, exc: Exception) -> Response:
     """A path or method outside the routes: an AWS JSON error, counted and logged like the others."""
     status = getattr(exc, "status_code", 404)
     what = "method" if status == 405 else "path"
-    outcome = Outcome(Reply(status, {"__type": "UnknownOperationException",
-                                     "message": f"No operation at {request.method} {request.url.path[:200]} "
-                                                f"(unknown {what}); Rekognition requests are POST / with "
-                                                "X-Amz-Target."}), operation="unknown")
+    outcome = Outcome(Reply(status, error_body("UnknownOperationException",
+                                               f"No operation at {request.method} {request.url.path[:200]} "
+                                               f"(unknown {what}); Rekognition requests are POST / with "
+                                               "X-Amz-Target.")), operation="unknown")
     state.metrics.begin()
     state.metrics.end("unknown", status, "UnknownOperationException", 0.0)
     extra = dict(getattr(exc, "headers", None) or {})  # Allow, for a 405
@@ -244,7 +244,7 @@ async def _read_and_run(state: _State, request: Request, headers: dict[str, str]
         close = await _within(state.options.body_timeout, _drain(request, exc.size))
         return Outcome(Reply(413, _too_large(operation, exc.size, limit, state).to_dict())), 0, close
     except ClientDisconnect:  # nobody to answer; 499 in the log, as nginx writes it
-        return Outcome(Reply(499, {"__type": "ClientDisconnected", "message": "The client went away."})), 0, True
+        return Outcome(Reply(499, error_body("ClientDisconnected", "The client went away."))), 0, True
     except TimeoutError:
         error = RequestTimeoutException(f"The request body did not arrive within {state.options.body_timeout:g} "
                                         "seconds.")

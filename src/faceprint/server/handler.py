@@ -19,6 +19,7 @@ from faceprint.server.protocol import (
     UnsupportedOperationException,
     check_content_type,
     error_reply,
+    internal_error_reply,
     operation_of,
     parse_body,
 )
@@ -124,9 +125,7 @@ class RekognitionHandler:
             outcome.reply = error_reply(exc, self.model)
         except Exception as exc:  # a bug: never a traceback on the wire
             log.exception("internal error in %s", outcome.operation)
-            outcome.reply = Reply(500, {"__type": "InternalServerError",
-                                        "message": f"Internal server error ({type(exc).__name__}); "
-                                                   "see the server log."})
+            outcome.reply = internal_error_reply(type(exc).__name__)
         return outcome
 
     def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> dict[str, Any]:

@@ -1,23 +1,29 @@
 """AWS JSON 1.1, the wire protocol of Rekognition: the request's operation and body, the
-answer's body and headers, and errors as ``{"__type": CODE, "message": TEXT}``.
+answer's body and headers, and errors as Rekognition writes them:
+``{"__type": CODE, "Code": CODE, "Message": TEXT}``.
 
 Requests are ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>`` and
 ``Content-Type: application/x-amz-json-1.1``; botocore maps ``__type`` to the modelled
-exception class (``client.exceptions.ResourceNotFoundException``, ...).
+exception class (``client.exceptions.ResourceNotFoundException``, ...). A server fault's
+message (which may name files) goes to the server log only; the client gets a generic one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from faceprint.errors import FaceprintError
+from faceprint.errors import DELIBERATE_FAULTS, FaceprintError, error_body
 from faceprint.server.model import ServiceModel
 from faceprint.server.validation import SerializationException
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCEPTED_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json")
+INTERNAL_MESSAGE = "Internal server error; see the server log."
+
+log = logging.getLogger("faceprint.server")
 
 
 class UnknownOperationException(FaceprintError):
@@ -53,7 +59,7 @@ class RequestTooLargeException(FaceprintError):
 
 @dataclass(frozen=True)
 class Reply:
-    """An answer: HTTP status and JSON body (the result, or ``__type`` and ``message``)."""
+    """An answer: HTTP status and JSON body (the result, or ``__type``, ``Code`` and ``Message``)."""
 
     status: int
     body: dict[str, Any]
@@ -100,10 +106,20 @@ def _no_constant(name: str) -> Any:
 
 
 def error_reply(exc: FaceprintError, model: ServiceModel) -> Reply:
-    """An AWS JSON error: the modelled status of the code when the model has the shape."""
+    """An AWS JSON error: the modelled status of the code when the model has the shape. A server
+    fault's message is logged in full and answered with a generic one (it may name files)."""
     shape = model.raw["shapes"].get(exc.code)
     status = model.error_status(exc.code) if shape and shape.get("exception") else exc.http_status
+    if max(status, exc.http_status) >= 500 and exc.code not in DELIBERATE_FAULTS:
+        log.error("%s answered as a generic %s: %s", type(exc).__name__, exc.code, exc.message)
+        return Reply(status, error_body(exc.code, INTERNAL_MESSAGE))
     return Reply(status, exc.to_dict())
+
+
+def internal_error_reply(detail: str = "") -> Reply:
+    """The answer to a bug or an unexpected failure (logged by the caller): a generic 500."""
+    suffix = f" ({detail})" if detail else ""
+    return Reply(500, error_body("InternalServerError", f"Internal server error{suffix}; see the server log."))
 
 
 def response_headers(request_id: str, length: int) -> dict[str, str]:
