@@ -54,12 +54,13 @@ def create_private(path: Path) -> int:
 
 def tighten(path: Path) -> None:
     """Take group and other permissions off ``path`` if it has any (a missing path is left alone;
-    one owned by someone else is logged, not fatal: that owner decides)."""
+    one that cannot be changed, someone else's or on a read-only file system, is logged, not
+    fatal: its owner decides)."""
     with contextlib.suppress(FileNotFoundError):
         current = stat.S_IMODE(os.stat(path).st_mode)
         if current & _OTHERS:
             try:
                 os.chmod(path, current & ~_OTHERS)
-            except PermissionError:
-                log.warning("%s is readable by other users and cannot be made private (%s)", path,
-                            oct(current))
+            except OSError as exc:
+                log.warning("%s is open to other users (%s) and cannot be made private: %s", path,
+                            oct(current), exc.strerror)
