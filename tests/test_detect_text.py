@@ -135,6 +135,9 @@ def test_regions_of_interest(fp, img1, data) -> None:
     {"RegionsOfInterest": [{}]},
     {"RegionsOfInterest": [{"Polygon": [{"X": 0, "Y": 0}, {"X": 1, "Y": 1}]}]},
     {"RegionsOfInterest": [{"BoundingBox": {"Left": 0.1, "Top": 0.1, "Width": 0, "Height": 0.2}}]},
+    {"WordFilter": {"MinConfidence": 10**400}},
+    {"RegionsOfInterest": [{"BoundingBox": {"Left": 10**400, "Top": 0.1, "Width": 0.1, "Height": 0.2}}]},
+    {"RegionsOfInterest": [{"Polygon": [{"X": 0.1, "Y": 0.1}, {"X": -(10**400), "Y": 0.5}, {"X": 0.5, "Y": 0.5}]}]},
     "WordFilter",
 ])
 def test_bad_filters(fp, filters) -> None:

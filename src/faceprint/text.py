@@ -89,11 +89,10 @@ def _only(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
 
 
 def _number(obj: dict[str, Any], key: str, top: float, default: float = 0.0) -> float:
-    value = obj.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or not 0.0 <= value <= top:
-        raise InvalidParameterException(f"{key} must be a number from 0 to {top:g}, got {value!r}.")
-    return float(value)
+    value = _finite(obj.get(key, default))
+    if value is None or not 0.0 <= value <= top:
+        raise InvalidParameterException(f"{key} must be a number from 0 to {top:g}.")
+    return value
 
 
 def _region(region: Any, index: int) -> Any:
@@ -127,10 +126,21 @@ def _region(region: Any, index: int) -> Any:
 
 
 def _coord(obj: Any, key: str, where: str) -> float:
-    value = obj.get(key) if isinstance(obj, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidParameterException(f"{where}: {key} must be a number.")
-    return float(value)
+    value = _finite(obj.get(key) if isinstance(obj, dict) else None)
+    if value is None:
+        raise InvalidParameterException(f"{where}: {key} must be a finite number.")
+    return value
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (not a number, NaN, infinite, an integer too large)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def assemble(lines: list[TextLine], width: int, height: int, filters: TextFilters,
