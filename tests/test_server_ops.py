@@ -109,6 +109,7 @@ def test_health_reports_models_that_failed_to_load(tmp_path: Path) -> None:
         status, _, body = answer
         health = json.loads(body)
         assert (status, health["status"]) == (503, "error") and "models" in health["error"], health
+        assert str(tmp_path) not in health["error"]  # /health answers anyone: the detail is in the log only
         detect = {"x-amz-target": "RekognitionService.DetectFaces", "content-type": "application/x-amz-json-1.1"}
         image = base64.b64encode(lfw_image("Aaron_Peirsol", 1).read_bytes())
         status, answer = server.post(b'{"Image": {"Bytes": "%s"}}' % image, detect)

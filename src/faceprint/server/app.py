@@ -161,7 +161,7 @@ def _warm(state: _State) -> None:
         state.handler.fp.engine.load()
     except Exception as exc:  # /health says so; each request reports it as an AWS error
         logging.getLogger("faceprint.server").exception("loading the face models failed")
-        state.load_error = f"loading the face models failed: {type(exc).__name__}: {exc}"
+        state.load_error = f"loading the face models failed ({type(exc).__name__}); see the server log"
     finally:
         state.ready = True
 
