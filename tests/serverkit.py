@@ -107,10 +107,10 @@ class Server:
         return self.process.returncode
 
 
-def faceprint_keys(home: Path, *args: str) -> dict[str, Any]:
+def faceprint_keys(home: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``faceprint keys ARGS --home HOME``'s JSON output (``{}`` when it prints nothing)."""
     done = subprocess.run([sys.executable, "-m", "faceprint.cli", "keys", *args, "--home", str(home)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=True)
+                          capture_output=True, text=True, timeout=60, check=True, env=os.environ | (env or {}))
     return json.loads(done.stdout) if done.stdout.strip() else {}
 
 

@@ -1,0 +1,292 @@
+"""Running the fuzzer (tests/fuzzing.py) against a real `faceprint serve`: the server with its
+collection, users, faces and bucket; requests signed with a real key (SigV4 over the raw body,
+since boto3 would refuse to send invalid shapes); the checks each answer must pass; and a tally.
+
+Each answer must be a 2xx JSON object, or a 4xx AWS JSON error (``{"__type": CODE, "Code": CODE,
+"Message": TEXT}``) whose code is one of the operation's modelled errors or one of
+:data:`PROTOCOL_CODES`: never a 5xx (but
+``ThrottlingException``, which the model makes a 500), never a non-JSON body, never a hang.
+A run does not stop at the first failure: :class:`Tally` counts outcomes per operation and keeps,
+for each class of failure, the smallest request that caused it (rather than shrinking with
+Hypothesis, which would replay hundreds of requests against the server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from fuzzing import PREFIX, Fixtures, FuzzRequest, junk_images, small_images
+
+PROTOCOL_CODES = frozenset({
+    "ValidationException", "SerializationException", "UnknownOperationException", "UnsupportedOperationException",
+    "RequestTimeoutException", "RequestEntityTooLargeException", "ThrottlingException"})
+"""Codes any request may answer besides its operation's modelled errors (docs/server.md)."""
+FAULT_CODES = frozenset({"ThrottlingException"})
+"""The codes a 5xx may carry: Rekognition's model makes ThrottlingException a fault (HTTP 500)."""
+
+
+# -- sending and judging ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Endpoint:
+    """A running server and the key that signs requests to it."""
+
+    host: str
+    port: int
+    key_id: str
+    secret: str
+    region: str = "us-east-1"
+
+    def headers(self, request: FuzzRequest) -> dict[str, str]:
+        """The request's headers, signed with SigV4 over its raw body."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        headers = {}
+        if request.target is not None:
+            headers["X-Amz-Target"] = request.target
+        if request.content_type is not None:
+            headers["Content-Type"] = request.content_type
+        aws = AWSRequest("POST", f"http://{self.host}:{self.port}/", data=request.body, headers=headers)
+        SigV4Auth(Credentials(self.key_id, self.secret), "rekognition", self.region).add_auth(aws)
+        return dict(aws.headers.items())
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    seconds: float
+    error: str | None = None
+    """Why no answer came (connection reset, timeout), or None."""
+
+
+def send(endpoint: Endpoint, request: FuzzRequest, timeout: float = 120.0) -> Answer:
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+    try:
+        conn.request("POST", "/", body=request.body, headers=endpoint.headers(request))
+        response = conn.getresponse()
+        return Answer(response.status, response.read(), time.perf_counter() - started)
+    except (OSError, http.client.HTTPException) as exc:
+        return Answer(0, b"", time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def allowed_codes(model: dict[str, Any], request: FuzzRequest) -> frozenset[str]:
+    """The codes ``request`` may answer: its operation's modelled errors (when its target names a
+    real operation exactly) and the protocol's."""
+    target = (request.target or "").strip(" \t")  # HTTP drops a header value's surrounding whitespace
+    name = target[len(PREFIX):] if target.startswith(PREFIX) else None
+    operation = model["operations"].get(name or "")
+    modelled = {e["shape"] for e in operation.get("errors", ())} if operation else set()
+    return PROTOCOL_CODES | modelled
+
+
+def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer) -> tuple[str, str | None]:
+    """The outcome's code (``OK`` for a success) and, if the answer is wrong, its failure class:
+    per operation, but one class for error bodies of the wrong form, whatever their code."""
+    op = request.operation
+    if answer.error is not None:
+        return "no answer", f"{op}: no answer ({answer.error.split(':')[0]})"
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} with a body that is not JSON"
+    if not isinstance(body, dict):
+        return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} with a JSON body that is not an object"
+    if 200 <= answer.status < 300:
+        return "OK", f"{op}: a success carrying __type" if "__type" in body else None
+    code = body.get("__type")
+    if not isinstance(code, str):
+        return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} error without __type"
+    return code, _error_problem(model, request, answer.status, code, body)
+
+
+def _error_problem(model: dict[str, Any], request: FuzzRequest, status: int, code: str,
+                   body: dict[str, Any]) -> str | None:
+    op = request.operation
+    if status >= 500 and code not in FAULT_CODES:
+        return f"{op}: HTTP {status} {code}"
+    if not 400 <= status < 600:
+        return f"{op}: HTTP {status} for an error"
+    if not isinstance(body.get("Message"), str) or body.get("Code") != code:
+        return "error bodies without Code and Message as Rekognition writes them"
+    if code not in allowed_codes(model, request):
+        return f"{op}: {code} is neither one of its modelled errors nor a protocol code"
+    return None
+
+
+# -- a run's tally ------------------------------------------------------------------------------
+@dataclass
+class Failure:
+    request: FuzzRequest
+    status: int
+    body: bytes
+    count: int = 1
+
+
+@dataclass
+class Tally:
+    """Outcomes per operation and code; for each failure class, its smallest request."""
+
+    model: dict[str, Any]
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failures: dict[str, Failure] = field(default_factory=dict)
+    slowest: dict[str, tuple[float, FuzzRequest]] = field(default_factory=dict)
+
+    def record(self, request: FuzzRequest, answer: Answer) -> None:
+        code, problem = judge(self.model, request, answer)
+        self.outcomes[(request.operation, code)] += 1
+        if answer.seconds > self.slowest.get(request.operation, (-1.0, request))[0]:
+            self.slowest[request.operation] = (answer.seconds, request)
+        if problem is None:
+            return
+        seen = self.failures.get(problem)
+        if seen is None or len(request.body) < len(seen.request.body):
+            self.failures[problem] = Failure(request, answer.status, answer.body, (seen.count if seen else 0) + 1)
+        else:
+            seen.count += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values())
+
+    def report(self) -> str:
+        lines = [f"{self.total} requests; outcomes per operation:"]
+        for operation in sorted({op for op, _ in self.outcomes}):
+            codes = {c: n for (op, c), n in self.outcomes.items() if op == operation}
+            seconds, _ = self.slowest[operation]
+            shown = ", ".join(f"{c} {n}" for c, n in sorted(codes.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {operation:20} {sum(codes.values()):6}  slowest {seconds:6.2f} s  {shown}")
+        lines.append(f"{len(self.failures)} failure classes" + (":" if self.failures else ""))
+        lines += [self.describe(key) for key in sorted(self.failures)]
+        return "\n".join(lines)
+
+    def describe(self, problem: str) -> str:
+        failure = self.failures[problem]
+        body = failure.body[:400].decode("utf-8", "backslashreplace")
+        return (f"- {problem} ({failure.count}x); smallest request: {failure.request.show()}\n"
+                f"  answer: HTTP {failure.status} {body}")
+
+
+def run(endpoint: Endpoint, requests: st.SearchStrategy[FuzzRequest], tally: Tally, examples: int,
+        seed: int, first: Iterable[FuzzRequest] = ()) -> None:
+    """Send the ``first`` requests (regressions), then ``examples`` distinct requests drawn from
+    ``requests`` by Hypothesis seeded with ``seed`` (the same seed draws the same requests),
+    recording each answer in ``tally``. Hypothesis's generator also draws near copies of what
+    it drew; a request already sent is not sent again."""
+    from hypothesis import HealthCheck, Phase, assume, given, settings
+    from hypothesis import seed as seeded
+
+    sent: set[tuple[str | None, str | None, bytes]] = set()
+    for request in first:
+        sent.add((request.target, request.content_type, request.body))
+        tally.record(request, send(endpoint, request))
+
+    @seeded(seed)
+    @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(requests)
+    def one(request: FuzzRequest) -> None:
+        key = (request.target, request.content_type, request.body)
+        assume(key not in sent)
+        sent.add(key)
+        tally.record(request, send(endpoint, request))
+
+    one()
+
+
+# -- the server under test ----------------------------------------------------------------------
+FACES = (("Aaron_Peirsol", 1), ("Aaron_Peirsol", 2), ("Aaron_Sorkin", 1))
+"""LFW pictures indexed before the run (250 x 250 JPEGs)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    server: Any
+    """The :class:`serverkit.Server`."""
+    endpoint: Endpoint
+    fixtures: Fixtures
+
+
+@contextlib.contextmanager
+def fuzz_server(work: Path, profile: str = "fast", env: dict[str, str] | None = None) -> Iterator[Target]:
+    """A real ``faceprint serve`` (authentication on, a local bucket) in ``work``, holding a
+    collection with faces and users; stopped on exit. ``env`` adds to the server's environment
+    (``PYTHONPATH`` to fuzz another checkout's code)."""
+    from conftest import lfw_image
+    from serverkit import REGION, Server, faceprint_keys
+
+    home, bucket = work / "home", work / "bucket"
+    home.mkdir()
+    key = faceprint_keys(home, "create", "--name", "fuzz", env=env)["AccessKey"]
+    face = lfw_image(*FACES[0]).read_bytes()
+    images, junk = small_images(face), junk_images(face)
+    objects = _fill_bucket(bucket, images, junk)
+    server = Server(home, "--bucket", f"fuzz-bucket={bucket}", profile=profile, env=env)
+    try:
+        endpoint = Endpoint("127.0.0.1", server.port, key["AccessKeyId"], key["SecretAccessKey"], REGION)
+        client = server.client(key["AccessKeyId"], key["SecretAccessKey"])
+        fixtures = _populate(client, "fuzz-bucket", objects, images, junk)
+        yield Target(server, endpoint, fixtures)
+    finally:
+        server.stop()
+
+
+def _fill_bucket(bucket: Path, images: tuple[bytes, ...], junk: tuple[bytes, ...]) -> tuple[str, ...]:
+    (bucket / "sub").mkdir(parents=True)
+    named = {"face.jpg": images[0], "face.png": images[1], "sub/blank.png": images[2], "junk.jpg": junk[2],
+             "empty.png": b""}
+    for name, data in named.items():
+        (bucket / name).write_bytes(data)
+    shutil.copy(bucket / "face.jpg", bucket / "sub" / "face copy \u00e9.jpg")
+    return (*named, "sub/face copy \u00e9.jpg", "sub", "sub/", "./face.jpg")
+
+
+def _populate(client: Any, bucket: str, objects: tuple[str, ...], images: tuple[bytes, ...],
+              junk: tuple[bytes, ...]) -> Fixtures:
+    """A collection with three faces and two users (one with a face), a second collection, and
+    the NextTokens their listings issue."""
+    from conftest import lfw_image
+
+    collection = "fuzz"
+    for name in (collection, "fuzz-other"):
+        client.create_collection(CollectionId=name)
+    face_ids = []
+    for person, n in FACES:
+        indexed = client.index_faces(CollectionId=collection, Image={"Bytes": lfw_image(person, n).read_bytes()},
+                                     ExternalImageId=f"{person}-{n}", MaxFaces=1)
+        face_ids += [r["Face"]["FaceId"] for r in indexed["FaceRecords"]]
+    users = ("fuzz-user", "fuzz-user-empty")
+    for user in users:
+        client.create_user(CollectionId=collection, UserId=user)
+    client.associate_faces(CollectionId=collection, UserId=users[0], FaceIds=face_ids[:1])
+    tokens = (client.list_collections(MaxResults=1).get("NextToken"),
+              client.list_faces(CollectionId=collection, MaxResults=1).get("NextToken"),
+              client.list_users(CollectionId=collection, MaxResults=1).get("NextToken"))
+    return Fixtures(collection, users, tuple(face_ids), bucket, objects, images, junk,
+                    tuple(t for t in tokens if t))
+
+
+def health(target: Target) -> tuple[bool, str]:
+    """Whether the server process is alive and ``/health`` answers 200 (and what it said)."""
+    if target.server.process.poll() is not None:
+        return False, f"the server exited with {target.server.process.returncode}"
+    try:
+        status, _, body = target.server.get("/health")
+    except OSError as exc:
+        return False, f"/health: {exc}"
+    return status == 200, f"/health: HTTP {status} {body[:200]!r}"
