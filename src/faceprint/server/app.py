@@ -4,7 +4,10 @@ Routes: ``POST /`` (Rekognition, AWS JSON 1.1), ``GET /health`` and ``GET /metri
 The event loop only moves bytes: each request is verified, validated and run on a worker
 thread, image operations on a pool of their own (one thread per core by default) so that
 light calls (ListFaces, ...) never queue behind inference. Request bodies are capped per
-operation before they are read. At shutdown the pools finish what they hold first.
+operation before they are read. A request takes one of the ``max_in_flight`` places only once
+its body has arrived: bodies still arriving (a slow client's) hold no place, and what they hold
+in memory, all together, is bounded by ``body_budget`` bytes, counted as they arrive. At
+shutdown the pools finish what they hold first.
 """
 
 from __future__ import annotations
@@ -67,8 +70,12 @@ class AppOptions:
     warm: bool = True
     """Load the face models at startup (``/health`` says ``starting`` until they are)."""
     max_in_flight: int = 64
-    """Requests held at once past the signature's header checks (each may hold an 8 MB body); more
-    answer ``ThrottlingException``, which the AWS SDKs retry with backoff."""
+    """Requests queued or running at once, their bodies in (each may hold an 8 MB body); more answer
+    ``ThrottlingException``, which the AWS SDKs retry with backoff. A body still arriving holds no place."""
+    body_budget: int = 256 * 1024 * 1024
+    """Bytes of the request bodies still arriving, all requests together, counted as they arrive (not
+    as ``Content-Length`` announces them); a request whose next bytes would pass it answers
+    ``ThrottlingException`` and its connection is closed."""
     body_timeout: float = 30.0
     """Seconds a request's body may take to arrive; then ``RequestTimeoutException`` (HTTP 408)."""
 
@@ -90,7 +97,9 @@ class _State:
         self.load_error: str | None = None
         """Why the face models failed to load at startup (``/health`` then answers 503)."""
         self.held = 0
-        """Requests past the header checks, reading a body or running (the event loop's alone)."""
+        """Requests with their body, queued or running (the event loop's alone)."""
+        self.receiving = 0
+        """Bytes received of the bodies still arriving (the event loop's alone)."""
         model = handler.model
         self.image_ops = {op for op in model.operations if model.image_members(op)}
         self.limits = {op: body_limit(len(model.image_members(op)), handler.fp.limits.max_bytes)
@@ -217,29 +226,40 @@ async def _answer(state: _State, request: Request, headers: dict[str, str], oper
                   ) -> tuple[Outcome, int, bool]:
     """The outcome of one request, the body's size and whether to close the connection.
 
-    A request refused from its headers (no usable key) or throttled is answered without holding
-    its body; the others may hold one, up to ``max_in_flight`` at once, each for at most
-    ``body_timeout`` seconds of reading."""
+    A request refused from its headers (no usable key) is answered without holding its body. The
+    others read theirs (for at most ``body_timeout`` seconds, within ``body_budget``), then take
+    one of the ``max_in_flight`` places to run, or are throttled."""
     limit = state.limits.get(operation or "", BASE_BODY_BYTES)
     if state.handler.keys is not None:
         refused = await asyncio.get_running_loop().run_in_executor(state.light, state.handler.refuse_early, headers)
         if refused is not None:
             return refused, 0, await _discard(request, headers, limit, state)
+    body = await _receive(state, request, headers, operation, limit)
+    if isinstance(body, tuple):
+        return body
     if state.held >= state.options.max_in_flight:
         error = ThrottlingException(f"faceprint is handling {state.options.max_in_flight} requests; try again.")
-        return Outcome(error_reply(error, state.handler.model)), 0, await _discard(request, headers, limit, state)
+        return Outcome(error_reply(error, state.handler.model)), len(body), False
     state.held += 1
     try:
-        return await _read_and_run(state, request, headers, operation, limit)
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        http = HttpRequest(request.method, raw_path.decode("latin-1"),
+                           request.scope["query_string"].decode("latin-1"), headers, body)
+        return await _run(state, http, operation), len(body), False
     finally:
         state.held -= 1
 
 
-async def _read_and_run(state: _State, request: Request, headers: dict[str, str], operation: str | None,
-                        limit: int) -> tuple[Outcome, int, bool]:
+async def _receive(state: _State, request: Request, headers: dict[str, str], operation: str | None,
+                   limit: int) -> bytes | tuple[Outcome, int, bool]:
+    """The request's body, or the answer (outcome, bytes read, close) if it cannot be had."""
     try:
         async with asyncio.timeout(state.options.body_timeout):
-            body = await _read_body(request, headers, limit)
+            return await _read_body(state, request, headers, limit)
+    except _OverBudget:
+        error = ThrottlingException(f"faceprint is receiving {state.options.body_budget} bytes of request bodies; "
+                                    "try again.")
+        return Outcome(error_reply(error, state.handler.model)), 0, True
     except _TooLarge as exc:
         close = await _within(state.options.body_timeout, _drain(request, exc.size))
         return Outcome(Reply(413, _too_large(operation, exc.size, limit, state).to_dict())), 0, close
@@ -249,10 +269,6 @@ async def _read_and_run(state: _State, request: Request, headers: dict[str, str]
         error = RequestTimeoutException(f"The request body did not arrive within {state.options.body_timeout:g} "
                                         "seconds.")
         return Outcome(error_reply(error, state.handler.model)), 0, True
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    http = HttpRequest(request.method, raw_path.decode("latin-1"), request.scope["query_string"].decode("latin-1"),
-                       headers, body)
-    return await _run(state, http, operation), len(body), False
 
 
 async def _run(state: _State, http: HttpRequest, operation: str | None) -> Outcome:
@@ -283,21 +299,32 @@ class _TooLarge(Exception):
         self.size = size
 
 
+class _OverBudget(Exception):
+    """The bodies arriving hold ``body_budget`` bytes already."""
+
+
 def _declared_length(headers: dict[str, str]) -> int | None:
     declared = headers.get("content-length")
     return int(declared) if declared is not None and declared.isdigit() else None
 
 
-async def _read_body(request: Request, headers: dict[str, str], limit: int) -> bytes:
+async def _read_body(state: _State, request: Request, headers: dict[str, str], limit: int) -> bytes:
+    """The body, its bytes counted in ``state.receiving`` while it arrives."""
     declared = _declared_length(headers)
     if declared is not None and declared > limit:
         raise _TooLarge(declared)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(size)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            if size + len(chunk) > limit:
+                raise _TooLarge(size + len(chunk))
+            if state.receiving + len(chunk) > state.options.body_budget:
+                raise _OverBudget
+            state.receiving += len(chunk)
+            size += len(chunk)
+            chunks.append(chunk)
+    finally:
+        state.receiving -= size
     return b"".join(chunks)
 
 
