@@ -251,8 +251,26 @@ def _serve_command(sub: Any) -> None:
                    help="seconds a request body may take to arrive (default 30); then RequestTimeoutException")
     p.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="seconds shutdown waits for requests in progress (default 30)")
+    _connection_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="'warning' turns the access log off")
+
+
+def _connection_arguments(p: argparse.ArgumentParser) -> None:
+    """``serve``'s defences against slow and idle clients, and TLS (docs/server.md, Connections)."""
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds from a connection's start, or its previous answer, until a request's headers are "
+                   "complete (default 10); then the connection is closed")
+    p.add_argument("--idle-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds a keep-alive connection may sit idle between requests (default 5)")
+    p.add_argument("--max-connections", type=int, metavar="N",
+                   help="connections per worker process (default 4096, fewer if `ulimit -n` is low); past it the "
+                   "longest-idle connection is closed, or the new one if none is idle")
+    p.add_argument("--max-connections-per-ip", type=int, default=0, metavar="N",
+                   help="connections per client address and worker (default: no cap; behind a proxy every client "
+                   "has the proxy's address, so this caps them all together)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain), with --tls-key")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key (unencrypted)")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -264,7 +282,10 @@ def _serve(args: argparse.Namespace) -> None:
                         s3_access_key_id=args.s3_access_key_id, s3_secret_access_key=args.s3_secret_access_key,
                         auth=not args.no_auth, region=args.region,
                         workers=args.workers, threads=args.threads, log_level=args.log_level,
-                        body_timeout=args.body_timeout, graceful_timeout=args.graceful_timeout))
+                        body_timeout=args.body_timeout, graceful_timeout=args.graceful_timeout,
+                        header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+                        max_connections=args.max_connections, max_connections_per_ip=args.max_connections_per_ip,
+                        tls_cert=args.tls_cert, tls_key=args.tls_key))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,16 +2,19 @@
 
 One process by default; ``workers`` > 1 starts that many processes on one socket (uvicorn's
 supervisor), each with its own Faceprint on the same home: the SQLite store and the vector
-indexes follow each other's writes, and the metrics are shared through a folder.
+indexes follow each other's writes, and the metrics are shared through a folder. Every process
+serves through :mod:`faceprint.server.guard` (header and idle deadlines, connection caps, TLS).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
 import logging
 import os
+import resource
 import shutil
 import socket
 import sys
@@ -25,8 +28,12 @@ from starlette.applications import Starlette
 from faceprint.account import check_region
 from faceprint.errors import InvalidParameterException
 from faceprint.server.app import ACCESS_LOG, AppOptions, create_app
+from faceprint.server.guard import GuardedConfig, GuardSettings, tls_context
 
 SETTINGS_ENV = "FACEPRINT_SERVE_SETTINGS"
+DEFAULT_MAX_CONNECTIONS = 4096
+FD_RESERVE = 256
+"""File handles a worker keeps for other things than connections: models, the database, indexes, logs."""
 
 
 @dataclass
@@ -55,6 +62,17 @@ class ServeSettings:
     """Seconds shutdown waits for requests in progress; then they are dropped."""
     body_timeout: float = 30.0
     """Seconds a request's body may take to arrive."""
+    header_timeout: float = 10.0
+    """Seconds from a connection's start, or its previous answer, until a request's headers are in."""
+    idle_timeout: float = 5.0
+    """Seconds a keep-alive connection may wait, silent, for its next request."""
+    max_connections: int | None = None
+    """Connections per worker (None: 4096, or fewer if the process's file handles do not allow it)."""
+    max_connections_per_ip: int = 0
+    """Connections per client address and worker (0: no cap)."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    """PEM files: serve HTTPS."""
 
 
 def is_loopback(host: str) -> bool:
@@ -75,8 +93,50 @@ def check_settings(settings: ServeSettings) -> None:
     check_region(settings.region)
     if settings.workers < 1:
         raise InvalidParameterException("--workers must be 1 or more.")
-    if not settings.body_timeout > 0 or not settings.graceful_timeout > 0:
-        raise InvalidParameterException("--body-timeout and --graceful-timeout must be more than 0 seconds.")
+    if not all(t > 0 for t in (settings.body_timeout, settings.graceful_timeout, settings.header_timeout,
+                               settings.idle_timeout)):
+        raise InvalidParameterException("--body-timeout, --graceful-timeout, --header-timeout and --idle-timeout "
+                                        "must be more than 0 seconds.")
+    if settings.max_connections is not None and settings.max_connections < 1 or settings.max_connections_per_ip < 0:
+        raise InvalidParameterException("--max-connections must be 1 or more, --max-connections-per-ip 0 (no cap) "
+                                        "or more.")
+    tls_context(guard_settings(settings, 1))  # fails here, clearly, on files that do not load
+
+
+def guard_settings(settings: ServeSettings, max_connections: int) -> GuardSettings:
+    return GuardSettings(header_timeout=settings.header_timeout, idle_timeout=settings.idle_timeout,
+                         max_connections=max_connections, max_connections_per_ip=settings.max_connections_per_ip,
+                         tls_cert=settings.tls_cert, tls_key=settings.tls_key)
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (worker processes inherit
+    it); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft if soft != resource.RLIM_INFINITY else 1 << 20
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
+
+
+def connection_cap(requested: int | None, fd_limit: int) -> int:
+    """``--max-connections``, checked against the file handles a worker may open."""
+    room = fd_limit - FD_RESERVE
+    if requested is None:
+        if room < 1:
+            raise InvalidParameterException(f"This process may open only {fd_limit} files (ulimit -n): too few to "
+                                            "serve; raise the limit.")
+        return min(DEFAULT_MAX_CONNECTIONS, room)
+    if requested > room:
+        raise InvalidParameterException(
+            f"--max-connections {requested} needs more file handles than this process may open: its limit is "
+            f"{fd_limit} (ulimit -n), {FD_RESERVE} of them kept for models, database and logs, so at most "
+            f"{max(room, 0)} connections. Lower --max-connections or raise the hard limit.")
+    return requested
 
 
 def build_app(settings: ServeSettings) -> Starlette:
@@ -155,35 +215,49 @@ def configure_logging(level: str) -> None:
 
 def serve(settings: ServeSettings) -> None:
     """Run until SIGINT or SIGTERM; in-flight requests are answered before the process exits."""
-    import uvicorn
-
     check_settings(settings)
+    guard = guard_settings(settings, connection_cap(settings.max_connections, raise_fd_limit()))
     configure_logging(settings.log_level)
     _warn_without_keys(settings)
     _hint_workers(settings)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
                               "access_log": False, "timeout_graceful_shutdown": settings.graceful_timeout}
     if settings.workers == 1:
-        uvicorn.run(build_app(settings), **common)
+        _run_one(GuardedConfig(build_app(settings), guard, **common))
         return
     build_app(settings)  # fail here, once, on bad settings (not in every worker, over and over)
     share = Path(tempfile.mkdtemp(prefix="faceprint-metrics-"))
     try:
         worker = dataclasses.replace(settings, metrics_dir=str(share))
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(worker))
-        _run_workers(uvicorn.Config("faceprint.server.run:app_from_environment", factory=True,
-                                    workers=settings.workers, **common))
+        _run_workers(GuardedConfig("faceprint.server.run:app_from_environment", guard, factory=True,
+                                   workers=settings.workers, **common))
     finally:
         shutil.rmtree(share, ignore_errors=True)
 
 
-def _run_workers(config: Any) -> None:
-    """uvicorn's multiprocess supervisor, on a socket made by :func:`listening_socket`."""
+def _run_one(config: GuardedConfig) -> None:
+    """What ``uvicorn.run`` does for one process, with faceprint's config."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _run_workers(config: GuardedConfig) -> None:
+    """uvicorn's multiprocess supervisor, on a socket made by :func:`listening_socket`; the config
+    (its guard settings with it) is pickled to each worker."""
     from uvicorn.supervisors import Multiprocess
 
     sock = listening_socket(config.host, config.port)
-    logging.getLogger("faceprint.server").info("listening on http://%s:%d with %d workers", config.host,
-                                               sock.getsockname()[1], config.workers)
+    scheme = "https" if config.guard.tls_cert else "http"
+    logging.getLogger("faceprint.server").info("listening on %s://%s:%d with %d workers (at most %d connections "
+                                               "each)", scheme, config.host, sock.getsockname()[1], config.workers,
+                                               config.guard.max_connections)
     Multiprocess(config, sockets=[sock]).run()
 
 
