@@ -202,14 +202,17 @@ class GuardedH11Protocol(H11Protocol):
     def drop(self, answer: bool) -> None:
         """Close the connection now (its headers late, or to make room); ``answer``: say 408 first
         if part of a request came. The TCP connection itself is closed, so that its file handle is
-        freed at once: with TLS, a graceful close would wait up to 30 s for the client's reply."""
+        freed at once (with TLS, a graceful close would wait up to 30 s for the client's reply), and
+        reset if what was written to it has not all left (a client that does not read)."""
         self._forget()
         if self.handshake is not None and not self.handshake.done():
             self.handshake.cancel()
         opened = self.transport is not None and not self.transport.is_closing()
         if answer and opened and self.conn.trailing_data[0]:
             self.transport.write(self._late_answer())
-        if self.raw is not None:
+        if self.raw is not None and self.raw.get_write_buffer_size():
+            self.raw.abort()
+        elif self.raw is not None:
             self.raw.close()
 
     def _await_headers(self, waiting: bool) -> None:
