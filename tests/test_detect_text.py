@@ -183,3 +183,15 @@ def test_polygons_of_more_than_ten_points_are_refused_before_any_work(fp, data) 
     for points in (11, 4_000, 100_000):
         with pytest.raises(InvalidParameterException, match="10 points"):
             fp.detect_text(b"not an image at all", {"RegionsOfInterest": [{"Polygon": _ring(points)}]})
+
+
+def test_long_thin_pictures_cost_a_bounded_amount(fp, data) -> None:
+    """rapidocr scales a picture's short side up to 736 px: a 4000 x 80 strip standing up took
+    100 s, a 20000 x 100 one failed to resize (a 500 through the server). Such pictures are shrunk
+    and padded first, and the text on them is still read, at the right place."""
+    assert fp.detect_text(np.zeros((20000, 100, 3), np.uint8)).text_detections == []
+    sign = cv2.imread(str(image(8)))[325:410, 540:760]  # "WHY PAY FOR / NOTHING?"
+    strip = np.concatenate([sign] * 18, axis=1)[:, :, ::-1].copy()  # 3960 x 85, RGB
+    words = words_of(fp.detect_text(strip, {"WordFilter": {"MinConfidence": 50}}))
+    pays = [w.geometry.bounding_box.left for w in words if w.detected_text.upper() == "PAY"]
+    assert len(pays) >= 12 and min(pays) < 0.1 and max(pays) > 0.85  # all along it, in its own pixels
