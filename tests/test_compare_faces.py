@@ -83,7 +83,7 @@ def test_no_face_in_target_gives_empty_lists(fp, data) -> None:
     validate(result.to_dict(), output_shape("CompareFaces"))
 
 
-@pytest.mark.parametrize("threshold", [-1, 100.5, float("nan"), "high"])
+@pytest.mark.parametrize("threshold", [-1, 100.5, float("nan"), "high", 10**400, -(10**400)])
 def test_bad_threshold(fp, threshold) -> None:
     path = lfw_image("Aaron_Peirsol", 1)
     with pytest.raises(InvalidParameterException):

@@ -129,8 +129,8 @@ def quality_reason(face: MeasuredFace, level: str) -> str | None:
 def validate_percent(name: str, value: float) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
         raise InvalidParameterException(f"{name} must be a number from 0 to 100.") from None
     if math.isnan(number) or not 0.0 <= number <= 100.0:
-        raise InvalidParameterException(f"{name} must be from 0 to 100, got {value!r}.")
+        raise InvalidParameterException(f"{name} must be from 0 to 100, got {number!r}.")
     return number
