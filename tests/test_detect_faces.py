@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import cv2
 import numpy as np
@@ -96,6 +97,14 @@ def test_no_face_gives_empty_list(fp) -> None:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
     assert fp.detect_faces(noise).face_details == []
+
+
+def test_blank_strip_gives_no_nan_boxes(fast) -> None:
+    """A blank 4000 x 80 strip is detected at 480 x 9, where YuNet answers NaN rows: dropped, not
+    carried into NMS (which warned on NaN arithmetic)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert fast.detect_faces(np.zeros((80, 4000, 3), np.uint8)).face_details == []
 
 
 def test_sideways_jpeg_with_exif_is_detected_upright(fp, data) -> None:

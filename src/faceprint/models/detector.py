@@ -107,6 +107,8 @@ class YuNetDetector:
         net = self._net()
         net.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = net.detect(bgr)
+        if faces is not None:  # YuNet can give NaN rows on degenerate inputs (a 480 x 9 pass)
+            faces = faces[np.isfinite(faces).all(axis=1)]
         if faces is None or len(faces) == 0:
             return Detections.empty()
         faces = faces.astype(np.float32) / np.float32(scale)
