@@ -107,14 +107,19 @@ class YuNetDetector:
         net = self._net()
         net.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = net.detect(bgr)
-        if faces is not None:  # YuNet can give NaN rows on degenerate inputs (a 480 x 9 pass)
-            faces = faces[np.isfinite(faces).all(axis=1)]
+        faces = finite_rows(faces)
         if faces is None or len(faces) == 0:
             return Detections.empty()
         faces = faces.astype(np.float32) / np.float32(scale)
         faces[:, 14] *= scale  # the score is not a coordinate
         return Detections(faces[:, 0:4].copy(), faces[:, 4:14].reshape(-1, 5, 2).copy(),
                           faces[:, 14].copy())
+
+
+def finite_rows(faces: np.ndarray | None) -> np.ndarray | None:
+    """YuNet's rows without NaN or infinite values: on degenerate inputs (a blank 4000 x 80 strip,
+    detected at 480 x 9) it can answer NaN rows, which NMS would then compute with."""
+    return faces if faces is None else faces[np.isfinite(faces).all(axis=1)]
 
 
 def _concat(parts: list[Detections]) -> Detections:
