@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import io
 import json
 import re
@@ -230,6 +231,10 @@ class FuzzRequest:
     target: str | None
     content_type: str | None
     body: bytes
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(repr((self.target, self.content_type)).encode() + self.body).digest()
 
     def show(self, limit: int = 600) -> str:
         """The request, its body cut at ``limit`` characters and long numbers shortened."""

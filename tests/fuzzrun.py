@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import shutil
 import time
 from collections import Counter
@@ -34,6 +35,7 @@ PROTOCOL_CODES = frozenset({
 """Codes any request may answer besides its operation's modelled errors (docs/server.md)."""
 FAULT_CODES = frozenset({"ThrottlingException"})
 """The codes a 5xx may carry: Rekognition's model makes ThrottlingException a fault (HTTP 500)."""
+CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
 # -- sending and judging ----------------------------------------------------------------------------
@@ -70,6 +72,8 @@ class Answer:
     seconds: float
     error: str | None = None
     """Why no answer came (connection reset, timeout), or None."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Header names in lower case."""
 
 
 def send(endpoint: Endpoint, request: FuzzRequest, timeout: float = 120.0) -> Answer:
@@ -78,29 +82,42 @@ def send(endpoint: Endpoint, request: FuzzRequest, timeout: float = 120.0) -> An
     try:
         conn.request("POST", "/", body=request.body, headers=endpoint.headers(request))
         response = conn.getresponse()
-        return Answer(response.status, response.read(), time.perf_counter() - started)
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return Answer(response.status, response.read(), time.perf_counter() - started, headers=headers)
     except (OSError, http.client.HTTPException) as exc:
         return Answer(0, b"", time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
 
 
+def named_operation(model: dict[str, Any], request: FuzzRequest) -> str | None:
+    """The Rekognition operation the request's target names (HTTP drops the whitespace around a
+    header's value), or None."""
+    target = (request.target or "").strip(" \t")
+    name = target[len(PREFIX):] if target.startswith(PREFIX) else ""
+    return name if name in model["operations"] else None
+
+
 def allowed_codes(model: dict[str, Any], request: FuzzRequest) -> frozenset[str]:
-    """The codes ``request`` may answer: its operation's modelled errors (when its target names a
-    real operation exactly) and the protocol's."""
-    target = (request.target or "").strip(" \t")  # HTTP drops a header value's surrounding whitespace
-    name = target[len(PREFIX):] if target.startswith(PREFIX) else None
-    operation = model["operations"].get(name or "")
-    modelled = {e["shape"] for e in operation.get("errors", ())} if operation else set()
+    """The codes ``request`` may answer: the modelled errors of the operation its target names
+    and the protocol's."""
+    name = named_operation(model, request)
+    modelled = {e["shape"] for e in model["operations"][name].get("errors", ())} if name else set()
     return PROTOCOL_CODES | modelled
 
 
-def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer) -> tuple[str, str | None]:
+def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer, private: tuple[str, ...] = ()
+          ) -> tuple[str, str | None]:
     """The outcome's code (``OK`` for a success) and, if the answer is wrong, its failure class:
-    per operation, but one class for error bodies of the wrong form, whatever their code."""
+    per operation, but one class for answers of the wrong form, whatever their code. ``private``:
+    text no answer may show (the server's folders)."""
     op = request.operation
     if answer.error is not None:
         return "no answer", f"{op}: no answer ({answer.error.split(':')[0]})"
+    if any(p.encode() in answer.body for p in private) or b"Traceback" in answer.body:
+        return f"HTTP {answer.status}", f"{op}: an answer showing a server path or a traceback"
+    if answer.headers.get("content-type") != CONTENT_TYPE or not answer.headers.get("x-amzn-requestid"):
+        return f"HTTP {answer.status}", f"answers without Content-Type {CONTENT_TYPE} and x-amzn-RequestId"
     try:
         body = json.loads(answer.body)
     except ValueError:
@@ -108,11 +125,26 @@ def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer) -> tuple[
     if not isinstance(body, dict):
         return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} with a JSON body that is not an object"
     if 200 <= answer.status < 300:
-        return "OK", f"{op}: a success carrying __type" if "__type" in body else None
+        return "OK", _success_problem(model, request, body)
     code = body.get("__type")
     if not isinstance(code, str):
         return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} error without __type"
     return code, _error_problem(model, request, answer.status, code, body)
+
+
+def _success_problem(model: dict[str, Any], request: FuzzRequest, body: dict[str, Any]) -> str | None:
+    """What is wrong with a success: it must fit the output shape of the operation named."""
+    from contract import validate
+
+    name = named_operation(model, request)
+    if name is None:
+        return f"{request.operation}: a success for a target that names no operation"
+    shape = model["operations"][name]["output"]["shape"]
+    try:
+        validate(body, shape)
+    except AssertionError as exc:
+        return f"{request.operation}: a success that does not fit {shape} ({re.sub(r'[0-9]+', 'N', str(exc))})"
+    return None
 
 
 def _error_problem(model: dict[str, Any], request: FuzzRequest, status: int, code: str,
@@ -136,6 +168,8 @@ class Failure:
     status: int
     body: bytes
     count: int = 1
+    drawn: str = ""
+    """Where the request came from: ``seed S`` or ``regression``."""
 
 
 @dataclass
@@ -146,9 +180,19 @@ class Tally:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     failures: dict[str, Failure] = field(default_factory=dict)
     slowest: dict[str, tuple[float, FuzzRequest]] = field(default_factory=dict)
+    private: tuple[str, ...] = ()
+    """Text no answer may show (the server's folders)."""
+    sent: set[bytes] = field(default_factory=set)
+    drawing: str = ""
+    """Where the requests now recorded come from (``seed S``)."""
+
+    def seen(self, request: FuzzRequest) -> bool:
+        """Whether a request with the same target, content type and body was recorded."""
+        return request.digest in self.sent
 
     def record(self, request: FuzzRequest, answer: Answer) -> None:
-        code, problem = judge(self.model, request, answer)
+        self.sent.add(request.digest)
+        code, problem = judge(self.model, request, answer, self.private)
         self.outcomes[(request.operation, code)] += 1
         if answer.seconds > self.slowest.get(request.operation, (-1.0, request))[0]:
             self.slowest[request.operation] = (answer.seconds, request)
@@ -156,7 +200,8 @@ class Tally:
             return
         seen = self.failures.get(problem)
         if seen is None or len(request.body) < len(seen.request.body):
-            self.failures[problem] = Failure(request, answer.status, answer.body, (seen.count if seen else 0) + 1)
+            self.failures[problem] = Failure(request, answer.status, answer.body, (seen.count if seen else 0) + 1,
+                                             self.drawing)
         else:
             seen.count += 1
 
@@ -178,7 +223,7 @@ class Tally:
     def describe(self, problem: str) -> str:
         failure = self.failures[problem]
         body = failure.body[:400].decode("utf-8", "backslashreplace")
-        return (f"- {problem} ({failure.count}x); smallest request: {failure.request.show()}\n"
+        return (f"- {problem} ({failure.count}x); smallest request ({failure.drawn}): {failure.request.show()}\n"
                 f"  answer: HTTP {failure.status} {body}")
 
 
@@ -191,19 +236,17 @@ def run(endpoint: Endpoint, requests: st.SearchStrategy[FuzzRequest], tally: Tal
     from hypothesis import HealthCheck, Phase, assume, given, settings
     from hypothesis import seed as seeded
 
-    sent: set[tuple[str | None, str | None, bytes]] = set()
+    tally.drawing = "regression"
     for request in first:
-        sent.add((request.target, request.content_type, request.body))
         tally.record(request, send(endpoint, request))
+    tally.drawing = f"seed {seed}"
 
     @seeded(seed)
     @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(requests)
     def one(request: FuzzRequest) -> None:
-        key = (request.target, request.content_type, request.body)
-        assume(key not in sent)
-        sent.add(key)
+        assume(not tally.seen(request))
         tally.record(request, send(endpoint, request))
 
     one()
@@ -220,6 +263,15 @@ class Target:
     """The :class:`serverkit.Server`."""
     endpoint: Endpoint
     fixtures: Fixtures
+    client: Any
+    """A boto3 client signing with the same key."""
+    work: Path
+    """The folder holding the server's home and bucket."""
+
+    @property
+    def private(self) -> tuple[str, ...]:
+        """Text no answer may show: the server's folders."""
+        return (str(self.work.resolve()), str(self.work))
 
 
 @contextlib.contextmanager
@@ -241,7 +293,7 @@ def fuzz_server(work: Path, profile: str = "fast", env: dict[str, str] | None = 
         endpoint = Endpoint("127.0.0.1", server.port, key["AccessKeyId"], key["SecretAccessKey"], REGION)
         client = server.client(key["AccessKeyId"], key["SecretAccessKey"])
         fixtures = _populate(client, "fuzz-bucket", objects, images, junk)
-        yield Target(server, endpoint, fixtures)
+        yield Target(server, endpoint, fixtures, client, work)
     finally:
         server.stop()
 
@@ -290,3 +342,16 @@ def health(target: Target) -> tuple[bool, str]:
     except OSError as exc:
         return False, f"/health: {exc}"
     return status == 200, f"/health: HTTP {status} {body[:200]!r}"
+
+
+def intact(target: Target) -> str | None:
+    """What the fuzzer lost of what it was given to keep (the collection, its faces and users),
+    or None."""
+    fx, client = target.fixtures, target.client
+    try:
+        faces = {f["FaceId"] for f in client.list_faces(CollectionId=fx.collection, MaxResults=4096)["Faces"]}
+        users = {u["UserId"] for u in client.list_users(CollectionId=fx.collection, MaxResults=500)["Users"]}
+    except Exception as exc:  # any failure to list is the finding; the report says which
+        return f"the collection {fx.collection!r} cannot be listed: {exc}"
+    lost = sorted((set(fx.face_ids) - faces) | (set(fx.users) - users))
+    return f"lost from {fx.collection!r}: {', '.join(lost)}" if lost else None

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from fuzzing import Requests, regressions
-from fuzzrun import Tally, fuzz_server, health, run
+from fuzzrun import Tally, fuzz_server, health, intact, run
 
 SEED = int(os.environ.get("FACEPRINT_FUZZ_SEED", "9"))
 EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "900"))
@@ -25,15 +25,17 @@ def test_fuzzed_requests_get_aws_answers_and_the_server_stays_up(tmp_path: Path)
     from faceprint.server.model import ServiceModel
 
     model = ServiceModel().raw
-    tally = Tally(model)
     print(f"fuzzing with seed {SEED}, {EXAMPLES} requests (FACEPRINT_FUZZ_SEED, FACEPRINT_FUZZ_EXAMPLES)")
     with fuzz_server(tmp_path) as target:
+        tally = Tally(model, private=target.private)
         run(target.endpoint, Requests(model, target.fixtures, SERVED).requests(), tally, EXAMPLES, SEED,
             first=regressions(target.fixtures))
         alive, said = health(target)
+        lost = intact(target)
     print(tally.report())
     assert len(tally.failures) == 0, f"seed {SEED}: {tally.report()}"
     assert alive, said
+    assert lost is None, lost
     sent = {operation for operation, _ in tally.outcomes}
     assert sent == set(SERVED), f"never sent: {set(SERVED) - sent}"
     succeeded = {operation for operation, code in tally.outcomes if code == "OK"}
