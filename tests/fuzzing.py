@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from hypothesis import strategies as st
@@ -138,17 +139,20 @@ def weighted(*options: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[
     return st.sampled_from(range(len(slots))).flatmap(lambda i: slots[i])
 
 
+@cache
 def odd_text() -> st.SearchStrategy[str]:
     """Short strings of control characters, bidi marks, surrogates (lone and paired) and the like."""
     return st.lists(weighted((2, st.sampled_from(ODD)), (1, st.text(max_size=4))), min_size=1,
                     max_size=5).map("".join)
 
 
+@cache
 def long_text() -> st.SearchStrategy[str]:
     return st.builds(lambda c, n: c * n, st.sampled_from(("a", "\u00e9", "\U0001f600", "\ud800", "0")),
                      st.sampled_from((256, 1025, 4097, 70_000, 300_000)))
 
 
+@cache
 def garbage() -> st.SearchStrategy[Any]:
     """Any JSON value, nested."""
     leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
@@ -157,6 +161,7 @@ def garbage() -> st.SearchStrategy[Any]:
                         max_leaves=10)
 
 
+@cache
 def wrong_type() -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from((True, False, 0, -1, 1.5, "", "x", [], {}, [1], {"a": 1}, [None])),
                      st.builds(Raw, st.sampled_from(RAW_VALUES)), garbage())
@@ -178,10 +183,12 @@ def bad_number(shape: dict[str, Any], integer: bool) -> st.SearchStrategy[Any]:
                     (1, st.sampled_from([Raw(r) for r in RAW_NUMBERS])), (1, st.integers()), (1, st.floats()))
 
 
+@cache
 def bad_blob() -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from(BAD_BASE64), st.binary(max_size=64).map(b64))
 
 
+@cache
 def forged_token() -> st.SearchStrategy[str]:
     """Page tokens the server never issued: junk, and base64 of JSON of every kind (what a
     token holds is no secret)."""
@@ -264,7 +271,7 @@ class Requests:
         self.model, self.fixtures, self.operations = model, fixtures, sorted(operations)
         self.shapes: dict[str, Any] = model["shapes"]
         self._compile = compile_pattern
-        self._cache: dict[tuple[str, str], st.SearchStrategy[Any]] = {}
+        self._cache: dict[tuple[str, ...], st.SearchStrategy[Any]] = {}
 
     def requests(self) -> st.SearchStrategy[FuzzRequest]:
         return st.sampled_from(self.operations).flatmap(self.request)
@@ -283,7 +290,14 @@ class Requests:
 
     def body(self, operation: str) -> st.SearchStrategy[bytes]:
         shape = self.model["operations"][operation]["input"]["shape"]
-        return st.sampled_from(MODES).flatmap(lambda mode: self._body(mode, operation, shape))
+        return st.sampled_from(MODES).flatmap(
+            lambda mode: self._memo(("body", mode, operation), lambda: self._body(mode, operation, shape)))
+
+    def _memo(self, key: tuple[str, ...], make: Callable[[], st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+        """The strategy made once for ``key`` (Hypothesis validates each new strategy it draws from)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _body(self, mode: str, operation: str, shape: str) -> st.SearchStrategy[bytes]:
         valid = self.valid(operation, shape, "")
@@ -374,10 +388,8 @@ class Requests:
 
     # -- valid values ----------------------------------------------------------------------------------
     def valid(self, operation: str, shape: str, member: str) -> st.SearchStrategy[Any]:
-        key = (operation, member or shape)
-        if key not in self._cache:
-            self._cache[key] = st.deferred(lambda: self._valid(operation, shape, member))
-        return self._cache[key]
+        return self._memo(("valid", operation, member or shape),
+                          lambda: st.deferred(lambda: self._valid(operation, shape, member)))
 
     def _valid(self, operation: str, name: str, member: str) -> st.SearchStrategy[Any]:
         known = self._known(operation, name)
@@ -452,6 +464,9 @@ class Requests:
     # -- mutated values ------------------------------------------------------------------------------
     def mutated(self, name: str) -> st.SearchStrategy[Any]:
         """A value that shape ``name`` does not allow, or one at its edges."""
+        return self._memo(("mutated", name), lambda: st.deferred(lambda: self._mutated(name)))
+
+    def _mutated(self, name: str) -> st.SearchStrategy[Any]:
         shape = self.shapes[name]
         kind = shape["type"]
         special: dict[str, Callable[[], st.SearchStrategy[Any]]] = {

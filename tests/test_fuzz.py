@@ -17,7 +17,7 @@ from fuzzing import Requests, regressions
 from fuzzrun import Tally, fuzz_server, health, intact, run
 
 SEED = int(os.environ.get("FACEPRINT_FUZZ_SEED", "9"))
-EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "900"))
+EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "1000"))
 
 
 def test_fuzzed_requests_get_aws_answers_and_the_server_stays_up(tmp_path: Path) -> None:
