@@ -21,6 +21,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,16 +183,10 @@ class Tally:
     slowest: dict[str, tuple[float, FuzzRequest]] = field(default_factory=dict)
     private: tuple[str, ...] = ()
     """Text no answer may show (the server's folders)."""
-    sent: set[bytes] = field(default_factory=set)
     drawing: str = ""
     """Where the requests now recorded come from (``seed S``)."""
 
-    def seen(self, request: FuzzRequest) -> bool:
-        """Whether a request with the same target, content type and body was recorded."""
-        return request.digest in self.sent
-
     def record(self, request: FuzzRequest, answer: Answer) -> None:
-        self.sent.add(request.digest)
         code, problem = judge(self.model, request, answer, self.private)
         self.outcomes[(request.operation, code)] += 1
         if answer.seconds > self.slowest.get(request.operation, (-1.0, request))[0]:
@@ -228,28 +223,46 @@ class Tally:
 
 
 def run(endpoint: Endpoint, requests: st.SearchStrategy[FuzzRequest], tally: Tally, examples: int,
-        seed: int, first: Iterable[FuzzRequest] = ()) -> None:
+        seed: int, first: Iterable[FuzzRequest] = (), clients: int = 1) -> None:
     """Send the ``first`` requests (regressions), then ``examples`` distinct requests drawn from
-    ``requests`` by Hypothesis seeded with ``seed`` (the same seed draws the same requests),
-    recording each answer in ``tally``. Hypothesis's generator also draws near copies of what
-    it drew; a request already sent is not sent again."""
+    ``requests`` with ``seed`` (:func:`draw`), recording each answer in ``tally``; ``clients``
+    sends that many at once."""
+    tally.drawing = "regression"
+    send_all(endpoint, list(first), tally)
+    tally.drawing = f"seed {seed}"
+    send_all(endpoint, draw(requests, examples, seed), tally, clients)
+
+
+def draw(requests: st.SearchStrategy[FuzzRequest], examples: int, seed: int) -> list[FuzzRequest]:
+    """``examples`` distinct requests drawn by Hypothesis seeded with ``seed``: the same seed and
+    number draw the same requests. (Hypothesis's generator also draws near copies of what it
+    drew; a copy is drawn again.)"""
     from hypothesis import HealthCheck, Phase, assume, given, settings
     from hypothesis import seed as seeded
 
-    tally.drawing = "regression"
-    for request in first:
-        tally.record(request, send(endpoint, request))
-    tally.drawing = f"seed {seed}"
+    drawn: dict[bytes, FuzzRequest] = {}
 
     @seeded(seed)
     @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(requests)
     def one(request: FuzzRequest) -> None:
-        assume(not tally.seen(request))
-        tally.record(request, send(endpoint, request))
+        assume(request.digest not in drawn)
+        drawn[request.digest] = request
 
     one()
+    return list(drawn.values())
+
+
+def send_all(endpoint: Endpoint, requests: list[FuzzRequest], tally: Tally, clients: int = 1) -> None:
+    """Send ``requests``, ``clients`` at once, and record the answers in order."""
+    if clients <= 1:
+        for request in requests:
+            tally.record(request, send(endpoint, request))
+        return
+    with ThreadPoolExecutor(clients) as pool:
+        for request, answer in zip(requests, pool.map(lambda r: send(endpoint, r), requests), strict=True):
+            tally.record(request, answer)
 
 
 # -- the server under test ----------------------------------------------------------------------
@@ -275,10 +288,11 @@ class Target:
 
 
 @contextlib.contextmanager
-def fuzz_server(work: Path, profile: str = "fast", env: dict[str, str] | None = None) -> Iterator[Target]:
-    """A real ``faceprint serve`` (authentication on, a local bucket) in ``work``, holding a
-    collection with faces and users; stopped on exit. ``env`` adds to the server's environment
-    (``PYTHONPATH`` to fuzz another checkout's code)."""
+def fuzz_server(work: Path, profile: str = "fast", env: dict[str, str] | None = None,
+                serve_args: tuple[str, ...] = ()) -> Iterator[Target]:
+    """A real ``faceprint serve`` (authentication on, a local bucket, ``serve_args``) in ``work``,
+    holding a collection with faces and users; stopped on exit. ``env`` adds to the server's
+    environment (``PYTHONPATH`` to fuzz another checkout's code)."""
     from conftest import lfw_image
     from serverkit import REGION, Server, faceprint_keys
 
@@ -288,7 +302,7 @@ def fuzz_server(work: Path, profile: str = "fast", env: dict[str, str] | None = 
     face = lfw_image(*FACES[0]).read_bytes()
     images, junk = small_images(face), junk_images(face)
     objects = _fill_bucket(bucket, images, junk)
-    server = Server(home, "--bucket", f"fuzz-bucket={bucket}", profile=profile, env=env)
+    server = Server(home, "--bucket", f"fuzz-bucket={bucket}", *serve_args, profile=profile, env=env)
     try:
         endpoint = Endpoint("127.0.0.1", server.port, key["AccessKeyId"], key["SecretAccessKey"], REGION)
         client = server.client(key["AccessKeyId"], key["SecretAccessKey"])
