@@ -232,16 +232,18 @@ NASTY: dict[str, tuple[tuple[str, ...], Callable[[], st.SearchStrategy[Any]]]] =
 # -- requests -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FuzzRequest:
-    """One request as sent: the operation it was made for, its target, content type and body."""
+    """One request as sent: the operation it was made for, its target, content type and body,
+    and whether the body is sent in chunks (no Content-Length)."""
 
     operation: str
     target: str | None
     content_type: str | None
     body: bytes
+    chunked: bool = False
 
     @property
     def digest(self) -> bytes:
-        return hashlib.sha256(repr((self.target, self.content_type)).encode() + self.body).digest()
+        return hashlib.sha256(repr((self.target, self.content_type, self.chunked)).encode() + self.body).digest()
 
     def show(self, limit: int = 600) -> str:
         """The request, its body cut at ``limit`` characters and long numbers shortened."""
@@ -249,7 +251,8 @@ class FuzzRequest:
                       self.body.decode("utf-8", "backslashreplace"))
         if len(body) > limit:
             body = f"{body[:limit]}... ({len(self.body)} bytes)"
-        return f"target={self.target!r} content-type={self.content_type!r} body={body}"
+        chunked = " chunked" if self.chunked else ""
+        return f"target={self.target!r} content-type={self.content_type!r}{chunked} body={body}"
 
 
 TARGET_KINDS = ("op",) * 60 + ("unserved", "unknown", "none", "lower", "spaced", "prefix")
@@ -278,7 +281,7 @@ class Requests:
 
     def request(self, operation: str) -> st.SearchStrategy[FuzzRequest]:
         return st.builds(FuzzRequest, st.just(operation), self.target(operation), st.sampled_from(TYPE_KINDS),
-                         self.body(operation))
+                         self.body(operation), st.sampled_from((False,) * 19 + (True,)))
 
     def target(self, operation: str) -> st.SearchStrategy[str | None]:
         def pick(kind: str, other: str) -> str | None:

@@ -81,7 +81,11 @@ def send(endpoint: Endpoint, request: FuzzRequest, timeout: float = 120.0) -> An
     started = time.perf_counter()
     conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
     try:
-        conn.request("POST", "/", body=request.body, headers=endpoint.headers(request))
+        if request.chunked:  # http.client sends Transfer-Encoding: chunked for an iterable body
+            chunks = (request.body[i:i + 4096] for i in range(0, len(request.body), 4096))
+            conn.request("POST", "/", body=chunks, headers=endpoint.headers(request), encode_chunked=True)
+        else:
+            conn.request("POST", "/", body=request.body, headers=endpoint.headers(request))
         response = conn.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         return Answer(response.status, response.read(), time.perf_counter() - started, headers=headers)
