@@ -37,6 +37,8 @@ PROTOCOL_CODES = frozenset({
 FAULT_CODES = frozenset({"ThrottlingException"})
 """The codes a 5xx may carry: Rekognition's model makes ThrottlingException a fault (HTTP 500)."""
 CONTENT_TYPE = "application/x-amz-json-1.1"
+ACCEPTED_TYPES = (CONTENT_TYPE, "application/x-amz-json-1.0", "application/json")
+"""The Content-Types a request may have (or none), as docs/server.md says."""
 
 
 # -- sending and judging ----------------------------------------------------------------------------
@@ -138,12 +140,16 @@ def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer, private: 
 
 
 def _success_problem(model: dict[str, Any], request: FuzzRequest, body: dict[str, Any]) -> str | None:
-    """What is wrong with a success: it must fit the output shape of the operation named."""
+    """What is wrong with a success: it must answer a served operation's target, with a
+    Content-Type the protocol takes, and fit the operation's output shape."""
     from contract import validate
 
     name = named_operation(model, request)
-    if name is None:
-        return f"{request.operation}: a success for a target that names no operation"
+    if name != request.operation:  # the generator's other targets name no served operation
+        return f"{request.operation}: a success for the target {request.target!r}"
+    base = (request.content_type or "").split(";")[0].strip().lower()
+    if base and base not in ACCEPTED_TYPES:
+        return f"{request.operation}: a success for Content-Type {request.content_type!r}"
     shape = model["operations"][name]["output"]["shape"]
     try:
         validate(body, shape)
@@ -159,7 +165,7 @@ def _error_problem(model: dict[str, Any], request: FuzzRequest, status: int, cod
         return f"{op}: HTTP {status} {code}"
     if not 400 <= status < 600:
         return f"{op}: HTTP {status} for an error"
-    if not isinstance(body.get("Message"), str) or body.get("Code") != code:
+    if not isinstance(body.get("Message"), str) or not body["Message"].strip() or body.get("Code") != code:
         return "error bodies without Code and Message as Rekognition writes them"
     if code not in allowed_codes(model, request):
         return f"{op}: {code} is neither one of its modelled errors nor a protocol code"
