@@ -262,7 +262,8 @@ TYPE_KINDS = ("application/x-amz-json-1.1",) * 60 + (
 MODES = ("valid",) * 6 + ("one",) * 6 + ("leaves",) * 5 + ("many",) + ("body",) * 2
 MEMBER_MODES = ("valid",) * 6 + ("mutated",) * 3 + ("absent",) * 2
 ONE_ACTIONS = ("replace",) * 6 + ("remove", "extra")
-Path = tuple[Any, ...]
+Where = tuple[Any, ...]
+"""A place in a request body: member names and list indexes."""
 
 
 class Requests:
@@ -350,7 +351,7 @@ class Requests:
 
         return mutate()
 
-    def spots(self, value: Any, name: str, path: Path) -> Iterator[tuple[Path, str]]:
+    def spots(self, value: Any, name: str, path: Where) -> Iterator[tuple[Where, str]]:
         """Every value in ``value`` (of shape ``name``) with its path and shape, the root first."""
         yield path, name
         shape = self.shapes[name]
@@ -540,7 +541,7 @@ def regressions(fx: Fixtures) -> list[FuzzRequest]:
     return [FuzzRequest(op, PREFIX + op, TYPE_KINDS[0], encode(body)) for op, body in bodies]
 
 
-def _parent(body: Any, path: Path) -> Any:
+def _parent(body: Any, path: Where) -> Any:
     for step in path[:-1]:
         body = body[step]
     return body
