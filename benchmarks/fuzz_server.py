@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"PYTHONPATH": str(Path(args.pythonpath).resolve())} if args.pythonpath else None
     with tempfile.TemporaryDirectory(prefix="faceprint-fuzz-") as work, \
             fuzz_server(Path(work), args.profile, env, ("--workers", str(args.workers))) as target:
-        tally = Tally(ServiceModel().raw, private=target.private)
+        tally = Tally.against(ServiceModel().raw, target)
         pid = target.server.process.pid
         memory = resident_mb(pid)
         print(f"faceprint serve --profile {args.profile} (pid {pid}), {memory:.0f} MB after setup; seed {args.seed}",

@@ -44,13 +44,15 @@ class Fixtures:
     face_ids: tuple[str, ...]
     bucket: str
     objects: tuple[str, ...]
-    """Object names in ``bucket`` (real images and junk)."""
+    """Object names in ``bucket`` (real images, junk, folders, links, a FIFO)."""
     images: tuple[bytes, ...]
     """Real, small JPEG and PNG pictures (a face, and none)."""
     junk: tuple[bytes, ...]
     """Bytes that are no image, or a broken one."""
     tokens: tuple[str, ...] = ()
     """NextTokens the server issued."""
+    refused: tuple[str, ...] = ()
+    """Object names that no request may read: links out of the bucket, a FIFO."""
 
     @property
     def protected(self) -> frozenset[str]:
@@ -455,7 +457,8 @@ class Requests:
         if name == "S3Bucket":
             return st.sampled_from((fx.bucket,) * 3 + ("no-such-bucket",))
         if name == "S3ObjectName":
-            return st.one_of(st.sampled_from(fx.objects), st.sampled_from(("missing.jpg", "../etc/passwd", "/etc")))
+            return st.one_of(st.sampled_from(fx.objects + fx.refused),
+                             st.sampled_from(("missing.jpg", "../etc/passwd", "/etc", "../outside/face.jpg")))
         return None
 
     def image(self) -> st.SearchStrategy[dict[str, Any]]:
@@ -492,7 +495,8 @@ class Requests:
         bad = st.one_of(st.sampled_from(BAD_BASE64), st.binary(max_size=300).map(b64),
                         st.sampled_from(fx.junk).map(b64))
         s3 = st.fixed_dictionaries({"Bucket": st.one_of(st.just(fx.bucket), self.mutated("S3Bucket")),
-                                    "Name": st.one_of(st.sampled_from(fx.objects), self.mutated("S3ObjectName"))},
+                                    "Name": st.one_of(st.sampled_from(fx.objects + fx.refused),
+                                                      self.mutated("S3ObjectName"))},
                                    optional={"Version": self.mutated("S3ObjectVersion")})
         both = st.builds(lambda d, o: {"Bytes": d, "S3Object": o}, real, s3)
         empty = st.sampled_from(({}, {"Bytes": None, "S3Object": None}, {"Bytes": "", "S3Object": {}}))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import shutil
 import time
@@ -113,11 +114,12 @@ def allowed_codes(model: dict[str, Any], request: FuzzRequest) -> frozenset[str]
     return PROTOCOL_CODES | modelled
 
 
-def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer, private: tuple[str, ...] = ()
-          ) -> tuple[str, str | None]:
+def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer, private: tuple[str, ...] = (),
+          refused: tuple[str, ...] = ()) -> tuple[str, str | None]:
     """The outcome's code (``OK`` for a success) and, if the answer is wrong, its failure class:
     per operation, but one class for answers of the wrong form, whatever their code. ``private``:
-    text no answer may show (the server's folders)."""
+    text no answer may show (the server's folders); ``refused``: object names no request may
+    read."""
     op = request.operation
     if answer.error is not None:
         return "no answer", f"{op}: no answer ({answer.error.split(':')[0]})"
@@ -132,18 +134,23 @@ def judge(model: dict[str, Any], request: FuzzRequest, answer: Answer, private: 
     if not isinstance(body, dict):
         return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} with a JSON body that is not an object"
     if 200 <= answer.status < 300:
-        return "OK", _success_problem(model, request, body)
+        return "OK", _success_problem(model, request, body, refused)
     code = body.get("__type")
     if not isinstance(code, str):
         return f"HTTP {answer.status}", f"{op}: HTTP {answer.status} error without __type"
     return code, _error_problem(model, request, answer.status, code, body)
 
 
-def _success_problem(model: dict[str, Any], request: FuzzRequest, body: dict[str, Any]) -> str | None:
+def _success_problem(model: dict[str, Any], request: FuzzRequest, body: dict[str, Any],
+                     refused: tuple[str, ...]) -> str | None:
     """What is wrong with a success: it must answer a served operation's target, with a
-    Content-Type the protocol takes, and fit the operation's output shape."""
+    Content-Type the protocol takes, read no refused object, and fit the operation's output
+    shape."""
     from contract import validate
 
+    read = [name for name in refused if f'"Name": {json.dumps(name)}'.encode() in request.body]
+    if read:
+        return f"{request.operation}: a success reading the refused object {read[0]!r}"
     name = named_operation(model, request)
     if name != request.operation:  # the generator's other targets name no served operation
         return f"{request.operation}: a success for the target {request.target!r}"
@@ -193,11 +200,13 @@ class Tally:
     slowest: dict[str, tuple[float, FuzzRequest]] = field(default_factory=dict)
     private: tuple[str, ...] = ()
     """Text no answer may show (the server's folders)."""
+    refused: tuple[str, ...] = ()
+    """Object names no request may read."""
     drawing: str = ""
     """Where the requests now recorded come from (``seed S``)."""
 
     def record(self, request: FuzzRequest, answer: Answer) -> None:
-        code, problem = judge(self.model, request, answer, self.private)
+        code, problem = judge(self.model, request, answer, self.private, self.refused)
         self.outcomes[(request.operation, code)] += 1
         if answer.seconds > self.slowest.get(request.operation, (-1.0, request))[0]:
             self.slowest[request.operation] = (answer.seconds, request)
@@ -209,6 +218,11 @@ class Tally:
                                              self.drawing)
         else:
             seen.count += 1
+
+    @classmethod
+    def against(cls, model: dict[str, Any], target: Target) -> Tally:
+        """A tally that knows what ``target``'s answers may not show or read."""
+        return cls(model, private=target.private, refused=target.fixtures.refused)
 
     @property
     def total(self) -> int:
@@ -311,29 +325,44 @@ def fuzz_server(work: Path, profile: str = "fast", env: dict[str, str] | None = 
     key = faceprint_keys(home, "create", "--name", "fuzz", env=env)["AccessKey"]
     face = lfw_image(*FACES[0]).read_bytes()
     images, junk = small_images(face), junk_images(face)
-    objects = _fill_bucket(bucket, images, junk)
+    objects, refused = _fill_bucket(work, images, junk)
     server = Server(home, "--bucket", f"fuzz-bucket={bucket}", *serve_args, profile=profile, env=env)
     try:
         endpoint = Endpoint("127.0.0.1", server.port, key["AccessKeyId"], key["SecretAccessKey"], REGION)
         client = server.client(key["AccessKeyId"], key["SecretAccessKey"])
-        fixtures = _populate(client, "fuzz-bucket", objects, images, junk)
+        fixtures = _populate(client, "fuzz-bucket", objects, images, junk, refused)
         yield Target(server, endpoint, fixtures, client, work)
     finally:
         server.stop()
 
 
-def _fill_bucket(bucket: Path, images: tuple[bytes, ...], junk: tuple[bytes, ...]) -> tuple[str, ...]:
+def _fill_bucket(work: Path, images: tuple[bytes, ...], junk: tuple[bytes, ...]
+                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The bucket's objects: pictures, junk, an empty file, a sparse 16 MB one, a folder, a link
+    inside; and the names no request may read: links out of the bucket (to a real face, so that
+    reading one would succeed), a link loop and a FIFO."""
+    bucket, outside = work / "bucket", work / "outside"
     (bucket / "sub").mkdir(parents=True)
+    outside.mkdir()
     named = {"face.jpg": images[0], "face.png": images[1], "sub/blank.png": images[2], "junk.jpg": junk[2],
              "empty.png": b""}
     for name, data in named.items():
         (bucket / name).write_bytes(data)
     shutil.copy(bucket / "face.jpg", bucket / "sub" / "face copy \u00e9.jpg")
-    return (*named, "sub/face copy \u00e9.jpg", "sub", "sub/", "./face.jpg")
+    with open(bucket / "huge.jpg", "wb") as huge:
+        huge.truncate(16 * 1024 * 1024)
+    shutil.copy(bucket / "face.jpg", outside / "face.jpg")
+    (bucket / "link-in.jpg").symlink_to("face.jpg")
+    (bucket / "link-out.jpg").symlink_to(outside / "face.jpg")
+    (bucket / "sub" / "up.jpg").symlink_to("../../outside/face.jpg")
+    (bucket / "loop.jpg").symlink_to("loop.jpg")
+    os.mkfifo(bucket / "fifo.jpg")
+    objects = (*named, "sub/face copy \u00e9.jpg", "huge.jpg", "link-in.jpg", "sub", "sub/", "./face.jpg")
+    return objects, ("link-out.jpg", "sub/up.jpg", "loop.jpg", "fifo.jpg")
 
 
 def _populate(client: Any, bucket: str, objects: tuple[str, ...], images: tuple[bytes, ...],
-              junk: tuple[bytes, ...]) -> Fixtures:
+              junk: tuple[bytes, ...], refused: tuple[str, ...]) -> Fixtures:
     """A collection with three faces and two users (one with a face), a second collection, and
     the NextTokens their listings issue."""
     from conftest import lfw_image
@@ -354,7 +383,7 @@ def _populate(client: Any, bucket: str, objects: tuple[str, ...], images: tuple[
               client.list_faces(CollectionId=collection, MaxResults=1).get("NextToken"),
               client.list_users(CollectionId=collection, MaxResults=1).get("NextToken"))
     return Fixtures(collection, users, tuple(face_ids), bucket, objects, images, junk,
-                    tuple(t for t in tokens if t))
+                    tuple(t for t in tokens if t), refused)
 
 
 def health(target: Target) -> tuple[bool, str]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fuzzing import Requests, regressions
-from fuzzrun import Tally, fuzz_server, health, intact, run
+from fuzzing import FuzzRequest, Requests, encode, regressions
+from fuzzrun import Answer, Tally, fuzz_server, health, intact, judge, run
 
 SEED = int(os.environ.get("FACEPRINT_FUZZ_SEED", "9"))
 EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "1000"))
@@ -27,7 +27,7 @@ def test_fuzzed_requests_get_aws_answers_and_the_server_stays_up(tmp_path: Path)
     model = ServiceModel().raw
     print(f"fuzzing with seed {SEED}, {EXAMPLES} requests (FACEPRINT_FUZZ_SEED, FACEPRINT_FUZZ_EXAMPLES)")
     with fuzz_server(tmp_path) as target:
-        tally = Tally(model, private=target.private)
+        tally = Tally.against(model, target)
         run(target.endpoint, Requests(model, target.fixtures, SERVED).requests(), tally, EXAMPLES, SEED,
             first=regressions(target.fixtures))
         alive, said = health(target)
@@ -40,3 +40,34 @@ def test_fuzzed_requests_get_aws_answers_and_the_server_stays_up(tmp_path: Path)
     assert sent == set(SERVED), f"never sent: {set(SERVED) - sent}"
     succeeded = {operation for operation, code in tally.outcomes if code == "OK"}
     assert len(succeeded) >= len(SERVED) // 2, f"few operations ever succeeded: {sorted(succeeded)}"
+
+
+def test_the_checks_refuse_wrong_answers() -> None:
+    """The judge itself, on made-up answers: each kind of wrong answer is a failure."""
+    from faceprint.server.model import ServiceModel
+
+    model = ServiceModel().raw
+    request = FuzzRequest("DetectFaces", "RekognitionService.DetectFaces", "application/x-amz-json-1.1",
+                          encode({"Image": {"S3Object": {"Bucket": "b", "Name": "link-out.jpg"}}}))
+    headers = {"content-type": "application/x-amz-json-1.1", "x-amzn-requestid": "r"}
+
+    def problem(status: int, body: bytes, **checks: tuple[str, ...]) -> str | None:
+        return judge(model, request, Answer(status, body, 0.0, headers=headers), **checks)[1]
+
+    def error(code: str, message: str = "m") -> bytes:
+        return encode({"__type": code, "Code": code, "Message": message})
+
+    assert problem(200, b'{"FaceDetails": []}') is None
+    assert problem(400, error("InvalidS3ObjectException")) is None
+    assert problem(400, error("ValidationException")) is None
+    assert problem(500, error("ThrottlingException")) is None  # a modelled fault
+    assert "500 InternalServerError" in problem(500, error("InternalServerError"))
+    assert "neither" in problem(400, error("ConflictException"))  # not DetectFaces's
+    assert "Code and Message" in problem(400, b'{"__type": "ValidationException", "message": "m"}')
+    assert "Code and Message" in problem(400, error("ValidationException", ""))
+    assert "not JSON" in problem(400, b"<html>")
+    assert "does not fit" in problem(200, b'{"FaceDetails": [{"Bogus": 1}]}')
+    assert "refused object" in problem(200, b'{"FaceDetails": []}', refused=("link-out.jpg",))
+    assert "server path" in problem(400, error("InvalidS3ObjectException", "/srv/x/link"), private=("/srv/x",))
+    assert "Content-Type" in judge(model, request, Answer(200, b"{}", 0.0))[1]
+    assert "no answer" in judge(model, request, Answer(0, b"", 0.0, error="TimeoutError: timed out"))[1]
