@@ -256,3 +256,29 @@ def test_bodies_arriving_are_bounded_by_the_bytes_received(tmp_path: Path) -> No
             sock.close()
         server.should_exit = True
         thread.join(30)
+
+
+def test_an_answered_requests_unread_body_does_not_hold_the_connection(server: Server) -> None:
+    """/health answers without reading the body its request announced; the client then sends that
+    body a byte at a time, each byte within --idle-timeout. The connection has no request in
+    progress: it must still be closed, --header-timeout after the answer, not held for ever."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Length: 1000000\r\n\r\n"
+                     .encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 200
+        response.read()
+        closed = False
+        for _ in range(120):  # 30 s of bytes, every 0.25 s; the server's deadline is 1 s
+            try:
+                sock.sendall(b" ")
+                readable, _, _ = select.select([sock], [], [], 0.25)
+                if readable and sock.recv(65536) == b"":
+                    closed = True
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            if closed:
+                break
+    assert closed
+    assert server.client().list_collections()["CollectionIds"] == []  # still serving

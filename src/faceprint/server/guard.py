@@ -29,7 +29,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -185,12 +184,20 @@ class GuardedH11Protocol(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
-        self._await_headers(self.conn.their_state is h11.IDLE and not self.transport.is_closing())
+        self._await_headers(self._between_requests())
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.conn.trailing_data[0]:  # part of the next request came already: not idle, its headers are late
             self._unset_keepalive_if_required()
+        # the answer may have gone before its request's body came (/health, a 404): what the client
+        # sends now, that body's rest included, is not a request in progress; the deadline runs
+        self._await_headers(self._between_requests())
+
+    def _between_requests(self) -> bool:
+        """True if no request is in progress: none yet, or the last one answered."""
+        answered = self.cycle is None or self.cycle.response_complete
+        return answered and not self.transport.is_closing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
