@@ -18,8 +18,9 @@ runs the server on another checkout's ``src`` (to see what the fuzzer finds in o
 Printed: the requests per operation and outcome code (``OK`` for a success), the slowest answer
 per operation, the resident memory of the server's processes after setup and at the end,
 requests per second, each failure class with the smallest request that caused it and the
-answer, and whether the collection's faces and users are all still there. The exit status is 1
-if any request failed, the server did not stay up or anything stored was lost.
+answer, whether the collection's faces and users are all still there, and the first traceback
+or error in the server's log. The exit status is 1 if any request failed, the server did not
+stay up, anything stored was lost or the log has an error.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fuzzing import Requests, regressions  # noqa: E402
-from fuzzrun import Tally, Target, fuzz_server, health, intact, run  # noqa: E402
+from fuzzrun import Tally, Target, fuzz_server, health, intact, log_problems, run  # noqa: E402
 from mixed_load import tree_rss  # noqa: E402
 
 
@@ -93,17 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         batches = fuzz(args, target, tally)
         seconds = time.perf_counter() - started
         alive, said = health(target)
-        lost = intact(target)
+        lost, logged = intact(target), log_problems(target)
         memory_end = resident_mb(pid)
     print(tally.report())
     print(f"{tally.total} requests in {seconds:.0f} s ({tally.total / seconds:.1f}/s); server memory "
           f"{memory:.0f} MB after setup, {memory_end:.0f} MB at the end; server up: {alive} ({said}); "
-          f"{lost or 'the collection, its faces and users are intact'}")
+          f"{lost or 'the collection, its faces and users are intact'}; "
+          f"{logged or 'no traceback or error in the server log'}")
     if tally.failures:
         where = f" --pythonpath {args.pythonpath}" if args.pythonpath else ""
         print(f"reproduce a batch: python benchmarks/fuzz_server.py --seed S --examples {batches[0][1]}{where} "
               "with the seed its failure names")
-    return 0 if alive and lost is None and not tally.failures else 1
+    return 0 if alive and lost is None and logged is None and not tally.failures else 1
 
 
 if __name__ == "__main__":

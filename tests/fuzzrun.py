@@ -265,6 +265,8 @@ def draw(requests: st.SearchStrategy[FuzzRequest], examples: int, seed: int) -> 
     from hypothesis import seed as seeded
 
     drawn: dict[bytes, FuzzRequest] = {}
+    if examples <= 0:
+        return []
 
     @seeded(seed)
     @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
@@ -408,3 +410,13 @@ def intact(target: Target) -> str | None:
         return f"the collection {fx.collection!r} cannot be listed: {exc}"
     lost = sorted((set(fx.face_ids) - faces) | (set(fx.users) - users))
     return f"lost from {fx.collection!r}: {', '.join(lost)}" if lost else None
+
+
+def log_problems(target: Target) -> str | None:
+    """The first traceback or error the server logged (an exception handled into a 4xx answer
+    still logs one), with the count of such lines; None if there is none."""
+    lines = target.server.log.read_text(errors="replace").splitlines()
+    bad = [i for i, line in enumerate(lines) if line.startswith(("Traceback", "ERROR")) or " ERROR " in line[:40]]
+    if not bad:
+        return None
+    return f"{len(bad)} tracebacks or errors in the server log; the first:\n" + "\n".join(lines[bad[0]:bad[0] + 25])

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from fuzzing import FuzzRequest, Requests, encode, regressions
-from fuzzrun import Answer, Tally, fuzz_server, health, intact, judge, run
+from fuzzrun import Answer, Tally, fuzz_server, health, intact, judge, log_problems, run
 
 SEED = int(os.environ.get("FACEPRINT_FUZZ_SEED", "9"))
 EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "1000"))
@@ -31,11 +31,12 @@ def test_fuzzed_requests_get_aws_answers_and_the_server_stays_up(tmp_path: Path)
         run(target.endpoint, Requests(model, target.fixtures, SERVED).requests(), tally, EXAMPLES, SEED,
             first=regressions(target.fixtures))
         alive, said = health(target)
-        lost = intact(target)
+        lost, logged = intact(target), log_problems(target)
     print(tally.report())
     assert len(tally.failures) == 0, f"seed {SEED}: {tally.report()}"
     assert alive, said
     assert lost is None, lost
+    assert logged is None, logged
     sent = {operation for operation, _ in tally.outcomes}
     assert sent == set(SERVED), f"never sent: {set(SERVED) - sent}"
     succeeded = {operation for operation, code in tally.outcomes if code == "OK"}
