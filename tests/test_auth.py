@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from faceprint.errors import InvalidParameterException, ResourceNotFoundException
+from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException
 from faceprint.server.auth import AccessKey, AuthError, KeyStore, Policy, authorize, precheck, verify
 from faceprint.server.keys import expiration_from, parse_duration, parse_time
 from faceprint.server.ratelimit import RateExceeded, RateLimit, RateLimiter
@@ -223,6 +223,18 @@ def test_keys_from_another_store_instance_are_seen(tmp_path: Path) -> None:
     admin.delete(first.access_key_id)
     refused("UnrecognizedClientException", request, server)
     assert [k.access_key_id for k in server.list()] == [second.access_key_id]
+
+
+def test_a_damaged_keys_file_is_an_error_naming_it(keys: KeyStore, key: AccessKey) -> None:
+    """Whatever the damage, reading the file raises FaceprintError with the file's path (the server
+    logs it and answers a generic InternalServerError), never another exception without it."""
+    record = json.loads(keys.path.read_text())["AccessKeys"][0]
+    for damage in ({"Policy": ["all"]}, {"Policy": "all"}, {"Expiration": "0001-01-01T00:00:00+01:00"},
+                   {"CreateDate": 7}, {"RateLimit": {"RequestsPerSecond": 0, "Burst": 1}}):
+        keys.path.write_text(json.dumps({"Version": 1, "AccessKeys": [record | damage]}))
+        with pytest.raises(FaceprintError) as caught:
+            KeyStore(keys.folder.parent).get(key.access_key_id)
+        assert str(keys.path) in caught.value.message, damage
 
 
 def test_key_file_is_owner_only(keys: KeyStore, key: AccessKey, tmp_path: Path) -> None:

@@ -262,7 +262,7 @@ class KeyStore:
         try:
             data = json.loads(raw)
             keys = [AccessKey.from_record(r) for r in data["AccessKeys"]]
-        except (ValueError, KeyError, TypeError, InvalidParameterException) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, InvalidParameterException) as exc:
             raise FaceprintError(f"The keys file {self.path} is damaged ({type(exc).__name__}: {exc}).") from exc
         return {k.access_key_id: k for k in keys}
 
