@@ -17,7 +17,7 @@ from fuzzing import FuzzRequest, Requests, encode, regressions
 from fuzzrun import Answer, Tally, fuzz_server, health, intact, judge, log_problems, run
 
 SEED = int(os.environ.get("FACEPRINT_FUZZ_SEED", "9"))
-EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "1000"))
+EXAMPLES = int(os.environ.get("FACEPRINT_FUZZ_EXAMPLES", "1500"))
 
 
 def test_fuzzed_requests_get_aws_answers_and_the_server_stays_up(tmp_path: Path) -> None:
