@@ -2,10 +2,11 @@
 collection, users, faces and bucket; requests signed with a real key (SigV4 over the raw body,
 since boto3 would refuse to send invalid shapes); the checks each answer must pass; and a tally.
 
-Each answer must be a 2xx JSON object, or a 4xx AWS JSON error (``{"__type": CODE, "Code": CODE,
-"Message": TEXT}``) whose code is one of the operation's modelled errors or one of
-:data:`PROTOCOL_CODES`: never a 5xx (but
-``ThrottlingException``, which the model makes a 500), never a non-JSON body, never a hang.
+Each answer must be a 2xx JSON object that fits the operation's output shape, or a 4xx AWS JSON
+error (``{"__type": CODE, "Code": CODE, "Message": TEXT}``) whose code is one of the operation's
+modelled errors or one of :data:`PROTOCOL_CODES`; never a 5xx (but ``ThrottlingException``,
+which the model makes a 500), never a server path or a traceback, never a hang. After a run the
+server must be up, what it was given to keep must be there, and its log must hold no error.
 A run does not stop at the first failure: :class:`Tally` counts outcomes per operation and keeps,
 for each class of failure, the smallest request that caused it (rather than shrinking with
 Hypothesis, which would replay hundreds of requests against the server).

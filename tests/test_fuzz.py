@@ -1,7 +1,8 @@
-"""The fuzzer's short run (tests/fuzzing.py, tests/fuzzrun.py): generated requests for every served operation,
-valid and mutated, signed and sent to a real `faceprint serve`; every answer must be a success or
-an AWS JSON error with one of the operation's modelled codes or a protocol code, never a 5xx, and
-the server must stay up.
+"""The fuzzer's short run (tests/fuzzing.py, tests/fuzzrun.py): generated requests for every
+served operation, valid and mutated, signed and sent to a real `faceprint serve`; every answer
+must be a success that fits the model or an AWS JSON error with one of the operation's modelled
+codes or a protocol code, never a 5xx; the server must stay up, keep what it stored and log no
+error.
 
 The run is reproducible: the same seed draws the same requests. ``FACEPRINT_FUZZ_SEED`` and
 ``FACEPRINT_FUZZ_EXAMPLES`` change the seed and the number of requests; the long run is
