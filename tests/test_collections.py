@@ -373,3 +373,12 @@ def test_collection_arns_name_the_region_and_the_homes_account(tmp_path: Path) -
     assert again.describe_collection("old").collection_arn == f"arn:aws:rekognition:us-east-1:{account}:collection/old"
     assert Faceprint(tmp_path / "other", profile="fast", models_dir=models_dir()).create_collection(
         "people").collection_arn != arn.replace("eu-west-1", "us-east-1")  # each home has its own account
+
+
+@pytest.mark.parametrize("attributes", [None, 7, "DEFAULT"])
+def test_index_faces_attributes_must_be_a_list(fpc, attributes) -> None:
+    """As DetectFaces: not a list is InvalidParameterException (was a TypeError, or "DEFAULT"
+    read letter by letter), checked before the image is decoded."""
+    fpc.create_collection("c")
+    with pytest.raises(InvalidParameterException, match="must be a list"):
+        fpc.index_faces("c", b"not decoded", detection_attributes=attributes)

@@ -201,7 +201,7 @@ class Collections:
         self.collection(collection_id)
         if external_image_id is not None:
             check_pattern("ExternalImageId", external_image_id, EXTERNAL_IMAGE_ID)
-        validate_attributes(list(detection_attributes))
+        validate_attributes(detection_attributes)
         validate_quality_filter(quality_filter)
         if max_faces is not None:
             check_int("MaxFaces", max_faces, 1)
