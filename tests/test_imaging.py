@@ -307,3 +307,18 @@ def test_text_of_a_large_photo_is_read_at_reduced_size(fp) -> None:
     words = [d.detected_text.upper() for d in fp.detect_text(data).text_detections if d.type == "WORD"]
     for expected in ("WHY", "PAY", "FOR", "NOTHING?"):
         assert expected in words
+
+
+def test_quality_filters_measure_faces_in_the_pictures_own_pixels(fast) -> None:
+    """A reduced decode changes no quality verdict: six faces about 55 px wide in a 5200 x 3000
+    JPEG (decoded at half size, where they are 27 px) pass MEDIUM and HIGH's size bars (32 and
+    48 px), as they do decoded at full size."""
+    face = Image.open(SAMPLE).resize((140, 140))
+    canvas = Image.new("RGB", (5200, 3000), (120, 120, 120))
+    for i in range(6):
+        canvas.paste(face, (300 + i * 800, 1400))
+    data = encode(canvas, "JPEG", quality=92)
+    for level in ("MEDIUM", "HIGH"):
+        reduced = fast.analyze(data, quality_filter=level)
+        assert reduced.image.reduced_by == 2 and len(reduced.faces) + len(reduced.rejected) == 6
+        assert "SMALL_BOUNDING_BOX" not in [reason for _, reason in reduced.rejected], level

@@ -38,6 +38,8 @@ class MeasuredFace:
     landmarks: list[Landmark]
     pose: Pose
     quality: ImageQuality
+    reduced_by: int = 1
+    """The picture was decoded at 1/``reduced_by`` of its size: ``box_px`` times this is in its own pixels."""
 
     def detail(self) -> FaceDetail:
         return FaceDetail(bounding_box=self.bounding_box, confidence=self.confidence,
@@ -76,6 +78,7 @@ def measure(image: DecodedImage, faces: Detections) -> list[MeasuredFace]:
                        for t, (px, py) in zip(LANDMARK_TYPES, pts, strict=True)],
             pose=estimate_pose(pts),
             quality=estimate_quality(image.bgr, faces.boxes[i]),
+            reduced_by=image.reduced_by,
         ))
     return out
 
@@ -113,7 +116,7 @@ def quality_reason(face: MeasuredFace, level: str) -> str | None:
     if level == "NONE":
         return None
     min_side, min_conf, min_bright, min_sharp, max_yaw, max_pitch = _BARS[level]
-    if min(face.box_px[2], face.box_px[3]) < min_side:
+    if min(face.box_px[2], face.box_px[3]) * face.reduced_by < min_side:  # in the picture's own pixels
         return "SMALL_BOUNDING_BOX"
     if face.confidence < min_conf:
         return "LOW_CONFIDENCE"

@@ -13,7 +13,9 @@ less than ``decode_side`` pixels on the long side (face detection never looks
 at more); the pixels decoded at full size (a PNG's, a progressive JPEG's
 coefficients) are bounded by ``max_full_pixels``; and a JPEG whose data is too
 short for the size it claims (a lying header) is refused without decoding.
-Every result is in ratios of the image, so a reduced decode changes no answer.
+Boxes and landmarks are ratios of the image and quality filters measure a face's size in the
+image's own pixels (``reduced_by``), so a reduced decode keeps them; what is measured on the
+pixels themselves (sharpness, face vectors) comes from the reduced picture and moves a little.
 """
 
 from __future__ import annotations
