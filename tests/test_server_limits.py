@@ -5,6 +5,7 @@ body that does not arrive within --body-timeout, headers that do not arrive with
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import resource
@@ -281,4 +282,29 @@ def test_an_answered_requests_unread_body_does_not_hold_the_connection(server: S
             if closed:
                 break
     assert closed
+    assert server.client().list_collections()["CollectionIds"] == []  # still serving
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of ``sock`` (1: established; 7: closed, reset by the server; 8: the
+    server closed its side)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def test_a_client_that_reads_no_answers_is_dropped(server: Server) -> None:
+    """A client pipelines thousands of requests and reads none of the answers: once the socket's
+    buffers are full, uvicorn waits, with a request in progress, for the client to read. That wait
+    is bounded by --body-timeout: the connection is dropped, not held for ever."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.settimeout(10)
+        request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+        with contextlib.suppress(TimeoutError, ConnectionError):  # the server stops reading, or drops it
+            sock.sendall(request * 20_000)
+        for _ in range(300):  # 30 s; the deadline is 1 s
+            if tcp_state(sock) != 1:
+                break
+            time.sleep(0.1)
+        assert tcp_state(sock) != 1
     assert server.client().list_collections()["CollectionIds"] == []  # still serving

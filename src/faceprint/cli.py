@@ -248,7 +248,8 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="inference threads per worker (default: its share of the cores)")
     p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="seconds a request body may take to arrive (default 30); then RequestTimeoutException")
+                   help="seconds a request body may take to arrive (default 30); then RequestTimeoutException. "
+                   "Also how long a client may leave its answers unread, the socket's buffers full")
     p.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="seconds shutdown waits for requests in progress (default 30)")
     _connection_arguments(p)

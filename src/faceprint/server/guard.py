@@ -9,6 +9,8 @@ uvicorn's own ``H11Protocol`` (so HTTP parsing, ASGI and graceful shutdown stay 
   previous answer, its next request's headers must be complete within ``header_timeout``; else
   the connection is closed (with a 408 ``RequestTimeoutException`` if part of a request came);
 - the idle deadline between requests: uvicorn's keep-alive timeout, set to ``idle_timeout``;
+- a send deadline: a client that reads nothing of its answers while the socket's buffers are full
+  (uvicorn then waits, a request in progress, for it to read) is dropped after ``send_timeout``;
 - connection caps per worker process, total and per client address: past a cap, the connection
   that has waited longest for its next request's headers (from that address, for the per-address
   cap) is closed to make room; if none is waiting (every connection has a request in progress),
@@ -43,6 +45,8 @@ class GuardSettings:
     request's headers are complete."""
     idle_timeout: float = 5.0
     """Seconds a keep-alive connection may wait, silent, for its next request."""
+    send_timeout: float = 30.0
+    """Seconds the server may wait, its writes paused, for a client to read what it was sent."""
     max_connections: int = 4096
     """Connections per worker process."""
     max_connections_per_ip: int = 0
@@ -143,8 +147,11 @@ class GuardedH11Protocol(H11Protocol):
         self.table = config.table
         self.tls = config.tls
         self.header_timeout = config.guard.header_timeout
+        self.send_timeout = config.guard.send_timeout
         self.raw: asyncio.Transport | None = None
         self.deadline: asyncio.TimerHandle | None = None
+        self.stalled: asyncio.TimerHandle | None = None
+        """The send deadline, while writing is paused."""
         self.handshake: asyncio.Task[None] | None = None
         self.early: list[bytes] = []
         """Bytes that came with the end of the TLS handshake, before ``start_tls`` returned."""
@@ -199,6 +206,15 @@ class GuardedH11Protocol(H11Protocol):
         answered = self.cycle is None or self.cycle.response_complete
         return answered and not self.transport.is_closing()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.stalled is None:
+            self.stalled = self.loop.call_later(self.send_timeout, self.drop, False)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._unstall()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
         if self.handshake is not None and not self.handshake.done():
@@ -207,10 +223,11 @@ class GuardedH11Protocol(H11Protocol):
             super().connection_lost(exc)
 
     def drop(self, answer: bool) -> None:
-        """Close the connection now (its headers late, or to make room); ``answer``: say 408 first
-        if part of a request came. The TCP connection itself is closed, so that its file handle is
-        freed at once (with TLS, a graceful close would wait up to 30 s for the client's reply), and
-        reset if what was written to it has not all left (a client that does not read)."""
+        """Close the connection now (its headers late, its answers unread, or to make room);
+        ``answer``: say 408 first if part of a request came. The TCP connection itself is closed, so
+        that its file handle is freed at once (with TLS, a graceful close would wait up to 30 s for
+        the client's reply), and reset if what was written to it has not all left (a client that
+        does not read)."""
         self._forget()
         if self.handshake is not None and not self.handshake.done():
             self.handshake.cancel()
@@ -233,7 +250,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def _forget(self) -> None:
         self._await_headers(False)
+        self._unstall()
         self.table.release(self)
+
+    def _unstall(self) -> None:
+        if self.stalled is not None:
+            self.stalled.cancel()
+            self.stalled = None
 
     def _late_answer(self) -> bytes:
         error = RequestTimeoutException(f"The request's headers did not arrive within {self.header_timeout:g} "

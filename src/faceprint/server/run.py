@@ -61,7 +61,8 @@ class ServeSettings:
     graceful_timeout: float = 30.0
     """Seconds shutdown waits for requests in progress; then they are dropped."""
     body_timeout: float = 30.0
-    """Seconds a request's body may take to arrive."""
+    """Seconds a request's body may take to arrive; also how long a client may leave its answers
+    unread, the socket's buffers full (the guard's ``send_timeout``)."""
     header_timeout: float = 10.0
     """Seconds from a connection's start, or its previous answer, until a request's headers are in."""
     idle_timeout: float = 5.0
@@ -105,6 +106,7 @@ def check_settings(settings: ServeSettings) -> None:
 
 def guard_settings(settings: ServeSettings, max_connections: int) -> GuardSettings:
     return GuardSettings(header_timeout=settings.header_timeout, idle_timeout=settings.idle_timeout,
+                         send_timeout=settings.body_timeout,
                          max_connections=max_connections, max_connections_per_ip=settings.max_connections_per_ip,
                          tls_cert=settings.tls_cert, tls_key=settings.tls_key)
 
