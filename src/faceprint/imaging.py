@@ -43,6 +43,8 @@ MIN_IMAGE_SIDE = 80
 MAX_IMAGE_PIXELS = 80_000_000
 MAX_IMAGE_SIDE = 20_000
 MAX_FULL_PIXELS = 40_000_000
+MAX_PNG_CHUNKS = 16_384
+"""Chunks a PNG may hold (a 5 MB one in libpng's 8 kB IDATs has 640): Pillow walks them in Python."""
 DECODE_SIDE = 2560
 EXIF_ORIENTATION = 0x0112
 
@@ -144,6 +146,8 @@ def _decode(data: bytes, limits: ImageLimits) -> DecodedImage:
     if kind is None:
         raise InvalidImageFormatException("Unsupported image format: expected JPEG or PNG data.")
     frame = jpeg_frame(data) if kind == "JPEG" else None  # before Pillow walks the same markers
+    if kind == "PNG":
+        _check_png_chunks(data)
     pil = _open(data, kind)
     _check_claim(pil.size[0], pil.size[1], limits)
     reduced_by = _plan_jpeg(pil, frame, len(data), limits) if kind == "JPEG" else 1
@@ -166,6 +170,17 @@ def _sniff(data: bytes) -> str | None:
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "PNG"
     return None
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG of more than ``MAX_PNG_CHUNKS`` chunks (from their lengths alone)."""
+    at = 8
+    for _ in range(MAX_PNG_CHUNKS):
+        if at + 8 > len(data) or data[at + 4:at + 8] == b"IEND":
+            return
+        at += 12 + int.from_bytes(data[at:at + 4], "big")
+    if at + 8 <= len(data) and data[at + 4:at + 8] != b"IEND":
+        raise InvalidImageFormatException(f"PNG has more than {MAX_PNG_CHUNKS} chunks.")
 
 
 def _open(data: bytes, kind: str) -> Any:
