@@ -1,6 +1,6 @@
 """The ``faceprint`` command line: each operation prints Rekognition's JSON.
 
-On error it prints the AWS-style error JSON (``__type``, ``message``) on
+On error it prints the AWS-style error JSON (``__type``, ``Code``, ``Message``) on
 stderr and exits non-zero (1 for a failed operation, 2 for bad usage).
 """
 
