@@ -670,3 +670,11 @@ def test_keys_cli_expiry_rotation_and_rate(tmp_path: Path) -> None:
                      "--home", home)
     assert done.returncode == 2 and b"Traceback" not in done.stderr
     assert [k.user_name for k in KeyStore(tmp_path).list()] == ["ci", "ci"]
+
+
+def test_keys_cli_update_of_an_unknown_key_says_so(tmp_path: Path) -> None:
+    """`keys update` of a key that does not exist is ResourceNotFoundException, whatever it changes
+    (not "Nothing to update" for --rate or --burst)."""
+    for change in (("--rate", "5"), ("--burst", "3"), ("--status", "Inactive")):
+        done = faceprint("keys", "update", "FPAKAAAAAAAAAAAAAAAA", *change, "--home", str(tmp_path))
+        assert done.returncode == 1 and json.loads(done.stderr)["__type"] == "ResourceNotFoundException", change

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any, NoReturn
 
-from faceprint.errors import FaceprintError, InvalidParameterException
+from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException
 
 
 class _Parser(argparse.ArgumentParser):
@@ -215,7 +215,9 @@ def _update_key(store: Any, args: argparse.Namespace) -> None:
         raise InvalidParameterException("--burst and --no-rate contradict each other.")
     rate_limit: Any = None if args.no_rate else KEEP
     key = store.get(args.access_key_id)
-    if key is not None and (args.rate is not None or args.burst is not None):
+    if key is None:
+        raise ResourceNotFoundException(f"The access key with id {args.access_key_id} cannot be found.")
+    if args.rate is not None or args.burst is not None:
         rate_limit = RateLimit.changed(key.rate_limit, args.rate, args.burst)
     if args.status is None and expiration is KEEP and rate_limit is KEEP:
         raise InvalidParameterException("Nothing to update: give --status, --expires-in, --expires-at, --no-expiry, "
