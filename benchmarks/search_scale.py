@@ -115,12 +115,12 @@ def exact_top1(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def measure(home: Path, collection: str, names: list[str], queries: np.ndarray) -> dict[str, float]:
     fp = make(home)
     start = time.perf_counter()
-    index = fp._index(collection)  # built from SQLite: the first open
+    index = fp.collections.index(collection)  # built from SQLite: the first open
     built = time.perf_counter() - start
     fp.save_indexes()
     fp = make(home)
     start = time.perf_counter()
-    index = fp._index(collection)  # from the index file, brought up to date from SQLite
+    index = fp.collections.index(collection)  # from the index file, brought up to date from SQLite
     opened = time.perf_counter() - start
     result = {"built_s": built, "open_s": opened, "quantized": index.quantized,
               "bytes_per_face": index.memory_bytes() / len(index)}

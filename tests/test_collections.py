@@ -268,7 +268,7 @@ def test_quantized_search_on_real_faces_finds_what_exact_search_finds(tmp_path: 
     people = [sorted(d.glob("*.jpg")) for d in folders if len(list(d.glob("*.jpg"))) >= 2][:100]
     for images in people:
         fp.index_faces("lfw", images[0], external_image_id=images[0].parent.name, max_faces=1)
-    index = fp._index("lfw")
+    index = fp.collections.index("lfw")
     assert index.quantized and len(index) >= 95
     exact = ExactIndex(fp.profile.dim)
     rows = fp.store.list_faces("lfw", 0, 1000)

@@ -171,7 +171,7 @@ def test_index_file_is_reopened_and_brought_up_to_date(tmp_path) -> None:
     other.delete_faces("c", first[:50])
 
     fresh = open_home(tmp_path)
-    index = fresh._index("c")
+    index = fresh.collections.index("c")
     assert fresh.index_cache._cached["c"].saved_size == 3000  # opened from the file
     assert index.quantized and len(index) == 3000 + 300 - 50
     top = [index.search(v, 1, -1.0)[0][0] for v in vectors[:60]] + [index.search(v, 1, -1.0)[0][0]
@@ -184,7 +184,7 @@ def test_torn_or_stale_index_files_are_ignored(tmp_path) -> None:
     fp = open_home(tmp_path)
     fp.create_collection("c")
     faces = fill(fp, "c", unit(rng.standard_normal((2500, 128))))
-    fp._index("c")
+    fp.collections.index("c")
     fp.save_indexes()
     path = files.index_path(tmp_path / "indexes", "c")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # torn
@@ -192,7 +192,7 @@ def test_torn_or_stale_index_files_are_ignored(tmp_path) -> None:
     orphan.write_bytes(b"half written")
     os.utime(orphan, (time.time() - 7200, time.time() - 7200))  # left by a writer that died long ago
     fresh = open_home(tmp_path)
-    assert len(fresh._index("c")) == 2500 and fresh.index_cache._cached["c"].saved_size == 0  # rebuilt
+    assert len(fresh.collections.index("c")) == 2500 and fresh.index_cache._cached["c"].saved_size == 0  # rebuilt
     fresh.save_indexes()
     assert not orphan.exists() and files.load(path, 128) is not None
 
@@ -203,7 +203,7 @@ def test_torn_or_stale_index_files_are_ignored(tmp_path) -> None:
     path.write_bytes(saved)
     new = fill(fresh, "c", unit(rng.standard_normal((10, 128))))
     again = open_home(tmp_path)
-    assert len(again._index("c")) == 10 and set(best(again, "c", new[0])) <= set(new)
+    assert len(again.collections.index("c")) == 10 and set(best(again, "c", new[0])) <= set(new)
     assert not set(best(again, "c", new[0])) & set(faces)
 
 
@@ -266,17 +266,17 @@ def test_deletes_by_another_process_reach_a_loaded_index_through_the_log(tmp_pat
     searcher.create_collection("c")
     vectors = unit(rng.standard_normal((2500, 128)))
     faces = fill(searcher, "c", vectors)
-    index = searcher._index("c")
+    index = searcher.collections.index("c")
     deleter.delete_faces("c", faces[:10])
     deleter.delete_faces("c", faces[10:20])
     assert searcher.store.deleted_since("c", 0) is not None and len(searcher.store.deleted_since("c", 0)) == 20
-    top = {searcher._index("c").search(v, 1, -1.0)[0][0] for v in vectors[:30]}
+    top = {searcher.collections.index("c").search(v, 1, -1.0)[0][0] for v in vectors[:30]}
     assert not top & set(faces[:20]) and set(faces[20:30]) <= top
     deleter.delete_faces("c", faces[20:25])
     searcher.store._db().execute("DELETE FROM deleted_faces")  # the log no longer reaches back
     assert searcher.store.deleted_since("c", 2) is None
-    top = {searcher._index("c").search(v, 1, -1.0)[0][0] for v in vectors[:30]}  # full comparison instead
-    assert not top & set(faces[:25]) and set(faces[25:30]) <= top and index is searcher._index("c")
+    top = {searcher.collections.index("c").search(v, 1, -1.0)[0][0] for v in vectors[:30]}  # full comparison instead
+    assert not top & set(faces[:25]) and set(faces[25:30]) <= top and index is searcher.collections.index("c")
 
 
 def test_an_own_delete_leaves_nothing_to_reconcile(tmp_path) -> None:
@@ -284,11 +284,11 @@ def test_an_own_delete_leaves_nothing_to_reconcile(tmp_path) -> None:
     fp, other = open_home(tmp_path), open_home(tmp_path)
     fp.create_collection("c")
     faces = fill(fp, "c", unit(rng.standard_normal((2500, 128))))
-    fp._index("c")
+    fp.collections.index("c")
     cached = fp.index_cache._cached["c"]
     fp.delete_faces("c", faces[:3])
     assert cached.deletes == fp.store.generation("c")[1]  # the next search skips the deletion log
     other.delete_faces("c", faces[3:5])
     fp.delete_faces("c", faces[5:6])  # another process deleted in between: the next search reconciles
     assert cached.deletes < fp.store.generation("c")[1]
-    assert len(fp._index("c")) == 2494 and cached.deletes == fp.store.generation("c")[1]
+    assert len(fp.collections.index("c")) == 2494 and cached.deletes == fp.store.generation("c")[1]

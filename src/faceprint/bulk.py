@@ -156,7 +156,7 @@ class BulkImporter:
                 self._store(path, digest, ext, result, summary)
                 self.progress(count, len(todo), start)
         if self.fp.store.count_faces(self.collection_id) >= SAVE_MIN:
-            self.fp._index(self.collection_id)  # the index file, so that the next search opens it fast
+            self.fp.collections.index(self.collection_id)  # the index file, so that the next search opens it fast
             self.fp.save_indexes()
         summary.seconds = time.monotonic() - start
         return summary

@@ -30,7 +30,7 @@ from faceprint.faces import (
 )
 from faceprint.home import private_folder
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
-from faceprint.index import Indexes, VectorIndex
+from faceprint.index import Indexes
 from faceprint.index.cache import IndexCache
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
@@ -309,10 +309,6 @@ class Faceprint:
                               ) -> SearchFacesByImageResult:
         return self.collections.search_faces_by_image(collection_id, image, max_faces, face_match_threshold,
                                                       quality_filter)
-
-    def _index(self, collection_id: str) -> VectorIndex:
-        """The collection's index, up to date with the store (``Collections.index``)."""
-        return self.collections.index(collection_id)
 
     # -- users (faceprint.users.Users) -----------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str, client_request_token: str | None = None
