@@ -437,7 +437,9 @@ class Requests:
     def _known(self, operation: str, name: str) -> st.SearchStrategy[Any] | None:
         """Names that exist on the server (but never one that the operation would destroy)."""
         fx = self.fixtures
-        destroys = operation.startswith("Delete")
+        # Without an operation (the items of a mutated list, say DeleteFaces' FaceIds) a value
+        # may land in a delete: a fixture's name there would be a valid delete, not a lost face.
+        destroys = not operation or operation.startswith("Delete")
         if name == "Image":
             return self.image()
         if name == "CollectionId":
