@@ -28,9 +28,7 @@ import os
 import platform
 import resource
 import selectors
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,43 +39,23 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lfw_data import LFW  # noqa: E402
+from mixed_load import tree_rss  # noqa: E402
+from server_load import Server as LoadServer  # noqa: E402
+from server_load import people  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 COLLECTION = "bench"
 REGION = "us-east-1"
 
 
-def people(count: int) -> list[tuple[str, bytes, bytes]]:
-    out = []
-    for folder in sorted((LFW / "images").iterdir()):
-        images = sorted(folder.glob("*.jpg"))
-        if len(images) >= 2:
-            out.append((folder.name, images[0].read_bytes(), images[1].read_bytes()))
-        if len(out) == count:
-            break
-    return out
+class Server(LoadServer):
+    """``server_load``'s server, with two keys of its own: the normal client's and the attacker's."""
 
-
-class Server:
     def __init__(self, home: Path, profile: str, workers: int) -> None:
         from faceprint.server.auth import KeyStore
 
         store = KeyStore(home)
         self.keys = {name: store.create(name) for name in ("normal", "attacker")}
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.log = open(home / "server.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "faceprint.cli", "--home", str(home), "--profile", profile, "serve",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while self.get("/health")[0] != 200:
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise SystemExit("the server did not start; see server.log")
-            time.sleep(0.2)
+        super().__init__(home, profile, workers)
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -93,18 +71,10 @@ class Server:
         return sum(float(line.split()[-1]) for line in lines if line.startswith("faceprint_requests_in_flight"))
 
     def memory_mb(self) -> float:
-        """Resident memory of the server and its worker processes (Linux /proc)."""
-        total = 0
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-            except OSError:
-                continue
-            if self.process.pid in (int(status.parent.name), int(fields["PPid"])):
-                total += int(fields["VmRSS"].split()[0]) if "VmRSS" in fields else 0
-        return total / 1024
+        """Resident memory of the server and its worker processes."""
+        return tree_rss(self.process.pid) / 2**20
 
-    def client(self, name: str) -> Any:
+    def client_of(self, name: str) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -112,12 +82,6 @@ class Server:
         return boto3.client("rekognition", endpoint_url=f"http://127.0.0.1:{self.port}", region_name=REGION,
                             aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
                             config=Config(retries={"max_attempts": 1}, read_timeout=300, max_pool_connections=1))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(60)
-        self.log.close()
 
 
 class Attack:
@@ -249,7 +213,7 @@ def main() -> None:
 
 def measure(server: Server, cast: list[tuple[str, bytes, bytes]], probes: list[bytes], args: argparse.Namespace
             ) -> dict[str, dict[str, float]]:
-    rek = server.client("normal")
+    rek = server.client_of("normal")
     rek.create_collection(CollectionId=COLLECTION)
     for name, enrol, _ in cast:
         rek.index_faces(CollectionId=COLLECTION, Image={"Bytes": enrol}, ExternalImageId=name, MaxFaces=1)
