@@ -89,7 +89,7 @@ class Server:
 
         return boto3.client("rekognition", endpoint_url=self.url, region_name=REGION, aws_access_key_id=key_id,
                             aws_secret_access_key=secret, verify=str(self.tls_ca) if self.tls_ca else None,
-                            config=Config(retries={"max_attempts": 1}, read_timeout=120, **config))
+                            config=Config(retries={"total_max_attempts": 1}, read_timeout=120, **config))
 
     def access_log(self) -> list[dict[str, Any]]:
         lines = self.log.read_text().splitlines()
