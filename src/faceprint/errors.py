@@ -94,3 +94,17 @@ class IdempotentParameterMismatchException(FaceprintError):
 class ServiceQuotaExceededException(FaceprintError):
     code = "ServiceQuotaExceededException"
     http_status = 400
+
+
+class VideoTooLargeException(FaceprintError):
+    """The video is larger (bytes) or longer (duration) than this service accepts."""
+
+    code = "VideoTooLargeException"
+    http_status = 400
+
+
+class LimitExceededException(FaceprintError):
+    """Too many video jobs queued or in progress at once."""
+
+    code = "LimitExceededException"
+    http_status = 400

@@ -1,0 +1,67 @@
+"""Real encoded video for tests: write frames with PyAV (H.264 in MP4 by default), and compose
+simple clips of LFW faces moving over a background."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: int = 25, codec: str = "h264",
+                rotation: int = 0, crf: int = 23) -> Path:
+    """Encode BGR ``uint8`` frames (all the same size, even sides) to ``path``. ``rotation``
+    sets the display matrix (counterclockwise degrees), as a phone does."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=fps)
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                if codec in ("h264", "libx264"):
+                    stream.options = {"crf": str(crf), "preset": "veryfast"}
+                if rotation:
+                    stream.set_display_rotation(rotation)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
+
+
+def face_sprite(image_path: Path, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """An LFW photo scaled to ``width`` px, with a feathered elliptical mask (so the detector sees
+    a face, not the photo's square edges)."""
+    img = cv2.imread(str(image_path))
+    img = cv2.resize(img, (width, width), interpolation=cv2.INTER_AREA)
+    mask = np.zeros((width, width), np.float32)
+    cv2.ellipse(mask, (width // 2, width // 2), (int(width * 0.36), int(width * 0.46)), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), width * 0.03 + 0.5)
+    return img, mask[:, :, None]
+
+
+def paste(frame: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], x: int, y: int) -> None:
+    """Blend ``sprite`` into ``frame`` with its top-left corner at (x, y), clipped to the frame."""
+    img, mask = sprite
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, frame.shape[1]), min(y + h, frame.shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return
+    part = frame[y0:y1, x0:x1].astype(np.float32)
+    src = img[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32)
+    m = mask[y0 - y:y1 - y, x0 - x:x1 - x]
+    frame[y0:y1, x0:x1] = (src * m + part * (1 - m)).astype(np.uint8)
+
+
+def background(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A smooth, textured, face-free background."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(40, 200, (max(2, height // 80), max(2, width // 80), 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
