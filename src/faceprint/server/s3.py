@@ -6,10 +6,16 @@ names, NUL bytes and symbolic links that lead out are refused). Any other bucket
 is read from the S3-compatible endpoint, when one is configured, through boto3's
 S3 client (all its buckets, or only those named with ``--bucket NAME``).
 
+Videos (``Video.S3Object``) are never read into memory: :meth:`Buckets.video_size` answers an
+object's size (a Start operation refuses one over the limit at once) and
+:meth:`Buckets.copy_video` streams the object into a file, in 1 MB pieces, stopping as soon as it
+passes the limit (the object may have grown since it was measured).
+
 Failures raise Rekognition's errors: ``InvalidS3ObjectException`` for a bucket,
 object or version that cannot be read, ``ImageTooLargeException`` for an object
 over Rekognition's 15 MB limit for S3 images (refused from its size, before it is
-read). An unreachable endpoint is a server error (``InternalServerError``, 500).
+read), ``VideoTooLargeException`` for a video over the server's limit (10 GB by default).
+An unreachable endpoint is a server error (``InternalServerError``, 500).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ from faceprint.errors import (
     ImageTooLargeException,
     InvalidParameterException,
     InvalidS3ObjectException,
+    VideoTooLargeException,
 )
 
 MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
@@ -34,6 +41,8 @@ MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
 
 BUCKET_PATTERN = re.compile(r"[0-9A-Za-z.\-_]{3,255}")  # Rekognition's S3Bucket shape
 MAX_NAME_LENGTH = 1024  # Rekognition's S3ObjectName shape
+COPY_CHUNK = 1024 * 1024
+"""Bytes read and written at a time while a video is copied out of a bucket."""
 UNREADABLE = "Unable to get object metadata from S3. Check object key, region and/or access permissions."
 _MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "NoSuchVersion", "404", "NotFound", "AccessDenied", "403",
                   "InvalidArgument", "InvalidBucketName", "AllAccessDisabled", "InvalidObjectState"}
@@ -93,49 +102,80 @@ class Buckets:
 
     def read(self, s3_object: Mapping[str, Any]) -> bytes:
         """The bytes of a Rekognition ``S3Object`` (``{"Bucket", "Name", "Version"?}``)."""
-        bucket, name, version = _parse(s3_object)
+        bucket, name, version = self._locate(s3_object)
         if bucket in self.local:
             return self._read_local(self.local[bucket], name, version)
-        if self.endpoint_url is None or (self.remote is not None and bucket not in self.remote):
-            raise InvalidS3ObjectException(f"{UNREADABLE} (bucket {bucket!r} is not configured on this server)")
         return self._read_remote(bucket, name, version)
+
+    def video_size(self, s3_object: Mapping[str, Any]) -> int:
+        """The size in bytes of a video object, without reading it (a HEAD request on the endpoint)."""
+        bucket, name, version = self._locate(s3_object, "Video")
+        if bucket in self.local:
+            fd = self._open_local(self.local[bucket], name, version)
+            try:
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+        response = self._remote(lambda: self._s3().head_object(**_request(bucket, name, version)))
+        return int(response.get("ContentLength") or 0)
+
+    def copy_video(self, s3_object: Mapping[str, Any], dest: Path, max_bytes: int) -> int:
+        """Stream a video object into the file ``dest`` (created or replaced) and return its size;
+        ``VideoTooLargeException`` (and no ``dest``) once it passes ``max_bytes``. The object is
+        never held in memory whole: it is copied 1 MB at a time."""
+        bucket, name, version = self._locate(s3_object, "Video")
+        dest = Path(dest)
+        try:
+            if bucket in self.local:
+                fd = self._open_local(self.local[bucket], name, version)
+                with os.fdopen(fd, "rb") as fh:
+                    _check_video_size(os.fstat(fh.fileno()).st_size, max_bytes)
+                    return _write_chunks(iter(lambda: fh.read(COPY_CHUNK), b""), dest, max_bytes)
+            return self._copy_remote(bucket, name, version, dest, max_bytes)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+
+    def _locate(self, s3_object: Mapping[str, Any], member: str = "Image") -> tuple[str, str, str | None]:
+        bucket, name, version = _parse(s3_object, member)
+        if bucket not in self.local and (self.endpoint_url is None
+                                         or (self.remote is not None and bucket not in self.remote)):
+            raise InvalidS3ObjectException(f"{UNREADABLE} (bucket {bucket!r} is not configured on this server)")
+        return bucket, name, version
 
     # local folders
 
     def _read_local(self, root: Path, name: str, version: str | None) -> bytes:
-        if version is not None and version != "null":
-            raise InvalidS3ObjectException(f"{UNREADABLE} (a local bucket has no object versions)")
-        fd = _open_inside(root, name)
+        fd = self._open_local(root, name, version)
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):  # a folder, device or pipe is no object
-                raise InvalidS3ObjectException(UNREADABLE)
-            self._check_size(info.st_size)
-            os.set_blocking(fd, True)
+            self._check_size(os.fstat(fd).st_size)
         except BaseException:
             os.close(fd)
             raise
         with os.fdopen(fd, "rb") as fh:
             return self._check_size_read(fh.read(self.max_bytes + 1))
 
+    @staticmethod
+    def _open_local(root: Path, name: str, version: str | None) -> int:
+        """A blocking read-only fd of a regular file inside ``root`` (see :func:`_open_inside`)."""
+        if version is not None and version != "null":
+            raise InvalidS3ObjectException(f"{UNREADABLE} (a local bucket has no object versions)")
+        fd = _open_inside(root, name)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, device or pipe is no object
+                raise InvalidS3ObjectException(UNREADABLE)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     # S3-compatible endpoint
 
     def _read_remote(self, bucket: str, name: str, version: str | None) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError
 
-        request = {"Bucket": bucket, "Key": name}
-        if version is not None:
-            request["VersionId"] = version
-        try:
-            response = self._s3().get_object(**request)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in _MISSING_CODES or 400 <= status < 500:
-                raise InvalidS3ObjectException(f"{UNREADABLE} ({code or status})") from None
-            raise FaceprintError(f"The S3 endpoint failed: {code or status}") from None
-        except BotoCoreError as exc:
-            raise FaceprintError(f"Could not reach the S3 endpoint: {type(exc).__name__}") from None
+        response = self._remote(lambda: self._s3().get_object(**_request(bucket, name, version)))
         body = response["Body"]
         try:
             self._check_size(int(response.get("ContentLength") or 0))
@@ -144,6 +184,36 @@ class Buckets:
             raise FaceprintError(f"Reading from the S3 endpoint failed: {type(exc).__name__}") from None
         finally:
             body.close()
+
+    def _copy_remote(self, bucket: str, name: str, version: str | None, dest: Path, max_bytes: int) -> int:
+        from botocore.exceptions import BotoCoreError
+
+        response = self._remote(lambda: self._s3().get_object(**_request(bucket, name, version)))
+        body = response["Body"]
+        try:
+            _check_video_size(int(response.get("ContentLength") or 0), max_bytes)
+            return _write_chunks(body.iter_chunks(COPY_CHUNK), dest, max_bytes)
+        except BotoCoreError as exc:
+            raise FaceprintError(f"Reading from the S3 endpoint failed: {type(exc).__name__}") from None
+        finally:
+            body.close()
+
+    @staticmethod
+    def _remote(call: Callable[[], Any]) -> Any:
+        """``call``'s answer, the endpoint's failures as Rekognition's errors: a missing or forbidden
+        object is ``InvalidS3ObjectException``, anything else a server error."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _MISSING_CODES or 400 <= status < 500:
+                raise InvalidS3ObjectException(f"{UNREADABLE} ({code or status})") from None
+            raise FaceprintError(f"The S3 endpoint failed: {code or status}") from None
+        except BotoCoreError as exc:
+            raise FaceprintError(f"Could not reach the S3 endpoint: {type(exc).__name__}") from None
 
     def _s3(self) -> Any:
         with self._client_lock:
@@ -175,18 +245,43 @@ class Buckets:
         return data
 
 
-def _parse(s3_object: Mapping[str, Any]) -> tuple[str, str, str | None]:
+def _parse(s3_object: Mapping[str, Any], member: str = "Image") -> tuple[str, str, str | None]:
     if not isinstance(s3_object, Mapping):
-        raise InvalidParameterException("Image.S3Object must be an object with Bucket and Name.")
+        raise InvalidParameterException(f"{member}.S3Object must be an object with Bucket and Name.")
     bucket, name, version = s3_object.get("Bucket"), s3_object.get("Name"), s3_object.get("Version")
     if not isinstance(bucket, str) or not BUCKET_PATTERN.fullmatch(bucket):
         raise InvalidParameterException(
-            "Image.S3Object.Bucket must be 3 to 255 characters of letters, digits, '.', '-' or '_'.")
+            f"{member}.S3Object.Bucket must be 3 to 255 characters of letters, digits, '.', '-' or '_'.")
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
-        raise InvalidParameterException("Image.S3Object.Name must be a string of 1 to 1024 characters.")
+        raise InvalidParameterException(f"{member}.S3Object.Name must be a string of 1 to 1024 characters.")
     if version is not None and (not isinstance(version, str) or not 1 <= len(version) <= MAX_NAME_LENGTH):
-        raise InvalidParameterException("Image.S3Object.Version must be a string of 1 to 1024 characters.")
+        raise InvalidParameterException(f"{member}.S3Object.Version must be a string of 1 to 1024 characters.")
     return bucket, name, version
+
+
+def _request(bucket: str, name: str, version: str | None) -> dict[str, str]:
+    request = {"Bucket": bucket, "Key": name}
+    if version is not None:
+        request["VersionId"] = version
+    return request
+
+
+def _check_video_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise VideoTooLargeException(f"The video is {size} bytes; this server accepts videos of at most "
+                                     f"{max_bytes} bytes.")
+
+
+def _write_chunks(chunks: Iterator[bytes], dest: Path, max_bytes: int) -> int:
+    """Write ``chunks`` to ``dest`` (owner-only), counting them against ``max_bytes``."""
+    size = 0
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            _check_video_size(size, max_bytes)  # the object grew after its size was checked
+            out.write(chunk)
+    return size
 
 
 def _check_name(name: str) -> str:
