@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 PREFIX = "RekognitionService."
 SCRATCH = "fuzz-scratch"
 """A collection id and a user id that requests may create and delete."""
-UNSERVED = ("DetectLabels", "StartFaceSearch", "CreateProject", "DetectModerationLabels")
+UNSERVED = ("DetectLabels", "StartLabelDetection", "CreateProject", "DetectModerationLabels")
 """Real Rekognition operations that faceprint does not serve."""
 
 

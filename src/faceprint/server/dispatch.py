@@ -4,6 +4,8 @@ returns the result's ``to_dict()``.
 
 Images arrive as ``Image.Bytes`` (decoded from base64 by the validator) or ``Image.S3Object``
 (read through :class:`faceprint.server.s3.Buckets`); a string is never taken for a path.
+Videos arrive as ``Video.S3Object`` only, passed on as ``{"S3Object": ...}``: the video jobs
+(:mod:`faceprint.video.service`) measure and copy the object through the same Buckets.
 """
 
 from __future__ import annotations
@@ -46,6 +48,26 @@ class Call:
         if "Bytes" in image:
             return load_image(image["Bytes"], self.fp.limits)
         return load_image(self._s3(image["S3Object"]), self.s3_limits())
+
+    def video(self) -> dict[str, Any]:
+        """The Start operations' ``Video``: ``{"S3Object": ...}`` (Rekognition reads videos from S3 only)."""
+        from faceprint.errors import InvalidS3ObjectException
+
+        s3_object = (self.params.get("Video") or {}).get("S3Object")
+        if s3_object is None:
+            raise InvalidParameterException("Video must have an S3Object (Bucket and Name).")
+        if self.buckets is None:
+            raise InvalidS3ObjectException("This server has no S3 buckets configured (faceprint serve --bucket).")
+        return {"S3Object": s3_object}
+
+    def job(self) -> dict[str, Any]:
+        """The members common to every Start operation, as the Python API names them."""
+        return {"client_request_token": self.params.get("ClientRequestToken"),
+                "notification_channel": self.params.get("NotificationChannel"), "job_tag": self.params.get("JobTag")}
+
+    def page(self) -> dict[str, Any]:
+        """The members common to every Get operation, as the Python API names them."""
+        return {"max_results": self.get("MaxResults", 1000), "next_token": self.params.get("NextToken")}
 
     def s3_limits(self) -> ImageLimits:
         return dataclasses.replace(self.fp.limits, max_bytes=max(self.fp.limits.max_bytes, S3_MAX_BYTES))
@@ -123,6 +145,38 @@ def _search_users_by_image(c: Call) -> dict[str, Any]:
                                       c.get("MaxUsers", 100), c.get("QualityFilter", "NONE")).to_dict()
 
 
+def _start_face_search(c: Call) -> dict[str, Any]:
+    return c.fp.start_face_search(c.video(), c.params["CollectionId"], c.params.get("FaceMatchThreshold"),
+                                  **c.job()).to_dict()
+
+
+def _start_face_detection(c: Call) -> dict[str, Any]:
+    return c.fp.start_face_detection(c.video(), c.params.get("FaceAttributes"), **c.job()).to_dict()
+
+
+def _start_text_detection(c: Call) -> dict[str, Any]:
+    return c.fp.start_text_detection(c.video(), c.params.get("Filters"), **c.job()).to_dict()
+
+
+def _start_segment_detection(c: Call) -> dict[str, Any]:
+    return c.fp.start_segment_detection(c.video(), c.params["SegmentTypes"], c.params.get("Filters"),
+                                        **c.job()).to_dict()
+
+
+VIDEO_OPERATIONS: dict[str, Handler] = {
+    "StartFaceSearch": _start_face_search,
+    "GetFaceSearch": lambda c: c.fp.get_face_search(c.params["JobId"], sort_by=c.get("SortBy", "TIMESTAMP"),
+                                                    **c.page()).to_dict(),
+    "StartFaceDetection": _start_face_detection,
+    "GetFaceDetection": lambda c: c.fp.get_face_detection(c.params["JobId"], **c.page()).to_dict(),
+    "StartTextDetection": _start_text_detection,
+    "GetTextDetection": lambda c: c.fp.get_text_detection(c.params["JobId"], **c.page()).to_dict(),
+    "StartSegmentDetection": _start_segment_detection,
+    "GetSegmentDetection": lambda c: c.fp.get_segment_detection(c.params["JobId"], **c.page()).to_dict(),
+}
+"""Stored video: the Start operations queue a job and answer its JobId at once; the Get operations
+read the job store. None of them runs inference on the request's thread."""
+
 SERVED: dict[str, Handler] = {
     "DetectFaces": _detect_faces,
     "CompareFaces": _compare_faces,
@@ -146,6 +200,7 @@ SERVED: dict[str, Handler] = {
     "DisassociateFaces": _disassociate_faces,
     "SearchUsers": _search_users,
     "SearchUsersByImage": _search_users_by_image,
+    **VIDEO_OPERATIONS,
 }
 """Every operation of the Python API, by Rekognition name."""
 

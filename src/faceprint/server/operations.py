@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from faceprint.server.dispatch import NOT_SUPPORTED_MEMBERS, SERVED
+from faceprint.server.dispatch import NOT_SUPPORTED_MEMBERS, SERVED, VIDEO_OPERATIONS
 from faceprint.server.model import ServiceModel
 
 # What an unserved operation belongs to, by the first matching part of its name.
@@ -20,8 +20,8 @@ _FAMILIES = (
     ("Dataset", "Custom Labels"),
     ("CustomLabels", "Custom Labels"),
     ("Celebrit", "celebrity recognition"),
-    ("Start", "stored video"),
-    ("Get", "stored video"),
+    ("Start", "stored video (labels, moderation, person paths: no model in faceprint)"),
+    ("Get", "stored video (labels, moderation, person paths: no model in faceprint)"),
     ("Tag", "resource tags"),
     ("Labels", "image labels (no model in faceprint)"),
     ("ProtectiveEquipment", "image labels (no model in faceprint)"),
@@ -58,7 +58,10 @@ def render(model: ServiceModel | None = None) -> str:
     for op in operations:
         if op in SERVED:
             refused = NOT_SUPPORTED_MEMBERS.get(op, ())
-            note = ", ".join(f"`{m}` refused (InvalidParameterException)" for m in refused)
+            notes = [f"`{m}` refused (InvalidParameterException)" for m in refused]
+            if op in VIDEO_OPERATIONS:
+                notes.append("stored video (docs/video.md)")
+            note = ", ".join(notes)
             lines.append(f"| {op} | served | {_method(op)} | {note} |")
         else:
             lines.append(f"| {op} | not served | | {_family(op)} |")
