@@ -1,0 +1,502 @@
+"""The video runner: runs queued jobs in worker processes, one runner per home at a time.
+
+A runner holds an exclusive ``flock`` on ``HOME/video/runner.lock`` while it runs jobs; a process
+that cannot take it leaves the jobs to whoever holds it (a server, a Python program and the CLI may
+share a home). On taking the lock it recovers the jobs a dead runner left RUNNING: each is
+requeued (its partial items deleted) unless it was already started twice, then it FAILS. It then
+claims queued jobs, oldest first, up to ``workers`` at a time; each runs in a worker process of
+its own (a fresh interpreter: ``python -m faceprint.video.runner --worker``, so nothing of the
+caller's ``__main__`` is re-run) with its own ``Faceprint``, writing items and progress straight
+to the job store. A worker exits by itself when its runner dies (``kill -9`` included). After a
+job's final status the runner deletes the job's input copy and posts its notification. Results
+past their expiry are swept (rows and input files deleted).
+
+``python -m faceprint.video.runner --home H [--profile P] [--models-dir D] [--workers N]
+[--exit-when-idle]`` runs a runner in the foreground; :func:`ensure_runner` starts one detached
+(the CLI's ``faceprint video start-*`` do) when none holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from faceprint.errors import FaceprintError
+from faceprint.home import private_file, private_folder
+from faceprint.video.analysers import ANALYSERS
+from faceprint.video.decode import VideoLimits
+from faceprint.video.notify import Notifier
+from faceprint.video.store import FAILED, RUNNING, SUCCEEDED, JobRow, JobStore
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2
+"""Times a job is started before a runner's death while it runs fails it."""
+ORPHANED = ("The server stopped while the job ran, twice: the job was given up. Start it again; if it "
+            "stops the server again, the video may be too large for this machine.")
+POLL = 0.5
+"""Seconds between a runner's looks at the queue (a Start in this process wakes it at once)."""
+LOCK_POLL = 2.0
+"""Seconds between tries at the lock while another process holds it."""
+SWEEP_EVERY = 60.0
+STOP_GRACE = 10.0
+"""Seconds a worker has to stop after it is asked to (then it is killed)."""
+PARENT_POLL = 0.5
+"""Seconds between a worker's checks that its runner is still alive."""
+
+
+def video_folder(home: Path) -> Path:
+    return Path(home) / "video"
+
+
+def store_path(home: Path) -> Path:
+    return video_folder(home) / "jobs.db"
+
+
+class RunnerLock:
+    """The home's runner lock: ``flock`` on ``HOME/video/runner.lock`` (released by the kernel when
+    its holder dies)."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = private_folder(video_folder(home)) / "runner.lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        fd = os.open(private_file(self.path), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_free(home: Path) -> bool:
+    """True if no runner holds ``home``'s lock now."""
+    lock = RunnerLock(home)
+    if not lock.acquire():
+        return False
+    lock.release()
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerSettings:
+    workers: int = 1
+    models_dir: Path | None = None
+    buckets: Any = None
+    """Copies ``Video.S3Object`` videos (``copy_video``); without it, S3 jobs are left to a runner that has it."""
+    analysers: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(ANALYSERS))
+    worker_threads: int = 0
+    """Inference threads in each worker (0: the cores divided among the workers)."""
+    exit_when_idle: bool = False
+
+
+class VideoRunner:
+    """Runs the jobs of ``store`` (see the module's docstring). ``clock`` dates starts and ends and
+    decides expiry; ``notifier`` posts completion notifications."""
+
+    def __init__(self, home: Path, store: JobStore, settings: RunnerSettings | None = None,
+                 clock: Callable[[], float] = time.time, notifier: Notifier | None = None) -> None:
+        self.home = Path(home)
+        self.store = store
+        self.settings = settings or RunnerSettings()
+        self.clock = clock
+        self.notifier = notifier or Notifier(store.notified, clock=clock)
+        self.lock = RunnerLock(self.home)
+        self.kinds = ("path", "input", "s3") if self.settings.buckets is not None else ("path", "input")
+        self._runs: dict[str, _JobRun] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_sweep = float("-inf")
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in a background thread of this process (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="faceprint-video-runner", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """A job was queued: look at the queue now."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (from a signal handler or another thread)."""
+        self._stop.set()
+        self._wake.set()
+
+    def close(self, timeout: float = STOP_GRACE + 5) -> None:
+        """Stop: running jobs are asked to stop and requeued for the next runner; the lock is released."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Take the lock (or wait for it), then run jobs until :meth:`stop` (or, with
+        ``exit_when_idle``, until nothing is left that this runner can run)."""
+        try:
+            while not self._stop.is_set():
+                if not self.lock.held and not self._take_lock():
+                    if self.settings.exit_when_idle:
+                        return
+                    self._stop.wait(LOCK_POLL)
+                    continue
+                self._step()
+                if self.settings.exit_when_idle and self._idle() and self._leave():
+                    return
+                self._wake.wait(POLL)
+                self._wake.clear()
+        finally:
+            self._shutdown()
+
+    def _take_lock(self) -> bool:
+        if not self.lock.acquire():
+            return False
+        now = self.clock()
+        for row in self.store.recover(now, MAX_ATTEMPTS, ORPHANED):
+            log.warning("Job %s failed: its runner died while it ran, twice.", row.job_id)
+            self._finalize(row)
+        for row in self.store.pending_notifications():
+            self.notifier.notify(row)
+        return True
+
+    def _idle(self) -> bool:
+        return not self._runs and self.store.claimable(self.kinds) == 0
+
+    def _leave(self) -> bool:
+        """Release the lock; True unless a job was queued meanwhile (then the lock is taken again).
+        Looking after releasing closes the gap with a Start that saw the lock held."""
+        self.lock.release()
+        if self.store.claimable(self.kinds) == 0:
+            return True
+        return not self._take_lock()
+
+    def _step(self) -> None:
+        now = self.clock()
+        if now - self._last_sweep >= SWEEP_EVERY:
+            self._last_sweep = now
+            for job_id in self.store.sweep(now):
+                log.info("Job %s expired: deleted.", job_id)
+        for job_id in [j for j, r in self._runs.items() if not r.is_alive()]:
+            del self._runs[job_id]
+        while len(self._runs) < max(1, self.settings.workers):
+            row = self.store.claim(uuid.uuid4().hex, self.clock(), self.kinds)
+            if row is None:
+                break
+            run = _JobRun(self, row)
+            self._runs[row.job_id] = run
+            run.start()
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        for run in list(self._runs.values()):
+            run.cancel()
+        for run in list(self._runs.values()):
+            run.join()
+        self._runs.clear()
+        self.notifier.close()
+        self.lock.release()
+
+    # -- one job's end ------------------------------------------------------------------------------
+
+    def settle(self, row: JobRow, exit_code: int | None, cancelled: bool) -> None:
+        """After the worker of ``row`` exited: fail it if it died without a final status, or give it
+        back to the queue if this runner is stopping; then the job's end (input deleted, notification)."""
+        current = self.store.get(row.job_id)
+        if current is None:
+            return
+        if current.status == RUNNING and current.owner == row.owner:
+            if cancelled:
+                self.store.release(row.job_id, row.owner)
+                if row.source_kind == "s3":
+                    self.store.delete_input(row.job_id)
+                return
+            how = f"exit code {exit_code}" if exit_code is None or exit_code >= 0 else f"signal {-exit_code}"
+            self.store.finish(row.job_id, row.owner, FAILED,
+                              f"The worker process running the job stopped unexpectedly ({how}).", self.clock())
+            current = self.store.get(row.job_id)
+        if current is not None and current.status in (SUCCEEDED, FAILED):
+            self._finalize(current)
+
+    def _finalize(self, row: JobRow) -> None:
+        if row.source_kind in ("input", "s3"):
+            self.store.delete_input(row.job_id)
+        self.notifier.notify(row)
+
+    def fail(self, row: JobRow, message: str) -> None:
+        if self.store.finish(row.job_id, row.owner, FAILED, message, self.clock()):
+            final = self.store.get(row.job_id)
+            if final is not None:
+                self._finalize(final)
+
+    def worker_job(self, row: JobRow, path: Path) -> dict[str, Any]:
+        """What a worker process is told (JSON on its stdin)."""
+        cores = os.cpu_count() or 1
+        threads = self.settings.worker_threads or max(1, cores // max(1, self.settings.workers))
+        return {"job_id": row.job_id, "owner": row.owner, "analyser": self.settings.analysers[row.api],
+                "path": str(path), "params": row.params, "profile": row.profile, "home": str(self.home),
+                "models_dir": str(self.settings.models_dir) if self.settings.models_dir else None,
+                "limits": row.limits, "threads": threads, "db": str(self.store.path)}
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+
+class _JobRun(threading.Thread):
+    """One job on its way through a worker process: fetch the S3 input, run the worker, settle."""
+
+    def __init__(self, runner: VideoRunner, row: JobRow) -> None:
+        super().__init__(name=f"faceprint-video-job-{row.job_id[:8]}", daemon=True)
+        self.runner = runner
+        self.row = row
+        self._process: subprocess.Popen | None = None
+        self._cancelled = threading.Event()
+        self._cancel_time = 0.0
+
+    def cancel(self) -> None:
+        self._cancel_time = time.monotonic()
+        self._cancelled.set()
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+    def run(self) -> None:
+        try:
+            path = self._input()
+        except FaceprintError as exc:
+            self.runner.fail(self.row, f"The video could not be fetched: {exc.message}")
+            return
+        except OSError as exc:
+            self.runner.fail(self.row, f"The video could not be fetched ({exc.strerror or type(exc).__name__}).")
+            return
+        if self._cancelled.is_set():
+            self.runner.settle(self.row, None, True)
+            return
+        exit_code = self._work(path)
+        self.runner.settle(self.row, exit_code, self._cancelled.is_set())
+
+    def _input(self) -> Path:
+        row, store = self.row, self.runner.store
+        if row.source_kind == "path":
+            return Path(row.source)
+        if row.source_kind == "s3":
+            private_folder(store.inputs)
+            store.delete_input(row.job_id)
+            limits = VideoLimits(**row.limits)
+            self.runner.settings.buckets.copy_video(row.s3_object, store.input_path(row.job_id), limits.max_bytes)
+        return store.input_path(row.job_id)
+
+    def _work(self, path: Path) -> int | None:
+        job = json.dumps(self.runner.worker_job(self.row, path))
+        process = subprocess.Popen([sys.executable, "-m", "faceprint.video.runner", "--worker", str(os.getpid())],
+                                   stdin=subprocess.PIPE, close_fds=True)
+        self._process = process
+        if self._cancelled.is_set():
+            process.send_signal(signal.SIGTERM)
+        try:
+            assert process.stdin is not None
+            process.stdin.write(job.encode())
+            process.stdin.close()
+        except OSError:  # it died at once
+            pass
+        return self._wait(process)
+
+    def _wait(self, process: subprocess.Popen) -> int | None:
+        while True:
+            try:
+                return process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if self._cancelled.is_set() and time.monotonic() - self._cancel_time >= STOP_GRACE:
+                    process.kill()
+                    return process.wait()
+
+
+# -- the worker process -------------------------------------------------------------------------------
+
+
+class StoreContext:
+    """A :class:`faceprint.video.context.JobContext` writing to the job store: items in batches
+    (every ``batch`` items or second), progress at most once a second, and ``cancelled()`` once the
+    runner asks the worker to stop (SIGTERM) or the job is no longer this worker's."""
+
+    def __init__(self, store: JobStore, job: dict[str, Any], fp: Any, stop: threading.Event,
+                 batch: int = 1000, every: float = 1.0) -> None:
+        self.store = store
+        self.job_id: str = job["job_id"]
+        self.owner: str = job["owner"]
+        self.path = Path(job["path"])
+        self.params: dict[str, Any] = job["params"]
+        self.fp = fp
+        self.limits = VideoLimits(**job["limits"])
+        self.stop = stop
+        self.batch = batch
+        self.every = every
+        self.pending: list = []
+        self.done = (0, 0)
+        self._flushed = self._reported = time.monotonic()
+
+    def metadata(self, info: Any) -> None:
+        body = {"video": dataclasses.asdict(info.metadata()), "audio": [dataclasses.asdict(a) for a in info.audio]}
+        self._owned(self.store.set_metadata(self.job_id, self.owner, body))
+
+    def emit(self, items: list) -> None:
+        self.pending.extend(items)
+        if len(self.pending) >= self.batch or time.monotonic() - self._flushed >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        items, self.pending = self.pending, []
+        self._flushed = time.monotonic()
+        if items:
+            self._owned(self.store.add_items(self.job_id, self.owner, items))
+
+    def progress(self, frames_done: int, frames_total: int) -> None:
+        self.done = (frames_done, frames_total)
+        now = time.monotonic()
+        if now - self._reported >= self.every or frames_done <= 1:
+            self._reported = now
+            self._owned(self.store.set_progress(self.job_id, self.owner, frames_done, frames_total))
+
+    def cancelled(self) -> bool:
+        return self.stop.is_set()
+
+    def _owned(self, still: bool) -> None:
+        if not still:  # requeued or finished by someone else: stop at once
+            self.stop.set()
+
+    def finish(self, status: str, message: str | None) -> bool:
+        done, total = self.done
+        if status == SUCCEEDED and total:
+            self.store.set_progress(self.job_id, self.owner, done, max(done, total))
+        items, self.pending = (self.pending, []) if status == SUCCEEDED else ([], [])
+        return self.store.finish(self.job_id, self.owner, status, message, time.time(), items)
+
+
+def _exit_with(parent: int, interval: float = PARENT_POLL) -> None:
+    """Exit this worker once ``parent`` is no longer its parent (the runner died, even by
+    ``kill -9``): see ``faceprint.bulk._exit_with``."""
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
+
+
+def worker_main(parent: int) -> int:
+    """A worker process: read the job (JSON) from stdin, run its analyser, write its final status."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the runner's to handle
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=_exit_with, args=(parent,), name="faceprint-parent-watch", daemon=True).start()
+    job = json.loads(sys.stdin.read())
+    store = JobStore(job["db"])
+    if stop.is_set():
+        return 0
+    from faceprint.service import Faceprint
+
+    fp = Faceprint(job["home"], profile=job["profile"], models_dir=job["models_dir"], threads=job["threads"])
+    ctx = StoreContext(store, job, fp, stop)
+    status, message = _analyse(job, ctx)
+    if status is not None and not stop.is_set():
+        ctx.finish(status, message)
+    return 0
+
+
+def _analyse(job: dict[str, Any], ctx: StoreContext) -> tuple[str | None, str | None]:
+    from faceprint.video.analysers import load
+    from faceprint.video.decode import VideoError
+
+    try:
+        load(job["analyser"])(ctx)
+    except VideoError as exc:
+        return FAILED, exc.message
+    except FaceprintError as exc:
+        return FAILED, exc.message
+    except Exception as exc:  # a defect: the job fails with a message, the traceback goes to the log
+        log.exception("Job %s failed", job["job_id"])
+        return FAILED, f"The job failed on an internal error ({type(exc).__name__}); see the runner's log."
+    if ctx.cancelled():
+        return None, None
+    return SUCCEEDED, None
+
+
+# -- a detached runner -----------------------------------------------------------------------------------
+
+
+def ensure_runner(home: str | os.PathLike, profile: str | None = None, models_dir: str | os.PathLike | None = None,
+                  workers: int = 1) -> None:
+    """Start a detached runner for ``home`` (its own session, exiting when idle) unless a runner
+    holds the lock. Its log goes to ``HOME/video/runner.log``."""
+    home = Path(home)
+    if not lock_free(home):
+        return
+    command = [sys.executable, "-m", "faceprint.video.runner", "--home", str(home), "--exit-when-idle",
+               "--workers", str(workers)]
+    if profile:
+        command += ["--profile", profile]
+    if models_dir:
+        command += ["--models-dir", str(models_dir)]
+    log_path = private_file(video_folder(home) / "runner.log")
+    with open(log_path, "ab") as log_file:
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                         start_new_session=True, close_fds=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.worker is not None:
+        return worker_main(args.worker)
+    if args.home is None:
+        _parser().error("--home is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    home = Path(args.home)
+    store = JobStore(private_folder(video_folder(home)) / "jobs.db")
+    runner = VideoRunner(home, store, RunnerSettings(workers=args.workers, models_dir=args.models_dir,
+                                                     exit_when_idle=args.exit_when_idle))
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    runner.run()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m faceprint.video.runner", description="Run queued video jobs.")
+    parser.add_argument("--home", help="the faceprint home whose jobs to run")
+    parser.add_argument("--profile", help="accepted for symmetry; each job runs with the profile it was started with")
+    parser.add_argument("--models-dir", type=Path)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--exit-when-idle", action="store_true", help="stop once no job is queued or running")
+    parser.add_argument("--worker", type=int, metavar="PARENT_PID", help=argparse.SUPPRESS)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

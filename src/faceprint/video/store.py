@@ -1,0 +1,386 @@
+"""The video job store: one SQLite database (WAL) at ``HOME/video/jobs.db``, shared by every
+process using the home (the API that starts jobs, the runner, its workers).
+
+A job is QUEUED, RUNNING (claimed by one run of one runner: ``owner``), then SUCCEEDED or FAILED;
+the API shows QUEUED and RUNNING as ``IN_PROGRESS``. Every write a worker makes is conditional on
+its ``owner``, so a worker left over from a dead runner cannot touch a job that was requeued.
+Items are kept as Rekognition's JSON with the keys they are sorted by; NextTokens are signed with
+a secret of the job, so a token is good only for the job and the sort order it was issued for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faceprint.collections import MAX_SEQ, decode_token, encode_token
+from faceprint.errors import InvalidPaginationTokenException, LimitExceededException
+from faceprint.home import private_file, private_folder, tighten
+from faceprint.video.context import Item
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
+IN_PROGRESS_STATES = (QUEUED, RUNNING)
+SORTS = {"TIMESTAMP": ("timestamp_ms", "idx"), "INDEX": ("idx", "timestamp_ms")}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    api TEXT NOT NULL,                 -- StartFaceSearch, StartFaceDetection, ...
+    status TEXT NOT NULL,              -- QUEUED, RUNNING, SUCCEEDED, FAILED
+    status_message TEXT,
+    params TEXT NOT NULL,              -- the Start members the analyser reads (JSON)
+    request_hash TEXT NOT NULL,        -- the whole request's digest, for ClientRequestToken
+    client_token TEXT,
+    job_tag TEXT,
+    notification TEXT,                 -- {"SNSTopicArn", "RoleArn", "URL"} (JSON) or NULL
+    notify_pending INTEGER NOT NULL DEFAULT 0,
+    source_kind TEXT NOT NULL,         -- path (read in place), input (our file), s3 (copied to input)
+    source TEXT NOT NULL,              -- the path, or the S3Object (JSON)
+    profile TEXT NOT NULL,
+    owner TEXT,                        -- the runner's run that holds a RUNNING job
+    secret TEXT NOT NULL,              -- signs the job's NextTokens
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    expiry_seconds REAL NOT NULL,
+    expires REAL,                      -- finished + expiry_seconds
+    attempts INTEGER NOT NULL DEFAULT 0,
+    frames_done INTEGER NOT NULL DEFAULT 0,
+    frames_total INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT,                     -- {"video": {...}, "audio": [...]} (JSON) once known
+    limits TEXT NOT NULL               -- the VideoLimits the job was accepted under (JSON)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_token ON jobs(api, client_token) WHERE client_token IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, created);
+CREATE INDEX IF NOT EXISTS jobs_by_expiry ON jobs(expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
+    timestamp_ms INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_by_timestamp ON items(job_id, timestamp_ms, idx, seq);
+CREATE INDEX IF NOT EXISTS items_by_index ON items(job_id, idx, timestamp_ms, seq);
+"""
+
+_COLUMNS = ("job_id, api, status, status_message, params, request_hash, client_token, job_tag, notification, "
+            "notify_pending, source_kind, source, profile, owner, secret, created, started, finished, "
+            "expiry_seconds, expires, attempts, frames_done, frames_total, metadata, limits")
+_NAMES = tuple(name.strip() for name in _COLUMNS.split(","))
+_JSON = {_NAMES.index(name) for name in ("params", "notification", "metadata", "limits")}
+_PENDING = _NAMES.index("notify_pending")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    api: str
+    status: str
+    status_message: str | None
+    params: dict[str, Any]
+    request_hash: str
+    client_token: str | None
+    job_tag: str | None
+    notification: dict[str, str] | None
+    notify_pending: bool
+    source_kind: str
+    source: str
+    profile: str
+    owner: str | None
+    secret: str
+    created: float
+    started: float | None
+    finished: float | None
+    expiry_seconds: float
+    expires: float | None
+    attempts: int
+    frames_done: int
+    frames_total: int
+    metadata: dict[str, Any] | None
+    limits: dict[str, Any]
+
+    @property
+    def job_status(self) -> str:
+        """Rekognition's JobStatus."""
+        return "IN_PROGRESS" if self.status in IN_PROGRESS_STATES else self.status
+
+    @property
+    def s3_object(self) -> dict[str, Any] | None:
+        return json.loads(self.source) if self.source_kind == "s3" else None
+
+    @classmethod
+    def from_db(cls, row: tuple) -> JobRow:
+        values = [json.loads(v) if i in _JSON and v is not None else v for i, v in enumerate(row)]
+        return cls(**dict(zip(_NAMES, values, strict=True)) | {"notify_pending": bool(row[_PENDING])})
+
+    def to_db(self) -> tuple:
+        values = [getattr(self, name) for name in _NAMES]
+        return tuple(json.dumps(v) if i in _JSON and v is not None else v for i, v in enumerate(values))
+
+
+def new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+class JobStore:
+    """Video jobs and their items in SQLite at ``path``; input files in ``path``'s folder's ``inputs``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        private_folder(self.path.parent)
+        private_file(self.path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            tighten(self.path.with_name(self.path.name + suffix))
+        self.inputs = self.path.parent / "inputs"
+        self._local = threading.local()
+        self._db().executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread's storage goes)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def input_path(self, job_id: str) -> Path:
+        """Where a job's own copy of its video lives (bytes given to Start, an S3 object fetched)."""
+        return self.inputs / job_id
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    def insert(self, row: JobRow, max_in_progress: int) -> JobRow:
+        """Add ``row`` (QUEUED), or answer the job already started with its ClientRequestToken (the
+        caller compares the requests); ``LimitExceededException`` when ``max_in_progress`` jobs are
+        queued or running. One transaction: concurrent Starts cannot pass the limit together."""
+        with self._tx() as db:
+            if row.client_token is not None:
+                found = self._by_token(db, row.api, row.client_token)
+                if found is not None:
+                    return found
+            self._check_limit(db, max_in_progress)
+            db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))})", row.to_db())
+        return row
+
+    def check_limit(self, max_in_progress: int) -> None:
+        """``LimitExceededException`` if ``max_in_progress`` jobs are queued or running."""
+        self._check_limit(self._db(), max_in_progress)
+
+    @staticmethod
+    def _check_limit(db: sqlite3.Connection, max_in_progress: int) -> None:
+        (count,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN {IN_PROGRESS_STATES}").fetchone()
+        if count >= max_in_progress:
+            raise LimitExceededException(
+                f"{count} video jobs are in progress; at most {max_in_progress} may be at once.")
+
+    def get(self, job_id: str) -> JobRow | None:
+        found = self._db().execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRow.from_db(found) if found else None
+
+    def by_token(self, api: str, token: str) -> JobRow | None:
+        return self._by_token(self._db(), api, token)
+
+    @staticmethod
+    def _by_token(db: sqlite3.Connection, api: str, token: str) -> JobRow | None:
+        found = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE api = ? AND client_token = ?",
+                           (api, token)).fetchone()
+        return JobRow.from_db(found) if found else None
+
+    def claimable(self, kinds: tuple[str, ...]) -> int:
+        """Queued jobs whose video is of one of ``kinds``."""
+        marks = ", ".join("?" * len(kinds))
+        (count,) = self._db().execute(f"SELECT COUNT(*) FROM jobs WHERE status = ? AND source_kind IN ({marks})",
+                                      (QUEUED, *kinds)).fetchone()
+        return int(count)
+
+    def claim(self, owner: str, now: float, kinds: tuple[str, ...]) -> JobRow | None:
+        """The oldest queued job (video of one of ``kinds``), now RUNNING for ``owner``."""
+        marks = ", ".join("?" * len(kinds))
+        with self._tx() as db:
+            found = db.execute(f"SELECT job_id FROM jobs WHERE status = ? AND source_kind IN ({marks}) "
+                               "ORDER BY created, rowid LIMIT 1", (QUEUED, *kinds)).fetchone()
+            if found is None:
+                return None
+            db.execute("UPDATE jobs SET status = ?, owner = ?, started = ?, attempts = attempts + 1, "
+                       "frames_done = 0, frames_total = 0 WHERE job_id = ?", (RUNNING, owner, now, found[0]))
+        return self.get(found[0])
+
+    def recover(self, now: float, max_attempts: int, message: str) -> list[JobRow]:
+        """Jobs left RUNNING by a dead runner: requeued (their partial items deleted), or FAILED with
+        ``message`` once they were started ``max_attempts`` times. Answers the ones FAILED."""
+        with self._tx() as db:
+            rows = [JobRow.from_db(r) for r in db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = ?",
+                                                          (RUNNING,)).fetchall()]
+            for row in rows:
+                if row.attempts >= max_attempts:
+                    self._finish(db, row, FAILED, message, now)
+                else:
+                    self._requeue(db, row.job_id, 0)
+        return [self.get(r.job_id) for r in rows if r.attempts >= max_attempts]  # type: ignore[misc]
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """Give a RUNNING job back to the queue (its runner is closing): it does not count as an attempt."""
+        with self._tx() as db:
+            if not self._owned(db, job_id, owner):
+                return False
+            self._requeue(db, job_id, 1)
+        return True
+
+    @staticmethod
+    def _requeue(db: sqlite3.Connection, job_id: str, refund: int) -> None:
+        db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
+        db.execute("UPDATE jobs SET status = ?, owner = NULL, started = NULL, attempts = attempts - ?, "
+                   "frames_done = 0, frames_total = 0, metadata = NULL WHERE job_id = ?", (QUEUED, refund, job_id))
+
+    @staticmethod
+    def _owned(db: sqlite3.Connection, job_id: str, owner: str | None) -> bool:
+        found = db.execute("SELECT owner FROM jobs WHERE job_id = ? AND status = ?", (job_id, RUNNING)).fetchone()
+        return found is not None and (owner is None or found[0] == owner)
+
+    def finish(self, job_id: str, owner: str | None, status: str, message: str | None, now: float,
+               items: Iterable[Item] = ()) -> bool:
+        """Write the job's last ``items`` and its final ``status``, if ``owner`` still runs it (None:
+        whoever does). False if the job was not RUNNING for ``owner``: nothing is written."""
+        with self._tx() as db:
+            if not self._owned(db, job_id, owner):
+                return False
+            self._insert_items(db, job_id, items)
+            row = self.get(job_id)
+            assert row is not None
+            self._finish(db, row, status, message, now)
+        return True
+
+    @staticmethod
+    def _finish(db: sqlite3.Connection, row: JobRow, status: str, message: str | None, now: float) -> None:
+        if status != SUCCEEDED:
+            db.execute("DELETE FROM items WHERE job_id = ?", (row.job_id,))
+        db.execute("UPDATE jobs SET status = ?, status_message = ?, finished = ?, expires = ?, owner = NULL, "
+                   "notify_pending = ? WHERE job_id = ?",
+                   (status, message, now, now + row.expiry_seconds, int(row.notification is not None), row.job_id))
+
+    def notified(self, job_id: str) -> None:
+        """The job's notification was delivered (or given up): not to be sent again."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET notify_pending = 0 WHERE job_id = ?", (job_id,))
+
+    def pending_notifications(self) -> list[JobRow]:
+        rows = self._db().execute(f"SELECT {_COLUMNS} FROM jobs WHERE notify_pending = 1 AND status IN (?, ?)",
+                                  (SUCCEEDED, FAILED)).fetchall()
+        return [JobRow.from_db(r) for r in rows]
+
+    def sweep(self, now: float) -> list[str]:
+        """Delete the jobs whose results expired (rows, items, input files); answers their ids."""
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT job_id FROM jobs WHERE expires < ?", (now,)).fetchall()]
+            for job_id in ids:
+                db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        for job_id in ids:
+            self.delete_input(job_id)
+        return ids
+
+    def delete_input(self, job_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.input_path(job_id).unlink()
+
+    # -- what a worker writes ------------------------------------------------------------------------
+
+    def add_items(self, job_id: str, owner: str, items: Iterable[Item]) -> bool:
+        with self._tx() as db:
+            if not self._owned(db, job_id, owner):
+                return False
+            self._insert_items(db, job_id, items)
+        return True
+
+    @staticmethod
+    def _insert_items(db: sqlite3.Connection, job_id: str, items: Iterable[Item]) -> None:
+        db.executemany("INSERT INTO items (job_id, timestamp_ms, idx, body) VALUES (?, ?, ?, ?)",
+                       ((job_id, int(i.timestamp_ms), int(i.index), json.dumps(i.body)) for i in items))
+
+    def set_metadata(self, job_id: str, owner: str, metadata: dict[str, Any]) -> bool:
+        with self._tx() as db:
+            if not self._owned(db, job_id, owner):
+                return False
+            db.execute("UPDATE jobs SET metadata = ? WHERE job_id = ?", (json.dumps(metadata), job_id))
+        return True
+
+    def set_progress(self, job_id: str, owner: str, done: int, total: int) -> bool:
+        with self._tx() as db:
+            if not self._owned(db, job_id, owner):
+                return False
+            db.execute("UPDATE jobs SET frames_done = ?, frames_total = ? WHERE job_id = ?", (done, total, job_id))
+        return True
+
+    # -- paging ---------------------------------------------------------------------------------------
+
+    def page(self, row: JobRow, sort: str, limit: int, next_token: str | None
+             ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``limit`` items of the job in ``sort`` order ("TIMESTAMP" or "INDEX") from
+        ``next_token``, and the token of the next page (None on the last)."""
+        first, second = SORTS[sort]
+        after = self.position(row, sort, next_token)
+        query = (f"SELECT {first}, {second}, seq, body FROM items WHERE job_id = ? "
+                 f"AND ({first}, {second}, seq) > (?, ?, ?) ORDER BY {first}, {second}, seq LIMIT ?")
+        found = self._db().execute(query, (row.job_id, *after, limit + 1)).fetchall()
+        more = len(found) > limit
+        found = found[:limit]
+        token = self._token(row, sort, found[-1][:3]) if more else None
+        return [json.loads(r[3]) for r in found], token
+
+    @staticmethod
+    def _mac(row: JobRow, sort: str, position: Iterable[int]) -> str:
+        text = ":".join([row.job_id, sort, *(str(p) for p in position)])
+        return hmac.new(bytes.fromhex(row.secret), text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _token(self, row: JobRow, sort: str, position: tuple[int, int, int]) -> str:
+        return encode_token([*position, self._mac(row, sort, position)])
+
+    def position(self, row: JobRow, sort: str, token: str | None) -> tuple[int, int, int]:
+        """Where ``token`` points in the job's items in ``sort`` order (the start for None), or
+        ``InvalidPaginationTokenException`` unless it was issued for this job and order."""
+        if token is None:
+            return (-MAX_SEQ - 1, -MAX_SEQ - 1, -1)
+        value = decode_token(token, _is_position)
+        position = tuple(value[:3])
+        if not hmac.compare_digest(value[3], self._mac(row, sort, position)):
+            raise InvalidPaginationTokenException(
+                "NextToken is not one this service issued for this job and sort order.")
+        return position  # type: ignore[return-value]
+
+
+def _is_position(value: Any) -> bool:
+    """A NextToken's shape: ``[first key, second key, seq, mac]``."""
+    return (isinstance(value, list) and len(value) == 4
+            and all(type(v) is int and -MAX_SEQ <= v <= MAX_SEQ for v in value[:3])
+            and isinstance(value[3], str) and len(value[3]) == 32)
