@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +65,16 @@ from faceprint.types import (
 )
 from faceprint.users import Users
 
+if TYPE_CHECKING:
+    from faceprint.video.service import VideoJobs, VideoSettings
+    from faceprint.video.types import (
+        GetFaceDetectionResult,
+        GetFaceSearchResult,
+        GetSegmentDetectionResult,
+        GetTextDetectionResult,
+        StartJobResult,
+    )
+
 MAX_TEXT_WORDS = 100
 """Rekognition's DetectText returns at most 100 words."""
 
@@ -88,11 +99,13 @@ class Faceprint:
     index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``) and
     ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``); ``region`` is the
     region of collection ARNs (``arn:aws:rekognition:REGION:ACCOUNT:collection/ID``, with the
-    home's account id, ``faceprint.account``).
+    home's account id, ``faceprint.account``); ``video`` sets the stored-video jobs
+    (``faceprint.video.service.VideoSettings``: workers, job limit, expiry, size limits, SNS topics).
 
     The collection, face and search operations are :class:`faceprint.collections.Collections`'s
     and the user operations :class:`faceprint.users.Users`'s (``collections`` and ``users``,
-    made on first use); the methods here delegate to them.
+    made on first use); the methods here delegate to them, and the stored-video operations to
+    :class:`faceprint.video.service.VideoJobs` (``video``).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
@@ -100,7 +113,7 @@ class Faceprint:
                  detector: DetectorSettings | None = None, threads: int = 0,
                  max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
                  index_settings: dict[str, int] | None = None, indexes: Indexes | None = None,
-                 region: str = DEFAULT_REGION) -> None:
+                 region: str = DEFAULT_REGION, video: VideoSettings | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.arns = CollectionArns(self.home, region)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
@@ -119,6 +132,8 @@ class Faceprint:
         self._index_lock = threading.RLock()
         self._collections: Collections | None = None
         self._users: Users | None = None
+        self._video_settings = video
+        self._video: VideoJobs | None = None
 
     @property
     def store(self) -> Store:
@@ -157,6 +172,19 @@ class Faceprint:
                 if self._users is None:
                     self._users = Users(self.collections)
         return self._users
+
+    @property
+    def video(self) -> VideoJobs:
+        """The stored-video jobs of this home (``HOME/video``); a Start runs the job in a worker
+        process, from a runner in this process unless another process runs this home's jobs."""
+        if self._video is None:
+            with self._index_lock:
+                if self._video is None:
+                    from faceprint.video.service import VideoJobs
+
+                    self._video = VideoJobs(self.home, self.profile.name, self.models.root, self.collections,
+                                            self._video_settings, clock=time.time)
+        return self._video
 
     def save_indexes(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Write the index files of the collections loaded here (of ``min_faces`` or more) that
@@ -341,3 +369,42 @@ class Faceprint:
                               max_users: int = 100, quality_filter: str = "NONE") -> SearchUsersByImageResult:
         return self.users.search_users_by_image(collection_id, image, user_match_threshold, max_users,
                                                 quality_filter)
+
+    # -- stored video (faceprint.video.service.VideoJobs) -----------------------------------------
+    def start_face_search(self, video: Any, collection_id: str, face_match_threshold: float | None = None,
+                          client_request_token: str | None = None, notification_channel: dict | None = None,
+                          job_tag: str | None = None) -> StartJobResult:
+        return self.video.start_face_search(video, collection_id, face_match_threshold, client_request_token,
+                                            notification_channel, job_tag)
+
+    def start_face_detection(self, video: Any, face_attributes: str | None = None,
+                             client_request_token: str | None = None, notification_channel: dict | None = None,
+                             job_tag: str | None = None) -> StartJobResult:
+        return self.video.start_face_detection(video, face_attributes, client_request_token, notification_channel,
+                                               job_tag)
+
+    def start_text_detection(self, video: Any, filters: dict | None = None, client_request_token: str | None = None,
+                             notification_channel: dict | None = None, job_tag: str | None = None) -> StartJobResult:
+        return self.video.start_text_detection(video, filters, client_request_token, notification_channel, job_tag)
+
+    def start_segment_detection(self, video: Any, segment_types: list[str], filters: dict | None = None,
+                                client_request_token: str | None = None, notification_channel: dict | None = None,
+                                job_tag: str | None = None) -> StartJobResult:
+        return self.video.start_segment_detection(video, segment_types, filters, client_request_token,
+                                                  notification_channel, job_tag)
+
+    def get_face_search(self, job_id: str, max_results: int = 1000, next_token: str | None = None,
+                        sort_by: str = "TIMESTAMP") -> GetFaceSearchResult:
+        return self.video.get_face_search(job_id, max_results, next_token, sort_by)
+
+    def get_face_detection(self, job_id: str, max_results: int = 1000, next_token: str | None = None
+                           ) -> GetFaceDetectionResult:
+        return self.video.get_face_detection(job_id, max_results, next_token)
+
+    def get_text_detection(self, job_id: str, max_results: int = 1000, next_token: str | None = None
+                           ) -> GetTextDetectionResult:
+        return self.video.get_text_detection(job_id, max_results, next_token)
+
+    def get_segment_detection(self, job_id: str, max_results: int = 1000, next_token: str | None = None
+                              ) -> GetSegmentDetectionResult:
+        return self.video.get_segment_detection(job_id, max_results, next_token)
