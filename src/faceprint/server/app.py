@@ -78,6 +78,9 @@ class AppOptions:
     ``ThrottlingException`` and its connection is closed."""
     body_timeout: float = 30.0
     """Seconds a request's body may take to arrive; then ``RequestTimeoutException`` (HTTP 408)."""
+    video_runner: bool = False
+    """Run the home's stored-video jobs from this process (``fp.video.start_runner()`` at startup,
+    ``fp.video.close()`` at shutdown); of several processes on one home, one runs them at a time."""
 
 
 def body_limit(image_members: int, max_image_bytes: int) -> int:
@@ -111,9 +114,18 @@ class _State:
     def pool(self, operation: str | None) -> ThreadPoolExecutor:
         return self.inference if operation in self.image_ops else self.light
 
+    def start_video(self) -> None:
+        """Start running the home's video jobs (queued ones, and those a stopped server left)."""
+        try:
+            self.handler.fp.video.start_runner()
+        except Exception:  # the API still answers; jobs stay queued for the next runner
+            logging.getLogger("faceprint.server").exception("starting the video job runner failed")
+
     def shutdown(self) -> None:
         self.inference.shutdown(wait=True)
         self.light.shutdown(wait=True)
+        if self.options.video_runner:  # running jobs go back to the queue for the next runner
+            self.handler.fp.video.close()
         self.handler.fp.save_indexes()  # the next start opens large collections from their files
 
 
@@ -129,6 +141,8 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
             asyncio.get_running_loop().run_in_executor(state.inference, _warm, state)
         else:
             state.ready = True
+        if state.options.video_runner:
+            await asyncio.get_running_loop().run_in_executor(state.light, state.start_video)
         try:
             yield
         finally:

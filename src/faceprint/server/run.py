@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import socket
@@ -34,6 +35,9 @@ SETTINGS_ENV = "FACEPRINT_SERVE_SETTINGS"
 DEFAULT_MAX_CONNECTIONS = 4096
 FD_RESERVE = 256
 """File handles a worker keeps for other things than connections: models, the database, indexes, logs."""
+DEFAULT_JOB_EXPIRY = 7 * 24 * 3600.0
+"""Rekognition keeps a video job's results for 7 days."""
+SNS_TOPIC_ARN = re.compile(r"(^arn:aws:sns:.*:\w{12}:.+$)")  # Rekognition's SNSTopicArn shape
 
 
 @dataclass
@@ -74,6 +78,17 @@ class ServeSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     """PEM files: serve HTTPS."""
+    video_workers: int = 1
+    """Worker processes running stored-video jobs (for the whole home: one runner runs them)."""
+    max_video_jobs: int = 20
+    """Video jobs queued or running at once; more answer ``LimitExceededException``."""
+    job_expiry: float = DEFAULT_JOB_EXPIRY
+    """Seconds a finished video job's results stay retrievable."""
+    max_video_bytes: int = 10 * 1024**3
+    max_video_seconds: float = 6 * 3600.0
+    """Longer or larger videos are ``VideoTooLargeException`` (Rekognition: 10 GB, 6 hours)."""
+    sns_topics: list[str] = field(default_factory=list)
+    """``ARN=URL``: completion notifications for the SNS topic ARN are POSTed to the URL."""
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +117,49 @@ def check_settings(settings: ServeSettings) -> None:
         raise InvalidParameterException("--max-connections must be 1 or more, --max-connections-per-ip 0 (no cap) "
                                         "or more.")
     tls_context(guard_settings(settings, 1))  # fails here, clearly, on files that do not load
+    check_video_settings(settings)
+
+
+def check_video_settings(settings: ServeSettings) -> None:
+    if settings.video_workers < 1 or settings.max_video_jobs < 1:
+        raise InvalidParameterException("--video-workers and --max-video-jobs must be 1 or more.")
+    if not (settings.job_expiry > 0 and settings.max_video_bytes > 0 and settings.max_video_seconds > 0):
+        raise InvalidParameterException("--job-expiry, --max-video-bytes and --max-video-seconds must be more than 0.")
+    sns_topics(settings.sns_topics)
+
+
+def parse_job_expiry(text: str) -> float:
+    """``--job-expiry``: seconds (``604800``) or a duration (``7d``, ``12h``, ``30m``, ``1h30m``)."""
+    from faceprint.server.keys import parse_duration
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        return parse_duration(text).total_seconds()
+    if not seconds > 0 or seconds == float("inf"):
+        raise InvalidParameterException(f"--job-expiry {text} must be a number of seconds more than 0, or a "
+                                        "duration such as 7d, 12h or 30m.")
+    return seconds
+
+
+def sns_topics(specs: list[str]) -> dict[str, str]:
+    """``--sns-topic ARN=URL`` specs as a mapping; the ARN must be an SNS topic ARN (as Rekognition's
+    model has it) and the URL an http or https one."""
+    from urllib.parse import urlsplit
+
+    topics: dict[str, str] = {}
+    for spec in specs:
+        arn, sep, url = spec.partition("=")
+        if not sep or not SNS_TOPIC_ARN.fullmatch(arn):
+            raise InvalidParameterException(f"--sns-topic {spec!r} must be ARN=URL with an SNS topic ARN such as "
+                                            "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs.")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidParameterException(f"--sns-topic {arn}: {url!r} is not an http:// or https:// URL.")
+        if arn in topics:
+            raise InvalidParameterException(f"--sns-topic {arn} is given twice.")
+        topics[arn] = url
+    return topics
 
 
 def guard_settings(settings: ServeSettings, max_connections: int) -> GuardSettings:
@@ -148,13 +206,6 @@ def build_app(settings: ServeSettings) -> Starlette:
 
     limits = ImageLimits(max_bytes=settings.max_image_bytes) if settings.max_image_bytes else None
     share = max(1, (os.cpu_count() or 1) // settings.workers)  # each worker's part of the cores
-    fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
-                   threads=0 if settings.workers == 1 else share, region=settings.region)
-    keys = None
-    if settings.auth:
-        from faceprint.server.auth import KeyStore
-
-        keys = KeyStore(fp.home)
     buckets = None
     if settings.buckets or settings.s3_endpoint_url:
         from faceprint.server.s3 import Buckets
@@ -162,9 +213,30 @@ def build_app(settings: ServeSettings) -> Starlette:
         buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url,
                                      region=settings.s3_region, access_key_id=settings.s3_access_key_id,
                                      secret_access_key=settings.s3_secret_access_key)
+    fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
+                   threads=0 if settings.workers == 1 else share, region=settings.region,
+                   video=video_settings(settings, buckets))
+    keys = None
+    if settings.auth:
+        from faceprint.server.auth import KeyStore
+
+        keys = KeyStore(fp.home)
     options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
-                         metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None)
+                         metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None,
+                         video_runner=buckets is not None)
     return create_app(fp, keys=keys, buckets=buckets, options=options)
+
+
+def video_settings(settings: ServeSettings, buckets: Any) -> Any:
+    """The Faceprint's :class:`faceprint.video.service.VideoSettings` from the server's."""
+    from faceprint.video.decode import VideoLimits
+    from faceprint.video.service import VideoSettings
+
+    return VideoSettings(workers=settings.video_workers, max_jobs=settings.max_video_jobs,
+                         expiry_seconds=settings.job_expiry,
+                         limits=VideoLimits(max_bytes=settings.max_video_bytes,
+                                            max_seconds=settings.max_video_seconds),
+                         sns_topics=sns_topics(settings.sns_topics), buckets=buckets)
 
 
 def app_from_environment() -> Starlette:
