@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='Rekognition Filters, e.g. \'{"WordFilter": {"MinConfidence": 90}}\'')
 
     _collection_commands(sub)
+    from faceprint.cli_video import add_video_commands
+
+    add_video_commands(sub)
     _keys_commands(sub)
     _serve_command(sub)
 
@@ -255,6 +258,7 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="seconds shutdown waits for requests in progress (default 30)")
     _connection_arguments(p)
+    _video_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="'warning' turns the access log off")
 
@@ -276,8 +280,25 @@ def _connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key (unencrypted)")
 
 
+def _video_arguments(p: argparse.ArgumentParser) -> None:
+    """``serve``'s stored-video settings (docs/video.md)."""
+    p.add_argument("--video-workers", type=int, default=1, metavar="N",
+                   help="worker processes running video jobs, for the whole home (default 1)")
+    p.add_argument("--max-video-jobs", type=int, default=20, metavar="N",
+                   help="video jobs queued or running at once (default 20, as Rekognition); more answer "
+                   "LimitExceededException")
+    p.add_argument("--job-expiry", default="7d", metavar="DURATION",
+                   help="how long a finished video job's results are kept: seconds or e.g. 7d, 12h, 30m (default 7d)")
+    p.add_argument("--max-video-bytes", type=int, default=10 * 1024**3, metavar="N",
+                   help="largest video accepted, in bytes (default 10 GB); larger: VideoTooLargeException")
+    p.add_argument("--max-video-seconds", type=float, default=6 * 3600.0, metavar="S",
+                   help="longest video accepted, in seconds (default 6 hours); longer: VideoTooLargeException")
+    p.add_argument("--sns-topic", action="append", default=[], metavar="ARN=URL",
+                   help="POST an SNS-style notification to URL when a job that names topic ARN ends (repeatable)")
+
+
 def _serve(args: argparse.Namespace) -> None:
-    from faceprint.server.run import ServeSettings, serve
+    from faceprint.server.run import ServeSettings, parse_job_expiry, serve
 
     serve(ServeSettings(host=args.host, port=args.port, home=args.home, profile=args.profile,
                         max_image_bytes=args.max_image_bytes, buckets=args.bucket,
@@ -288,7 +309,10 @@ def _serve(args: argparse.Namespace) -> None:
                         body_timeout=args.body_timeout, graceful_timeout=args.graceful_timeout,
                         header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
                         max_connections=args.max_connections, max_connections_per_ip=args.max_connections_per_ip,
-                        tls_cert=args.tls_cert, tls_key=args.tls_key))
+                        tls_cert=args.tls_cert, tls_key=args.tls_key,
+                        video_workers=args.video_workers, max_video_jobs=args.max_video_jobs,
+                        job_expiry=parse_job_expiry(args.job_expiry), max_video_bytes=args.max_video_bytes,
+                        max_video_seconds=args.max_video_seconds, sns_topics=args.sns_topic))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for the user
         _print_error(FaceprintError(f"{type(exc).__name__}: {exc}"))
         return 1
+    from faceprint.cli_video import Printed
+
+    if isinstance(output, Printed):  # printed already (a table, a failed job's JSON)
+        return output.status
     try:
         if output is not None:  # e.g. `keys delete` prints nothing, like `aws iam delete-access-key`
             print(json.dumps(output, indent=2))
@@ -316,6 +344,10 @@ def _run(args: argparse.Namespace) -> Any:
         return _keys(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "video":
+        from faceprint.cli_video import run_video
+
+        return run_video(args)
     fp = _faceprint(args)
     if args.command == "detect-faces":
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()
