@@ -463,4 +463,6 @@ def run(ctx: JobContext) -> None:
         segments += black.segments(times)
     if shots is not None:
         segments += shot_segments(times, shots.finish(), filters.shot_min_confidence)
-    ctx.emit([Item(s.start_timestamp_millis, 0, s.to_dict()) for s in segments])
+    # Rekognition lists segments by type, in the order SegmentTypes named them, then by time: the
+    # item's index is the type's place in SegmentTypes, so the INDEX order is Rekognition's.
+    ctx.emit([Item(s.start_timestamp_millis, filters.types.index(s.type), s.to_dict()) for s in segments])
