@@ -32,6 +32,8 @@ MAX_FRAME_PIXELS = 8192 * 4352
 """The largest frame decoded (8K); larger claims are refused before any frame is decoded."""
 MAX_BAD_PACKETS = 200
 """Undecodable packets skipped in a row before the file is taken for corrupt."""
+MIN_SHARE_DEMUXED = 0.95
+"""A file whose stream holds fewer than this share of the frames its index lists is truncated."""
 
 
 class VideoError(Exception):
@@ -132,6 +134,8 @@ def probe(path: str | os.PathLike, limits: VideoLimits | None = None) -> VideoIn
     size = _file_size(path)
     if size > limits.max_bytes:
         raise VideoTooLong(f"The video is {size} bytes; the limit is {limits.max_bytes} bytes.")
+    if size == 0:
+        raise VideoError("The video file is empty.")
     container = open_container(path)
     try:
         return _info(container, limits)
@@ -158,7 +162,8 @@ def _file_size(path: Path) -> int:
 
 def _info(container: Any, limits: VideoLimits) -> VideoInfo:
     if not container.streams.video:
-        raise VideoError("The file has no video stream (audio only, or not a video).")
+        raise VideoError("The file has no video frames (it is audio only, its video track is empty, "
+                         "or it is not a video).")
     stream = container.streams.video[0]
     ctx = stream.codec_context
     width, height = int(ctx.width or 0), int(ctx.height or 0)
@@ -229,8 +234,9 @@ def _audio(stream: Any, video_seconds: float) -> AudioMetadata:
 
 def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None = None) -> Iterator[Frame]:
     """Every frame of the first video stream, in order, upright. Undecodable packets are skipped
-    (up to :data:`MAX_BAD_PACKETS` in a row); a stream that yields no frame at all, or that runs
-    past the time limit, raises :class:`VideoError`."""
+    (up to :data:`MAX_BAD_PACKETS` in a row); a stream that yields no frame at all, that holds
+    clearly fewer frames than its index lists (a truncated file), or that runs past the time
+    limit, raises :class:`VideoError`."""
     import av
 
     limits = limits or VideoLimits()
@@ -240,8 +246,9 @@ def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None 
         stream.thread_type = "AUTO"
         start = stream.start_time or 0
         base = float(stream.time_base) if stream.time_base is not None else 0.0
-        number = bad = 0
+        number = bad = packets = 0
         for packet in container.demux(stream):
+            packets += packet.size > 0
             try:
                 decoded = packet.decode()
             except (av.FFmpegError, ValueError) as exc:
@@ -259,10 +266,17 @@ def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None 
                 number += 1
         if number == 0:
             raise VideoError("The video has no frame that decodes (empty, truncated or damaged).")
+        _check_complete(packets, int(stream.frames or 0))
     except av.FFmpegError as exc:
         raise VideoError(f"The video could not be decoded ({_reason(exc)}).") from None
     finally:
         container.close()
+
+
+def _check_complete(packets: int, listed: int) -> None:
+    """A container whose index lists more frames than its data holds was cut short."""
+    if listed and packets < listed * MIN_SHARE_DEMUXED - 1:
+        raise VideoError(f"The video is truncated: its index lists {listed} frames, the file holds {packets}.")
 
 
 def _timestamp_ms(av_frame: Any, start: int, base: float, number: int, rate: float) -> int:
