@@ -1,0 +1,301 @@
+"""Faces in stored video: Rekognition Video's face search (``search``) and face detection
+(``detect``) analysers.
+
+Every frame is decoded (later frames refer to earlier ones, so skipping saves nothing), and
+faces are detected on about ``detect_fps`` frames a second, on a copy of the frame shrunk so
+that the smallest face wanted (``min_face`` pixels wide in the original frame) is still
+``detect_face`` pixels wide for YuNet: one detector pass a frame, no small-face second pass.
+
+Face search follows faces across detection frames with :class:`~faceprint.video.tracker.Tracker`
+(box overlap plus plain SFace vectors of full-resolution crops, asked for only when needed), keeps
+each track's best views, and decides each track's identity once, from those views
+(:mod:`faceprint.video.identity`). A track's entries are held until it ends, so that every
+entry of a person carries the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from faceprint.engine import MAX_FACES
+from faceprint.errors import FaceprintError
+from faceprint.faces import MeasuredFace, measure
+from faceprint.imaging import DecodedImage
+from faceprint.models import catalog
+from faceprint.models.detector import Detections, DetectorSettings, YuNetDetector
+from faceprint.models.embedders import SFaceEmbedder
+from faceprint.types import FaceDetail, FaceMatch
+from faceprint.video import decode
+from faceprint.video.context import Item, JobContext
+from faceprint.video.identity import BestViews, Identifier, MatchRules, View, view_quality
+from faceprint.video.tracker import Track, Tracker, TrackerSettings
+from faceprint.video.types import FaceDetection, PersonDetail, PersonMatch
+
+if TYPE_CHECKING:
+    from faceprint.service import Faceprint
+
+
+@dataclass(frozen=True)
+class FaceVideoSettings:
+    detect_fps: float = 5.0
+    """Frames a second that faces are detected on."""
+    min_face: int = 40
+    """Width (px, original frame) of the smallest face to be found."""
+    detect_face: int = 20
+    """Width (px) that such a face has in the frame the detector sees (YuNet finds faces from about 10 px)."""
+    min_detect_side: int = 640
+    """The detector's frame is never shrunk below this long side (small videos are seen whole)."""
+    max_detect_side: int = 1280
+    """...nor larger than this (in 4K, faces from about 60 px are found)."""
+    detect_score: float = 0.6
+    """YuNet's score threshold."""
+    crop_margin: float = 0.6
+    """Crops for face vectors reach this share of the face's size beyond its box."""
+    max_buffered: int = 3000
+    """A track's entries held before its identity is decided early and they are emitted."""
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
+    match: MatchRules = field(default_factory=MatchRules)
+
+
+# -- frames and faces ---------------------------------------------------------------------------
+@dataclass
+class SeenFrame:
+    """One detection frame: faces measured on the shrunk frame, boxes in original pixels."""
+
+    frame: decode.Frame
+    faces: list[MeasuredFace]
+    boxes: np.ndarray
+    landmarks: np.ndarray
+    scores: np.ndarray
+    margin: float
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.frame.timestamp_ms
+
+    def crop(self, j: int) -> tuple[DecodedImage, Detections]:
+        """Face ``j`` cut from the full-resolution frame, with its box and landmarks in the crop."""
+        full = self.frame.bgr()
+        x, y, w, h = (float(v) for v in self.boxes[j])
+        pad = self.margin * max(w, h)
+        x0, y0 = max(0, int(math.floor(x - pad))), max(0, int(math.floor(y - pad)))
+        x1 = min(full.shape[1], int(math.ceil(x + w + pad)))
+        y1 = min(full.shape[0], int(math.ceil(y + h + pad)))
+        bgr = np.ascontiguousarray(full[y0:y1, x0:x1])
+        offset = np.array([x0, y0], np.float32)
+        box = self.boxes[j].astype(np.float32).copy()
+        box[:2] -= offset
+        face = Detections(box[None], (self.landmarks[j] - offset)[None].astype(np.float32), self.scores[j:j + 1])
+        return DecodedImage(rgb=np.ascontiguousarray(bgr[:, :, ::-1]), _bgr=bgr), face
+
+
+def detection_width(info: decode.VideoInfo, settings: FaceVideoSettings) -> int:
+    """Width of the frame the detector sees (see :class:`FaceVideoSettings`)."""
+    long_side = max(info.width, info.height)
+    scale = max(settings.detect_face / settings.min_face, settings.min_detect_side / long_side)
+    scale = min(1.0, scale, settings.max_detect_side / long_side)
+    return max(16, int(round(info.width * scale / 2)) * 2)
+
+
+def video_detector(fp: Faceprint, settings: FaceVideoSettings) -> YuNetDetector:
+    """YuNet for shrunk video frames: one pass at the frame's size (no small-face or coarse pass:
+    at detection sizes YuNet finds faces from ~10 px to the whole frame height)."""
+    big = 1 << 30
+    return YuNetDetector(fp.engine.store.path(catalog.YUNET),
+                         DetectorSettings(score_threshold=settings.detect_score, max_side=big,
+                                          coarse_side=big, small_face=0))
+
+
+def scan(ctx: JobContext, info: decode.VideoInfo, settings: FaceVideoSettings) -> Iterator[SeenFrame]:
+    """The detection frames of the video (about ``detect_fps`` a second), with their faces.
+    Reports progress, and stops early when the job is cancelled."""
+    detector = video_detector(ctx.fp, settings)
+    width = detection_width(info, settings)
+    period = 1000.0 / settings.detect_fps
+    half_frame = 500.0 / info.frame_rate
+    next_ms = -math.inf
+    for frame in decode.frames(ctx.path, info, ctx.limits):
+        if frame.number % 5 == 0:
+            ctx.progress(frame.number, info.frames)
+        if frame.timestamp_ms < next_ms - half_frame:
+            continue
+        if ctx.cancelled():
+            return
+        next_ms = max(next_ms, frame.timestamp_ms) + period
+        yield _seen(frame, frame.bgr(width), detector, settings.crop_margin)
+    ctx.progress(info.frames, info.frames)
+
+
+def _seen(frame: decode.Frame, small: np.ndarray, detector: YuNetDetector, margin: float) -> SeenFrame:
+    found = detector.detect(small)
+    found = found.take(np.argsort(-found.areas(), kind="stable")[:MAX_FACES])
+    faces = measure(DecodedImage(rgb=small[:, :, ::-1], _bgr=small), found)
+    scale = np.float32(frame.width / small.shape[1])
+    return SeenFrame(frame, faces, found.boxes * scale, found.landmarks * scale, found.scores, margin)
+
+
+def face_detail(face: MeasuredFace, attributes: str) -> FaceDetail:
+    """A face's detail for FaceAttributes ``DEFAULT`` or ``ALL`` (ALL: everything DetectFaces
+    measures; today both are the same)."""
+    return face.detail()
+
+
+# -- the analysers ------------------------------------------------------------------------------
+def detect(ctx: JobContext, settings: FaceVideoSettings | None = None) -> None:
+    """StartFaceDetection: every face of every detection frame (about 5 a second)."""
+    settings = settings or FaceVideoSettings()
+    attributes = ctx.params.get("FaceAttributes") or "DEFAULT"
+    info = decode.probe(ctx.path, ctx.limits)
+    ctx.metadata(info)
+    for seen in scan(ctx, info, settings):
+        items = [Item(seen.timestamp_ms, 0, FaceDetection(timestamp=seen.timestamp_ms,
+                                                           face=face_detail(f, attributes)).to_dict())
+                 for f in seen.faces]
+        if items:
+            ctx.emit(items)
+
+
+def search(ctx: JobContext, settings: FaceVideoSettings | None = None) -> None:
+    """StartFaceSearch: tracked persons, each with one index, matched against the collection."""
+    settings = settings or FaceVideoSettings()
+    collection_id = ctx.params["CollectionId"]
+    threshold = float(ctx.params.get("FaceMatchThreshold", 80.0))
+    try:
+        ctx.fp.collections.collection(collection_id)
+    except FaceprintError as exc:
+        raise decode.VideoError(str(exc)) from None
+    info = decode.probe(ctx.path, ctx.limits)
+    ctx.metadata(info)
+    identifier = Identifier(ctx.fp, collection_id, threshold, settings.match)
+    people = FaceSearch(ctx.fp, identifier, settings, ctx.emit)
+    for seen in scan(ctx, info, settings):
+        people.add(seen)
+    if not ctx.cancelled():
+        people.close()
+
+
+# -- face search --------------------------------------------------------------------------------
+@dataclass
+class Person:
+    """What face search keeps of one track until it ends."""
+
+    views: BestViews
+    entries: list[tuple[int, FaceDetail]] = field(default_factory=list)
+    matches: list[FaceMatch] | None = None
+    """The identity decision (None: not decided yet)."""
+    index: int | None = None
+
+
+class FaceSearch:
+    """Tracks, views, decisions and person indexes over a video's detection frames."""
+
+    def __init__(self, fp: Faceprint, identifier: Identifier, settings: FaceVideoSettings,
+                 emit: Callable[[list[Item]], None]) -> None:
+        self.settings = settings
+        self.identifier = identifier
+        self.emit = emit
+        self.tracker = Tracker(settings.tracker)
+        self.sface = plain_sface(fp)
+        self.people: dict[int, Person] = {}
+        self.indexes = PersonIndexes()
+
+    def add(self, seen: SeenFrame) -> None:
+        pairs = self.tracker.step(seen.timestamp_ms, seen.boxes, lambda idx: self._vectors(seen, idx))
+        for track, j in pairs:
+            self._observe(track, seen, j)
+        for track in self.tracker.finished(seen.timestamp_ms):
+            self._finish(track)
+
+    def close(self) -> None:
+        for track in self.tracker.close():
+            self._finish(track)
+
+    def _vectors(self, seen: SeenFrame, indexes: list[int]) -> np.ndarray:
+        out = []
+        for j in indexes:
+            image, face = seen.crop(j)
+            out.append(self.sface.embed(image, face.boxes[0], face.landmarks[0]))
+        return np.stack(out)
+
+    def _observe(self, track: Track, seen: SeenFrame, j: int) -> None:
+        person = self.people.get(track.id)
+        if person is None:
+            match = self.settings.match
+            person = self.people[track.id] = Person(BestViews(match.best_views, match.view_gap_ms))
+        face = seen.faces[j]
+        person.entries.append((seen.timestamp_ms, face.detail()))
+        quality = view_quality(face, float(seen.boxes[j, 2]))
+        if person.views.wants(quality, seen.timestamp_ms):
+            person.views.add(View(quality, seen.timestamp_ms, *seen.crop(j)))
+        if len(person.entries) >= self.settings.max_buffered:
+            self._emit(track, person)
+
+    def _finish(self, track: Track) -> None:
+        person = self.people.pop(track.id, None)
+        if person is not None and track.hits >= self.settings.tracker.min_hits:
+            self._emit(track, person)
+
+    def _emit(self, track: Track, person: Person) -> None:
+        if person.matches is None:
+            person.matches = self.identifier.decide(person.views.views)
+        if person.index is None:
+            person.index = self.indexes.assign(track, person.matches)
+        items = []
+        for timestamp, detail in person.entries:
+            body = PersonMatch(timestamp=timestamp, person=PersonDetail(index=person.index, face=detail),
+                               face_matches=person.matches or None)
+            items.append(Item(timestamp, person.index, body.to_dict()))
+        person.entries.clear()
+        if items:
+            self.emit(items)
+
+
+def plain_sface(fp: Faceprint) -> Any:
+    """The plain SFace embedder (the profile's own when it has one): vectors for tracking."""
+    for embedder in fp.engine.embedders:
+        if embedder.name == "sface":
+            return embedder
+    return SFaceEmbedder(fp.engine.store.path(catalog.SFACE), threads=fp.threads)
+
+
+class PersonIndexes:
+    """Person indexes: a track that ended gets the index of an earlier person (none of whose
+    tracks overlaps it in time) that is the same collection face or, both unmatched, the same
+    face by its tracking vectors; otherwise a new index."""
+
+    def __init__(self, same_face: float = 0.5) -> None:
+        self.same_face = same_face
+        self._people: list[_Known] = []
+
+    def assign(self, track: Track, matches: list[FaceMatch]) -> int:
+        face_id = matches[0].face.face_id if matches else None
+        for index, known in enumerate(self._people):
+            if known.face_id != face_id or known.overlaps(track.first_ms, track.last_ms):
+                continue
+            if face_id is not None or _best(known.vectors, track.vectors) >= self.same_face:
+                known.spans.append((track.first_ms, track.last_ms))
+                known.vectors.extend(track.vectors)
+                return index
+        self._people.append(_Known(face_id, [(track.first_ms, track.last_ms)], list(track.vectors)))
+        return len(self._people) - 1
+
+
+@dataclass
+class _Known:
+    face_id: str | None
+    spans: list[tuple[int, int]]
+    vectors: list[np.ndarray]
+
+    def overlaps(self, first: int, last: int) -> bool:
+        return any(a <= last and first <= b for a, b in self.spans)
+
+
+def _best(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    if not a or not b:
+        return -1.0
+    return float(np.max(np.stack(a) @ np.stack(b).T))

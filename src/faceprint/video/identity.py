@@ -1,0 +1,128 @@
+"""Who a tracked person is: decided once per track, from its best views, against a collection.
+
+A track keeps its few best views (crops of the full-resolution frame, ranked by face size,
+pose, sharpness and detector confidence) while it runs. When it ends, the views are embedded
+with the profile and their mean vector is searched in the collection. A match must reach the
+request's threshold and also stand clear of the best face of anyone else (``margin``): with
+thousands of enrolled faces, a stranger's best impostor reaches similarity 80 for a good share
+of strangers (similarity 80 is a false-match rate of 1e-4 per pair), but rarely leads the next
+impostor by much, while a true mate usually does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from faceprint.faces import MeasuredFace
+from faceprint.imaging import DecodedImage
+from faceprint.models.detector import Detections
+from faceprint.types import FaceMatch
+
+if TYPE_CHECKING:
+    from faceprint.service import Faceprint
+
+
+@dataclass(frozen=True)
+class MatchRules:
+    best_views: int = 3
+    """Views of a track that decide its identity."""
+    view_gap_ms: int = 400
+    """Best views are at least this far apart in time (so they differ)."""
+    margin: float = 10.0
+    """Similarity points by which the match must lead the best face of another person."""
+    candidates: int = 20
+    """Collection faces looked at per decision (the match and its rivals)."""
+    same_person: float = 80.0
+    """Two collection faces this similar to each other are taken as the same person (not rivals)."""
+
+
+@dataclass
+class View:
+    quality: float
+    timestamp_ms: int
+    image: DecodedImage
+    face: Detections
+
+
+def view_quality(face: MeasuredFace, width_px: float) -> float:
+    """How good a view of a face is for recognition, 0-1: size (up to 80 px wide in the original
+    frame), frontal pose, sharpness and detector confidence."""
+    size = min(width_px / 80.0, 1.0)
+    yaw, pitch = math.radians(min(abs(face.pose.yaw), 90.0)), math.radians(min(abs(face.pose.pitch), 90.0))
+    pose = (math.cos(yaw) * math.cos(pitch)) ** 2
+    sharp = 0.5 + 0.5 * min(face.quality.sharpness / 60.0, 1.0)
+    return size * pose * sharp * face.confidence / 100.0
+
+
+@dataclass
+class BestViews:
+    """The best few views of one track."""
+
+    size: int
+    gap_ms: int
+    views: list[View] = field(default_factory=list)
+
+    def wants(self, quality: float, timestamp_ms: int) -> bool:
+        """Whether a view of this quality would be kept (so its crop is worth making)."""
+        near = [v for v in self.views if abs(v.timestamp_ms - timestamp_ms) < self.gap_ms]
+        if near:
+            return quality > max(v.quality for v in near)
+        return len(self.views) < self.size or quality > min(v.quality for v in self.views)
+
+    def add(self, view: View) -> None:
+        self.views = [v for v in self.views if abs(v.timestamp_ms - view.timestamp_ms) >= self.gap_ms]
+        self.views.append(view)
+        self.views.sort(key=lambda v: -v.quality)
+        del self.views[self.size:]
+
+
+class Identifier:
+    """Decides a track's identity in one collection (see the module's docstring)."""
+
+    def __init__(self, fp: Faceprint, collection_id: str, threshold: float, rules: MatchRules) -> None:
+        self.fp = fp
+        self.collection_id = collection_id
+        self.threshold = threshold
+        self.rules = rules
+
+    def vectors(self, views: list[View]) -> np.ndarray:
+        return np.concatenate([self.fp.engine.embed(v.image, v.face) for v in views])
+
+    def decide(self, views: list[View]) -> list[FaceMatch]:
+        """The collection faces of the track's person, best first; empty when there is no sure match."""
+        if not views:
+            return []
+        template = _unit(self.vectors(views).mean(0))
+        floor = max(0.0, self.threshold - self.rules.margin)
+        hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, floor)
+        if not hits or hits[0].similarity < self.threshold:
+            return []
+        same = self._same_person(hits)
+        rivals = [h.similarity for h in hits if h.face.face_id not in same]
+        if rivals and hits[0].similarity - rivals[0] < self.rules.margin:
+            return []
+        return [h for h in hits if h.face.face_id in same and h.similarity >= self.threshold]
+
+    def _same_person(self, hits: list[FaceMatch]) -> set[str]:
+        """The hits that are the top hit's person: the same UserId, or faces as alike as
+        ``same_person`` similarity (ExternalImageId says nothing: a group photo's faces share it)."""
+        top = hits[0].face
+        rows = {r.face_id: r for r in self.fp.store.get_faces(self.collection_id, [h.face.face_id for h in hits])}
+        same = {top.face_id}
+        if top.face_id not in rows:
+            return same
+        top_vector = rows[top.face_id].vector
+        for hit in hits[1:]:
+            row = rows.get(hit.face.face_id)
+            alike = row is not None and self.fp.profile.similarity(float(row.vector @ top_vector))
+            if (top.user_id and hit.face.user_id == top.user_id) or alike >= self.rules.same_person:
+                same.add(hit.face.face_id)
+        return same
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
