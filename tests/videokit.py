@@ -65,3 +65,27 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(40, 200, (max(2, height // 80), max(2, width // 80), 3), dtype=np.uint8)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def write_luma_video(path: Path, lumas: Iterable[int], full_range: bool, size: tuple[int, int] = (64, 48),
+                     fps: int = 25) -> Path:
+    """Encode grey frames whose luma (Y) samples are exactly ``lumas`` (one value a frame), in
+    LIMITED range (yuv420p, black is 16) or FULL range (yuvj420p, black is 0): to test what a
+    video's ColorRange does to black."""
+    import av
+
+    fmt = "yuvj420p" if full_range else "yuv420p"
+    width, height = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, fmt
+        stream.options = {"crf": "0", "preset": "veryfast"}
+        for luma in lumas:
+            frame = av.VideoFrame(width, height, fmt)
+            for plane, value in zip(frame.planes, (luma, 128, 128), strict=True):
+                plane.update(bytes([value]) * plane.buffer_size)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
