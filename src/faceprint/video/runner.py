@@ -19,6 +19,7 @@ past their expiry are swept (rows and input files deleted).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import fcntl
 import json
@@ -144,6 +145,7 @@ class VideoRunner:
         if self._thread is None:
             self._thread = threading.Thread(target=self.run, name="faceprint-video-runner", daemon=True)
             self._thread.start()
+            atexit.register(self.close)  # a program that ends without close() requeues its running jobs
 
     def wake(self) -> None:
         """A job was queued: look at the queue now."""
@@ -157,6 +159,7 @@ class VideoRunner:
     def close(self, timeout: float = STOP_GRACE + 5) -> None:
         """Stop: running jobs are asked to stop and requeued for the next runner; the lock is released."""
         self.stop()
+        atexit.unregister(self.close)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -417,13 +420,7 @@ def worker_main(parent: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=_exit_with, args=(parent,), name="faceprint-parent-watch", daemon=True).start()
     job = json.loads(sys.stdin.read())
-    store = JobStore(job["db"])
-    if stop.is_set():
-        return 0
-    from faceprint.service import Faceprint
-
-    fp = Faceprint(job["home"], profile=job["profile"], models_dir=job["models_dir"], threads=job["threads"])
-    ctx = StoreContext(store, job, fp, stop)
+    ctx = StoreContext(JobStore(job["db"]), job, None, stop)
     status, message = _analyse(job, ctx)
     if status is not None and not stop.is_set():
         ctx.finish(status, message)
@@ -431,10 +428,16 @@ def worker_main(parent: int) -> int:
 
 
 def _analyse(job: dict[str, Any], ctx: StoreContext) -> tuple[str | None, str | None]:
+    """Run the job's analyser: (final status, StatusMessage), or (None, None) if it was stopped."""
     from faceprint.video.analysers import load
     from faceprint.video.decode import VideoError
 
     try:
+        if ctx.cancelled():
+            return None, None
+        from faceprint.service import Faceprint
+
+        ctx.fp = Faceprint(job["home"], profile=job["profile"], models_dir=job["models_dir"], threads=job["threads"])
         load(job["analyser"])(ctx)
     except VideoError as exc:
         return FAILED, exc.message
