@@ -102,6 +102,16 @@ class _Seen:
     """The line's part of the thumbnail of the last read that found it."""
 
 
+def _similarity(a: str, b: str) -> float:
+    """difflib's ratio of two texts (its cheap upper bounds first: most pairs are far apart)."""
+    if a == b:
+        return 1.0
+    matcher = difflib.SequenceMatcher(None, a, b)
+    if matcher.real_quick_ratio() < SAME_TEXT or matcher.quick_ratio() < SAME_TEXT:
+        return 0.0
+    return matcher.ratio()
+
+
 def _normal(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -126,30 +136,30 @@ class LineMemory:
         self.next_id = 0
 
     def update(self, detections: list[TextDetection], thumb: np.ndarray) -> list[TextDetection]:
-        taken: set[int] = set()
-        fresh: list[TextDetection] = []
-        now: list[_Seen] = []
-        for line in (d for d in detections if d.type == "LINE"):
-            box, text = line.geometry.bounding_box, _normal(line.detected_text)
-            index = self._match(text, box, taken)
-            if index is None:
-                fresh.append(line)
-            else:
-                taken.add(index)
-            now.append(_Seen(text, box, _patch(thumb, box)))
-        now += [s for i, s in enumerate(self.seen) if i not in taken and not _region_changed(s, thumb)]
+        lines = [d for d in detections if d.type == "LINE"]
+        texts = [_normal(line.detected_text) for line in lines]
+        matched = self._match(lines, texts)
+        now = [_Seen(t, line.geometry.bounding_box, _patch(thumb, line.geometry.bounding_box))
+               for line, t in zip(lines, texts, strict=True)]
+        kept = set(matched.values())
+        now += [s for i, s in enumerate(self.seen) if i not in kept and not _region_changed(s, thumb)]
         self.seen = now
-        return self._numbered(fresh, detections)
+        return self._numbered([line for k, line in enumerate(lines) if k not in matched], detections)
 
-    def _match(self, text: str, box: BoundingBox, taken: set[int]) -> int | None:
-        best, best_score = None, 0.0
-        for i, seen in enumerate(self.seen):
-            if i in taken:
-                continue
-            similar = 1.0 if seen.text == text else difflib.SequenceMatcher(None, seen.text, text).ratio()
-            if similar >= SAME_TEXT and similar + _overlap(seen.box, box) > best_score:
-                best, best_score = i, similar + _overlap(seen.box, box)
-        return best
+    def _match(self, lines: list[TextDetection], texts: list[str]) -> dict[int, int]:
+        """Each line read that is a line seen: {line's place: seen line's place}, the most alike
+        pairs first (similar text, then overlapping boxes)."""
+        pairs = []
+        for k, (line, text) in enumerate(zip(lines, texts, strict=True)):
+            for i, seen in enumerate(self.seen):
+                similar = _similarity(seen.text, text)
+                if similar >= SAME_TEXT:
+                    pairs.append((similar + _overlap(seen.box, line.geometry.bounding_box), k, i))
+        matched: dict[int, int] = {}
+        for _, k, i in sorted(pairs, reverse=True):
+            if k not in matched and i not in set(matched.values()):
+                matched[k] = i
+        return matched
 
     def _numbered(self, fresh: list[TextDetection], detections: list[TextDetection]) -> list[TextDetection]:
         """``fresh`` lines then their words, renumbered from :attr:`next_id` (DetectText's order)."""
