@@ -264,11 +264,16 @@ def _video_file(name: str) -> Iterator[Path]:
 
 
 def answer_of(api: str, ctx: ProgressContext, request: dict[str, Any]) -> dict[str, Any]:
-    """The Get operation's answer for the items ``ctx`` holds: all of them, sorted by timestamp
-    (then person index), as one page."""
+    """The Get operation's answer for the items ``ctx`` holds: all of them, as one page, in the
+    Get operation's order: by timestamp (then person index); segments by their type's place in
+    SegmentTypes, then timestamp (as Rekognition sorts them)."""
     from faceprint.video import types
 
-    items = [item.body for item in sorted(ctx.items, key=lambda i: (i.timestamp_ms, i.index))]
+    if api == "StartSegmentDetection":
+        ordered = sorted(ctx.items, key=lambda i: (i.index, i.timestamp_ms))
+    else:
+        ordered = sorted(ctx.items, key=lambda i: (i.timestamp_ms, i.index))
+    items = [item.body for item in ordered]
     metadata = ctx.info.metadata() if ctx.info is not None else None
     if api == "StartFaceSearch":
         return types.GetFaceSearchResult("SUCCEEDED", video_metadata=metadata, persons=items).to_dict()
@@ -455,9 +460,9 @@ def text_table(answer: dict[str, Any]) -> list[str]:
 
 
 def segments_table(answer: dict[str, Any]) -> list[str]:
-    """One line a segment: when, its SMPTE timecodes and frames, what it is, its confidence."""
+    """One line a segment, in time order: when, its SMPTE timecodes and frames, what it is, its confidence."""
     lines = []
-    for s in answer.get("Segments") or []:
+    for s in sorted(answer.get("Segments") or [], key=lambda s: (s["StartTimestampMillis"], s["Type"])):
         if s["Type"] == "SHOT":
             what, confidence = f"SHOT {s['ShotSegment']['Index']}", s["ShotSegment"]["Confidence"]
         else:
