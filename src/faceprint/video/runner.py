@@ -270,10 +270,6 @@ class VideoRunner:
                 "models_dir": str(self.settings.models_dir) if self.settings.models_dir else None,
                 "limits": row.limits, "threads": threads, "db": str(self.store.path)}
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
 
 class _JobRun(threading.Thread):
     """One job on its way through a worker process: fetch the S3 input, run the worker, settle."""
@@ -294,6 +290,13 @@ class _JobRun(threading.Thread):
             process.send_signal(signal.SIGTERM)
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a defect here must not leave the job RUNNING until the next runner
+            log.exception("Running job %s failed", self.row.job_id)
+            self.runner.fail(self.row, f"The job failed on an internal error ({type(exc).__name__}).")
+
+    def _run(self) -> None:
         try:
             path = self._input()
         except FaceprintError as exc:
