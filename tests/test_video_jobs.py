@@ -102,7 +102,9 @@ def segments(fp: Faceprint, job_id: str) -> list[dict[str, Any]]:
 
 
 def check_long(found: list[dict[str, Any]]) -> None:
-    """The long clip's segments, each once: the shots cover it end to end, one black run."""
+    """The long clip's segments (asked for as SHOT, TECHNICAL_CUE), each once, by type then time:
+    the shots cover it end to end, one black run."""
+    assert [s["Type"] for s in found] == ["SHOT"] * LONG_SHOTS + ["TECHNICAL_CUE"]
     shots = [s for s in found if s["Type"] == "SHOT"]
     assert [s["ShotSegment"]["Index"] for s in shots] == list(range(LONG_SHOTS))
     assert shots[0]["StartFrameNumber"] == 0 and shots[-1]["EndFrameNumber"] == 1999

@@ -280,7 +280,9 @@ class VideoJobs:
                               ) -> GetSegmentDetectionResult:
         from faceprint.video.segments import MODEL_VERSIONS
 
-        row, items, token = self._get(job_id, "StartSegmentDetection", max_results, next_token)
+        # Rekognition lists segments by type, in SegmentTypes' order, then by time: the analyser
+        # gives each segment its type's place in SegmentTypes as its index.
+        row, items, token = self._get(job_id, "StartSegmentDetection", max_results, next_token, "INDEX")
         video = _video_metadata(row)
         audio = [AudioMetadata(**a) for a in row.metadata["audio"]] if row.metadata else None
         selected = [SegmentTypeInfo(type=t, model_version=MODEL_VERSIONS[t]) for t in row.params["SegmentTypes"]]
