@@ -89,3 +89,49 @@ def write_luma_video(path: Path, lumas: Iterable[int], full_range: bool, size: t
         for packet in stream.encode():
             container.mux(packet)
     return Path(path)
+
+
+def photos_of(lfw: Path, name: str) -> list[Path]:
+    """An LFW person's photos, in order (their numbers have gaps)."""
+    return sorted((Path(lfw) / "images" / name).glob("*.jpg"))
+
+
+class Walker:
+    """A face sprite moving in a straight line from ``start`` to ``end`` (top-left corners, px)
+    while it is shown, from ``first_s`` to ``last_s`` (seconds, inclusive)."""
+
+    def __init__(self, photo: Path, width: int, start: tuple[float, float], end: tuple[float, float],
+                 first_s: float = 0.0, last_s: float = float("inf")) -> None:
+        self.sprite = face_sprite(photo, width)
+        self.width = width
+        self.start, self.end = start, end
+        self.first_s, self.last_s = first_s, last_s
+
+    def at(self, t: float, seconds: float) -> tuple[int, int] | None:
+        """The sprite's top-left corner at ``t`` seconds of a ``seconds``-long clip, or None."""
+        if not self.first_s <= t <= min(self.last_s, seconds):
+            return None
+        span = max(min(self.last_s, seconds) - self.first_s, 1e-9)
+        k = (t - self.first_s) / span
+        return (int(round(self.start[0] + k * (self.end[0] - self.start[0]))),
+                int(round(self.start[1] + k * (self.end[1] - self.start[1]))))
+
+
+def walking_clip(path: Path, width: int, height: int, seconds: float, walkers: list[Walker], fps: int = 25,
+                 seed: int = 0, rotation: int = 0) -> list[list[tuple[int, int] | None]]:
+    """Encode ``walkers`` over a still background; returns, per frame, each walker's sprite corner
+    (None: not shown). With ``rotation``, frames are stored turned by ``-rotation`` degrees and the
+    display matrix turns them back upright, as a phone does (sizes and corners are upright)."""
+    bg = background(width, height, seed)
+    places = [[w.at(n / fps, seconds) for w in walkers] for n in range(int(round(seconds * fps)))]
+
+    def frames():
+        for where in places:
+            frame = bg.copy()
+            for walker, corner in zip(walkers, where, strict=True):
+                if corner is not None:
+                    paste(frame, walker.sprite, *corner)
+            yield np.ascontiguousarray(np.rot90(frame, k=-rotation // 90)) if rotation else frame
+
+    write_video(path, frames(), fps=fps, rotation=rotation)
+    return places
