@@ -54,6 +54,9 @@ class FaceVideoSettings:
     """...nor larger than this (in 4K, faces from about 60 px are found)."""
     detect_score: float = 0.6
     """YuNet's score threshold."""
+    cut_correlation: float = 0.25
+    """Two detection frames whose thumbnails correlate less than this are a shot cut: faces are
+    not followed across it by position (only by their face vectors)."""
     crop_margin: float = 0.6
     """Crops for face vectors reach this share of the face's size beyond its box."""
     max_buffered: int = 3000
@@ -73,6 +76,8 @@ class SeenFrame:
     landmarks: np.ndarray
     scores: np.ndarray
     margin: float
+    cut: bool = False
+    """A shot cut happened since the previous detection frame."""
 
     @property
     def timestamp_ms(self) -> int:
@@ -119,6 +124,7 @@ def scan(ctx: JobContext, info: decode.VideoInfo, settings: FaceVideoSettings) -
     period = 1000.0 / settings.detect_fps
     half_frame = 500.0 / info.frame_rate
     next_ms = -math.inf
+    cuts = CutDetector(settings.cut_correlation)
     for frame in decode.frames(ctx.path, info, ctx.limits):
         if frame.number % 5 == 0:
             ctx.progress(frame.number, info.frames)
@@ -127,8 +133,29 @@ def scan(ctx: JobContext, info: decode.VideoInfo, settings: FaceVideoSettings) -
         if ctx.cancelled():
             return
         next_ms = max(next_ms, frame.timestamp_ms) + period
-        yield _seen(frame, frame.bgr(width), detector, settings.crop_margin)
+        seen = _seen(frame, frame.bgr(width), detector, settings.crop_margin)
+        seen.cut = cuts.cut(frame)
+        yield seen
     ctx.progress(info.frames, info.frames)
+
+
+class CutDetector:
+    """Shot cuts between detection frames, from the correlation of small grey thumbnails."""
+
+    def __init__(self, min_correlation: float) -> None:
+        self.min_correlation = min_correlation
+        self._last: np.ndarray | None = None
+
+    def cut(self, frame: decode.Frame) -> bool:
+        thumb = frame.grey(48, 27).astype(np.float32).ravel()
+        last, self._last = self._last, thumb
+        if last is None:
+            return False
+        a, b = thumb - thumb.mean(), last - last.mean()
+        norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+        if norm < 1e-3 * thumb.size:  # a flat picture: a cut if the brightness jumped
+            return abs(float(thumb.mean() - last.mean())) > 20
+        return float(a @ b) / norm < self.min_correlation
 
 
 def _seen(frame: decode.Frame, small: np.ndarray, detector: YuNetDetector, margin: float) -> SeenFrame:
@@ -205,7 +232,7 @@ class FaceSearch:
         self.indexes = PersonIndexes()
 
     def add(self, seen: SeenFrame) -> None:
-        pairs = self.tracker.step(seen.timestamp_ms, seen.boxes, lambda idx: self._vectors(seen, idx))
+        pairs = self.tracker.step(seen.timestamp_ms, seen.boxes, lambda idx: self._vectors(seen, idx), seen.cut)
         for track, j in pairs:
             self._observe(track, seen, j)
         for track in self.tracker.finished(seen.timestamp_ms):

@@ -33,6 +33,9 @@ VectorsOf = Callable[[list[int]], np.ndarray]
 class TrackerSettings:
     iou_min: float = 0.2
     """A track's predicted box and a detection overlapping this much (IoU) may be one face."""
+    iou_near: float = 0.05
+    """Overlapping this much, they are near: where a track is near two faces or a face near two
+    tracks (people crossing), face vectors take part in the assignment."""
     max_coast: float = 1.0
     """Seconds a track may go unseen and still be followed by position."""
     reid_window: float = 5.0
@@ -41,7 +44,7 @@ class TrackerSettings:
     """Seconds between the face vectors checked on a followed track."""
     same_face: float = 0.5
     """Cosine similarity from which a new face is taken for an unseen track coming back."""
-    other_face: float = 0.2
+    other_face: float = 0.3
     """Cosine similarity below which the face under a track's box is someone else."""
     appearance_weight: float = 0.5
     """Weight of face similarity against box overlap when boxes are ambiguous."""
@@ -101,12 +104,14 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 0
 
-    def step(self, now_ms: int, boxes: np.ndarray, vectors_of: VectorsOf) -> list[tuple[Track, int]]:
+    def step(self, now_ms: int, boxes: np.ndarray, vectors_of: VectorsOf, cut: bool = False
+             ) -> list[tuple[Track, int]]:
         """Assign the detections ``boxes`` (N x 4) seen at ``now_ms``; returns (track, detection
-        index) for every detection (new tracks included)."""
+        index) for every detection (new tracks included). After a shot ``cut`` no face is
+        followed by position."""
         vectors = _LazyVectors(vectors_of, len(boxes))
         s = self.settings
-        live = [t for t in self.tracks if now_ms - t.last_ms <= s.max_coast * 1000]
+        live = [] if cut else [t for t in self.tracks if now_ms - t.last_ms <= s.max_coast * 1000]
         pairs = self._by_position(live, now_ms, boxes, vectors)
         pairs = [p for p in pairs if self._still_same(p[0], p[1], now_ms, vectors)]
         taken = {t.id for t, _ in pairs}
@@ -146,7 +151,7 @@ class Tracker:
         predicted = np.stack([t.predicted(now_ms, s.max_coast * 1000) for t in live])
         score = iou_matrix(predicted, boxes)
         allowed = score >= s.iou_min
-        for j in _ambiguous(allowed):
+        for j in _ambiguous(score >= s.iou_near):
             vector = vectors.get(j)
             for i, track in enumerate(live):
                 if allowed[i, j] and track.vectors:
@@ -218,11 +223,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
-def _ambiguous(allowed: np.ndarray) -> list[int]:
-    """Detections whose assignment boxes alone cannot settle: a detection that overlaps two
-    tracks, or that shares its track with another detection."""
-    crowded_tracks = allowed.sum(1) > 1
-    crowded = (allowed.sum(0) > 1) | (allowed & crowded_tracks[:, None]).any(0)
+def _ambiguous(near: np.ndarray) -> list[int]:
+    """Detections whose assignment boxes alone cannot settle: a detection near two tracks, or
+    near a track that is near another detection."""
+    crowded_tracks = near.sum(1) > 1
+    crowded = (near.sum(0) > 1) | (near & crowded_tracks[:, None]).any(0)
     return [int(j) for j in np.nonzero(crowded)[0]]
 
 
