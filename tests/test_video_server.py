@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,8 @@ from botocore.exceptions import ClientError
 
 from conftest import lfw_image
 from contract import output_shape, validate
-from faceprint.errors import InvalidS3ObjectException, VideoTooLargeException
+from faceprint.errors import InvalidParameterException, InvalidS3ObjectException, VideoTooLargeException
+from faceprint.server.run import parse_job_expiry, sns_topics
 from faceprint.server.s3 import Buckets
 from serverkit import RawBodies, Server
 from videokit import background, face_sprite, paste, write_video
@@ -353,6 +356,24 @@ def _wait_mid_job(home: Path, job_id: str, timeout: float = 120.0) -> tuple[str,
             return row
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} never ran")
+
+
+def test_serve_checks_its_video_options(tmp_path: Path) -> None:
+    assert parse_job_expiry("7d") == 7 * 86400 and parse_job_expiry("90") == 90 and parse_job_expiry("1h30m") == 5400
+    for bad in ("0", "-5", "nan", "inf", "soon", "0s"):
+        with pytest.raises(InvalidParameterException):
+            parse_job_expiry(bad)
+    assert sns_topics([f"{TOPIC}=https://hooks.example/rek"]) == {TOPIC: "https://hooks.example/rek"}
+    for spec in (TOPIC, "arn:aws:sqs:us-east-1:123456789012:q=http://x", f"{TOPIC}=ftp://x", f"{TOPIC}=http://",
+                 "=http://x"):
+        with pytest.raises(InvalidParameterException):
+            sns_topics([spec])
+    with pytest.raises(InvalidParameterException):
+        sns_topics([f"{TOPIC}=http://a", f"{TOPIC}=http://b"])
+    for args in (["--sns-topic", "arn:aws:sns:nowhere=http://x"], ["--job-expiry", "0"], ["--max-video-jobs", "0"]):
+        done = subprocess.run([sys.executable, "-m", "faceprint.cli", "--home", str(tmp_path), "serve", "--no-auth",
+                               *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and json.loads(done.stderr)["__type"] == "InvalidParameterException", done
 
 
 # -- Buckets' video copies ----------------------------------------------------------------------------------

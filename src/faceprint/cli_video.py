@@ -218,9 +218,9 @@ def analyse(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         try:
             analyser(api)(ctx)
         except VideoError as exc:
-            bar.finish()
             return 1, {"JobStatus": "FAILED", "StatusMessage": exc.message}
-    bar.finish()
+        finally:
+            bar.finish()
     return 0, answer_of(api, ctx, request)
 
 

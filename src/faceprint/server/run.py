@@ -135,7 +135,7 @@ def parse_job_expiry(text: str) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        return parse_duration(text).total_seconds()
+        seconds = parse_duration(text).total_seconds()
     if not seconds > 0 or seconds == float("inf"):
         raise InvalidParameterException(f"--job-expiry {text} must be a number of seconds more than 0, or a "
                                         "duration such as 7d, 12h or 30m.")
