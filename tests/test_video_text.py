@@ -117,6 +117,17 @@ def test_moving_pictures_are_read_twice_a_second_at_the_frame_read() -> None:
     assert [ms for ms, _ in reads] == [200, 720, 1240, 1760] and all(ms == at for ms, at in reads)
 
 
+def test_moving_pictures_where_nothing_new_turns_up_are_read_once_a_second() -> None:
+    watch = ChangeWatch()
+    rng = np.random.default_rng(1)
+    reads = []
+    for n in range(100):
+        if (watch.offer(n * 40, rng.integers(0, 256, (90, 160), dtype=np.uint8))) is not None:
+            reads.append(n * 40)
+            watch.found(1 if len(reads) == 3 else 0)  # the third read finds a new line
+    assert reads == [200, 1200, 2200, 2720, 3720]
+
+
 def test_a_change_at_the_very_end_is_read_with_the_last_frame() -> None:
     watch = ChangeWatch()
     for n in range(10):
@@ -174,6 +185,16 @@ def test_lines_read_again_are_not_new_and_ids_stay_unique() -> None:
     again = memory.update(detections(line("HELLO 2024", 0.1, 0.8, 0), line("GOODBYE NOW", 0.5, 0.1, 3)), both)
     assert [(d.id, d.parent_id, d.detected_text) for d in again] == [
         (6, None, "HELLO 2024"), (7, 6, "HELLO"), (8, 6, "2024")]
+
+
+def test_a_line_whose_text_and_picture_changed_is_new() -> None:
+    memory = LineMemory()
+    memory.update(detections(line("SCORE 1", 0.1, 0.1, 0)), shown((0.1, 0.1, 0.3)))
+    assert memory.update(detections(line("SCORE 7", 0.1, 0.1, 0)), shown((0.1, 0.1, 0.3))) == []  # OCR noise
+    changed = shown((0.1, 0.1, 0.3))
+    changed[10:14, 60:64] = 0  # the digit's pixels change
+    new = memory.update(detections(line("SCORE 2", 0.1, 0.1, 0)), changed)
+    assert [(d.type, d.detected_text) for d in new] == [("LINE", "SCORE 2"), ("WORD", "SCORE"), ("WORD", "2")]
 
 
 def test_the_same_text_twice_on_screen_is_two_lines() -> None:

@@ -4,10 +4,11 @@ DetectText costs about a second a frame, so a video is not read frame by frame. 
 decoded and shrunk to a small grey thumbnail (cheap); :class:`ChangeWatch` has a frame read only
 when its picture differs from the last frame read, at most once every :data:`MIN_INTERVAL_MS`,
 and preferably once the picture has settled (text that fades or slides in is read when it
-stops). A still picture is read once; a moving one about twice a second.
+stops). A still picture is read once; a moving one twice a second, or once a second while those
+reads find nothing new.
 
 Lines are reported when they appear, not at every read (:class:`LineMemory`): a line read again
-(the same text, give or take OCR noise) is the line already reported, also when a read in between
+(the same text, or nearly where the picture did not change) is the line already reported, also when a read in between
 missed it while its part of the picture stayed the same. A line that went away and comes back is
 reported again. A line comes with its words, as in DetectText: the line has an ``Id``, each
 word its own ``Id`` and the line's as ``ParentId``; Ids are unique within the job. The timestamp
@@ -42,6 +43,9 @@ CHANGE_SHARE = 0.0005
 """Share of the thumbnail's pixels that must change for the picture to have changed (0.05%: a
 short word of 20 px at 720p is well over it, compression noise well under)."""
 MIN_INTERVAL_MS = 500
+MAX_INTERVAL_MS = 1000
+"""A picture that keeps changing is read every 500 ms; while those reads find nothing new, every
+1000 ms (the reads are what costs)."""
 SETTLE_MS = 200
 """How long a changing picture may be waited for to settle before it is read anyway."""
 BACKDATE_MS = 1000
@@ -49,8 +53,9 @@ MAX_READ_WIDTH = 1920
 """Frames are read at most this wide (the text reader shrinks larger pictures anyway)."""
 SAME_TEXT = 0.8
 """Two lines are the same line when their texts are this similar (difflib's ratio)."""
-REGION_CHANGE = 0.05
-"""Share of a line's part of the thumbnail that must change for a line the reader missed to be gone."""
+REGION_CHANGE = 0.01
+"""Share of a line's part of the thumbnail that must change for its picture to have changed (one
+character of a line of 14 changes some 3% of it; a still picture's compression noise, none)."""
 PROGRESS_EVERY = 10
 
 
@@ -69,6 +74,7 @@ class ChangeWatch:
         self.read_ms: int | None = None
         self.since: int | None = None
         """When the picture began to differ from the last frame read (None: it does not)."""
+        self.interval = MIN_INTERVAL_MS
         self._previous: np.ndarray | None = None
 
     def offer(self, ms: int, thumb: np.ndarray) -> int | None:
@@ -79,12 +85,18 @@ class ChangeWatch:
         if self.since is None:
             self.since = ms
         steady = previous is not None and not changed(thumb, previous)
-        due = self.read_ms is None or ms - self.read_ms >= MIN_INTERVAL_MS
+        due = self.read_ms is None or ms - self.read_ms >= self.interval
         if not due or not (steady or ms - self.since >= SETTLE_MS):
             return None
         at = self.since if steady and ms - self.since <= BACKDATE_MS else ms
         self.read, self.read_ms, self.since = thumb, ms, None
         return at
+
+    def found(self, new_lines: int) -> None:
+        """What the read just offered found: while reads find nothing new, the picture is read
+        less often, down to every :data:`MAX_INTERVAL_MS` (a still picture's changes keep the
+        time they began, so only a moving picture's text is reported later)."""
+        self.interval = MIN_INTERVAL_MS if new_lines else min(2 * self.interval, MAX_INTERVAL_MS)
 
     def pending(self, ms: int) -> int | None:
         """At the end of the video: the timestamp for reading the last frame (at ``ms``) when
@@ -128,8 +140,10 @@ def _overlap(a: BoundingBox, b: BoundingBox) -> float:
 class LineMemory:
     """The lines on screen: :meth:`update` with a read's DetectText detections (and the frame's
     thumbnail) answers the detections of the lines that were not there before, with Ids unique
-    within the job. A line the read missed is still there if its part of the picture did not
-    change (the reader missed it); it is gone if it did (it will be new when it comes back)."""
+    within the job. A line read again is the same line if its text is the same, or differs by
+    OCR noise while its part of the picture did not change. A line the read missed is still there
+    if its part of the picture did not change (the reader missed it); it is gone if it did (it
+    will be new when it comes back)."""
 
     def __init__(self) -> None:
         self.seen: list[_Seen] = []
@@ -138,7 +152,7 @@ class LineMemory:
     def update(self, detections: list[TextDetection], thumb: np.ndarray) -> list[TextDetection]:
         lines = [d for d in detections if d.type == "LINE"]
         texts = [_normal(line.detected_text) for line in lines]
-        matched = self._match(lines, texts)
+        matched = self._match(lines, texts, thumb)
         now = [_Seen(t, line.geometry.bounding_box, _patch(thumb, line.geometry.bounding_box))
                for line, t in zip(lines, texts, strict=True)]
         kept = set(matched.values())
@@ -146,14 +160,15 @@ class LineMemory:
         self.seen = now
         return self._numbered([line for k, line in enumerate(lines) if k not in matched], detections)
 
-    def _match(self, lines: list[TextDetection], texts: list[str]) -> dict[int, int]:
+    def _match(self, lines: list[TextDetection], texts: list[str], thumb: np.ndarray) -> dict[int, int]:
         """Each line read that is a line seen: {line's place: seen line's place}, the most alike
-        pairs first (similar text, then overlapping boxes)."""
+        pairs first (similar text, then overlapping boxes). Texts must be the same, or nearly
+        (OCR noise) where the picture did not change: a changed score or counter is a new line."""
         pairs = []
         for k, (line, text) in enumerate(zip(lines, texts, strict=True)):
             for i, seen in enumerate(self.seen):
                 similar = _similarity(seen.text, text)
-                if similar >= SAME_TEXT:
+                if similar == 1.0 or (similar >= SAME_TEXT and not _region_changed(seen, thumb)):
                     pairs.append((similar + _overlap(seen.box, line.geometry.bounding_box), k, i))
         matched: dict[int, int] = {}
         for _, k, i in sorted(pairs, reverse=True):
@@ -185,7 +200,7 @@ def _patch(thumb: np.ndarray, box: BoundingBox) -> np.ndarray:
 def _region_changed(seen: _Seen, thumb: np.ndarray) -> bool:
     now = _patch(thumb, seen.box)
     moved = np.abs(now.astype(np.int16) - seen.patch.astype(np.int16)) > CHANGE_LEVEL
-    return int(np.count_nonzero(moved)) > REGION_CHANGE * now.size
+    return int(np.count_nonzero(moved)) > max(REGION_CHANGE * now.size, 1)
 
 
 def thumbnail(frame: Frame) -> np.ndarray:
@@ -207,8 +222,9 @@ def run(ctx: JobContext) -> None:
         bgr = frame.bgr(min(frame.width, MAX_READ_WIDTH))
         lines = ctx.fp.text_reader.read(bgr)
         found = assemble(lines, bgr.shape[1], bgr.shape[0], filters, ctx.fp.max_text_words)
-        ctx.emit([Item(at, 0, TextDetectionResult(timestamp=at, text_detection=d).to_dict())
-                  for d in memory.update(found, thumb)])
+        new = memory.update(found, thumb)
+        watch.found(sum(1 for d in new if d.type == "LINE"))
+        ctx.emit([Item(at, 0, TextDetectionResult(timestamp=at, text_detection=d).to_dict()) for d in new])
 
     last: tuple[Frame, np.ndarray] | None = None
     for frame in decode.frames(ctx.path, info, ctx.limits):
