@@ -402,7 +402,7 @@ class BlackFinder:
         self.min_confidence = filters.cue_min_confidence
         self._first: int | None = None
         self._last = 0
-        self._sure: list[float] = []
+        self._sure = 0.0
         self.runs: list[tuple[int, int, float]] = []
 
     def add(self, look: Look) -> None:
@@ -411,16 +411,16 @@ class BlackFinder:
             if self._first is None:
                 self._first = look.number
             self._last = look.number
-            self._sure.append(1.0 if self.coverage >= 100 else (cover - self.coverage) / (100.0 - self.coverage))
+            self._sure += 1.0 if self.coverage >= 100 else (cover - self.coverage) / (100.0 - self.coverage)
         else:
             self.finish()
 
     def finish(self) -> None:
         if self._first is not None:
-            confidence = _confidence(sum(self._sure) / len(self._sure))
+            confidence = _confidence(self._sure / (self._last - self._first + 1))
             if confidence >= self.min_confidence:
                 self.runs.append((self._first, self._last, confidence))
-            self._first, self._sure = None, []
+            self._first, self._sure = None, 0.0
 
     def segments(self, times: FrameTimes) -> list[SegmentDetection]:
         return [times.segment("TECHNICAL_CUE", first, last,

@@ -56,6 +56,8 @@ SAME_TEXT = 0.8
 REGION_CHANGE = 0.01
 """Share of a line's part of the thumbnail that must change for its picture to have changed (one
 character of a line of 14 changes some 3% of it; a still picture's compression noise, none)."""
+MAX_SEEN = 500
+"""Lines remembered at most (those just read first): memory and matching stay bounded."""
 PROGRESS_EVERY = 10
 
 
@@ -157,7 +159,7 @@ class LineMemory:
                for line, t in zip(lines, texts, strict=True)]
         kept = set(matched.values())
         now += [s for i, s in enumerate(self.seen) if i not in kept and not _region_changed(s, thumb)]
-        self.seen = now
+        self.seen = now[:MAX_SEEN]
         return self._numbered([line for k, line in enumerate(lines) if k not in matched], detections)
 
     def _match(self, lines: list[TextDetection], texts: list[str], thumb: np.ndarray) -> dict[int, int]:
