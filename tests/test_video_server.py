@@ -426,3 +426,34 @@ def test_copy_video_from_an_s3_endpoint(bucket: Path, tmp_path: Path) -> None:
             buckets.video_size({"Bucket": "remote-videos", "Name": "missing.mp4"})
     finally:
         moto.stop()
+
+
+def test_a_key_limited_to_some_collections_reads_only_their_face_searches(tmp_path: Path, bucket: Path) -> None:
+    """GetFaceSearch names no collection: the server checks the job's collection against the key's."""
+    home = tmp_path / "home"
+
+    def key(*args: str) -> dict[str, str]:
+        done = subprocess.run([sys.executable, "-m", "faceprint.cli", "keys", "create", *args, "--home", str(home)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout)["AccessKey"]
+
+    admin = key("--name", "admin")
+    team_a = key("--name", "team-a", "--collections", "team-a-*")
+    srv = Server(home, "--bucket", f"videos={bucket}")
+    try:
+        rek = srv.client(admin["AccessKeyId"], admin["SecretAccessKey"])
+        mine = srv.client(team_a["AccessKeyId"], team_a["SecretAccessKey"])
+        jobs = {}
+        for cid in ("team-a-1", "team-b-1"):
+            rek.create_collection(CollectionId=cid)
+            jobs[cid] = rek.start_face_search(Video=video("clips/peirsol.mp4"), CollectionId=cid)["JobId"]
+        assert mine.get_face_search(JobId=jobs["team-a-1"])["JobId"] == jobs["team-a-1"]
+        with pytest.raises(ClientError) as exc:
+            mine.get_face_search(JobId=jobs["team-b-1"])
+        assert code_of(exc) == "AccessDeniedException"
+        assert "collection/team-b-1" in exc.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as exc:
+            mine.get_face_search(JobId="0" * 32)
+        assert code_of(exc) == "ResourceNotFoundException"
+    finally:
+        assert srv.stop() in (0, -signal.SIGTERM)

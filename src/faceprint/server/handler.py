@@ -142,6 +142,8 @@ class RekognitionHandler:
         check_content_type(request.headers.get("content-type"))
         body = parse_body(request.body)
         collection = body.get("CollectionId") if isinstance(body, dict) else None
+        if operation == "GetFaceSearch" and key is not None and key.policy.collections is not None:
+            collection = self.fp.video.collection_of(body.get("JobId")) if isinstance(body, dict) else None
         if isinstance(collection, str):
             outcome.collection_id = collection[:255]
         if key is not None:

@@ -332,6 +332,12 @@ class VideoJobs:
                 return status
             time.sleep(WAIT_POLL if deadline is None else max(0.0, min(WAIT_POLL, deadline - time.monotonic())))
 
+    def collection_of(self, job_id: str) -> str | None:
+        """The collection a face search job searched (None for other jobs, or no such job): the server
+        lets a key limited to some collections read the results of searches in those alone."""
+        row = self.store.get(job_id) if isinstance(job_id, str) and JOB_ID.fullmatch(job_id) else None
+        return row.params.get("CollectionId") if row is not None else None
+
     def progress(self, job_id: str) -> tuple[int, int]:
         """Frames done and frames in all (about), for progress bars."""
         row = self._job(job_id)
