@@ -244,6 +244,16 @@ def test_real_footage_cuts(data: Path) -> None:
     assert spans(bodies(walking, "SHOT")) == [(0, 104)] and bodies(walking, "TECHNICAL_CUE") == []
 
 
+def test_a_stream_that_changes_its_frame_size_midway(clips: dict[str, Path]) -> None:
+    """Two H.264 transport streams one after the other: 320x180 then 160x160 frames."""
+    folder = clips["folder"]
+    first = write_video(folder / "first.ts", [background(320, 180, 1)] * 20).read_bytes()
+    second = write_video(folder / "second.ts", [background(160, 160, 2)] * 20).read_bytes()
+    (folder / "both.ts").write_bytes(first + second)
+    ctx = analyse(folder / "both.ts", ["SHOT", "TECHNICAL_CUE"])
+    assert spans(bodies(ctx, "SHOT")) == [(0, 19), (20, 39)] and bodies(ctx, "TECHNICAL_CUE") == []
+
+
 def test_unreadable_video_and_cancelled_job(clips: dict[str, Path]) -> None:
     junk = clips["folder"] / "junk.mp4"
     junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)

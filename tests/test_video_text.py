@@ -72,6 +72,17 @@ def test_text_is_reported_when_it_appears_and_once(fast, tmp_path: Path) -> None
     assert box["Top"] < 0.3 and box["Left"] > 0.4 and goodbye["Confidence"] > 80
 
 
+def test_a_stream_that_changes_its_frame_size_midway(fast, tmp_path: Path) -> None:
+    """Two H.264 transport streams one after the other: 320x180 then 160x160 frames, no text."""
+    first = write_video(tmp_path / "first.ts", [background(320, 180, 1)] * 10).read_bytes()
+    second = write_video(tmp_path / "second.ts", [background(160, 160, 2)] * 10).read_bytes()
+    (tmp_path / "both.ts").write_bytes(first + second)
+    reader = CountingReader(fast.text_reader)
+    ctx = LocalContext(tmp_path / "both.ts", {}, SimpleNamespace(text_reader=reader, max_text_words=100))  # type: ignore[arg-type]
+    text.run(ctx)
+    assert (reader.reads, ctx.items, ctx.done) == (2, [], (20, 20))
+
+
 def test_bad_filters_and_unreadable_video_fail_before_any_read(tmp_path: Path) -> None:
     junk = tmp_path / "junk.mov"
     junk.write_bytes(b"not a video at all" * 100)

@@ -430,6 +430,23 @@ class BlackFinder:
 
 # -- the analyser -----------------------------------------------------------------------------------
 
+def thumb_size(width: int, height: int) -> tuple[int, int]:
+    """The thumbnail's (width, height) for a video of that size: :data:`THUMB_WIDTH` wide at most."""
+    thumb_width = max(2, min(THUMB_WIDTH, width))
+    return thumb_width, max(2, round(height * thumb_width / max(width, 1)))
+
+
+def thumb(frame: Frame, size: tuple[int, int]) -> np.ndarray:
+    """The frame as a BGR thumbnail of ``size``, also when the stream changes its frame size
+    midway (then the picture is stretched to the size the video began with)."""
+    import cv2
+
+    bgr = frame.bgr(size[0])
+    if bgr.shape[1::-1] != size:
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return bgr
+
+
 PROGRESS_EVERY = 10
 """Frames between progress reports and cancellation checks."""
 
@@ -445,9 +462,10 @@ def run(ctx: JobContext) -> None:
     times = FrameTimes(info.frame_rate)
     shots = ShotFinder(info.frame_rate) if "SHOT" in filters.types else None
     black = BlackFinder(filters) if "TECHNICAL_CUE" in filters.types else None
+    size = thumb_size(info.width, info.height)
     for frame in decode.frames(ctx.path, info, ctx.limits):
         times.add(frame)
-        look = Look(frame.number, frame.bgr(THUMB_WIDTH))
+        look = Look(frame.number, thumb(frame, size))
         if shots is not None:
             shots.add(look)
         if black is not None:

@@ -166,16 +166,19 @@ class LineMemory:
         """Each line read that is a line seen: {line's place: seen line's place}, the most alike
         pairs first (similar text, then overlapping boxes). Texts must be the same, or nearly
         (OCR noise) where the picture did not change: a changed score or counter is a new line."""
+        still = [not _region_changed(seen, thumb) for seen in self.seen]
         pairs = []
         for k, (line, text) in enumerate(zip(lines, texts, strict=True)):
             for i, seen in enumerate(self.seen):
                 similar = _similarity(seen.text, text)
-                if similar == 1.0 or (similar >= SAME_TEXT and not _region_changed(seen, thumb)):
+                if similar == 1.0 or (similar >= SAME_TEXT and still[i]):
                     pairs.append((similar + _overlap(seen.box, line.geometry.bounding_box), k, i))
         matched: dict[int, int] = {}
+        used: set[int] = set()
         for _, k, i in sorted(pairs, reverse=True):
-            if k not in matched and i not in set(matched.values()):
+            if k not in matched and i not in used:
                 matched[k] = i
+                used.add(i)
         return matched
 
     def _numbered(self, fresh: list[TextDetection], detections: list[TextDetection]) -> list[TextDetection]:
@@ -205,9 +208,10 @@ def _region_changed(seen: _Seen, thumb: np.ndarray) -> bool:
     return int(np.count_nonzero(moved)) > max(REGION_CHANGE * now.size, 1)
 
 
-def thumbnail(frame: Frame) -> np.ndarray:
-    width = min(THUMB_WIDTH, frame.width)
-    return frame.grey(width, max(2, round(frame.height * width / frame.width)))
+def thumbnail(frame: Frame, width: int, height: int) -> np.ndarray:
+    """The frame's grey thumbnail, always ``width`` x ``height`` (the size the video began with:
+    a stream may change its frame size midway)."""
+    return frame.grey(width, height)
 
 
 def run(ctx: JobContext) -> None:
@@ -229,8 +233,10 @@ def run(ctx: JobContext) -> None:
         ctx.emit([Item(at, 0, TextDetectionResult(timestamp=at, text_detection=d).to_dict()) for d in new])
 
     last: tuple[Frame, np.ndarray] | None = None
+    width = max(2, min(THUMB_WIDTH, info.width))
+    height = max(2, round(info.height * width / max(info.width, 1)))
     for frame in decode.frames(ctx.path, info, ctx.limits):
-        last = frame, thumbnail(frame)
+        last = frame, thumbnail(frame, width, height)
         at = watch.offer(frame.timestamp_ms, last[1])
         if at is not None:
             read(frame, at, last[1])
