@@ -4,6 +4,7 @@ Every file is real: encoded here with PyAV."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -56,6 +57,43 @@ def test_metadata_of_a_clip(clip_dir: Path) -> None:
     assert numbers == [(n, n * 40) for n in range(50)]
     meta = info.metadata().to_dict()
     assert meta["Codec"] == "h264" and meta["FrameWidth"] == 320 and meta["DurationMillis"] == 2000
+    assert meta["Format"] == "QuickTime / MOV"  # as Rekognition names MP4 and MOV
+
+
+def test_timestamps_are_rounded_down_as_rekognition_does(clip_dir: Path) -> None:
+    """At 29.97 fps frame 2 is at 66.73 ms: Rekognition says 66 (and frame 3, at exactly 100.1, 100)."""
+    path = write_video(clip_dir / "ntsc.mp4", [background(320, 240, i % 3) for i in range(31)],
+                       fps=Fraction(30000, 1001))
+    info = decode.probe(path)
+    assert abs(info.frame_rate - 29.97) < 0.01
+    stamps = [f.timestamp_ms for f in decode.frames(path, info)]
+    assert stamps[:4] == [0, 33, 66, 100] and stamps[30] == 1001
+
+
+def test_a_stream_that_changes_size_and_restarts_its_clock(fast, clip_dir: Path) -> None:
+    """Two recordings joined (MPEG-TS bytes concatenated): the frame size changes midway and the
+    timestamps start again from 0. Frames keep their own size, times keep going forward, and
+    faces are found in both parts, as one person."""
+    parts = []
+    for name, (width, height) in (("first", (640, 360)), ("second", (400, 400))):
+        part = clip_dir / f"{name}.ts"
+        walking_clip(part, width, height, 1.0, [Walker(photos_of(LFW, "Colin_Powell")[0], 150, (100, 100), (200, 120))])
+        parts.append(part.read_bytes())
+    path = clip_dir / "joined.ts"
+    path.write_bytes(b"".join(parts))
+    info = decode.probe(path)
+    frames = [(f.timestamp_ms, f.width, f.height, f.bgr(200).shape) for f in decode.frames(path, info)]
+    assert len(frames) == 50 and [t for t, *_ in frames] == sorted({t for t, *_ in frames})
+    assert frames[0][1:] == (640, 360, (112, 200, 3)) and frames[-1][1:] == (400, 400, (200, 200, 3))
+    ctx = LocalContext(path, {"CollectionId": "joined"}, fast)
+    fast.create_collection("joined")
+    faces.search(ctx)
+    stamps = sorted(item.timestamp_ms for item in ctx.items)
+    assert stamps[0] < 1000 <= stamps[-1] and len(stamps) >= 8
+    assert {item.index for item in ctx.items} == {0}
+    for item in ctx.items:
+        box = item.body["Person"]["Face"]["BoundingBox"]
+        assert box["Left"] >= 0 and box["Left"] + box["Width"] <= 1 and 0.05 < box["Width"] < 0.3
 
 
 def _audio_only(path: Path) -> Path:

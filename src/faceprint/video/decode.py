@@ -180,10 +180,17 @@ def _info(container: Any, limits: VideoLimits) -> VideoInfo:
     if rotation in (90, 270):
         width, height = height, width
     frames = int(stream.frames or 0) or max(1, round(duration * rate))
-    return VideoInfo(codec=ctx.name or "unknown", format=container.format.name or "unknown",
+    return VideoInfo(codec=ctx.name or "unknown", format=_format_name(container),
                      duration_ms=int(round(duration * 1000)), frame_rate=rate, width=width, height=height,
                      rotation=rotation, frames=frames, color_range=_color_range(ctx),
                      audio=tuple(_audio(s, duration) for s in container.streams.audio))
+
+
+def _format_name(container: Any) -> str:
+    """The container format as Rekognition names it ("QuickTime / MOV" for MP4 and MOV): FFmpeg's
+    long name."""
+    fmt = container.format
+    return str(getattr(fmt, "long_name", None) or fmt.name or "unknown")
 
 
 def _frame_rate(stream: Any) -> float:
@@ -247,6 +254,7 @@ def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None 
         start = stream.start_time or 0
         base = float(stream.time_base) if stream.time_base is not None else 0.0
         number = bad = packets = 0
+        clock = _Clock(1000.0 / info.frame_rate)
         for packet in container.demux(stream):
             packets += packet.size > 0
             try:
@@ -259,7 +267,7 @@ def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None 
                 continue
             bad = 0
             for av_frame in decoded:
-                ms = _timestamp_ms(av_frame, start, base, number, info.frame_rate)
+                ms = clock.time(_timestamp_ms(av_frame, start, base, number, info.frame_rate))
                 if ms > limits.max_seconds * 1000:
                     raise VideoTooLong(f"The video runs past the limit of {limits.max_seconds:.0f} s.")
                 yield Frame(av_frame, number, ms, info.rotation)
@@ -273,6 +281,25 @@ def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None 
         container.close()
 
 
+class _Clock:
+    """Frame times that never go back: a stream whose timestamps jump backwards (joined
+    recordings, a reset camera clock) continues one frame after the last time given."""
+
+    def __init__(self, frame_ms: float) -> None:
+        self.frame_ms = frame_ms
+        self.offset = 0
+        self.last: int | None = None
+
+    def time(self, ms: int) -> int:
+        ms += self.offset
+        if self.last is not None and ms <= self.last - self.frame_ms / 2:
+            jump = self.last + max(1, math.floor(self.frame_ms)) - ms
+            self.offset += jump
+            ms += jump
+        self.last = max(ms, self.last if self.last is not None else ms)
+        return ms
+
+
 def _check_complete(packets: int, listed: int) -> None:
     """A container whose index lists more frames than its data holds was cut short."""
     if listed and packets < listed * MIN_SHARE_DEMUXED - 1:
@@ -280,9 +307,11 @@ def _check_complete(packets: int, listed: int) -> None:
 
 
 def _timestamp_ms(av_frame: Any, start: int, base: float, number: int, rate: float) -> int:
+    """Milliseconds rounded down, as Rekognition reports them (100.67 ms is 100); the epsilon
+    keeps exact values (1001.0 computed as 1000.9999...) from dropping a millisecond."""
     if av_frame.pts is not None and base > 0:
-        return max(0, int(round((av_frame.pts - start) * base * 1000)))
-    return int(round(number * 1000 / rate))
+        return max(0, math.floor((av_frame.pts - start) * base * 1000 + 1e-6))
+    return math.floor(number * 1000 / rate + 1e-6)
 
 
 def _reason(exc: BaseException) -> str:
