@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from faceprint.engine import MAX_FACES
@@ -33,7 +34,7 @@ from faceprint.types import FaceDetail, FaceMatch
 from faceprint.video import decode
 from faceprint.video.context import Item, JobContext
 from faceprint.video.identity import BestViews, Identifier, MatchRules, View, view_quality
-from faceprint.video.tracker import Track, Tracker, TrackerSettings
+from faceprint.video.tracker import Track, Tracker, TrackerSettings, iou_matrix
 from faceprint.video.types import FaceDetection, PersonDetail, PersonMatch
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ class FaceVideoSettings:
     not followed across it by position (only by their face vectors)."""
     crop_margin: float = 0.6
     """Crops for face vectors reach this share of the face's size beyond its box."""
+    refine_face: int = 112
+    """Before a face is embedded, its landmarks are found again on the full-resolution crop scaled so
+    that the face is about this wide (0: keep the shrunk frame's landmarks)."""
     max_buffered: int = 3000
     """A track's entries held before its identity is decided early and they are emitted."""
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
@@ -97,6 +101,24 @@ class SeenFrame:
         box[:2] -= offset
         face = Detections(box[None], (self.landmarks[j] - offset)[None].astype(np.float32), self.scores[j:j + 1])
         return DecodedImage(rgb=np.ascontiguousarray(bgr[:, :, ::-1]), _bgr=bgr), face
+
+
+def refine(detector: YuNetDetector, image: DecodedImage, face: Detections, width: int) -> Detections:
+    """``face`` with its box and landmarks found again on ``image`` (a crop of the full frame)
+    scaled so that the face is about ``width`` px wide: landmarks from the shrunk frame are a
+    pixel or two off, which small faces' alignment feels. Unchanged when not found again."""
+    if width <= 0:
+        return face
+    scale = min(4.0, max(0.25, width / max(float(face.boxes[0, 2]), 1.0)))
+    found = detector.detect(cv2.resize(image.bgr, None, fx=scale, fy=scale,
+                                       interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA))
+    if not len(found):
+        return face
+    overlap = iou_matrix(found.boxes / scale, face.boxes)[:, 0]
+    best = int(np.argmax(overlap))
+    if overlap[best] < 0.5:
+        return face
+    return Detections(found.boxes[best:best + 1] / scale, found.landmarks[best:best + 1] / scale, face.scores)
 
 
 def detection_width(info: decode.VideoInfo, settings: FaceVideoSettings) -> int:
@@ -228,6 +250,7 @@ class FaceSearch:
         self.emit = emit
         self.tracker = Tracker(settings.tracker)
         self.sface = plain_sface(fp)
+        self.refiner = video_detector(fp, settings)
         self.people: dict[int, Person] = {}
         self.indexes = PersonIndexes()
 
@@ -245,9 +268,13 @@ class FaceSearch:
     def _vectors(self, seen: SeenFrame, indexes: list[int]) -> np.ndarray:
         out = []
         for j in indexes:
-            image, face = seen.crop(j)
+            image, face = self._crop(seen, j)
             out.append(self.sface.embed(image, face.boxes[0], face.landmarks[0]))
         return np.stack(out)
+
+    def _crop(self, seen: SeenFrame, j: int) -> tuple[DecodedImage, Detections]:
+        image, face = seen.crop(j)
+        return image, refine(self.refiner, image, face, self.settings.refine_face)
 
     def _observe(self, track: Track, seen: SeenFrame, j: int) -> None:
         person = self.people.get(track.id)
@@ -258,7 +285,7 @@ class FaceSearch:
         person.entries.append((seen.timestamp_ms, face.detail()))
         quality = view_quality(face, float(seen.boxes[j, 2]))
         if person.views.wants(quality, seen.timestamp_ms):
-            person.views.add(View(quality, seen.timestamp_ms, *seen.crop(j)))
+            person.views.add(View(quality, seen.timestamp_ms, *self._crop(seen, j)))
         if len(person.entries) >= self.settings.max_buffered:
             self._emit(track, person)
 

@@ -2,11 +2,13 @@
 
 A track keeps its few best views (crops of the full-resolution frame, ranked by face size,
 pose, sharpness and detector confidence) while it runs. When it ends, the views are embedded
-with the profile and their mean vector is searched in the collection. A match must reach the
-request's threshold and also stand clear of the best face of anyone else (``margin``): with
-thousands of enrolled faces, a stranger's best impostor reaches similarity 80 for a good share
-of strangers (similarity 80 is a false-match rate of 1e-4 per pair), but rarely leads the next
-impostor by much, while a true mate usually does.
+with the profile and their mean vector is searched in the collection. A match must reach a
+``sure`` similarity (or the request's threshold when higher) and stand clear of the best face of
+anyone else (``margin``). The request's threshold alone is not enough for a track: similarity 80
+is a false-match rate of 1e-4 per pair of faces, so against a collection of 2,500 people about
+one stranger in five has a lookalike at 80 or more (LFW, either profile), and a track names its
+person for as long as it lasts. Matches are reported with every face of that person at or above
+the request's threshold.
 """
 
 from __future__ import annotations
@@ -32,8 +34,13 @@ class MatchRules:
     """Views of a track that decide its identity."""
     view_gap_ms: int = 400
     """Best views are at least this far apart in time (so they differ)."""
+    sure: float = 90.0
+    """Similarity the track's views must reach together to be matched (the request's threshold
+    when higher): at the request's threshold alone, strangers are matched to lookalikes."""
     margin: float = 10.0
     """Similarity points by which the match must lead the best face of another person."""
+    screen: float = 15.0
+    """The best view alone more than this below ``sure``: no match, without embedding the others."""
     candidates: int = 20
     """Collection faces looked at per decision (the match and its rivals)."""
     same_person: float = 80.0
@@ -96,10 +103,17 @@ class Identifier:
         """The collection faces of the track's person, best first; empty when there is no sure match."""
         if not views:
             return []
-        template = _unit(self.vectors(views).mean(0))
-        floor = max(0.0, self.threshold - self.rules.margin)
+        sure = max(self.threshold, self.rules.sure)
+        vectors = self.vectors(views[:1])
+        if len(views) > 1:
+            first = self.fp.collections.search(self.collection_id, vectors[0], 1, max(0.0, sure - self.rules.screen))
+            if not first:
+                return []
+            vectors = np.concatenate([vectors, self.vectors(views[1:])])
+        template = _unit(vectors.mean(0))
+        floor = max(0.0, sure - self.rules.margin)
         hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, floor)
-        if not hits or hits[0].similarity < self.threshold:
+        if not hits or hits[0].similarity < sure:
             return []
         same = self._same_person(hits)
         rivals = [h.similarity for h in hits if h.face.face_id not in same]
