@@ -5,6 +5,8 @@ test_video_jobs.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -313,3 +315,31 @@ def test_facade_settings_are_validated(tmp_path: Path) -> None:
                 {"sns_topics": {"topic": "http://127.0.0.1/"}}, {"sns_topics": {TOPIC: "file:///etc/passwd"}}):
         with pytest.raises(InvalidParameterException):
             VideoSettings(**bad)
+
+
+def test_sns_topic_arn_is_checked_in_linear_time(tmp_path: Path, clip: Path) -> None:
+    """Rekognition's SNSTopicArn pattern, as written, is quadratic in Python's re on a value full of
+    ':<12 chars>:' that ends in a newline (a 1 MB one: minutes). Checked in a subprocess so that a
+    regression is a timeout, not a hung test run."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from conftest import models_dir
+from faceprint.errors import InvalidParameterException
+from faceprint.server.run import sns_topics
+from faceprint.service import Faceprint
+from faceprint.video.service import VideoSettings
+arn = "arn:aws:sns:" + ":aaaaaaaaaaaa:" * 75_000 + "\\n"
+fp = Faceprint({str(tmp_path / "home")!r}, profile="fast", models_dir=models_dir(),
+               video=VideoSettings(run_jobs=False))
+for call in (lambda: sns_topics([arn + "=http://127.0.0.1/"]),
+             lambda: fp.start_face_detection({str(clip)!r}, notification_channel={{
+                 "SNSTopicArn": arn, "RoleArn": "arn:aws:iam::123456789012:role/R"}})):
+    try:
+        call()
+    except InvalidParameterException:
+        continue
+    sys.exit("accepted")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -14,7 +14,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import resource
 import shutil
 import socket
@@ -37,7 +36,6 @@ FD_RESERVE = 256
 """File handles a worker keeps for other things than connections: models, the database, indexes, logs."""
 DEFAULT_JOB_EXPIRY = 7 * 24 * 3600.0
 """Rekognition keeps a video job's results for 7 days."""
-SNS_TOPIC_ARN = re.compile(r"(^arn:aws:sns:.*:\w{12}:.+$)")  # Rekognition's SNSTopicArn shape
 
 
 @dataclass
@@ -146,6 +144,8 @@ def sns_topics(specs: list[str]) -> dict[str, str]:
     """``--sns-topic ARN=URL`` specs as a mapping; the ARN must be an SNS topic ARN (as Rekognition's
     model has it) and the URL an http or https one."""
     from urllib.parse import urlsplit
+
+    from faceprint.video.service import SNS_TOPIC_ARN
 
     topics: dict[str, str] = {}
     for spec in specs:

@@ -52,7 +52,10 @@ from faceprint.video.types import (
 TOKEN = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 JOB_ID = re.compile(r"[a-zA-Z0-9\-_]{1,64}")
 JOB_TAG = re.compile(r"[a-zA-Z0-9_.\-:+=/]{1,1024}")
-SNS_TOPIC_ARN = re.compile(r"arn:aws:sns:.*:\w{12}:.+")
+SNS_TOPIC_ARN = re.compile(r"(?=[^\n]*\Z)arn:aws:sns:.*:\w{12}:.+", re.ASCII)
+"""Rekognition's SNSTopicArn pattern (``arn:aws:sns:.*:\\w{12}:.+``) made linear: without the
+lookahead, a long value ending in a newline costs Python's ``re`` quadratic time (a 200 kB one,
+seconds), as each ``:\\w{12}:`` in it makes ``.+`` run to the newline again."""
 ROLE_ARN = re.compile(r"arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]+")
 MAX_RESULTS = 1000
 """Rekognition answers at most 1,000 items a page, whatever MaxResults asks."""
@@ -208,7 +211,10 @@ class VideoJobs:
             return None
         if not isinstance(channel, Mapping) or set(channel) - {"SNSTopicArn", "RoleArn"}:
             raise InvalidParameterException("NotificationChannel must be an object with SNSTopicArn and RoleArn.")
-        topic = check_pattern("NotificationChannel.SNSTopicArn", channel.get("SNSTopicArn"), SNS_TOPIC_ARN)
+        topic = channel.get("SNSTopicArn")
+        if not isinstance(topic, str) or not SNS_TOPIC_ARN.fullmatch(topic):
+            raise InvalidParameterException("NotificationChannel.SNSTopicArn must be an SNS topic ARN "
+                                            "(arn:aws:sns:REGION:ACCOUNT:NAME).")
         role = check_pattern("NotificationChannel.RoleArn", channel.get("RoleArn"), ROLE_ARN)
         url = self.settings.sns_topics.get(topic)
         if url is None:
