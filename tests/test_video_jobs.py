@@ -24,7 +24,8 @@ import pytest
 from conftest import models_dir
 from faceprint.server.s3 import Buckets
 from faceprint.service import Faceprint
-from faceprint.video.runner import ORPHANED, ensure_runner, lock_free
+from faceprint.video.notify import Notifier
+from faceprint.video.runner import MAX_ATTEMPTS, ORPHANED, RunnerSettings, VideoRunner, ensure_runner, lock_free
 from faceprint.video.service import VideoJobs, VideoSettings
 from faceprint.video.store import QUEUED, RUNNING
 from videokit import background, write_video
@@ -156,9 +157,10 @@ def test_bad_videos_fail_with_a_message(tmp_path: Path, clips: dict[str, Path], 
 
 
 class Receiver:
-    """A real HTTP endpoint: the first POST is answered 500 (to be retried), the others 200."""
+    """A real HTTP endpoint: the first POST is answered 500 (to be retried, unless not
+    ``fail_first``), the others 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_first: bool = True) -> None:
         self.posts: list[tuple[dict[str, str], bytes]] = []
         receiver = self
 
@@ -166,7 +168,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(500 if len(receiver.posts) == 1 else 200)
+                self.send_response(500 if fail_first and len(receiver.posts) == 1 else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -303,3 +305,25 @@ def test_ensure_runner_starts_a_detached_runner(tmp_path: Path, clips: dict[str,
     wait_for(lambda: lock_free(home))  # it exits once idle
     log = home / "video" / "runner.log"
     assert log.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_job_failed_as_an_orphan_is_notified_once(tmp_path: Path, clips: dict[str, Path]) -> None:
+    """A runner taking the lock fails a job orphaned twice, and sends the notifications left
+    pending: the job failed now is one of them, and is sent once."""
+    receiver = Receiver(fail_first=False)
+    try:
+        home = tmp_path / "home"
+        jobs = make(home, run_jobs=False, sns_topics={TOPIC: receiver.url}).video
+        job = jobs.start_segment_detection(clips["short"], ["SHOT"], notification_channel={
+            "SNSTopicArn": TOPIC, "RoleArn": ROLE}).job_id
+        for attempt in range(1, MAX_ATTEMPTS + 1):  # claimed, then left RUNNING by a runner that died
+            assert jobs.store.claim(f"dead-{attempt}", time.time(), ("path",)).job_id == job
+            if attempt < MAX_ATTEMPTS:
+                assert jobs.store.recover(time.time(), MAX_ATTEMPTS, ORPHANED) == []
+        notifier = Notifier(jobs.store.notified, backoff=0.01)
+        VideoRunner(home, jobs.store, RunnerSettings(exit_when_idle=True), notifier=notifier).run()
+        notifier.close(timeout=60)
+        assert jobs.get_segment_detection(job).status_message == ORPHANED
+        assert [json.loads(json.loads(body)["Message"])["JobId"] for _, body in receiver.posts] == [job]
+    finally:
+        receiver.close()

@@ -91,12 +91,18 @@ class Notifier:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._queued: set[str] = set()
+        """Jobs whose notification is queued or being delivered: not queued again."""
 
     def notify(self, row: JobRow) -> None:
-        """Queue the notification of a finished job (nothing if it has no channel); never blocks."""
+        """Queue the notification of a finished job (nothing if it has no channel, or if it is
+        queued already); never blocks."""
         if row.notification is None:
             return
         with self._lock:
+            if row.job_id in self._queued:
+                return
+            self._queued.add(row.job_id)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="faceprint-video-notify", daemon=True)
                 self._thread.start()
@@ -115,7 +121,11 @@ class Notifier:
             row = self._queue.get()
             if row is None:
                 return
-            self._deliver(row)
+            try:
+                self._deliver(row)
+            finally:
+                with self._lock:
+                    self._queued.discard(row.job_id)
 
     def _deliver(self, row: JobRow) -> None:
         channel = row.notification or {}

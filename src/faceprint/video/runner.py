@@ -187,7 +187,7 @@ class VideoRunner:
         now = self.clock()
         for row in self.store.recover(now, MAX_ATTEMPTS, ORPHANED):
             log.warning("Job %s failed: its runner died while it ran, twice.", row.job_id)
-            self._finalize(row)
+            self.store.delete_input(row.job_id)  # notified below, with the others pending
         for row in self.store.pending_notifications():
             self.notifier.notify(row)
         return True
