@@ -88,6 +88,8 @@ def make(tmp_path: Path, clock: Clock | None = None, **settings) -> Faceprint:
     (lambda fp, v: fp.start_face_detection({"Bytes": b"x"}), InvalidParameterException),
     (lambda fp, v: fp.start_face_detection(v.with_name("missing.mp4")), InvalidParameterException),
     (lambda fp, v: fp.start_face_detection(v.parent), InvalidParameterException),
+    (lambda fp, v: fp.start_face_detection(str(v) + "\x00.mp4"), InvalidParameterException),
+    (lambda fp, v: fp.start_face_detection(str(v) + "\ud800"), InvalidParameterException),
     (lambda fp, v: fp.start_face_detection({"S3Object": {"Bucket": "videos", "Name": "clip.mp4"}}),
      InvalidS3ObjectException),
 ])
@@ -158,6 +160,10 @@ def test_s3_object_is_checked_at_start(tmp_path: Path, clip: Path) -> None:
         fp.start_segment_detection({"S3Object": {"Bucket": "elsewhere", "Name": "clip.mp4"}}, ["SHOT"])
     with pytest.raises(InvalidS3ObjectException):
         fp.start_segment_detection({"S3Object": {"Bucket": "videos", "Name": "../bucket/clip.mp4"}}, ["SHOT"])
+    for s3 in ({"Bucket": "videos", "Name": "clip\ud800.mp4"},
+               {"Bucket": "videos", "Name": "clip.mp4", "Version": "\udfff"}):
+        with pytest.raises(InvalidParameterException):  # no file or key can be named so
+            fp.start_segment_detection({"S3Object": s3}, ["SHOT"])
     job = fp.start_segment_detection({"S3Object": {"Bucket": "videos", "Name": "clip.mp4"}}, ["SHOT"]).job_id
     answer = fp.get_segment_detection(job).to_dict()
     assert answer["Video"] == {"S3Object": {"Bucket": "videos", "Name": "clip.mp4"}}

@@ -252,11 +252,22 @@ def _parse(s3_object: Mapping[str, Any], member: str = "Image") -> tuple[str, st
     if not isinstance(bucket, str) or not BUCKET_PATTERN.fullmatch(bucket):
         raise InvalidParameterException(
             f"{member}.S3Object.Bucket must be 3 to 255 characters of letters, digits, '.', '-' or '_'.")
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
+    if not _is_text(name) or not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise InvalidParameterException(f"{member}.S3Object.Name must be a string of 1 to 1024 characters.")
-    if version is not None and (not isinstance(version, str) or not 1 <= len(version) <= MAX_NAME_LENGTH):
+    if version is not None and (not _is_text(version) or not 1 <= len(version) <= MAX_NAME_LENGTH):
         raise InvalidParameterException(f"{member}.S3Object.Version must be a string of 1 to 1024 characters.")
     return bucket, name, version
+
+
+def _is_text(value: Any) -> bool:
+    """A string that is Unicode text (a lone surrogate is not: no file or key can be named by it)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _request(bucket: str, name: str, version: str | None) -> dict[str, str]:

@@ -229,7 +229,7 @@ class VideoJobs:
             data = bytes(video)
             return _Source("input", "", {"Bytes": hashlib.sha256(data).hexdigest()}, data=data)
         if isinstance(video, str | os.PathLike):
-            path = Path(video).absolute()
+            path = _path(video)
             return _Source("path", str(path), {"Path": str(path)})
         if isinstance(video, Mapping) and set(video) == {"S3Object"} and isinstance(video["S3Object"], Mapping):
             s3 = {k: video["S3Object"][k] for k in ("Bucket", "Name", "Version") if k in video["S3Object"]}
@@ -390,6 +390,19 @@ def _plain(value: Any) -> Any:
 def _check_size(size: int, limits: VideoLimits) -> None:
     if size > limits.max_bytes:
         raise VideoTooLargeException(f"The video is {size} bytes; the limit is {limits.max_bytes} bytes.")
+
+
+def _path(video: str | os.PathLike) -> Path:
+    """The absolute path of a video file; InvalidParameterException for a name no file can have
+    (a NUL byte, a lone surrogate, a PathLike that is no text)."""
+    try:
+        path = Path(video).absolute()
+        os.fsencode(path)
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        raise InvalidParameterException(f"The video file name {video!r} is not a file name.") from None
+    if "\x00" in str(path):
+        raise InvalidParameterException(f"The video file name {video!r} holds a NUL byte.")
+    return path
 
 
 def _regular_file_size(path: Path) -> int:
