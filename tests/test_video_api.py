@@ -29,7 +29,7 @@ from faceprint.service import Faceprint
 from faceprint.video.context import Item
 from faceprint.video.decode import VideoLimits
 from faceprint.video.service import VideoSettings
-from faceprint.video.store import SUCCEEDED
+from faceprint.video.store import SUCCEEDED, JobStore
 from videokit import background, write_video
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:faceprint-jobs"
@@ -314,6 +314,23 @@ def test_results_expire(tmp_path: Path, clip: Path) -> None:
     assert fp.video.store.get(job) is None and not fp.video.store.input_path(job).exists()
     assert fp.get_segment_detection(queued).job_status == "IN_PROGRESS"  # unfinished jobs do not expire
     assert fp.video.store.input_path(queued).exists()
+
+
+def test_a_get_reads_its_job_and_page_at_once(tmp_path: Path, clip: Path) -> None:
+    """An expiry sweep (another process, another connection) deleting the job between the Get's
+    look at the job and at its items: the Get answers what it saw first, not an empty last page."""
+    fp = make(tmp_path, expiry_seconds=3600)
+    job = fp.start_segment_detection(clip, ["SHOT"]).job_id
+    finish(fp, job, [Item(0, 0, {"Type": "SHOT"}), Item(40, 0, {"Type": "SHOT"})])
+    other = JobStore(fp.video.store.path)
+
+    def clock() -> float:  # read by the Get after it has read the job
+        assert other.sweep(time.time() + 7200) == [job]
+        return time.time()
+
+    fp.video.clock = clock
+    assert fp.get_segment_detection(job).segments == [{"Type": "SHOT"}, {"Type": "SHOT"}]
+    assert other.get(job) is None
 
 
 def test_facade_settings_are_validated(tmp_path: Path) -> None:

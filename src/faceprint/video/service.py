@@ -300,13 +300,14 @@ class VideoJobs:
         limit = min(check_int("MaxResults", max_results, 1), MAX_RESULTS)
         if sort_by not in SORT_BY:
             raise InvalidParameterException(f"SortBy must be TIMESTAMP or INDEX, got {sort_by!r}.")
-        row = self._job(job_id)
-        if row.api != api:
-            raise ResourceNotFoundException(f"The job {job_id!r} is not a {api[5:]} job.")
-        if row.status != SUCCEEDED:
-            self.store.position(row, sort_by, next_token)  # a bad token is refused whatever the status
-            return row, None, None
-        items, token = self.store.page(row, sort_by, limit, next_token)
+        with self.store.reading():  # the job and its page as they were at once (an expiry sweep may run)
+            row = self._job(job_id)
+            if row.api != api:
+                raise ResourceNotFoundException(f"The job {job_id!r} is not a {api[5:]} job.")
+            if row.status != SUCCEEDED:
+                self.store.position(row, sort_by, next_token)  # a bad token is refused whatever the status
+                return row, None, None
+            items, token = self.store.page(row, sort_by, limit, next_token)
         return row, items, token
 
     def _job(self, job_id: str) -> JobRow:

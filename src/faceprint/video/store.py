@@ -167,6 +167,17 @@ class JobStore:
             raise
         db.execute("COMMIT")
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: what is read inside sees the store as it was at the first read (a
+        Get reads the job and its page together, though a sweep may delete it meanwhile)."""
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("COMMIT")
+
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's storage goes)."""
         db = getattr(self._local, "db", None)
