@@ -5,6 +5,7 @@ test_video_jobs.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -314,6 +315,22 @@ def test_results_expire(tmp_path: Path, clip: Path) -> None:
     assert fp.video.store.get(job) is None and not fp.video.store.input_path(job).exists()
     assert fp.get_segment_detection(queued).job_status == "IN_PROGRESS"  # unfinished jobs do not expire
     assert fp.video.store.input_path(queued).exists()
+
+
+def test_sweep_deletes_input_files_of_no_job(tmp_path: Path, clip: Path) -> None:
+    """Left by a process that died between writing a Start's bytes and adding its job: deleted
+    once old, not while a Start may be about to add the job."""
+    fp = make(tmp_path)
+    store = fp.video.store
+    queued = fp.start_segment_detection(clip.read_bytes(), ["SHOT"]).job_id
+    old, fresh = store.input_path("f" * 32), store.input_path("e" * 32)
+    for path in (old, fresh):
+        path.write_bytes(b"video")
+    hour_ago = time.time() - 3700
+    for path in (old, store.input_path(queued)):
+        os.utime(path, (hour_ago, hour_ago))
+    assert store.sweep(time.time()) == []
+    assert not old.exists() and fresh.exists() and store.input_path(queued).exists()
 
 
 def test_a_get_reads_its_job_and_page_at_once(tmp_path: Path, clip: Path) -> None:

@@ -14,9 +14,11 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from faceprint.video.context import Item
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
 IN_PROGRESS_STATES = (QUEUED, RUNNING)
 SORTS = {"TIMESTAMP": ("timestamp_ms", "idx"), "INDEX": ("idx", "timestamp_ms")}
+ORPHAN_AGE = 3600.0
+"""Seconds an input file of no job is left alone (a Start writes it just before adding the job)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -311,7 +315,9 @@ class JobStore:
         return [JobRow.from_db(r) for r in rows]
 
     def sweep(self, now: float) -> list[str]:
-        """Delete the jobs whose results expired (rows, items, input files); answers their ids."""
+        """Delete the jobs whose results expired (rows, items, input files), and input files of no
+        job (a process that died between writing one and adding its job, or between deleting a
+        job and its file) once they are ``ORPHAN_AGE`` seconds old; answers the expired jobs' ids."""
         with self._tx() as db:
             ids = [r[0] for r in db.execute("SELECT job_id FROM jobs WHERE expires < ?", (now,)).fetchall()]
             for job_id in ids:
@@ -319,7 +325,18 @@ class JobStore:
                 db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
         for job_id in ids:
             self.delete_input(job_id)
+        self._sweep_orphans(time.time() - ORPHAN_AGE)
         return ids
+
+    def _sweep_orphans(self, before: float) -> None:
+        try:
+            entries = list(os.scandir(self.inputs))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime < before and self.get(entry.name) is None:
+                    os.unlink(entry.path)
 
     def delete_input(self, job_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
