@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import models_dir
+from contract import output_shape, validate
 from faceprint.collections import encode_token
 from faceprint.errors import (
     IdempotentParameterMismatchException,
@@ -30,7 +31,7 @@ from faceprint.service import Faceprint
 from faceprint.video.context import Item
 from faceprint.video.decode import VideoLimits
 from faceprint.video.service import VideoSettings
-from faceprint.video.store import SUCCEEDED, JobStore
+from faceprint.video.store import FAILED, SUCCEEDED, JobStore
 from videokit import background, write_video
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:faceprint-jobs"
@@ -350,6 +351,35 @@ def test_a_get_reads_its_job_and_page_at_once(tmp_path: Path, clip: Path) -> Non
     assert other.get(job) is None
 
 
+def test_answers_fit_rekognitions_model_in_progress_and_failed(tmp_path: Path, clip: Path) -> None:
+    """Every Start's answer, and every Get's while the job is queued and once it failed (the
+    SUCCEEDED answers are checked against real results in test_video_server and test_video_cli)."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "clip.mp4").write_bytes(clip.read_bytes())
+    fp = make(tmp_path, buckets=Buckets({"videos": bucket}))
+    fp.create_collection("people")
+    video = {"S3Object": {"Bucket": "videos", "Name": "clip.mp4"}}
+    pairs = {"FaceSearch": (lambda: fp.start_face_search(video, "people", job_tag="t"), fp.get_face_search),
+             "FaceDetection": (lambda: fp.start_face_detection(video, job_tag="t"), fp.get_face_detection),
+             "TextDetection": (lambda: fp.start_text_detection(video, job_tag="t"), fp.get_text_detection),
+             "SegmentDetection": (lambda: fp.start_segment_detection(video, ["SHOT"], job_tag="t"),
+                                  fp.get_segment_detection)}
+    for api, (start, get) in pairs.items():
+        started = start().to_dict()
+        validate(started, output_shape(f"Start{api}"))
+        queued = get(started["JobId"]).to_dict()
+        validate(queued, output_shape(f"Get{api}"))
+        assert (queued["JobStatus"], queued["JobTag"], queued["Video"]) == ("IN_PROGRESS", "t", video)
+        assert "StatusMessage" not in queued and "NextToken" not in queued
+        assert fp.video.store.claim("run", time.time(), ("s3",)).job_id == started["JobId"]
+        assert fp.video.store.finish(started["JobId"], "run", FAILED, "The video is damaged.", time.time())
+        failed = get(started["JobId"]).to_dict()
+        validate(failed, output_shape(f"Get{api}"))
+        assert (failed["JobStatus"], failed["StatusMessage"], failed["Video"]) == ("FAILED", "The video is damaged.",
+                                                                                     video)
+
+
 def test_facade_settings_are_validated(tmp_path: Path) -> None:
     for bad in ({"workers": 0}, {"max_jobs": 0}, {"expiry_seconds": 0},
                 {"sns_topics": {"topic": "http://127.0.0.1/"}}, {"sns_topics": {TOPIC: "file:///etc/passwd"}}):
@@ -365,6 +395,7 @@ def test_sns_topic_arn_is_checked_in_linear_time(tmp_path: Path, clip: Path) -> 
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from conftest import models_dir
+from contract import output_shape, validate
 from faceprint.errors import InvalidParameterException
 from faceprint.server.run import sns_topics
 from faceprint.service import Faceprint
