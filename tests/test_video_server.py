@@ -398,6 +398,24 @@ def test_copy_video_from_a_local_bucket(bucket: Path, tmp_path: Path) -> None:
         assert not (tmp_path / "x").exists()
 
 
+def test_copy_video_stops_when_its_progress_says_so(tmp_path: Path) -> None:
+    """A runner that is closing stops a long copy at the next 1 MB (its job goes back to the queue)."""
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "big.mp4").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    buckets = Buckets({"videos": tmp_path / "bucket"})
+    seen: list[int] = []
+
+    def progress(copied: int) -> None:
+        seen.append(copied)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # whatever it raises
+
+    with pytest.raises(KeyboardInterrupt):
+        buckets.copy_video({"Bucket": "videos", "Name": "big.mp4"}, tmp_path / "copy", 10**9, progress)
+    assert seen == [1024 * 1024, 2 * 1024 * 1024] and not (tmp_path / "copy").exists()
+    assert buckets.copy_video({"Bucket": "videos", "Name": "big.mp4"}, tmp_path / "copy", 10**9) == 3 * 1024 * 1024 + 5
+
+
 def test_copy_video_from_an_s3_endpoint(bucket: Path, tmp_path: Path) -> None:
     import boto3
     from moto.server import ThreadedMotoServer

@@ -119,10 +119,12 @@ class Buckets:
         response = self._remote(lambda: self._s3().head_object(**_request(bucket, name, version)))
         return int(response.get("ContentLength") or 0)
 
-    def copy_video(self, s3_object: Mapping[str, Any], dest: Path, max_bytes: int) -> int:
+    def copy_video(self, s3_object: Mapping[str, Any], dest: Path, max_bytes: int,
+                   progress: Callable[[int], None] | None = None) -> int:
         """Stream a video object into the file ``dest`` (created or replaced) and return its size;
         ``VideoTooLargeException`` (and no ``dest``) once it passes ``max_bytes``. The object is
-        never held in memory whole: it is copied 1 MB at a time."""
+        never held in memory whole: it is copied 1 MB at a time, ``progress(bytes so far)`` called
+        after each piece (what it raises stops the copy, and no ``dest`` is left)."""
         bucket, name, version = self._locate(s3_object, "Video")
         dest = Path(dest)
         try:
@@ -130,8 +132,8 @@ class Buckets:
                 fd = self._open_local(self.local[bucket], name, version)
                 with os.fdopen(fd, "rb") as fh:
                     _check_video_size(os.fstat(fh.fileno()).st_size, max_bytes)
-                    return _write_chunks(iter(lambda: fh.read(COPY_CHUNK), b""), dest, max_bytes)
-            return self._copy_remote(bucket, name, version, dest, max_bytes)
+                    return _write_chunks(iter(lambda: fh.read(COPY_CHUNK), b""), dest, max_bytes, progress)
+            return self._copy_remote(bucket, name, version, dest, max_bytes, progress)
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
@@ -185,14 +187,15 @@ class Buckets:
         finally:
             body.close()
 
-    def _copy_remote(self, bucket: str, name: str, version: str | None, dest: Path, max_bytes: int) -> int:
+    def _copy_remote(self, bucket: str, name: str, version: str | None, dest: Path, max_bytes: int,
+                     progress: Callable[[int], None] | None) -> int:
         from botocore.exceptions import BotoCoreError
 
         response = self._remote(lambda: self._s3().get_object(**_request(bucket, name, version)))
         body = response["Body"]
         try:
             _check_video_size(int(response.get("ContentLength") or 0), max_bytes)
-            return _write_chunks(body.iter_chunks(COPY_CHUNK), dest, max_bytes)
+            return _write_chunks(body.iter_chunks(COPY_CHUNK), dest, max_bytes, progress)
         except BotoCoreError as exc:
             raise FaceprintError(f"Reading from the S3 endpoint failed: {type(exc).__name__}") from None
         finally:
@@ -283,15 +286,20 @@ def _check_video_size(size: int, max_bytes: int) -> None:
                                      f"{max_bytes} bytes.")
 
 
-def _write_chunks(chunks: Iterator[bytes], dest: Path, max_bytes: int) -> int:
+def _write_chunks(chunks: Iterator[bytes], dest: Path, max_bytes: int,
+                  progress: Callable[[int], None] | None = None) -> int:
     """Write ``chunks`` to ``dest`` (owner-only), counting them against ``max_bytes``."""
+    from faceprint.home import create_private
+
     size = 0
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    with os.fdopen(fd, "wb") as out:
+    dest.unlink(missing_ok=True)
+    with os.fdopen(create_private(dest), "wb") as out:
         for chunk in chunks:
             size += len(chunk)
             _check_video_size(size, max_bytes)  # the object grew after its size was checked
             out.write(chunk)
+            if progress is not None:
+                progress(size)
     return size
 
 

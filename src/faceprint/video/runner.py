@@ -271,6 +271,10 @@ class VideoRunner:
                 "limits": row.limits, "threads": threads, "db": str(self.store.path)}
 
 
+class _Cancelled(Exception):
+    """The job's run was cancelled while its video was being fetched."""
+
+
 class _JobRun(threading.Thread):
     """One job on its way through a worker process: fetch the S3 input, run the worker, settle."""
 
@@ -299,6 +303,9 @@ class _JobRun(threading.Thread):
     def _run(self) -> None:
         try:
             path = self._input()
+        except _Cancelled:  # the runner is closing: the job goes back to the queue
+            self.runner.settle(self.row, None, True)
+            return
         except FaceprintError as exc:
             self.runner.fail(self.row, f"The video could not be fetched: {exc.message}")
             return
@@ -319,8 +326,14 @@ class _JobRun(threading.Thread):
             private_folder(store.inputs)
             store.delete_input(row.job_id)
             limits = VideoLimits(**row.limits)
-            self.runner.settings.buckets.copy_video(row.s3_object, store.input_path(row.job_id), limits.max_bytes)
+            self.runner.settings.buckets.copy_video(row.s3_object, store.input_path(row.job_id), limits.max_bytes,
+                                                    self._copying)
         return store.input_path(row.job_id)
+
+    def _copying(self, copied: int) -> None:
+        """After each piece of an S3 video's copy: a closing runner stops a long copy at once."""
+        if self._cancelled.is_set():
+            raise _Cancelled
 
     def _work(self, path: Path) -> int | None:
         job = json.dumps(self.runner.worker_job(self.row, path))
