@@ -17,7 +17,16 @@ import pytest
 
 from conftest import ROOT, lfw_image, models_dir
 from contract import output_shape, validate
-from faceprint.cli_video import ProgressBar, clock_time, face_search_table, faces_table, runs, segments_table
+from faceprint.cli_video import (
+    ProgressBar,
+    clock_time,
+    copy_limited,
+    face_search_table,
+    faces_table,
+    segments_table,
+    text_table,
+    write_whole_answer,
+)
 from test_video_server import face_clip, shots_clip, text_clip
 
 
@@ -184,9 +193,9 @@ def test_progress_bar_on_a_terminal_redraws_in_place() -> None:
     assert "100/100 frames" in text.rsplit("\r", 1)[1]
 
 
-def test_clock_time_and_runs() -> None:
+def test_clock_time() -> None:
     assert clock_time(72_440) == "00:01:12.4" and clock_time(3_600_000 + 59_960) == "01:01:00.0"
-    assert runs([0, 200, 400, 2000, 2200, 5000]) == [(0, 400, [0, 1, 2]), (2000, 2200, [3, 4]), (5000, 5000, [5])]
+    assert clock_time(3_599_600, tenths=False) == "01:00:00"
 
 
 def person(ts: int, index: int, match: tuple[str | None, float] | None = None) -> dict[str, Any]:
@@ -198,11 +207,11 @@ def person(ts: int, index: int, match: tuple[str | None, float] | None = None) -
 
 
 def test_face_search_table_merges_a_persons_timestamps_into_appearances() -> None:
-    answer = {"JobStatus": "SUCCEEDED", "Persons": [
-        person(72_400, 3, ("booking-1234", 98.0)), person(72_600, 3, ("booking-1234", 99.2)),
-        person(72_600, 4), person(73_000, 4), person(91_000, 3, ("booking-1234", 97.0)),
-        person(80_000, 5, (None, 91.25))]}
-    assert face_search_table(answer) == [
+    """Read in GetFaceSearch's INDEX order (person, then time)."""
+    persons = [person(72_400, 3, ("booking-1234", 98.0)), person(72_600, 3, ("booking-1234", 99.2)),
+               person(91_000, 3, ("booking-1234", 97.0)), person(72_600, 4), person(73_000, 4),
+               person(80_000, 5, (None, 91.25))]
+    assert face_search_table(persons) == [
         "00:01:12.4-00:01:12.6  person 3  booking-1234  99.2",
         "00:01:12.6-00:01:13.0  person 4  -  -",
         "00:01:20.0-00:01:20.0  person 5  " + "f" * 36 + "  91.2",
@@ -214,15 +223,79 @@ def test_faces_and_segments_tables() -> None:
     def face(ts: int, confidence: float) -> dict[str, Any]:
         return {"Timestamp": ts, "Face": {"Confidence": confidence}}
 
-    faces = [face(0, 99.0), face(200, 98.0), face(200, 90.0), face(400, 97.5), face(5000, 99.9)]
-    assert faces_table({"JobStatus": "SUCCEEDED", "Faces": faces}) == [
+    faces = [face(0, 99.0), face(200, 98.0), face(200, 90.0), face(400, 97.5), face(600, 95.0), face(5000, 99.9)]
+    assert faces_table(iter(faces)) == [
         "00:00:00.0-00:00:00.0  1 face  confidence 99.0-99.0",
         "00:00:00.2-00:00:00.2  2 faces  confidence 90.0-98.0",
-        "00:00:00.4-00:00:00.4  1 face  confidence 97.5-97.5",
+        "00:00:00.4-00:00:00.6  1 face  confidence 95.0-97.5",
         "00:00:05.0-00:00:05.0  1 face  confidence 99.9-99.9",
     ]
     segment = {"Type": "TECHNICAL_CUE", "StartTimestampMillis": 1000, "EndTimestampMillis": 2000,
                "StartTimecodeSMPTE": "00:00:01:00", "EndTimecodeSMPTE": "00:00:02:00", "StartFrameNumber": 25,
                "EndFrameNumber": 50, "TechnicalCueSegment": {"Type": "BlackFrames", "Confidence": 99.5}}
-    assert segments_table({"JobStatus": "SUCCEEDED", "Segments": [segment]}) == [
+    assert segments_table([segment]) == [
         "00:00:01.0-00:00:02.0  00:00:01:00-00:00:02:00  frames 25-50  BlackFrames  99.5"]
+
+
+
+def test_text_table_has_one_line_per_appearance_of_a_line() -> None:
+    def text(ts: int, kind: str, words: str, confidence: float) -> dict[str, Any]:
+        return {"Timestamp": ts, "TextDetection": {"Type": kind, "DetectedText": words, "Confidence": confidence}}
+
+    items = [text(0, "LINE", "BREAKING NEWS", 97.0), text(0, "WORD", "BREAKING", 99.0),
+             text(400, "LINE", "SCORE 1-0", 90.0), text(800, "LINE", "BREAKING NEWS", 98.7),
+             text(3000, "LINE", "BREAKING NEWS", 95.0)]
+    assert text_table(iter(items)) == [
+        "00:00:00.0-00:00:00.8   98.7  BREAKING NEWS",
+        "00:00:00.4-00:00:00.4   90.0  SCORE 1-0",
+        "00:00:03.0-00:00:03.0   95.0  BREAKING NEWS",
+    ]
+
+
+def test_the_whole_answer_is_written_an_item_at_a_time(tmp_path: Path) -> None:
+    """Items read page by page from the job store (never all in memory), written exactly as
+    json.dumps would write the whole answer."""
+    import random
+
+    from faceprint.video.context import Item
+    from faceprint.video.service import VideoJobs, VideoSettings
+    from faceprint.video.store import FAILED, SUCCEEDED
+
+    jobs = VideoJobs(tmp_path, "fast", None, None, VideoSettings(run_jobs=False))
+    stamps = list(range(0, 2345 * 40, 40))
+    random.Random(3).shuffle(stamps)
+    items = [Item(ts, 0, {"Timestamp": ts, "Face": {"Confidence": 99.5}}) for ts in stamps]
+    video = {"codec": "h264", "duration_millis": 93800, "format": "mp4", "frame_rate": 25.0, "frame_height": 120,
+             "frame_width": 160, "color_range": None}
+    written = {}
+    for name, found, status in (("many", items, SUCCEEDED), ("few", items[:3], SUCCEEDED), ("none", [], SUCCEEDED),
+                                ("failed", items[:5], FAILED)):
+        job = jobs.start_face_detection(b"not read here", job_tag=name).job_id
+        assert jobs.store.claim("here", time.time(), ("input",)).job_id == job
+        assert jobs.store.set_metadata(job, "here", {"video": video, "audio": []})
+        assert jobs.store.finish(job, "here", status, "The video is damaged." if status == FAILED else None,
+                                 time.time(), found)
+        out = io.StringIO()
+        write_whole_answer(jobs.get_face_detection, job, "Faces", out)
+        written[name] = out.getvalue()
+        whole = jobs.get_face_detection(job).to_dict()
+        del whole["JobId"]
+        whole.pop("NextToken", None)
+        if status == SUCCEEDED:
+            whole["Faces"] = [{"Timestamp": ts, "Face": {"Confidence": 99.5}} for ts in sorted(t.timestamp_ms
+                                                                                               for t in found)]
+        assert written[name] == json.dumps(whole, indent=2) + "\n", name
+    assert len(json.loads(written["many"])["Faces"]) == 2345 and len(json.loads(written["few"])["Faces"]) == 3
+    assert json.loads(written["none"])["Faces"] == []
+    assert "Faces" not in json.loads(written["failed"]) and "NextToken" not in written["many"]
+
+
+def test_stdin_is_copied_up_to_the_size_limit(tmp_path: Path) -> None:
+    from faceprint.errors import VideoTooLargeException
+
+    data = os.urandom(3 * 1024 * 1024)
+    assert copy_limited(io.BytesIO(data), tmp_path / "ok", len(data)) == len(data)
+    assert (tmp_path / "ok").read_bytes() == data and (tmp_path / "ok").stat().st_mode & 0o077 == 0
+    with pytest.raises(VideoTooLargeException):
+        copy_limited(io.BytesIO(data + b"x"), tmp_path / "big", len(data))
+    assert not (tmp_path / "big").exists()

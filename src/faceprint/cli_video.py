@@ -2,7 +2,8 @@
 
 The synchronous commands (``search-faces``, ``detect-faces``, ``detect-text``, ``segments``) run
 the analyser in this process, with a progress bar on stderr, and print what the Get operation
-would answer (every item, sorted, no paging) or, with ``--format table``, a compact table. The
+would answer (every item, sorted, no paging) or, with ``--format table``, a compact table; the
+items wait in a scratch job store on disk, so that memory does not grow with the video. The
 asynchronous pairs (``start-face-search`` ... ``get-face-search`` ...) queue a job in the home's
 job store, make sure a runner runs it, and read it back by its JobId.
 """
@@ -10,14 +11,15 @@ job store, make sure a runner runs it, and read it back by its JobId.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import shutil
+import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,17 +28,17 @@ from faceprint.errors import InvalidParameterException
 SYNC = {"search-faces": "StartFaceSearch", "detect-faces": "StartFaceDetection",
         "detect-text": "StartTextDetection", "segments": "StartSegmentDetection"}
 """Synchronous commands and the Start operation whose analyser they run."""
+START = {"start-face-search": "StartFaceSearch", "start-face-detection": "StartFaceDetection",
+         "start-text-detection": "StartTextDetection", "start-segment-detection": "StartSegmentDetection"}
+GET = {"get-face-search": "StartFaceSearch", "get-face-detection": "StartFaceDetection",
+       "get-text-detection": "StartTextDetection", "get-segment-detection": "StartSegmentDetection"}
+"""The asynchronous commands, and the Start operation of their jobs."""
+GETTERS = {"StartFaceSearch": "get_face_search", "StartFaceDetection": "get_face_detection",
+           "StartTextDetection": "get_text_detection", "StartSegmentDetection": "get_segment_detection"}
+"""The Get operation of each Start operation's jobs."""
 ITEMS = {"StartFaceSearch": "Persons", "StartFaceDetection": "Faces", "StartTextDetection": "TextDetections",
          "StartSegmentDetection": "Segments"}
 """Where each Get answer holds its items."""
-START = {"start-face-search": "start_face_search", "start-face-detection": "start_face_detection",
-         "start-text-detection": "start_text_detection", "start-segment-detection": "start_segment_detection"}
-GET = {"get-face-search": "get_face_search", "get-face-detection": "get_face_detection",
-       "get-text-detection": "get_text_detection", "get-segment-detection": "get_segment_detection"}
-TABLES = {"search-faces": "face_search", "get-face-search": "face_search", "detect-faces": "faces",
-          "get-face-detection": "faces", "detect-text": "text", "get-text-detection": "text",
-          "segments": "segments", "get-segment-detection": "segments"}
-"""Which table ``--format table`` prints for each command."""
 
 
 class Printed:
@@ -102,20 +104,13 @@ def run_video(args: argparse.Namespace) -> Any:
     """The output of ``faceprint video ...`` (a :class:`Printed` when printed already)."""
     command = args.video_command
     if command in SYNC:
-        status, answer = analyse(args)
-        if args.format == "table":
-            _print_table(command, answer)
-            return Printed(status)
-        if status:
-            _print_json(answer)
-            return Printed(status)
-        return answer
+        return analyse(args)
     fp = _faceprint(args, run_jobs=False)  # a detached runner runs the jobs: this process ends at once
     if command in START:
         return _start(fp, args)
-    answer = getattr(fp, GET[command])(args.job_id, **_page(args)).to_dict()
+    answer = getattr(fp, GETTERS[GET[command]])(args.job_id, **_page(args)).to_dict()
     if args.format == "table":
-        _print_table(command, answer)
+        _print_table(GET[command], answer)
         return Printed(1 if answer.get("JobStatus") == "FAILED" else 0)
     return answer
 
@@ -155,142 +150,148 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def start_job(target: Any, api: str, video: Any, request: dict[str, Any], **common: Any) -> Any:
+    """``target``'s (a Faceprint's or a VideoJobs') Start operation ``api`` with ``request``'s members."""
+    if api == "StartFaceSearch":
+        return target.start_face_search(video, request["CollectionId"], request.get("FaceMatchThreshold"), **common)
+    if api == "StartFaceDetection":
+        return target.start_face_detection(video, request.get("FaceAttributes"), **common)
+    if api == "StartTextDetection":
+        return target.start_text_detection(video, request.get("Filters"), **common)
+    return target.start_segment_detection(video, request["SegmentTypes"], request.get("Filters"), **common)
+
+
 def _start(fp: Any, args: argparse.Namespace) -> dict[str, Any]:
     from faceprint.video.runner import ensure_runner
 
     path = Path(args.file)
     if not path.is_file():
         raise InvalidParameterException(f"{args.file} is not a video file.")
-    p = params(args)
-    common = {"client_request_token": args.client_request_token, "job_tag": args.job_tag}
-    method = getattr(fp, START[args.video_command])
-    if args.video_command == "start-face-search":
-        result = method(path.resolve(), p["CollectionId"], p.get("FaceMatchThreshold"), **common)
-    elif args.video_command == "start-face-detection":
-        result = method(path.resolve(), p.get("FaceAttributes"), **common)
-    elif args.video_command == "start-text-detection":
-        result = method(path.resolve(), p.get("Filters"), **common)
-    else:
-        result = method(path.resolve(), p["SegmentTypes"], p.get("Filters"), **common)
+    result = start_job(fp, START[args.video_command], path.resolve(), params(args),
+                       client_request_token=args.client_request_token, job_tag=args.job_tag)
     ensure_runner(fp.home, fp.profile.name, fp.models.root)
     return result.to_dict()
 
 
 # -- the synchronous commands ----------------------------------------------------------------------------
 
-@dataclass
-class ProgressContext:
-    """A job context in memory (as :class:`faceprint.video.context.LocalContext`) whose progress
-    drives ``on_progress``."""
-
-    path: Path
-    params: dict[str, Any]
-    fp: Any
-    limits: Any
-    on_progress: Callable[[int, int], None]
-    info: Any = None
-    items: list[Any] = field(default_factory=list)
-
-    def metadata(self, info: Any) -> None:
-        self.info = info
-
-    def emit(self, items: list[Any]) -> None:
-        self.items.extend(items)
-
-    def progress(self, frames_done: int, frames_total: int) -> None:
-        self.on_progress(frames_done, frames_total)
-
-    def cancelled(self) -> bool:
-        return False
-
-
-def analyse(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    """Run the command's analyser on its file here and now: (exit status, the Get answer)."""
-    from faceprint.video.analysers import analyser
-    from faceprint.video.decode import VideoError, VideoLimits
+def analyse(args: argparse.Namespace) -> Printed:
+    """Run the command's analyser on its file here and now, then print the Get answer with every
+    item. The request is checked as its Start operation checks it, and the items go to a scratch
+    job store on disk, not to memory (hours of video give millions of them), from which the
+    answer is written an item at a time."""
+    from faceprint.video.service import VideoJobs, VideoSettings
 
     api = SYNC[args.video_command]
     fp = _faceprint(args, run_jobs=False)
-    request = check_params(fp, api, params(args))
+    with tempfile.TemporaryDirectory(prefix="faceprint-video-") as scratch:
+        settings = VideoSettings(run_jobs=False)
+        jobs = VideoJobs(scratch, fp.profile.name, None, fp.collections, settings)
+        path = _video_file(args.file, Path(scratch), settings.limits.max_bytes)
+        job_id = start_job(jobs, api, path, params(args)).job_id
+        succeeded = run_here(jobs, job_id, api, fp)
+        get = getattr(jobs, GETTERS[api])
+        if args.format == "table":
+            _print_whole_table(api, get, job_id)
+        else:
+            _guarded(lambda: write_whole_answer(get, job_id, ITEMS[api], sys.stdout))
+    return Printed(0 if succeeded else 1)
+
+
+def run_here(jobs: Any, job_id: str, api: str, fp: Any) -> bool:
+    """Run the queued job ``job_id`` of ``jobs`` in this process, with a progress bar on stderr;
+    True if it succeeded (a video it cannot read fails it)."""
+    from faceprint.video.analysers import analyser
+    from faceprint.video.decode import VideoError
+    from faceprint.video.runner import StoreContext
+    from faceprint.video.store import FAILED, SUCCEEDED
+
+    row = jobs.store.claim("here", time.time(), ("path", "input"))
+    assert row is not None and row.job_id == job_id
+    job = {"job_id": row.job_id, "owner": row.owner, "path": row.source, "params": row.params, "limits": row.limits}
     bar = ProgressBar(sys.stderr)
-    with _video_file(args.file) as path:
-        ctx = ProgressContext(path, request, fp, VideoLimits(), bar.update)
-        try:
-            analyser(api)(ctx)
-        except VideoError as exc:
-            return 1, {"JobStatus": "FAILED", "StatusMessage": exc.message}
-        finally:
-            bar.finish()
-    return 0, answer_of(api, ctx, request)
+    ctx = StoreContext(jobs.store, job, fp, threading.Event(), on_progress=bar.update)
+    try:
+        analyser(api)(ctx)
+    except VideoError as exc:
+        ctx.finish(FAILED, exc.message)
+        return False
+    finally:
+        bar.finish()
+    ctx.finish(SUCCEEDED, None)
+    return True
 
 
-def check_params(fp: Any, api: str, request: dict[str, Any]) -> dict[str, Any]:
-    """``request`` checked as the Start operation checks it, before the video is read
-    (InvalidParameterException; ResourceNotFoundException for an unknown collection)."""
-    from faceprint.faces import validate_percent
-
-    if api == "StartFaceSearch":
-        fp.collections.collection(request["CollectionId"])
-        if "FaceMatchThreshold" in request:
-            request["FaceMatchThreshold"] = validate_percent("FaceMatchThreshold", request["FaceMatchThreshold"])
-    elif api == "StartTextDetection" and "Filters" in request:
-        from faceprint.text import parse_filters
-
-        if not isinstance(request["Filters"], dict):
-            raise InvalidParameterException("--filters must be a JSON object with WordFilter and/or "
-                                            "RegionsOfInterest.")
-        parse_filters(request["Filters"])
-    elif api == "StartSegmentDetection":
-        from faceprint.video.segments import parse_segment_filters
-
-        parse_segment_filters(request.get("Filters"), request["SegmentTypes"])
-    return request
-
-
-@contextmanager
-def _video_file(name: str) -> Iterator[Path]:
-    """The file to read: ``name``, or stdin copied to a temporary file for ``-``."""
+def _video_file(name: str, folder: Path, max_bytes: int) -> Path:
+    """The file to read: ``name``, or stdin copied into ``folder`` for ``-`` (at most ``max_bytes``:
+    more is VideoTooLargeException, as for a file)."""
     if name != "-":
-        path = Path(name)
-        if not path.is_file():
-            raise InvalidParameterException(f"{name} is not a video file.")
-        yield path
+        return Path(name)
+    path = folder / "stdin"
+    copy_limited(sys.stdin.buffer, path, max_bytes)
+    return path
+
+
+def copy_limited(source: IO[bytes], dest: Path, max_bytes: int, chunk: int = 1024 * 1024) -> int:
+    """Copy ``source`` to the new file ``dest``, 1 MB at a time; VideoTooLargeException (and no
+    ``dest``) past ``max_bytes``."""
+    from faceprint.errors import VideoTooLargeException
+    from faceprint.home import create_private
+
+    size = 0
+    try:
+        with os.fdopen(create_private(dest), "wb") as out:
+            while data := source.read(chunk):
+                size += len(data)
+                if size > max_bytes:
+                    raise VideoTooLargeException(f"The video on stdin is over {max_bytes} bytes, the limit.")
+                out.write(data)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return size
+
+
+def all_items(get: Callable[..., Any], job_id: str, key: str, token: str | None = None, **sort: Any
+              ) -> Iterator[dict[str, Any]]:
+    """Every item of a job from ``token`` on, page after page of ``get`` (a Get operation)."""
+    while True:
+        page = get(job_id, next_token=token, **sort).to_dict()
+        yield from page.get(key) or []
+        token = page.get("NextToken")
+        if token is None:
+            return
+
+
+_MARK = "\x00faceprint-items\x00"
+
+
+def write_whole_answer(get: Callable[..., Any], job_id: str, key: str, out: IO[str]) -> None:
+    """The Get answer with every item of every page (and no JobId or NextToken), written as
+    ``json.dumps(answer, indent=2)`` writes it, but an item at a time."""
+    answer = get(job_id).to_dict()
+    answer.pop("JobId", None)
+    token = answer.pop("NextToken", None)
+    first = answer.get(key)
+    if not first:
+        out.write(json.dumps(answer, indent=2) + "\n")
         return
-    with tempfile.TemporaryDirectory(prefix="faceprint-video-") as folder:
-        path = Path(folder) / "stdin"
-        with path.open("wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out, 1024 * 1024)
-        yield path
+    answer[key] = [_MARK]
+    head, tail = json.dumps(answer, indent=2).split(json.dumps(_MARK), 1)
+    out.write(head)
+    rest = all_items(get, job_id, key, token) if token is not None else iter(())
+    for n, item in enumerate(itertools.chain(first, rest)):
+        out.write((",\n    " if n else "") + json.dumps(item, indent=2).replace("\n", "\n    "))
+    out.write(tail + "\n")
+    out.flush()
 
 
-def answer_of(api: str, ctx: ProgressContext, request: dict[str, Any]) -> dict[str, Any]:
-    """The Get operation's answer for the items ``ctx`` holds: all of them, as one page, in the
-    Get operation's order: by timestamp (then person index); segments by their type's place in
-    SegmentTypes, then timestamp (as Rekognition sorts them)."""
-    from faceprint.video import types
-
-    if api == "StartSegmentDetection":
-        ordered = sorted(ctx.items, key=lambda i: (i.index, i.timestamp_ms))
-    else:
-        ordered = sorted(ctx.items, key=lambda i: (i.timestamp_ms, i.index))
-    items = [item.body for item in ordered]
-    metadata = ctx.info.metadata() if ctx.info is not None else None
-    if api == "StartFaceSearch":
-        return types.GetFaceSearchResult("SUCCEEDED", video_metadata=metadata, persons=items).to_dict()
-    if api == "StartFaceDetection":
-        return types.GetFaceDetectionResult("SUCCEEDED", video_metadata=metadata, faces=items).to_dict()
-    if api == "StartTextDetection":
-        from faceprint.models.text import TEXT_MODEL_VERSION
-
-        return types.GetTextDetectionResult("SUCCEEDED", video_metadata=metadata, text_detections=items,
-                                            text_model_version=TEXT_MODEL_VERSION).to_dict()
-    from faceprint.video.segments import MODEL_VERSIONS
-
-    selected = [types.SegmentTypeInfo(t, MODEL_VERSIONS[t]) for t in request["SegmentTypes"]]
-    audio = list(ctx.info.audio) if ctx.info is not None else []
-    return types.GetSegmentDetectionResult("SUCCEEDED", video_metadata=[metadata] if metadata else [],
-                                           audio_metadata=audio, segments=items,
-                                           selected_segment_types=selected).to_dict()
+def _guarded(write: Callable[[], None]) -> None:
+    """``write()`` to stdout; a reader that went away (``| head``) ends it quietly."""
+    try:
+        write()
+    except BrokenPipeError:
+        sys.stderr.close()
 
 
 # -- progress ---------------------------------------------------------------------------------------------
@@ -365,24 +366,33 @@ def clock_time(ms: float, tenths: bool = True) -> str:
 
 # -- output -------------------------------------------------------------------------------------------------
 
-def _print_json(answer: dict[str, Any]) -> None:
-    try:
-        print(json.dumps(answer, indent=2))
-    except BrokenPipeError:
-        sys.stderr.close()
+def _print_table(api: str, answer: dict[str, Any]) -> None:
+    """One page of a Get answer as a table (its items sorted as the table reads them)."""
+    if _print_status(answer):
+        maker, order, _ = TABLES[api]
+        _guarded(lambda: _print_lines(maker(sorted(answer.get(ITEMS[api]) or [], key=order))))
 
 
-def _print_table(command: str, answer: dict[str, Any]) -> None:
+def _print_whole_table(api: str, get: Callable[..., Any], job_id: str) -> None:
+    """Every item of a job as a table, read page by page in the order the table reads them."""
+    maker, _, sort = TABLES[api]
+    if _print_status(get(job_id, max_results=1, **sort).to_dict()):
+        _guarded(lambda: _print_lines(maker(all_items(get, job_id, ITEMS[api], **sort))))
+
+
+def _print_status(answer: dict[str, Any]) -> bool:
+    """True for a job that SUCCEEDED; else its status (and message) go to stderr."""
     status = answer.get("JobStatus")
-    if status != "SUCCEEDED":
-        message = answer.get("StatusMessage")
-        print(f"{status}{': ' + message if message else ''}", file=sys.stderr)
-        return
-    try:
-        for line in TABLE_MAKERS[TABLES[command]](answer):
-            print(line)
-    except BrokenPipeError:
-        sys.stderr.close()
+    if status == "SUCCEEDED":
+        return True
+    message = answer.get("StatusMessage")
+    print(f"{status}{': ' + message if message else ''}", file=sys.stderr)
+    return False
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(line)
 
 
 GAP_MS = 1000
@@ -390,79 +400,101 @@ GAP_MS = 1000
 appearances in a table."""
 
 
-def runs(timestamps: list[int], gap_ms: int = GAP_MS) -> list[tuple[int, int, list[int]]]:
-    """Sorted ``timestamps`` cut into runs wherever two follow each other more than ``gap_ms``
-    apart: (first, last, positions in the list) for each run."""
-    out: list[tuple[int, int, list[int]]] = []
-    for position, ts in sorted(enumerate(timestamps), key=lambda p: p[1]):
-        if out and ts - out[-1][1] <= gap_ms:
-            out[-1] = (out[-1][0], ts, [*out[-1][2], position])
-        else:
-            out.append((ts, ts, [position]))
-    return out
-
-
 def span(first: int, last: int) -> str:
     return f"{clock_time(first)}-{clock_time(last)}"
 
 
-def face_search_table(answer: dict[str, Any]) -> list[str]:
-    """One line a person's appearance: when, who (the person index), the collection's match
-    (its ExternalImageId, else its FaceId, or '-') and the best similarity."""
-    by_person: dict[int, list[dict[str, Any]]] = {}
-    for item in answer.get("Persons") or []:
-        by_person.setdefault(item["Person"]["Index"], []).append(item)
+@dataclass
+class _Run:
+    """One appearance while a table is made: from ``first`` to ``last`` (ms), the best seen."""
+
+    first: int
+    last: int
+    best: Any = None
+    score: float = float("-inf")
+
+    def add(self, timestamp: int, best: Any, score: float) -> None:
+        self.last = timestamp
+        if score > self.score:
+            self.best, self.score = best, score
+
+
+def face_search_table(items: Iterable[dict[str, Any]]) -> list[str]:
+    """One line a person's appearance: when, who (the person index), the collection's match (its
+    ExternalImageId, else its FaceId, or '-') and the best similarity. ``items`` come by person
+    index, then timestamp (GetFaceSearch's INDEX order): only the appearance being read is held."""
     rows: list[tuple[int, int, str]] = []
-    for index, items in by_person.items():
-        for first, last, positions in runs([i["Timestamp"] for i in items]):
-            matches = [m for p in positions for m in items[p].get("FaceMatches") or []]
-            best = max(matches, key=lambda m: m["Similarity"], default=None)
-            who = "-  -" if best is None else (f"{best['Face'].get('ExternalImageId') or best['Face']['FaceId']}  "
-                                               f"{best['Similarity']:.1f}")
-            rows.append((first, index, f"{span(first, last)}  person {index}  {who}"))
+    index, run = None, None
+    for item in items:
+        timestamp = item["Timestamp"]
+        if run is None or item["Person"]["Index"] != index or timestamp - run.last > GAP_MS:
+            if run is not None:
+                rows.append((run.first, index, _appearance(index, run)))
+            index, run = item["Person"]["Index"], _Run(timestamp, timestamp)
+        for match in item.get("FaceMatches") or []:
+            run.add(timestamp, match, match["Similarity"])
+        run.last = timestamp
+    if run is not None:
+        rows.append((run.first, index, _appearance(index, run)))
     return [line for _, _, line in sorted(rows)]
 
 
-def faces_table(answer: dict[str, Any]) -> list[str]:
+def _appearance(index: Any, run: _Run) -> str:
+    face = run.best["Face"] if run.best is not None else None
+    who = "-  -" if face is None else f"{face.get('ExternalImageId') or face['FaceId']}  {run.score:.1f}"
+    return f"{span(run.first, run.last)}  person {index}  {who}"
+
+
+def faces_table(items: Iterable[dict[str, Any]]) -> list[str]:
     """One line a run of sampled frames showing the same number of faces, with the range of their
-    detection confidence."""
-    per_frame: dict[int, list[float]] = {}
-    for item in answer.get("Faces") or []:
-        per_frame.setdefault(item["Timestamp"], []).append(item["Face"].get("Confidence", 0.0))
+    detection confidence. ``items`` come in timestamp order."""
     lines = []
-    stamps = sorted(per_frame)
-    start = 0
-    for end in range(1, len(stamps) + 1):
-        if end < len(stamps) and len(per_frame[stamps[end]]) == len(per_frame[stamps[start]]) \
-                and stamps[end] - stamps[end - 1] <= GAP_MS:
+    run: list[Any] | None = None  # first, last, faces, lowest, highest
+    for timestamp, frame in itertools.groupby(items, key=lambda item: item["Timestamp"]):
+        scores = [item["Face"].get("Confidence", 0.0) for item in frame]
+        if run is not None and run[2] == len(scores) and timestamp - run[1] <= GAP_MS:
+            run[1], run[3], run[4] = timestamp, min(run[3], *scores), max(run[4], *scores)
             continue
-        scores = [c for ts in stamps[start:end] for c in per_frame[ts]]
-        count = len(per_frame[stamps[start]])
-        lines.append(f"{span(stamps[start], stamps[end - 1])}  {count} face{'s' if count != 1 else ''}  "
-                     f"confidence {min(scores):.1f}-{max(scores):.1f}")
-        start = end
+        if run is not None:
+            lines.append(_faces_line(*run))
+        run = [timestamp, timestamp, len(scores), min(scores), max(scores)]
+    if run is not None:
+        lines.append(_faces_line(*run))
     return lines
 
 
-def text_table(answer: dict[str, Any]) -> list[str]:
-    """One line a text line's appearance: when, its best confidence and the text."""
-    by_text: dict[str, list[dict[str, Any]]] = {}
-    for item in answer.get("TextDetections") or []:
+def _faces_line(first: int, last: int, count: int, low: float, high: float) -> str:
+    return f"{span(first, last)}  {count} face{'s' if count != 1 else ''}  confidence {low:.1f}-{high:.1f}"
+
+
+def text_table(items: Iterable[dict[str, Any]]) -> list[str]:
+    """One line a text line's appearance: when, its best confidence and the text. ``items`` come
+    in timestamp order: only each line's latest appearance is held."""
+    rows: list[tuple[int, str, str]] = []
+    latest: dict[str, _Run] = {}
+    for item in items:
         detection = item["TextDetection"]
-        if detection.get("Type") == "LINE":
-            by_text.setdefault(detection["DetectedText"], []).append(item)
-    rows = []
-    for text, items in by_text.items():
-        for first, last, positions in runs([i["Timestamp"] for i in items]):
-            confidence = max(items[p]["TextDetection"].get("Confidence", 0.0) for p in positions)
-            rows.append((first, text, f"{span(first, last)}  {confidence:5.1f}  {text}"))
+        if detection.get("Type") != "LINE":
+            continue
+        text, timestamp = detection["DetectedText"], item["Timestamp"]
+        run = latest.get(text)
+        if run is None or timestamp - run.last > GAP_MS:
+            if run is not None:
+                rows.append(_text_row(text, run))
+            run = latest[text] = _Run(timestamp, timestamp)
+        run.add(timestamp, None, detection.get("Confidence", 0.0))
+    rows += [_text_row(text, run) for text, run in latest.items()]
     return [line for _, _, line in sorted(rows)]
 
 
-def segments_table(answer: dict[str, Any]) -> list[str]:
+def _text_row(text: str, run: _Run) -> tuple[int, str, str]:
+    return run.first, text, f"{span(run.first, run.last)}  {run.score:5.1f}  {text}"
+
+
+def segments_table(items: Iterable[dict[str, Any]]) -> list[str]:
     """One line a segment, in time order: when, its SMPTE timecodes and frames, what it is, its confidence."""
     lines = []
-    for s in sorted(answer.get("Segments") or [], key=lambda s: (s["StartTimestampMillis"], s["Type"])):
+    for s in sorted(items, key=_segment_order):
         if s["Type"] == "SHOT":
             what, confidence = f"SHOT {s['ShotSegment']['Index']}", s["ShotSegment"]["Confidence"]
         else:
@@ -473,5 +505,24 @@ def segments_table(answer: dict[str, Any]) -> list[str]:
     return lines
 
 
-TABLE_MAKERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "face_search": face_search_table, "faces": faces_table, "text": text_table, "segments": segments_table}
+def _segment_order(segment: dict[str, Any]) -> tuple[int, str]:
+    return segment["StartTimestampMillis"], segment["Type"]
+
+
+def _by_time(item: dict[str, Any]) -> int:
+    return item["Timestamp"]
+
+
+def _by_person(item: dict[str, Any]) -> tuple[int, int]:
+    return item["Person"]["Index"], item["Timestamp"]
+
+
+TABLES: dict[str, tuple[Callable[[Iterable[dict[str, Any]]], list[str]], Callable[[dict[str, Any]], Any],
+                        dict[str, str]]] = {
+    "StartFaceSearch": (face_search_table, _by_person, {"sort_by": "INDEX"}),
+    "StartFaceDetection": (faces_table, _by_time, {}),
+    "StartTextDetection": (text_table, _by_time, {}),
+    "StartSegmentDetection": (segments_table, _segment_order, {}),
+}
+"""Each operation's table: what makes it, the order it reads items in (a page is sorted so), and
+the Get's SortBy that gives that order."""

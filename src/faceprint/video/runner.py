@@ -366,10 +366,12 @@ class _JobRun(threading.Thread):
 class StoreContext:
     """A :class:`faceprint.video.context.JobContext` writing to the job store: items in batches
     (every ``batch`` items or second), progress at most once a second, and ``cancelled()`` once the
-    runner asks the worker to stop (SIGTERM) or the job is no longer this worker's."""
+    runner asks the worker to stop (SIGTERM) or the job is no longer this worker's. ``on_progress``
+    is also told every progress report (the synchronous CLI draws its progress bar with it)."""
 
     def __init__(self, store: JobStore, job: dict[str, Any], fp: Any, stop: threading.Event,
-                 batch: int = 1000, every: float = 1.0) -> None:
+                 batch: int = 1000, every: float = 1.0,
+                 on_progress: Callable[[int, int], None] | None = None) -> None:
         self.store = store
         self.job_id: str = job["job_id"]
         self.owner: str = job["owner"]
@@ -380,6 +382,7 @@ class StoreContext:
         self.stop = stop
         self.batch = batch
         self.every = every
+        self.on_progress = on_progress
         self.pending: list = []
         self.done = (0, 0)
         self._flushed = self._reported = time.monotonic()
@@ -401,6 +404,8 @@ class StoreContext:
 
     def progress(self, frames_done: int, frames_total: int) -> None:
         self.done = (frames_done, frames_total)
+        if self.on_progress is not None:
+            self.on_progress(frames_done, frames_total)
         now = time.monotonic()
         if now - self._reported >= self.every or frames_done <= 1:
             self._reported = now
