@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -326,4 +327,30 @@ def test_a_job_failed_as_an_orphan_is_notified_once(tmp_path: Path, clips: dict[
         assert jobs.get_segment_detection(job).status_message == ORPHANED
         assert [json.loads(json.loads(body)["Message"])["JobId"] for _, body in receiver.posts] == [job]
     finally:
+        receiver.close()
+
+
+def test_a_dead_endpoint_holds_up_only_its_own_notifications(tmp_path: Path, clips: dict[str, Path]) -> None:
+    """One endpoint accepts connections and never answers: the other's notification is sent at
+    once, not after the first one's timeout (10 minutes here)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody answers
+    receiver = Receiver(fail_first=False)
+    notifier = Notifier(lambda job_id: None, attempts=1, timeout=600)
+    try:
+        dead = TOPIC + "-dead"
+        jobs = make(tmp_path / "home", run_jobs=False, sns_topics={
+            TOPIC: receiver.url, dead: f"http://127.0.0.1:{silent.getsockname()[1]}/"}).video
+        ids = [jobs.start_segment_detection(clips["short"], ["SHOT"], notification_channel={
+            "SNSTopicArn": topic, "RoleArn": ROLE}).job_id for topic in (dead, TOPIC)]
+        for job in ids:
+            assert jobs.store.claim("run", time.time(), ("path",)).job_id == job
+            assert jobs.store.finish(job, "run", "SUCCEEDED", None, time.time())
+            notifier.notify(jobs.store.get(job))
+        wait_for(lambda: receiver.posts, timeout=60)
+        assert json.loads(json.loads(receiver.posts[0][1])["Message"])["JobId"] == ids[1]
+    finally:
+        silent.close()  # the waiting delivery fails at once
+        notifier.close(timeout=30)
         receiver.close()

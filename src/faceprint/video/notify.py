@@ -5,8 +5,8 @@ the same message, in SNS's HTTP envelope, to the URL the operator mapped the top
 The envelope is SNS's (``Type: Notification``, ``MessageId``, ``TopicArn``, ``Subject``,
 ``Message``, ``Timestamp``, ``SignatureVersion``, with SNS's ``x-amz-sns-*`` headers); ``Message``
 is Rekognition's completion JSON as a string. The envelope is not signed (``Signature`` is empty):
-there is no AWS key to sign it with. Deliveries run on one background thread, retried with
-backoff, so a slow or dead endpoint never holds up the runner.
+there is no AWS key to sign it with. Deliveries run on background threads, one per URL, retried
+with backoff, so a slow or dead endpoint never holds up the runner or another endpoint.
 """
 
 from __future__ import annotations
@@ -72,12 +72,13 @@ def post(url: str, body: dict[str, str], timeout: float = TIMEOUT) -> None:
         "x-amz-sns-topic-arn": body["TopicArn"],
         "User-Agent": "faceprint-sns",
     })
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (operator's URL)
-        response.read()
+    with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 (operator's URL); the answer's body is not read
+        pass
 
 
 class Notifier:
-    """Sends completion notifications on a thread of its own. ``done(job_id)`` is called once a
+    """Sends completion notifications on threads of its own, one per URL, so that an endpoint that
+    is down or slow holds up only its own notifications. ``done(job_id)`` is called once a
     notification is delivered or given up (after ``attempts`` tries), so it is not sent again."""
 
     def __init__(self, done: Callable[[str], None], attempts: int = ATTEMPTS, backoff: float = BACKOFF,
@@ -87,10 +88,10 @@ class Notifier:
         self.backoff = backoff
         self.timeout = timeout
         self.clock = clock
-        self._queue: queue.Queue[JobRow | None] = queue.Queue()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._lanes: dict[str, tuple[queue.Queue[JobRow | None], threading.Thread]] = {}
+        """URL -> its queue and the thread delivering it."""
         self._queued: set[str] = set()
         """Jobs whose notification is queued or being delivered: not queued again."""
 
@@ -99,26 +100,34 @@ class Notifier:
         queued already); never blocks."""
         if row.notification is None:
             return
+        url = row.notification["URL"]
         with self._lock:
             if row.job_id in self._queued:
                 return
             self._queued.add(row.job_id)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="faceprint-video-notify", daemon=True)
-                self._thread.start()
-        self._queue.put(row)
+            lane = self._lanes.get(url)
+            if lane is None:
+                jobs: queue.Queue[JobRow | None] = queue.Queue()
+                thread = threading.Thread(target=self._run, args=(jobs,), name="faceprint-video-notify", daemon=True)
+                lane = self._lanes[url] = (jobs, thread)
+                thread.start()
+        lane[0].put(row)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop after the deliveries queued now, waiting at most ``timeout`` seconds (what is left
-        stays pending in the store, for the next runner)."""
-        self._queue.put(None)
+        """Stop after the deliveries queued now, waiting at most ``timeout`` seconds in all (what is
+        left stays pending in the store, for the next runner)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        with self._lock:
+            lanes = list(self._lanes.values())
+        for jobs, _ in lanes:
+            jobs.put(None)
+        deadline = time.monotonic() + timeout
+        for _, thread in lanes:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
+    def _run(self, jobs: queue.Queue[JobRow | None]) -> None:
         while True:
-            row = self._queue.get()
+            row = jobs.get()
             if row is None:
                 return
             try:
