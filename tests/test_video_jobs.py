@@ -354,3 +354,21 @@ def test_a_dead_endpoint_holds_up_only_its_own_notifications(tmp_path: Path, cli
         silent.close()  # the waiting delivery fails at once
         notifier.close(timeout=30)
         receiver.close()
+
+
+def test_a_runner_without_buckets_leaves_s3_jobs_to_one_with_them(tmp_path: Path, clips: dict[str, Path],
+                                                                  opened: list[Faceprint]) -> None:
+    """A Python program's runner holds the home's lock first; a server on the same home queues a
+    Video.S3Object job that only it can fetch: the idle program's runner lets it run it."""
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "clip.mp4").write_bytes(clips["short"].read_bytes())
+    home = tmp_path / "home"
+    program = make(home)
+    opened.append(program)
+    program.video.start_runner()
+    wait_for(lambda: not lock_free(home))  # the program runs the home's jobs
+    server = make(home, buckets=Buckets({"videos": bucket}))
+    opened.append(server)
+    job = server.start_segment_detection({"S3Object": {"Bucket": "videos", "Name": "clip.mp4"}}, ["SHOT"]).job_id
+    assert server.video.wait(job, timeout=60) == "SUCCEEDED"

@@ -52,6 +52,9 @@ POLL = 0.5
 """Seconds between a runner's looks at the queue (a Start in this process wakes it at once)."""
 LOCK_POLL = 2.0
 """Seconds between tries at the lock while another process holds it."""
+YIELD = 2 * LOCK_POLL + 1
+"""Seconds an idle runner leaves the lock to others while jobs it cannot run wait (a runner
+waiting for the lock tries every ``LOCK_POLL`` seconds)."""
 SWEEP_EVERY = 60.0
 STOP_GRACE = 10.0
 """Seconds a worker has to stop after it is asked to (then it is killed)."""
@@ -176,6 +179,10 @@ class VideoRunner:
                 self._step()
                 if self.settings.exit_when_idle and self._idle() and self._leave():
                     return
+                if self._idle() and self._others_wait():
+                    self.lock.release()  # for a runner that can fetch them
+                    self._stop.wait(YIELD)
+                    continue
                 self._wake.wait(POLL)
                 self._wake.clear()
         finally:
@@ -194,6 +201,12 @@ class VideoRunner:
 
     def _idle(self) -> bool:
         return not self._runs and self.store.claimable(self.kinds) == 0
+
+    def _others_wait(self) -> bool:
+        """Queued jobs that this runner cannot run (S3 videos, and it has no buckets) while it is
+        idle: it leaves the lock to a runner that may (a server's), or they would wait for as long
+        as this process lives."""
+        return "s3" not in self.kinds and self.store.claimable(("s3",)) > 0
 
     def _leave(self) -> bool:
         """Release the lock; True unless a job was queued meanwhile (then the lock is taken again).
