@@ -382,7 +382,9 @@ def test_answers_fit_rekognitions_model_in_progress_and_failed(tmp_path: Path, c
 
 def test_facade_settings_are_validated(tmp_path: Path) -> None:
     for bad in ({"workers": 0}, {"max_jobs": 0}, {"expiry_seconds": 0},
-                {"sns_topics": {"topic": "http://127.0.0.1/"}}, {"sns_topics": {TOPIC: "file:///etc/passwd"}}):
+                {"sns_topics": {"topic": "http://127.0.0.1/"}}, {"sns_topics": {TOPIC: "file:///etc/passwd"}},
+                {"sns_topics": {TOPIC: "http://"}}, {"sns_topics": {TOPIC: "http://[::1/"}},
+                {"sns_topics": {TOPIC: 5}}):
         with pytest.raises(InvalidParameterException):
             VideoSettings(**bad)
 

@@ -366,7 +366,7 @@ def test_serve_checks_its_video_options(tmp_path: Path) -> None:
             parse_job_expiry(bad)
     assert sns_topics([f"{TOPIC}=https://hooks.example/rek"]) == {TOPIC: "https://hooks.example/rek"}
     for spec in (TOPIC, "arn:aws:sqs:us-east-1:123456789012:q=http://x", f"{TOPIC}=ftp://x", f"{TOPIC}=http://",
-                 "=http://x"):
+                 "=http://x", f"{TOPIC}=http://[::1/"):
         with pytest.raises(InvalidParameterException):
             sns_topics([spec])
     with pytest.raises(InvalidParameterException):

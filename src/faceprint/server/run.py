@@ -143,19 +143,14 @@ def parse_job_expiry(text: str) -> float:
 def sns_topics(specs: list[str]) -> dict[str, str]:
     """``--sns-topic ARN=URL`` specs as a mapping; the ARN must be an SNS topic ARN (as Rekognition's
     model has it) and the URL an http or https one."""
-    from urllib.parse import urlsplit
-
-    from faceprint.video.service import SNS_TOPIC_ARN
+    from faceprint.video.service import check_sns_topic
 
     topics: dict[str, str] = {}
     for spec in specs:
         arn, sep, url = spec.partition("=")
-        if not sep or not SNS_TOPIC_ARN.fullmatch(arn):
-            raise InvalidParameterException(f"--sns-topic {spec!r} must be ARN=URL with an SNS topic ARN such as "
-                                            "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs.")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidParameterException(f"--sns-topic {arn}: {url!r} is not an http:// or https:// URL.")
+        if not sep:
+            raise InvalidParameterException(f"--sns-topic {spec!r} must be ARN=URL.")
+        check_sns_topic(arn, url)
         if arn in topics:
             raise InvalidParameterException(f"--sns-topic {arn} is given twice.")
         topics[arn] = url

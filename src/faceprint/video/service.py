@@ -85,9 +85,24 @@ class VideoSettings:
         if self.workers < 1 or self.max_jobs < 1 or not self.expiry_seconds > 0:
             raise InvalidParameterException("Video workers and max jobs must be 1 or more, and expiry positive.")
         for arn, url in self.sns_topics.items():
-            if not SNS_TOPIC_ARN.fullmatch(arn) or not str(url).startswith(("http://", "https://")):
-                raise InvalidParameterException(
-                    f"SNS topic {arn!r} -> {url!r}: give an SNS topic ARN and an http:// or https:// URL.")
+            check_sns_topic(arn, url)
+
+
+def check_sns_topic(arn: Any, url: Any) -> None:
+    """InvalidParameterException unless ``arn`` is an SNS topic ARN (Rekognition's pattern) and
+    ``url`` an http:// or https:// URL with a host (``faceprint serve --sns-topic ARN=URL``)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(arn, str) or not SNS_TOPIC_ARN.fullmatch(arn):
+        raise InvalidParameterException(f"SNS topic {arn!r} is not an SNS topic ARN such as "
+                                        "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionJobs.")
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts is not None else None
+    except ValueError:  # a bad IPv6 literal, a bad port
+        parts = host = None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise InvalidParameterException(f"SNS topic {arn}: {url!r} is not an http:// or https:// URL.")
 
 
 @dataclass(frozen=True)
