@@ -372,6 +372,18 @@ def test_raw_protocol_errors(server: Server) -> None:
     assert status == 200 and body["CollectionArn"].endswith("collection/raw")
 
 
+def test_a_value_built_to_backtrack_a_models_pattern_is_refused_at_once(server: Server) -> None:
+    """SNSTopicArn's pattern, ``(^arn:aws:sns:.*:\\w{12}:.+$)``, backtracks in quadratic time in Python's
+    ``re`` over a long value ending in a newline: 900 kB of it would hold the worker for hours (the
+    request would then time out here, after 60 s)."""
+    arn = "arn:aws:sns:" + ":aaaaaaaaaaaa:" * 64_000 + "\n"
+    body = json.dumps({"Video": {"S3Object": {"Bucket": "videos", "Name": "a.mp4"}},
+                       "NotificationChannel": {"SNSTopicArn": arn,
+                                               "RoleArn": "arn:aws:iam::123456789012:role/r"}}).encode()
+    status, answer = server.post(body, TARGET | {"x-amz-target": "RekognitionService.StartFaceDetection"})
+    assert (status, answer["__type"]) == (400, "ValidationException") and "snstopicarn" in answer["Message"].lower()
+
+
 def test_other_paths_and_methods_answer_aws_errors(server: Server) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:

@@ -23,10 +23,19 @@ def load_service_model() -> dict[str, Any]:
     return Loader().load_service_model(SERVICE, "service-2", API_VERSION)
 
 
+# Constructs through which a pattern could match a line break.
+_MAY_MATCH_NEWLINE = re.compile(r"\\[sSWDn]|\[\^|\\p\{Z\}")
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The model's pattern for ``fullmatch``. A pattern that cannot match a line break first refuses
+    a value holding one, in one linear scan: without it, a pattern such as SNSTopicArn's
+    ``(^arn:aws:sns:.*:\\w{12}:.+$)`` backtracks in quadratic time over a long value that ends in a
+    newline (``$`` matches before it, ``fullmatch`` then fails, and ``re`` tries every split)."""
+    guard = "" if _MAY_MATCH_NEWLINE.search(pattern) else r"(?=[^\n]*\Z)"
     for java, python in _JAVA_CLASSES.items():
         pattern = pattern.replace(java, python)
-    return re.compile(pattern)
+    return re.compile(guard + pattern)
 
 
 @dataclass
