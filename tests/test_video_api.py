@@ -318,11 +318,15 @@ def test_results_expire(tmp_path: Path, clip: Path) -> None:
     assert fp.video.store.input_path(queued).exists()
 
 
-def test_sweep_deletes_input_files_of_no_job(tmp_path: Path, clip: Path) -> None:
-    """Left by a process that died between writing a Start's bytes and adding its job: deleted
-    once old, not while a Start may be about to add the job."""
+def test_sweep_deletes_input_files_of_no_job_or_of_ended_jobs(tmp_path: Path, clip: Path) -> None:
+    """Left by a process that died between writing a Start's bytes and adding its job (deleted
+    once old, not while a Start may be about to add the job), or by a runner that died before
+    deleting an ended job's input."""
     fp = make(tmp_path)
     store = fp.video.store
+    ended = fp.start_segment_detection(clip.read_bytes(), ["SHOT"]).job_id
+    finish(fp, ended, [])
+    assert store.input_path(ended).exists()
     queued = fp.start_segment_detection(clip.read_bytes(), ["SHOT"]).job_id
     old, fresh = store.input_path("f" * 32), store.input_path("e" * 32)
     for path in (old, fresh):
@@ -332,6 +336,7 @@ def test_sweep_deletes_input_files_of_no_job(tmp_path: Path, clip: Path) -> None
         os.utime(path, (hour_ago, hour_ago))
     assert store.sweep(time.time()) == []
     assert not old.exists() and fresh.exists() and store.input_path(queued).exists()
+    assert not store.input_path(ended).exists() and store.get(ended).status == SUCCEEDED
 
 
 def test_a_get_reads_its_job_and_page_at_once(tmp_path: Path, clip: Path) -> None:

@@ -315,9 +315,10 @@ class JobStore:
         return [JobRow.from_db(r) for r in rows]
 
     def sweep(self, now: float) -> list[str]:
-        """Delete the jobs whose results expired (rows, items, input files), and input files of no
-        job (a process that died between writing one and adding its job, or between deleting a
-        job and its file) once they are ``ORPHAN_AGE`` seconds old; answers the expired jobs' ids."""
+        """Delete the jobs whose results expired (rows, items, input files), input files of jobs
+        that ended (their runner died before deleting them), and input files of no job (a process
+        that died between writing one and adding its job, or between deleting a job and its file)
+        once they are ``ORPHAN_AGE`` seconds old; answers the expired jobs' ids."""
         with self._tx() as db:
             ids = [r[0] for r in db.execute("SELECT job_id FROM jobs WHERE expires < ?", (now,)).fetchall()]
             for job_id in ids:
@@ -335,7 +336,9 @@ class JobStore:
             return
         for entry in entries:
             with contextlib.suppress(FileNotFoundError):
-                if entry.stat(follow_symlinks=False).st_mtime < before and self.get(entry.name) is None:
+                row = self.get(entry.name)
+                ended = row is not None and row.status in (SUCCEEDED, FAILED)
+                if ended or (row is None and entry.stat(follow_symlinks=False).st_mtime < before):
                     os.unlink(entry.path)
 
     def delete_input(self, job_id: str) -> None:
