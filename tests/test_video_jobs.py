@@ -301,7 +301,7 @@ def test_ensure_runner_starts_a_detached_runner(tmp_path: Path, clips: dict[str,
     home = tmp_path / "home"
     jobs = make(home, run_jobs=False).video
     job = jobs.start_segment_detection(clips["short"], ["SHOT"]).job_id
-    ensure_runner(home, "fast", models_dir())
+    ensure_runner(home, models_dir())
     assert jobs.wait(job, timeout=60) == "SUCCEEDED"
     wait_for(lambda: lock_free(home))  # it exits once idle
     log = home / "video" / "runner.log"

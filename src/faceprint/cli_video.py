@@ -169,7 +169,7 @@ def _start(fp: Any, args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidParameterException(f"{args.file} is not a video file.")
     result = start_job(fp, START[args.video_command], path.resolve(), params(args),
                        client_request_token=args.client_request_token, job_tag=args.job_tag)
-    ensure_runner(fp.home, fp.profile.name, fp.models.root)
+    ensure_runner(fp.home, fp.models.root)  # each job runs with the profile it was started with
     return result.to_dict()
 
 

@@ -11,8 +11,8 @@ to the job store. A worker exits by itself when its runner dies (``kill -9`` inc
 job's final status the runner deletes the job's input copy and posts its notification. Results
 past their expiry are swept (rows and input files deleted).
 
-``python -m faceprint.video.runner --home H [--profile P] [--models-dir D] [--workers N]
-[--exit-when-idle]`` runs a runner in the foreground; :func:`ensure_runner` starts one detached
+``python -m faceprint.video.runner --home H [--models-dir D] [--workers N] [--exit-when-idle]``
+runs a runner in the foreground; :func:`ensure_runner` starts one detached
 (the CLI's ``faceprint video start-*`` do) when none holds the lock.
 """
 
@@ -488,8 +488,7 @@ def _analyse(job: dict[str, Any], ctx: StoreContext) -> tuple[str | None, str | 
 # -- a detached runner -----------------------------------------------------------------------------------
 
 
-def ensure_runner(home: str | os.PathLike, profile: str | None = None, models_dir: str | os.PathLike | None = None,
-                  workers: int = 1) -> None:
+def ensure_runner(home: str | os.PathLike, models_dir: str | os.PathLike | None = None, workers: int = 1) -> None:
     """Start a detached runner for ``home`` (its own session, exiting when idle) unless a runner
     holds the lock. Its log goes to ``HOME/video/runner.log``."""
     home = Path(home)
@@ -497,8 +496,6 @@ def ensure_runner(home: str | os.PathLike, profile: str | None = None, models_di
         return
     command = [sys.executable, "-m", "faceprint.video.runner", "--home", str(home), "--exit-when-idle",
                "--workers", str(workers)]
-    if profile:
-        command += ["--profile", profile]
     if models_dir:
         command += ["--models-dir", str(models_dir)]
     log_path = private_file(video_folder(home) / "runner.log")
@@ -527,7 +524,6 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m faceprint.video.runner", description="Run queued video jobs.")
     parser.add_argument("--home", help="the faceprint home whose jobs to run")
-    parser.add_argument("--profile", help="accepted for symmetry; each job runs with the profile it was started with")
     parser.add_argument("--models-dir", type=Path)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--exit-when-idle", action="store_true", help="stop once no job is queued or running")
