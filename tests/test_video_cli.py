@@ -17,16 +17,9 @@ import pytest
 
 from conftest import ROOT, lfw_image, models_dir
 from contract import output_shape, validate
-from faceprint.cli_video import (
-    ProgressBar,
-    clock_time,
-    copy_limited,
-    face_search_table,
-    faces_table,
-    segments_table,
-    text_table,
-    write_whole_answer,
-)
+from faceprint.cli_video import copy_limited, write_whole_answer
+from faceprint.progress import ProgressBar, clock_time
+from faceprint.video.tables import face_search_table, faces_table, segments_table, text_table
 from test_video_server import face_clip, shots_clip, text_clip
 
 

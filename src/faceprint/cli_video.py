@@ -19,11 +19,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from faceprint.errors import InvalidParameterException
+from faceprint.progress import ProgressBar
+from faceprint.video.tables import TABLES
 
 SYNC = {"search-faces": "StartFaceSearch", "detect-faces": "StartFaceDetection",
         "detect-text": "StartTextDetection", "segments": "StartSegmentDetection"}
@@ -294,76 +295,6 @@ def _guarded(write: Callable[[], None]) -> None:
         sys.stderr.close()
 
 
-# -- progress ---------------------------------------------------------------------------------------------
-
-class ProgressBar:
-    """Frames done of about how many, frames a second and time left, on ``stream``: redrawn in
-    place (at most 5 times a second) on a terminal, else a line every 5%."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic,
-                 tty: bool | None = None) -> None:
-        self.stream, self.clock = stream, clock
-        self.tty = stream.isatty() if tty is None else tty
-        self.started = clock()
-        self.last_draw = float("-inf")
-        self.last_step = -1
-        self.drawn = False
-        self.state = (0, 0)
-
-    def update(self, done: int, total: int) -> None:
-        self.state = (done, total)
-        now = self.clock()
-        if self.tty:
-            if now - self.last_draw >= 0.2:
-                self.last_draw = now
-                self._write("\r" + self.line(done, total, now) + "\x1b[K")
-            return
-        step = int(self._fraction(done, total) * 20)  # every 5%
-        if step > self.last_step:
-            self.last_step = step
-            self._write(self.line(done, total, now) + "\n")
-
-    def finish(self) -> None:
-        """The last state, drawn once more on a terminal, then a new line."""
-        if self.tty and self.drawn:
-            done, total = self.state
-            self._write("\r" + self.line(done, max(total, done), self.clock()) + "\x1b[K\n")
-
-    def line(self, done: int, total: int, now: float) -> str:
-        fraction = self._fraction(done, total)
-        elapsed = max(now - self.started, 1e-9)
-        rate = done / elapsed
-        left = (max(total - done, 0) / rate) if rate > 0 else None
-        filled = int(fraction * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        eta = clock_time(left * 1000, tenths=False) if left is not None else "--:--:--"
-        return f"[{bar}] {fraction * 100:5.1f}%  {done}/{total} frames  {rate:.1f} frames/s  ETA {eta}"
-
-    @staticmethod
-    def _fraction(done: int, total: int) -> float:
-        return min(done / total, 1.0) if total > 0 else 0.0
-
-    def _write(self, text: str) -> None:
-        self.drawn = True
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # stderr closed: the work goes on
-            pass
-
-
-def clock_time(ms: float, tenths: bool = True) -> str:
-    """``01:12:04.3`` (hours, minutes, seconds and tenths) for ``ms`` milliseconds."""
-    if tenths:
-        tenth = int(round(ms / 100))
-        seconds, rest = divmod(tenth, 10)
-        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{rest}"
-    seconds = int(round(ms / 1000))
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 # -- output -------------------------------------------------------------------------------------------------
 
 def _print_table(api: str, answer: dict[str, Any]) -> None:
@@ -393,136 +324,3 @@ def _print_status(answer: dict[str, Any]) -> bool:
 def _print_lines(lines: Iterable[str]) -> None:
     for line in lines:
         print(line)
-
-
-GAP_MS = 1000
-"""Timestamps of one person (one face count, one text line) further apart than this are two
-appearances in a table."""
-
-
-def span(first: int, last: int) -> str:
-    return f"{clock_time(first)}-{clock_time(last)}"
-
-
-@dataclass
-class _Run:
-    """One appearance while a table is made: from ``first`` to ``last`` (ms), the best seen."""
-
-    first: int
-    last: int
-    best: Any = None
-    score: float = float("-inf")
-
-    def add(self, timestamp: int, best: Any, score: float) -> None:
-        self.last = timestamp
-        if score > self.score:
-            self.best, self.score = best, score
-
-
-def face_search_table(items: Iterable[dict[str, Any]]) -> list[str]:
-    """One line a person's appearance: when, who (the person index), the collection's match (its
-    ExternalImageId, else its FaceId, or '-') and the best similarity. ``items`` come by person
-    index, then timestamp (GetFaceSearch's INDEX order): only the appearance being read is held."""
-    rows: list[tuple[int, int, str]] = []
-    index, run = None, None
-    for item in items:
-        timestamp = item["Timestamp"]
-        if run is None or item["Person"]["Index"] != index or timestamp - run.last > GAP_MS:
-            if run is not None:
-                rows.append((run.first, index, _appearance(index, run)))
-            index, run = item["Person"]["Index"], _Run(timestamp, timestamp)
-        for match in item.get("FaceMatches") or []:
-            run.add(timestamp, match, match["Similarity"])
-        run.last = timestamp
-    if run is not None:
-        rows.append((run.first, index, _appearance(index, run)))
-    return [line for _, _, line in sorted(rows)]
-
-
-def _appearance(index: Any, run: _Run) -> str:
-    face = run.best["Face"] if run.best is not None else None
-    who = "-  -" if face is None else f"{face.get('ExternalImageId') or face['FaceId']}  {run.score:.1f}"
-    return f"{span(run.first, run.last)}  person {index}  {who}"
-
-
-def faces_table(items: Iterable[dict[str, Any]]) -> list[str]:
-    """One line a run of sampled frames showing the same number of faces, with the range of their
-    detection confidence. ``items`` come in timestamp order."""
-    lines = []
-    run: list[Any] | None = None  # first, last, faces, lowest, highest
-    for timestamp, frame in itertools.groupby(items, key=lambda item: item["Timestamp"]):
-        scores = [item["Face"].get("Confidence", 0.0) for item in frame]
-        if run is not None and run[2] == len(scores) and timestamp - run[1] <= GAP_MS:
-            run[1], run[3], run[4] = timestamp, min(run[3], *scores), max(run[4], *scores)
-            continue
-        if run is not None:
-            lines.append(_faces_line(*run))
-        run = [timestamp, timestamp, len(scores), min(scores), max(scores)]
-    if run is not None:
-        lines.append(_faces_line(*run))
-    return lines
-
-
-def _faces_line(first: int, last: int, count: int, low: float, high: float) -> str:
-    return f"{span(first, last)}  {count} face{'s' if count != 1 else ''}  confidence {low:.1f}-{high:.1f}"
-
-
-def text_table(items: Iterable[dict[str, Any]]) -> list[str]:
-    """One line a text line's appearance: when, its best confidence and the text. ``items`` come
-    in timestamp order: only each line's latest appearance is held."""
-    rows: list[tuple[int, str, str]] = []
-    latest: dict[str, _Run] = {}
-    for item in items:
-        detection = item["TextDetection"]
-        if detection.get("Type") != "LINE":
-            continue
-        text, timestamp = detection["DetectedText"], item["Timestamp"]
-        run = latest.get(text)
-        if run is None or timestamp - run.last > GAP_MS:
-            if run is not None:
-                rows.append(_text_row(text, run))
-            run = latest[text] = _Run(timestamp, timestamp)
-        run.add(timestamp, None, detection.get("Confidence", 0.0))
-    rows += [_text_row(text, run) for text, run in latest.items()]
-    return [line for _, _, line in sorted(rows)]
-
-
-def _text_row(text: str, run: _Run) -> tuple[int, str, str]:
-    return run.first, text, f"{span(run.first, run.last)}  {run.score:5.1f}  {text}"
-
-
-def segments_table(items: Iterable[dict[str, Any]]) -> list[str]:
-    """One line a segment, in time order: when, its SMPTE timecodes and frames, what it is, its confidence."""
-    lines = []
-    for s in sorted(items, key=_segment_order):
-        if s["Type"] == "SHOT":
-            what, confidence = f"SHOT {s['ShotSegment']['Index']}", s["ShotSegment"]["Confidence"]
-        else:
-            what, confidence = f"{s['TechnicalCueSegment']['Type']}", s["TechnicalCueSegment"]["Confidence"]
-        lines.append(f"{span(s['StartTimestampMillis'], s['EndTimestampMillis'])}  "
-                     f"{s['StartTimecodeSMPTE']}-{s['EndTimecodeSMPTE']}  frames {s['StartFrameNumber']}-"
-                     f"{s['EndFrameNumber']}  {what}  {confidence:.1f}")
-    return lines
-
-
-def _segment_order(segment: dict[str, Any]) -> tuple[int, str]:
-    return segment["StartTimestampMillis"], segment["Type"]
-
-
-def _by_time(item: dict[str, Any]) -> int:
-    return item["Timestamp"]
-
-
-def _by_person(item: dict[str, Any]) -> tuple[int, int]:
-    return item["Person"]["Index"], item["Timestamp"]
-
-
-TABLES: dict[str, tuple[Callable[[Iterable[dict[str, Any]]], list[str]], Callable[[dict[str, Any]], Any],
-                        dict[str, str]]] = {
-    "StartFaceSearch": (face_search_table, _by_person, {"sort_by": "INDEX"}),
-    "StartFaceDetection": (faces_table, _by_time, {}),
-    "StartTextDetection": (text_table, _by_time, {}),
-    "StartSegmentDetection": (segments_table, _segment_order, {}),
-}
-"""Each operation's table: what makes it, the order it reads items in (a page is sorted so), and
-the Get's SortBy that gives that order."""

@@ -4,6 +4,6 @@
 jobs and their results (``HOME/video/jobs.db``); ``runner.VideoRunner`` runs queued jobs in worker
 processes (one runner per home); ``analysers`` names the analyser of each operation (``faces``,
 ``text``, ``segments``), run on ``decode``'s frames through a ``context.JobContext``; ``notify``
-posts SNS-style completion notifications.
+posts SNS-style completion notifications; ``tables`` writes results as the CLI's tables.
 
 Nothing here is imported by ``faceprint`` itself until a video operation is used."""
