@@ -84,7 +84,7 @@ def worker_pids(parent: int) -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z" and b"--worker" in cmdline:
+        if int(fields[1]) == parent and fields[0] != "Z" and b"faceprint.video.worker" in cmdline:
             found.append(int(entry.name))
     return found
 

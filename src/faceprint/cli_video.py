@@ -204,8 +204,8 @@ def run_here(jobs: Any, job_id: str, api: str, fp: Any) -> bool:
     True if it succeeded (a video it cannot read fails it)."""
     from faceprint.video.analysers import analyser
     from faceprint.video.decode import VideoError
-    from faceprint.video.runner import StoreContext
     from faceprint.video.store import FAILED, SUCCEEDED
+    from faceprint.video.worker import StoreContext
 
     row = jobs.store.claim("here", time.time(), ("path", "input"))
     assert row is not None and row.job_id == job_id

@@ -5,9 +5,9 @@ that cannot take it leaves the jobs to whoever holds it (a server, a Python prog
 share a home). On taking the lock it recovers the jobs a dead runner left RUNNING: each is
 requeued (its partial items deleted) unless it was already started twice, then it FAILS. It then
 claims queued jobs, oldest first, up to ``workers`` at a time; each runs in a worker process of
-its own (a fresh interpreter: ``python -m faceprint.video.runner --worker``, so nothing of the
-caller's ``__main__`` is re-run) with its own ``Faceprint``, writing items and progress straight
-to the job store. A worker exits by itself when its runner dies (``kill -9`` included). After a
+its own (a fresh interpreter: ``python -m faceprint.video.worker``, so nothing of the caller's
+``__main__`` is re-run) with its own ``Faceprint``, writing items and progress straight to the
+job store. A worker exits by itself when its runner dies (``kill -9`` included). After a
 job's final status the runner deletes the job's input copy and posts its notification. Results
 past their expiry are swept (rows and input files deleted).
 
@@ -58,8 +58,6 @@ waiting for the lock tries every ``LOCK_POLL`` seconds)."""
 SWEEP_EVERY = 60.0
 STOP_GRACE = 10.0
 """Seconds a worker has to stop after it is asked to (then it is killed)."""
-PARENT_POLL = 0.5
-"""Seconds between a worker's checks that its runner is still alive."""
 
 
 def video_folder(home: Path) -> Path:
@@ -350,7 +348,7 @@ class _JobRun(threading.Thread):
 
     def _work(self, path: Path) -> int | None:
         job = json.dumps(self.runner.worker_job(self.row, path))
-        process = subprocess.Popen([sys.executable, "-m", "faceprint.video.runner", "--worker", str(os.getpid())],
+        process = subprocess.Popen([sys.executable, "-m", "faceprint.video.worker", "--parent", str(os.getpid())],
                                    stdin=subprocess.PIPE, close_fds=True)
         self._process = process
         if self._cancelled.is_set():
@@ -371,118 +369,6 @@ class _JobRun(threading.Thread):
                 if self._cancelled.is_set() and time.monotonic() - self._cancel_time >= STOP_GRACE:
                     process.kill()
                     return process.wait()
-
-
-# -- the worker process -------------------------------------------------------------------------------
-
-
-class StoreContext:
-    """A :class:`faceprint.video.context.JobContext` writing to the job store: items in batches
-    (every ``batch`` items or second), progress at most once a second, and ``cancelled()`` once the
-    runner asks the worker to stop (SIGTERM) or the job is no longer this worker's. ``on_progress``
-    is also told every progress report (the synchronous CLI draws its progress bar with it)."""
-
-    def __init__(self, store: JobStore, job: dict[str, Any], fp: Any, stop: threading.Event,
-                 batch: int = 1000, every: float = 1.0,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
-        self.store = store
-        self.job_id: str = job["job_id"]
-        self.owner: str = job["owner"]
-        self.path = Path(job["path"])
-        self.params: dict[str, Any] = job["params"]
-        self.fp = fp
-        self.limits = VideoLimits(**job["limits"])
-        self.stop = stop
-        self.batch = batch
-        self.every = every
-        self.on_progress = on_progress
-        self.pending: list = []
-        self.done = (0, 0)
-        self._flushed = self._reported = time.monotonic()
-
-    def metadata(self, info: Any) -> None:
-        body = {"video": dataclasses.asdict(info.metadata()), "audio": [dataclasses.asdict(a) for a in info.audio]}
-        self._owned(self.store.set_metadata(self.job_id, self.owner, body))
-
-    def emit(self, items: list) -> None:
-        self.pending.extend(items)
-        if len(self.pending) >= self.batch or time.monotonic() - self._flushed >= self.every:
-            self.flush()
-
-    def flush(self) -> None:
-        items, self.pending = self.pending, []
-        self._flushed = time.monotonic()
-        if items:
-            self._owned(self.store.add_items(self.job_id, self.owner, items))
-
-    def progress(self, frames_done: int, frames_total: int) -> None:
-        self.done = (frames_done, frames_total)
-        if self.on_progress is not None:
-            self.on_progress(frames_done, frames_total)
-        now = time.monotonic()
-        if now - self._reported >= self.every or frames_done <= 1:
-            self._reported = now
-            self._owned(self.store.set_progress(self.job_id, self.owner, frames_done, frames_total))
-
-    def cancelled(self) -> bool:
-        return self.stop.is_set()
-
-    def _owned(self, still: bool) -> None:
-        if not still:  # requeued or finished by someone else: stop at once
-            self.stop.set()
-
-    def finish(self, status: str, message: str | None) -> bool:
-        done, total = self.done
-        if status == SUCCEEDED and total:
-            self.store.set_progress(self.job_id, self.owner, done, max(done, total))
-        items, self.pending = (self.pending, []) if status == SUCCEEDED else ([], [])
-        return self.store.finish(self.job_id, self.owner, status, message, time.time(), items)
-
-
-def _exit_with(parent: int, interval: float = PARENT_POLL) -> None:
-    """Exit this worker once ``parent`` is no longer its parent (the runner died, even by
-    ``kill -9``): see ``faceprint.bulk._exit_with``."""
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(1)
-
-
-def worker_main(parent: int) -> int:
-    """A worker process: read the job (JSON) from stdin, run its analyser, write its final status."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the runner's to handle
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=_exit_with, args=(parent,), name="faceprint-parent-watch", daemon=True).start()
-    job = json.loads(sys.stdin.read())
-    ctx = StoreContext(JobStore(job["db"]), job, None, stop)
-    status, message = _analyse(job, ctx)
-    if status is not None and not stop.is_set():
-        ctx.finish(status, message)
-    return 0
-
-
-def _analyse(job: dict[str, Any], ctx: StoreContext) -> tuple[str | None, str | None]:
-    """Run the job's analyser: (final status, StatusMessage), or (None, None) if it was stopped."""
-    from faceprint.video.analysers import load
-    from faceprint.video.decode import VideoError
-
-    try:
-        if ctx.cancelled():
-            return None, None
-        from faceprint.service import Faceprint
-
-        ctx.fp = Faceprint(job["home"], profile=job["profile"], models_dir=job["models_dir"], threads=job["threads"])
-        load(job["analyser"])(ctx)
-    except VideoError as exc:
-        return FAILED, exc.message
-    except FaceprintError as exc:
-        return FAILED, exc.message
-    except Exception as exc:  # a defect: the job fails with a message, the traceback goes to the log
-        log.exception("Job %s failed", job["job_id"])
-        return FAILED, f"The job failed on an internal error ({type(exc).__name__}); see the runner's log."
-    if ctx.cancelled():
-        return None, None
-    return SUCCEEDED, None
 
 
 # -- a detached runner -----------------------------------------------------------------------------------
@@ -506,10 +392,6 @@ def ensure_runner(home: str | os.PathLike, models_dir: str | os.PathLike | None 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.worker is not None:
-        return worker_main(args.worker)
-    if args.home is None:
-        _parser().error("--home is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home = Path(args.home)
     store = JobStore(private_folder(video_folder(home)) / "jobs.db")
@@ -523,11 +405,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m faceprint.video.runner", description="Run queued video jobs.")
-    parser.add_argument("--home", help="the faceprint home whose jobs to run")
+    parser.add_argument("--home", required=True, help="the faceprint home whose jobs to run")
     parser.add_argument("--models-dir", type=Path)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--exit-when-idle", action="store_true", help="stop once no job is queued or running")
-    parser.add_argument("--worker", type=int, metavar="PARENT_PID", help=argparse.SUPPRESS)
     return parser
 
 
