@@ -15,6 +15,7 @@ entry of a person carries the same decision.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,8 +62,8 @@ class FaceVideoSettings:
     crop_margin: float = 0.6
     """Crops for face vectors reach this share of the face's size beyond its box."""
     refine_face: int = 112
-    """Before a face is embedded, its landmarks are found again on the full-resolution crop scaled so
-    that the face is about this wide (0: keep the shrunk frame's landmarks)."""
+    """Before a best view is embedded, its landmarks are found again on the full-resolution crop
+    scaled so that the face is about this wide (0: keep the shrunk frame's landmarks)."""
     max_buffered: int = 3000
     """A track's entries held before its identity is decided early and they are emitted."""
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
@@ -268,13 +269,9 @@ class FaceSearch:
     def _vectors(self, seen: SeenFrame, indexes: list[int]) -> np.ndarray:
         out = []
         for j in indexes:
-            image, face = self._crop(seen, j)
+            image, face = seen.crop(j)
             out.append(self.sface.embed(image, face.boxes[0], face.landmarks[0]))
         return np.stack(out)
-
-    def _crop(self, seen: SeenFrame, j: int) -> tuple[DecodedImage, Detections]:
-        image, face = seen.crop(j)
-        return image, refine(self.refiner, image, face, self.settings.refine_face)
 
     def _observe(self, track: Track, seen: SeenFrame, j: int) -> None:
         person = self.people.get(track.id)
@@ -285,7 +282,7 @@ class FaceSearch:
         person.entries.append((seen.timestamp_ms, face.detail()))
         quality = view_quality(face, float(seen.boxes[j, 2]))
         if person.views.wants(quality, seen.timestamp_ms):
-            person.views.add(View(quality, seen.timestamp_ms, *self._crop(seen, j)))
+            person.views.add(View(quality, seen.timestamp_ms, *seen.crop(j)))
         if len(person.entries) >= self.settings.max_buffered:
             self._emit(track, person)
 
@@ -296,7 +293,9 @@ class FaceSearch:
 
     def _emit(self, track: Track, person: Person) -> None:
         if person.matches is None:
-            person.matches = self.identifier.decide(person.views.views)
+            views = [dataclasses.replace(v, face=refine(self.refiner, v.image, v.face, self.settings.refine_face))
+                     for v in person.views.views]
+            person.matches = self.identifier.decide(views)
         if person.index is None:
             person.index = self.indexes.assign(track, person.matches)
         items = []

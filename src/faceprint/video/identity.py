@@ -13,6 +13,7 @@ the request's threshold.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,8 +40,10 @@ class MatchRules:
     when higher): at the request's threshold alone, strangers are matched to lookalikes."""
     margin: float = 10.0
     """Similarity points by which the match must lead the best face of another person."""
-    screen: float = 15.0
-    """The best view alone more than this below ``sure``: no match, without embedding the others."""
+    view_agreement: float = 80.0
+    """Two views of a track are of one person when this similar; a track's identity is decided
+    from the largest group of views that agree (more than half of them): a view of someone else
+    (a face that crossed the track) is left out, and a track whose views disagree is not matched."""
     candidates: int = 20
     """Collection faces looked at per decision (the match and its rivals)."""
     same_person: float = 80.0
@@ -101,16 +104,22 @@ class Identifier:
 
     def decide(self, views: list[View]) -> list[FaceMatch]:
         """The collection faces of the track's person, best first; empty when there is no sure match."""
+        template = self.template(views)
+        return [] if template is None else self.match(template)
+
+    def template(self, views: list[View]) -> np.ndarray | None:
+        """The mean vector of the agreeing views (None: no views, or no majority that agrees)."""
         if not views:
-            return []
+            return None
+        vectors = self.vectors(views)
+        group = agreeing(np.asarray(self.fp.profile.similarity(vectors @ vectors.T)) >= self.rules.view_agreement)
+        if len(group) * 2 <= len(views):
+            return None
+        return _unit(vectors[group].mean(0))
+
+    def match(self, template: np.ndarray) -> list[FaceMatch]:
+        """The collection faces of the template's person if the match is sure (see the module)."""
         sure = max(self.threshold, self.rules.sure)
-        vectors = self.vectors(views[:1])
-        if len(views) > 1:
-            first = self.fp.collections.search(self.collection_id, vectors[0], 1, max(0.0, sure - self.rules.screen))
-            if not first:
-                return []
-            vectors = np.concatenate([vectors, self.vectors(views[1:])])
-        template = _unit(vectors.mean(0))
         floor = max(0.0, sure - self.rules.margin)
         hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, floor)
         if not hits or hits[0].similarity < sure:
@@ -136,6 +145,17 @@ class Identifier:
             if (top.user_id and hit.face.user_id == top.user_id) or alike >= self.rules.same_person:
                 same.add(hit.face.face_id)
         return same
+
+
+def agreeing(agree: np.ndarray) -> list[int]:
+    """The largest set of items that all agree with each other (``agree``: a symmetric boolean
+    matrix), the earliest such set on a tie; brute force, for the few views of a track."""
+    n = len(agree)
+    for size in range(n, 0, -1):
+        for group in itertools.combinations(range(n), size):
+            if all(agree[i, j] for i, j in itertools.combinations(group, 2)):
+                return list(group)
+    return []
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
