@@ -12,6 +12,7 @@ import pytest
 from conftest import DATA, LFW
 from faceprint.video import faces
 from faceprint.video.context import LocalContext
+from faceprint.video.identity import sure_similarity
 from faceprint.video.tracker import Tracker, iou_matrix
 from videokit import Walker, photos_of, walking_clip
 
@@ -162,3 +163,13 @@ def test_tracker_splits_a_track_when_another_person_takes_its_place() -> None:
     (same, _), = tracker.step(1400, box + 5, lambda idx: v2[None])
     assert same is other
     assert [t.id for t in tracker.finished(5300)] == [t1.id]  # unseen for over 5 s
+
+
+def test_the_similarity_a_track_needs_grows_with_the_collection() -> None:
+    """A stranger is matched to someone with a probability that grows with the collection's size:
+    the similarity needed follows the calibration (1e-4 per pair at 80, 1e-5 at 90)."""
+    assert abs(sure_similarity(1000, 0.1) - 80.0) < 1e-6  # 1000 x 1e-4 = 0.1
+    assert abs(sure_similarity(100, 0.001) - 90.0) < 1e-6  # 100 x 1e-5 = 0.001
+    levels = [sure_similarity(n, 0.015) for n in (1, 10, 100, 1000, 2500, 10_000, 10**6)]
+    assert levels == sorted(levels) and levels[-1] == 99.0
+    assert 91.5 < sure_similarity(2500, 0.015) < 92.5

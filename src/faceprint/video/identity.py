@@ -2,13 +2,17 @@
 
 A track keeps its few best views (crops of the full-resolution frame, ranked by face size,
 pose, sharpness and detector confidence) while it runs. When it ends, the views are embedded
-with the profile and their mean vector is searched in the collection. A match must reach a
-``sure`` similarity (or the request's threshold when higher) and stand clear of the best face of
-anyone else (``margin``). The request's threshold alone is not enough for a track: similarity 80
-is a false-match rate of 1e-4 per pair of faces, so against a collection of 2,500 people about
-one stranger in five has a lookalike at 80 or more (LFW, either profile), and a track names its
-person for as long as it lasts. Matches are reported with every face of that person at or above
-the request's threshold.
+with the profile and the mean vector of the views that agree is searched in the collection.
+
+The request's threshold alone is not enough to name a track's person: similarity 80 is a
+false-match rate of 1e-4 per pair of faces, so against a collection of 2,500 people about one
+stranger in five has a lookalike at 80 or more (LFW, either profile), and a track names its
+person for as long as it lasts. So the similarity a track must reach grows with the collection:
+it is the similarity whose false-match rate, times the number of faces, is ``stranger_rate``
+(the share of people who are not in the collection that may be named all the same), by the
+profile's calibration; never less than the request's threshold, at most 99. For 2,500 faces that
+is about 92, for 100 faces about 78 (so the threshold, 80, rules). Matches are reported with
+every face of that person at or above the request's threshold.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 from faceprint.faces import MeasuredFace
 from faceprint.imaging import DecodedImage
 from faceprint.models.detector import Detections
+from faceprint.models.profiles import FMR_LEVELS
 from faceprint.types import FaceMatch
 
 if TYPE_CHECKING:
@@ -35,11 +40,12 @@ class MatchRules:
     """Views of a track that decide its identity."""
     view_gap_ms: int = 400
     """Best views are at least this far apart in time (so they differ)."""
-    sure: float = 90.0
-    """Similarity the track's views must reach together to be matched (the request's threshold
-    when higher): at the request's threshold alone, strangers are matched to lookalikes."""
-    margin: float = 10.0
-    """Similarity points by which the match must lead the best face of another person."""
+    stranger_rate: float = 0.015
+    """The share of strangers (people not in the collection) that may be matched: sets the
+    similarity a track needs from the collection's size (see the module's docstring)."""
+    margin: float = 0.0
+    """Similarity points by which the match must lead the best face of another person (measured on
+    generated LFW clips, a margin cost recall and gained no precision: off)."""
     view_agreement: float = 80.0
     """Two views of a track are of one person when this similar; a track's identity is decided
     from the largest group of views that agree (more than half of them): a view of someone else
@@ -98,6 +104,9 @@ class Identifier:
         self.collection_id = collection_id
         self.threshold = threshold
         self.rules = rules
+        faces = fp.collections.describe_collection(collection_id).face_count
+        self.sure = max(threshold, sure_similarity(faces, rules.stranger_rate))
+        """The similarity a track must reach to be matched."""
 
     def vectors(self, views: list[View]) -> np.ndarray:
         return np.concatenate([self.fp.engine.embed(v.image, v.face) for v in views])
@@ -119,7 +128,7 @@ class Identifier:
 
     def match(self, template: np.ndarray) -> list[FaceMatch]:
         """The collection faces of the template's person if the match is sure (see the module)."""
-        sure = max(self.threshold, self.rules.sure)
+        sure = self.sure
         floor = max(0.0, sure - self.rules.margin)
         hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, floor)
         if not hits or hits[0].similarity < sure:
@@ -145,6 +154,16 @@ class Identifier:
             if (top.user_id and hit.face.user_id == top.user_id) or alike >= self.rules.same_person:
                 same.add(hit.face.face_id)
         return same
+
+
+def sure_similarity(faces: int, stranger_rate: float) -> float:
+    """The similarity at which a stranger searched against ``faces`` faces is matched with
+    probability ``stranger_rate``: the profile calibration's knots (similarity 50 at a false-match
+    rate of 1e-1 per pair, ... 99 at 1e-6), log-linear between them, 99 at most."""
+    rate = stranger_rate / max(faces, 1)
+    rates = np.log10([r for r, _ in FMR_LEVELS][::-1])
+    levels = [s for _, s in FMR_LEVELS][::-1]
+    return float(np.interp(math.log10(rate), rates, levels))
 
 
 def agreeing(agree: np.ndarray) -> list[int]:
