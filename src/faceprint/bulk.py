@@ -15,8 +15,6 @@ import hashlib
 import multiprocessing
 import os
 import re
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,11 +25,10 @@ from typing import Any
 
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.index.cache import SAVE_MIN
+from faceprint.processes import exit_with_parent
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-:]")
-PARENT_POLL = 0.5
-"""Seconds between a worker's checks that the importer is still alive."""
 
 _worker: Any = None
 
@@ -90,22 +87,13 @@ class Summary:
 
 def _init(options: dict[str, Any], parent: int) -> None:
     global _worker
-    threading.Thread(target=_exit_with, args=(parent,), name="faceprint-parent-watch", daemon=True).start()
+    exit_with_parent(parent)
     import cv2
 
     from faceprint.service import Faceprint
 
     cv2.setNumThreads(1)
     _worker = Faceprint(**options, threads=1)
-
-
-def _exit_with(parent: int, interval: float = PARENT_POLL) -> None:
-    """Exit this worker as soon as ``parent`` is no longer its parent (it died, even by
-    ``kill -9``, and this process was handed to init): a worker blocked on the job queue would
-    otherwise wait forever, holding its models' memory."""
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(1)
 
 
 def _analyze(job: tuple[bytes, str]) -> Any:
@@ -185,24 +173,3 @@ class BulkImporter:
             summary.unindexed_faces.update(face.reasons)
         self.on_image(path, {"Path": str(path), "ExternalImageId": external_id,
                              "FaceIds": [r.face.face_id for r in indexed.face_records]})
-
-
-def progress_bar(stream: Any = sys.stderr) -> Callable[[int, int, float], None]:
-    """A one-line progress bar with rate and ETA (a line every 5% when not on a terminal)."""
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    last = [-1]
-
-    def show(done: int, total: int, start: float) -> None:
-        elapsed = max(time.monotonic() - start, 1e-9)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else 0.0
-        step = int(20 * done / max(total, 1))
-        line = (f"[{'#' * step}{'.' * (20 - step)}] {done}/{total} images  {rate:.1f} img/s  "
-                f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
-        if tty:
-            print("\r" + line, end="\n" if done == total else "", file=stream, flush=True)
-        elif done == total or int(100 * done / max(total, 1)) // 5 > last[0]:
-            last[0] = int(100 * done / max(total, 1)) // 5
-            print(line, file=stream, flush=True)
-
-    return show

@@ -396,7 +396,8 @@ _COLLECTION_COMMANDS = {
 def _index_faces(fp: Any, args: argparse.Namespace) -> Any:
     from pathlib import Path
 
-    from faceprint.bulk import BulkImporter, external_id_for, find_images, progress_bar, read_external_ids
+    from faceprint.bulk import BulkImporter, external_id_for, find_images, read_external_ids
+    from faceprint.progress import ProgressBar
 
     if len(args.paths) == 1 and Path(args.paths[0]).is_file() and not args.external_ids:
         path = Path(args.paths[0])
@@ -407,10 +408,14 @@ def _index_faces(fp: Any, args: argparse.Namespace) -> Any:
         if args.jsonl:
             print(json.dumps(record), flush=True)
 
+    bar = ProgressBar(sys.stderr, unit="images")
     importer = BulkImporter(fp, args.collection_id, args.workers, args.max_faces, args.quality_filter,
-                            progress=progress_bar(), on_image=on_image)
+                            progress=lambda done, total, start: bar.update(done, total), on_image=on_image)
     ids = read_external_ids(args.external_ids) if args.external_ids else None
-    return {"Summary": importer.run(find_images(args.paths), ids).to_dict()}
+    try:
+        return {"Summary": importer.run(find_images(args.paths), ids).to_dict()}
+    finally:
+        bar.finish()
 
 
 def _json_arg(name: str, value: str | None) -> Any:

@@ -1,5 +1,5 @@
-"""A progress bar for long command-line work (``faceprint video search-faces`` and co): done of
-about how many, the rate and the time left, on stderr."""
+"""A progress bar for long command-line work (``faceprint video search-faces`` and co, ``faceprint
+index-faces`` over many images): done of about how many, the rate and the time left, on stderr."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import IO
 
 
 class ProgressBar:
-    """Frames done of about how many, frames a second and time left, on ``stream``: redrawn in
-    place (at most 5 times a second) on a terminal, else a line every 5%."""
+    """Things (``unit``: frames, images) done of about how many, their rate and the time left, on
+    ``stream``: redrawn in place (at most 5 times a second) on a terminal, else a line every 5%."""
 
     WIDTH = 30
 
     def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic,
-                 tty: bool | None = None) -> None:
-        self.stream, self.clock = stream, clock
+                 tty: bool | None = None, unit: str = "frames") -> None:
+        self.stream, self.clock, self.unit = stream, clock, unit
         self.tty = stream.isatty() if tty is None else tty
         self.started = clock()
         self.last_draw = float("-inf")
@@ -51,7 +51,7 @@ class ProgressBar:
         filled = int(fraction * self.WIDTH)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         eta = clock_time(left * 1000, tenths=False) if left is not None else "--:--:--"
-        return f"[{bar}] {fraction * 100:5.1f}%  {done}/{total} frames  {rate:.1f} frames/s  ETA {eta}"
+        return f"[{bar}] {fraction * 100:5.1f}%  {done}/{total} {self.unit}  {rate:.1f} {self.unit}/s  ETA {eta}"
 
     @staticmethod
     def _fraction(done: int, total: int) -> float:

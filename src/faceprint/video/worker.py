@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -20,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.errors import FaceprintError
+from faceprint.processes import exit_with_parent
 from faceprint.video.decode import VideoLimits
 from faceprint.video.store import FAILED, SUCCEEDED, JobStore
 
 log = logging.getLogger(__name__)
 
-PARENT_POLL = 0.5
-"""Seconds between a worker's checks that its runner is still alive."""
 
 
 class StoreContext:
@@ -92,20 +90,12 @@ class StoreContext:
         return self.store.finish(self.job_id, self.owner, status, message, time.time(), items)
 
 
-def _exit_with(parent: int, interval: float = PARENT_POLL) -> None:
-    """Exit this worker once ``parent`` is no longer its parent (the runner died, even by
-    ``kill -9``): see ``faceprint.bulk._exit_with``."""
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(1)
-
-
 def worker_main(parent: int) -> int:
     """A worker process: read the job (JSON) from stdin, run its analyser, write its final status."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the runner's to handle
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=_exit_with, args=(parent,), name="faceprint-parent-watch", daemon=True).start()
+    exit_with_parent(parent)
     job = json.loads(sys.stdin.read())
     ctx = StoreContext(JobStore(job["db"]), job, None, stop)
     status, message = _analyse(job, ctx)
