@@ -3,10 +3,15 @@
 Every write is one transaction with ``synchronous=FULL``: once a call returns, its faces
 survive a crash or ``kill -9``. Connections are per thread; SQLite's WAL lets readers run
 while one writer writes.
+
+Deletion erases: every connection has ``secure_delete`` on (SQLite overwrites deleted rows and
+freed pages with zeros), and after a call that deleted faces, users or a collection the WAL,
+which still holds the pages as they were before, is checkpointed and truncated (``erase_wal``).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -70,6 +75,13 @@ CREATE TABLE IF NOT EXISTS imports (
 );
 """
 
+BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another's write lock."""
+
+ERASE_WAIT = 1.0
+"""Seconds a delete waits for other connections' reads and writes to end so that it can empty the
+WAL; if they go on longer, the next write of this store tries again."""
+
 DELETION_LOG = 10_000
 """Delete calls remembered per collection; an index further behind rebuilds its list of faces."""
 
@@ -87,16 +99,13 @@ class SQLiteStore:
         for suffix in ("-wal", "-shm", "-journal"):
             tighten(self.path.with_name(self.path.name + suffix))
         self._local = threading.local()
+        self._wal_holds_deleted = False  # an erase_wal that could not finish: the next write retries
         self._db().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
+            db = self._local.db = connect(self.path)
         return db
 
     @contextmanager
@@ -109,6 +118,12 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self._wal_holds_deleted:
+            self._erase_wal(0.0)
+
+    def _erase_wal(self, wait: float = ERASE_WAIT) -> None:
+        """After a delete: no copy of the deleted rows left in the WAL (best effort; see erase_wal)."""
+        self._wal_holds_deleted = not erase_wal(self._db(), wait)
 
     def create_collection(self, row: CollectionRow) -> None:
         try:
@@ -165,11 +180,19 @@ class SQLiteStore:
         return True
 
     def delete_user(self, collection_id: str, user_id: str) -> bool:
+        """Forget the user: its faces stay (without it), and the ClientRequestToken records whose
+        request or answer name it go too (a token used before then works as a new one)."""
         with self._tx() as db:
             db.execute("UPDATE faces SET user_id = NULL WHERE collection_id = ? AND user_id = ?",
                        (collection_id, user_id))
-            return db.execute("DELETE FROM users WHERE collection_id = ? AND user_id = ?",
-                              (collection_id, user_id)).rowcount > 0
+            named = json.dumps(user_id)  # as the records' JSON holds it, quotes included
+            db.execute("DELETE FROM request_tokens WHERE collection_id = ? "
+                       "AND (instr(parameters, ?) > 0 OR instr(response, ?) > 0)", (collection_id, named, named))
+            deleted = db.execute("DELETE FROM users WHERE collection_id = ? AND user_id = ?",
+                                 (collection_id, user_id)).rowcount > 0
+        if deleted:
+            self._erase_wal()
+        return deleted
 
     def user_exists(self, collection_id: str, user_id: str) -> bool:
         return self._db().execute("SELECT 1 FROM users WHERE collection_id = ? AND user_id = ?",
@@ -224,8 +247,10 @@ class SQLiteStore:
             db.execute("DELETE FROM request_tokens WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM imports WHERE collection_id = ?", (collection_id,))
             db.execute("DELETE FROM deleted_faces WHERE collection_id = ?", (collection_id,))
-            return db.execute("DELETE FROM collections WHERE collection_id = ?",
-                              (collection_id,)).rowcount > 0
+            deleted = db.execute("DELETE FROM collections WHERE collection_id = ?", (collection_id,)).rowcount > 0
+        if deleted:
+            self._erase_wal()
+        return deleted
 
     def count_faces(self, collection_id: str) -> int:
         return int(self._db().execute("SELECT COUNT(*) FROM faces WHERE collection_id = ?",
@@ -284,6 +309,8 @@ class SQLiteStore:
                                [(collection_id, deletion, f) for f in found])
                 db.execute("DELETE FROM deleted_faces WHERE collection_id = ? AND deletion <= ?",
                            (collection_id, deletion - DELETION_LOG))
+        if found:
+            self._erase_wal()
         return found
 
     def deleted_since(self, collection_id: str, deletion: int) -> list[str] | None:
@@ -301,6 +328,32 @@ class SQLiteStore:
         if found is None or len({r[0] for r in rows}) != found[0] - deletion:
             return None
         return [r[1] for r in rows]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection as the home's databases use them: WAL, ``synchronous=FULL``, foreign keys, and
+    ``secure_delete`` (deleted rows and freed pages are overwritten with zeros, not left in the file)."""
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA secure_delete=ON")
+    return db
+
+
+def erase_wal(db: sqlite3.Connection, wait: float) -> bool:
+    """Checkpoint the WAL into the database and truncate it to nothing, so that the page images
+    it holds from before a delete (deleted rows included) are gone; called after a deleting
+    transaction. Waits up to ``wait`` seconds for other connections' transactions to end; False if
+    they went on (or the checkpoint failed): the WAL may still hold them."""
+    db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+    try:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+    return busy == 0
 
 
 def _require_collection(db: sqlite3.Connection, collection_id: str) -> None:

@@ -6,6 +6,8 @@ the API shows QUEUED and RUNNING as ``IN_PROGRESS``. Every write a worker makes 
 its ``owner``, so a worker left over from a dead runner cannot touch a job that was requeued.
 Items are kept as Rekognition's JSON with the keys they are sorted by; NextTokens are signed with
 a secret of the job, so a token is good only for the job and the sort order it was issued for.
+Deleted jobs and items are erased as the main store's faces are (``secure_delete``, and the WAL
+emptied after a delete: ``faceprint.store.sqlite.erase_wal``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from faceprint.collections import MAX_SEQ, decode_token, encode_token
 from faceprint.errors import InvalidPaginationTokenException, LimitExceededException
 from faceprint.home import private_file, private_folder, tighten
+from faceprint.store.sqlite import ERASE_WAIT, connect, erase_wal
 from faceprint.video.context import Item
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
@@ -148,16 +151,13 @@ class JobStore:
             tighten(self.path.with_name(self.path.name + suffix))
         self.inputs = self.path.parent / "inputs"
         self._local = threading.local()
+        self._wal_holds_deleted = False  # an erase_wal that could not finish: the next write retries
         self._db().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
+            db = self._local.db = connect(self.path)  # with secure_delete, as the main store's
         return db
 
     @contextmanager
@@ -170,6 +170,12 @@ class JobStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self._wal_holds_deleted:
+            self._erase_wal(0.0)
+
+    def _erase_wal(self, wait: float = ERASE_WAIT) -> None:
+        """After deleting a job or items: no copy of them left in the WAL (best effort)."""
+        self._wal_holds_deleted = not erase_wal(self._db(), wait)
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -262,6 +268,8 @@ class JobStore:
                     self._finish(db, row, FAILED, message, now)
                 else:
                     self._requeue(db, row.job_id, 0)
+        if rows:
+            self._erase_wal()  # their partial items
         return [self.get(r.job_id) for r in rows if r.attempts >= max_attempts]  # type: ignore[misc]
 
     def release(self, job_id: str, owner: str) -> bool:
@@ -270,6 +278,7 @@ class JobStore:
             if not self._owned(db, job_id, owner):
                 return False
             self._requeue(db, job_id, 1)
+        self._erase_wal()  # its partial items
         return True
 
     @staticmethod
@@ -294,6 +303,8 @@ class JobStore:
             row = self.get(job_id)
             assert row is not None
             self._finish(db, row, status, message, now)
+        if status != SUCCEEDED:
+            self._erase_wal()  # the items it had written
         return True
 
     @staticmethod
@@ -324,6 +335,8 @@ class JobStore:
             for job_id in ids:
                 db.execute("DELETE FROM items WHERE job_id = ?", (job_id,))
                 db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        if ids:
+            self._erase_wal()
         for job_id in ids:
             self.delete_input(job_id)
         self._sweep_orphans(time.time() - ORPHAN_AGE)
