@@ -166,14 +166,17 @@ def test_index_file_is_reopened_and_brought_up_to_date(tmp_path) -> None:
     path = files.index_path(tmp_path / "indexes", "c")
     assert path.is_file()
 
-    other = open_home(tmp_path)  # another process: adds and deletes while the file is not loaded
+    other = open_home(tmp_path)  # another process: adds while the file is not loaded
     later = fill(other, "c", vectors[3000:])
-    other.delete_faces("c", first[:50])
 
     fresh = open_home(tmp_path)
     index = fresh.collections.index("c")
     assert fresh.index_cache._cached["c"].saved_size == 3000  # opened from the file
-    assert index.quantized and len(index) == 3000 + 300 - 50
+    assert index.quantized and len(index) == 3000 + 300
+    other.delete_faces("c", first[:50])  # removes the file, which holds their vectors...
+    assert not path.exists()
+    index = fresh.collections.index("c")  # ...and reaches the loaded index through the log
+    assert len(index) == 3000 + 300 - 50
     top = [index.search(v, 1, -1.0)[0][0] for v in vectors[:60]] + [index.search(v, 1, -1.0)[0][0]
                                                                      for v in vectors[3000:3010]]
     assert not set(top) & set(first[:50]) and top[50:] == first[50:60] + later[:10]

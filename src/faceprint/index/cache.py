@@ -7,12 +7,23 @@ added. Later calls pull in only what changed, seen cheaply through the store's p
 (writes, deletes) counters. Large indexes are saved again in the background once enough new
 faces have arrived. Each collection has its own lock, so opening or catching up a large one
 never holds up searches of the others.
+
+An index file never keeps deleted faces: a delete removes the collection's file at once, from
+whichever process deletes (the index need not be loaded there); a file is written without the
+rows of removed faces; a save that a delete overtook removes what it wrote; a file found holding
+deleted faces (its writer died before removing it, or an older faceprint wrote it) is removed
+when it is opened. The process that deleted writes a new file once no delete has come for
+``REWRITE_AFTER`` seconds (if the index is large enough to be worth a file), and every process
+when it saves its indexes; until then the next process to open the collection builds it from the
+store (at 1M faces about twice as long as from a file) and saves a current file itself.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +36,10 @@ SAVE_MIN = 20_000
 
 BATCH = 50_000
 """Faces read from the store at a time when an index catches up."""
+
+REWRITE_AFTER = 60.0
+"""Seconds without a delete before the deleting process writes the file a delete removed (a stream
+of deletes does not rewrite a large file each time)."""
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,10 @@ class CachedIndex:
     """(writes, deletes) of the store when the index file was last written or read."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     saving: bool = False
+    erased: float | None = None
+    """When a delete made here last removed the index file (None: since written again)."""
+    erasures: int = 0
+    """Deletes made here that removed the file: a save they overtook must not leave its file."""
 
     def grown(self) -> bool:
         """Enough new faces since the file was written to be worth writing it again."""
@@ -51,8 +70,9 @@ class CachedIndex:
 
 
 class IndexCache:
-    def __init__(self, store: Store, folder: Path, dim: int, **settings: int) -> None:
-        self.store, self.folder, self.dim, self.settings = store, folder, dim, settings
+    def __init__(self, store: Store, folder: Path, dim: int, *, clock: Callable[[], float] = time.monotonic,
+                 **settings: int) -> None:
+        self.store, self.folder, self.dim, self.settings, self.clock = store, folder, dim, settings, clock
         self._cached: dict[str, CachedIndex] = {}
         self._lock = threading.Lock()  # guards ``_cached`` only
         self._threads: list[threading.Thread] = []
@@ -75,27 +95,35 @@ class IndexCache:
             if cached.writes != writes:
                 self._catch_up(cid, cached)
                 cached.writes = writes
-            if cached.grown() and not cached.saving:
+            if cached.grown() and not cached.saving and self._quiet(cached):
                 self._save_later(cid, cached)
             return cached.index
 
+    def _quiet(self, cached: CachedIndex) -> bool:
+        return cached.erased is None or self.clock() - cached.erased >= REWRITE_AFTER
+
     def removed(self, collection_id: str, face_ids: list[str]) -> None:
-        """Faces this process just deleted from the store: gone from every later search."""
+        """Faces this process just deleted from the store: gone from every later search, and their
+        vectors gone from disk (the index file is removed, loaded here or not)."""
+        if not face_ids:
+            return
         with self._lock:
             cached = self._cached.get(collection_id)
-        if cached is None or not face_ids:
-            return
-        with cached.lock:
-            if cached.index is not None:
-                cached.index.remove(face_ids)
-                if self.store.generation(collection_id)[1] == cached.deletes + 1:
-                    cached.deletes += 1  # ours was the only delete since: no second pass to reconcile
+        if cached is not None:
+            with cached.lock:
+                if cached.index is not None:
+                    cached.index.remove(face_ids)
+                    if self.store.generation(collection_id)[1] == cached.deletes + 1:
+                        cached.deletes += 1  # ours was the only delete since: no second pass to reconcile
+                cached.saved_size, cached.saved_at = 0, None  # no file: written again once deletes pause
+                cached.erased, cached.erasures = self.clock(), cached.erasures + 1
+        files.erase(files.index_path(self.folder, collection_id))
 
     def drop(self, collection_id: str) -> None:
         """The collection is gone: forget its index and delete its file."""
         with self._lock:
             self._cached.pop(collection_id, None)
-        files.remove(files.index_path(self.folder, collection_id))
+        files.erase(files.index_path(self.folder, collection_id))
 
     def wait(self) -> None:
         """Wait for the index files being saved in the background."""
@@ -104,12 +132,14 @@ class IndexCache:
 
     def save_all(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Save the loaded indexes of ``min_faces`` or more whose file is not current (e.g. after
-        a bulk import or before shutting down); ``grown_only``: only those that grew enough."""
+        a bulk import or before shutting down); ``grown_only``: only those that grew enough. A
+        file is current if it was written at the store's present (writes, deletes): a delete by
+        another process removed it."""
         self.wait()
         with self._lock:
-            todo = [(cid, c) for cid, c in self._cached.items()
-                    if c.index is not None and len(c.index) >= min_faces and c.saved_at != (c.writes, c.deletes)
-                    and (c.grown() or not grown_only)]
+            loaded = [(cid, c) for cid, c in self._cached.items()
+                      if c.index is not None and len(c.index) >= min_faces and (c.grown() or not grown_only)]
+        todo = [(cid, c) for cid, c in loaded if c.saved_at != self.store.generation(cid)]
         for cid, cached in todo:
             with cached.lock:
                 if cached.saving:
@@ -121,14 +151,20 @@ class IndexCache:
     def _open(self, row: CollectionRow, cached: CachedIndex, deletes: int) -> None:
         """From the index file, or empty (to be filled from the store with the faces alive now,
         so that no delete up to ``deletes`` needs replaying)."""
-        loaded = files.load(files.index_path(self.folder, row.collection_id), self.dim, **self.settings)
+        path = files.index_path(self.folder, row.collection_id)
+        loaded = files.load(path, self.dim, **self.settings)
         if loaded is not None:
             index, meta = loaded
             if meta.get("created") == row.created and meta.get("face_model_version") == row.face_model_version:
                 cached.index, cached.writes, cached.deletes, cached.max_seq = (
                     index, meta["writes"], meta["deletes"], meta["max_seq"])
-                cached.saved_size, cached.saved_at = len(index), (meta["writes"], meta["deletes"])
+                if meta["deletes"] == deletes and not meta["deleted_rows"]:
+                    cached.saved_size, cached.saved_at = len(index), (meta["writes"], meta["deletes"])
+                else:  # it holds deleted faces: read, it goes (``get`` removes them here and saves anew)
+                    files.erase(path)
                 return
+        if path.exists():  # unreadable, or another collection's of the same id: it may hold deleted faces
+            files.erase(path)
         cached.index = CollectionIndex(self.dim, **self.settings)
         cached.writes, cached.deletes, cached.max_seq = -1, deletes, 0
 
@@ -176,24 +212,39 @@ class IndexCache:
         thread.start()
 
     def _save(self, collection_id: str, cached: CachedIndex) -> None:
+        """Write the index without the rows of removed faces; if a delete (here or elsewhere) or the
+        collection's deletion overtook the write, remove the file instead."""
         path = files.index_path(self.folder, collection_id)
         try:
             with cached.lock:
                 row = self.store.get_collection(collection_id)
                 if cached.index is None or row is None or row.created != cached.created:
                     return
+                if self.store.generation(collection_id)[1] != cached.deletes:
+                    self._reconcile(collection_id, cached)  # not one face deleted elsewhere goes in the file
                 meta = {"created": row.created, "face_model_version": row.face_model_version, "dim": self.dim,
                         "writes": cached.writes, "deletes": cached.deletes, "max_seq": cached.max_seq}
-                size, state = len(cached.index), cached.index.frozen()  # consistent with ``meta``
-                at = (cached.writes, cached.deletes)
-            files.save(path, CollectionIndex.arrays(state), meta)
-            with self._lock:
-                if self._cached.get(collection_id) is not cached:  # dropped meanwhile: no stale file
-                    files.remove(path)
+                index, size, state = cached.index, len(cached.index), cached.index.frozen()  # as of ``meta``
+                at, erasures = (cached.writes, cached.deletes), cached.erasures
+            files.save(path, CollectionIndex.arrays(index.compacted(state)), meta)
+            with cached.lock:
+                if cached.erasures != erasures or not self._current(collection_id, cached, at[1]):
+                    files.erase(path)  # faces deleted meanwhile may be in it
                     return
-            cached.saved_size, cached.saved_at = size, at
+                cached.saved_size, cached.saved_at, cached.erased = size, at, None
+        except FileNotFoundError:  # a delete removed the file being written: saved again later
+            pass
         except OSError as error:  # e.g. a full disk: not again before the index grows further
             log.warning("could not save the index of %s: %s", collection_id, error)
             cached.saved_size = len(cached.index) if cached.index is not None else 0
         finally:
             cached.saving = False
+
+    def _current(self, collection_id: str, cached: CachedIndex, deletes: int) -> bool:
+        """Read after a file is in place: the collection is still the one saved and no face was
+        deleted since (a delete committed later removes the file itself)."""
+        with self._lock:
+            if self._cached.get(collection_id) is not cached:
+                return False
+        row = self.store.get_collection(collection_id)
+        return row is not None and row.created == cached.created and self.store.generation(collection_id)[1] == deletes

@@ -5,6 +5,8 @@ name, flushed, fsynced and renamed over the old one, so a crash leaves either th
 the new one, never a torn one. A file that cannot be read
 (truncated, corrupt, another format) is ignored and the index is rebuilt from the store; a file
 that is read is only a starting point: the caller brings it up to date from the store.
+A file must not outlive the faces it holds: ``erase`` removes it and its temporary files when
+faces are deleted, and ``load`` reports how many deleted (flagged) rows a file still holds.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Non
 
 
 def load(path: Path, dim: int, **settings: int) -> tuple[CollectionIndex, dict[str, Any]] | None:
-    """The index and its metadata, or None if there is no readable file of this format."""
+    """The index and its metadata (with ``deleted_rows``: rows of removed faces the file holds),
+    or None if there is no readable file of this format."""
     if not path.is_file():
         return None
     try:
@@ -74,7 +77,8 @@ def load(path: Path, dim: int, **settings: int) -> tuple[CollectionIndex, dict[s
                 if not isinstance(meta.get(key), int | float):
                     raise ValueError(f"metadata {key!r} missing")
             arrays = {name: data[name] for name in data.files if name != "meta"}
-        return CollectionIndex.from_arrays(dim, arrays, **settings), meta
+        index = CollectionIndex.from_arrays(dim, arrays, **settings)
+        return index, {**meta, "deleted_rows": len(arrays["ids"]) - len(index)}
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - any damage (numpy, zip, json, faiss) means: rebuild
@@ -101,3 +105,11 @@ def _remove_orphans(path: Path) -> None:
 def remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def erase(path: Path) -> None:
+    """Remove the index file and every temporary file of it (faces were deleted: their vectors must
+    not stay on disk). A save in flight, in this process or another, then fails to rename its file."""
+    remove(path)
+    for temporary in path.parent.glob(f"{path.name}.tmp-*"):
+        remove(temporary)

@@ -194,6 +194,12 @@ class CollectionIndex:
         state = self._state
         return replace(state, alive=state.alive[: state.count].copy())
 
+    def compacted(self, state: _State) -> _State:
+        """``state`` (from ``frozen``) without the rows of removed faces, so that a file written
+        from it holds no deleted face: new arrays, codes encoded again with the trained codebooks
+        (seconds at 1M faces: call it outside any lock searches wait for). ``state`` if none."""
+        return self._compact(state) if state.dead else state
+
     @staticmethod
     def arrays(state: _State) -> dict[str, np.ndarray]:
         """A state as plain arrays (for ``index.files``)."""
