@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LFW, models_dir
 
+from conftest import LFW, models_dir
 from faceprint.index import files
 
 FILLER = 60
@@ -120,9 +120,29 @@ def test_a_deleted_user_leaves_no_trace_in_any_file(tmp_path, analyses) -> None:
     assert len(associated.associated_faces) == 2
     fp.disassociate_faces("c", user, doomed[1:2], client_request_token=uuid.uuid4().hex)
     assert leftovers(tmp_path, [user.encode()])
-    fp.delete_user("c", user)  # and then the person's faces
+    fp.delete_user("c", user, client_request_token=(token := uuid.uuid4().hex))  # and then the person's faces
+    fp.delete_user("c", user, client_request_token=token)  # a retry answers as the first call did
     assert sorted(fp.delete_faces("c", doomed).deleted_faces) == sorted(doomed)
     assert leftovers(tmp_path, [user.encode(), *needles]) == []
+
+
+def test_user_requests_are_recorded_as_digests_and_older_records_still_answer(tmp_path) -> None:
+    from faceprint.errors import IdempotentParameterMismatchException
+
+    fp = home(tmp_path)
+    fp.create_collection("c")
+    fp.create_user("c", "older")
+    fp.store.put_token("c", "DeleteUser", "t-old", json.dumps({"UserId": "older"}), "{}")  # as before digests
+    fp.delete_user("c", "older", client_request_token="t-old")  # replayed, not run
+    assert fp.store.user_exists("c", "older")
+    with pytest.raises(IdempotentParameterMismatchException):
+        fp.delete_user("c", "other", client_request_token="t-old")
+    fp.create_user("c", user := secret("user"), client_request_token="t-new")
+    fp.create_user("c", user, client_request_token="t-new")
+    with pytest.raises(IdempotentParameterMismatchException):
+        fp.create_user("c", user + "x", client_request_token="t-new")
+    recorded = fp.store.get_token("c", "CreateUser", "t-new")
+    assert recorded is not None and user not in recorded[0]
 
 
 def test_a_deleted_collection_leaves_no_trace_in_any_file(tmp_path, analyses) -> None:

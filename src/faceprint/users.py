@@ -4,12 +4,17 @@ delegates to.
 A user's similarity to a query is the highest similarity between the query and any of the
 user's faces. ``client_request_token`` makes the writes idempotent as in Rekognition: the same
 token with the same parameters replays the first answer; with other parameters it is refused.
+The store keeps a salted digest of a token's parameters, not the parameters (a DeleteUser's
+record must not keep the deleted user's id).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +57,20 @@ USER_SEARCH_DEPTH = 4096
 """A user search ranks users by their best faces among this many best faces over the threshold."""
 
 
+def _request_digest(key: str, salt: str | None = None) -> str:
+    """``sha256:SALT:HEX`` of a request's parameters (JSON), salted so that equal requests leave
+    different records."""
+    salt = salt if salt is not None else secrets.token_hex(8)
+    return f"sha256:{salt}:{hashlib.sha256(f'{salt}:{key}'.encode()).hexdigest()}"
+
+
+def _same_request(recorded: str, key: str) -> bool:
+    """Whether a token's record is of these parameters (a record written before digests holds the JSON)."""
+    if not recorded.startswith("sha256:"):
+        return recorded == key
+    return hmac.compare_digest(recorded, _request_digest(key, recorded.split(":")[1]))
+
+
 def _status(face_count: int) -> str:
     return "ACTIVE" if face_count else "CREATED"
 
@@ -80,12 +99,12 @@ class Users:
         key = json.dumps(parameters, sort_keys=True)
         seen = self.store.get_token(collection_id, operation, token)
         if seen is not None:
-            if seen[0] != key:
+            if not _same_request(seen[0], key):
                 raise IdempotentParameterMismatchException(
                     f"ClientRequestToken {token!r} was used with other parameters.")
             return json.loads(seen[1])
         result = run()
-        self.store.put_token(collection_id, operation, token, key, json.dumps(result))
+        self.store.put_token(collection_id, operation, token, _request_digest(key), json.dumps(result))
         return result
 
     def create_user(self, collection_id: str, user_id: str,
