@@ -406,8 +406,8 @@ def test_unserved_operations_answer_a_clear_error(server: Server, rek) -> None:
     assert code_of(exc) == "UnsupportedOperationException"
     assert "DetectLabels" in exc.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as exc:
-        rek.start_face_detection(Video={"S3Object": {"Bucket": "photos", "Name": "v.mp4"}})
-    assert code_of(exc) == "UnsupportedOperationException" and "StartFaceDetection" in str(exc.value)
+        rek.start_label_detection(Video={"S3Object": {"Bucket": "photos", "Name": "v.mp4"}})
+    assert code_of(exc) == "UnsupportedOperationException" and "StartLabelDetection" in str(exc.value)
 
 
 def test_light_calls_do_not_wait_for_inference(server: Server) -> None:
