@@ -82,10 +82,29 @@ def gallery(profile: str, root: Path):
         log(f"  enrolling {len(faces)} LFW photos in {profile} collection {COLLECTION} (once)")
         ids = {str(path): name for path, name in faces}
         BulkImporter(fp, COLLECTION, max_faces=1, quality_filter="NONE").run([p for p, _ in faces], ids)
+    _prune(fp, {name for _, name in faces})
     if fp.describe_collection(HAMILTON).face_count < len(HAMILTON_REFS):
         for name, path in HAMILTON_REFS.items():
             fp.index_faces(HAMILTON, path, external_image_id=name, max_faces=1, quality_filter="NONE")
     return fp
+
+
+def _prune(fp, names: set[str]) -> None:
+    """Delete gallery faces of names no longer in the gallery (a gallery made by an older version)."""
+    stale, token = [], None
+    while True:
+        page = fp.list_faces(COLLECTION, 1000, token)
+        stale += [f.face_id for f in page.faces if f.external_image_id not in names]
+        token = page.next_token
+        if not token:
+            break
+    for i in range(0, len(stale), 1000):
+        fp.delete_faces(COLLECTION, stale[i:i + 1000])
+
+
+def load_truths(clips: list[Path]) -> list[Truth]:
+    enrolled = set(videogen.people().enrolled)
+    return [Truth.load(path, videogen.ALIASES, enrolled) for path in clips]
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -153,12 +172,10 @@ class Tally:
     """height -> (naive RT, analyser RT, naive score, analyser score) on the stretch."""
 
 
-def run_set(fp, clips: list[Path], threshold: float, naive_s: float) -> Tally:
+def run_set(fp, clips: list[tuple[Truth, Path]], threshold: float, naive_s: float) -> Tally:
     tally = Tally()
     naive_done: set[int] = set()
-    for path in clips:
-        truth = Truth.load(path)
-        video = path.with_suffix(".mp4")
+    for truth, video in clips:
         run = analyse(fp, video, COLLECTION, threshold)
         found = reports(run.items, truth.width, truth.height)
         h = truth.height
@@ -263,14 +280,13 @@ def print_details(tallies: dict[str, Tally]) -> None:
             print("  ", *row)
 
 
-def sanity(clips: list[Path]) -> str:
-    s = sum((score(t, truth_reports(t, 5)) for t in map(Truth.load, clips)), Score())
+def sanity(truths: list[Truth]) -> str:
+    s = sum((score(t, truth_reports(t, 5)) for t in truths), Score())
     return (f"the ground truth itself sampled at 5 fps scores recall {_pct(s.recall)}, precision "
             f"{_pct(s.precision)}, {s.tracks_per_person:.2f} tracks per person, boundary p90 {s.boundary(0.9):.2f} s")
 
 
-def describe(clips: list[Path]) -> str:
-    truths = [Truth.load(p) for p in clips]
+def describe(truths: list[Truth]) -> str:
     by_h: dict[int, list[Truth]] = defaultdict(list)
     for t in truths:
         by_h[t.height].append(t)
@@ -305,10 +321,12 @@ def main() -> None:
     naive_s = args.naive_seconds if args.naive_seconds is not None else (1.0 if args.quick else 2.0)
     root = args.cache or videogen.cache_root()
     set_name = "quick" if args.quick else "full"
-    clips = videogen.build(set_name, root, log)
+    paths = videogen.build(set_name, root, log)
+    truths = load_truths(paths)
+    clips = [(t, p.with_suffix(".mp4")) for t, p in zip(truths, paths, strict=True)]
     print(f"# Stored video face search, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs")
-    print(f"Set '{set_name}': {describe(clips)}. Scorer check: {sanity(clips)}.")
+    print(f"Set '{set_name}': {describe(truths)}. Scorer check: {sanity(truths)}.")
     tallies = {}
     for profile in profiles:
         fp = gallery(profile, root)

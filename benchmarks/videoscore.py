@@ -77,11 +77,24 @@ class Truth:
     enrolled: dict[str, bool]
     frames: list[list[list[Any]]]
     """Per frame: [person, x, y, w, h, visible share]."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Names of one person: alias -> the name used (reported names are mapped too)."""
 
     @classmethod
-    def load(cls, path: Path) -> Truth:
+    def load(cls, path: Path, aliases: dict[str, str] | None = None, enrolled: set[str] | None = None) -> Truth:
+        """The ground truth of a clip; with ``aliases``, people named twice are one person (by
+        the name on the right), enrolled when that name is in ``enrolled``."""
         d = json.loads(Path(path).read_text())
-        return cls(d["clip"], d["width"], d["height"], d["fps"], d["people"], d["truth"])
+        aliases = aliases or {}
+        people: dict[str, bool] = {}
+        for name, flag in d["people"].items():
+            name = aliases.get(name, name)
+            people[name] = bool(flag) or name in (enrolled or set())
+        frames = [[[aliases.get(f[0], f[0]), *f[1:]] for f in faces] for faces in d["truth"]]
+        return cls(d["clip"], d["width"], d["height"], d["fps"], people, frames, dict(aliases))
+
+    def name(self, reported: str) -> str:
+        return self.aliases.get(reported, reported)
 
     def second(self, frame: int) -> int:
         return frame // self.fps
@@ -230,7 +243,7 @@ def score(truth: Truth, found: list[Report], threshold: float = 80.0, window: tu
     reported: dict[tuple[str, int], str] = {}
     for r, person in zip(found, on, strict=True):
         if r.name is not None and r.similarity >= threshold:
-            reported.setdefault((r.name, r.timestamp_ms // 1000), person or "-")
+            reported.setdefault((truth.name(r.name), r.timestamp_ms // 1000), person or "-")
     s.true_pairs, s.reported_pairs = len(strict), len(reported)
     s.found_pairs = len(strict & set(reported))
     s.right_pairs = len(set(reported) & shown)
