@@ -249,6 +249,10 @@ def print_accuracy(tallies: dict[str, Tally], threshold: float) -> None:
             print(accuracy_row(profile, f"{h}p", t.scores[h], t.scores90[h]))
         total, total90 = sum(t.scores.values(), Score()), sum(t.scores90.values(), Score())
         print(accuracy_row(profile, "all", total, total90))
+    for profile, t in tallies.items():
+        reasons = sum(t.scores.values(), Score()).miss_reasons
+        print(f"{profile}: missed pairs by why: " + (", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+                                                     or "none"))
 
 
 def print_speed(tallies: dict[str, Tally], naive_s: float) -> None:

@@ -198,6 +198,10 @@ class Score:
     false_pairs: list[tuple[str, str, int, str]] = field(default_factory=list)
     """(clip, reported name, second, who was at that box or '-')."""
     missed_pairs: list[tuple[str, str, int]] = field(default_factory=list)
+    miss_reasons: Counter = field(default_factory=Counter)
+    """Missed pairs by why: "not found" (no item on that face in that second), "no name" (found,
+    matched to nobody), "other name" (found, matched to someone else), each with the face's
+    largest width that second ("<60 px", "60-99 px", ">=100 px")."""
 
     def __add__(self, other: Score) -> Score:
         out = Score()
@@ -249,10 +253,33 @@ def score(truth: Truth, found: list[Report], threshold: float = 80.0, window: tu
     s.right_pairs = len(set(reported) & shown)
     s.false_pairs = [(truth.clip, n, sec, who) for (n, sec), who in sorted(reported.items()) if (n, sec) not in shown]
     s.missed_pairs = [(truth.clip, n, sec) for n, sec in sorted(strict - set(reported))]
+    s.miss_reasons = _why_missed(truth, found, on, s.missed_pairs, threshold)
     if tracks:
         _tracks(truth, found, on, s)
         _boundaries(truth, found, on, s)
     return s
+
+
+def _why_missed(truth: Truth, found: list[Report], on: list[str | None], missed: list[tuple[str, str, int]],
+                threshold: float) -> Counter:
+    names: dict[tuple[str, int], set[str | None]] = defaultdict(set)
+    for r, person in zip(found, on, strict=True):
+        if person is not None:
+            named = truth.name(r.name) if r.name is not None and r.similarity >= threshold else None
+            names[(person, r.timestamp_ms // 1000)].add(named)
+    widths: dict[tuple[str, int], float] = defaultdict(float)
+    for number, faces in enumerate(truth.frames):
+        for person, _x, _y, w, _h, visible in faces:
+            key = (person, truth.second(number))
+            if visible >= MIN_VISIBLE:
+                widths[key] = max(widths[key], w)
+    out: Counter = Counter()
+    for _clip, person, sec in missed:
+        seen = names.get((person, sec))
+        why = "not found" if not seen else "no name" if seen == {None} else "other name"
+        w = widths[(person, sec)]
+        out[f"{why}, {'<60' if w < 60 else '60-99' if w < 100 else '>=100'} px"] += 1
+    return out
 
 
 def _tracks(truth: Truth, found: list[Report], on: list[str | None], s: Score) -> None:
