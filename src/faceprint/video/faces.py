@@ -34,7 +34,7 @@ from faceprint.models.embedders import SFaceEmbedder
 from faceprint.types import FaceDetail, FaceMatch
 from faceprint.video import decode
 from faceprint.video.context import Item, JobContext
-from faceprint.video.identity import BestViews, Identifier, MatchRules, View, view_quality
+from faceprint.video.identity import BestViews, Identifier, MatchRules, PersonIndexes, View, view_quality
 from faceprint.video.tracker import Track, Tracker, TrackerSettings, iou_matrix
 from faceprint.video.types import FaceDetection, PersonDetail, PersonMatch
 
@@ -293,11 +293,7 @@ class FaceSearch:
 
     def _emit(self, track: Track, person: Person) -> None:
         if person.matches is None:
-            views = [dataclasses.replace(v, face=refine(self.refiner, v.image, v.face, self.settings.refine_face))
-                     for v in person.views.views]
-            person.matches = self.identifier.decide(views)
-        if person.index is None:
-            person.index = self.indexes.assign(track, person.matches)
+            self._decide(track, person)
         items = []
         for timestamp, detail in person.entries:
             body = PersonMatch(timestamp=timestamp, person=PersonDetail(index=person.index, face=detail),
@@ -308,47 +304,29 @@ class FaceSearch:
             self.emit(items)
 
 
+    def _decide(self, track: Track, person: Person) -> None:
+        """The track's identity and person index. A track that is not sure enough by itself but
+        continues an earlier, identified person (same face by the tracking vectors) is named as
+        that person when its own best match is that face, at the request's threshold."""
+        views = [dataclasses.replace(v, face=refine(self.refiner, v.image, v.face, self.settings.refine_face))
+                 for v in person.views.views]
+        template = self.identifier.template(views)
+        matches = [] if template is None else self.identifier.match(template)
+        index = self.indexes.find(track, _face_id(matches))
+        known = None if index is None else self.indexes.face_of(index)
+        if not matches and known is not None and template is not None:
+            matches = self.identifier.confirm(template, known)
+        person.matches = matches
+        person.index = self.indexes.add(track, index, _face_id(matches))
+
+
+def _face_id(matches: list[FaceMatch]) -> str | None:
+    return matches[0].face.face_id if matches else None
+
+
 def plain_sface(fp: Faceprint) -> Any:
     """The plain SFace embedder (the profile's own when it has one): vectors for tracking."""
     for embedder in fp.engine.embedders:
         if embedder.name == "sface":
             return embedder
     return SFaceEmbedder(fp.engine.store.path(catalog.SFACE), threads=fp.threads)
-
-
-class PersonIndexes:
-    """Person indexes: a track that ended gets the index of an earlier person (none of whose
-    tracks overlaps it in time) that is the same collection face or, both unmatched, the same
-    face by its tracking vectors; otherwise a new index."""
-
-    def __init__(self, same_face: float = 0.5) -> None:
-        self.same_face = same_face
-        self._people: list[_Known] = []
-
-    def assign(self, track: Track, matches: list[FaceMatch]) -> int:
-        face_id = matches[0].face.face_id if matches else None
-        for index, known in enumerate(self._people):
-            if known.face_id != face_id or known.overlaps(track.first_ms, track.last_ms):
-                continue
-            if face_id is not None or _best(known.vectors, track.vectors) >= self.same_face:
-                known.spans.append((track.first_ms, track.last_ms))
-                known.vectors.extend(track.vectors)
-                return index
-        self._people.append(_Known(face_id, [(track.first_ms, track.last_ms)], list(track.vectors)))
-        return len(self._people) - 1
-
-
-@dataclass
-class _Known:
-    face_id: str | None
-    spans: list[tuple[int, int]]
-    vectors: list[np.ndarray]
-
-    def overlaps(self, first: int, last: int) -> bool:
-        return any(a <= last and first <= b for a, b in self.spans)
-
-
-def _best(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    if not a or not b:
-        return -1.0
-    return float(np.max(np.stack(a) @ np.stack(b).T))

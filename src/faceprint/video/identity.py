@@ -29,6 +29,7 @@ from faceprint.imaging import DecodedImage
 from faceprint.models.detector import Detections
 from faceprint.models.profiles import FMR_LEVELS
 from faceprint.types import FaceMatch
+from faceprint.video.tracker import Track
 
 if TYPE_CHECKING:
     from faceprint.service import Faceprint
@@ -139,6 +140,15 @@ class Identifier:
             return []
         return [h for h in hits if h.face.face_id in same and h.similarity >= self.threshold]
 
+    def confirm(self, template: np.ndarray, face_id: str) -> list[FaceMatch]:
+        """The collection faces of ``face_id``'s person if the template's best match is that face
+        at the request's threshold (for a track that continues a person already identified)."""
+        hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, self.threshold)
+        if not hits or hits[0].face.face_id != face_id:
+            return []
+        same = self._same_person(hits)
+        return [h for h in hits if h.face.face_id in same]
+
     def _same_person(self, hits: list[FaceMatch]) -> set[str]:
         """The hits that are the top hit's person: the same UserId, or faces as alike as
         ``same_person`` similarity (ExternalImageId says nothing: a group photo's faces share it)."""
@@ -179,3 +189,58 @@ def agreeing(agree: np.ndarray) -> list[int]:
 
 def _unit(vector: np.ndarray) -> np.ndarray:
     return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+
+
+class PersonIndexes:
+    """Person indexes across a video. A track that ended continues an earlier person (none of
+    whose tracks overlaps it in time) that is the same collection face, or, one of them not
+    identified, the same face by the tracking vectors (cosine ``same_face``); else it is a new
+    person."""
+
+    def __init__(self, same_face: float = 0.5) -> None:
+        self.same_face = same_face
+        self._people: list[_Known] = []
+
+    def find(self, track: Track, face_id: str | None) -> int | None:
+        best, best_sim = None, self.same_face
+        for index, known in enumerate(self._people):
+            if known.overlaps(track.first_ms, track.last_ms):
+                continue
+            if face_id is not None and known.face_id is not None:
+                if known.face_id == face_id:
+                    return index
+                continue  # two different people
+            sim = _best(known.vectors, track.vectors)
+            if sim >= best_sim:
+                best, best_sim = index, sim
+        return best
+
+    def face_of(self, index: int) -> str | None:
+        return self._people[index].face_id
+
+    def add(self, track: Track, index: int | None, face_id: str | None) -> int:
+        """Put ``track`` on person ``index`` (None: a new person); returns the index."""
+        if index is None:
+            self._people.append(_Known(face_id, [], []))
+            index = len(self._people) - 1
+        known = self._people[index]
+        known.face_id = known.face_id or face_id
+        known.spans.append((track.first_ms, track.last_ms))
+        known.vectors.extend(track.vectors)
+        return index
+
+
+@dataclass
+class _Known:
+    face_id: str | None
+    spans: list[tuple[int, int]]
+    vectors: list[np.ndarray]
+
+    def overlaps(self, first: int, last: int) -> bool:
+        return any(a <= last and first <= b for a, b in self.spans)
+
+
+def _best(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    if not a or not b:
+        return -1.0
+    return float(np.max(np.stack(a) @ np.stack(b).T))
