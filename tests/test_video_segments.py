@@ -267,3 +267,42 @@ def test_unreadable_video_and_cancelled_job(clips: dict[str, Path]) -> None:
     ctx = Cancelled(clips["cuts"], {"SegmentTypes": ["SHOT"]}, fp=None)  # type: ignore[arg-type]
     segments.run(ctx)
     assert ctx.info is not None and ctx.items == [] and ctx.done[0] < 250
+
+
+class Recording(LocalContext):
+    """Keeps no items: counts them, and notes how far decoding was at each emit."""
+
+    emitted = 0
+    emitted_at: list[int]
+
+    def emit(self, items: list) -> None:
+        self.emitted += len(items)
+        self.emitted_at = [*getattr(self, "emitted_at", []), self.done[0]]
+
+
+def test_segments_are_emitted_as_they_are_found(clips: dict[str, Path]) -> None:
+    ctx = Recording(clips["cuts"], {"SegmentTypes": ["SHOT", "TECHNICAL_CUE"]}, fp=None)  # type: ignore[arg-type]
+    segments.run(ctx)
+    assert ctx.emitted == 6 and ctx.done == (250, 250)
+    assert ctx.emitted_at[0] <= 80  # the first shot (0-49) as soon as its cut is sure, not at the end
+    assert ctx.emitted_at[1] <= 150  # the black run (100-124) once it ended
+
+
+def test_memory_does_not_grow_with_the_video(clips: dict[str, Path]) -> None:
+    """A new picture every 13 frames: a shot each, none kept once emitted."""
+    import tracemalloc
+
+    def peak(frames: int) -> tuple[int, int]:
+        slides = [background(32, 32, i // 13) for i in range(frames)]
+        path = write_video(clips["folder"] / f"slides{frames}.mp4", slides)
+        ctx = Recording(path, {"SegmentTypes": ["SHOT", "TECHNICAL_CUE"]}, fp=None)  # type: ignore[arg-type]
+        tracemalloc.start()
+        try:
+            segments.run(ctx)
+            return ctx.emitted, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    (short, short_peak), (long, long_peak) = peak(300), peak(1200)
+    assert long >= 3 * short >= 60  # about one shot every 13 frames
+    assert long_peak - short_peak < 60_000  # ~2 kB a shot when segments were all kept to the end

@@ -26,7 +26,6 @@ segment lasts 0). Timecodes are ``HH:MM:SS:FF``, and drop-frame ``HH:MM:SS;FF`` 
 from __future__ import annotations
 
 import math
-from array import array
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,7 @@ from faceprint.video.types import SegmentDetection, ShotSegment, TechnicalCueSeg
 
 if TYPE_CHECKING:
     from faceprint.video.context import JobContext
-    from faceprint.video.decode import Frame
+    from faceprint.video.decode import Frame, VideoInfo
 
 MODEL_VERSIONS = {"SHOT": "faceprint-shot-1.0", "TECHNICAL_CUE": "faceprint-black-frames-1.0"}
 SEGMENT_TYPES = ("TECHNICAL_CUE", "SHOT")
@@ -157,47 +156,39 @@ class Timecode:
         hh, mm = divmod(minutes, 60)
         return f"{hh:02d}:{mm:02d}:{ss:02d}{';' if self.drop else ':'}{ff:02d}"
 
-
-class FrameTimes:
-    """Each decoded frame's timestamp (ms), by frame number (4 bytes a frame)."""
-
-    def __init__(self, rate: float) -> None:
-        self.timecode = Timecode.for_rate(rate)
-        self._ms = array("l")
-
-    def add(self, frame: Frame) -> None:
-        self._ms.append(frame.timestamp_ms)
-
-    @property
-    def count(self) -> int:
-        return len(self._ms)
-
-    def segment(self, kind: str, first: int, last: int, **detail: Any) -> SegmentDetection:
-        start, end = self._ms[first], max(self._ms[last], self._ms[first])
-        tc = self.timecode
+    def segment(self, kind: str, first: tuple[int, int], last: tuple[int, int], **detail: Any) -> SegmentDetection:
+        """The segment from frame ``first`` to frame ``last`` (inclusive), each ``(number, ms)``."""
+        (start_frame, start), (end_frame, end) = first, last
+        end = max(end, start)
         return SegmentDetection(
             type=kind, start_timestamp_millis=start, end_timestamp_millis=end, duration_millis=end - start,
-            start_timecode_smpte=tc.smpte(first), end_timecode_smpte=tc.smpte(last),
-            duration_smpte=tc.smpte(last - first), start_frame_number=first, end_frame_number=last,
-            duration_frames=last - first, **detail)
+            start_timecode_smpte=self.smpte(start_frame), end_timecode_smpte=self.smpte(end_frame),
+            duration_smpte=self.smpte(end_frame - start_frame), start_frame_number=start_frame,
+            end_frame_number=end_frame, duration_frames=end_frame - start_frame, **detail)
 
 
 # -- per-frame measures -----------------------------------------------------------------------------
 
 class Look:
-    """What the finders need of one frame: a BT.709 luma thumbnail and an HSV colour histogram."""
+    """What the finders need of one frame: its number and time, a BT.709 luma thumbnail and an
+    HSV colour histogram."""
 
-    __slots__ = ("number", "luma", "hist", "mean")
+    __slots__ = ("number", "ms", "luma", "hist", "mean")
 
-    def __init__(self, number: int, bgr: np.ndarray) -> None:
+    def __init__(self, number: int, ms: int, bgr: np.ndarray) -> None:
         import cv2
 
         self.number = number
+        self.ms = ms
         self.luma = bgr.astype(np.float32) @ LUMA_709
         hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
         self.hist = hist / max(float(hist.sum()), 1.0)
         self.mean = float(self.luma.mean())
+
+    @property
+    def mark(self) -> tuple[int, int]:
+        return self.number, self.ms
 
     def coverage(self, threshold: float) -> float:
         """Percent of pixels at most ``threshold`` (0-1) of the luminance range."""
@@ -227,6 +218,9 @@ WINDOW_SECONDS = 0.5
 FLASH_SECONDS = 0.25
 DISSOLVE_SECONDS = 0.5
 """Half the span over which a dissolve is looked for."""
+LONGEST_DISSOLVE_SECONDS = 4.0
+"""A gradual change whose middle frames blend their ends for longer is a slow change within a
+shot (a pan over a gradient), not a dissolve: its frames are not kept."""
 DISSOLVE_MIN = 0.12
 """Least mean luma difference (0-1) between the ends of a dissolve."""
 DISSOLVE_APART = 0.3
@@ -242,29 +236,40 @@ unless it turns back within :data:`FLASH_SECONDS` (a flicker)."""
 
 @dataclass(frozen=True)
 class Boundary:
+    """A shot change: the first frame of the new shot (its number and time), and the time of
+    the frame before it (the last of the shot before)."""
+
     frame: int
-    """The first frame of the new shot."""
     confidence: float
+    ms: int = 0
+    before_ms: int = 0
 
 
 class ShotFinder:
-    """Shot changes from a stream of :class:`Look` (kept: a second or so of them)."""
+    """Shot changes from a stream of :class:`Look`, each answered once it is final (no later frame
+    can undo or outweigh it), in order. What it keeps is bounded: a second or so of frames, and
+    the changes found but not yet final (a few seconds' worth at most)."""
 
     def __init__(self, rate: float) -> None:
         self.half = max(2, round(rate * WINDOW_SECONDS))
         self.ahead = max(2, round(rate * FLASH_SECONDS))
         self.span = max(2, round(rate * DISSOLVE_SECONDS))
+        self.longest = max(2, round(rate * LONGEST_DISSOLVE_SECONDS))
         self.recent: deque[Look] = deque(maxlen=max(2 * self.span + 1, 2 * self.ahead + 3))
         self.changes: dict[int, float] = {}
         self.flashes: set[int] = set()
         self.cuts: list[Boundary] = []
+        self.toggles: list[Boundary] = []
         self.dissolves: list[tuple[int, int, Boundary]] = []
-        self._run: list[tuple[int, float]] = []
-        self.dark_toggles: list[int] = []
+        self.given: deque[int] = deque()
+        """Frames of the cuts and dark toggles already answered: they still rule out dissolves."""
+        self._run: list[tuple[Look, Look, float]] = []
+        self._long = False
         self._dark = False
         self._decided = 0
 
-    def add(self, look: Look) -> None:
+    def add(self, look: Look) -> list[Boundary]:
+        """Take the next frame; answer the shot changes that became final."""
         self._dark_change(look)
         if self.recent:
             self.changes[look.number] = look.change(self.recent[-1])
@@ -272,31 +277,55 @@ class ShotFinder:
         self.recent.append(look)
         self._dissolve(look)
         self._decide(look.number - max(self.half, self.ahead))
+        return self._settle(self._final_upto(look.number))
 
     def finish(self) -> list[Boundary]:
-        """All shot changes (frames where a shot starts), in order."""
-        last = self.recent[-1].number if self.recent else 0
-        self._decide(last)
+        """At the end of the video: the shot changes not answered yet."""
+        if self.recent:
+            self._decide(self.recent[-1].number)
         self._end_dissolve()
-        cuts = self.cuts + [Boundary(frame, 100.0) for frame in self.dark_toggles]
-        cut_frames = [b.frame for b in cuts]
+        return self._settle(math.inf)
+
+    def _final_upto(self, now: int) -> float:
+        """The last frame up to which every shot change is final: cuts are decided, a dark
+        toggle can no longer be undone by a flicker, no dissolve can still be found there, and
+        each dissolve there knows every cut within its span (which rules it out)."""
+        decided = min(self._decided, now - self.ahead - 1)
+        upto = min(decided, (self._run[0][1].number if self._run else now - self.span) - 1)
+        for _, high, boundary in self.dissolves:
+            if boundary.frame > upto:
+                break
+            if high > decided:
+                return boundary.frame - 1
+        return upto
+
+    def _settle(self, upto: float) -> list[Boundary]:
+        hard = [b for b in self.cuts + self.toggles if b.frame <= upto]
+        self.cuts = [b for b in self.cuts if b.frame > upto]
+        self.toggles = [b for b in self.toggles if b.frame > upto]
         found: dict[int, Boundary] = {}
-        for b in cuts:
+        for b in hard:
             if b.frame not in found or found[b.frame].confidence < b.confidence:
                 found[b.frame] = b
-        for low, high, boundary in self.dissolves:
-            if not any(low <= frame <= high for frame in cut_frames) and boundary.frame not in found:
+        self.given.extend(sorted(found))
+        vetoes = [*self.given, *(b.frame for b in self.cuts + self.toggles)]
+        for low, high, boundary in [d for d in self.dissolves if d[2].frame <= upto]:
+            if not any(low <= frame <= high for frame in vetoes) and boundary.frame not in found:
                 found[boundary.frame] = boundary
+        self.dissolves = [d for d in self.dissolves if d[2].frame > upto]
+        oldest = self.recent[-1].number - self.longest - 3 * self.span if self.recent else 0
+        while self.given and self.given[0] < oldest:  # no dissolve still to come reaches back there
+            self.given.popleft()
         return sorted(found.values(), key=lambda b: b.frame)
 
     def _dark_change(self, look: Look) -> None:
         dark = look.coverage(DEFAULT_MAX_PIXEL_THRESHOLD) >= DARK_COVERAGE
         if dark != self._dark and look.number > 0:
-            toggles = self.dark_toggles
-            if toggles and look.number - toggles[-1] <= self.ahead:
+            toggles = self.toggles
+            if toggles and look.number - toggles[-1].frame <= self.ahead:
                 toggles.pop()  # a flicker: this toggle undoes the previous one
             else:
-                toggles.append(look.number)
+                toggles.append(Boundary(look.number, 100.0, look.ms, self.recent[-1].ms))
         self._dark = dark
 
     def _came_back(self, look: Look) -> None:
@@ -338,8 +367,13 @@ class ShotFinder:
         ratio = change / (sum(around) / len(around) + 0.01) if around else CUT_RATIO_SURE
         if ratio < CUT_RATIO:
             return None
+        before, look = self._look(t - 1), self._look(t)
         sure = min((change - CUT_MIN) / (CUT_SURE - CUT_MIN), (ratio - CUT_RATIO) / (CUT_RATIO_SURE - CUT_RATIO))
-        return Boundary(t, _confidence(sure))
+        return Boundary(t, _confidence(sure), look.ms, before.ms)
+
+    def _look(self, number: int) -> Look:
+        """A frame still in :attr:`recent` (which holds consecutive frames)."""
+        return self.recent[number - self.recent[0].number]
 
     def _dissolve(self, look: Look) -> None:
         """Dissolves: the frame ``span`` back is the average of the frames ``span`` before it and
@@ -348,18 +382,20 @@ class ShotFinder:
             return
         first, middle = self.recent[-2 * self.span - 1], self.recent[-self.span - 1]
         score = _blend_score(first, middle, look)
-        if score is not None:
-            self._run.append((middle.number, score))
-        else:
+        if score is None:
             self._end_dissolve()
+            self._long = False
+        elif len(self._run) >= self.longest:  # too slow to be a dissolve: forget it until it ends
+            self._run, self._long = [], True
+        elif not self._long:
+            self._run.append((self.recent[-self.span - 2], middle, score))
 
     def _end_dissolve(self) -> None:
         if self._run:
-            frames = [f for f, _ in self._run]
-            centre = frames[len(frames) // 2]
-            sure = max(s for _, s in self._run)
-            self.dissolves.append((frames[0] - self.span, frames[-1] + self.span,
-                                   Boundary(centre, _confidence(sure))))
+            before, centre, _ = self._run[len(self._run) // 2]
+            sure = max(s for _, _, s in self._run)
+            self.dissolves.append((self._run[0][1].number - self.span, self._run[-1][1].number + self.span,
+                                   Boundary(centre.number, _confidence(sure), centre.ms, before.ms)))
             self._run = []
 
 
@@ -380,52 +416,76 @@ def _confidence(sure: float) -> float:
     return round(50.0 + 50.0 * min(max(sure, 0.0), 1.0), 3)
 
 
-def shot_segments(times: FrameTimes, boundaries: list[Boundary], min_confidence: float) -> list[SegmentDetection]:
-    """Shots between the boundaries kept at ``min_confidence``, covering all ``times.count`` frames."""
-    if times.count == 0:
-        return []
-    kept = [b for b in boundaries if b.confidence >= min_confidence and 0 < b.frame < times.count]
-    edges = [Boundary(0, 100.0), *kept, Boundary(times.count, 100.0)]
-    return [times.segment("SHOT", start.frame, end.frame - 1,
-                          shot_segment=ShotSegment(index=i, confidence=min(start.confidence, end.confidence)))
-            for i, (start, end) in enumerate(zip(edges, edges[1:], strict=False))]
+class Shots:
+    """Shot segments from the shot changes kept at ``min_confidence``, one after the other from
+    the first frame to the last, ``Index`` 0, 1, 2... A shot's confidence is the lower of those of
+    the changes that bound it (the start and end of the video count 100)."""
+
+    def __init__(self, timecode: Timecode, min_confidence: float) -> None:
+        self.timecode = timecode
+        self.min_confidence = min_confidence
+        self.start: Boundary | None = None
+        self.index = 0
+
+    def cut(self, boundaries: list[Boundary]) -> list[SegmentDetection]:
+        """The shots that the shot changes ``boundaries`` (final, in order) end."""
+        out = []
+        for b in boundaries:
+            if self.start is not None and b.confidence >= self.min_confidence and b.frame > self.start.frame:
+                out.append(self._shot(self.start, (b.frame - 1, b.before_ms), b.confidence))
+                self.start = b
+        return out
+
+    def begin(self, look: Look) -> None:
+        self.start = Boundary(look.number, 100.0, look.ms)
+
+    def end(self, last: Look | None) -> list[SegmentDetection]:
+        """The last shot, which ends with the video's last frame."""
+        if self.start is None or last is None:
+            return []
+        return [self._shot(self.start, last.mark, 100.0)]
+
+    def _shot(self, start: Boundary, last: tuple[int, int], end_confidence: float) -> SegmentDetection:
+        shot = ShotSegment(index=self.index, confidence=min(start.confidence, end_confidence))
+        self.index += 1
+        return self.timecode.segment("SHOT", (start.frame, start.ms), last, shot_segment=shot)
 
 
 # -- black frames -----------------------------------------------------------------------------------
 
 class BlackFinder:
-    """Runs of black frames, by Rekognition's BlackFrame filter."""
+    """Runs of black frames, by Rekognition's BlackFrame filter, each answered when it ends."""
 
-    def __init__(self, filters: SegmentFilters) -> None:
+    def __init__(self, filters: SegmentFilters, timecode: Timecode) -> None:
         self.threshold = filters.max_pixel_threshold
         self.coverage = filters.min_coverage_percentage
         self.min_confidence = filters.cue_min_confidence
-        self._first: int | None = None
-        self._last = 0
+        self.timecode = timecode
+        self._first: tuple[int, int] | None = None
+        self._last = (0, 0)
         self._sure = 0.0
-        self.runs: list[tuple[int, int, float]] = []
 
-    def add(self, look: Look) -> None:
+    def add(self, look: Look) -> list[SegmentDetection]:
         cover = look.coverage(self.threshold)
         if cover >= self.coverage and cover > 0:
             if self._first is None:
-                self._first = look.number
-            self._last = look.number
+                self._first = look.mark
+            self._last = look.mark
             self._sure += 1.0 if self.coverage >= 100 else (cover - self.coverage) / (100.0 - self.coverage)
-        else:
-            self.finish()
+            return []
+        return self.finish()
 
-    def finish(self) -> None:
-        if self._first is not None:
-            confidence = _confidence(self._sure / (self._last - self._first + 1))
-            if confidence >= self.min_confidence:
-                self.runs.append((self._first, self._last, confidence))
-            self._first, self._sure = None, 0.0
-
-    def segments(self, times: FrameTimes) -> list[SegmentDetection]:
-        return [times.segment("TECHNICAL_CUE", first, last,
-                              technical_cue_segment=TechnicalCueSegment(type="BlackFrames", confidence=confidence))
-                for first, last, confidence in self.runs]
+    def finish(self) -> list[SegmentDetection]:
+        """The run under way, if any (at a frame that is not black, and at the end of the video)."""
+        if self._first is None:
+            return []
+        first, self._first = self._first, None
+        sure, self._sure = self._sure, 0.0
+        confidence = _confidence(sure / (self._last[0] - first[0] + 1))
+        if confidence < self.min_confidence:
+            return []
+        return [self.timecode.segment("TECHNICAL_CUE", first, self._last, technical_cue_segment=TechnicalCueSegment(
+            type="BlackFrames", confidence=confidence))]
 
 
 # -- the analyser -----------------------------------------------------------------------------------
@@ -447,40 +507,62 @@ def thumb(frame: Frame, size: tuple[int, int]) -> np.ndarray:
     return bgr
 
 
+class Segmenter:
+    """The segments of one video, frame by frame: :meth:`add` answers those that each frame
+    completes, :meth:`finish` the rest. Its memory does not grow with the video."""
+
+    def __init__(self, info: VideoInfo, filters: SegmentFilters) -> None:
+        timecode = Timecode.for_rate(info.frame_rate)
+        self.size = thumb_size(info.width, info.height)
+        self.shots = ShotFinder(info.frame_rate) if "SHOT" in filters.types else None
+        self.cut = Shots(timecode, filters.shot_min_confidence)
+        self.black = BlackFinder(filters, timecode) if "TECHNICAL_CUE" in filters.types else None
+        self.last: Look | None = None
+
+    def add(self, frame: Frame) -> list[SegmentDetection]:
+        look = Look(frame.number, frame.timestamp_ms, thumb(frame, self.size))
+        found = self.black.add(look) if self.black is not None else []
+        if self.shots is not None:
+            if self.last is None:
+                self.cut.begin(look)
+            found += self.cut.cut(self.shots.add(look))
+        self.last = look
+        return found
+
+    def finish(self) -> list[SegmentDetection]:
+        found = self.black.finish() if self.black is not None else []
+        if self.shots is not None:
+            found += self.cut.cut(self.shots.finish()) + self.cut.end(self.last)
+        return found
+
+
 PROGRESS_EVERY = 10
 """Frames between progress reports and cancellation checks."""
 
 
 def run(ctx: JobContext) -> None:
-    """The StartSegmentDetection analyser (see :mod:`faceprint.video.context`)."""
+    """The StartSegmentDetection analyser (see :mod:`faceprint.video.context`). Segments are
+    emitted as they are found; Rekognition lists them by type, in the order SegmentTypes named
+    them, then by time: an item's index is its type's place in SegmentTypes, so the INDEX order
+    is Rekognition's."""
     from faceprint.video import decode
     from faceprint.video.context import Item
 
     filters = parse_segment_filters(ctx.params.get("Filters"), ctx.params.get("SegmentTypes"))
     info = decode.probe(ctx.path, ctx.limits)
     ctx.metadata(info)
-    times = FrameTimes(info.frame_rate)
-    shots = ShotFinder(info.frame_rate) if "SHOT" in filters.types else None
-    black = BlackFinder(filters) if "TECHNICAL_CUE" in filters.types else None
-    size = thumb_size(info.width, info.height)
+
+    def emit(found: list[SegmentDetection]) -> None:
+        if found:
+            ctx.emit([Item(s.start_timestamp_millis, filters.types.index(s.type), s.to_dict()) for s in found])
+
+    segmenter, done = Segmenter(info, filters), 0
     for frame in decode.frames(ctx.path, info, ctx.limits):
-        times.add(frame)
-        look = Look(frame.number, thumb(frame, size))
-        if shots is not None:
-            shots.add(look)
-        if black is not None:
-            black.add(look)
+        emit(segmenter.add(frame))
+        done = frame.number + 1
         if frame.number % PROGRESS_EVERY == 0:
-            ctx.progress(frame.number + 1, max(info.frames, frame.number + 1))
+            ctx.progress(done, max(info.frames, done))
             if ctx.cancelled():
                 return
-    ctx.progress(times.count, times.count)
-    segments: list[SegmentDetection] = []
-    if black is not None:
-        black.finish()
-        segments += black.segments(times)
-    if shots is not None:
-        segments += shot_segments(times, shots.finish(), filters.shot_min_confidence)
-    # Rekognition lists segments by type, in the order SegmentTypes named them, then by time: the
-    # item's index is the type's place in SegmentTypes, so the INDEX order is Rekognition's.
-    ctx.emit([Item(s.start_timestamp_millis, filters.types.index(s.type), s.to_dict()) for s in segments])
+    emit(segmenter.finish())
+    ctx.progress(done, done)
