@@ -263,7 +263,8 @@ class ShotFinder:
         self.dissolves: list[tuple[int, int, Boundary]] = []
         self.given: deque[int] = deque()
         """Frames of the cuts and dark toggles already answered: they still rule out dissolves."""
-        self._run: list[tuple[Look, Look, float]] = []
+        self._run: list[tuple[int, int, int, float]] = []
+        """The dissolve under way: its middle frames' (number, ms, ms of the frame before, score)."""
         self._long = False
         self._dark = False
         self._decided = 0
@@ -291,7 +292,7 @@ class ShotFinder:
         toggle can no longer be undone by a flicker, no dissolve can still be found there, and
         each dissolve there knows every cut within its span (which rules it out)."""
         decided = min(self._decided, now - self.ahead - 1)
-        upto = min(decided, (self._run[0][1].number if self._run else now - self.span) - 1)
+        upto = min(decided, (self._run[0][0] if self._run else now - self.span) - 1)
         for _, high, boundary in self.dissolves:
             if boundary.frame > upto:
                 break
@@ -388,14 +389,14 @@ class ShotFinder:
         elif len(self._run) >= self.longest:  # too slow to be a dissolve: forget it until it ends
             self._run, self._long = [], True
         elif not self._long:
-            self._run.append((self.recent[-self.span - 2], middle, score))
+            self._run.append((middle.number, middle.ms, self.recent[-self.span - 2].ms, score))
 
     def _end_dissolve(self) -> None:
         if self._run:
-            before, centre, _ = self._run[len(self._run) // 2]
-            sure = max(s for _, _, s in self._run)
-            self.dissolves.append((self._run[0][1].number - self.span, self._run[-1][1].number + self.span,
-                                   Boundary(centre.number, _confidence(sure), centre.ms, before.ms)))
+            centre, ms, before_ms, _ = self._run[len(self._run) // 2]
+            sure = max(score for *_, score in self._run)
+            self.dissolves.append((self._run[0][0] - self.span, self._run[-1][0] + self.span,
+                                   Boundary(centre, _confidence(sure), ms, before_ms)))
             self._run = []
 
 
