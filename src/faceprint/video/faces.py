@@ -292,8 +292,10 @@ class FaceSearch:
             self._emit(track, person)
 
     def _emit(self, track: Track, person: Person) -> None:
-        if person.matches is None:
+        if person.matches is None or person.index is None:
             self._decide(track, person)
+        else:  # the rest of a long track whose first entries went out early
+            self.indexes.extend(person.index, track)
         items = []
         for timestamp, detail in person.entries:
             body = PersonMatch(timestamp=timestamp, person=PersonDetail(index=person.index, face=detail),

@@ -112,11 +112,6 @@ class Identifier:
     def vectors(self, views: list[View]) -> np.ndarray:
         return np.concatenate([self.fp.engine.embed(v.image, v.face) for v in views])
 
-    def decide(self, views: list[View]) -> list[FaceMatch]:
-        """The collection faces of the track's person, best first; empty when there is no sure match."""
-        template = self.template(views)
-        return [] if template is None else self.match(template)
-
     def template(self, views: list[View]) -> np.ndarray | None:
         """The mean vector of the agreeing views (None: no views, or no majority that agrees)."""
         if not views:
@@ -144,10 +139,8 @@ class Identifier:
         """The collection faces of ``face_id``'s person if the template's best match is that face
         at the request's threshold (for a track that continues a person already identified)."""
         hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, self.threshold)
-        if not hits or hits[0].face.face_id != face_id:
-            return []
-        same = self._same_person(hits)
-        return [h for h in hits if h.face.face_id in same]
+        same = self._same_person(hits) if hits else set()
+        return [h for h in hits if h.face.face_id in same] if face_id in same else []
 
     def _same_person(self, hits: list[FaceMatch]) -> set[str]:
         """The hits that are the top hit's person: the same UserId, or faces as alike as
@@ -160,7 +153,7 @@ class Identifier:
         top_vector = rows[top.face_id].vector
         for hit in hits[1:]:
             row = rows.get(hit.face.face_id)
-            alike = row is not None and self.fp.profile.similarity(float(row.vector @ top_vector))
+            alike = self.fp.profile.similarity(float(row.vector @ top_vector)) if row is not None else 0.0
             if (top.user_id and hit.face.user_id == top.user_id) or alike >= self.rules.same_person:
                 same.add(hit.face.face_id)
         return same
@@ -228,6 +221,11 @@ class PersonIndexes:
         known.spans.append((track.first_ms, track.last_ms))
         known.vectors.extend(track.vectors)
         return index
+
+    def extend(self, index: int, track: Track) -> None:
+        """``track``, already on person ``index`` (its first entries went out early), ran on."""
+        spans = self._people[index].spans
+        spans[:] = [(a, max(b, track.last_ms)) if a == track.first_ms else (a, b) for a, b in spans]
 
 
 @dataclass
