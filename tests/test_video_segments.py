@@ -306,3 +306,20 @@ def test_memory_does_not_grow_with_the_video(clips: dict[str, Path]) -> None:
     (short, short_peak), (long, long_peak) = peak(300), peak(1200)
     assert long >= 3 * short >= 60  # about one shot every 13 frames
     assert long_peak - short_peak < 60_000  # ~2 kB a shot when segments were all kept to the end
+
+
+def fading(photo: Path) -> list[np.ndarray]:
+    """A real photo that fades out to black and back in, then dims to 30% and back (no cut anywhere)."""
+    img = cv2.resize(cv2.imread(str(photo)), (W, H), interpolation=cv2.INTER_AREA).astype(np.float32)
+    gains = [1.0] * 25 + [1 - i / 25 for i in range(1, 26)] + [0.0] * 10 + [i / 25 for i in range(1, 26)]
+    gains += [1.0] * 10 + [0.65 + 0.35 * math.cos(i * math.pi / 30) for i in range(60)] + [1.0] * 10
+    return [np.clip(img * g, 0, 255).astype(np.uint8) for g in gains]
+
+
+@pytest.mark.parametrize("photo", ["img_10.jpg", "img_101.jpg", "img_102.jpg"])
+def test_the_steps_of_a_fade_are_not_cuts(clips: dict[str, Path], data: Path, photo: str) -> None:
+    """H.264 shifts a fading picture's colours now and then, which moved whole histogram bins."""
+    path = write_video(clips["folder"] / f"fading-{photo}.mp4", fading(data / "text/icdar2015-train/images" / photo))
+    ctx = analyse(path, ["SHOT", "TECHNICAL_CUE"])
+    (black,) = spans(bodies(ctx, "TECHNICAL_CUE"))
+    assert spans(bodies(ctx, "SHOT")) == [(0, black[0] - 1), black, (black[1] + 1, 164)]

@@ -171,15 +171,16 @@ class Timecode:
 
 class Look:
     """What the finders need of one frame: its number and time, a BT.709 luma thumbnail and an
-    HSV colour histogram."""
+    HSV colour histogram (the BGR thumbnail is kept for :meth:`gain_change`)."""
 
-    __slots__ = ("number", "ms", "luma", "hist", "mean")
+    __slots__ = ("number", "ms", "bgr", "luma", "hist", "mean")
 
     def __init__(self, number: int, ms: int, bgr: np.ndarray) -> None:
         import cv2
 
         self.number = number
         self.ms = ms
+        self.bgr = bgr
         self.luma = bgr.astype(np.float32) @ LUMA_709
         hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
@@ -203,6 +204,15 @@ class Look:
         return hist * light + 2.0 * float(np.abs(self.luma - other.luma).mean()) / 255.0
 
 
+    def gain_change(self, other: Look) -> bool:
+        """Whether the two frames are the same picture but for its brightness (each colour
+        channel scaled): a step of a fade, not a cut. An encoder's colour drift in a fade can move
+        many pixels across a histogram bin at once, which :meth:`change` takes for a cut."""
+        mine = self.bgr.astype(np.float32) / np.maximum(self.bgr.mean(axis=(0, 1)), 1.0)
+        theirs = other.bgr.astype(np.float32) / np.maximum(other.bgr.mean(axis=(0, 1)), 1.0)
+        return float(np.abs(mine - theirs).mean()) < FADE_STEP
+
+
 # -- shots ------------------------------------------------------------------------------------------
 
 CUT_MIN = 0.3
@@ -211,6 +221,9 @@ CUT_SURE = 0.6
 CUT_RATIO = 2.5
 """A cut's change is at least this many times the mean change of the frames around it."""
 CUT_RATIO_SURE = 8.0
+FADE_STEP = 0.06
+"""Most mean difference of two frames, each channel divided by its mean, for the second to be the
+first made brighter or darker (a fade's steps measure under 0.03; cuts, 0.15 and more)."""
 FLASH_RETURN = 0.4
 """A change is a flash, not a cut, when the picture comes back within :data:`FLASH_SECONDS` to
 within this fraction of the change (or went back to one seen just before)."""
@@ -369,6 +382,8 @@ class ShotFinder:
         if ratio < CUT_RATIO:
             return None
         before, look = self._look(t - 1), self._look(t)
+        if look.gain_change(before):
+            return None
         sure = min((change - CUT_MIN) / (CUT_SURE - CUT_MIN), (ratio - CUT_RATIO) / (CUT_RATIO_SURE - CUT_RATIO))
         return Boundary(t, _confidence(sure), look.ms, before.ms)
 
