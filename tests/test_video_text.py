@@ -83,6 +83,33 @@ def test_a_stream_that_changes_its_frame_size_midway(fast, tmp_path: Path) -> No
     assert (reader.reads, ctx.items, ctx.done) == (2, [], (20, 20))
 
 
+def captioned_clip() -> list[np.ndarray]:
+    """4 s at 25 fps: a disc moving across the top of the picture the whole time, the caption
+    NEWS AT TEN under it from the start and BREAKING from 2 s."""
+    bg = background(W, H, 5)
+    frames = []
+    for i in range(100):
+        frame = bg.copy()
+        cv2.circle(frame, (20 + 3 * i, 50), 30, (30, 200, 240), -1)
+        cv2.putText(frame, "NEWS AT TEN", (20, 160), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        if i >= 50:
+            cv2.putText(frame, "BREAKING", (200, 125), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+        frames.append(frame)
+    return frames
+
+
+def test_with_regions_of_interest_only_changes_within_them_bring_reads(fast, tmp_path: Path) -> None:
+    path = write_video(tmp_path / "captioned.mp4", captioned_clip())
+    bottom = {"RegionsOfInterest": [{"BoundingBox": {"Left": 0.0, "Top": 0.6, "Width": 1.0, "Height": 0.4}}]}
+    reader = CountingReader(fast.text_reader)
+    ctx = LocalContext(path, {"Filters": bottom}, SimpleNamespace(text_reader=reader, max_text_words=100))  # type: ignore[arg-type]
+    text.run(ctx)
+    lines = [(i.timestamp_ms, i.body["TextDetection"]["DetectedText"]) for i in ctx.items
+             if i.body["TextDetection"]["Type"] == "LINE"]
+    assert lines == [(0, "NEWS AT TEN"), (2000, "BREAKING")]
+    assert reader.reads == 2  # the moving disc, outside the region, brought a read every second or so
+
+
 def test_bad_filters_and_unreadable_video_fail_before_any_read(tmp_path: Path) -> None:
     junk = tmp_path / "junk.mov"
     junk.write_bytes(b"not a video at all" * 100)

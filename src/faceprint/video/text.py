@@ -5,7 +5,10 @@ decoded and shrunk to a small grey thumbnail (cheap); :class:`ChangeWatch` has a
 when its picture differs from the last frame read, at most once every :data:`MIN_INTERVAL_MS`,
 and preferably once the picture has settled (text that fades or slides in is read when it
 stops). A still picture is read once; a moving one twice a second, or once a second while those
-reads find nothing new.
+reads find nothing new. With ``RegionsOfInterest``, only changes within the regions' bounding
+box count (no word outside every region is reported): a still caption under moving pictures is
+read once. So a video costs at most two reads per second of its timeline (plus one for its last
+frame), whatever its frame rate, however its text changes.
 
 Lines are reported when they appear, not at every read (:class:`LineMemory`): a line read again
 (the same text, or nearly where the picture did not change) is the line already reported, also when a read in between
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceprint.text import assemble, parse_filters
+from faceprint.text import TextFilters, assemble, parse_filters
 from faceprint.types import BoundingBox, TextDetection
 from faceprint.video.types import TextDetectionResult
 
@@ -53,6 +56,9 @@ MAX_READ_WIDTH = 1920
 """Frames are read at most this wide (the text reader shrinks larger pictures anyway)."""
 SAME_TEXT = 0.8
 """Two lines are the same line when their texts are this similar (difflib's ratio)."""
+WATCH_MARGIN = 0.02
+"""Margin (a share of the frame's width and height) around the regions of interest's bounding box
+within which changes count."""
 REGION_CHANGE = 0.01
 """Share of a line's part of the thumbnail that must change for its picture to have changed (one
 character of a line of 14 changes some 3% of it; a still picture's compression noise, none)."""
@@ -208,10 +214,17 @@ def _region_changed(seen: _Seen, thumb: np.ndarray) -> bool:
     return int(np.count_nonzero(moved)) > max(REGION_CHANGE * now.size, 1)
 
 
-def thumbnail(frame: Frame, width: int, height: int) -> np.ndarray:
-    """The frame's grey thumbnail, always ``width`` x ``height`` (the size the video began with:
-    a stream may change its frame size midway)."""
-    return frame.grey(width, height)
+def watched(filters: TextFilters, width: int, height: int) -> tuple[slice, slice]:
+    """The rows and columns of a ``width`` x ``height`` thumbnail whose changes can bring text to
+    report: all of it, or the bounding box of the regions of interest (and a margin)."""
+    if not filters.regions:
+        return slice(None), slice(None)
+    bounds = np.array([region.bounds for region in filters.regions])
+    x0, y0 = np.clip(bounds[:, :2].min(axis=0) - WATCH_MARGIN, 0.0, 1.0)
+    x1, y1 = np.clip(bounds[:, 2:].max(axis=0) + WATCH_MARGIN, 0.0, 1.0)
+    left, top = min(int(x0 * width), width - 1), min(int(y0 * height), height - 1)
+    return (slice(top, max(top + 1, int(np.ceil(y1 * height)))),
+            slice(left, max(left + 1, int(np.ceil(x1 * width)))))
 
 
 def run(ctx: JobContext) -> None:
@@ -235,9 +248,10 @@ def run(ctx: JobContext) -> None:
     last: tuple[Frame, np.ndarray] | None = None
     width = max(2, min(THUMB_WIDTH, info.width))
     height = max(2, round(info.height * width / max(info.width, 1)))
+    area = watched(filters, width, height)
     for frame in decode.frames(ctx.path, info, ctx.limits):
-        last = frame, thumbnail(frame, width, height)
-        at = watch.offer(frame.timestamp_ms, last[1])
+        last = frame, frame.grey(width, height)  # the size the video began with, should a stream change its size
+        at = watch.offer(frame.timestamp_ms, last[1][area])
         if at is not None:
             read(frame, at, last[1])
         if at is not None or frame.number % PROGRESS_EVERY == 0:
