@@ -56,9 +56,6 @@ MAX_READ_WIDTH = 1920
 """Frames are read at most this wide (the text reader shrinks larger pictures anyway)."""
 SAME_TEXT = 0.8
 """Two lines are the same line when their texts are this similar (difflib's ratio)."""
-WATCH_MARGIN = 0.02
-"""Margin (a share of the frame's width and height) around the regions of interest's bounding box
-within which changes count."""
 REGION_CHANGE = 0.01
 """Share of a line's part of the thumbnail that must change for its picture to have changed (one
 character of a line of 14 changes some 3% of it; a still picture's compression noise, none)."""
@@ -216,12 +213,13 @@ def _region_changed(seen: _Seen, thumb: np.ndarray) -> bool:
 
 def watched(filters: TextFilters, width: int, height: int) -> tuple[slice, slice]:
     """The rows and columns of a ``width`` x ``height`` thumbnail whose changes can bring text to
-    report: all of it, or the bounding box of the regions of interest (and a margin)."""
+    report: all of it, or the bounding box of the regions of interest (a word kept is more than
+    half in a region, so a change to it changes pixels there)."""
     if not filters.regions:
         return slice(None), slice(None)
     bounds = np.array([region.bounds for region in filters.regions])
-    x0, y0 = np.clip(bounds[:, :2].min(axis=0) - WATCH_MARGIN, 0.0, 1.0)
-    x1, y1 = np.clip(bounds[:, 2:].max(axis=0) + WATCH_MARGIN, 0.0, 1.0)
+    x0, y0 = np.clip(bounds[:, :2].min(axis=0), 0.0, 1.0)
+    x1, y1 = np.clip(bounds[:, 2:].max(axis=0), 0.0, 1.0)
     left, top = min(int(x0 * width), width - 1), min(int(y0 * height), height - 1)
     return (slice(top, max(top + 1, int(np.ceil(y1 * height)))),
             slice(left, max(left + 1, int(np.ceil(x1 * width)))))
