@@ -3,6 +3,7 @@ reported when it appears, once, with DetectText's Ids and ParentIds unique withi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,31 +34,45 @@ class CountingReader:
         return self.reader.read(bgr)
 
 
+def drawn(count: int, seed: int, draw: Callable[[np.ndarray, int], None]) -> list[np.ndarray]:
+    """``count`` frames of a still background, each drawn on by ``draw(frame, number)``."""
+    bg = background(W, H, seed)
+    frames = [bg.copy() for _ in range(count)]
+    for i, frame in enumerate(frames):
+        draw(frame, i)
+    return frames
+
+
+def put(frame: np.ndarray, words: str, org: tuple[int, int], scale: float, colour: tuple[int, int, int]) -> None:
+    cv2.putText(frame, words, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 2)
+
+
 def text_clip() -> list[np.ndarray]:
     """5 s at 25 fps on a still background: HELLO 2024 from 1 s to 3 s and again from 4 s;
     GOODBYE from 2 s to the end."""
-    bg = background(W, H, 3)
-    frames = []
-    for i in range(125):
-        frame = bg.copy()
+    def draw(frame: np.ndarray, i: int) -> None:
         if 25 <= i < 75 or i >= 100:
-            cv2.putText(frame, "HELLO 2024", (20, 150), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2)
+            put(frame, "HELLO 2024", (20, 150), 0.9, (255, 255, 255))
         if i >= 50:
-            cv2.putText(frame, "GOODBYE", (150, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
-        frames.append(frame)
-    return frames
+            put(frame, "GOODBYE", (150, 40), 0.8, (0, 0, 0))
+
+    return drawn(125, 3, draw)
+
+
+def read_lines(path: Path, params: dict, reader: CountingReader) -> tuple[LocalContext, list[tuple[int, str]]]:
+    """Text detection of ``path``: the job's context and its LINEs (timestamp, text)."""
+    ctx = LocalContext(path, params, SimpleNamespace(text_reader=reader, max_text_words=100))  # type: ignore[arg-type]
+    text.run(ctx)
+    return ctx, [(i.timestamp_ms, i.body["TextDetection"]["DetectedText"]) for i in ctx.items
+                 if i.body["TextDetection"]["Type"] == "LINE"]
 
 
 def test_text_is_reported_when_it_appears_and_once(fast, tmp_path: Path) -> None:
     path = write_video(tmp_path / "text.mp4", text_clip())
     reader = CountingReader(fast.text_reader)
-    worker = SimpleNamespace(text_reader=reader, max_text_words=fast.max_text_words)
-    ctx = LocalContext(path, {}, worker)  # type: ignore[arg-type]
-    text.run(ctx)
+    ctx, lines = read_lines(path, {}, reader)
     assert ctx.info is not None and ctx.done == (125, 125)
     assert reader.reads <= 6  # the still picture at 0 s, and its changes at 1, 2, 3 and 4 s: not 125 frames
-    lines = [(i.timestamp_ms, i.body["TextDetection"]["DetectedText"]) for i in ctx.items
-             if i.body["TextDetection"]["Type"] == "LINE"]
     assert lines == [(1000, "HELLO 2024"), (2000, "GOODBYE"), (4000, "HELLO 2024")]
     found = [i.body["TextDetection"] for i in ctx.items]
     assert all(i.timestamp_ms == i.body["Timestamp"] for i in ctx.items)
@@ -78,35 +93,27 @@ def test_a_stream_that_changes_its_frame_size_midway(fast, tmp_path: Path) -> No
     second = write_video(tmp_path / "second.ts", [background(160, 160, 2)] * 10).read_bytes()
     (tmp_path / "both.ts").write_bytes(first + second)
     reader = CountingReader(fast.text_reader)
-    ctx = LocalContext(tmp_path / "both.ts", {}, SimpleNamespace(text_reader=reader, max_text_words=100))  # type: ignore[arg-type]
-    text.run(ctx)
+    ctx, _ = read_lines(tmp_path / "both.ts", {}, reader)
     assert (reader.reads, ctx.items, ctx.done) == (2, [], (20, 20))
 
 
 def captioned_clip() -> list[np.ndarray]:
     """4 s at 25 fps: a disc moving across the top of the picture the whole time, the caption
     NEWS AT TEN under it from the start and BREAKING from 2 s."""
-    bg = background(W, H, 5)
-    frames = []
-    for i in range(100):
-        frame = bg.copy()
+    def draw(frame: np.ndarray, i: int) -> None:
         cv2.circle(frame, (20 + 3 * i, 50), 30, (30, 200, 240), -1)
-        cv2.putText(frame, "NEWS AT TEN", (20, 160), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        put(frame, "NEWS AT TEN", (20, 160), 0.8, (255, 255, 255))
         if i >= 50:
-            cv2.putText(frame, "BREAKING", (200, 125), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
-        frames.append(frame)
-    return frames
+            put(frame, "BREAKING", (200, 125), 0.7, (255, 255, 255))
+
+    return drawn(100, 5, draw)
 
 
 def test_with_regions_of_interest_only_changes_within_them_bring_reads(fast, tmp_path: Path) -> None:
     path = write_video(tmp_path / "captioned.mp4", captioned_clip())
     bottom = {"RegionsOfInterest": [{"BoundingBox": {"Left": 0.0, "Top": 0.6, "Width": 1.0, "Height": 0.4}}]}
     reader = CountingReader(fast.text_reader)
-    ctx = LocalContext(path, {"Filters": bottom}, SimpleNamespace(text_reader=reader, max_text_words=100))  # type: ignore[arg-type]
-    text.run(ctx)
-    lines = [(i.timestamp_ms, i.body["TextDetection"]["DetectedText"]) for i in ctx.items
-             if i.body["TextDetection"]["Type"] == "LINE"]
-    assert lines == [(0, "NEWS AT TEN"), (2000, "BREAKING")]
+    assert read_lines(path, {"Filters": bottom}, reader)[1] == [(0, "NEWS AT TEN"), (2000, "BREAKING")]
     assert reader.reads == 2  # the moving disc, outside the region, brought a read every second or so
 
 
