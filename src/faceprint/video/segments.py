@@ -8,10 +8,16 @@ minimum_luminance + MaxPixelThreshold * luminance_range`` is ``MaxPixelThreshold
 Shots (:class:`ShotFinder`) cover the whole video, one after the other, ``Index`` 0, 1, 2...
 A new shot starts at a hard cut, at the centre of a dissolve, and where the picture turns black
 or comes out of black (so a fade out and in through black, and a black gap, is a shot of its
-own). A flash (a frame or a few that differ, then the picture comes back) is not a cut. A shot
-change whose confidence is below ``ShotFilter.MinSegmentConfidence`` is not made, so the shots
-returned still cover the video. A shot's confidence is the lower of the confidences of the two
-changes that bound it (the start and end of the video count 100).
+own). A flash (a frame or a few that differ, then the picture comes back) is not a cut, nor is
+a picture that only gets brighter or darker (a fade, a flicker). A shot change whose confidence
+is below ``ShotFilter.MinSegmentConfidence`` is not made, so the shots returned still cover the
+video. A shot's confidence is the lower of the confidences of the two changes that bound it (the
+start and end of the video count 100).
+
+Segments are emitted as they are found: a black run when it ends, a shot once the change that
+ends it is final (at most a few seconds later). What is kept meanwhile does not grow with the
+video; the cost is a thumbnail and a few comparisons a frame (about 0.03 CPU-s per second of
+720p25 video on top of decoding's 0.03).
 
 Black frames (:class:`BlackFinder`): runs of frames in which at least ``MinCoveragePercentage``
 percent of the pixels are at most ``MaxPixelThreshold`` of the luminance range (BT.709 luma).
