@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from faceprint.errors import ResourceAlreadyExistsException, ResourceNotFoundException
-from faceprint.home import private_file, private_folder, tighten
 from faceprint.store import CollectionRow, FaceRow
+from faceprint.store.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -75,13 +72,6 @@ CREATE TABLE IF NOT EXISTS imports (
 );
 """
 
-BUSY_TIMEOUT = 30.0
-"""Seconds a connection waits for another's write lock."""
-
-ERASE_WAIT = 1.0
-"""Seconds a delete waits for other connections' reads and writes to end so that it can empty the
-WAL; if they go on longer, the next write of this store tries again."""
-
 DELETION_LOG = 10_000
 """Delete calls remembered per collection; an index further behind rebuilds its list of faces."""
 
@@ -91,39 +81,10 @@ _FACE_COLUMNS = ("seq, face_id, collection_id, image_id, external_image_id, widt
 
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
-        """Open (or create) the database at ``path``; it, its WAL and its folder are private (0600,
-        0700): SQLite gives the WAL and shared-memory files the database file's mode."""
+        """Open (or create) the database at ``path`` (private files: see ``Database``)."""
         self.path = Path(path)
-        private_folder(self.path.parent)
-        private_file(self.path)
-        for suffix in ("-wal", "-shm", "-journal"):
-            tighten(self.path.with_name(self.path.name + suffix))
-        self._local = threading.local()
-        self._wal_holds_deleted = False  # an erase_wal that could not finish: the next write retries
-        self._db().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = connect(self.path)
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        if self._wal_holds_deleted:
-            self._erase_wal(0.0)
-
-    def _erase_wal(self, wait: float = ERASE_WAIT) -> None:
-        """After a delete: no copy of the deleted rows left in the WAL (best effort; see erase_wal)."""
-        self._wal_holds_deleted = not erase_wal(self._db(), wait)
+        self._database = Database(self.path, SCHEMA)
+        self._db, self._tx, self._erase_wal = self._database.db, self._database.tx, self._database.erase_wal
 
     def create_collection(self, row: CollectionRow) -> None:
         try:
@@ -328,32 +289,6 @@ class SQLiteStore:
         if found is None or len({r[0] for r in rows}) != found[0] - deletion:
             return None
         return [r[1] for r in rows]
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection as the home's databases use them: WAL, ``synchronous=FULL``, foreign keys, and
-    ``secure_delete`` (deleted rows and freed pages are overwritten with zeros, not left in the file)."""
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA secure_delete=ON")
-    return db
-
-
-def erase_wal(db: sqlite3.Connection, wait: float) -> bool:
-    """Checkpoint the WAL into the database and truncate it to nothing, so that the page images
-    it holds from before a delete (deleted rows included) are gone; called after a deleting
-    transaction. Waits up to ``wait`` seconds for other connections' transactions to end; False if
-    they went on (or the checkpoint failed): the WAL may still hold them."""
-    db.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
-    try:
-        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    except sqlite3.Error:
-        return False
-    finally:
-        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
-    return busy == 0
 
 
 def _require_collection(db: sqlite3.Connection, collection_id: str) -> None:

@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,8 +28,7 @@ from typing import Any
 
 from faceprint.collections import MAX_SEQ, decode_token, encode_token
 from faceprint.errors import InvalidPaginationTokenException, LimitExceededException
-from faceprint.home import private_file, private_folder, tighten
-from faceprint.store.sqlite import ERASE_WAIT, connect, erase_wal
+from faceprint.store.database import Database
 from faceprint.video.context import Item
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "QUEUED", "RUNNING", "SUCCEEDED", "FAILED"
@@ -145,55 +143,20 @@ class JobStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        private_folder(self.path.parent)
-        private_file(self.path)
-        for suffix in ("-wal", "-shm", "-journal"):
-            tighten(self.path.with_name(self.path.name + suffix))
         self.inputs = self.path.parent / "inputs"
-        self._local = threading.local()
-        self._wal_holds_deleted = False  # an erase_wal that could not finish: the next write retries
-        self._db().executescript(SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = connect(self.path)  # with secure_delete, as the main store's
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        if self._wal_holds_deleted:
-            self._erase_wal(0.0)
-
-    def _erase_wal(self, wait: float = ERASE_WAIT) -> None:
-        """After deleting a job or items: no copy of them left in the WAL (best effort)."""
-        self._wal_holds_deleted = not erase_wal(self._db(), wait)
+        self._database = Database(self.path, SCHEMA)  # with secure_delete, as the main store's
+        self._db, self._tx, self._erase_wal = self._database.db, self._database.tx, self._database.erase_wal
 
     @contextmanager
     def reading(self) -> Iterator[None]:
         """One read transaction: what is read inside sees the store as it was at the first read (a
         Get reads the job and its page together, though a sweep may delete it meanwhile)."""
-        db = self._db()
-        db.execute("BEGIN")
-        try:
+        with self._database.reading():
             yield
-        finally:
-            db.execute("COMMIT")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's storage goes)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._database.close()
 
     def input_path(self, job_id: str) -> Path:
         """Where a job's own copy of its video lives (bytes given to Start, an S3 object fetched)."""
