@@ -60,6 +60,18 @@ def test_metadata_of_a_clip(clip_dir: Path) -> None:
     assert meta["Format"] == "QuickTime / MOV"  # as Rekognition names MP4 and MOV
 
 
+def test_more_frames_a_second_than_the_limit_fail(clip_dir: Path) -> None:
+    """Frames whose times do not advance would make a short video cost days: past the frame-rate
+    limit (here lowered to 10 a second, under the clip's 25) the video is refused."""
+    path = write_video(clip_dir / "fast-frames.mp4", [background(160, 120, i % 4) for i in range(75)], fps=25)
+    info = decode.probe(path)
+    limits = decode.VideoLimits(max_frame_rate=10)
+    with pytest.raises(decode.VideoError, match="more than 10 frames a second"):
+        for _ in decode.frames(path, info, limits):
+            pass
+    assert sum(1 for _ in decode.frames(path, info)) == 75
+
+
 def test_timestamps_are_rounded_down_as_rekognition_does(clip_dir: Path) -> None:
     """At 29.97 fps frame 2 is at 66.73 ms: Rekognition says 66 (and frame 3, at exactly 100.1, 100)."""
     path = write_video(clip_dir / "ntsc.mp4", [background(320, 240, i % 3) for i in range(31)],

@@ -30,6 +30,8 @@ MAX_VIDEO_SECONDS = 6 * 3600
 """Rekognition Video's limit: 6 hours."""
 MAX_FRAME_PIXELS = 8192 * 4352
 """The largest frame decoded (8K); larger claims are refused before any frame is decoded."""
+MAX_FRAME_RATE = 300.0
+"""Frames a second at most (phones film slow motion at 240)."""
 MAX_BAD_PACKETS = 200
 """Undecodable packets skipped in a row before the file is taken for corrupt."""
 MIN_SHARE_DEMUXED = 0.95
@@ -53,6 +55,9 @@ class VideoLimits:
     max_bytes: int = MAX_VIDEO_BYTES
     max_seconds: float = MAX_VIDEO_SECONDS
     max_frame_pixels: int = MAX_FRAME_PIXELS
+    max_frame_rate: float = MAX_FRAME_RATE
+    """Frames decoded a second of the video's time, on average from its start (plus a second's
+    worth): frames whose times do not advance would otherwise make a short video cost days."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,9 @@ def frames(path: str | os.PathLike, info: VideoInfo, limits: VideoLimits | None 
                 ms = clock.time(_timestamp_ms(av_frame, start, base, number, info.frame_rate))
                 if ms > limits.max_seconds * 1000:
                     raise VideoTooLong(f"The video runs past the limit of {limits.max_seconds:.0f} s.")
+                if number > (ms / 1000 + 1) * limits.max_frame_rate:
+                    raise VideoError(f"The video has more than {limits.max_frame_rate:.0f} frames a second "
+                                     "(its frame times do not advance): faceprint does not read it.")
                 yield Frame(av_frame, number, ms, info.rotation)
                 number += 1
         if number == 0:
