@@ -139,6 +139,8 @@ def test_regions_of_interest(fp, img1, data) -> None:
     {"RegionsOfInterest": [{"BoundingBox": {"Left": 10**400, "Top": 0.1, "Width": 0.1, "Height": 0.2}}]},
     {"RegionsOfInterest": [{"Polygon": [{"X": 0.1, "Y": 0.1}, {"X": -(10**400), "Y": 0.5}, {"X": 0.5, "Y": 0.5}]}]},
     "WordFilter",
+    {1: 2, "x": 1},
+    {"WordFilter": {None: 1}},
 ])
 def test_bad_filters(fp, filters) -> None:
     with pytest.raises(InvalidParameterException):

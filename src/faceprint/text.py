@@ -83,7 +83,7 @@ def parse_filters(filters: dict[str, Any] | TextFilters | None) -> TextFilters:
 
 
 def _only(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(obj) - set(allowed))
+    unknown = sorted(str(k) for k in set(obj) - set(allowed))  # keys of any type (the Python API's)
     if unknown:
         raise InvalidParameterException(f"{where} has unknown member(s) {unknown}; allowed: {', '.join(allowed)}.")
 
