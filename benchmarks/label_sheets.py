@@ -58,6 +58,23 @@ def sheet(paths: list[Path], columns: int, size: int, first_number: int = 0) -> 
     return grid
 
 
+def draw_picks(picks: Path, out: Path) -> None:
+    """Full-size sheets (20 tiles) of picked face numbers, each tile keeping its number in the order."""
+    names = ordered_images()
+    numbers = [int(line.split("#")[0]) for line in picks.read_text().splitlines() if line.split("#")[0].strip()]
+    out.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(numbers), 20):
+        chunk = numbers[start:start + 20]
+        tiles = [tile(LFW_IMAGES / names[n], 200, n) for n in chunk]
+        h, w = tiles[0].shape[:2]
+        rows = -(-len(tiles) // 5)
+        grid = np.full((rows * (h + 4), 5 * (w + 4), 3), 255, np.uint8)
+        for i, t in enumerate(tiles):
+            r, c = divmod(i, 5)
+            grid[r * (h + 4):r * (h + 4) + h, c * (w + 4):c * (w + 4) + w] = t
+        cv2.imwrite(str(out / f"picks{start // 20:03d}.png"), grid)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("/tmp/sheets"))
@@ -65,7 +82,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1, help="how many sheets")
     parser.add_argument("--scan", action="store_true", help="small tiles (8x6 a sheet) for hunting rare classes")
     parser.add_argument("--list", action="store_true", help="print sheet, tile, image instead of drawing")
+    parser.add_argument("--picks", type=Path, help="a file of face numbers (one a line, # comments): full-size "
+                        "sheets of those faces only, numbered as in the order (for labelling picked faces)")
     args = parser.parse_args()
+    if args.picks:
+        draw_picks(args.picks, args.out)
+        return
     columns, rows, size, prefix = (8, 6, 120, "scan") if args.scan else (5, 4, 200, "sheet")
     per = columns * rows
     names = ordered_images()
