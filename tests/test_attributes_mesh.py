@@ -245,3 +245,25 @@ def test_making_the_mesh_writes_nothing_on_stderr():
     task = models_dir() / catalog.FACE_LANDMARKER.name
     done = subprocess.run([sys.executable, "-c", code, str(task)], capture_output=True, timeout=120, check=True)
     assert done.stderr.decode().split() == ["before", "after"]
+
+
+def test_a_tilted_face_is_levelled_before_reading(fp, mesher):
+    image = fp.load_image(lfw_image("Camille_Lewis", 1))
+    turn = cv2.getRotationMatrix2D((image.width / 2, image.height / 2), 30, 1.0)
+    tilted = DecodedImage(rgb=cv2.warpAffine(image.rgb, turn, (image.width, image.height)))
+    mesh = mesher.run(tilted.bgr, *centre_face(fp, tilted))
+    assert mesh.presence > 0.99
+    assert face_state.smile(mesh).value is True and face_state.eyes_open(mesh).value is True
+
+
+def test_no_face_in_the_box_says_little(mesher):
+    wall = np.full((240, 240, 3), 128, np.uint8)
+    box = np.array([70.0, 60.0, 100.0, 120.0])
+    lm5 = np.array([[100.0, 100.0], [140.0, 100.0], [120.0, 125.0], [105.0, 150.0], [135.0, 150.0]])
+    mesh = mesher.run(wall, box, lm5)
+    assert mesh.presence < 0.5
+    for attr in (face_state.smile(mesh), face_state.eyes_open(mesh), face_state.mouth_open(mesh)):
+        assert attr.confidence < 75
+    assert face_state.face_occluded(mesh, 240, 240).value is True
+    with pytest.raises(ValueError, match="finite"):
+        mesher.run(wall, np.full(4, np.nan), lm5)

@@ -142,16 +142,22 @@ def occlusion_measure(mesh: Mesh, width: int, height: int) -> float:
 
 # --- scores (probability of yes) and attributes --------------------------------------------------
 
+def _shrunk(probability: float, mesh: Mesh) -> float:
+    """Towards 0.5 as the landmarker doubts it sees a face: what a mesh of something else says
+    about a smile or an eye is no evidence (faces it sees have a presence of 0.99 and more)."""
+    return 0.5 + (probability - 0.5) * mesh.presence
+
+
 def score_smile(mesh: Mesh) -> float:
-    return _logistic(smile_measure(mesh), SMILE_CURVE)
+    return _shrunk(_logistic(smile_measure(mesh), SMILE_CURVE), mesh)
 
 
 def score_mouth_open(mesh: Mesh) -> float:
-    return _logistic(mouth_measure(mesh), MOUTH_CURVE)
+    return _shrunk(_logistic(mouth_measure(mesh), MOUTH_CURVE), mesh)
 
 
 def score_eyes_open(mesh: Mesh) -> float:
-    return _logistic(eyes_measure(mesh), EYES_CURVE)
+    return _shrunk(_logistic(eyes_measure(mesh), EYES_CURVE), mesh)
 
 
 def score_face_occluded(mesh: Mesh, width: int, height: int) -> float:

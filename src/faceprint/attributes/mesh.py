@@ -94,10 +94,12 @@ def read_members(task_path: Path) -> dict[str, bytes]:
 def crop_transform(box: np.ndarray, lm5: np.ndarray) -> np.ndarray:
     """2x3 affine matrix taking crop pixels (0-256) to image pixels: a square of 1.5 times the
     box's longer side around its centre, turned so the eyes are level."""
+    if not (np.isfinite(box).all() and np.isfinite(lm5).all()):
+        raise ValueError("the face box and landmarks must be finite numbers")
     x, y, w, h = (float(v) for v in box[:4])
     (lx, ly), (rx, ry) = lm5[0], lm5[1]
     angle = math.atan2(float(ry - ly), float(rx - lx))
-    side = max(w, h) * ROI_SCALE
+    side = max(w, h, 1.0) * ROI_SCALE
     scale = side / CROP
     c, s = math.cos(angle) * scale, math.sin(angle) * scale
     cx, cy = x + w / 2, y + h / 2
