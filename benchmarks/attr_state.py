@@ -19,6 +19,7 @@ import argparse
 import csv
 import hashlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -218,6 +219,21 @@ def gaze_lines(fp, mesher, faces: list[Face], limit: int) -> list[str]:
     ]
 
 
+def repeat_ms(fp, mesher, row: dict[str, str], rounds: int = 200) -> dict[bool, np.ndarray]:
+    """One face's mesh again and again, without and with blendshapes: the fastest runs are the
+    closest to an idle machine's figure."""
+    image, face = centre_face(fp, LFW / "images" / row["image"])
+    out = {}
+    for blend in (False, True):
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            mesher.run(image.bgr, face.boxes[0], face.landmarks[0], blendshapes=blend)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[blend] = np.array(times)
+    return out
+
+
 def section(limit: int | None = None, fit: bool = False) -> str:
     """The markdown section: ``limit`` labelled faces (all if None)."""
     from faceprint.attributes import face_state as fs
@@ -281,13 +297,18 @@ def section(limit: int | None = None, fit: bool = False) -> str:
     ]
     out += ck_check(fp, mesher, None if limit is None else max(limit // 10, 3))
     ms = np.array(run.mesh_ms)
+    again = repeat_ms(fp, mesher, faces[0].row)
     out += [
         "",
         "### Cost",
         "",
         f"Face mesh (crop, 478-point landmark model, blendshape model), one thread: mean {ms.mean():.1f} ms a face "
         f"(median {np.median(ms):.1f}, 90th percentile {np.percentile(ms, 90):.1f}) over {len(ms)} faces; "
-        f"turning a mesh into the attributes and 30 landmarks: {np.mean(run.state_ms):.2f} ms.",
+        f"turning a mesh into the attributes and 30 landmarks: {np.mean(run.state_ms):.2f} ms. One face "
+        f"{len(again[True])} times: fastest {again[False].min():.1f} ms without blendshapes, "
+        f"{again[True].min():.1f} ms with them (medians {np.median(again[False]):.1f} and "
+        f"{np.median(again[True]):.1f}). Load average while measuring: {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores.",
         "",
     ]
     return "\n".join(out)
