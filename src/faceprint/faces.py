@@ -10,7 +10,7 @@ import numpy as np
 from faceprint.analysis import estimate_pose, estimate_quality
 from faceprint.errors import InvalidParameterException
 from faceprint.imaging import DecodedImage
-from faceprint.models.detector import Detections
+from faceprint.models.detector import Detections, face_confidence
 from faceprint.types import (
     BoundingBox,
     ComparedFace,
@@ -72,7 +72,7 @@ def measure(image: DecodedImage, faces: Detections) -> list[MeasuredFace]:
             index=i,
             box_px=faces.boxes[i],
             landmarks_px=pts,
-            confidence=round(float(min(max(faces.scores[i], 0.0), 1.0)) * 100.0, 4),
+            confidence=face_confidence(float(faces.scores[i])),  # calibrated: the chance the box is a face
             bounding_box=BoundingBox(width=bw / w, height=bh / h, left=x / w, top=y / h),
             landmarks=[Landmark(type=t, x=float(px) / w, y=float(py) / h)
                        for t, (px, py) in zip(LANDMARK_TYPES, pts, strict=True)],
@@ -84,10 +84,11 @@ def measure(image: DecodedImage, faces: Detections) -> list[MeasuredFace]:
 
 
 # Per level: minimum box side (px), detector confidence, brightness, sharpness; max |yaw|, |pitch|.
+# The confidence bars are YuNet's raw scores 0.6, 0.75 and 0.9 on the calibrated scale (15.22, 62.59, 99.69).
 _BARS = {
-    "LOW": (20, 60.0, 5.0, 3.0, 75.0, 60.0),
-    "MEDIUM": (32, 75.0, 12.0, 8.0, 60.0, 45.0),
-    "HIGH": (48, 90.0, 20.0, 15.0, 45.0, 30.0),
+    "LOW": (20, face_confidence(0.6), 5.0, 3.0, 75.0, 60.0),
+    "MEDIUM": (32, face_confidence(0.75), 12.0, 8.0, 60.0, 45.0),
+    "HIGH": (48, face_confidence(0.9), 20.0, 15.0, 45.0, 30.0),
 }
 _BARS["AUTO"] = _BARS["LOW"]
 

@@ -45,6 +45,19 @@ class Detections:
         return self.boxes[:, 2] * self.boxes[:, 3]
 
 
+CONFIDENCE_KNOTS = ((0.3, 0.1364), (0.6, 0.1522), (0.7, 0.3611), (0.8, 0.8906), (0.85, 0.9318), (0.9, 0.9969),
+                    (0.92, 0.9989), (1.0, 0.999))
+"""YuNet's raw score -> the measured probability that the box is a face (benchmarks/confidence.py:
+face rates of detections on LFW, dlib's group photos and street scenes, made increasing; the
+reliability is measured on other photos). Linear between knots, flat outside them."""
+
+
+def face_confidence(score: float) -> float:
+    """Rekognition's face ``Confidence`` (0-100, rounded to 4 places) for a raw YuNet score."""
+    xs, ys = zip(*CONFIDENCE_KNOTS, strict=True)
+    return round(float(np.interp(score, xs, ys)) * 100.0, 4)
+
+
 @dataclass(frozen=True)
 class DetectorSettings:
     score_threshold: float = 0.6
