@@ -247,6 +247,43 @@ def test_making_the_mesh_writes_nothing_on_stderr():
     assert done.stderr.decode().split() == ["before", "after"]
 
 
+LOUD = r"""
+import os, sys, threading, time
+from faceprint.attributes.mesh import NOISE, allocate_quietly
+
+class Loud:
+    # An allocation writing to fd 2 as LiteRT does (os.write, unbuffered): its INFO line, then
+    # more than a pipe holds (64 KiB), while other threads do the same.
+    def __init__(self, tag):
+        self.tag = tag
+
+    def allocate_tensors(self):
+        os.write(2, NOISE + b"\n")
+        for k in range(2000):
+            os.write(2, b"%s %04d " % (self.tag, k) + b"x" * 90 + b"\n")
+        time.sleep(0.01)
+
+threads = [threading.Thread(target=allocate_quietly, args=(Loud(b"t%d" % i),)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("after", file=sys.stderr, flush=True)
+"""
+
+
+def test_quiet_allocation_passes_everything_else_on_and_cannot_block():
+    """Four threads allocate at once, each writing 200 KB to stderr (more than a pipe holds): no
+    deadlock, no line lost, the INFO line hidden once (LiteRT prints it once a process, so later
+    allocations are not redirected) and stderr still works afterwards."""
+    done = subprocess.run([sys.executable, "-c", LOUD], capture_output=True, timeout=60, check=True)
+    lines = done.stderr.decode().splitlines()
+    assert lines[-1] == "after"
+    assert sum(line.startswith("INFO: Created") for line in lines) == 3
+    for i in range(4):
+        assert [line[:7] for line in lines if line.startswith(f"t{i} ")] == [f"t{i} {k:04d}" for k in range(2000)]
+
+
 def test_a_tilted_face_is_levelled_before_reading(fp, mesher):
     image = fp.load_image(lfw_image("Camille_Lewis", 1))
     turn = cv2.getRotationMatrix2D((image.width / 2, image.height / 2), 30, 1.0)

@@ -111,42 +111,90 @@ def crop_transform(box: np.ndarray, lm5: np.ndarray) -> np.ndarray:
 NOISE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
+class QuietStderr:
+    """Runs LiteRT's ``allocate_tensors()`` without its "INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU." line on stderr (it would land in the CLI's JSON error stream; neither
+    ``TF_CPP_MIN_LOG_LEVEL`` nor any interpreter option turns it off, and LiteRT prints it once a
+    process, at the first allocation that applies XNNPACK).
+
+    File descriptor 2 is the process's, so one object serves the process (:data:`QUIET`): a lock
+    keeps two threads from swapping it at once, and once the line has been hidden nothing more is
+    redirected. While an allocation runs, fd 2 is a pipe that a thread reads as it fills (a writer
+    never waits on a full pipe) and passes on to the real stderr, line by line, all but that line:
+    other threads' output, and that of a process started meanwhile (which keeps the pipe), is
+    delayed by milliseconds, never lost."""
+
+    def __init__(self, noise: bytes = NOISE) -> None:
+        self._noise = noise
+        self._lock = threading.Lock()
+        self._hidden = False
+
+    def allocate(self, interpreter: Any) -> None:
+        with self._lock:
+            if self._hidden:
+                interpreter.allocate_tensors()
+            else:
+                self._hidden = self._filtered(interpreter.allocate_tensors)
+
+    def _filtered(self, call: Any) -> bool:
+        """Runs ``call`` with fd 2 filtered; whether the noise line was seen."""
+        try:
+            real = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            call()
+            return False
+        try:
+            read_end, write_end = os.pipe()
+        except OSError:  # out of file descriptors: better the line than no model
+            os.close(real)
+            call()
+            return False
+        seen = threading.Event()
+        relay = threading.Thread(target=self._relay, args=(read_end, real, seen), name="litert-stderr", daemon=True)
+        relay.start()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        try:
+            call()
+        finally:
+            os.dup2(real, 2)  # the pipe's last writer goes (unless a child process holds it): the relay ends
+        relay.join(timeout=1.0)
+        return seen.is_set()
+
+    def _relay(self, read_end: int, real: int, seen: threading.Event) -> None:
+        pending = b""
+        try:
+            while chunk := os.read(read_end, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                self._pass(real, [line + b"\n" for line in lines], seen)
+            self._pass(real, [pending], seen)
+        finally:
+            os.close(read_end)
+            os.close(real)
+
+    def _pass(self, real: int, lines: list[bytes], seen: threading.Event) -> None:
+        kept = []
+        for line in lines:
+            if line.startswith(self._noise):
+                seen.set()
+            else:
+                kept.append(line)
+        out = b"".join(kept)
+        while out:
+            try:
+                out = out[os.write(real, out):]
+            except OSError:  # stderr closed or gone: keep draining the pipe regardless
+                return
+
+
+QUIET = QuietStderr()
+"""The process's one :class:`QuietStderr` (fd 2 is shared by every thread)."""
+
+
 def allocate_quietly(interpreter: Any) -> None:
-    """``interpreter.allocate_tensors()`` without LiteRT's one-time "INFO: Created TensorFlow
-    Lite XNNPACK delegate for CPU." line on stderr (it would land in the CLI's JSON error stream;
-    no setting turns it off). Stderr goes through a pipe meanwhile: whatever else is written
-    to it in those milliseconds (by any thread) is passed on afterwards."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        interpreter.allocate_tensors()
-        return
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    try:
-        interpreter.allocate_tensors()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        written = _drain(read_end)
-        rest = b"".join(line for line in written.splitlines(keepends=True) if not line.startswith(NOISE))
-        if rest:
-            os.write(2, rest)
-
-
-def _drain(fd: int) -> bytes:
-    """What the pipe holds now, without waiting (a process started meanwhile may keep it open)."""
-    os.set_blocking(fd, False)
-    chunks = []
-    try:
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    except BlockingIOError:
-        pass
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
+    """``interpreter.allocate_tensors()`` without LiteRT's one-time INFO line on stderr (see
+    :class:`QuietStderr`). Every LiteRT interpreter of the package should be allocated so."""
+    QUIET.allocate(interpreter)
 
 
 class _Model:
