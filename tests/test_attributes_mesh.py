@@ -150,6 +150,21 @@ def test_confidences_are_the_probability_of_the_answer(fp, mesher):
         assert attr.confidence == pytest.approx(100 * (score if attr.value else 1 - score), abs=1e-3)
 
 
+def test_a_tiny_face_gives_the_same_answers_less_surely(fp, mesher):
+    """The same mesh at a sixth of the size (a face 20 px wide; every measure is a ratio, so only
+    the size changes): same answers, confidences nearer 50, as measured on shrunk LFW faces."""
+    from faceprint.attributes.mesh import Mesh
+
+    mesh = lfw(fp, mesher, "Justin_Guarini", 3)[3]
+    tiny = Mesh(points=mesh.points * 0.17, presence=mesh.presence, blendshapes=mesh.blendshapes)
+    assert face_state.eye_span(mesh) > 30 and 9 < face_state.eye_span(tiny) < 14
+    for attr in (face_state.smile, face_state.eyes_open, face_state.mouth_open):
+        big, small = attr(mesh), attr(tiny)
+        assert small.value == big.value
+        assert 50 < small.confidence < 50 + 0.9 * (big.confidence - 50), attr.__name__
+    assert face_state.eye_direction(tiny).confidence < face_state.eye_direction(mesh).confidence
+
+
 def test_thirty_landmarks_on_the_face_left_and_right_as_seen(fp, mesher):
     image, box, lm5, mesh = lfw(fp, mesher, "Camille_Lewis", 1)
     marks = face_state.landmarks30(mesh, image.width, image.height)
