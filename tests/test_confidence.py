@@ -60,6 +60,15 @@ def test_confidence_is_monotone_in_the_raw_score(fast) -> None:
     assert face_confidence(float("inf")) == face_confidence(1.0) and face_confidence(-1.0) == face_confidence(0.0)
 
 
+def test_raw_score_undoes_the_calibration(fast) -> None:
+    """Video's best views are ranked on the raw score they were tuned on (a view at raw 0.75
+    weighs 0.75, not 0.63; at 0.6, 0.6, not 0.15)."""
+    from faceprint.models.detector import face_confidence, raw_score
+
+    for score in np.linspace(0.3, 1.0, 141):
+        assert raw_score(face_confidence(float(score))) == pytest.approx(score, abs=1e-4 if score <= 0.92 else 1e-3)
+
+
 @pytest.mark.parametrize("level", sorted(OLD_BARS))
 def test_quality_bars_reject_the_raw_scores_they_rejected_before(fp, data, level) -> None:
     """The astronaut's real face measured at raw scores around each old bar: LOW_CONFIDENCE exactly

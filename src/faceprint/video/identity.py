@@ -26,7 +26,7 @@ import numpy as np
 
 from faceprint.faces import MeasuredFace
 from faceprint.imaging import DecodedImage
-from faceprint.models.detector import Detections
+from faceprint.models.detector import Detections, raw_score
 from faceprint.models.profiles import FMR_LEVELS
 from faceprint.types import FaceMatch
 from faceprint.video.tracker import Track
@@ -72,7 +72,7 @@ def view_quality(face: MeasuredFace, width_px: float) -> float:
     yaw, pitch = math.radians(min(abs(face.pose.yaw), 90.0)), math.radians(min(abs(face.pose.pitch), 90.0))
     pose = (math.cos(yaw) * math.cos(pitch)) ** 2
     sharp = 0.5 + 0.5 * min(face.quality.sharpness / 60.0, 1.0)
-    return size * pose * sharp * face.confidence / 100.0
+    return size * pose * sharp * raw_score(face.confidence)  # tuned on the raw score, as before calibration
 
 
 @dataclass
