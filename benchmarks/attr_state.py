@@ -219,6 +219,59 @@ def gaze_lines(fp, mesher, faces: list[Face], limit: int) -> list[str]:
     ]
 
 
+SHRINK = (1.0, 0.3, 0.22, 0.17)
+"""Scales the LFW pictures are shrunk to for :func:`small_faces` (boxes about 98, 30, 22, 17 px)."""
+SMALL_FIT = 300
+"""face_state.SMALL_FACE_KNOTS were set on the first 300 random labelled rows; the rest report."""
+
+
+def shrunk_scores(fp, mesher, row: dict[str, str], scale: float) -> tuple[float, dict[str, float]] | None:
+    """(box width px, scores) of the centre face of ``row``'s picture shrunk to ``scale`` and set
+    on a grey canvas (so the detector still sees a margin), or None when no face is found."""
+    import cv2
+
+    from faceprint.attributes import face_state as fs
+    from faceprint.imaging import DecodedImage
+
+    rgb = fp.load_image(LFW / "images" / row["image"]).rgb
+    if scale < 1:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    side = max(240, rgb.shape[0] + 100)
+    canvas = np.full((side, side, 3), 120, np.uint8)
+    top = (side - rgb.shape[0]) // 2
+    canvas[top:top + rgb.shape[0], top:top + rgb.shape[1]] = rgb
+    image = DecodedImage(rgb=canvas)
+    found = fp.engine.detect(image, 1000)
+    if not len(found):
+        return None
+    i = int(np.argmin(((found.boxes[:, :2] + found.boxes[:, 2:] / 2 - side / 2) ** 2).sum(1)))
+    mesh = mesher.run(image.bgr, found.boxes[i], found.landmarks[i])
+    return float(found.boxes[i, 2]), {"smile": fs.score_smile(mesh), "eyes_open": fs.score_eyes_open(mesh),
+                                      "mouth_open": fs.score_mouth_open(mesh)}
+
+
+def small_faces(fp, mesher, rows: list[dict[str, str]]) -> list[str]:
+    """Accuracy and mean confidence of smile, eyes open and mouth open as the face shrinks, on
+    the random rows that did not set SMALL_FACE_KNOTS (calibrated if the two agree)."""
+    held_out = [r for r in rows if r.get("sample", "random") == "random"][SMALL_FIT:]
+    names = ("smile", "eyes_open", "mouth_open")
+    lines = [f"{len(held_out)} random labelled faces not used to set the small-face knots; accuracy "
+             "(95% interval) / mean confidence.", "",
+             "| scale | median box px | found | " + " | ".join(names) + " |", "|---|---|---|---|---|---|"]
+    for scale in SHRINK:
+        results = [(r, shrunk_scores(fp, mesher, r, scale)) for r in held_out]
+        found = [(r, got) for r, got in results if got is not None]
+        cells = []
+        for name in names:
+            pairs = [(got[1][name], int(r[name])) for r, got in found if r[name] in ("0", "1")]
+            right = sum((score >= 0.5) == bool(y) for score, y in pairs)
+            conf = np.mean([100 * max(score, 1 - score) for score, _ in pairs]) if pairs else float("nan")
+            cells.append(f"{fmt(wilson(right, len(pairs)))} / {conf:.1f}")
+        width = np.median([got[0] for _, got in found]) if found else float("nan")
+        lines.append(f"| {scale} | {width:.0f} | {len(found)}/{len(held_out)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def repeat_ms(fp, mesher, row: dict[str, str], rounds: int = 200) -> dict[bool, np.ndarray]:
     """One face's mesh again and again, without and with blendshapes: the fastest runs are the
     closest to an idle machine's figure."""
@@ -296,6 +349,8 @@ def section(limit: int | None = None, fit: bool = False) -> str:
         "|---|---|---|---|",
     ]
     out += ck_check(fp, mesher, None if limit is None else max(limit // 10, 3))
+    out += ["", "### Small faces", ""]
+    out += small_faces(fp, mesher, load_labels(limit))
     ms = np.array(run.mesh_ms)
     again = repeat_ms(fp, mesher, faces[0].row)
     out += [
