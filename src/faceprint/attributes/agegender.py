@@ -6,9 +6,9 @@ padding 0.2 at 64 px (age) and 32 px (gender), RGB bytes, ``(x - channel mean) /
 both graphs end in a softmax (age: 81 classes, class 0 is a quarter year and class k is k years;
 gender: female, male). Each chip also runs mirrored and the two answers are averaged.
 
-Gender is read by a logistic head on the age network's 256 penultimate features and the gender
-network's own log-odds, trained on LFW's verified gender labels (``benchmarks/fit_age.py``,
-``gender_head.json``); without that file the gender network answers alone.
+Gender is the gender network's answer. (Logistic heads on LFW's verified gender labels were tried
+and dropped: on the age network's features, or SFace's vectors with the network's log-odds, they
+did no better than the network alone in person-disjoint cross-validation.)
 
 AgeRange is a band around the predicted distribution: from its ``BAND_TAIL`` to its
 ``1 - BAND_TAIL`` quantile, widened by ``BAND_A + BAND_B * age`` years on each side. The three
@@ -19,7 +19,6 @@ else here was fitted on UTKFace.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from pathlib import Path
@@ -35,73 +34,10 @@ AGE_CHIP = 64
 GENDER_CHIP = 32
 MEANS = np.array([122.781998, 117.000999, 104.297997], np.float32)
 AGE_WEIGHTS = np.array([0.25, *range(1, 81)], np.float64)
-FEATURES = "layer_1_flatten"
-"""The age graph's 256 penultimate features (after global average pooling), exposed as a second output."""
 
 BAND_TAIL = 0.2
 BAND_A = 3.0
 BAND_B = 0.08
-HEAD_FILE = Path(__file__).with_name("gender_head.json")
-
-
-def with_output(model: bytes, name: str) -> bytes:
-    """The ONNX model ``model`` with the tensor ``name`` added as a graph output (protobuf
-    wire format edited directly: ModelProto.graph is field 7, GraphProto.output field 12,
-    ValueInfoProto.name field 1)."""
-    parts = []
-    for number, raw, payload in _fields(model):
-        if number == 7:
-            graph = payload + _delimited(12, _delimited(1, name.encode()))
-            parts.append(_delimited(7, graph))
-        else:
-            parts.append(raw)
-    return b"".join(parts)
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, i
-
-
-def _encode(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _delimited(number: int, payload: bytes) -> bytes:
-    return _encode(number << 3 | 2) + _encode(len(payload)) + payload
-
-
-def _fields(data: bytes):
-    """(field number, raw bytes, payload of a length-delimited field or b"") of each top-level field."""
-    i = 0
-    sizes = {1: 8, 5: 4}
-    while i < len(data):
-        key, j = _varint(data, i)
-        kind = key & 7
-        payload = b""
-        if kind == 0:
-            _, end = _varint(data, j)
-        elif kind == 2:
-            length, start = _varint(data, j)
-            end = start + length
-            payload = data[start:end]
-        elif kind in sizes:
-            end = j + sizes[kind]
-        else:
-            raise ValueError(f"unsupported protobuf wire type {kind}")
-        yield key >> 3, data[i:end], payload
-        i = end
 
 
 def _session(content: bytes, threads: int):
@@ -123,44 +59,14 @@ def blob(chips: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(values.transpose(0, 3, 1, 2))
 
 
-class GenderHead:
-    """Logistic regression on standardised [age features (256), gender log-odds] -> P(male)."""
-
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray, bias: float) -> None:
-        self.mean, self.scale, self.weights, self.bias = mean, scale, weights, bias
-
-    @classmethod
-    def load(cls, path: Path) -> GenderHead | None:
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text())
-        return cls(np.asarray(data["mean"], np.float64), np.asarray(data["scale"], np.float64),
-                   np.asarray(data["weights"], np.float64), float(data["bias"]))
-
-    def male(self, features: np.ndarray, gender_logit: float) -> float:
-        x = (np.append(features, gender_logit) - self.mean) / self.scale
-        return _sigmoid(float(x @ self.weights + self.bias))
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
-
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 class Reading:
     """What the networks answered for one face (benchmarks use the raw numbers)."""
 
     def __init__(self) -> None:
         self.age_probabilities: np.ndarray | None = None
-        self.age_features: np.ndarray | None = None
-        self.network_male: float | None = None
-        """The gender network's P(male), mirrored chip averaged."""
+        """81 probabilities, the chip and its mirror image averaged."""
         self.male: float | None = None
-        """P(male) as Gender reports it (the head's when it is there)."""
+        """P(male), the chip and its mirror image averaged."""
 
     @property
     def age(self) -> float:
@@ -182,11 +88,9 @@ def age_band(probabilities: np.ndarray) -> AgeRange:
 class AgeGender:
     """Age and gender of a detected face; models load on first use, one call at a time."""
 
-    def __init__(self, age_path: Path, gender_path: Path, shape_path: Path, threads: int = 1,
-                 head_path: Path | None = HEAD_FILE) -> None:
+    def __init__(self, age_path: Path, gender_path: Path, shape_path: Path, threads: int = 1) -> None:
         self._paths = (Path(age_path), Path(gender_path), Path(shape_path))
         self._threads = threads
-        self._head_path = head_path
         self._lock = threading.Lock()
         self._loaded: tuple | None = None
 
@@ -195,12 +99,9 @@ class AgeGender:
             import dlib
 
             age_path, gender_path, shape_path = self._paths
-            self._loaded = (
-                _session(with_output(age_path.read_bytes(), FEATURES), self._threads),
-                _session(gender_path.read_bytes(), self._threads),
-                dlib.shape_predictor(str(shape_path)),
-                GenderHead.load(self._head_path) if self._head_path else None,
-            )
+            self._loaded = (_session(age_path.read_bytes(), self._threads),
+                            _session(gender_path.read_bytes(), self._threads),
+                            dlib.shape_predictor(str(shape_path)))
         return self._loaded
 
     def predict(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray, age: bool = True,
@@ -228,21 +129,17 @@ class AgeGender:
         """The networks' raw answers for one face."""
         import dlib
 
+        rect = dlib.rectangle(*dlib_box(np.asarray(box), np.asarray(lm5, np.float64)))
+        reading = Reading()
         with self._lock:
-            age_net, gender_net, shapes, head = self._models()
-            rgb = image.rgb
-            shape = shapes(rgb, dlib.rectangle(*dlib_box(np.asarray(box), np.asarray(lm5, np.float64))))
-            reading = Reading()
-            if age or (gender and head is not None):
-                chip = dlib.get_face_chip(rgb, shape, AGE_CHIP, CHIP_PADDING)
-                probabilities, features = age_net.run(None, {"images": blob([chip, chip[:, ::-1]])})
+            age_net, gender_net, shapes = self._models()
+            shape = shapes(image.rgb, rect)
+            if age:
+                chip = dlib.get_face_chip(image.rgb, shape, AGE_CHIP, CHIP_PADDING)
+                probabilities = age_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
                 reading.age_probabilities = probabilities.astype(np.float64).mean(0)
-                reading.age_features = features.astype(np.float64).mean(0)
             if gender:
-                chip = dlib.get_face_chip(rgb, shape, GENDER_CHIP, CHIP_PADDING)
+                chip = dlib.get_face_chip(image.rgb, shape, GENDER_CHIP, CHIP_PADDING)
                 probabilities = gender_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
-                reading.network_male = float(probabilities[:, 1].astype(np.float64).mean())
-                reading.male = reading.network_male
-                if head is not None:
-                    reading.male = head.male(reading.age_features, logit(reading.network_male))
+                reading.male = float(probabilities[:, 1].astype(np.float64).mean())
         return reading
