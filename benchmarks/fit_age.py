@@ -18,17 +18,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import attr_age  # noqa: E402
 
-TAILS = (0.1, 0.15, 0.2, 0.25, 0.3)
+TAILS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
 SLOPES = tuple(np.round(np.arange(0.0, 0.31, 0.01), 2))
 OFFSETS = tuple(np.round(np.arange(0.0, 12.01, 0.25), 2))
 
 
 def bands(cdf: np.ndarray, ages: np.ndarray, tail: float, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) for each face, as agegender.age_band computes them."""
-    spread = a + b * ages
-    low = np.maximum(0, np.floor((cdf < tail).sum(1) - spread))
-    high = np.maximum(1, np.ceil((cdf < 1 - tail).sum(1) + spread))
-    return low, high
+    spread = ((cdf < 1 - tail).sum(1) - (cdf < tail).sum(1)) / 2 + a + b * ages
+    return np.maximum(0, np.floor(ages - spread)), np.maximum(1, np.ceil(ages + spread))
 
 
 def fit(probabilities: np.ndarray, truth: np.ndarray, target: float) -> tuple[float, float, float, float, float]:
@@ -58,10 +56,13 @@ def main() -> None:
                         help="share of half A inside the band (a little over 80%% so half B keeps 80%%)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--save", default=None, help="also save half A's readings here (.npz)")
     args = parser.parse_args()
     items = [i for i in attr_age.utk_faces(args.limit) if attr_age.utk_half(i[0]) == "A"]
     results = attr_age.run_all("face", [p for p, *_ in items], args.workers)
     kept = [(r["age"], age) for (_, age, *_), r in zip(items, results, strict=True) if r is not None]
+    if args.save:
+        np.savez(args.save, probabilities=np.stack([p for p, _ in kept]), truth=[age for _, age in kept])
     probabilities = np.stack([p for p, _ in kept])
     truth = np.array([age for _, age in kept], np.float64)
     tail, a, b, inside, width = fit(probabilities, truth, args.target)
