@@ -6,9 +6,11 @@ padding 0.2 at 64 px (age) and 32 px (gender), RGB bytes, ``(x - channel mean) /
 both graphs end in a softmax (age: 81 classes, class 0 is a quarter year and class k is k years;
 gender: female, male). Each chip also runs mirrored and the two answers are averaged.
 
-Gender is the gender network's answer. (Logistic heads on LFW's verified gender labels were tried
-and dropped: on the age network's features, or SFace's vectors with the network's log-odds, they
-did no better than the network alone in person-disjoint cross-validation.)
+Gender is the gender network's answer. Logistic heads trained on LFW's verified gender labels were
+tried and dropped (person-disjoint 5-fold cross-validation on LFW): the age network's 256
+penultimate features alone read gender 81.8% right, SFace's vectors 74%; with the gender network's
+log-odds added, 97.1% and 98.2% against the network's own 97.7%, and more women called men (3.2%
+against 2.9%): not worth a second network.
 
 AgeRange is a band centred on the expected age (the distribution's mean, as the wheel reports
 it), as wide as the distribution's ``BAND_TAIL`` to ``1 - BAND_TAIL`` quantiles plus
