@@ -60,18 +60,23 @@ def haar_square(box: np.ndarray) -> tuple[float, float, float]:
     return x + w / 2, y + h / 2 - HAAR_RAISE * h, HAAR_SIDE[0] * w + HAAR_SIDE[1] * h
 
 
-def fer_crop(grey: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The 64x64 grey crop fer's network reads; outside the picture is the bottom rows' mean
-    grey (as fer pads)."""
+def fer_crop(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The 64x64 grey crop fer's network reads: the square cut out (cost follows the face's size,
+    not the picture's), outside the picture filled with the bottom rows' mean grey (as fer pads)."""
     import cv2
 
     cx, cy, side = haar_square(box)
-    scale = SIZE / max(side, 1.0)
-    matrix = np.array([[scale, 0, SIZE / 2 - scale * cx], [0, scale, SIZE / 2 - scale * cy]], np.float32)
-    fill = float(grey[-2:].mean())
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(grey, matrix, (SIZE, SIZE), flags=interpolation,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    height, width = bgr.shape[:2]
+    side_px = max(int(round(side)), 2)
+    x0, y0 = int(round(cx - side_px / 2)), int(round(cy - side_px / 2))
+    x1, y1 = x0 + side_px, y0 + side_px
+    fill = float(cv2.cvtColor(bgr[-2:], cv2.COLOR_BGR2GRAY).mean())
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return np.full((SIZE, SIZE), round(fill), np.uint8)
+    grey = cv2.cvtColor(bgr[cy0:cy1, cx0:cx1], cv2.COLOR_BGR2GRAY)
+    grey = cv2.copyMakeBorder(grey, cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1, cv2.BORDER_CONSTANT, value=fill)
+    return cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA if side_px > SIZE else cv2.INTER_LINEAR)
 
 
 def facs_activation(mesh, kind: str) -> float:
@@ -123,10 +128,7 @@ class EmotionReader:
 
     def fer(self, image: DecodedImage, box: np.ndarray) -> np.ndarray:
         """fer's seven probabilities (its order), the crop and its mirror image averaged."""
-        import cv2
-
-        grey = cv2.cvtColor(image.bgr, cv2.COLOR_BGR2GRAY)
-        crop = fer_crop(grey, np.asarray(box))
+        crop = fer_crop(image.bgr, np.asarray(box))
         with self._lock:
             interpreter = self._load()
             source, target = self._io
