@@ -111,3 +111,27 @@ def test_happy_and_surprise_differ_where_facs_says(kit):
     assert facs_activation(mesh_h, "HAPPY") > facs_activation(mesh_s, "HAPPY")
     assert facs_activation(mesh_s, "SURPRISED") > facs_activation(mesh_h, "SURPRISED")
     assert 0 <= confused_score(mesh_h) <= 1
+
+
+def test_flushing_subnormal_weights_changes_no_answer(kit):
+    import dlib
+    import onnxruntime as ort
+
+    from faceprint.attributes.agegender import blob, flush_denormals
+    from faceprint.models import catalog
+    from faceprint.models.embedders import dlib_box
+    from faceprint.models.store import ModelStore
+
+    raw = ModelStore(models_dir()).path(catalog.AGE).read_bytes()
+    flushed = flush_denormals(raw)
+    assert len(flushed) == len(raw) and flushed != raw
+    image, box, lm5 = face_of(kit, lfw_image("Colin_Powell", 38))
+    shape = dlib.shape_predictor(str(ModelStore(models_dir()).path(catalog.DLIB_SHAPE5)))(
+        image.rgb, dlib.rectangle(*dlib_box(box, lm5)))
+    chip = dlib.get_face_chip(image.rgb, shape, 64, 0.2)
+    x = blob([chip, chip[:, ::-1]])
+    before = ort.InferenceSession(raw, providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    after = ort.InferenceSession(flushed, providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    np.testing.assert_array_equal(before, after)
+    with pytest.raises(ValueError):
+        flush_denormals(b"\x0f\x00")
