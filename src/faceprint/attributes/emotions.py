@@ -9,10 +9,15 @@ detector's box is turned into the square the Haar cascade would have given (meas
 framing; on LFW's smile labels HAPPY was right 92.9% of the time without it, 91.6% with it), and
 the mirrored crop's answer is averaged in.
 
+fer's answers are posteriors under FER2013's class shares (disgust 1.5% of its training faces,
+happy 25%); they are divided by those shares (FER2013's published counts, nothing fitted), which
+makes the seven priors equal: without it fer almost never says DISGUSTED.
+
 With a mesh, each type's FACS prototype (Ekman and Friesen's EMFACS, as ARKit blendshapes) adds
-evidence: ``p(type) ∝ p_fer(type) * exp(FACS_WEIGHT * activation)``; the weights were set from
-FACS, not fitted (CK+ is evaluation data only). CONFUSED (no FACS prototype, no fer class) comes
-from a lowered, uneven brow with a modest share at most. The eight confidences sum to 100.
+evidence: ``p(type) ∝ p(type) * exp(FACS_WEIGHT * activation)``, an action unit counting from its
+resting level on LFW; the weights were set from FACS, not fitted (CK+ is evaluation data only).
+CONFUSED (no FACS prototype, no fer class) comes from a lowered, uneven brow, with a modest share
+at most. The eight confidences sum to 100.
 """
 
 from __future__ import annotations
@@ -48,6 +53,21 @@ FACS = {
                   ("mouthFrownLeft", "mouthFrownRight")),
 }
 """Each type's action units as blendshape pairs (an AU's activation is the stronger side)."""
+FER2013_TRAINING = np.array([3995, 436, 4097, 7215, 4830, 3171, 4965], np.float64)
+"""Faces of each class in FER2013's training set (fer's order), which fer's answers are posteriors under."""
+EQUAL_PRIORS = True
+"""Divide fer's answers by FER2013's class shares (label-shift correction): without it fer almost
+never says DISGUSTED (1.5% of its training faces; 1 of 607 LFW faces, 12% of CK+'s disgust crops)."""
+RESTING = {
+    "browDownLeft": 0.302, "browDownRight": 0.285, "browInnerUp": 0.001, "browOuterUpLeft": 0.008,
+    "browOuterUpRight": 0.007, "cheekSquintLeft": 0.0, "cheekSquintRight": 0.0, "eyeSquintLeft": 0.413,
+    "eyeSquintRight": 0.342, "eyeWideLeft": 0.006, "eyeWideRight": 0.005, "jawOpen": 0.022, "mouthFrownLeft": 0.0,
+    "mouthFrownRight": 0.0, "mouthPressLeft": 0.068, "mouthPressRight": 0.081, "mouthSmileLeft": 0.201,
+    "mouthSmileRight": 0.194, "mouthStretchLeft": 0.005, "mouthStretchRight": 0.008, "mouthUpperUpLeft": 0.010,
+    "mouthUpperUpRight": 0.013, "noseSneerLeft": 0.0, "noseSneerRight": 0.0,
+}
+"""Each blendshape's median on LFW dev faces (every fifth image, 999 faces): the landmarker reads
+about 0.3 of browDown and 0.4 of eyeSquint on a resting face, so an action unit counts from there."""
 FACS_WEIGHT = 2.0
 """A fully shown prototype multiplies a type's odds by e^2 (about 7) over one not shown at all."""
 CONFUSED_MAX = 0.25
@@ -79,23 +99,30 @@ def fer_crop(bgr: np.ndarray, box: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (SIZE, SIZE), interpolation=cv2.INTER_AREA if side_px > SIZE else cv2.INTER_LINEAR)
 
 
+def unit(mesh, name: str) -> float:
+    """A blendshape's activation above its resting level (RESTING), 0-1."""
+    rest = RESTING.get(name, 0.0)
+    return float(np.clip((mesh.blend(name) - rest) / (1.0 - rest), 0.0, 1.0))
+
+
 def facs_activation(mesh, kind: str) -> float:
     """How fully ``kind``'s FACS prototype shows (0-1): the mean of its action units."""
-    units = FACS[kind]
-    return float(np.mean([max(mesh.blend(name) for name in pair) for pair in units]))
+    return float(np.mean([max(unit(mesh, name) for name in pair) for pair in FACS[kind]]))
 
 
 def confused_score(mesh) -> float:
     """0-1: a lowered brow with the two sides uneven (the usual display of puzzlement)."""
-    down = (mesh.blend("browDownLeft") + mesh.blend("browDownRight")) / 2
-    uneven = (abs(mesh.blend("browOuterUpLeft") - mesh.blend("browOuterUpRight"))
-              + abs(mesh.blend("browDownLeft") - mesh.blend("browDownRight")))
+    left, right = unit(mesh, "browDownLeft"), unit(mesh, "browDownRight")
+    uneven = abs(unit(mesh, "browOuterUpLeft") - unit(mesh, "browOuterUpRight")) + abs(left - right)
+    down = (left + right) / 2
     return float(np.clip(down * 0.5 + uneven, 0.0, 1.0))
 
 
-def fuse(fer: np.ndarray, mesh) -> np.ndarray:
+def fuse(fer: np.ndarray, mesh, equal_priors: bool = EQUAL_PRIORS) -> np.ndarray:
     """The eight types' probabilities (TYPES' order) from fer's seven and, if given, the mesh."""
     p = np.asarray(fer, np.float64).clip(1e-6, None)
+    if equal_priors:
+        p = p / FER2013_TRAINING
     confused = 0.0
     if mesh is not None and mesh.blendshapes is not None:
         evidence = np.array([facs_activation(mesh, t) if t in FACS else 0.0 for t in FER_TYPES])
