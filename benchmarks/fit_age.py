@@ -4,6 +4,11 @@ holds the true age for at least ``--target`` of half A's faces. Only the band's 
 on UTKFace (the age estimate itself is the network's); attr_age.py reports half B.
 
     python benchmarks/fit_age.py [--target 0.82] [--limit N]
+
+``--resting`` instead prints emotions.RESTING: each blendshape's median over every fifth lfw-dev
+image (the face nearest the centre), the level an action unit counts from.
+
+    python benchmarks/fit_age.py --resting
 """
 
 from __future__ import annotations
@@ -50,6 +55,22 @@ def fit(probabilities: np.ndarray, truth: np.ndarray, target: float) -> tuple[fl
     return best[1]
 
 
+def resting() -> dict[str, float]:
+    """Median of each blendshape emotions.RESTING lists, over every fifth lfw-dev image."""
+    from faceprint.attributes.emotions import RESTING
+    from faceprint.attributes.mesh import BLENDSHAPE_NAMES
+
+    t = attr_age.tools()
+    values = []
+    for path in sorted(attr_age.LFW.glob("*/*.jpg"))[::5]:
+        image = t.fp.load_image(path)
+        face = t.centre_face(image)
+        if face is not None:
+            values.append(t.mesh.run(image.bgr, *face).blendshapes)
+    medians = np.median(np.array(values), axis=0)
+    return {name: round(float(medians[BLENDSHAPE_NAMES.index(name)]), 3) for name in RESTING}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", type=float, default=0.82,
@@ -57,7 +78,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--save", default=None, help="also save half A's readings here (.npz)")
+    parser.add_argument("--resting", action="store_true", help="print emotions.RESTING (LFW) instead")
     args = parser.parse_args()
+    if args.resting:
+        print(resting())
+        return
     items = [i for i in attr_age.utk_faces(args.limit) if attr_age.utk_half(i[0]) == "A"]
     results = attr_age.run_all("face", [p for p, *_ in items], args.workers)
     kept = [(r["age"], age) for (_, age, *_), r in zip(items, results, strict=True) if r is not None]
