@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect-faces", help="DetectFaces on an image file ('-' reads stdin)")
     p.add_argument("image")
-    p.add_argument("--attributes", nargs="+", default=["DEFAULT"], metavar="ATTR")
+    p.add_argument("--attributes", nargs="+", default=["DEFAULT"], metavar="ATTR",
+                   help="DEFAULT, ALL (every attribute, 30 landmarks) or names such as AGE_RANGE EMOTIONS")
 
     p = sub.add_parser("compare-faces", help="CompareFaces: SOURCE's largest face against TARGET")
     p.add_argument("source")
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--from", dest="source_dir", metavar="DIR",
                       help="install from a folder of model files or their distributions (air-gapped)")
     pull.add_argument("--all", action="store_true", help="every profile's files, not only the active one")
+    pull.add_argument("--attributes", action="store_true",
+                      help="also the attribute models (DetectFaces ALL: age, gender, face mesh, expression)")
     return parser
 
 
@@ -122,6 +125,8 @@ def _collection_commands(sub: Any) -> None:
     p.add_argument("--external-ids", metavar="CSV", help="bulk: path,external_image_id rows")
     p.add_argument("--max-faces", type=int)
     p.add_argument("--quality-filter", default="AUTO")
+    p.add_argument("--detection-attributes", nargs="+", default=["DEFAULT"], metavar="ATTR",
+                   help="one image: the FaceDetails' attributes, as detect-faces --attributes")
     p.add_argument("--workers", type=int, help="bulk: worker processes (default: one per core)")
     p.add_argument("--jsonl", action="store_true", help="bulk: print one JSON line per image as it is committed")
 
@@ -402,7 +407,11 @@ def _index_faces(fp: Any, args: argparse.Namespace) -> Any:
     if len(args.paths) == 1 and Path(args.paths[0]).is_file() and not args.external_ids:
         path = Path(args.paths[0])
         return fp.index_faces(args.collection_id, path, args.external_image_id or external_id_for(path),
-                              max_faces=args.max_faces, quality_filter=args.quality_filter).to_dict()
+                              detection_attributes=args.detection_attributes, max_faces=args.max_faces,
+                              quality_filter=args.quality_filter).to_dict()
+    if args.detection_attributes != ["DEFAULT"]:
+        raise InvalidParameterException("--detection-attributes works on one image; a bulk import prints no "
+                                        "FaceDetails.")
 
     def on_image(path: Any, record: dict[str, Any]) -> None:
         if args.jsonl:
@@ -445,6 +454,10 @@ def _models(fp: Any, args: argparse.Namespace) -> Any:
     profiles = list(PROFILES.values()) if getattr(args, "all", False) else [fp.profile]
     if args.models_command == "pull":
         specs = dict.fromkeys(f for p in profiles for f in p.model_files())
+        if args.attributes:
+            from faceprint.models.catalog import ATTRIBUTE_MODELS
+
+            specs.update(dict.fromkeys(ATTRIBUTE_MODELS))
         paths = fp.models.pull(specs, source_dir=args.source_dir)
         return {"Models": [{"Name": s.name, "Path": str(p), "Sha256": s.sha256}
                            for s, p in zip(specs, paths, strict=True)]}

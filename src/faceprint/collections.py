@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint.attributes import requested
 from faceprint.errors import (
     InvalidPaginationTokenException,
     InvalidParameterException,
@@ -32,6 +33,7 @@ from faceprint.faces import (
     validate_percent,
     validate_quality_filter,
 )
+from faceprint.imaging import DecodedImage
 from faceprint.index import Indexes, VectorIndex
 from faceprint.models.profiles import Profile
 from faceprint.store import CollectionRow, FaceRow, Store
@@ -42,6 +44,7 @@ from faceprint.types import (
     DeleteFacesResult,
     DescribeCollectionResult,
     Face,
+    FaceDetail,
     FaceMatch,
     FaceRecord,
     IndexFacesResult,
@@ -112,6 +115,9 @@ def is_collection_position(value: Any) -> bool:
 Analyze = Callable[..., Analysis]
 """``analyze(image, max_faces=..., quality_filter=...)``: detection, measures and vectors
 (``Faceprint.analyze``)."""
+Describe = Callable[[DecodedImage, MeasuredFace, frozenset[str]], FaceDetail]
+"""``describe(image, face, wanted)``: a face's FaceDetail with the attributes ``wanted``
+(``Faceprint.describe``)."""
 
 
 class Collections:
@@ -120,12 +126,13 @@ class Collections:
     face model version and the similarity scale, ``analyze`` turns an image into faces and vectors,
     ``arn`` gives a collection's ARN (``faceprint.account.CollectionArns``: computed on every
     answer, never read from the store, so collections stored by earlier versions answer it too),
-    ``lock`` serializes deletes against the index (shared with :class:`faceprint.users.Users`) and
-    ``clock`` dates new collections."""
+    ``lock`` serializes deletes against the index (shared with :class:`faceprint.users.Users`),
+    ``clock`` dates new collections and ``describe`` measures the attributes IndexFaces'
+    ``DetectionAttributes`` ask for (None: DEFAULT only)."""
 
     def __init__(self, store: Store, indexes: Indexes, profile: Profile, analyze: Analyze,
                  arn: Callable[[str], str], lock: threading.RLock | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, describe: Describe | None = None) -> None:
         self.store = store
         self.indexes = indexes
         self.profile = profile
@@ -133,6 +140,7 @@ class Collections:
         self.arn = arn
         self.lock = lock if lock is not None else threading.RLock()
         self.clock = clock
+        self.describe = describe
 
     @property
     def face_model_version(self) -> str:
@@ -201,19 +209,28 @@ class Collections:
         self.collection(collection_id)
         if external_image_id is not None:
             check_pattern("ExternalImageId", external_image_id, EXTERNAL_IMAGE_ID)
-        validate_attributes(detection_attributes)
+        wanted = requested(validate_attributes(detection_attributes))
         validate_quality_filter(quality_filter)
         if max_faces is not None:
             check_int("MaxFaces", max_faces, 1)
+        if wanted and self.describe is None:
+            raise InvalidParameterException("This service computes no attributes beyond DEFAULT.")
         analysis = self.analyze(image, quality_filter=quality_filter)
-        return self.store_analysis(collection_id, analysis, external_image_id, max_faces)
+        return self.store_analysis(collection_id, analysis, external_image_id, max_faces, wanted=wanted)
 
     def store_analysis(self, collection_id: str, analysis: Analysis,
                        external_image_id: str | None = None, max_faces: int | None = None,
-                       source_sha256: str | None = None) -> IndexFacesResult:
+                       source_sha256: str | None = None, wanted: frozenset[str] = frozenset()) -> IndexFacesResult:
         """The storing half of IndexFaces, for an analysis made here or in a worker process.
-        With ``source_sha256`` the source image is recorded as done in the same transaction."""
+        With ``source_sha256`` the source image is recorded as done in the same transaction.
+        ``wanted``: the attributes every FaceDetail (indexed or not) gets (measured before
+        anything is stored; the analysis must still hold its image)."""
+        detail = self._detailer(analysis, wanted)
         keep = len(analysis.faces) if max_faces is None else min(max_faces, len(analysis.faces))
+        kept = [detail(f) for f in analysis.faces[:keep]]
+        unindexed = ([UnindexedFace(reasons=["EXCEEDS_MAX_FACES"], face_detail=detail(f))
+                      for f in analysis.faces[keep:]] +
+                     [UnindexedFace(reasons=[reason], face_detail=detail(f)) for f, reason in analysis.rejected])
         image_id = str(uuid.uuid4())
         rows = [FaceRow(str(uuid.uuid4()), collection_id, image_id, external_image_id,
                         _box_tuple(f), f.confidence, analysis.vectors[i])
@@ -221,14 +238,18 @@ class Collections:
         source = None if source_sha256 is None else (collection_id, source_sha256, f"{len(rows)} faces")
         if rows or source:
             self.store.add_faces(rows, source)  # the index pulls new faces in on its next use
-        result = IndexFacesResult(face_model_version=self.face_model_version)
-        for row, face in zip(rows, analysis.faces[:keep], strict=True):
-            result.face_records.append(FaceRecord(face=self._face(row), face_detail=face.detail()))
-        result.unindexed_faces += [UnindexedFace(reasons=["EXCEEDS_MAX_FACES"], face_detail=f.detail())
-                                   for f in analysis.faces[keep:]]
-        result.unindexed_faces += [UnindexedFace(reasons=[reason], face_detail=f.detail())
-                                   for f, reason in analysis.rejected]
-        return result
+        records = [FaceRecord(face=self._face(row), face_detail=d) for row, d in zip(rows, kept, strict=True)]
+        return IndexFacesResult(face_records=records, unindexed_faces=unindexed,
+                                face_model_version=self.face_model_version)
+
+    def _detailer(self, analysis: Analysis, wanted: frozenset[str]) -> Callable[[MeasuredFace], FaceDetail]:
+        """What turns one of ``analysis``'s faces into its FaceDetail with the ``wanted`` attributes."""
+        if not wanted:
+            return MeasuredFace.detail
+        image, describe = analysis.image, self.describe
+        if image is None or describe is None:
+            raise ValueError("attributes need the analysis's image and a describe function")
+        return lambda face: describe(image, face, wanted)
 
     def list_faces(self, collection_id: str, max_results: int = 1000, next_token: str | None = None,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> ListFacesResult:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from faceprint.analysis import estimate_pose, estimate_quality
+from faceprint.attributes import Described
 from faceprint.errors import InvalidParameterException
 from faceprint.imaging import DecodedImage
 from faceprint.models.detector import Detections, face_confidence
@@ -41,9 +43,12 @@ class MeasuredFace:
     reduced_by: int = 1
     """The picture was decoded at 1/``reduced_by`` of its size: ``box_px`` times this is in its own pixels."""
 
-    def detail(self) -> FaceDetail:
-        return FaceDetail(bounding_box=self.bounding_box, confidence=self.confidence,
-                          landmarks=self.landmarks, pose=self.pose, quality=self.quality)
+    def detail(self, described: Described | None = None) -> FaceDetail:
+        """Rekognition's FaceDetail: the DEFAULT fields, and the attributes of ``described``
+        (its 30 landmarks, when there, replace the five)."""
+        detail = FaceDetail(bounding_box=self.bounding_box, confidence=self.confidence,
+                            landmarks=self.landmarks, pose=self.pose, quality=self.quality)
+        return dataclasses.replace(detail, **described.values) if described is not None else detail
 
     def compared(self) -> ComparedFace:
         return ComparedFace(bounding_box=self.bounding_box, confidence=self.confidence,

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceprint.account import DEFAULT_REGION, CollectionArns
+from faceprint.attributes import requested
+from faceprint.attributes.engine import AttributeEngine
 from faceprint.collections import Collections
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
     Analysis,
+    MeasuredFace,
     measure,
     quality_reason,
     validate_attributes,
@@ -54,6 +57,7 @@ from faceprint.types import (
     DetectTextResult,
     DisassociateFacesResult,
     EmptyResult,
+    FaceDetail,
     IndexFacesResult,
     ListCollectionsResult,
     ListFacesResult,
@@ -126,6 +130,7 @@ class Faceprint:
         self.max_text_words = max_text_words
         self._text_reader: TextReader | None = None
         self._text_lock = threading.Lock()
+        self._attributes: AttributeEngine | None = None
         self._store = store
         self._index_settings = dict(index_settings or {})
         self._index_cache: Indexes | None = indexes
@@ -161,7 +166,7 @@ class Faceprint:
             with self._index_lock:
                 if self._collections is None:
                     self._collections = Collections(self.store, self.index_cache, self.profile, self.analyze,
-                                                    self.arns, self._index_lock)
+                                                    self.arns, self._index_lock, describe=self.describe)
         return self._collections
 
     @property
@@ -199,12 +204,28 @@ class Faceprint:
     def load_image(self, image: ImageInput | DecodedImage) -> DecodedImage:
         return load_image(image, self.limits)
 
+    @property
+    def attributes(self) -> AttributeEngine:
+        """The models behind the attributes beyond DEFAULT (each loaded on first use)."""
+        if self._attributes is None:
+            with self._text_lock:
+                if self._attributes is None:
+                    self._attributes = AttributeEngine(self.models, self.threads or 1)
+        return self._attributes
+
+    def describe(self, image: DecodedImage, face: MeasuredFace, wanted: frozenset[str]) -> FaceDetail:
+        """``face``'s FaceDetail: the DEFAULT fields and the ``wanted`` attributes
+        (``faceprint.attributes.requested``), measured on ``image``, the picture it was found in."""
+        return face.detail(self.attributes.describe(image, face, wanted)) if wanted else face.detail()
+
     def detect_faces(self, image: ImageInput, attributes: tuple[str, ...] | list[str] = ("DEFAULT",)
                      ) -> DetectFacesResult:
-        """Rekognition DetectFaces: the 100 largest faces with box, landmarks, pose, quality."""
-        validate_attributes(attributes)
-        faces = self.analyze(image, embed=False).faces
-        return DetectFacesResult(face_details=[f.detail() for f in faces])
+        """Rekognition DetectFaces: the 100 largest faces with box, landmarks, pose, quality, and
+        the attributes asked for (``ALL``: every one, and 30 landmarks in place of the five)."""
+        wanted = requested(validate_attributes(attributes))
+        decoded = self.load_image(image)
+        faces = self.analyze(decoded, embed=False).faces
+        return DetectFacesResult(face_details=[self.describe(decoded, f, wanted) for f in faces])
 
     def compare_faces(self, source: ImageInput, target: ImageInput,
                       similarity_threshold: float = 80.0, quality_filter: str = "NONE"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from faceprint.attributes import EVERYTHING
 from faceprint.engine import MAX_FACES
 from faceprint.errors import FaceprintError
 from faceprint.faces import MeasuredFace, measure
@@ -189,10 +190,21 @@ def _seen(frame: decode.Frame, small: np.ndarray, detector: YuNetDetector, margi
     return SeenFrame(frame, faces, found.boxes * scale, found.landmarks * scale, found.scores, margin)
 
 
-def face_detail(face: MeasuredFace, attributes: str) -> FaceDetail:
-    """A face's detail for FaceAttributes ``DEFAULT`` or ``ALL`` (ALL: everything DetectFaces
-    measures; today both are the same)."""
-    return face.detail()
+VIDEO_ALL = EVERYTHING - {"FACE_OCCLUDED", "EYE_DIRECTION"}
+"""FaceAttributes ``ALL`` in video: every attribute DetectFaces gives but FaceOccluded and
+EyeDirection, which Rekognition Video does not return (botocore's ``Attributes`` doc)."""
+
+
+def face_details(fp: Faceprint, seen: SeenFrame, attributes: str) -> list[FaceDetail]:
+    """The details of a detection frame's faces for FaceAttributes ``DEFAULT`` or ``ALL``. ALL's
+    attributes are measured on the full-resolution frame (the detector saw a shrunk copy)."""
+    if attributes != "ALL" or not seen.faces:
+        return [f.detail() for f in seen.faces]
+    full = seen.frame.bgr()
+    image = DecodedImage(rgb=np.ascontiguousarray(full[:, :, ::-1]), _bgr=full)
+    return [fp.describe(image, dataclasses.replace(face, box_px=seen.boxes[j], landmarks_px=seen.landmarks[j],
+                                                   reduced_by=1), VIDEO_ALL)
+            for j, face in enumerate(seen.faces)]
 
 
 # -- the analysers ------------------------------------------------------------------------------
@@ -203,9 +215,8 @@ def detect(ctx: JobContext, settings: FaceVideoSettings | None = None) -> None:
     info = decode.probe(ctx.path, ctx.limits)
     ctx.metadata(info)
     for seen in scan(ctx, info, settings):
-        items = [Item(seen.timestamp_ms, 0, FaceDetection(timestamp=seen.timestamp_ms,
-                                                           face=face_detail(f, attributes)).to_dict())
-                 for f in seen.faces]
+        items = [Item(seen.timestamp_ms, 0, FaceDetection(timestamp=seen.timestamp_ms, face=detail).to_dict())
+                 for detail in face_details(ctx.fp, seen, attributes)]
         if items:
             ctx.emit(items)
 
