@@ -6,7 +6,8 @@ on UTKFace (the age estimate itself is the network's); attr_age.py reports half 
     python benchmarks/fit_age.py [--target 0.82] [--limit N]
 
 ``--resting`` instead prints emotions.RESTING: each blendshape's median over every fifth lfw-dev
-image (the face nearest the centre), the level an action unit counts from.
+image (the face nearest the centre), the level an action unit counts from, and
+emotions.PROTOTYPE_RESTING: each FACS prototype's median activation on the same faces.
 
     python benchmarks/fit_age.py --resting
 """
@@ -55,20 +56,23 @@ def fit(probabilities: np.ndarray, truth: np.ndarray, target: float) -> tuple[fl
     return best[1]
 
 
-def resting() -> dict[str, float]:
-    """Median of each blendshape emotions.RESTING lists, over every fifth lfw-dev image."""
-    from faceprint.attributes.emotions import RESTING
+def resting() -> tuple[dict[str, float], dict[str, float]]:
+    """emotions.RESTING (median of each blendshape it lists) and emotions.PROTOTYPE_RESTING (median of
+    each FACS prototype's activation, action units counted from RESTING), over every fifth lfw-dev image."""
+    from faceprint.attributes.emotions import FACS, RESTING, facs_activation
     from faceprint.attributes.mesh import BLENDSHAPE_NAMES
 
     t = attr_age.tools()
-    values = []
+    meshes = []
     for path in sorted(attr_age.LFW.glob("*/*.jpg"))[::5]:
         image = t.fp.load_image(path)
         face = t.centre_face(image)
         if face is not None:
-            values.append(t.mesh.run(image.bgr, *face).blendshapes)
-    medians = np.median(np.array(values), axis=0)
-    return {name: round(float(medians[BLENDSHAPE_NAMES.index(name)]), 3) for name in RESTING}
+            meshes.append(t.mesh.run(image.bgr, *face))
+    medians = np.median(np.array([m.blendshapes for m in meshes]), axis=0)
+    blend = {name: round(float(medians[BLENDSHAPE_NAMES.index(name)]), 3) for name in RESTING}
+    prototypes = {kind: round(float(np.median([facs_activation(m, kind) for m in meshes])), 3) for kind in FACS}
+    return blend, prototypes
 
 
 def main() -> None:
@@ -81,7 +85,7 @@ def main() -> None:
     parser.add_argument("--resting", action="store_true", help="print emotions.RESTING (LFW) instead")
     args = parser.parse_args()
     if args.resting:
-        print(resting())
+        print("RESTING = {}\nPROTOTYPE_RESTING = {}".format(*resting()))
         return
     items = [i for i in attr_age.utk_faces(args.limit) if attr_age.utk_half(i[0]) == "A"]
     results = attr_age.run_all("face", [p for p, *_ in items], args.workers)

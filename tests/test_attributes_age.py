@@ -1,13 +1,14 @@
 """AgeRange, Gender and Emotions on real faces whose attributes are known: LFW people with verified
 gender labels, a UTKFace child and a woman in her seventies (ages from UTKFace's file names), CK+
-crops labelled happy and surprise. Real models, real detector."""
+crops labelled happy and surprise, the first LFW news faces hand-labelled not smiling. Real models,
+real detector."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import DATA, lfw_image, models_dir
+from conftest import DATA, ROOT, lfw_image, models_dir
 from faceprint.imaging import DecodedImage
 from faceprint.types import AgeRange, Emotion, Gender
 
@@ -99,6 +100,30 @@ def test_ck_expressions(kit, crop, expected):
         assert confidences == sorted(confidences, reverse=True)
         assert sum(confidences) == pytest.approx(100, abs=0.1)
         assert emotions[0].confidence > 50
+
+
+def test_calm_news_faces_read_calm(kit):
+    """The first eight faces labelled not smiling in the hand-labelled random LFW sample (file order,
+    not picked by outcome): most read CALM, and more than without the CALM rule (which read one)."""
+    import csv
+
+    from faceprint.attributes.emotions import TYPES, fuse
+
+    with (ROOT / "benchmarks" / "labels" / "lfw-dev-attributes.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["smile"] == "0" and r.get("sample") == "random"][:8]
+    assert len(rows) == 8
+    served, before = [], []
+    for row in rows:
+        image, box, lm5 = face_of(kit, DATA / "faces" / "lfw-dev" / "images" / row["image"])
+        mesh = kit["mesh"].run(image.bgr, box, lm5)
+        top = kit["emotions"].read(image, box, lm5, mesh)[0]
+        served.append(top.type)
+        fer = kit["emotions"].fer(image, box)
+        assert TYPES[int(np.argmax(fuse(fer, mesh)))] == top.type
+        before.append(TYPES[int(np.argmax(fuse(fer, mesh, calm_rule=False)))])
+    assert served.count("CALM") >= 5, served
+    assert served.count("CALM") > before.count("CALM"), (served, before)
+    assert "HAPPY" not in served
 
 
 def test_happy_and_surprise_differ_where_facs_says(kit):
