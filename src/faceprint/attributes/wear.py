@@ -1,0 +1,190 @@
+"""Eyeglasses, Sunglasses, Beard and Mustache: small linear heads on SFace's last feature map.
+
+SFace (the face embedder the engine already pins) is run on the usual 112 x 112 ArcFace-aligned
+crop, but read one layer before its embedding: ``conv_14_relu``, 1024 channels on a 7 x 7 grid
+(16 px cells). The map is averaged over a few face regions (eyes, nose bridge, upper lip, chin,
+cheeks) and each attribute is one logistic head on those averages, trained on the project's own
+LFW labels (``benchmarks/labels``; ``benchmarks/train_wear.py`` writes ``wear_heads.npz``, and
+``benchmarks/attr_wear.py`` measures it on held-out people). The heads are calibrated: the
+probability is what the held-out faces showed, shifted to how common each attribute is in the
+random part of the labels. (The heads were trained on each crop and its mirror image; scoring
+the mirror too at run time was measured and did not help, so one SFace pass a face is all.)
+
+A head for FaceOccluded (hands, microphones, dark glasses in front of the face) comes with the
+same features: :meth:`WearReader.scores` gives it, for whoever decides FaceOccluded.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from faceprint.imaging import DecodedImage
+from faceprint.models import catalog
+from faceprint.models.embedders import align_112
+from faceprint.models.store import ModelStore
+from faceprint.types import BoolAttribute
+
+FEATURE_LAYER = "conv_14_relu"
+"""SFace's last convolution (1024 x 7 x 7), before the flattening into the 128-d embedding."""
+
+REGIONS = {  # rows, columns of the 7 x 7 map (cell = 16 px of the 112 px ArcFace crop)
+    "eyes": (slice(2, 4), slice(1, 6)),
+    "bridge": (slice(3, 4), slice(3, 4)),
+    "upper_lip": (slice(4, 6), slice(2, 5)),
+    "chin": (slice(6, 7), slice(1, 6)),
+    "cheek_left": (slice(4, 6), slice(0, 2)),
+    "cheek_right": (slice(4, 6), slice(5, 7)),
+}
+HEADS = ("eyeglasses", "sunglasses", "beard", "mustache", "face_occluded")
+"""What ``wear_heads.npz`` scores, in its rows' order."""
+WEAR = HEADS[:4]
+HEADS_FILE = "wear_heads.npz"
+
+
+class FeatureMaps:
+    """SFace read at FEATURE_LAYER and averaged over REGIONS; thread-safe (onnxruntime sessions
+    may be run from several threads)."""
+
+    def __init__(self, store: ModelStore, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model = with_output(store.path(catalog.SFACE).read_bytes(), FEATURE_LAYER)
+        self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def features(self, image: DecodedImage, lm5: np.ndarray, mirror: bool = False) -> np.ndarray:
+        """The region averages for the face at ``lm5`` (of its mirrored crop if asked): one
+        float32 vector of len(REGIONS) x 1024."""
+        crop = align_112(image.bgr, np.asarray(lm5, np.float32))
+        if mirror:
+            crop = crop[:, ::-1]
+        blob = np.ascontiguousarray(crop[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32)
+        return pool_regions(self._session.run(None, {self._input: blob})[0][0])
+
+
+class WearReader:
+    """Eyewear and facial hair (and occlusion) of one face; thread-safe."""
+
+    def __init__(self, store: ModelStore, threads: int = 1, heads: Path | None = None) -> None:
+        self.maps = FeatureMaps(store, threads)
+        self.weights, self.bias = load_heads(heads)
+
+    def scores(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray) -> dict[str, float]:
+        """Calibrated probability (0-1) of each head (HEADS)."""
+        logits = self.weights @ self.maps.features(image, lm5) + self.bias
+        probs = 1 / (1 + np.exp(-np.clip(logits, -30, 30)))
+        out = dict(zip(HEADS, (float(p) for p in probs), strict=True))
+        out["eyeglasses"] = max(out["eyeglasses"], out["sunglasses"])  # sunglasses are glasses
+        return out
+
+    def read(self, image: DecodedImage, box: np.ndarray, lm5: np.ndarray, mesh: object | None,
+             wanted: frozenset[str]) -> dict[str, BoolAttribute]:
+        """Rekognition's Eyeglasses, Sunglasses, Beard and Mustache (those in ``wanted``, by
+        request name or field name). ``mesh`` is not used: the heads read SFace's features."""
+        names = {w.lower() for w in wanted} & set(WEAR)
+        if not names:
+            return {}
+        probs = self.scores(image, box, lm5)
+        return {name: as_attribute(probs[name]) for name in WEAR if name in names}
+
+
+def as_attribute(probability: float) -> BoolAttribute:
+    """value = probability >= 0.5; confidence (50-100) = the probability that value is right."""
+    value = probability >= 0.5
+    return BoolAttribute(value=value, confidence=round(100 * (probability if value else 1 - probability), 3))
+
+
+def pool_regions(fmap: np.ndarray) -> np.ndarray:
+    """C x 7 x 7 feature map -> the mean over each of REGIONS, concatenated (float32)."""
+    return np.concatenate([fmap[:, rows, cols].mean(axis=(1, 2)) for rows, cols in REGIONS.values()]
+                          ).astype(np.float32)
+
+
+def load_heads(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(weights len(HEADS) x features, bias len(HEADS)), float32, from the package's heads file."""
+    source = path if path is not None else resources.files("faceprint.attributes") / HEADS_FILE
+    with source.open("rb") as handle, np.load(handle) as data:
+        if tuple(str(h) for h in data["heads"]) != HEADS:
+            raise ValueError(f"{HEADS_FILE}: heads {list(data['heads'])}, expected {list(HEADS)}")
+        return data["weights"].astype(np.float32), data["bias"].astype(np.float32)
+
+
+# A minimal ONNX (protobuf) edit: the model's graph with one of its inner tensors as the only
+# output, so onnxruntime returns SFace's feature map. ModelProto.graph is field 7, GraphProto.output
+# field 12 (ValueInfoProto: name 1, type 2; TypeProto.tensor_type 1; elem_type 1 = FLOAT).
+
+def with_output(model: bytes, tensor: str) -> bytes:
+    """``model`` (ONNX bytes) answering ``tensor`` (a float tensor of its graph) instead of its outputs."""
+    out = bytearray()
+    found = False
+    for number, wire, value in _fields(model):
+        if number == 7 and wire == 2:
+            value, found = _graph_with_output(value, tensor), True
+        out += _field(number, wire, value)
+    if not found:
+        raise ValueError("not an ONNX model: no graph")
+    return bytes(out)
+
+
+def _graph_with_output(graph: bytes, tensor: str) -> bytes:
+    out = bytearray()
+    for number, wire, value in _fields(graph):
+        if number != 12:
+            out += _field(number, wire, value)
+    float_tensor = _field(1, 2, _field(1, 0, _varint(1)))
+    out += _field(12, 2, _field(1, 2, tensor.encode()) + _field(2, 2, float_tensor))
+    return bytes(out)
+
+
+def _fields(buffer: bytes):
+    """(field number, wire type, raw value) of each field of one protobuf message."""
+    i = 0
+    while i < len(buffer):
+        key, i = _read_varint(buffer, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            start = i
+            _, i = _read_varint(buffer, i)
+            yield number, wire, buffer[start:i]
+        elif wire == 2:
+            size, i = _read_varint(buffer, i)
+            yield number, wire, buffer[i:i + size]
+            i += size
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            yield number, wire, buffer[i:i + size]
+            i += size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def _field(number: int, wire: int, value: bytes) -> bytes:
+    head = _varint(number << 3 | wire)
+    return head + _varint(len(value)) + value if wire == 2 else head + value
+
+
+def _read_varint(buffer: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = buffer[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
