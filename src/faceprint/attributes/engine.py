@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from faceprint.attributes import LANDMARKS, MESH_ATTRIBUTES, Described
 from faceprint.models import catalog
+from faceprint.types import BoolAttribute
 
 if TYPE_CHECKING:
     from faceprint.attributes.agegender import AgeGender
@@ -27,10 +28,19 @@ if TYPE_CHECKING:
 WEAR = frozenset(("EYEGLASSES", "SUNGLASSES", "BEARD", "MUSTACHE"))
 AGE_GENDER = frozenset(("AGE_RANGE", "GENDER"))
 NEEDS_MESH = MESH_ATTRIBUTES | {"EMOTIONS"}
+NEEDS_WEAR = WEAR | {"FACE_OCCLUDED"}
+"""FaceOccluded also reads the wear heads' occlusion head."""
 GEOMETRY_ONLY = frozenset((LANDMARKS, "MOUTH_OPEN", "FACE_OCCLUDED"))
 """Attributes read from the mesh's points alone (the others need its blendshapes too)."""
 
 T = TypeVar("T")
+
+
+def as_bool(probability: float) -> BoolAttribute:
+    """A yes/no attribute from the probability of yes: yes from 0.5, and the confidence (50-100)
+    the probability that the answer is right."""
+    value = probability >= 0.5
+    return BoolAttribute(value=value, confidence=round(100.0 * (probability if value else 1.0 - probability), 3))
 
 
 class AttributeEngine:
@@ -98,10 +108,24 @@ class AttributeEngine:
             values.update(age_range=age, gender=gender)
         if "EMOTIONS" in wanted:
             values["emotions"] = self.emotions.read(image, box, lm5, mesh)
-        if wanted & WEAR:
-            worn = self.wear.read(image, box, lm5, mesh, wanted & WEAR)
-            values.update({k: v for k, v in worn.items() if k.upper() in wanted})
+        if wanted & NEEDS_WEAR:
+            values.update(self._from_wear(image, face, wanted, mesh))
         return Described({k: v for k, v in values.items() if v is not None})
+
+    def _from_wear(self, image: DecodedImage, face: MeasuredFace, wanted: frozenset[str],
+                   mesh: Mesh | None) -> dict[str, object]:
+        """Eyewear and facial hair, and FaceOccluded: the larger of the mesh's probability (key
+        points outside the picture, a doubtful mesh) and the wear heads' occlusion head (hands,
+        microphones, dark glasses): on held-out LFW labels when this was written, AUC 0.91 against
+        0.68 for the mesh alone and 0.90 for the head alone (646 faces, person-disjoint folds)."""
+        probabilities = self.wear.scores(image, face.box_px, face.landmarks_px)
+        out: dict[str, object] = {name.lower(): as_bool(probabilities[name.lower()]) for name in wanted & WEAR}
+        if "FACE_OCCLUDED" in wanted and mesh is not None:
+            from faceprint.attributes import face_state
+
+            seen = face_state.score_face_occluded(mesh, image.width, image.height)
+            out["face_occluded"] = as_bool(max(seen, probabilities["face_occluded"]))
+        return out
 
     @staticmethod
     def _from_mesh(mesh: Mesh, face: MeasuredFace, image: DecodedImage, wanted: frozenset[str]) -> dict[str, object]:
@@ -118,6 +142,4 @@ class AttributeEngine:
             out["mouth_open"] = face_state.mouth_open(mesh)
         if "EYE_DIRECTION" in wanted:
             out["eye_direction"] = face_state.eye_direction(mesh, face.pose)
-        if "FACE_OCCLUDED" in wanted:
-            out["face_occluded"] = face_state.face_occluded(mesh, image.width, image.height)
         return out
