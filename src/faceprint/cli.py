@@ -454,10 +454,10 @@ def _models(fp: Any, args: argparse.Namespace) -> Any:
     profiles = list(PROFILES.values()) if getattr(args, "all", False) else [fp.profile]
     if args.models_command == "pull":
         specs = dict.fromkeys(f for p in profiles for f in p.model_files())
-        if args.attributes:
-            from faceprint.models.catalog import ATTRIBUTE_MODELS
+        if args.attributes:  # AgeRange and Gender align their chips with dlib's shape predictor
+            from faceprint.models.catalog import ATTRIBUTE_MODELS, DLIB_SHAPE5, SFACE
 
-            specs.update(dict.fromkeys(ATTRIBUTE_MODELS))
+            specs.update(dict.fromkeys((*ATTRIBUTE_MODELS, DLIB_SHAPE5, SFACE)))
         paths = fp.models.pull(specs, source_dir=args.source_dir)
         return {"Models": [{"Name": s.name, "Path": str(p), "Sha256": s.sha256}
                            for s, p in zip(specs, paths, strict=True)]}
