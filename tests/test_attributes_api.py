@@ -131,6 +131,51 @@ def test_named_attributes_load_only_their_models(tmp_path: Path) -> None:
     assert fp.attributes.loaded == {"age_gender", "mesh"}
 
 
+NEEDS = {"AGE_RANGE": {"age_gender"}, "GENDER": {"age_gender"}, "EMOTIONS": {"mesh", "emotions"},
+         "SMILE": {"mesh"}, "EYES_OPEN": {"mesh"}, "MOUTH_OPEN": {"mesh"}, "EYE_DIRECTION": {"mesh"},
+         "EYEGLASSES": {"wear"}, "SUNGLASSES": {"wear"}, "BEARD": {"wear"}, "MUSTACHE": {"wear"},
+         "FACE_OCCLUDED": {"mesh", "wear"}}
+"""What each named attribute may load (FaceOccluded combines the mesh and the wear heads)."""
+
+
+def test_each_named_attribute_loads_only_its_models(fast) -> None:
+    """Every name alone, on an engine of its own: exactly its models load, and only its field comes back."""
+    from faceprint.attributes import ATTRIBUTE_NAMES, requested
+    from faceprint.attributes.engine import AttributeEngine
+
+    assert set(NEEDS) == set(ATTRIBUTE_NAMES)
+    image = fast.load_image(ASTRONAUT)
+    (face,) = fast.analyze(image, embed=False).faces
+    for name, parts in NEEDS.items():
+        engine = AttributeEngine(fast.models)
+        described = engine.describe(image, face, requested([name]))
+        assert engine.loaded == parts, name
+        assert len(described.values) == 1, (name, sorted(described.values))
+
+
+def test_thirty_landmarks_follow_exif_rotation_and_reduced_decoding(fast, astronaut: dict[str, Any]) -> None:
+    """The 30 landmarks are ratios of the picture as shown: a JPEG stored sideways with EXIF
+    orientation 6, and one so large it is decoded at half size, give the upright picture's points."""
+    import io
+
+    from PIL import Image
+
+    upright = Image.open(ASTRONAUT)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways, huge = io.BytesIO(), io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(sideways, "JPEG", exif=exif.tobytes(), quality=95)
+    upright.resize((6600, 6600), Image.Resampling.BICUBIC).save(huge, "JPEG", quality=60)
+    assert fast.load_image(huge.getvalue()).reduced_by > 1
+    want = check_attributes(astronaut)
+    eyes = np.hypot(*np.subtract(want["eyeRight"], want["eyeLeft"]))
+    for data in (sideways.getvalue(), huge.getvalue()):
+        (face,) = fast.detect_faces(data, ["ALL"]).to_dict()["FaceDetails"]
+        got = check_attributes(face)
+        worst = max(np.hypot(*np.subtract(got[k], want[k])) for k in want)
+        assert worst < 0.1 * eyes, worst / eyes  # measured: 0.004 (EXIF) and 0.034 (reduced) eye spans
+
+
 def test_index_faces_detection_attributes(fast) -> None:
     """Every FaceDetail of the answer, indexed or not, carries the attributes asked for."""
     fast.create_collection("attributes-all")
