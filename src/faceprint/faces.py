@@ -109,10 +109,11 @@ def validate_quality_filter(value: str) -> str:
 def validate_attributes(values: object) -> tuple[str, ...]:
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise InvalidParameterException("Attributes must be a list of attribute names.")
-    bad = [v for v in values if v not in ATTRIBUTES]
-    if bad:
+    bad = list(dict.fromkeys(repr(v)[:40] for v in values if not isinstance(v, str) or v not in ATTRIBUTES))
+    if bad:  # a few, shortened: the message stays small whatever the list holds
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise InvalidParameterException(
-            f"Unknown attribute(s) {bad}; valid values are {', '.join(ATTRIBUTES)}."
+            f"Unknown attribute(s) {shown}; valid values are {', '.join(ATTRIBUTES)} (upper case)."
         )
     return tuple(values)
 

@@ -131,6 +131,7 @@ class Faceprint:
         self._text_reader: TextReader | None = None
         self._text_lock = threading.Lock()
         self._attributes: AttributeEngine | None = None
+        self._attributes_lock = threading.Lock()
         self._store = store
         self._index_settings = dict(index_settings or {})
         self._index_cache: Indexes | None = indexes
@@ -208,7 +209,7 @@ class Faceprint:
     def attributes(self) -> AttributeEngine:
         """The models behind the attributes beyond DEFAULT (each loaded on first use)."""
         if self._attributes is None:
-            with self._text_lock:
+            with self._attributes_lock:  # not the text lock: DetectText's first model load must not hold it up
                 if self._attributes is None:
                     self._attributes = AttributeEngine(self.models, self.threads or 1)
         return self._attributes
