@@ -265,6 +265,24 @@ def test_served_detect_faces_all(rek: Any) -> None:
     assert caught.value.response["Error"]["Code"] == "ValidationException"  # the model's enum, as AWS answers
 
 
+@pytest.mark.parametrize(("attributes", "status", "code"), [
+    (["all"], 400, "ValidationException"),  # names are upper case, as in AWS's enum
+    ("ALL", 400, "SerializationException"),  # not a list
+    ([None], 400, "SerializationException"),
+    (["ALL", "ALL", "DEFAULT"], 200, None),  # a name given twice counts once
+], ids=["lower-case", "not-a-list", "null", "twice"])
+def test_served_attributes_refused_as_aws_does(server: Server, attributes: Any, status: int, code: str | None
+                                               ) -> None:
+    import base64
+
+    body = {"Image": {"Bytes": base64.b64encode(ASTRONAUT.read_bytes()).decode()}, "Attributes": attributes}
+    got, answer = server.post(json.dumps(body).encode(), {"X-Amz-Target": "RekognitionService.DetectFaces",
+                                                         "Content-Type": "application/x-amz-json-1.1"})
+    assert (got, answer.get("__type")) == (status, code), answer
+    if code is None:
+        check_attributes(answer["FaceDetails"][0])
+
+
 def test_served_index_faces_all(rek: Any) -> None:
     rek.create_collection(CollectionId="served-attributes")
     raw = RawBodies(rek)
