@@ -230,6 +230,7 @@ def test_cli_detect_faces_all(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, "FACEPRINT_MODELS_DIR": str(models_dir())})
     assert done.returncode == 0, done.stderr
+    assert "XNNPACK" not in done.stderr  # LiteRT's INFO line is kept off stderr, where the CLI's errors go
     body = json.loads(done.stdout)
     validate(body, output_shape("DetectFaces"))
     check_attributes(body["FaceDetails"][0])
