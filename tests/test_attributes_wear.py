@@ -97,3 +97,14 @@ def test_feature_layer_is_read_from_sface_itself():
     assert fmap.shape == (1, 1024, 7, 7)
     with pytest.raises(ValueError):
         with_output(b"\x08\x07", FEATURE_LAYER)  # a protobuf with no graph
+
+
+def test_facial_hair_is_said_less_surely_on_small_faces(kit):
+    detector, reader = kit
+    image, box, lm5 = face_of(detector, lfw_image("John_Petty", 1))
+    assert box[2] > 60
+    large = reader.scores(image, box, lm5)
+    small = reader.scores(image, np.array([box[0], box[1], 20.0, 20.0]), lm5)
+    assert 0.5 < small["beard"] < large["beard"]
+    assert 0.5 < small["mustache"] < large["mustache"]
+    assert small["eyeglasses"] == large["eyeglasses"]
