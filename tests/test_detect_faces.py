@@ -108,6 +108,11 @@ def test_nan_rows_from_the_detector_are_dropped(fast) -> None:
     rows[1, 2] = np.nan
     rows[2, 14] = np.inf
     assert finite_rows(rows).tolist() == rows[:1].tolist()
+    garbage = np.ones((2, 15), np.float32)
+    garbage[:, 2:4] = 10.0  # a 10 x 10 box at (1, 1)
+    garbage[0, 9] = 70.0  # its nose 70 px down: 6 box heights below
+    garbage[1, 3] = 0.0  # no height
+    assert finite_rows(garbage).tolist() == []
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         for _ in range(3):

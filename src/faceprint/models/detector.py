@@ -137,10 +137,23 @@ class YuNetDetector:
                           faces[:, 14].copy())
 
 
+LANDMARK_MARGIN = 0.5
+"""A row's five landmarks must lie within the box grown by this share of its size on each side."""
+
+
 def finite_rows(faces: np.ndarray | None) -> np.ndarray | None:
-    """YuNet's rows without NaN or infinite values: on degenerate inputs (a blank 4000 x 80 strip,
-    detected at 480 x 9) it can answer NaN rows, which NMS would then compute with."""
-    return faces if faces is None else faces[np.isfinite(faces).all(axis=1)]
+    """YuNet's rows that can be faces. On degenerate inputs (a blank 4000 x 80 strip, detected at
+    480 x 9) it can answer NaN rows, which NMS would then compute with, and now and then a finite
+    row of garbage with a high score: a box of no size, or landmarks far outside the box (one seen
+    had its nose six picture-heights below a blank strip). Such rows are dropped."""
+    if faces is None:
+        return faces
+    faces = faces[np.isfinite(faces).all(axis=1)]
+    x, y, w, h = (faces[:, i:i + 1] for i in range(4))
+    lx, ly = faces[:, 4:14:2], faces[:, 5:14:2]
+    inside = ((lx >= x - LANDMARK_MARGIN * w) & (lx <= x + (1 + LANDMARK_MARGIN) * w)
+              & (ly >= y - LANDMARK_MARGIN * h) & (ly <= y + (1 + LANDMARK_MARGIN) * h)).all(axis=1)
+    return faces[(w[:, 0] > 0) & (h[:, 0] > 0) & inside]
 
 
 def _concat(parts: list[Detections]) -> Detections:
