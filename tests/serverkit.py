@@ -158,3 +158,15 @@ class RawBodies:
 
     def _record(self, http_response: Any, model: Any, **kwargs: Any) -> None:
         self.last[model.name] = json.loads(http_response.content or b"{}")
+
+
+def photo_server(factory: Any, name: str, photo: Path) -> Any:
+    """A generator for a module fixture: ``faceprint serve --no-auth`` with a bucket ``photos``
+    holding ``photo``; stopped cleanly afterwards."""
+    import shutil
+
+    bucket = factory.mktemp("photos")
+    shutil.copy(photo, bucket / photo.name)
+    srv = Server(factory.mktemp(name), "--no-auth", "--bucket", f"photos={bucket}")
+    yield srv
+    assert srv.stop() in (0, -signal.SIGTERM)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from conftest import FACES, ROOT, lfw_image, models_dir
 from contract import output_shape, service_model, validate
-from serverkit import RawBodies, Server
+from serverkit import RawBodies, Server, photo_server
 
 ASTRONAUT = ROOT / "samples" / "astronaut.jpg"
 """Eileen Collins, NASA portrait (public domain): a smiling woman, eyes open, no glasses."""
@@ -240,11 +238,7 @@ def test_cli_detect_faces_all(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    bucket = tmp_path_factory.mktemp("photos")
-    shutil.copy(ASTRONAUT, bucket / "astronaut.jpg")
-    srv = Server(tmp_path_factory.mktemp("serve-attributes"), "--no-auth", "--bucket", f"photos={bucket}")
-    yield srv
-    assert srv.stop() in (0, -signal.SIGTERM)
+    yield from photo_server(tmp_path_factory, "serve-attributes", ASTRONAUT)
 
 
 @pytest.fixture(scope="module")

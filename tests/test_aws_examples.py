@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import FACES, ROOT
-from serverkit import REGION, Server
+from serverkit import REGION, Server, photo_server
 
 ASTRONAUT = ROOT / "samples" / "astronaut.jpg"
 GROUP = FACES / "identities" / "faceapi_bbt" / "group" / "bbt2.jpg"
@@ -95,11 +93,7 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    bucket = tmp_path_factory.mktemp("photos")
-    shutil.copy(ASTRONAUT, bucket / "astronaut.jpg")
-    srv = Server(tmp_path_factory.mktemp("serve-examples"), "--no-auth", "--bucket", f"photos={bucket}")
-    yield srv
-    assert srv.stop() in (0, -signal.SIGTERM)
+    yield from photo_server(tmp_path_factory, "serve-examples", ASTRONAUT)
 
 
 def run_example(code: str, server: Server, folder: Path) -> str:
