@@ -66,7 +66,10 @@ def test_shutdown_answers_requests_in_flight_and_keeps_their_faces(tmp_path: Pat
     for t in threads:
         t.start()
     deadline = time.monotonic() + 30
-    while in_flight(server) < len(images) // 2 and time.monotonic() < deadline:
+    # Shut down once every request has reached the server (in flight or answered): one whose
+    # connection had not yet been taken when the shutdown began may rightly be refused.
+    while (in_flight(server) + sum(a is not None for a in answers) < len(images)
+           and time.monotonic() < deadline):
         time.sleep(0.005)
     server.process.send_signal(signal.SIGTERM)
     pending = sum(a is None for a in answers)
@@ -74,7 +77,7 @@ def test_shutdown_answers_requests_in_flight_and_keeps_their_faces(tmp_path: Pat
         t.join()
     assert server.stop() in (0, -signal.SIGTERM)
     assert pending > 0, "every request finished before the shutdown began: nothing was tested"
-    assert all(isinstance(a, dict) for a in answers), answers
+    assert all(isinstance(a, dict) for a in answers), [a for a in answers if not isinstance(a, dict)]
     acknowledged = {r["Face"]["FaceId"] for a in answers for r in a["FaceRecords"]}
     assert len(acknowledged) >= len(images)
     again = Server(tmp_path, "--no-auth")
