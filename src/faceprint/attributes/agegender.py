@@ -159,7 +159,7 @@ def age_band(probabilities: np.ndarray) -> AgeRange:
 
 
 class AgeGender:
-    """Age and gender of a detected face; models load on first use, one call at a time."""
+    """Age and gender of a detected face; models load on first use; threads share them."""
 
     def __init__(self, age_path: Path, gender_path: Path, shape_path: Path, threads: int = 1) -> None:
         self._paths = (Path(age_path), Path(gender_path), Path(shape_path))
@@ -204,15 +204,16 @@ class AgeGender:
 
         rect = dlib.rectangle(*dlib_box(np.asarray(box), np.asarray(lm5, np.float64)))
         reading = Reading()
-        with self._lock:
+        with self._lock:  # loading, and dlib's shape predictor (one call at a time, as in DlibEmbedder)
             age_net, gender_net, shapes = self._models()
             shape = shapes(image.rgb, rect)
-            if age:
-                chip = dlib.get_face_chip(image.rgb, shape, AGE_CHIP, CHIP_PADDING)
-                probabilities = age_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
-                reading.age_probabilities = probabilities.astype(np.float64).mean(0)
-            if gender:
-                chip = dlib.get_face_chip(image.rgb, shape, GENDER_CHIP, CHIP_PADDING)
-                probabilities = gender_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
-                reading.male = float(probabilities[:, 1].astype(np.float64).mean())
+        # onnxruntime sessions may run from several threads at once: concurrent requests overlap here.
+        if age:
+            chip = dlib.get_face_chip(image.rgb, shape, AGE_CHIP, CHIP_PADDING)
+            probabilities = age_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
+            reading.age_probabilities = probabilities.astype(np.float64).mean(0)
+        if gender:
+            chip = dlib.get_face_chip(image.rgb, shape, GENDER_CHIP, CHIP_PADDING)
+            probabilities = gender_net.run(None, {"images": blob([chip, chip[:, ::-1]])})[0]
+            reading.male = float(probabilities[:, 1].astype(np.float64).mean())
         return reading
