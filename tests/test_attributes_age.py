@@ -142,9 +142,10 @@ def test_flushing_subnormal_weights_changes_no_answer(kit):
     import dlib
     import onnxruntime as ort
 
-    from faceprint.attributes.agegender import blob, flush_denormals
+    from faceprint.attributes.agegender import blob
     from faceprint.models import catalog
     from faceprint.models.embedders import dlib_box
+    from faceprint.models.onnx_edit import flush_denormals
     from faceprint.models.store import ModelStore
 
     raw = ModelStore(models_dir()).path(catalog.AGE).read_bytes()

@@ -83,8 +83,9 @@ def test_clear_faces_are_told_with_high_confidence(kit):
 
 
 def test_feature_layer_is_read_from_sface_itself():
-    from faceprint.attributes.wear import FEATURE_LAYER, with_output
+    from faceprint.attributes.wear import FEATURE_LAYER
     from faceprint.models import catalog
+    from faceprint.models.onnx_edit import with_output
     from faceprint.models.store import ModelStore
 
     model = ModelStore(models_dir()).path(catalog.SFACE).read_bytes()

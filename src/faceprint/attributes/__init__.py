@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from faceprint.types import BoolAttribute
+
 ATTRIBUTE_NAMES = ("AGE_RANGE", "BEARD", "EMOTIONS", "EYE_DIRECTION", "EYEGLASSES", "EYES_OPEN",
                    "GENDER", "MOUTH_OPEN", "MUSTACHE", "FACE_OCCLUDED", "SMILE", "SUNGLASSES")
 """The attributes a request may name one by one (Rekognition's ``Attribute`` enum less DEFAULT and ALL)."""
@@ -46,3 +48,10 @@ class Described:
 
     values: dict[str, object] = field(default_factory=dict)
     """FaceDetail field name (snake_case, e.g. ``age_range``, ``landmarks``) to its value."""
+
+
+def as_bool(probability: float) -> BoolAttribute:
+    """A yes/no attribute from the probability of yes: yes from 0.5, and the confidence (50-100)
+    the probability that the answer is right."""
+    value = probability >= 0.5
+    return BoolAttribute(value=value, confidence=round(100.0 * (probability if value else 1.0 - probability), 3))

@@ -37,6 +37,7 @@ import numpy as np
 
 from faceprint.imaging import DecodedImage
 from faceprint.models.embedders import dlib_box
+from faceprint.models.onnx_edit import flush_denormals
 from faceprint.types import AgeRange, Gender
 
 CHIP_PADDING = 0.2
@@ -50,66 +51,6 @@ BAND_TAIL = 0.25
 median width 15 years); attr_age.py reports half B."""
 BAND_A = 3.0
 BAND_B = 0.11
-
-
-
-def flush_denormals(model: bytes) -> bytes:
-    """The ONNX model with its subnormal float32 weights set to zero, nothing else changed.
-
-    The age graph holds about 6,700 weights under float32's smallest normal (1.2e-38); on x86
-    every product with one takes a slow microcode path, which made a face cost 9-10x more
-    (23 against 2.5 ms for a chip and its mirror image). Their contribution to any sum is below
-    float32's resolution: outputs are bit-identical on the inputs tried. The edit is in place
-    (same byte length): ModelProto.graph (field 7) -> GraphProto.initializer (5) ->
-    TensorProto raw_data (9) of tensors whose data_type (2) is FLOAT (1)."""
-    out = bytearray(model)
-    tiny = np.finfo(np.float32).tiny
-    for number, _, start, end in _spans(model, 0, len(model)):
-        if number != 7:
-            continue
-        for field, _, tensor_start, tensor_end in _spans(model, start, end):
-            if field != 5:
-                continue
-            parts = list(_spans(model, tensor_start, tensor_end))
-            kinds = [_varint(model, a)[0] for f, wire, a, _ in parts if f == 2 and wire == 0]
-            for f, wire, a, b in parts:
-                if kinds == [1] and f == 9 and wire == 2 and (b - a) % 4 == 0:
-                    weights = np.frombuffer(model, np.float32, (b - a) // 4, a).copy()
-                    weights[np.abs(weights) < tiny] = 0
-                    out[a:b] = weights.tobytes()
-    return bytes(out)
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, i
-
-
-def _spans(data: bytes, start: int, end: int):
-    """(field number, wire type, payload start, payload end) of the protobuf fields in data[start:end]."""
-    i = start
-    while i < end:
-        key, i = _varint(data, i)
-        wire = key & 7
-        if wire == 0:
-            _, j = _varint(data, i)
-        elif wire == 2:
-            length, i = _varint(data, i)
-            j = i + length
-        elif wire in (1, 5):
-            j = i + (8 if wire == 1 else 4)
-        else:
-            raise ValueError(f"not an ONNX model (protobuf wire type {wire})")
-        if j > end:
-            raise ValueError("not an ONNX model (truncated protobuf field)")
-        yield key >> 3, wire, i, j
-        i = j
 
 
 def _session(content: bytes, threads: int):

@@ -12,9 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from faceprint.attributes import LANDMARKS, MESH_ATTRIBUTES, Described
+from faceprint.attributes import LANDMARKS, MESH_ATTRIBUTES, Described, as_bool
 from faceprint.models import catalog
-from faceprint.types import BoolAttribute
 
 if TYPE_CHECKING:
     from faceprint.attributes.agegender import AgeGender
@@ -34,13 +33,6 @@ GEOMETRY_ONLY = frozenset((LANDMARKS, "MOUTH_OPEN", "FACE_OCCLUDED"))
 """Attributes read from the mesh's points alone (the others need its blendshapes too)."""
 
 T = TypeVar("T")
-
-
-def as_bool(probability: float) -> BoolAttribute:
-    """A yes/no attribute from the probability of yes: yes from 0.5, and the confidence (50-100)
-    the probability that the answer is right."""
-    value = probability >= 0.5
-    return BoolAttribute(value=value, confidence=round(100.0 * (probability if value else 1.0 - probability), 3))
 
 
 class AttributeEngine:

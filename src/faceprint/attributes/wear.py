@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from faceprint.attributes import as_bool
 from faceprint.imaging import DecodedImage
 from faceprint.models import catalog
 from faceprint.models.embedders import align_112
+from faceprint.models.onnx_edit import with_output
 from faceprint.models.store import ModelStore
 from faceprint.types import BoolAttribute
 
@@ -100,13 +102,7 @@ class WearReader:
         if not names:
             return {}
         probs = self.scores(image, box, lm5)
-        return {name: as_attribute(probs[name]) for name in WEAR if name in names}
-
-
-def as_attribute(probability: float) -> BoolAttribute:
-    """value = probability >= 0.5; confidence (50-100) = the probability that value is right."""
-    value = probability >= 0.5
-    return BoolAttribute(value=value, confidence=round(100 * (probability if value else 1 - probability), 3))
+        return {name: as_bool(probs[name]) for name in WEAR if name in names}
 
 
 def pool_regions(fmap: np.ndarray) -> np.ndarray:
@@ -122,77 +118,3 @@ def load_heads(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
         if tuple(str(h) for h in data["heads"]) != HEADS:
             raise ValueError(f"{HEADS_FILE}: heads {list(data['heads'])}, expected {list(HEADS)}")
         return data["weights"].astype(np.float32), data["bias"].astype(np.float32)
-
-
-# A minimal ONNX (protobuf) edit: the model's graph with one of its inner tensors as the only
-# output, so onnxruntime returns SFace's feature map. ModelProto.graph is field 7, GraphProto.output
-# field 12 (ValueInfoProto: name 1, type 2; TypeProto.tensor_type 1; elem_type 1 = FLOAT).
-
-def with_output(model: bytes, tensor: str) -> bytes:
-    """``model`` (ONNX bytes) answering ``tensor`` (a float tensor of its graph) instead of its outputs."""
-    out = bytearray()
-    found = False
-    for number, wire, value in _fields(model):
-        if number == 7 and wire == 2:
-            value, found = _graph_with_output(value, tensor), True
-        out += _field(number, wire, value)
-    if not found:
-        raise ValueError("not an ONNX model: no graph")
-    return bytes(out)
-
-
-def _graph_with_output(graph: bytes, tensor: str) -> bytes:
-    out = bytearray()
-    for number, wire, value in _fields(graph):
-        if number != 12:
-            out += _field(number, wire, value)
-    float_tensor = _field(1, 2, _field(1, 0, _varint(1)))
-    out += _field(12, 2, _field(1, 2, tensor.encode()) + _field(2, 2, float_tensor))
-    return bytes(out)
-
-
-def _fields(buffer: bytes):
-    """(field number, wire type, raw value) of each field of one protobuf message."""
-    i = 0
-    while i < len(buffer):
-        key, i = _read_varint(buffer, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            start = i
-            _, i = _read_varint(buffer, i)
-            yield number, wire, buffer[start:i]
-        elif wire == 2:
-            size, i = _read_varint(buffer, i)
-            yield number, wire, buffer[i:i + size]
-            i += size
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            yield number, wire, buffer[i:i + size]
-            i += size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-
-
-def _field(number: int, wire: int, value: bytes) -> bytes:
-    head = _varint(number << 3 | wire)
-    return head + _varint(len(value)) + value if wire == 2 else head + value
-
-
-def _read_varint(buffer: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        byte = buffer[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | 0x80 if value else byte)
-        if not value:
-            return bytes(out)
