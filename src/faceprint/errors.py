@@ -108,3 +108,11 @@ class LimitExceededException(FaceprintError):
 
     code = "LimitExceededException"
     http_status = 400
+
+
+class ResourceInUseException(FaceprintError):
+    """The resource exists already, or its status does not allow the operation now (a stream
+    processor that is running cannot be deleted)."""
+
+    code = "ResourceInUseException"
+    http_status = 400
