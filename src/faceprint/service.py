@@ -70,6 +70,13 @@ from faceprint.types import (
 from faceprint.users import Users
 
 if TYPE_CHECKING:
+    from faceprint.streams.service import StreamProcessors, StreamSettings
+    from faceprint.streams.types import (
+        CreateStreamProcessorResult,
+        DescribeStreamProcessorResult,
+        ListStreamProcessorsResult,
+        StartStreamProcessorResult,
+    )
     from faceprint.video.service import VideoJobs, VideoSettings
     from faceprint.video.types import (
         GetFaceDetectionResult,
@@ -104,12 +111,15 @@ class Faceprint:
     ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``); ``region`` is the
     region of collection ARNs (``arn:aws:rekognition:REGION:ACCOUNT:collection/ID``, with the
     home's account id, ``faceprint.account``); ``video`` sets the stored-video jobs
-    (``faceprint.video.service.VideoSettings``: workers, job limit, expiry, size limits, SNS topics).
+    (``faceprint.video.service.VideoSettings``: workers, job limit, expiry, size limits, SNS topics);
+    ``streams`` sets the stream processors (``faceprint.streams.service.StreamSettings``: processor
+    limit, camera timeout, the server's camera URLs and sinks by stream name).
 
     The collection, face and search operations are :class:`faceprint.collections.Collections`'s
     and the user operations :class:`faceprint.users.Users`'s (``collections`` and ``users``,
     made on first use); the methods here delegate to them, and the stored-video operations to
-    :class:`faceprint.video.service.VideoJobs` (``video``).
+    :class:`faceprint.video.service.VideoJobs` (``video``) and the stream processor operations to
+    :class:`faceprint.streams.service.StreamProcessors` (``streams``).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, profile: str | None = None,
@@ -117,7 +127,8 @@ class Faceprint:
                  detector: DetectorSettings | None = None, threads: int = 0,
                  max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
                  index_settings: dict[str, int] | None = None, indexes: Indexes | None = None,
-                 region: str = DEFAULT_REGION, video: VideoSettings | None = None) -> None:
+                 region: str = DEFAULT_REGION, video: VideoSettings | None = None,
+                 streams: StreamSettings | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.arns = CollectionArns(self.home, region)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
@@ -140,6 +151,8 @@ class Faceprint:
         self._users: Users | None = None
         self._video_settings = video
         self._video: VideoJobs | None = None
+        self._stream_settings = streams
+        self._streams: StreamProcessors | None = None
 
     @property
     def store(self) -> Store:
@@ -191,6 +204,27 @@ class Faceprint:
                     self._video = VideoJobs(self.home, self.profile.name, self.models.root, self.collections,
                                             self._video_settings, clock=time.time)
         return self._video
+
+    @property
+    def streams(self) -> StreamProcessors:
+        """The stream processors of this home (``HOME/streams``): the operations write what is wanted;
+        the home's stream host runs them (``streams.start_runner()``, or the server's)."""
+        if self._streams is None:
+            with self._index_lock:
+                if self._streams is None:
+                    self._streams = self._make_streams()
+        return self._streams
+
+    def _make_streams(self) -> StreamProcessors:
+        from faceprint.streams.config import StreamConfig, streams_folder
+        from faceprint.streams.service import StreamProcessors, StreamSettings
+        from faceprint.streams.store import ProcessorStore
+
+        settings = self._stream_settings or StreamSettings()
+        config = StreamConfig(self.home, settings.sources, settings.data_streams)
+        store = ProcessorStore(streams_folder(private_folder(self.home)) / "processors.db")
+        return StreamProcessors(self.home, store, config, self.collections, self.arns, settings, clock=time.time,
+                                models_dir=self.models.root, profile=self.profile.name, threads=self.threads)
 
     def save_indexes(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Write the index files of the collections loaded here (of ``min_faces`` or more) that
@@ -430,3 +464,35 @@ class Faceprint:
     def get_segment_detection(self, job_id: str, max_results: int = 1000, next_token: str | None = None
                               ) -> GetSegmentDetectionResult:
         return self.video.get_segment_detection(job_id, max_results, next_token)
+
+    # -- stream processors (faceprint.streams.service.StreamProcessors) ---------------------------
+    def create_stream_processor(self, input: dict, output: dict, name: str, settings: dict, role_arn: str,
+                                tags: dict | None = None, notification_channel: dict | None = None,
+                                kms_key_id: str | None = None, regions_of_interest: list | None = None,
+                                data_sharing_preference: dict | None = None) -> CreateStreamProcessorResult:
+        return self.streams.create_stream_processor(input, output, name, settings, role_arn, tags, notification_channel,
+                                                    kms_key_id, regions_of_interest, data_sharing_preference)
+
+    def describe_stream_processor(self, name: str) -> DescribeStreamProcessorResult:
+        return self.streams.describe_stream_processor(name)
+
+    def list_stream_processors(self, max_results: int = 1000, next_token: str | None = None
+                               ) -> ListStreamProcessorsResult:
+        return self.streams.list_stream_processors(max_results, next_token)
+
+    def start_stream_processor(self, name: str, start_selector: dict | None = None,
+                               stop_selector: dict | None = None) -> StartStreamProcessorResult:
+        return self.streams.start_stream_processor(name, start_selector, stop_selector)
+
+    def stop_stream_processor(self, name: str) -> EmptyResult:
+        return self.streams.stop_stream_processor(name)
+
+    def update_stream_processor(self, name: str, settings_for_update: dict | None = None,
+                                regions_of_interest_for_update: list | None = None,
+                                data_sharing_preference_for_update: dict | None = None,
+                                parameters_to_delete: list | None = None) -> EmptyResult:
+        return self.streams.update_stream_processor(name, settings_for_update, regions_of_interest_for_update,
+                                                    data_sharing_preference_for_update, parameters_to_delete)
+
+    def delete_stream_processor(self, name: str) -> EmptyResult:
+        return self.streams.delete_stream_processor(name)
