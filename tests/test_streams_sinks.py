@@ -1,0 +1,309 @@
+"""Stream processors' sinks against real endpoints: the JSON-lines log on disk, a real HTTP webhook
+receiver (slow, failing, dead), moto's real Kinesis server read back with boto3, and the store's
+event ring (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faceprint.streams.config import parse_sink
+from faceprint.streams.sinks import EventsSink, FileSink, KinesisSink, WebhookSink, open_sinks
+from faceprint.streams.store import ProcessorStore
+from serverkit import free_port
+from sinkkit import kinesis_server, wait_for, webhook_receiver
+
+STREAM_ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1700000000000"
+FACE_ID = "0b683aed-a0f1-48b2-9b5e-139e9cc2a757"
+
+
+def frame(number: int, matched: bool = False) -> dict[str, Any]:
+    """A Kinesis face search frame record as Rekognition writes it: one face, matched or not."""
+    box = {"Width": 0.1, "Height": 0.2, "Left": 0.3 + number % 5 / 100, "Top": 0.25}
+    face: dict[str, Any] = {"DetectedFace": {"BoundingBox": box, "Confidence": 99.9}, "MatchedFaces": []}
+    if matched:
+        face["DetectedFace"] |= {"Landmarks": [{"X": 0.35, "Y": 0.3, "Type": "eyeLeft"}],
+                                 "Pose": {"Pitch": 1.0, "Roll": -2.0, "Yaw": 3.0},
+                                 "Quality": {"Brightness": 60.0, "Sharpness": 80.0}}
+        face["MatchedFaces"] = [{"Similarity": 97.5, "Face": {
+            "BoundingBox": box, "Confidence": 99.99, "ExternalImageId": "visitor", "FaceId": FACE_ID,
+            "ImageId": "9b0d9d2e-57f6-3e1b-a8d5-6bc0c5e4d1f2"}}]
+    return {
+        "InputInformation": {"KinesisVideo": {
+            "StreamArn": STREAM_ARN, "FragmentNumber": str(91343852333181432392682062000 + number),
+            "ServerTimestamp": 1700000000.5 + number / 5, "ProducerTimestamp": 1700000000.25 + number / 5,
+            "FrameOffsetInSeconds": number % 5 / 5}},
+        "StreamProcessorInformation": {"Status": "RUNNING"},
+        "FaceSearchResponse": [face],
+    }
+
+
+def alert(number: int) -> dict[str, Any]:
+    record = frame(number, matched=True)
+    face = record["FaceSearchResponse"][0]
+    return {"Alert": {"StreamProcessorName": "door", "StreamProcessorArn": "arn:aws:rekognition:us-east-1:"
+                      "123456789012:streamprocessor/door", "StreamArn": STREAM_ARN, "TrackId": number,
+                      "ProducerTimestamp": 1700000000.25, "ServerTimestamp": 1700000000.5,
+                      "DetectedFace": face["DetectedFace"], "MatchedFaces": face["MatchedFaces"]}}
+
+
+class Snapshot:
+    """A snapshot callable that counts its calls (frames are encoded only for sinks that ask)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> bytes:
+        self.calls += 1
+        return b"\xff\xd8\xff\xe0 a jpeg \xff\xd9"
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[ProcessorStore]:
+    s = ProcessorStore(tmp_path / "processors.db")
+    yield s
+    s.close()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def lines(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# --- the JSON-lines log -------------------------------------------------------------------------
+
+
+def test_file_sink_rotates_keeping_n_private_files(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "door.jsonl"
+    sink = FileSink(parse_sink(f"file:{path}"), max_bytes=6000, keep=2)
+    records = [frame(n, matched=n % 3 == 0) for n in range(80)]
+    for record in records:
+        sink.put(record)
+    sink.put(alert(1), alert=True)  # never in the Kinesis-format log
+    sink.close()
+    assert sink.stats.delivered == 80 and sink.stats.dropped == sink.stats.failed == 0
+    kept = [path.with_name("door.jsonl.2"), path.with_name("door.jsonl.1"), path]
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(p.name for p in kept)
+    assert all(mode(p) == 0o600 for p in kept) and all(p.stat().st_size <= 6000 for p in kept)
+    written = [record for p in kept for record in lines(p)]
+    assert written == records[-len(written):] and 15 < len(written) < 80  # the newest, in order, whole
+
+
+def test_file_sink_appends_to_an_existing_log_and_tightens_it(tmp_path: Path) -> None:
+    path = tmp_path / "door.jsonl"
+    path.write_text(json.dumps(frame(0)) + "\n")
+    path.chmod(0o644)
+    sink = FileSink(parse_sink(f"file:{path}"))
+    sink.put(frame(1))
+    sink.close()
+    assert lines(path) == [frame(0), frame(1)] and mode(path) == 0o600
+
+
+def test_file_sink_matches_only_with_snapshots(tmp_path: Path) -> None:
+    path = tmp_path / "door.jsonl"
+    sink = FileSink(parse_sink(f"file:{path};matches-only;snapshots"))
+    unmatched, matched, alerted = Snapshot(), Snapshot(), Snapshot()
+    sink.put(frame(1), snapshot=unmatched)
+    sink.put(frame(2, matched=True), snapshot=matched)
+    sink.put(alert(2), alert=True, snapshot=alerted)
+    sink.close()
+    assert lines(path) == [frame(2, matched=True)]
+    assert (unmatched.calls, matched.calls, alerted.calls) == (0, 1, 0)
+    folder = tmp_path / "door.jsonl.snapshots"
+    producer_ms = round(frame(2)["InputInformation"]["KinesisVideo"]["ProducerTimestamp"] * 1000)
+    picture = folder / f"{producer_ms}-{FACE_ID}.jpg"
+    assert [p.name for p in folder.iterdir()] == [picture.name]
+    assert picture.read_bytes() == Snapshot()() and mode(picture) == 0o600 and mode(folder) == 0o700
+
+
+def test_file_sink_keeps_no_frame_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "door.jsonl"
+    sink = FileSink(parse_sink(f"file:{path}"))
+    snapshot = Snapshot()
+    sink.put(frame(1, matched=True), snapshot=snapshot)
+    sink.close()
+    assert lines(path) == [frame(1, matched=True)] and snapshot.calls == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["door.jsonl"]
+
+
+def test_file_sink_counts_what_it_cannot_write(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the log's folder should be")
+    sink = FileSink(parse_sink(f"file:{tmp_path}/taken/door.jsonl"), attempts=2, backoff=0.01)
+    sink.put(frame(1))
+    wait_for(lambda: sink.stats.failed == 1, what="a failed write")
+    sink.close()
+    stats = sink.stats
+    assert (stats.delivered, stats.failed, stats.retries) == (0, 1, 1)
+    assert "taken" in (stats.last_error or "")
+
+
+# --- the webhook --------------------------------------------------------------------------------
+
+
+def test_webhook_posts_matched_records_and_alerts_with_snapshots() -> None:
+    with webhook_receiver() as hook:
+        sink = WebhookSink(parse_sink(f"{hook.url};matches-only;snapshots"))
+        unmatched, matched, alerted = Snapshot(), Snapshot(), Snapshot()
+        sink.put(frame(1), snapshot=unmatched)
+        sink.put(frame(2, matched=True), snapshot=matched)
+        sink.put(alert(2), alert=True, snapshot=alerted)
+        hook.wait(2)
+        sink.close()
+    assert hook.bodies[0] == frame(2, matched=True) and hook.kinds == ["frame", "alert"]
+    assert hook.bodies[1] == alert(2) | {"Snapshot": {"Format": "jpeg",
+                                                        "Bytes": base64.b64encode(Snapshot()()).decode()}}
+    assert (unmatched.calls, matched.calls, alerted.calls) == (0, 0, 1)  # alerts only carry snapshots
+    assert all(h["content-type"] == "application/json" for h, _ in hook.requests)
+    assert sink.stats.delivered == 2 and len(hook.requests) == 2
+
+
+def test_webhook_retries_with_backoff_and_counts_failures() -> None:
+    with webhook_receiver(fail_first=2) as hook:
+        sink = WebhookSink(parse_sink(hook.url), backoff=0.02)
+        sink.put(frame(1))
+        hook.wait(1)
+        sink.close()
+    assert hook.bodies == [frame(1)] and len(hook.requests) == 3  # two 500s, then delivered
+    assert [json.loads(body) for _, body in hook.requests] == [frame(1)] * 3
+    stats = sink.stats
+    assert (stats.delivered, stats.retries, stats.failed, stats.last_error) == (1, 2, 0, "HTTP 500 from the webhook")
+    with webhook_receiver(fail_first=100) as hook:
+        sink = WebhookSink(parse_sink(hook.url), attempts=3, backoff=0.02)
+        sink.put(frame(1))
+        sink.put(frame(2))
+        wait_for(lambda: sink.stats.failed == 2, what="two records given up")
+        sink.close()
+    assert len(hook.requests) == 6 and sink.stats.delivered == 0 and sink.stats.retries == 4
+
+
+def test_dead_webhook_counts_failures() -> None:
+    sink = WebhookSink(parse_sink(f"http://127.0.0.1:{free_port()}/hook"), attempts=2, backoff=0.01)
+    for n in range(3):
+        sink.put(frame(n))
+    wait_for(lambda: sink.stats.failed == 3, what="three records given up")
+    sink.close()
+    assert sink.stats.delivered == 0 and "Connection refused" in (sink.stats.last_error or "")
+
+
+def test_slow_webhook_never_stalls_put_and_close_is_bounded() -> None:
+    with webhook_receiver(delay=5.0) as hook:
+        sink = WebhookSink(parse_sink(hook.url), capacity=50)
+        for n in range(200):
+            sink.put(frame(n))
+        # put returned 200 times while the receiver held its first request: the queue kept the
+        # newest 50 (the one in flight aside) and dropped the oldest others, counted
+        assert len(hook.requests) <= 1 and hook.bodies == []
+        assert 149 <= sink.stats.dropped <= 150
+        sink.close(timeout=0.5)  # a request in flight for 5 s: close gives up after 0.5 s
+        stats = sink.stats
+        assert (stats.delivered, stats.dropped, stats.failed) == (0, 200, 0)
+        sink.put(frame(201))  # a closed sink drops
+        assert sink.stats.dropped == 201
+
+
+def test_webhook_credentials_are_sent_not_shown() -> None:
+    with webhook_receiver() as hook:
+        url = hook.url.replace("http://", "http://officer:s3cret@")
+        sink = open_sinks([parse_sink(url)], processor="door", region="us-east-1", store=None)[0]  # type: ignore[arg-type]
+        assert isinstance(sink, WebhookSink) and "s3cret" not in sink.label
+        sink.put(frame(1))
+        hook.wait(1)
+        sink.close()
+    assert hook.requests[0][0]["authorization"] == "Basic " + base64.b64encode(b"officer:s3cret").decode()
+
+
+# --- Kinesis and the event ring -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kinesis() -> Iterator[Any]:
+    with kinesis_server() as server:
+        yield server
+
+
+@pytest.fixture()
+def aws_env(kinesis: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in kinesis.env.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_kinesis_and_events_read_back(kinesis: Any, aws_env: None, store: ProcessorStore, tmp_path: Path) -> None:
+    kinesis.create_stream("faces")
+    log = tmp_path / "door.jsonl"
+    sinks = open_sinks([parse_sink(kinesis.spec("faces")), parse_sink(f"file:{log}")], processor="door",
+                       region="us-east-1", store=store)
+    assert [type(s) for s in sinks] == [KinesisSink, FileSink, EventsSink]
+    records = [frame(n, matched=n % 4 == 0) for n in range(30)]
+    for n, record in enumerate(records):
+        for sink in sinks:
+            sink.put(record)
+        if n % 10 == 0:
+            for sink in sinks:
+                sink.put(alert(n), alert=True)
+    for sink in sinks:
+        sink.close()
+    assert [s.stats.delivered for s in sinks] == [30, 30, 33]
+    read = kinesis.records("faces")
+    assert [json.loads(r["Data"]) for r in read] == records  # exactly Rekognition's records, no alert
+    assert {r["PartitionKey"] for r in read} == {"door"}
+    assert lines(log) == records
+    events = store.events_after("door", 0, limit=1000)
+    assert [kind for _, kind, _ in events].count("alert") == 3
+    assert [json.loads(body) for _, kind, body in events if kind == "record"] == records
+    assert [json.loads(body) for _, kind, body in events if kind == "alert"] == [alert(0), alert(10), alert(20)]
+
+
+def test_kinesis_matches_only_and_oversized_records(kinesis: Any) -> None:
+    kinesis.create_stream("matches")
+    sink = KinesisSink(parse_sink(kinesis.spec("matches") + ";matches-only"), processor="door",
+                       region="us-east-1", client=kinesis.client())
+    huge = frame(3, matched=True)
+    huge["FaceSearchResponse"][0]["MatchedFaces"][0]["Face"]["ExternalImageId"] = "x" * (1 << 20)
+    for record in (frame(1), frame(2, matched=True), huge, frame(4)):
+        sink.put(record)
+    sink.close()
+    assert kinesis.json_records("matches") == [frame(2, matched=True)]
+    assert (sink.stats.delivered, sink.stats.failed) == (1, 1) and "1 MiB" in (sink.stats.last_error or "")
+
+
+def test_kinesis_retries_until_the_stream_exists(kinesis: Any) -> None:
+    sink = KinesisSink(parse_sink(kinesis.spec("late")), processor="door", region="us-east-1",
+                       client=kinesis.client(), attempts=8, backoff=0.1)
+    sink.put(frame(1))
+    wait_for(lambda: sink.stats.retries >= 1, what="a retry")
+    assert "ResourceNotFoundException" in (sink.stats.last_error or "")
+    kinesis.create_stream("late")
+    wait_for(lambda: sink.stats.delivered == 1, what="the record delivered")
+    sink.close()
+    assert kinesis.json_records("late") == [frame(1)] and sink.stats.failed == 0
+
+
+def test_events_sink_keeps_alerts_apart(store: ProcessorStore) -> None:
+    sink = EventsSink(store, "gate")
+    sink.put(frame(1))
+    sink.put(alert(1), alert=True)
+    sink.close()
+    assert [(kind, json.loads(body)) for _, kind, body in store.events_after("gate", 0)] == [
+        ("record", frame(1)), ("alert", alert(1))]
+    assert store.events_after("door", 0) == []
+
+
+def test_open_sinks_starts_nothing_before_a_record(tmp_path: Path, store: ProcessorStore) -> None:
+    import threading
+
+    before = threading.active_count()
+    sinks = open_sinks([parse_sink(f"file:{tmp_path}/a.jsonl"), parse_sink("http://127.0.0.1:9/x")],
+                       processor="door", region="us-east-1", store=store)
+    assert threading.active_count() == before
+    for sink in sinks:
+        sink.close(timeout=0.1)
+    assert not (tmp_path / "a.jsonl").exists()
