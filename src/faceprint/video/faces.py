@@ -125,10 +125,15 @@ def refine(detector: YuNetDetector, image: DecodedImage, face: Detections, width
 
 def detection_width(info: decode.VideoInfo, settings: FaceVideoSettings) -> int:
     """Width of the frame the detector sees (see :class:`FaceVideoSettings`)."""
-    long_side = max(info.width, info.height)
+    return frame_detection_width(info.width, info.height, settings)
+
+
+def frame_detection_width(width: int, height: int, settings: FaceVideoSettings) -> int:
+    """Width of the frame the detector sees, for frames ``width`` x ``height`` px."""
+    long_side = max(width, height)
     scale = max(settings.detect_face / settings.min_face, settings.min_detect_side / long_side)
     scale = min(1.0, scale, settings.max_detect_side / long_side)
-    return max(16, int(round(info.width * scale / 2)) * 2)
+    return max(16, int(round(width * scale / 2)) * 2)
 
 
 def video_detector(fp: Faceprint, settings: FaceVideoSettings) -> YuNetDetector:
@@ -157,7 +162,7 @@ def scan(ctx: JobContext, info: decode.VideoInfo, settings: FaceVideoSettings) -
         if ctx.cancelled():
             return
         next_ms = max(next_ms, frame.timestamp_ms) + period
-        seen = _seen(frame, frame.bgr(width), detector, settings.crop_margin)
+        seen = see_faces(frame, frame.bgr(width), detector, settings.crop_margin)
         seen.cut = cuts.cut(frame)
         yield seen
     ctx.progress(info.frames, info.frames)
@@ -182,7 +187,8 @@ class CutDetector:
         return float(a @ b) / norm < self.min_correlation
 
 
-def _seen(frame: decode.Frame, small: np.ndarray, detector: YuNetDetector, margin: float) -> SeenFrame:
+def see_faces(frame: decode.Frame, small: np.ndarray, detector: YuNetDetector, margin: float) -> SeenFrame:
+    """The faces of ``frame`` found on ``small`` (its shrunk copy), boxes in ``frame``'s pixels."""
     found = detector.detect(small)
     found = found.take(np.argsort(-found.areas(), kind="stable")[:MAX_FACES])
     faces = measure(DecodedImage(rgb=small[:, :, ::-1], _bgr=small), found)
@@ -278,11 +284,7 @@ class FaceSearch:
             self._finish(track)
 
     def _vectors(self, seen: SeenFrame, indexes: list[int]) -> np.ndarray:
-        out = []
-        for j in indexes:
-            image, face = seen.crop(j)
-            out.append(self.sface.embed(image, face.boxes[0], face.landmarks[0]))
-        return np.stack(out)
+        return crop_vectors(self.sface, seen, indexes)
 
     def _observe(self, track: Track, seen: SeenFrame, j: int) -> None:
         person = self.people.get(track.id)
@@ -331,6 +333,15 @@ class FaceSearch:
             matches = self.identifier.confirm(template, known)
         person.matches = matches
         person.index = self.indexes.add(track, index, _face_id(matches))
+
+
+def crop_vectors(sface: Any, seen: SeenFrame, indexes: list[int]) -> np.ndarray:
+    """Plain SFace vectors (for tracking) of faces ``indexes`` of ``seen``, from full-resolution crops."""
+    out = []
+    for j in indexes:
+        image, face = seen.crop(j)
+        out.append(sface.embed(image, face.boxes[0], face.landmarks[0]))
+    return np.stack(out)
 
 
 def _face_id(matches: list[FaceMatch]) -> str | None:

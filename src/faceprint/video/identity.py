@@ -105,9 +105,15 @@ class Identifier:
         self.collection_id = collection_id
         self.threshold = threshold
         self.rules = rules
-        faces = fp.collections.describe_collection(collection_id).face_count
-        self.sure = max(threshold, sure_similarity(faces, rules.stranger_rate))
+        self.sure = threshold
         """The similarity a track must reach to be matched."""
+        self.recount()
+
+    def recount(self) -> int:
+        """The collection's face count, read again (it may have changed), and ``sure`` from it."""
+        faces = self.fp.collections.describe_collection(self.collection_id).face_count
+        self.sure = max(self.threshold, sure_similarity(faces, self.rules.stranger_rate))
+        return faces
 
     def vectors(self, views: list[View]) -> np.ndarray:
         return np.concatenate([self.fp.engine.embed(v.image, v.face) for v in views])
@@ -116,9 +122,14 @@ class Identifier:
         """The mean vector of the agreeing views (None: no views, or no majority that agrees)."""
         if not views:
             return None
-        vectors = self.vectors(views)
+        return self.template_of(self.vectors(views))
+
+    def template_of(self, vectors: np.ndarray) -> np.ndarray | None:
+        """The mean of the agreeing vectors among ``vectors`` (one a view; see ``template``)."""
+        if not len(vectors):
+            return None
         group = agreeing(np.asarray(self.fp.profile.similarity(vectors @ vectors.T)) >= self.rules.view_agreement)
-        if len(group) * 2 <= len(views):
+        if len(group) * 2 <= len(vectors):
             return None
         return _unit(vectors[group].mean(0))
 
