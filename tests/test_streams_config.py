@@ -255,6 +255,10 @@ def test_store_rows_transitions_and_limits(tmp_path: Path) -> None:
     assert not store.set_status("a", RUNNING, None, generation=0)  # an old generation writes nothing
     assert store.set_status("a", RUNNING, "ok", generation=1)
     assert (store.get("a").status, store.get("a").status_message) == (RUNNING, "ok")
+    changed = store.get("a").updated
+    assert changed > 5.0  # LastUpdateTimestamp follows status changes
+    assert store.set_status("a", RUNNING, "Camera reconnecting (attempt 1)", generation=1)
+    assert store.get("a").updated == changed  # not messages alone
     assert store.set_status("a", "FAILED", "Camera door could not be reached: timeout")
     assert (store.get("a").status, store.get("a").desired) == ("FAILED", STOPPED)  # a failed processor is unwanted
     store.set_health("a", {"connected": True, "frames_read": 7})

@@ -15,7 +15,10 @@ Output's data stream name to sinks (``faceprint.streams.config``). As Rekognitio
 search: ``RegionsOfInterest`` (faces whose box centre is outside every region are not analysed),
 ``StartSelector`` (``KVSStreamStartSelector``: frames before ``ProducerTimestamp``, or fragments
 below ``FragmentNumber``, are not analysed), and ``UpdateStreamProcessor`` of
-``SettingsForUpdate.FaceSearchForUpdate.FaceMatchThreshold`` and of the regions.
+``SettingsForUpdate.FaceSearchForUpdate.FaceMatchThreshold`` and of the regions. Refused, as
+faceprint has nothing to do with them: Tags, KmsKeyId and NotificationChannel (Rekognition uses
+it for ConnectedHome). ``DataSharingPreference`` is kept and shown; faceprint sends nothing
+anywhere, whatever it says.
 """
 
 from __future__ import annotations
@@ -359,9 +362,10 @@ def _is_position(value: Any) -> bool:
 def _only(value: Any, allowed: tuple[str, ...], where: str, required: tuple[str, ...] = ()) -> Mapping:
     if not isinstance(value, Mapping):
         raise InvalidParameterException(f"{where} must be an object with {' or '.join(allowed)}.")
-    unknown = sorted(str(k) for k in value if k not in allowed)
+    unknown = [str(k)[:64] for k in value if k not in allowed]
     if unknown:
-        raise InvalidParameterException(f"{where} has unknown member(s) {unknown}; allowed: {', '.join(allowed)}.")
+        shown = ", ".join(sorted(unknown)[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InvalidParameterException(f"{where} has unknown member(s) {shown}; allowed: {', '.join(allowed)}.")
     missing = [k for k in required if value.get(k) is None]
     if missing:
         raise InvalidParameterException(f"{where} needs {', '.join(missing)}.")
