@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     from faceprint.cli_video import add_video_commands
 
     add_video_commands(sub)
+    from faceprint.cli_streams import add_stream_commands
+
+    add_stream_commands(sub)
     _keys_commands(sub)
     _serve_command(sub)
 
@@ -264,6 +267,7 @@ def _serve_command(sub: Any) -> None:
                    help="seconds shutdown waits for requests in progress (default 30)")
     _connection_arguments(p)
     _video_arguments(p)
+    _stream_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="'warning' turns the access log off")
 
@@ -302,6 +306,19 @@ def _video_arguments(p: argparse.ArgumentParser) -> None:
                    help="POST an SNS-style notification to URL when a job that names topic ARN ends (repeatable)")
 
 
+def _stream_arguments(p: argparse.ArgumentParser) -> None:
+    """``serve``'s live camera streams (docs/streams.md)."""
+    p.add_argument("--stream", action="append", default=[], metavar="NAME=URL",
+                   help="the camera of Kinesis video stream NAME (repeatable): rtsp://, rtsps://, http(s):// MJPEG or "
+                   "HLS, udp://, rtsp-listen://, file://; over the home's `faceprint streams` (never logged; visible "
+                   "to `ps`: prefer `faceprint streams add NAME -`)")
+    p.add_argument("--data-stream", action="append", default=[], metavar="NAME=SINK",
+                   help="a sink of Kinesis data stream NAME (repeatable, also per NAME): file:PATH, http(s):// "
+                   "webhook, kinesis:ENDPOINT_URL#STREAM; optional ;matches-only ;snapshots")
+    p.add_argument("--no-streams", action="store_true",
+                   help="run no stream processors from this server (another process runs the home's)")
+
+
 def _serve(args: argparse.Namespace) -> None:
     from faceprint.server.run import ServeSettings, parse_job_expiry, serve
 
@@ -317,7 +334,8 @@ def _serve(args: argparse.Namespace) -> None:
                         tls_cert=args.tls_cert, tls_key=args.tls_key,
                         video_workers=args.video_workers, max_video_jobs=args.max_video_jobs,
                         job_expiry=parse_job_expiry(args.job_expiry), max_video_bytes=args.max_video_bytes,
-                        max_video_seconds=args.max_video_seconds, sns_topics=args.sns_topic))
+                        max_video_seconds=args.max_video_seconds, sns_topics=args.sns_topic,
+                        streams=args.stream, data_streams=args.data_stream, no_streams=args.no_streams))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,6 +371,10 @@ def _run(args: argparse.Namespace) -> Any:
         from faceprint.cli_video import run_video
 
         return run_video(args)
+    if args.command in ("streams", "data-streams", "stream-processor"):
+        from faceprint.cli_streams import run_streams
+
+        return run_streams(args)
     fp = _faceprint(args)
     if args.command == "detect-faces":
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()

@@ -1,6 +1,7 @@
 """The ASGI application: ``create_app(...)`` builds a Starlette app around one Faceprint.
 
-Routes: ``POST /`` (Rekognition, AWS JSON 1.1), ``GET /health`` and ``GET /metrics``.
+Routes: ``POST /`` (Rekognition, AWS JSON 1.1), ``GET /health``, ``GET /metrics`` and
+``GET /stream-processors/{name}/events`` (Server-Sent Events, :mod:`faceprint.server.events`).
 The event loop only moves bytes: each request is verified, validated and run on a worker
 thread, image operations on a pool of their own (one thread per core by default) so that
 light calls (ListFaces, ...) never queue behind inference. Request bodies are capped per
@@ -19,7 +20,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,9 +33,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from faceprint.errors import FaceprintError, ImageTooLargeException, error_body
+from faceprint.server.events import STOPPING, EventSettings, EventStreams
 from faceprint.server.handler import HttpRequest, Outcome, RekognitionHandler
 from faceprint.server.metrics import CONTENT_TYPE as METRICS_TYPE
-from faceprint.server.metrics import Metrics
+from faceprint.server.metrics import Metrics, stream_metrics
 from faceprint.server.protocol import (
     Reply,
     RequestTimeoutException,
@@ -44,6 +46,7 @@ from faceprint.server.protocol import (
     internal_error_reply,
     response_headers,
 )
+from faceprint.server.streams import RunnerHolder
 
 if TYPE_CHECKING:
     from faceprint.server.auth import KeyStore
@@ -81,6 +84,13 @@ class AppOptions:
     video_runner: bool = False
     """Run the home's stored-video jobs from this process (``fp.video.start_runner()`` at startup,
     ``fp.video.close()`` at shutdown); of several processes on one home, one runs them at a time."""
+    streams_runner: Callable[[], Any] | None = None
+    """Makes the home's stream host supervisor (``faceprint.streams.runner.StreamRunner``), run from
+    this process and closed at shutdown; None: another process runs the home's stream processors."""
+    streams_start: bool = False
+    """Start the stream host at startup (else at the first StartStreamProcessor this process answers)."""
+    events: EventSettings = EventSettings()
+    """The Server-Sent Events endpoint's client cap, heartbeat and polling."""
 
 
 def body_limit(image_members: int, max_image_bytes: int) -> int:
@@ -110,6 +120,8 @@ class _State:
         cores = os.cpu_count() or 1
         self.inference = ThreadPoolExecutor(options.inference_threads or cores, thread_name_prefix="fp-infer")
         self.light = ThreadPoolExecutor(options.light_threads, thread_name_prefix="fp-light")
+        self.events = EventStreams(handler, options.events)
+        self.streams = RunnerHolder(options.streams_runner)
 
     def pool(self, operation: str | None) -> ThreadPoolExecutor:
         return self.inference if operation in self.image_ops else self.light
@@ -124,6 +136,8 @@ class _State:
     def shutdown(self) -> None:
         self.inference.shutdown(wait=True)
         self.light.shutdown(wait=True)
+        self.events.close()
+        self.streams.close()  # the host stops its runs; RUNNING processors resume at the next start
         if self.options.video_runner:  # running jobs go back to the queue for the next runner
             self.handler.fp.video.close()
         self.handler.fp.save_indexes()  # the next start opens large collections from their files
@@ -143,9 +157,12 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
             state.ready = True
         if state.options.video_runner:
             await asyncio.get_running_loop().run_in_executor(state.light, state.start_video)
+        if state.options.streams_start:
+            await asyncio.get_running_loop().run_in_executor(state.light, state.streams.ensure_started)
         try:
-            yield
+            yield {STOPPING: state.events.stopping}  # the guard sets it when shutdown begins: SSE streams end
         finally:
+            state.events.stopping.set()
             await asyncio.get_running_loop().run_in_executor(None, state.shutdown)
 
     async def rekognition(request: Request) -> Response:
@@ -155,18 +172,50 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
         return _health(state, keys is not None)
 
     async def metrics(request: Request) -> Response:
-        text = await asyncio.get_running_loop().run_in_executor(state.light, state.metrics.render)
+        text = await asyncio.get_running_loop().run_in_executor(state.light, _metrics_text, state)
         return Response(text, media_type=METRICS_TYPE)
+
+    async def events(request: Request) -> Response:
+        return _EventsResponse(state)
 
     async def not_routed(request: Request, exc: Exception) -> Response:
         return _not_routed(state, request, exc)
 
     app = Starlette(routes=[Route("/", rekognition, methods=["POST"]),
                             Route("/health", health, methods=["GET"]),
-                            Route("/metrics", metrics, methods=["GET"])],
+                            Route("/metrics", metrics, methods=["GET"]),
+                            Route("/stream-processors/{name}/events", events, methods=["GET"])],
                     exception_handlers={404: not_routed, 405: not_routed}, lifespan=lifespan)
     app.state.faceprint = state
     return app
+
+
+def _metrics_text(state: _State) -> str:
+    return state.metrics.render() + stream_metrics(state.handler.fp.home)
+
+
+class _EventsResponse(Response):
+    """The SSE answer: :class:`EventStreams` writes it to the connection itself."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        state = self.state
+        started = time.perf_counter()
+        state.metrics.begin()
+        status, code, key_id = 500, "InternalServerError", None
+        try:
+            status, code, key_id = await state.events(scope, receive, send)
+        finally:
+            state.metrics.end(_EVENTS, status, code, time.perf_counter() - started)
+            request = Request(scope)
+            outcome = Outcome(Reply(status, error_body(code, "") if code else {}), _EVENTS, key_id=key_id)
+            _log(state, request, str(uuid.uuid4()), outcome, time.perf_counter() - started, 0, 0)
+
+
+_EVENTS = "StreamProcessorEvents"
+"""The access log's and metrics' name of the SSE endpoint."""
 
 
 def _health(state: _State, auth: bool) -> Response:
@@ -202,6 +251,8 @@ async def _rekognition(state: _State, request: Request) -> Response:
     try:
         outcome, bytes_in, close = await _answer(state, request, headers, operation)
         data = outcome.reply.encode()
+        if outcome.operation == "StartStreamProcessor" and outcome.reply.status == 200:
+            await asyncio.get_running_loop().run_in_executor(state.light, state.streams.ensure_started)
     except Exception:  # a bug in this layer: an AWS error all the same, never a traceback on the wire
         logging.getLogger("faceprint.server").exception("internal error in %s", operation)
         outcome, bytes_in, close = _internal_error(), 0, True

@@ -18,18 +18,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from faceprint.errors import FaceprintError
 from faceprint.server.keys import AccessKey, KeyStore, Policy
 
-__all__ = ["AccessKey", "AuthError", "KeyStore", "Policy", "authorize", "precheck", "verify"]
+__all__ = ["AccessKey", "AuthError", "KeyStore", "Policy", "authorize", "precheck", "verify", "verify_presigned"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "rekognition"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 """AWS refuses a request whose date is more than 15 minutes from the server's clock."""
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
+"""A presigned URL lives at most 7 days (``X-Amz-Expires`` 604800), as AWS has it."""
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
+                  "X-Amz-Signature")
 
 INVALID_SIGNATURE_MESSAGE = (
     "The request signature we calculated does not match the signature you provided. "
@@ -138,6 +144,88 @@ def _check_headers(headers: Mapping[str, str], keys: KeyStore, now: datetime | N
     _check_scope(auth, timestamp, service)
     _check_signed_headers(auth, headers)
     return key, auth, timestamp
+
+
+def verify_presigned(method: str, path: str, query: str, headers: Mapping[str, str], keys: KeyStore,
+                     now: datetime | None = None, service: str = SERVICE) -> AccessKey:
+    """The active key that presigned this URL (SigV4 in the query string, as botocore's
+    ``SigV4QueryAuth`` makes it), or :class:`AuthError`.
+
+    The query holds ``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Date``, ``X-Amz-Expires``
+    (1 second to 7 days), ``X-Amz-SignedHeaders`` (``host`` among them) and ``X-Amz-Signature``; the
+    URL is refused once ``X-Amz-Date`` + ``X-Amz-Expires`` has passed, or if it was signed more than
+    15 minutes in the future. The payload is ``UNSIGNED-PAYLOAD`` or the hash of the empty body (what
+    botocore signs for a bodiless GET)."""
+    params = _presigned_params(query)
+    if params.get("X-Amz-Algorithm") != ALGORITHM:
+        raise _incomplete(f"Unsupported X-Amz-Algorithm: faceprint accepts {ALGORITHM} only.")
+    scope = params["X-Amz-Credential"].split("/")
+    if len(scope) != 5 or not all(scope):
+        raise _incomplete("X-Amz-Credential must have exactly 5 slash-delimited elements, "
+                          "e.g. keyid/date/region/service/term.")
+    auth = _Authorization("", *scope, signed_headers=tuple(params["X-Amz-SignedHeaders"].lower().split(";")),
+                          signature=params["X-Amz-Signature"])
+    timestamp, signed_at = _presigned_time(params["X-Amz-Date"])
+    expires = _presigned_expires(params["X-Amz-Expires"])
+    key = keys.get(auth.access_key_id)
+    if key is None or key.status != "Active" or "X-Amz-Security-Token" in params:
+        raise _unrecognized()
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    if key.expired(now):
+        raise _expired()
+    _check_presigned_clock(timestamp, signed_at, expires, now)
+    _check_scope(auth, timestamp, service)
+    if "host" not in auth.signed_headers:
+        raise _incomplete("'host' must be one of X-Amz-SignedHeaders.")
+    unsigned = "&".join(p for p in query.split("&") if p.partition("=")[0] != "X-Amz-Signature")
+    claimed = auth.signature.encode("utf-8", "replace")
+    for payload in (UNSIGNED_PAYLOAD, EMPTY_SHA256):
+        canonical = canonical_request(method, path, unsigned, headers, auth.signed_headers, payload)
+        expected = signature(key.secret_access_key, timestamp, auth.region, auth.service, canonical)
+        if hmac.compare_digest(expected.encode(), claimed):
+            return key
+    raise _invalid_signature()
+
+
+def _presigned_params(query: str) -> dict[str, str]:
+    """The presigning members of the query; each present once."""
+    seen: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name.startswith("X-Amz-"):
+            seen.setdefault(name, []).append(value)
+    if not seen:
+        raise _missing_token()
+    missing = [n for n in PRESIGN_PARAMS if not seen.get(n) or not seen[n][0]]
+    if missing:
+        raise _incomplete(f"A presigned URL needs the query parameters {', '.join(PRESIGN_PARAMS)}; "
+                          f"missing: {', '.join(missing)}.")
+    twice = [n for n, v in seen.items() if len(v) > 1]
+    if twice:
+        raise _incomplete(f"The query parameters {', '.join(sorted(twice))[:200]} are given more than once.")
+    return {n: v[0] for n, v in seen.items()}
+
+
+def _presigned_time(text: str) -> tuple[str, datetime]:
+    try:
+        return text, datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise _incomplete("X-Amz-Date must be an ISO 8601 basic date like 20240131T235959Z.") from None
+
+
+def _presigned_expires(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PRESIGNED_EXPIRES:
+        raise _incomplete(f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGNED_EXPIRES} (7 days).")
+    return int(text)
+
+
+def _check_presigned_clock(timestamp: str, signed_at: datetime, expires: int, now: datetime) -> None:
+    if signed_at + timedelta(seconds=expires) < now:
+        raise AuthError("AccessDeniedException", f"Request has expired: signed at {timestamp} for {expires} "
+                        f"seconds, now {now.strftime(AMZ_DATE_FORMAT)}.", 403)
+    if signed_at > now + MAX_CLOCK_SKEW:
+        raise _invalid_signature(f"Signature not yet current: {timestamp} is still later than "
+                                 f"{(now + MAX_CLOCK_SKEW).strftime(AMZ_DATE_FORMAT)} ({now.strftime(AMZ_DATE_FORMAT)}"
+                                 " + 15 min.)")
 
 
 def authorize(key: AccessKey, operation: str, collection_id: str | None) -> None:

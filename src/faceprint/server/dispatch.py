@@ -6,6 +6,8 @@ Images arrive as ``Image.Bytes`` (decoded from base64 by the validator) or ``Ima
 (read through :class:`faceprint.server.s3.Buckets`); a string is never taken for a path.
 Videos arrive as ``Video.S3Object`` only, passed on as ``{"S3Object": ...}``: the video jobs
 (:mod:`faceprint.video.service`) measure and copy the object through the same Buckets.
+Stream processors (:mod:`faceprint.streams.service`) are only read and written in the processor
+store here; the home's stream host runs them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Call:
     fp: Faceprint
     params: dict[str, Any]
     buckets: Buckets | None = None
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The request body as sent (for faceprint's extensions, which the model's validation drops)."""
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.params.get(name)
@@ -177,6 +181,49 @@ VIDEO_OPERATIONS: dict[str, Handler] = {
 """Stored video: the Start operations queue a job and answer its JobId at once; the Get operations
 read the job store. None of them runs inference on the request's thread."""
 
+def _create_stream_processor(c: Call) -> dict[str, Any]:
+    p = c.params
+    return c.fp.create_stream_processor(p["Input"], p["Output"], p["Name"], p["Settings"], p["RoleArn"],
+                                        tags=p.get("Tags"), notification_channel=p.get("NotificationChannel"),
+                                        kms_key_id=p.get("KmsKeyId"), regions_of_interest=p.get("RegionsOfInterest"),
+                                        data_sharing_preference=p.get("DataSharingPreference")).to_dict()
+
+
+def _update_stream_processor(c: Call) -> dict[str, Any]:
+    return c.fp.update_stream_processor(c.params["Name"], settings_for_update=settings_for_update(c),
+                                        regions_of_interest_for_update=c.params.get("RegionsOfInterestForUpdate"),
+                                        data_sharing_preference_for_update=c.params.get(
+                                            "DataSharingPreferenceForUpdate"),
+                                        parameters_to_delete=c.params.get("ParametersToDelete")).to_dict()
+
+
+def settings_for_update(c: Call) -> dict[str, Any] | None:
+    """``SettingsForUpdate`` with faceprint's extension ``FaceSearchForUpdate`` (``{"FaceMatchThreshold":
+    N}``), which Rekognition's model lacks and its validation therefore drops: taken from the raw body."""
+    settings = c.params.get("SettingsForUpdate")
+    raw = c.raw.get("SettingsForUpdate")
+    if isinstance(raw, dict) and "FaceSearchForUpdate" in raw:
+        extension = raw["FaceSearchForUpdate"]
+        if not isinstance(extension, dict):
+            raise InvalidParameterException("SettingsForUpdate.FaceSearchForUpdate must be an object such as "
+                                            '{"FaceMatchThreshold": 85}.')
+        settings = dict(settings or {}) | {"FaceSearchForUpdate": extension}
+    return settings
+
+
+STREAM_OPERATIONS: dict[str, Handler] = {
+    "CreateStreamProcessor": _create_stream_processor,
+    "DescribeStreamProcessor": lambda c: c.fp.describe_stream_processor(c.params["Name"]).to_dict(),
+    "ListStreamProcessors": lambda c: c.fp.list_stream_processors(c.get("MaxResults", 1000),
+                                                                  c.params.get("NextToken")).to_dict(),
+    "StartStreamProcessor": lambda c: c.fp.start_stream_processor(c.params["Name"], c.params.get("StartSelector"),
+                                                                  c.params.get("StopSelector")).to_dict(),
+    "StopStreamProcessor": lambda c: c.fp.stop_stream_processor(c.params["Name"]).to_dict(),
+    "UpdateStreamProcessor": _update_stream_processor,
+    "DeleteStreamProcessor": lambda c: c.fp.delete_stream_processor(c.params["Name"]).to_dict(),
+}
+"""Stream processors (docs/streams.md): the API sets what the home's stream host is to run."""
+
 SERVED: dict[str, Handler] = {
     "DetectFaces": _detect_faces,
     "CompareFaces": _compare_faces,
@@ -201,6 +248,7 @@ SERVED: dict[str, Handler] = {
     "SearchUsers": _search_users,
     "SearchUsersByImage": _search_users_by_image,
     **VIDEO_OPERATIONS,
+    **STREAM_OPERATIONS,
 }
 """Every operation of the Python API, by Rekognition name."""
 

@@ -15,6 +15,8 @@ uvicorn's own ``H11Protocol`` (so HTTP parsing, ASGI and graceful shutdown stay 
   that has waited longest for its next request's headers (from that address, for the per-address
   cap) is closed to make room; if none is waiting (every connection has a request in progress),
   the new connection is closed at once, unanswered;
+- at shutdown, long-lived answers (Server-Sent Events) are told to end at once (the app's
+  ``faceprint.stopping`` event), so that they do not hold the graceful shutdown to its timeout;
 - TLS made here (asyncio's ``start_tls``) rather than by uvicorn, so that a connection counts
   against the caps and its header deadline from the moment it is accepted, handshake included.
 
@@ -35,6 +37,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from faceprint.errors import InvalidParameterException
+from faceprint.server.events import STOPPING
 from faceprint.server.protocol import Reply, RequestTimeoutException, response_headers
 
 
@@ -205,6 +208,14 @@ class GuardedH11Protocol(H11Protocol):
         """True if no request is in progress: none yet, or the last one answered."""
         answered = self.cycle is None or self.cycle.response_complete
         return answered and not self.transport.is_closing()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: first tell long-lived answers (Server-Sent Events) to end, so
+        that their connections close with the others rather than at the graceful timeout."""
+        stopping = self.app_state.get(STOPPING)
+        if stopping is not None:
+            stopping.set()
+        super().shutdown()
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -141,9 +141,7 @@ class RekognitionHandler:
                 f"{', '.join(sorted(SERVED))} (see docs/operations.md).")
         check_content_type(request.headers.get("content-type"))
         body = parse_body(request.body)
-        collection = body.get("CollectionId") if isinstance(body, dict) else None
-        if operation == "GetFaceSearch" and key is not None and key.policy.collections is not None:
-            collection = self.fp.video.collection_of(body.get("JobId")) if isinstance(body, dict) else None
+        collection = self._collection(operation, body, key)
         if isinstance(collection, str):
             outcome.collection_id = collection[:255]
         if key is not None:
@@ -152,9 +150,31 @@ class RekognitionHandler:
         params = self.validator.validate(shape, body) if shape else {}
         if operation == "ListCollections" and key is not None and key.policy.collections is not None:
             return visible_collections(self.fp, key, params.get("MaxResults", 1000), params.get("NextToken"))
-        return SERVED[operation](Call(self.fp, params, self.buckets))
+        if operation == "ListStreamProcessors" and key is not None and key.policy.collections is not None:
+            return visible_processors(self.fp, key, params.get("MaxResults", 1000), params.get("NextToken"))
+        return SERVED[operation](Call(self.fp, params, self.buckets, body))
+
+    def _collection(self, operation: str, body: Any, key: AccessKey | None) -> Any:
+        """The collection a request acts on, for the key's policy and the access log: its
+        CollectionId; a face search job's; a stream processor's (``Settings.FaceSearch.CollectionId``
+        when it is created, the processor's own afterwards)."""
+        if not isinstance(body, dict):
+            return None
+        if operation == "CreateStreamProcessor":
+            settings = body.get("Settings")
+            search = settings.get("FaceSearch") if isinstance(settings, dict) else None
+            return search.get("CollectionId") if isinstance(search, dict) else None
+        restricted = key is not None and key.policy.collections is not None
+        if operation in PROCESSOR_OPERATIONS and restricted and isinstance(body.get("Name"), str):
+            return self.fp.streams.collection_of(body["Name"])
+        if operation == "GetFaceSearch" and restricted:
+            return self.fp.video.collection_of(body.get("JobId"))
+        return body.get("CollectionId")
 
 
+PROCESSOR_OPERATIONS = frozenset({"DescribeStreamProcessor", "StartStreamProcessor", "StopStreamProcessor",
+                                  "UpdateStreamProcessor", "DeleteStreamProcessor"})
+"""Operations on one stream processor (by ``Name``): a key's collection patterns apply to its collection."""
 STORE_PAGE = 1000
 """Collections read from the store at once while ListCollections looks for a key's visible ones."""
 
@@ -192,4 +212,41 @@ def _any_visible(fp: Faceprint, key: AccessKey, next_token: str | None) -> bool:
         if any(key.policy.allows_collection(cid) for cid in page.collection_ids):
             return True
         next_token = page.next_token
+    return False
+
+
+def visible_processors(fp: Faceprint, key: AccessKey, max_results: int, next_token: str | None) -> dict[str, Any]:
+    """ListStreamProcessors for a key that may see only some collections: the processors on the
+    collections it may see (paged as :func:`visible_collections` pages collections)."""
+    shown: list[dict[str, Any]] = []
+    size = max(max_results, STORE_PAGE)
+    while True:
+        page = fp.list_stream_processors(size, next_token).to_dict()
+        rows = page.get("StreamProcessors", [])
+        visible = [i for i, row in enumerate(rows) if _sees(fp, key, row["Name"])]
+        wanted = max_results - len(shown)
+        if len(visible) > wanted or (len(visible) == wanted and visible[-1] != len(rows) - 1):
+            size = visible[wanted - 1] + 1  # the same page again, ending on the last processor to show
+            continue
+        shown += [rows[i] for i in visible]
+        token = page.get("NextToken")
+        if token is None or len(shown) >= max_results:
+            answer: dict[str, Any] = {"StreamProcessors": shown}
+            if token is not None and _any_processor(fp, key, token):
+                answer["NextToken"] = token
+            return answer
+        next_token, size = token, max(max_results - len(shown), STORE_PAGE)
+
+
+def _sees(fp: Faceprint, key: AccessKey, name: str) -> bool:
+    collection = fp.streams.collection_of(name)
+    return collection is not None and key.policy.allows_collection(collection)
+
+
+def _any_processor(fp: Faceprint, key: AccessKey, next_token: str | None) -> bool:
+    while next_token is not None:
+        page = fp.list_stream_processors(STORE_PAGE, next_token).to_dict()
+        if any(_sees(fp, key, row["Name"]) for row in page.get("StreamProcessors", [])):
+            return True
+        next_token = page.get("NextToken")
     return False

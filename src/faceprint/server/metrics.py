@@ -189,3 +189,89 @@ def _exposition(m: dict[str, Any]) -> str:
             "# TYPE faceprint_start_time_seconds gauge",
             f"faceprint_start_time_seconds {m['started']:.3f}"]
     return "\n".join(out) + "\n"
+
+
+# -- stream processors (HOME/streams/metrics.json, written by the stream host) -----------------------
+
+STREAM_STALE = 10.0
+"""Seconds after which the host's metrics are old: its processors are no longer shown connected."""
+_STREAM_COUNTERS = (
+    ("frames_read", "faceprint_stream_frames_read_total", "Frames decoded from the camera."),
+    ("frames_analysed", "faceprint_stream_frames_analysed_total", "Frames analysed (faces detected and searched)."),
+    ("frames_dropped", "faceprint_stream_frames_dropped_total",
+     "Frames due for analysis that were replaced by a newer one before analysis could take them."),
+    ("reconnects", "faceprint_stream_reconnects_total", "Times the camera was connected again after a drop."),
+    ("alerts", "faceprint_stream_alerts_total", "Alerts raised (a track's first match)."),
+    ("records", "faceprint_stream_records_total", "Frame records handed to the sinks."),
+)
+_SINK_COUNTERS = (
+    ("delivered", "faceprint_stream_sink_delivered_total", "Records a sink delivered."),
+    ("failed", "faceprint_stream_sink_failed_total", "Records a sink gave up on after its retries."),
+    ("dropped", "faceprint_stream_sink_dropped_total", "Records dropped from a sink's full queue (oldest first)."),
+)
+
+
+def stream_metrics(home: Path, now: float | None = None) -> str:
+    """The stream processors' metrics in the exposition format ('' when the home runs none)."""
+    try:
+        data = json.loads((home / "streams" / "metrics.json").read_text())
+        processors = data["processors"]
+        updated = float(data.get("updated") or 0.0)
+    except (OSError, ValueError, TypeError, KeyError):
+        return ""
+    if not isinstance(processors, dict):
+        return ""
+    fresh = (now if now is not None else time.time()) - updated <= STREAM_STALE
+    out: list[str] = []
+    for key, name, text in _STREAM_COUNTERS:
+        out += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+        out += [f'{name}{{processor="{_label(p)}"}} {_num(_value(m, key))}' for p, m in sorted(processors.items())]
+    out += ["# HELP faceprint_stream_connected 1 while the processor's camera is connected and its host reports.",
+            "# TYPE faceprint_stream_connected gauge"]
+    out += [f'faceprint_stream_connected{{processor="{_label(p)}"}} {int(fresh and bool(_get(m, "connected")))}'
+            for p, m in sorted(processors.items())]
+    out += _stream_latency(processors) + _sink_lines(processors)
+    out += ["# HELP faceprint_stream_metrics_updated_seconds When the stream host last wrote its metrics.",
+            "# TYPE faceprint_stream_metrics_updated_seconds gauge", f"faceprint_stream_metrics_updated_seconds "
+            f"{updated:.3f}"]
+    return "\n".join(out) + "\n"
+
+
+def _get(m: Any, key: str) -> Any:
+    return m.get(key) if isinstance(m, dict) else None
+
+
+def _value(m: Any, key: str) -> float:
+    value = _get(m, key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _stream_latency(processors: dict[str, Any]) -> list[str]:
+    name = "faceprint_stream_latency_seconds"
+    out = [f"# HELP {name} Time from a frame's capture to its record handed to the sinks.",
+           f"# TYPE {name} histogram"]
+    for p, m in sorted(processors.items()):
+        hist = _get(m, "latency")
+        if not isinstance(hist, dict) or not isinstance(hist.get("buckets"), list):
+            continue
+        label = _label(p)
+        running = 0.0
+        counts = hist.get("counts") or []
+        for bound, count in zip(hist["buckets"], counts, strict=False):
+            running += float(count)
+            out.append(f'{name}_bucket{{processor="{label}",le="{bound}"}} {_num(running)}')
+        out.append(f'{name}_bucket{{processor="{label}",le="+Inf"}} {_num(_value(hist, "count"))}')
+        out.append(f'{name}_sum{{processor="{label}"}} {_num(_value(hist, "sum"))}')
+        out.append(f'{name}_count{{processor="{label}"}} {_num(_value(hist, "count"))}')
+    return out
+
+
+def _sink_lines(processors: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, name, text in _SINK_COUNTERS:
+        out += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+        for p, m in sorted(processors.items()):
+            sinks = _get(m, "sinks")
+            for sink, stats in sorted(sinks.items()) if isinstance(sinks, dict) else ():
+                out.append(f'{name}{{processor="{_label(p)}",sink="{_label(str(sink))}"}} {_num(_value(stats, key))}')
+    return out

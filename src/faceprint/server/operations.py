@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from faceprint.server.dispatch import NOT_SUPPORTED_MEMBERS, SERVED, VIDEO_OPERATIONS
+from faceprint.server.dispatch import NOT_SUPPORTED_MEMBERS, SERVED, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from faceprint.server.model import ServiceModel
 
 # What an unserved operation belongs to, by the first matching part of its name.
@@ -26,6 +26,21 @@ _FAMILIES = (
     ("Labels", "image labels (no model in faceprint)"),
     ("ProtectiveEquipment", "image labels (no model in faceprint)"),
 )
+
+
+STREAM_NOTES = {
+    "CreateStreamProcessor": "live streams (docs/streams.md): FaceSearch only; `Tags`, `KmsKeyId`, `S3Destination` "
+                             "and `ConnectedHome` refused (InvalidParameterException); `RegionsOfInterest` for face "
+                             "search is a faceprint extension",
+    "StartStreamProcessor": "live streams (docs/streams.md): `StartSelector` and `StopSelector` for face search are "
+                            "faceprint extensions",
+    "UpdateStreamProcessor": "live streams (docs/streams.md): `SettingsForUpdate.FaceSearchForUpdate` "
+                             "(`FaceMatchThreshold`) and `RegionsOfInterestForUpdate` for face search are faceprint "
+                             "extensions; `ConnectedHomeForUpdate` refused",
+    "DescribeStreamProcessor": "live streams (docs/streams.md); records and alerts also as Server-Sent Events at "
+                               "`GET /stream-processors/{name}/events`",
+}
+"""What the operations table says of the stream processor operations (faceprint's extensions among them)."""
 
 
 def _method(operation: str) -> str:
@@ -61,6 +76,8 @@ def render(model: ServiceModel | None = None) -> str:
             notes = [f"`{m}` refused (InvalidParameterException)" for m in refused]
             if op in VIDEO_OPERATIONS:
                 notes.append("stored video (docs/video.md)")
+            if op in STREAM_OPERATIONS:
+                notes.append(STREAM_NOTES.get(op, "live streams (docs/streams.md)"))
             note = ", ".join(notes)
             lines.append(f"| {op} | served | {_method(op)} | {note} |")
         else:

@@ -29,6 +29,15 @@ from faceprint.account import check_region
 from faceprint.errors import InvalidParameterException
 from faceprint.server.app import ACCESS_LOG, AppOptions, create_app
 from faceprint.server.guard import GuardedConfig, GuardSettings, tls_context
+from faceprint.server.streams import (
+    RunnerHolder,
+    StreamFlags,
+    flags_of,
+    models_dir,
+    runner_factory,
+    stream_flags,
+    wants_runner,
+)
 
 SETTINGS_ENV = "FACEPRINT_SERVE_SETTINGS"
 DEFAULT_MAX_CONNECTIONS = 4096
@@ -87,6 +96,14 @@ class ServeSettings:
     """Longer or larger videos are ``VideoTooLargeException`` (Rekognition: 10 GB, 6 hours)."""
     sns_topics: list[str] = field(default_factory=list)
     """``ARN=URL``: completion notifications for the SNS topic ARN are POSTed to the URL."""
+    streams: list[str] = field(default_factory=list, repr=False)
+    """``NAME=URL``: the camera (or other live source) of the Kinesis video stream NAME (secret: never logged)."""
+    data_streams: list[str] = field(default_factory=list, repr=False)
+    """``NAME=SINK``: a sink of the Kinesis data stream NAME (repeatable per name; secret: never logged)."""
+    no_streams: bool = False
+    """Run no stream host from this server (another process runs the home's processors)."""
+    streams_file: str | None = None
+    """Where a worker process reads the streams and data streams (a 0600 file of the server's)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -116,6 +133,9 @@ def check_settings(settings: ServeSettings) -> None:
                                         "or more.")
     tls_context(guard_settings(settings, 1))  # fails here, clearly, on files that do not load
     check_video_settings(settings)
+    from faceprint.server.streams import stream_flags
+
+    stream_flags(settings.streams, settings.data_streams)
 
 
 def check_video_settings(settings: ServeSettings) -> None:
@@ -208,9 +228,10 @@ def build_app(settings: ServeSettings) -> Starlette:
         buckets = Buckets.from_specs(settings.buckets, endpoint_url=settings.s3_endpoint_url,
                                      region=settings.s3_region, access_key_id=settings.s3_access_key_id,
                                      secret_access_key=settings.s3_secret_access_key)
+    flags = flags_of(dataclasses.asdict(settings))
     fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
                    threads=0 if settings.workers == 1 else share, region=settings.region,
-                   video=video_settings(settings, buckets))
+                   video=video_settings(settings, buckets), streams=stream_settings(flags))
     keys = None
     if settings.auth:
         from faceprint.server.auth import KeyStore
@@ -218,8 +239,26 @@ def build_app(settings: ServeSettings) -> Starlette:
         keys = KeyStore(fp.home)
     options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None,
-                         video_runner=buckets is not None)
+                         video_runner=buckets is not None, **_streams_options(settings, fp, flags))
     return create_app(fp, keys=keys, buckets=buckets, options=options)
+
+
+def _streams_options(settings: ServeSettings, fp: Any, flags: StreamFlags) -> dict[str, Any]:
+    """One process serving: it runs the home's stream host, at startup if streams are configured,
+    else from the first StartStreamProcessor. Several: the server's supervisor runs it."""
+    if settings.no_streams or settings.streams_file is not None:
+        return {}
+    factory = runner_factory(fp.home, flags, profile=fp.profile.name, region=settings.region,
+                             models_dir=fp.models.root)
+    return {"streams_runner": factory, "streams_start": wants_runner(fp.home, flags)}
+
+
+def stream_settings(flags: StreamFlags) -> Any:
+    """The Faceprint's :class:`faceprint.streams.service.StreamSettings`: the server's streams and sinks
+    over the home's own."""
+    from faceprint.streams.service import StreamSettings
+
+    return StreamSettings(sources=flags.sources, data_streams=flags.data_streams)
 
 
 def video_settings(settings: ServeSettings, buckets: Any) -> Any:
@@ -294,15 +333,35 @@ def serve(settings: ServeSettings) -> None:
     if settings.workers == 1:
         _run_one(GuardedConfig(build_app(settings), guard, **common))
         return
-    build_app(settings)  # fail here, once, on bad settings (not in every worker, over and over)
+    build_app(dataclasses.replace(settings, no_streams=True))  # fail here, once, on bad settings
     share = Path(tempfile.mkdtemp(prefix="faceprint-metrics-"))
+    holder = RunnerHolder(None)
     try:
-        worker = dataclasses.replace(settings, metrics_dir=str(share))
+        flags = stream_flags(settings.streams, settings.data_streams)
+        flags.write(share / "streams.json")
+        worker = dataclasses.replace(settings, metrics_dir=str(share), streams=[], data_streams=[],
+                                     streams_file=str(share / "streams.json"))
         os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(worker))
+        holder = _supervisor_runner(settings, flags)
         _run_workers(GuardedConfig("faceprint.server.run:app_from_environment", guard, factory=True,
                                    workers=settings.workers, **common))
     finally:
+        holder.close()
         shutil.rmtree(share, ignore_errors=True)
+
+
+def _supervisor_runner(settings: ServeSettings, flags: StreamFlags) -> RunnerHolder:
+    """The stream host of a server of several worker processes, run by its supervisor (the
+    workers' StartStreamProcessor cannot start it, so it runs from the start)."""
+    from faceprint.service import default_home
+
+    if settings.no_streams:
+        return RunnerHolder(None)
+    home = Path(settings.home) if settings.home else default_home()
+    holder = RunnerHolder(runner_factory(home, flags, profile=settings.profile, region=settings.region,
+                                         models_dir=models_dir()))
+    holder.ensure_started()
+    return holder
 
 
 def _run_one(config: GuardedConfig) -> None:

@@ -1,0 +1,215 @@
+"""``GET /stream-processors/{name}/events``: a stream processor's records and alerts as Server-Sent Events.
+
+The host writes every record and alert of a processor to the store's events ring
+(``HOME/streams/processors.db``, the last 1,000 per processor); this endpoint follows it:
+
+    id: 42
+    event: record            (or: alert)
+    data: {"InputInformation": ...}
+
+A client resumes after the last event it saw with the ``Last-Event-ID`` header (browsers' EventSource
+sends it when it reconnects) or ``?after=SEQ``; without either it gets the events from now on
+(``?after=0``: every event the ring still holds). A comment line (``: heartbeat``) comes every 15 s
+when nothing else does, so that proxies keep the connection and a client that went away is noticed.
+
+A request is authorised by a SigV4-presigned query (``X-Amz-Algorithm``, ``X-Amz-Credential``,
+``X-Amz-Date``, ``X-Amz-Expires``, ``X-Amz-SignedHeaders``, ``X-Amz-Signature``, as botocore's
+``SigV4QueryAuth`` makes them for the service ``rekognition``) of a key whose policy allows
+``DescribeStreamProcessor`` on the processor's collection; a ``--no-auth`` server needs none. An
+unknown processor answers 404 with ``ResourceNotFoundException``; past ``max_clients`` streams in
+this process, 503 with ``ThrottlingException``. The store is read on a pool of its own (never on
+the event loop, never on the pools that answer Rekognition requests), and a stream ends when its
+client goes away, when its processor is deleted, and when the server shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException, error_body
+from faceprint.server.protocol import ThrottlingException
+
+if TYPE_CHECKING:
+    from faceprint.server.handler import RekognitionHandler
+
+log = logging.getLogger("faceprint.server")
+OPERATION = "DescribeStreamProcessor"
+"""What a key's policy must allow (on the processor's collection) to follow its events."""
+STOPPING = "faceprint.stopping"
+"""The lifespan state's key of the event the connection guard sets when shutdown begins."""
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    max_clients: int = 32
+    """Streams open at once in one process; more answer 503 ``ThrottlingException``."""
+    heartbeat: float = 15.0
+    """Seconds between comment lines when there is nothing to send."""
+    poll: float = 0.25
+    """Seconds between reads of the store while a stream waits for events."""
+    batch: int = 200
+    """Events read from the store at once."""
+
+
+class EventStreams:
+    """The SSE endpoint of one app process: its clients, its reading pool, its shutdown."""
+
+    def __init__(self, handler: RekognitionHandler, settings: EventSettings | None = None) -> None:
+        self.handler = handler
+        self.settings = settings or EventSettings()
+        self.clients = 0
+        """Streams open now (the event loop's alone)."""
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="fp-events")
+        self.stopping = asyncio.Event()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, str | None, str | None]:
+        """Answer one request; (HTTP status, error code, key id) for the access log and metrics."""
+        name = scope["path_params"]["name"]
+        loop = asyncio.get_running_loop()
+        try:
+            after, key_id = await loop.run_in_executor(self.pool, self._admit, scope, name)
+        except FaceprintError as exc:
+            status = 404 if isinstance(exc, ResourceNotFoundException) else exc.http_status
+            await _json(send, status, error_body(exc.code, exc.message))
+            return status, exc.code, None
+        if self.clients >= self.settings.max_clients:
+            exc = ThrottlingException(f"This server process streams events to {self.settings.max_clients} clients "
+                                      "already; try again later.")
+            await _json(send, 503, exc.to_dict())
+            return 503, exc.code, key_id
+        self.clients += 1
+        try:
+            await self._stream(name, after, receive, send)
+        finally:
+            self.clients -= 1
+        return 200, None, key_id
+
+    # -- admission (on the pool) ---------------------------------------------------------------------
+
+    def _admit(self, scope: Scope, name: str) -> tuple[int, str | None]:
+        """The sequence number to stream after and the key that signed, or a FaceprintError."""
+        query = scope.get("query_string", b"").decode("latin-1")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        key_id = self._authorised(scope, query, headers, name)
+        streams = self.handler.fp.streams
+        streams.describe_stream_processor(name)  # ResourceNotFoundException if there is none
+        after = _resume_point(query, headers)
+        return (streams.store.last_seq(name) if after is None else after), key_id
+
+    def _authorised(self, scope: Scope, query: str, headers: dict[str, str], name: str) -> str | None:
+        keys = self.handler.keys
+        if keys is None:
+            return None
+        from faceprint.server.auth import authorize, verify_presigned
+
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        key = verify_presigned(scope["method"], raw_path, query, headers, keys)
+        self.handler.limiter.check(key.access_key_id, key.rate_limit)
+        collection = self.handler.fp.streams.collection_of(name) if key.policy.collections is not None else None
+        authorize(key, OPERATION, collection)
+        return key.access_key_id
+
+    # -- streaming -----------------------------------------------------------------------------------
+
+    async def _stream(self, name: str, after: int, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no")]})
+            await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
+            await self._follow(name, after, gone, send)
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client went away while we wrote
+            pass
+        finally:
+            watcher.cancel()
+
+    async def _follow(self, name: str, after: int, gone: asyncio.Event, send: Send) -> None:
+        """Send the events after ``after`` until the client goes, the processor is deleted or the server stops."""
+        loop = asyncio.get_running_loop()
+        quiet = 0.0
+        while not gone.is_set() and not self.stopping.is_set():
+            events = await loop.run_in_executor(self.pool, self._read, name, after)
+            if events is None:  # the processor was deleted
+                return
+            if events:
+                after = events[-1][0]
+                await send({"type": "http.response.body", "body": b"".join(_event(*e) for e in events),
+                            "more_body": True})
+                quiet = 0.0
+                if len(events) == self.settings.batch:
+                    continue
+            elif quiet >= self.settings.heartbeat:
+                await send({"type": "http.response.body", "body": b": heartbeat\n\n", "more_body": True})
+                quiet = 0.0
+            await _first(self.settings.poll, gone, self.stopping)
+            quiet += self.settings.poll
+
+    def _read(self, name: str, after: int) -> list[tuple[int, str, str]] | None:
+        store = self.handler.fp.streams.store
+        events = store.events_after(name, after, self.settings.batch)
+        if not events and store.get(name) is None:
+            return None
+        return events
+
+
+def _resume_point(query: str, headers: dict[str, str]) -> int | None:
+    """``?after=SEQ`` or the ``Last-Event-ID`` header (the query wins); None: from now on."""
+    values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "after"]
+    if len(values) > 1:
+        raise InvalidParameterException("Give ?after= once.")
+    text = values[0] if values else headers.get("last-event-id")
+    if text is None or (not values and not text.strip()):
+        return None
+    text = text.strip()
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidParameterException("?after= and Last-Event-ID must be an event id: a whole number of 0 or more.")
+    return int(text)
+
+
+def _event(seq: int, kind: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"id: {seq}\nevent: {kind}\n{lines}\n".encode()
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+async def _first(seconds: float, *events: asyncio.Event) -> None:
+    """Sleep ``seconds``, or less if one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/x-amz-json-1.1"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
