@@ -22,10 +22,13 @@ the first ``fail_first`` requests are answered 500.
                                             # or monkeypatch.setenv each, for boto3 in this process
         kinesis.records("faces")            # every record: {"Data": bytes, "PartitionKey", ...}
         kinesis.json_records("faces")       # their Data parsed as JSON
+        with throttling_proxy(kinesis) as proxy:  # proxy.endpoint: Kinesis that fails every other
+            ...                                   # record of the first PutRecords (FailedRecordCount)
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -33,6 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from serverkit import REGION, free_port
 
@@ -66,7 +70,8 @@ class WebhookReceiver:
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="webhook-receiver", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="webhook-receiver",
+                                       daemon=True)
         self.thread.start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -123,11 +128,12 @@ class KinesisServer:
         self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_DEFAULT_REGION": REGION}
 
-    def client(self) -> Any:
+    def client(self, endpoint: str | None = None) -> Any:
+        """A boto3 Kinesis client of this server (or of ``endpoint``, e.g. a proxy's)."""
         import boto3
 
-        return boto3.session.Session().client("kinesis", endpoint_url=self.endpoint, region_name=REGION,
-                                              **CREDENTIALS)
+        return boto3.session.Session().client("kinesis", endpoint_url=endpoint or self.endpoint,
+                                              region_name=REGION, **CREDENTIALS)
 
     def spec(self, stream: str) -> str:
         return f"kinesis:{self.endpoint}#{stream}"
@@ -168,3 +174,86 @@ def kinesis_server(port: int | None = None) -> Iterator[KinesisServer]:
         yield KinesisServer(f"http://127.0.0.1:{port}")
     finally:
         server.stop()
+
+
+class ThrottlingProxy:
+    """A Kinesis endpoint in front of moto's that fails every other record (the last, the third
+    last...) of the first ``fail_calls`` PutRecords calls, the way Kinesis does when a shard is over
+    its rate (``FailedRecordCount``, ``ErrorCode: ProvisionedThroughputExceededException``); the other
+    records and every other call go to moto unchanged (moto never fails records)."""
+
+    def __init__(self, upstream: str, fail_calls: int = 1) -> None:
+        self.upstream = urlsplit(upstream)
+        self.fail_calls = fail_calls
+        self.throttled = 0
+        self._lock = threading.Lock()
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="kinesis-proxy",
+                                       daemon=True)
+        self.thread.start()
+
+    def forward(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(self.upstream.hostname or "", self.upstream.port, timeout=30)
+        try:
+            sent = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "host", "connection")}
+            conn.request("POST", "/", body=body, headers=sent)
+            answer = conn.getresponse()
+            return answer.status, answer.read()
+        finally:
+            conn.close()
+
+    def put_records(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        request = json.loads(body)
+        records = request["Records"]
+        failing = [(len(records) - n) % 2 == 1 for n in range(len(records))]  # the last, the third last...
+        kept = [r for r, fails in zip(records, failing, strict=True) if not fails]
+        done: Iterator[dict[str, Any]] = iter([])
+        if kept:
+            status, answer = self.forward(headers, json.dumps(request | {"Records": kept}).encode())
+            if status != 200:
+                return status, answer
+            done = iter(json.loads(answer)["Records"])
+        failure = {"ErrorCode": "ProvisionedThroughputExceededException",
+                   "ErrorMessage": f"Rate exceeded for shard shardId-000000000000 in stream {request['StreamName']}."}
+        merged = [failure if fails else next(done) for fails in failing]
+        return 200, json.dumps({"FailedRecordCount": len(records) - len(kept), "Records": merged}).encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = dict(self.headers.items())
+                with proxy._lock:
+                    throttle = headers.get("X-Amz-Target", "").endswith(".PutRecords") and \
+                        proxy.throttled < proxy.fail_calls
+                    proxy.throttled += throttle
+                status, answer = proxy.put_records(headers, body) if throttle else proxy.forward(headers, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@contextmanager
+def throttling_proxy(kinesis: KinesisServer, fail_calls: int = 1) -> Iterator[ThrottlingProxy]:
+    proxy = ThrottlingProxy(kinesis.endpoint, fail_calls)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -17,7 +17,7 @@ from faceprint.streams.config import parse_sink
 from faceprint.streams.sinks import EventsSink, FileSink, KinesisSink, WebhookSink, open_sinks
 from faceprint.streams.store import ProcessorStore
 from serverkit import free_port
-from sinkkit import kinesis_server, wait_for, webhook_receiver
+from sinkkit import kinesis_server, throttling_proxy, wait_for, webhook_receiver
 
 STREAM_ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1700000000000"
 FACE_ID = "0b683aed-a0f1-48b2-9b5e-139e9cc2a757"
@@ -307,3 +307,40 @@ def test_open_sinks_starts_nothing_before_a_record(tmp_path: Path, store: Proces
     for sink in sinks:
         sink.close(timeout=0.1)
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_kinesis_retries_failed_records(kinesis: Any) -> None:
+    kinesis.create_stream("busy")
+    with throttling_proxy(kinesis) as proxy:
+        sink = KinesisSink(parse_sink(f"kinesis:{proxy.endpoint}#busy"), processor="door", region="us-east-1",
+                           client=kinesis.client(endpoint=proxy.endpoint), backoff=0.02)
+        records = [frame(n) for n in range(10)]
+        for record in records:
+            sink.put(record)
+        sink.close()
+    assert proxy.throttled == 1
+    stats = sink.stats
+    assert (stats.delivered, stats.retries, stats.failed) == (10, 1, 0)
+    assert "ProvisionedThroughputExceededException" in (stats.last_error or "")
+    read = kinesis.json_records("busy")  # each once (the throttled ones after the others)
+    assert sorted(read, key=lambda r: r["InputInformation"]["KinesisVideo"]["FragmentNumber"]) == records
+
+
+def test_alerts_go_ahead_of_a_backlog_and_are_dropped_last() -> None:
+    with webhook_receiver(delay=0.1) as first, webhook_receiver(delay=0.1) as second:
+        ahead = WebhookSink(parse_sink(first.url), capacity=50)
+        kept = WebhookSink(parse_sink(second.url), capacity=5)
+        for sink in (ahead, kept):
+            for n in range(20):
+                sink.put(frame(n))
+            sink.put(alert(20), alert=True)
+            for n in range(21, 60):
+                sink.put(frame(n))  # a full queue drops its oldest frame records, not the alert
+        first.wait(2)
+        second.wait(2)
+        for sink in (ahead, kept):
+            sink.close(timeout=0.1)
+    # behind a backlog the alert went first, or second after the record in flight (not 11th)
+    assert "alert" in first.kinds[:2] and first.bodies[first.kinds.index("alert")] == alert(20)
+    assert alert(20) in second.bodies  # kept while 54 frame records were dropped
+    assert ahead.stats.dropped >= 9 and kept.stats.dropped >= 54

@@ -29,6 +29,10 @@ BACKOFF = 0.5
 """Seconds before the first retry; doubled before each next one."""
 TICK = 1.0
 """An idle lane's thread wakes this often (the file sink fsyncs then)."""
+BACKLOG = 8
+"""Items queued past which alerts go ahead of frame records (an alert is due within a second)."""
+SNAPSHOT_BYTES = 64 << 20
+"""JPEG bytes a lane holds queued at most; a record queued past that goes without its snapshot."""
 
 
 @dataclass
@@ -61,8 +65,10 @@ class Lane:
 
     ``send(items)`` delivers a batch and returns the items still to deliver (raising = all of
     them); the lane retries those ``attempts`` times with back-off, and counts. The thread starts
-    with the first item. ``tick`` runs when the lane has been idle for :data:`TICK` seconds and
-    ``finish`` when its thread ends."""
+    with the first item. Items go in the order they came, except behind a backlog (more than
+    :data:`BACKLOG` queued) where alerts go ahead of the frame records; a full queue drops its
+    oldest frame record (an alert only when it holds nothing else). ``tick`` runs when the lane has
+    been idle for :data:`TICK` seconds and ``finish`` when its thread ends."""
 
     def __init__(self, name: str, send: Callable[[list[Item]], list[Item]], *, capacity: int = QUEUE_SIZE,
                  batch: int = 1, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
@@ -70,7 +76,10 @@ class Lane:
         self.name, self.send, self.capacity, self.batch = name, send, max(1, capacity), max(1, batch)
         self.attempts, self.backoff, self.tick, self.finish = max(1, attempts), backoff, tick, finish
         self._cond = threading.Condition()
-        self._items: deque[Item] = deque()
+        self._items: deque[tuple[int, Item]] = deque()
+        self._alerts: deque[tuple[int, Item]] = deque()
+        self._arrivals = 0
+        self._snapshot_bytes = 0
         self._stats = SinkStats()
         self._inflight = 0
         self._rejected = 0
@@ -87,10 +96,17 @@ class Lane:
             if self._closing.is_set():
                 self._stats.dropped += 1
                 return
-            if len(self._items) >= self.capacity:
-                self._items.popleft()
+            if len(self._items) + len(self._alerts) >= self.capacity:
+                self._take(self._items if self._items else self._alerts)
                 self._stats.dropped += 1
-            self._items.append(item)
+            if item.snapshot is not None:
+                if self._snapshot_bytes + len(item.snapshot) > SNAPSHOT_BYTES:
+                    item = dataclasses.replace(item, snapshot=None)
+                    self._stats.last_error = "snapshot left out: too many queued"
+                else:
+                    self._snapshot_bytes += len(item.snapshot)
+            self._arrivals += 1
+            (self._alerts if item.alert else self._items).append((self._arrivals, item))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
@@ -113,8 +129,7 @@ class Lane:
         if thread.is_alive():
             with self._cond:
                 self._abandoned.set()
-                self._stats.dropped += len(self._items) + self._inflight
-                self._items.clear()
+                self._stats.dropped += self._clear() + self._inflight
             if abort is not None:
                 with contextlib.suppress(Exception):
                     abort()
@@ -125,11 +140,14 @@ class Lane:
             return dataclasses.replace(self._stats)
 
     def count(self, *, delivered: int = 0, failed: int = 0, dropped: int = 0, retries: int = 0,
-              error: str | None = None) -> None:
-        """Add to the stats (nothing once the lane was abandoned at close: its stats are final)."""
+              error: str | None = None, inflight: int | None = None) -> None:
+        """Add to the stats (nothing once the lane was abandoned at close: its stats are final);
+        ``inflight``: the items of the batch in hand still to deliver."""
         with self._cond:
             if self._abandoned.is_set():
                 return
+            if inflight is not None:
+                self._inflight = inflight
             s = self._stats
             s.delivered, s.failed, s.dropped, s.retries = (s.delivered + delivered, s.failed + failed,
                                                            s.dropped + dropped, s.retries + retries)
@@ -171,19 +189,41 @@ class Lane:
         """The next batch; [] after an idle tick; None once closing found nothing left (or no time)."""
         with self._cond:
             self._inflight = 0
-            if not self._items and not self._closing.is_set():
+            if not self._items and not self._alerts and not self._closing.is_set():
                 self._cond.wait(TICK)
             if self._abandoned.is_set():
                 return None
-            if self._items and self.remaining() > 0:
-                batch = [self._items.popleft() for _ in range(min(self.batch, len(self._items)))]
+            if (self._items or self._alerts) and self.remaining() > 0:
+                batch = self._batch()
                 self._inflight = len(batch)
                 return batch
             if self._closing.is_set():
-                self._stats.dropped += len(self._items)
-                self._items.clear()
+                self._stats.dropped += self._clear()
                 return None
             return []
+
+    def _batch(self) -> list[Item]:
+        """Up to ``batch`` items in arrival order, alerts first behind a backlog (under the lock)."""
+        backlog = len(self._items) + len(self._alerts) > max(BACKLOG, self.batch)
+        batch: list[Item] = []
+        while len(batch) < self.batch and (self._items or self._alerts):
+            alert_first = bool(self._alerts) and (backlog or not self._items or self._alerts[0][0] < self._items[0][0])
+            batch.append(self._take(self._alerts if alert_first else self._items))
+        return batch
+
+    def _take(self, queue: deque[tuple[int, Item]]) -> Item:
+        _, item = queue.popleft()
+        if item.snapshot is not None:
+            self._snapshot_bytes -= len(item.snapshot)
+        return item
+
+    def _clear(self) -> int:
+        """Empty the queues (under the lock); how many items they held."""
+        count = len(self._items) + len(self._alerts)
+        self._items.clear()
+        self._alerts.clear()
+        self._snapshot_bytes = 0
+        return count
 
     def _deliver(self, items: list[Item]) -> None:
         delay = self.backoff
@@ -194,20 +234,18 @@ class Lane:
             except Exception as exc:  # noqa: BLE001 (network, disk, botocore, sqlite: all retried)
                 left = items
                 self.count(error=describe(exc))
-            self.count(delivered=len(items) - len(left) - self._rejected)
+            self.count(delivered=max(0, len(items) - len(left) - self._rejected), inflight=len(left))
             items = left
-            with self._cond:
-                self._inflight = len(items)
             if not items:
                 return
             if attempt == self.attempts:
                 break
             if self._wait(delay):
-                self.count(dropped=len(items))  # closing and out of time
+                self.count(dropped=len(items), inflight=0)  # closing and out of time
                 return
             self.count(retries=1)
             delay *= 2
-        self.count(failed=len(items))
+        self.count(failed=len(items), inflight=0)
 
     def _wait(self, seconds: float) -> bool:
         """Back off ``seconds`` (less once closing: close wants what is left at once); True when
@@ -224,7 +262,7 @@ def take_snapshot(snapshot: Callable[[], bytes] | None, lane: Lane) -> bytes | N
     if snapshot is None:
         return None
     try:
-        return snapshot()
+        return snapshot() or None
     except Exception as exc:  # noqa: BLE001 (the record still goes, without its snapshot)
         lane.count(error=f"snapshot: {describe(exc)}")
         return None

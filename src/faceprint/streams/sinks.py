@@ -121,9 +121,12 @@ class FileSink:
                     self.pictures.save(item.record, item.snapshot)
                 except OSError as exc:
                     self._lane.count(error=f"snapshot: {describe(exc)}")
-        self.log.sync()
+        try:
+            self.log.sync()
+        except OSError as exc:  # the lines are written (in the page cache): not sent again
+            self.log.drop()
+            self._lane.count(error=f"fsync: {describe(exc)}")
         return []
-
 
 
 # --- webhook ------------------------------------------------------------------------------------
@@ -277,8 +280,10 @@ class KinesisSink:
             except Exception as exc:  # noqa: BLE001 (endpoint down, throttled, no such stream: retried)
                 self._lane.count(error=describe(exc))
                 return left + [item for rest in chunks[number:] for item, _ in rest]
-            failed = [(item, r) for (item, _), r in zip(chunk, answer.get("Records") or [], strict=False)
-                      if r.get("ErrorCode")]
+            results = answer.get("Records") or []
+            missing = {"ErrorCode": "Missing", "ErrorMessage": "no result for this record"}
+            failed = [(item, r) for n, (item, _) in enumerate(chunk)
+                      if (r := results[n] if n < len(results) else missing).get("ErrorCode")]
             if failed:
                 r = failed[0][1]
                 self._lane.count(error=f"{answer.get('FailedRecordCount', len(failed))} records failed: "
