@@ -11,7 +11,9 @@ POSTed JSON::
         hook.requests                       # every request, failed ones included
 
 ``delay`` seconds are slept before each answer (released at once when the receiver closes);
-the first ``fail_first`` requests are answered 500.
+the first ``fail_first`` requests are answered 500. ``tls=(CERT, KEY)`` (PEM files, e.g.
+``test_server_tls.self_signed(folder)``) serves HTTPS: hook.url starts https://, and a client trusts
+it with ``SSL_CERT_FILE=CERT`` in its environment.
 
 ``kinesis_server()``: moto's real server (``ThreadedMotoServer``) on a free port::
 
@@ -30,11 +32,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +65,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class WebhookReceiver:
-    def __init__(self, delay: float = 0.0, fail_first: int = 0) -> None:
+    def __init__(self, delay: float = 0.0, fail_first: int = 0, tls: tuple[Path, Path] | None = None) -> None:
         self.delay, self.fail_first = delay, fail_first
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.bodies: list[Any] = []
@@ -69,7 +74,11 @@ class WebhookReceiver:
         self.closed = threading.Event()
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="webhook-receiver",
                                        daemon=True)
         self.thread.start()
@@ -113,8 +122,9 @@ class WebhookReceiver:
 
 
 @contextmanager
-def webhook_receiver(delay: float = 0.0, fail_first: int = 0) -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(delay, fail_first)
+def webhook_receiver(delay: float = 0.0, fail_first: int = 0,
+                     tls: tuple[Path, Path] | None = None) -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(delay, fail_first, tls)
     try:
         yield receiver
     finally:
@@ -167,6 +177,7 @@ def kinesis_server(port: int | None = None) -> Iterator[KinesisServer]:
     """moto's server on ``port`` (a free one by default) until the block ends."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on stderr
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -210,6 +210,25 @@ def test_slow_webhook_never_stalls_put_and_close_is_bounded() -> None:
         assert sink.stats.dropped == 201
 
 
+def test_https_webhook_checks_the_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_server_tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    with webhook_receiver(tls=(cert, key)) as hook:
+        assert hook.url.startswith("https://")
+        untrusted = WebhookSink(parse_sink(hook.url), attempts=1)
+        untrusted.put(frame(1))
+        wait_for(lambda: untrusted.stats.failed == 1, what="an untrusted certificate refused")
+        untrusted.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the operator's CA, as for any OpenSSL client
+        sink = WebhookSink(parse_sink(hook.url))
+        sink.put(frame(2))
+        hook.wait(1)
+        sink.close()
+    assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.stats.last_error or "")
+    assert hook.bodies == [frame(2)] and sink.stats.delivered == 1
+
+
 def test_webhook_credentials_are_sent_not_shown() -> None:
     with webhook_receiver() as hook:
         url = hook.url.replace("http://", "http://officer:s3cret@")
