@@ -107,8 +107,8 @@ class ProcessorRun(threading.Thread):
         self.source: Any = None
         self.sinks: list[Any] = []
         self._live: Any = None
-        self._stop_event = threading.Event()
-        self._stop: _Stop | None = None
+        self._halt = threading.Event()
+        self._end_request: _Stop | None = None
         self._outcome: _Stop | None = None
         self._pending: ProcessorRow | None = None
         self._lock = threading.Lock()
@@ -120,20 +120,16 @@ class ProcessorRun(threading.Thread):
     def stop(self, status: str | None = None, message: str | None = None, generation: int | None = None) -> None:
         """End the run; then write ``status`` (None: leave the status) at ``generation``."""
         with self._lock:
-            if self._stop is None:
+            if self._end_request is None:
                 gen = self.target_generation if generation is None else generation
-                self._stop = _Stop(status, message, gen)
-        self._stop_event.set()
+                self._end_request = _Stop(status, message, gen)
+        self._halt.set()
 
     def request_update(self, row: ProcessorRow) -> None:
         """Apply ``row``'s threshold and regions to the live pipeline (camera kept), then RUNNING."""
         with self._lock:
             self._pending = row
             self.target_generation = row.generation
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_event.is_set()
 
     # -- the thread ---------------------------------------------------------------------------------
 
@@ -169,17 +165,17 @@ class ProcessorRun(threading.Thread):
 
     def _loop(self) -> None:
         began = self.host.clock()
-        while not self._stop_event.is_set():
+        while not self._halt.is_set():
             self._apply_update()
             frame = self.source.take(TAKE_TIMEOUT)
-            if self._stop_event.is_set():
+            if self._halt.is_set():
                 return
             stats = self.source.stats
             if frame is None:
                 if self._idle(stats, began):
                     return
                 continue
-            self._on_frame(stats)
+            self._on_frame()
             if self._max_duration_reached():
                 return
             if self._before_start(frame):
@@ -215,7 +211,7 @@ class ProcessorRun(threading.Thread):
         reason = stats.last_error or "no frame yet"
         return reason.replace(self.url, redact(self.url))
 
-    def _on_frame(self, stats: Any) -> None:
+    def _on_frame(self) -> None:
         now = self.host.clock()
         self._last_frame = now
         if self._running_since is None:
@@ -295,7 +291,7 @@ class ProcessorRun(threading.Thread):
     def _finish(self) -> None:
         """The final status: the host's stop request wins over the run's own ending."""
         with self._lock:
-            end = self._stop
+            end = self._end_request
         if end is None and self._outcome is not None:
             end = _Stop(self._outcome.status, self._outcome.message, self.generation)
         if end is None or end.status is None:
@@ -512,11 +508,11 @@ def _default_sinks() -> Callable[..., Any]:
 # -- the process ---------------------------------------------------------------------------------------------
 
 
-def read_config(stream: Any) -> dict[str, Any]:
-    """The runner's config line; {} at end-of-file. ValueError if it is not a JSON object."""
+def read_config(stream: Any) -> dict[str, Any] | None:
+    """The runner's config line; None at end-of-file. ValueError if it is not a JSON object."""
     line = stream.readline()
     if not line:
-        return {}
+        return None
     config = json.loads(line)
     if not isinstance(config, dict):
         raise ValueError("the host's config must be a JSON object")
@@ -553,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("The stream host's config is not valid: %s", exc)
         return 2
-    if stop.is_set() or not config:
+    if stop.is_set() or config is None:
         return 0
     host = _make_host(home, args, config, lock)
     watch_stdin(stdin, host.stop)

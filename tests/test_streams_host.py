@@ -1,0 +1,337 @@
+"""The stream host and its runner, with real parts: a real encoded clip of an enrolled LFW person
+played at its real rate (``file://...?loop=1``), the real models, the real processor store, a real
+JSON-lines file sink; processors are driven through the API (``fp.streams``). One host runs in a
+background thread of the test; the process path (the runner spawning ``python -m
+faceprint.streams.host``, ``kill -9``, stdin closed) runs real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import LFW, models_dir
+from serverkit import free_port
+from videokit import Walker, photos_of, walking_clip
+
+PERSON = "Colin_Powell"
+STRANGER = "Christopher_Walken"
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/faceprint"
+WAIT = 40.0
+"""Seconds a test waits for a state before it fails (generous: 2 cores shared with other tests)."""
+
+
+def kvs(name: str) -> dict[str, Any]:
+    return {"KinesisVideoStream": {"Arn": f"arn:aws:kinesisvideo:us-east-1:{ACCOUNT}:stream/{name}/1700000000000"}}
+
+
+def kinesis(name: str) -> dict[str, Any]:
+    return {"KinesisDataStream": {"Arn": f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{name}"}}
+
+
+def face_search(collection: str, threshold: float = 80.0) -> dict[str, Any]:
+    return {"FaceSearch": {"CollectionId": collection, "FaceMatchThreshold": threshold}}
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.1)
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a file sink (a last line cut by a killed host is left out)."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+def matched_ids(record: dict[str, Any]) -> set[str]:
+    return {m["Face"].get("ExternalImageId") for face in record["FaceSearchResponse"] for m in face["MatchedFaces"]}
+
+
+def status(fp: Any, name: str) -> tuple[str, str | None]:
+    answer = fp.streams.describe_stream_processor(name).to_dict()
+    return answer["Status"], answer.get("StatusMessage")
+
+
+def status_is(fp: Any, name: str, wanted: str) -> Callable[[], bool]:
+    return lambda: status(fp, name)[0] == wanted
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s at 15 fps, 640 x 360: the enrolled person walks across; a stranger stands at the right."""
+    path = tmp_path_factory.mktemp("clip") / "walk.mp4"
+    walkers = [Walker(photos_of(LFW, PERSON)[0], 150, (40, 100), (300, 120)),
+               Walker(photos_of(LFW, STRANGER)[1], 130, (480, 150), (480, 150))]
+    walking_clip(path, 640, 360, 4.0, walkers, fps=15)
+    return path
+
+
+def enrol(fp: Any, collection: str) -> None:
+    fp.create_collection(collection)
+    for photo in photos_of(LFW, PERSON)[1:3]:
+        fp.index_faces(collection, photo.read_bytes(), external_image_id=PERSON, max_faces=1)
+
+
+class Rig:
+    """A home with an enrolled collection, a camera ("cam", the clip looped), a camera nobody
+    serves ("dead") and a data stream per test (file sinks), run by a :class:`StreamHost` on a
+    background thread of this process."""
+
+    def __init__(self, home: Path, clip: Path) -> None:
+        from faceprint.service import Faceprint
+        from faceprint.streams.config import StreamConfig, streams_folder
+        from faceprint.streams.host import StreamHost
+        from faceprint.streams.store import ProcessorStore
+
+        self.home = home
+        self.fp = Faceprint(home, profile="fast", models_dir=models_dir(), threads=1)
+        enrol(self.fp, "watch")
+        self.config = StreamConfig(home)
+        self.config.add_source("cam", f"file://{clip}?loop=1")
+        self.config.add_source("dead", f"rtsp://127.0.0.1:{free_port()}/nobody")
+        self.store = ProcessorStore(streams_folder(home) / "processors.db")
+        self.host = StreamHost(self.fp, self.store, self.config, region="us-east-1", poll=0.1, connect_timeout=3.0)
+        self.thread = threading.Thread(target=self.host.run, name="test-stream-host", daemon=True)
+        self.thread.start()
+        wait_for("the host's lock", lambda: self.host.lock.held)
+
+    def sink(self, name: str) -> Path:
+        path = self.home / f"{name}.jsonl"
+        self.config.add_data_stream(name, f"file:{path}")
+        return path
+
+    def create(self, name: str, camera: str = "cam", collection: str = "watch", **kwargs: Any) -> Path:
+        path = self.sink(name)
+        self.fp.streams.create_stream_processor(kvs(camera), kinesis(name), name, face_search(collection), ROLE,
+                                                **kwargs)
+        return path
+
+    def close(self) -> None:
+        self.host.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Iterator[Rig]:
+    rig = Rig(tmp_path_factory.mktemp("stream-home"), clip)
+    try:
+        yield rig
+    finally:
+        rig.close()
+
+
+def test_a_processor_matches_the_enrolled_person_and_stops(rig: Rig) -> None:
+    fp = rig.fp
+    path = rig.create("match")
+    assert status(fp, "match")[0] == "STOPPED"
+    fp.streams.start_stream_processor("match")
+    wait_for("RUNNING", status_is(fp, "match", "RUNNING"))
+    matched = wait_for("a record matching the person", lambda: [r for r in records(path) if PERSON in matched_ids(r)])
+    first = records(path)[0]
+    # the person is in view from the clip's first frame: matched within 3 s of stream time
+    k = first["InputInformation"]["KinesisVideo"]
+    assert matched[0]["InputInformation"]["KinesisVideo"]["ProducerTimestamp"] - k["ProducerTimestamp"] <= 3.0
+    assert k["StreamArn"] == kvs("cam")["KinesisVideoStream"]["Arn"]
+    assert first["StreamProcessorInformation"]["Status"] == "RUNNING"
+    stranger = [f for r in records(path) for f in r["FaceSearchResponse"] if not f["MatchedFaces"]]
+    assert stranger and all(set(f["DetectedFace"]) == {"BoundingBox", "Confidence"} for f in stranger)
+    # alerts reach the events ring (never the file sink), one per track
+    wait_for("an alert event", lambda: any(kind == "alert" for _, kind, _ in rig.store.events_after("match", 0)))
+    assert all("Alert" not in r for r in records(path))
+    metrics = wait_for("metrics", lambda: _metrics(rig.home).get("match", {}).get("records"))
+    assert metrics and _metrics(rig.home)["match"]["latency"]["count"] > 0
+    health = wait_for("health", lambda: rig.store.get("match").health.get("frames_analysed"))
+    assert health > 0
+    fp.streams.stop_stream_processor("match")
+    wait_for("STOPPED", status_is(fp, "match", "STOPPED"))
+    count = len(records(path))
+    time.sleep(1.0)
+    assert len(records(path)) == count  # no record after STOPPED: the sinks were closed
+    assert "match" not in _metrics(rig.home) or wait_for("metrics without it",
+                                                         lambda: "match" not in _metrics(rig.home))
+
+
+def _metrics(home: Path) -> dict[str, Any]:
+    path = home / "streams" / "metrics.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    return json.loads(path.read_text())["processors"]
+
+
+def test_a_camera_never_reached_fails_the_processor(rig: Rig) -> None:
+    rig.create("unreached", camera="dead")
+    rig.fp.streams.start_stream_processor("unreached")
+    wait_for("FAILED", status_is(rig.fp, "unreached", "FAILED"))
+    message = status(rig.fp, "unreached")[1]
+    assert message and message.startswith("Camera dead could not be reached: ")
+    assert rig.store.get("unreached").desired == "STOPPED"  # not restarted by the host
+
+
+def test_a_deleted_collection_fails_the_processor(rig: Rig) -> None:
+    enrol(rig.fp, "doomed")
+    rig.create("orphan", collection="doomed")
+    rig.fp.streams.start_stream_processor("orphan")
+    wait_for("RUNNING", status_is(rig.fp, "orphan", "RUNNING"))
+    rig.fp.delete_collection("doomed")
+    wait_for("FAILED", status_is(rig.fp, "orphan", "FAILED"))
+    assert status(rig.fp, "orphan")[1] == "Collection doomed was deleted."
+
+
+def test_an_update_applies_to_the_running_pipeline_without_reconnecting(rig: Rig) -> None:
+    fp = rig.fp
+    path = rig.create("update")
+    fp.streams.start_stream_processor("update")
+    wait_for("faces in records", lambda: any(r["FaceSearchResponse"] for r in records(path)))
+    run = rig.host._runs["update"]
+    # a region of interest where no face ever is: no face is reported any more
+    corner = [{"BoundingBox": {"Left": 0.0, "Top": 0.9, "Width": 0.1, "Height": 0.1}}]
+    fp.streams.update_stream_processor("update", regions_of_interest_for_update=corner,
+                                       settings_for_update={"FaceSearchForUpdate": {"FaceMatchThreshold": 95}})
+    assert status(fp, "update")[0] == "UPDATING"
+    wait_for("RUNNING again", status_is(fp, "update", "RUNNING"))
+    applied = time.time()
+    later = wait_for("records after the update", lambda: [r for r in records(path) if
+                                                           r["InputInformation"]["KinesisVideo"]["ServerTimestamp"]
+                                                           > applied][3:])
+    assert all(r["FaceSearchResponse"] == [] for r in later)
+    assert rig.host._runs["update"] is run and run.source.stats.reconnects == 0  # the camera was kept
+    assert run.row.threshold == 95.0
+    fp.streams.stop_stream_processor("update")
+    wait_for("STOPPED", status_is(fp, "update", "STOPPED"))
+
+
+def test_start_and_stop_selectors(rig: Rig) -> None:
+    fp = rig.fp
+    path = rig.create("selected")
+    start_ms = int(time.time() * 1000) + 1500
+    selector = {"KVSStreamStartSelector": {"ProducerTimestamp": start_ms}}
+    fp.streams.start_stream_processor("selected", start_selector=selector, stop_selector={"MaxDurationInSeconds": 3})
+    wait_for("STOPPED", status_is(fp, "selected", "STOPPED"))
+    assert status(fp, "selected")[1] == "Stopped after MaxDurationInSeconds=3."
+    found = records(path)
+    assert found  # 1.5 s skipped of 3 s run
+    assert all(r["InputInformation"]["KinesisVideo"]["ProducerTimestamp"] * 1000 >= start_ms - 1 for r in found)
+
+
+def test_a_camera_that_drops_is_reconnected_and_reported(rig: Rig, tmp_path: Path) -> None:
+    from camerakit import face_clip, rtsp_camera
+
+    video = face_clip(tmp_path / "camera.mp4", [photos_of(LFW, PERSON)[0]], seconds=3.0)
+    with rtsp_camera(video, workdir=tmp_path) as camera:
+        secret_url = camera.url.replace("rtsp://", "rtsp://officer:s3cret-pw@")  # a camera's credentials
+        rig.config.add_source("door", secret_url)
+        path = rig.create("door", camera="door")
+        rig.fp.streams.start_stream_processor("door")
+        wait_for("RUNNING", status_is(rig.fp, "door", "RUNNING"))
+        wait_for("records", lambda: records(path))
+        camera.kill()
+        message = wait_for("the reconnecting message", lambda: status(rig.fp, "door")[1])
+        assert status(rig.fp, "door")[0] == "RUNNING"
+        assert message.startswith("Camera reconnecting (attempt ") and "s3cret-pw" not in message
+        wait_for("health: not connected", lambda: rig.store.get("door").health.get("connected") is False)
+        camera.start()
+        back = time.time()
+        wait_for("the message cleared", lambda: status(rig.fp, "door") == ("RUNNING", None))
+        wait_for("records after the camera came back", lambda: [
+            r for r in records(path) if r["InputInformation"]["KinesisVideo"]["ServerTimestamp"] > back])
+        health = rig.store.get("door").health
+        assert health["reconnects"] >= 1
+        rig.fp.streams.stop_stream_processor("door")
+        wait_for("STOPPED", status_is(rig.fp, "door", "STOPPED"))
+
+
+# -- the process path ------------------------------------------------------------------------------------------
+
+
+def test_the_runner_restarts_a_killed_host_and_the_processor_resumes(tmp_path: Path, clip: Path) -> None:
+    from faceprint.service import Faceprint
+    from faceprint.streams.config import StreamConfig, streams_folder
+    from faceprint.streams.runner import StreamRunner
+    from faceprint.streams.store import ProcessorStore
+
+    home = tmp_path / "home"
+    fp = Faceprint(home, profile="fast", models_dir=models_dir(), threads=1)
+    enrol(fp, "watch")
+    url = f"file://{clip}?loop=1"
+    out = tmp_path / "out.jsonl"
+    StreamConfig(home).add_source("cam", url)  # the API checks names against the home's config
+    StreamConfig(home).add_data_stream("out", f"file:{out}")
+    fp.streams.create_stream_processor(kvs("cam"), kinesis("out"), "p", face_search("watch"), ROLE)
+    runner = StreamRunner(home, models_dir=models_dir(), profile="fast", region="us-east-1",
+                          sources={"cam": url}, data_streams={"out": [f"file:{out}"]}, threads=1)
+    runner.start()
+    try:
+        first = wait_for("the host", lambda: runner.pid)
+        fp.streams.start_stream_processor("p")
+        wait_for("RUNNING", status_is(fp, "p", "RUNNING"))
+        wait_for("records", lambda: records(out))
+        os.kill(first, signal.SIGKILL)
+        killed = time.time()
+        second = wait_for("a new host", lambda: runner.pid not in (None, first) and runner.pid)
+        assert runner.starts == 2
+        wait_for("records of the new host", lambda: [r for r in records(out) if
+                                                     r["InputInformation"]["KinesisVideo"]["ServerTimestamp"] > killed])
+        assert status(fp, "p")[0] == "RUNNING"
+    finally:
+        runner.close()
+    assert _gone(second)
+    assert status(fp, "p")[0] == "RUNNING"  # a stopped host leaves its processors to the next one
+    assert ProcessorStore(streams_folder(home) / "processors.db").get("p").desired == "RUNNING"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_host_exits_when_its_stdin_closes_and_when_another_holds_the_lock(tmp_path: Path) -> None:
+    from faceprint.streams.runner import EXIT_LOCKED, HostLock
+
+    command = [sys.executable, "-m", "faceprint.streams.host", "--home", str(tmp_path), "--profile", "fast",
+               "--models-dir", str(models_dir())]
+    host = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert host.stdin is not None
+        host.stdin.write(b'{"sources": {}, "data_streams": {}, "region": "us-east-1"}\n')
+        host.stdin.flush()
+        wait_for("metrics.json", (tmp_path / "streams" / "metrics.json").exists)
+        assert host.poll() is None  # it runs while its stdin is open
+        lock = HostLock(tmp_path)
+        assert not lock.acquire()
+        again = subprocess.run(command, input=b"{}\n", capture_output=True, timeout=60)
+        assert again.returncode == EXIT_LOCKED
+        host.stdin.close()
+        assert host.wait(30) == 0
+        assert lock.acquire()  # released by the host
+        lock.release()
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
