@@ -108,6 +108,17 @@ def test_file_sink_appends_to_an_existing_log_and_tightens_it(tmp_path: Path) ->
     assert lines(path) == [frame(0), frame(1)] and mode(path) == 0o600
 
 
+def test_file_sink_follows_a_log_moved_away(tmp_path: Path) -> None:
+    path = tmp_path / "door.jsonl"
+    sink = FileSink(parse_sink(f"file:{path}"))
+    sink.put(frame(1))
+    wait_for(lambda: sink.stats.delivered == 1, what="the first record")
+    path.rename(tmp_path / "door.jsonl.old")  # as logrotate does
+    sink.put(frame(2))
+    sink.close()
+    assert lines(tmp_path / "door.jsonl.old") == [frame(1)] and lines(path) == [frame(2)] and mode(path) == 0o600
+
+
 def test_file_sink_matches_only_with_snapshots(tmp_path: Path) -> None:
     path = tmp_path / "door.jsonl"
     sink = FileSink(parse_sink(f"file:{path};matches-only;snapshots"))
@@ -319,10 +330,12 @@ def test_events_sink_keeps_alerts_apart(store: ProcessorStore) -> None:
 def test_open_sinks_starts_nothing_before_a_record(tmp_path: Path, store: ProcessorStore) -> None:
     import threading
 
-    before = threading.active_count()
     sinks = open_sinks([parse_sink(f"file:{tmp_path}/a.jsonl"), parse_sink("http://127.0.0.1:9/x")],
-                       processor="door", region="us-east-1", store=store)
-    assert threading.active_count() == before
+                       processor="quiet", region="us-east-1", store=store)
+    assert [s.label for s in sinks] == [f"file:{tmp_path}/a.jsonl", "http://127.0.0.1:9/x", "events"]
+    mine = [t.name for t in threading.enumerate() if str(tmp_path) in t.name or "127.0.0.1:9" in t.name
+            or "quiet" in t.name]
+    assert mine == []
     for sink in sinks:
         sink.close(timeout=0.1)
     assert not (tmp_path / "a.jsonl").exists()

@@ -18,7 +18,6 @@ KEEP = 5
 """Rotated logs kept: PATH.1 .. PATH.5."""
 
 
-
 class RotatingLog:
     """PATH opened for appending (0600), rotated to PATH.1 .. PATH.keep past ``max_bytes``;
     written with one ``os.write`` per line, fsync'd at most once a second."""
@@ -57,6 +56,19 @@ class RotatingLog:
         finally:
             os.close(self._fd)
             self._fd = None
+
+    def follow(self) -> None:
+        """Start a new PATH if the open one was moved or deleted behind the log's back (logrotate,
+        an operator): records are never written into a file nobody will read."""
+        if self._fd is None:
+            return
+        try:
+            now, mine = os.stat(self.path), os.fstat(self._fd)
+            moved = (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino)
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self.close()
 
     def drop(self) -> None:
         """Forget the open file after an error (the next write opens it again)."""

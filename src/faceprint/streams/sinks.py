@@ -88,7 +88,7 @@ class FileSink:
         path = Path(spec.target)
         self.log = RotatingLog(path, max_bytes, keep)
         self.pictures = SnapshotFolder(path.with_name(path.name + ".snapshots"), max_bytes * (keep + 1))
-        self._lane = Lane("faceprint-sink-file", self._send, capacity=capacity, batch=200, attempts=attempts,
+        self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, batch=200, attempts=attempts,
                           backoff=backoff, tick=self.log.sync, finish=self.log.close)
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
@@ -109,6 +109,7 @@ class FileSink:
         return self._lane.stats
 
     def _send(self, items: list[Item]) -> list[Item]:
+        self.log.follow()
         for done, item in enumerate(items):
             try:
                 self.log.write(compact(item.record) + b"\n")
@@ -205,7 +206,7 @@ class WebhookSink:
         self.label = spec.display()
         self.matches_only, self.snapshots, self.timeout = spec.matches_only, spec.snapshots, timeout
         self.poster = Poster(spec.target)
-        self._lane = Lane("faceprint-sink-webhook", self._send, capacity=capacity, attempts=attempts,
+        self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, attempts=attempts,
                           backoff=backoff, finish=self.poster.reset)
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
@@ -252,7 +253,7 @@ class KinesisSink:
         self.endpoint = None if spec.target == "aws" else spec.target
         self.stream = spec.stream or ""
         self._client = client
-        self._lane = Lane("faceprint-sink-kinesis", self._send, capacity=capacity, batch=KINESIS_BATCH,
+        self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, batch=KINESIS_BATCH,
                           attempts=attempts, backoff=backoff)
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
@@ -331,7 +332,7 @@ class EventsSink:
     def __init__(self, store: ProcessorStore, processor: str, *, capacity: int = QUEUE_SIZE,
                  attempts: int = ATTEMPTS, backoff: float = BACKOFF) -> None:
         self.store, self.processor = store, processor
-        self._lane = Lane("faceprint-sink-events", self._send, capacity=capacity, batch=EVENTS_BATCH,
+        self._lane = Lane(f"faceprint-sink events of {processor}", self._send, capacity=capacity, batch=EVENTS_BATCH,
                           attempts=attempts, backoff=backoff)
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
