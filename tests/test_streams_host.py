@@ -211,8 +211,9 @@ def test_an_update_applies_to_the_running_pipeline_without_reconnecting(rig: Rig
     corner = [{"BoundingBox": {"Left": 0.0, "Top": 0.9, "Width": 0.1, "Height": 0.1}}]
     fp.streams.update_stream_processor("update", regions_of_interest_for_update=corner,
                                        settings_for_update={"FaceSearchForUpdate": {"FaceMatchThreshold": 95}})
-    assert status(fp, "update")[0] == "UPDATING"
-    wait_for("RUNNING again", status_is(fp, "update", "RUNNING"))
+    generation = rig.store.get("update").generation
+    wait_for("the update applied, RUNNING again",
+             lambda: run.generation == generation and status(fp, "update")[0] == "RUNNING")
     applied = time.time()
     later = wait_for("records after the update", lambda: [r for r in records(path) if
                                                            r["InputInformation"]["KinesisVideo"]["ServerTimestamp"]
@@ -224,17 +225,27 @@ def test_an_update_applies_to_the_running_pipeline_without_reconnecting(rig: Rig
     wait_for("STOPPED", status_is(fp, "update", "STOPPED"))
 
 
-def test_start_and_stop_selectors(rig: Rig) -> None:
+def test_start_and_stop_selectors(rig: Rig, tmp_path: Path) -> None:
+    from camerakit import face_clip
+
     fp = rig.fp
-    path = rig.create("selected")
-    start_ms = int(time.time() * 1000) + 1500
-    selector = {"KVSStreamStartSelector": {"ProducerTimestamp": start_ms}}
-    fp.streams.start_stream_processor("selected", start_selector=selector, stop_selector={"MaxDurationInSeconds": 3})
-    wait_for("STOPPED", status_is(fp, "selected", "STOPPED"))
-    assert status(fp, "selected")[1] == "Stopped after MaxDurationInSeconds=3."
-    found = records(path)
-    assert found  # 1.5 s skipped of 3 s run
-    assert all(r["InputInformation"]["KinesisVideo"]["ProducerTimestamp"] * 1000 >= start_ms - 1 for r in found)
+    video = face_clip(tmp_path / "gop.mp4", [photos_of(LFW, PERSON)[0]], seconds=3.0)  # a key frame a second
+    rig.config.add_source("gop", f"file://{video}?loop=1")
+    path = rig.create("fragments", camera="gop")
+    fp.streams.start_stream_processor("fragments", start_selector={"KVSStreamStartSelector": {"FragmentNumber": "3"}},
+                                      stop_selector={"MaxDurationInSeconds": 4})
+    wait_for("STOPPED", status_is(fp, "fragments", "STOPPED"))
+    assert status(fp, "fragments")[1] == "Stopped after MaxDurationInSeconds=4."
+    fragments = [int(r["InputInformation"]["KinesisVideo"]["FragmentNumber"]) for r in records(path)]
+    assert fragments and min(fragments) == 3  # the first two fragments (seconds) were not analysed
+    # a producer time not reached while the processor runs: nothing is analysed
+    path = rig.create("later")
+    later = {"KVSStreamStartSelector": {"ProducerTimestamp": int(time.time() * 1000) + 3_600_000}}
+    fp.streams.start_stream_processor("later", start_selector=later, stop_selector={"MaxDurationInSeconds": 2})
+    wait_for("RUNNING", status_is(fp, "later", "RUNNING"))
+    run = rig.host._runs["later"]
+    wait_for("STOPPED", status_is(fp, "later", "STOPPED"))
+    assert run.skipped > 0 and run.frames_analysed == 0 and records(path) == []
 
 
 def test_a_camera_that_drops_is_reconnected_and_reported(rig: Rig, tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 TAKE_TIMEOUT = 0.25
 """Seconds a run waits for a frame before it looks at its requests again."""
-JOIN_TIMEOUT = 10.0
-"""Seconds a stopping host waits for each run to end."""
+JOIN_TIMEOUT = 8.0
+"""Seconds a stopping host waits for its runs to end (its runner kills it after 10)."""
 MAPPING_EVERY = 2.0
 """Seconds between checks that a running processor's stream and data stream are still mapped."""
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
@@ -560,10 +560,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _make_host(home: Path, args: argparse.Namespace, config: dict[str, Any], lock: HostLock) -> StreamHost:
+    import cv2
+
     from faceprint.service import Faceprint
     from faceprint.streams.config import StreamConfig, streams_folder
     from faceprint.streams.store import ProcessorStore
 
+    cv2.setNumThreads(max(1, args.threads))  # one analysis thread per processor: N cameras on few cores
     region = str(config.get("region") or "us-east-1")
     fp = Faceprint(home, profile=args.profile, models_dir=args.models_dir, threads=max(1, args.threads), region=region)
     store = ProcessorStore(streams_folder(home) / "processors.db")
