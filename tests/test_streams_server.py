@@ -435,7 +435,65 @@ def test_a_killed_server_resumes_its_processors(world: World, server: Server) ->
         again.stop()
 
 
+def test_a_server_without_streams_runs_them_once_one_is_started(world: World, tmp_path: Path) -> None:
+    """A --no-auth server started before the home had any stream runs the host at the first
+    StartStreamProcessor; a camera added with the CLI's config while it runs is seen; SSE needs no signature."""
+    from faceprint.service import Faceprint
+    from faceprint.streams.config import StreamConfig
+
+    home = tmp_path / "home"
+    Faceprint(home, profile="fast").create_collection("watch")
+    srv = Server(home, "--no-auth")
+    try:
+        assert not (home / "streams").exists()
+        config = StreamConfig(home)  # what `faceprint streams add` and `data-streams add` do
+        config.add_source("hall", f"file://{world.folder / 'lobby.mp4'}?loop=1")
+        config.add_data_stream("faces", f"file:{tmp_path / 'hall.jsonl'}")
+        client = srv.client()
+        create(client, name="hall", stream="hall")
+        client.start_stream_processor(Name="hall")
+        wait_for(lambda: status_of(client, "hall") == "RUNNING", 60, "RUNNING")
+        with EventStream(srv, f"{srv.url}/stream-processors/hall/events?after=0") as events:
+            assert events.status == 200 and events.until(lambda e: e["event"] == "record", 30)
+    finally:
+        assert srv.stop() in (0, -signal.SIGTERM)
+
+
+def test_several_workers_run_one_host(world: World, tmp_path: Path) -> None:
+    from faceprint.service import Faceprint
+
+    home = tmp_path / "home"
+    Faceprint(home, profile="fast").create_collection("watch")
+    sink = tmp_path / "hall.jsonl"
+    srv = Server(home, "--no-auth", "--workers", "2", "--stream", f"hall=file://{world.folder / 'lobby.mp4'}?loop=1",
+                 "--data-stream", f"faces=file:{sink}")
+    try:
+        client = srv.client()
+        create(client, name="hall", stream="hall")  # the workers know the server's streams (from its 0600 file)
+        create(client, name="hall-2", stream="hall")
+        client.start_stream_processor(Name="hall")
+        wait_for(lambda: len(_lines(sink)) >= 5, 60, "records from the supervisor's host")
+        assert {status_of(client, "hall"), status_of(client, "hall-2")} == {"RUNNING", "STOPPED"}
+        hosts = [line for line in _processes() if "faceprint.streams.host" in line and str(home) in line]
+        assert len(hosts) == 1, hosts
+    finally:
+        assert srv.stop() in (0, -signal.SIGTERM)
+    assert not [line for line in _processes() if "faceprint.streams.host" in line and str(home) in line]
+
+
 # -- helpers -------------------------------------------------------------------------------------------------
+
+def _processes() -> list[str]:
+    """Every process's command line."""
+    found = []
+    for folder in Path("/proc").iterdir():
+        if folder.name.isdigit():
+            try:
+                found.append((folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return found
+
 
 def with_threshold_update(client: Any, threshold: float) -> Any:
     """``client`` whose UpdateStreamProcessor requests carry faceprint's ``SettingsForUpdate.FaceSearchForUpdate``

@@ -191,7 +191,9 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
 
 
 def _metrics_text(state: _State) -> str:
-    return state.metrics.render() + stream_metrics(state.handler.fp.home)
+    clients = ["# HELP faceprint_event_streams_open Server-Sent Events streams open in this server process.",
+               "# TYPE faceprint_event_streams_open gauge", f"faceprint_event_streams_open {state.events.clients}"]
+    return state.metrics.render() + "\n".join(clients) + "\n" + stream_metrics(state.handler.fp.home)
 
 
 class _EventsResponse(Response):
@@ -201,17 +203,25 @@ class _EventsResponse(Response):
         self.state = state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Counted and logged once admitted or refused (a stream that lasts hours is no request in flight)."""
         state = self.state
         started = time.perf_counter()
-        state.metrics.begin()
-        status, code, key_id = 500, "InternalServerError", None
-        try:
-            status, code, key_id = await state.events(scope, receive, send)
-        finally:
-            state.metrics.end(_EVENTS, status, code, time.perf_counter() - started)
-            request = Request(scope)
+        done = False
+
+        def answered(status: int, code: str | None, key_id: str | None) -> None:
+            nonlocal done
+            done = True
+            seconds = time.perf_counter() - started
+            state.metrics.end(_EVENTS, status, code, seconds)
             outcome = Outcome(Reply(status, error_body(code, "") if code else {}), _EVENTS, key_id=key_id)
-            _log(state, request, str(uuid.uuid4()), outcome, time.perf_counter() - started, 0, 0)
+            _log(state, Request(scope), str(uuid.uuid4()), outcome, seconds, 0, 0)
+
+        state.metrics.begin()
+        try:
+            await state.events(scope, receive, send, answered)
+        finally:
+            if not done:  # a bug, or cancelled before its answer
+                answered(500, "InternalServerError", None)
 
 
 _EVENTS = "StreamProcessorEvents"

@@ -46,9 +46,13 @@ OPERATION = "DescribeStreamProcessor"
 STOPPING = "faceprint.stopping"
 """The lifespan state's key of the event the connection guard sets when shutdown begins."""
 
+_STATUS = {ResourceNotFoundException.code: 404, ThrottlingException.code: 503}
+"""HTTP statuses of this endpoint that differ from Rekognition's (a GET of an unknown resource is a 404)."""
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Answered = Callable[[int, str | None, str | None], None]
 
 
 @dataclass(frozen=True)
@@ -77,27 +81,30 @@ class EventStreams:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, str | None, str | None]:
-        """Answer one request; (HTTP status, error code, key id) for the access log and metrics."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, answered: Answered) -> None:
+        """Answer one request. ``answered(status, error code, key id)`` is called once the answer is
+        decided (before the events flow), for the access log and the request metrics."""
         name = scope["path_params"]["name"]
         loop = asyncio.get_running_loop()
         try:
             after, key_id = await loop.run_in_executor(self.pool, self._admit, scope, name)
         except FaceprintError as exc:
-            status = 404 if isinstance(exc, ResourceNotFoundException) else exc.http_status
+            status = _STATUS.get(exc.code, exc.http_status)
+            answered(status, exc.code, None)
             await _json(send, status, error_body(exc.code, exc.message))
-            return status, exc.code, None
+            return
         if self.clients >= self.settings.max_clients:
             exc = ThrottlingException(f"This server process streams events to {self.settings.max_clients} clients "
                                       "already; try again later.")
+            answered(503, exc.code, key_id)
             await _json(send, 503, exc.to_dict())
-            return 503, exc.code, key_id
+            return
         self.clients += 1
+        answered(200, None, key_id)
         try:
             await self._stream(name, after, receive, send)
         finally:
             self.clients -= 1
-        return 200, None, key_id
 
     # -- admission (on the pool) ---------------------------------------------------------------------
 
@@ -147,7 +154,11 @@ class EventStreams:
         loop = asyncio.get_running_loop()
         quiet = 0.0
         while not gone.is_set() and not self.stopping.is_set():
-            events = await loop.run_in_executor(self.pool, self._read, name, after)
+            try:
+                events = await loop.run_in_executor(self.pool, self._read, name, after)
+            except Exception:  # the store failed, or this process is closing: the client resumes elsewhere
+                log.exception("reading the events of stream processor %s failed", name)
+                return
             if events is None:  # the processor was deleted
                 return
             if events:
