@@ -142,6 +142,38 @@ def test_stream_flags_check_without_showing_secrets(tmp_path: Path) -> None:
         assert SECRET not in str(exc.value), exc.value
 
 
+# -- a key limited to some collections ----------------------------------------------------------------------
+
+def test_a_limited_key_lists_only_its_collections_processors(tmp_path: Path) -> None:
+    from faceprint.server.handler import visible_processors
+    from faceprint.service import Faceprint
+    from faceprint.streams.service import StreamSettings
+
+    fp = Faceprint(tmp_path, profile="fast", streams=StreamSettings(
+        sources={"cam": "rtsp://127.0.0.1:9/cam"}, data_streams={"faces": [f"file:{tmp_path}/f.jsonl"]}))
+    for collection in ("team-a-1", "team-b-1"):
+        fp.create_collection(collection)
+    names = [f"p{i}" for i in range(7)]
+    for i, name in enumerate(names):  # p0, p3, p6 on team-a; the others on team-b
+        fp.create_stream_processor({"KinesisVideoStream": {"Arn": VIDEO_ARN.replace("/lobby/", "/cam/")}},
+                                   {"KinesisDataStream": {"Arn": DATA_ARN}}, name,
+                                   {"FaceSearch": {"CollectionId": "team-a-1" if i % 3 == 0 else "team-b-1"}}, ROLE)
+    key = KeyStore(tmp_path).create("a", collections=["team-a-*"])
+    for size in (1, 2, 3, 1000):
+        seen, token, pages = [], None, 0
+        while True:
+            page = visible_processors(fp, key, size, token)
+            pages += 1
+            assert page["StreamProcessors"] and len(page["StreamProcessors"]) <= size
+            seen += [p["Name"] for p in page["StreamProcessors"]]
+            token = page.get("NextToken")
+            if token is None:
+                break
+        assert seen == ["p0", "p3", "p6"] and pages == -(-3 // size), (size, seen)
+    nobody = KeyStore(tmp_path).create("c", collections=["team-c-*"])
+    assert visible_processors(fp, nobody, 2, None) == {"StreamProcessors": []}
+
+
 # -- the stream metrics text --------------------------------------------------------------------------------
 
 def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
@@ -153,6 +185,7 @@ def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
         "status": "RUNNING", "connected": True, "reconnects": 2, "frames_read": 300, "frames_analysed": 100,
         "frames_dropped": 3, "records": 100, "alerts": 1,
         "latency": {"buckets": [0.1, 0.25, 0.5], "counts": [10, 80, 9, 1], "sum": 20.5, "count": 100},
+        "alert_latency": {"buckets": [0.1, 0.25, 0.5], "counts": [0, 1, 0, 0], "sum": 0.2, "count": 1},
         "sinks": {"file:/x.jsonl": {"delivered": 100, "failed": 0, "dropped": 0, "retries": 0},
                   "https://hook/***": {"delivered": 90, "failed": 4, "dropped": 6, "retries": 9}}}}}))
     text = stream_metrics(tmp_path, now=now)
@@ -169,6 +202,7 @@ def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
                  'faceprint_stream_latency_seconds_bucket{processor="door",le="0.5"} 99',
                  'faceprint_stream_latency_seconds_bucket{processor="door",le="+Inf"} 100',
                  'faceprint_stream_latency_seconds_count{processor="door"} 100',
+                 'faceprint_stream_alert_latency_seconds_bucket{processor="door",le="0.25"} 1',
                  'faceprint_stream_sink_delivered_total{processor="door",sink="https://hook/***"} 90',
                  'faceprint_stream_sink_failed_total{processor="door",sink="https://hook/***"} 4',
                  'faceprint_stream_sink_dropped_total{processor="door",sink="https://hook/***"} 6'):
@@ -360,6 +394,8 @@ def test_a_live_camera_is_searched_and_recorded_in_every_sink(world: World, serv
     assert status == 200
     assert _metric(text, 'faceprint_stream_frames_analysed_total{processor="lobby"}') > 0
     assert _metric(text, 'faceprint_stream_alerts_total{processor="lobby"}') >= 1
+    assert _metric(text, 'faceprint_stream_alert_latency_seconds_count{processor="lobby"}') >= 1
+    assert _metric(text, 'faceprint_stream_records_total{processor="lobby"}') >= len(records)
     assert _metric(text, 'faceprint_stream_connected{processor="lobby"}') == 1
     assert 'faceprint_stream_sink_delivered_total{processor="lobby",sink="file:' in text
     assert SECRET not in text  # sinks are labelled redacted

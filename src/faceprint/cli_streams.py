@@ -200,13 +200,18 @@ def _run_host(args: argparse.Namespace) -> Any:
     """The home's stream host in the foreground (supervised, restarted if it dies) until Ctrl-C or SIGTERM."""
     from faceprint.cli_video import Printed
     from faceprint.server.streams import default_profile, models_dir
+    from faceprint.streams.config import host_running
     from faceprint.streams.runner import StreamRunner
 
-    runner = StreamRunner(_home(args), models_dir=models_dir(), profile=args.profile or default_profile())
+    home = _home(args)
+    runner = StreamRunner(home, models_dir=models_dir(), profile=args.profile or default_profile())
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     runner.start()
-    print(f"faceprint: running the stream processors of {_home(args)} until Ctrl-C.", file=sys.stderr)
+    if host_running(home):
+        print(f"faceprint: another stream host runs the processors of {home} (a server?); this one takes over "
+              "when it stops.", file=sys.stderr)
+    print(f"faceprint: running the stream processors of {home} until Ctrl-C.", file=sys.stderr)
     try:
         while not done.wait(1.0):
             pass

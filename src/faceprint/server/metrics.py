@@ -230,7 +230,11 @@ def stream_metrics(home: Path, now: float | None = None) -> str:
             "# TYPE faceprint_stream_connected gauge"]
     out += [f'faceprint_stream_connected{{processor="{_label(p)}"}} {int(fresh and bool(_get(m, "connected")))}'
             for p, m in sorted(processors.items())]
-    out += _stream_latency(processors) + _sink_lines(processors)
+    out += _stream_latency(processors, "latency", "faceprint_stream_latency_seconds",
+                           "Time from a frame's capture to its record handed to the sinks.")
+    out += _stream_latency(processors, "alert_latency", "faceprint_stream_alert_latency_seconds",
+                           "Time from the capture of the frame that raised an alert to the alert handed to the sinks.")
+    out += _sink_lines(processors)
     out += ["# HELP faceprint_stream_metrics_updated_seconds When the stream host last wrote its metrics.",
             "# TYPE faceprint_stream_metrics_updated_seconds gauge", f"faceprint_stream_metrics_updated_seconds "
             f"{updated:.3f}"]
@@ -246,12 +250,12 @@ def _value(m: Any, key: str) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-def _stream_latency(processors: dict[str, Any]) -> list[str]:
-    name = "faceprint_stream_latency_seconds"
-    out = [f"# HELP {name} Time from a frame's capture to its record handed to the sinks.",
-           f"# TYPE {name} histogram"]
+def _stream_latency(processors: dict[str, Any], key: str, name: str, text: str) -> list[str]:
+    """A histogram of the host's (``buckets``: upper bounds; ``counts``: per bucket, one more for the
+    slower ones), made cumulative as Prometheus has them."""
+    out = [f"# HELP {name} {text}", f"# TYPE {name} histogram"]
     for p, m in sorted(processors.items()):
-        hist = _get(m, "latency")
+        hist = _get(m, key)
         if not isinstance(hist, dict) or not isinstance(hist.get("buckets"), list):
             continue
         label = _label(p)
