@@ -278,40 +278,49 @@ def test_a_camera_that_drops_is_reconnected_and_reported(rig: Rig, tmp_path: Pat
 # -- the process path ------------------------------------------------------------------------------------------
 
 
-def test_the_runner_restarts_a_killed_host_and_the_processor_resumes(tmp_path: Path, clip: Path) -> None:
+def test_the_runner_restarts_a_killed_host_and_another_runner_takes_over(tmp_path: Path, clip: Path) -> None:
+    """The camera and sink are known only from the runner's config (the server's flags: on the
+    host's stdin, never its command line); a host killed with -9 is started again and resumes the
+    processor; a second runner of the home waits (its host exits 3) until the first one closes."""
     from faceprint.service import Faceprint
-    from faceprint.streams.config import StreamConfig, streams_folder
     from faceprint.streams.runner import StreamRunner
-    from faceprint.streams.store import ProcessorStore
+    from faceprint.streams.service import StreamSettings
 
-    home = tmp_path / "home"
-    fp = Faceprint(home, profile="fast", models_dir=models_dir(), threads=1)
+    home, out, url = tmp_path / "home", tmp_path / "out.jsonl", f"file://{clip}?loop=1"
+    flags = {"sources": {"cam": url}, "data_streams": {"out": [f"file:{out}"]}}
+    fp = Faceprint(home, profile="fast", models_dir=models_dir(), threads=1, streams=StreamSettings(**flags))
     enrol(fp, "watch")
-    url = f"file://{clip}?loop=1"
-    out = tmp_path / "out.jsonl"
-    StreamConfig(home).add_source("cam", url)  # the API checks names against the home's config
-    StreamConfig(home).add_data_stream("out", f"file:{out}")
     fp.streams.create_stream_processor(kvs("cam"), kinesis("out"), "p", face_search("watch"), ROLE)
-    runner = StreamRunner(home, models_dir=models_dir(), profile="fast", region="us-east-1",
-                          sources={"cam": url}, data_streams={"out": [f"file:{out}"]}, threads=1)
-    runner.start()
+    runners = [StreamRunner(home, models_dir=models_dir(), profile="fast", region="us-east-1", threads=1, **flags)
+               for _ in range(2)]
     try:
-        first = wait_for("the host", lambda: runner.pid)
+        runners[0].start()
+        first = wait_for("the host", lambda: runners[0].pid)
+        assert str(clip) not in Path(f"/proc/{first}/cmdline").read_bytes().decode(errors="replace")
         fp.streams.start_stream_processor("p")
         wait_for("RUNNING", status_is(fp, "p", "RUNNING"))
         wait_for("records", lambda: records(out))
         os.kill(first, signal.SIGKILL)
         killed = time.time()
-        second = wait_for("a new host", lambda: runner.pid not in (None, first) and runner.pid)
-        assert runner.starts == 2
-        wait_for("records of the new host", lambda: [r for r in records(out) if
-                                                     r["InputInformation"]["KinesisVideo"]["ServerTimestamp"] > killed])
+        second = wait_for("a new host", lambda: runners[0].pid not in (None, first) and runners[0].pid)
+        assert runners[0].starts == 2
+        wait_for("records of the new host", lambda: after(out, killed))
+        assert status(fp, "p")[0] == "RUNNING"
+        runners[1].start()
+        wait_for("the second runner's host tried", lambda: runners[1].starts >= 1 and runners[1].pid is None)
+        runners[0].close()
+        assert _gone(second)
+        closed = time.time()
+        wait_for("the second runner's host", lambda: runners[1].pid)
+        wait_for("records of the second runner's host", lambda: after(out, closed))
         assert status(fp, "p")[0] == "RUNNING"
     finally:
-        runner.close()
-    assert _gone(second)
-    assert status(fp, "p")[0] == "RUNNING"  # a stopped host leaves its processors to the next one
-    assert ProcessorStore(streams_folder(home) / "processors.db").get("p").desired == "RUNNING"
+        for runner in runners:
+            runner.close()
+
+
+def after(path: Path, t: float) -> list[dict[str, Any]]:
+    return [r for r in records(path) if r["InputInformation"]["KinesisVideo"]["ServerTimestamp"] > t]
 
 
 def _gone(pid: int) -> bool:

@@ -3,8 +3,8 @@
 ``python -m faceprint.streams.host --home H [--models-dir D] [--profile P] [--threads N]`` is started
 by a :class:`faceprint.streams.runner.StreamRunner`. It takes the home's host lock (exit code 3 at
 once if another process holds it), reads its run-time config as one JSON line on stdin
-(``{"sources": {NAME: URL}, "data_streams": {NAME: [SINK, ...]}, "region": R}``, merged over the
-home's own files) and keeps reading: end-of-file (its runner is gone) or SIGTERM stops it.
+(``{"sources": {NAME: URL}, "data_streams": {NAME: [SINK, ...]}, "region": R, "connect_timeout": S}``,
+the maps merged over the home's own files) and keeps reading: end-of-file (its runner is gone) or SIGTERM stops it.
 
 :class:`StreamHost` looks at the processor store every ``poll`` seconds and reconciles: a
 :class:`ProcessorRun` (a thread: camera → live face search → records → sinks) per wanted processor,
@@ -572,7 +572,8 @@ def _make_host(home: Path, args: argparse.Namespace, config: dict[str, Any], loc
     store = ProcessorStore(streams_folder(home) / "processors.db")
     stream_config = StreamConfig(home, sources=config.get("sources") or {},
                                  data_streams=config.get("data_streams") or {})
-    return StreamHost(fp, store, stream_config, region=region, lock=lock)
+    connect_timeout = float(config.get("connect_timeout") or 30.0)
+    return StreamHost(fp, store, stream_config, region=region, lock=lock, connect_timeout=connect_timeout)
 
 
 def _parser() -> argparse.ArgumentParser:

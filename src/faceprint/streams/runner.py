@@ -89,7 +89,7 @@ class StreamRunner:
 
     def __init__(self, home: Path, *, models_dir: Path | None = None, profile: str = "fast", region: str = "us-east-1",
                  sources: Mapping[str, str] | None = None, data_streams: Mapping[str, Sequence[str]] | None = None,
-                 threads: int = 0, log_path: Path | None = None) -> None:
+                 threads: int = 0, log_path: Path | None = None, connect_timeout: float = 30.0) -> None:
         self.home = Path(home)
         self.models_dir = Path(models_dir) if models_dir else None
         self.profile = profile
@@ -99,6 +99,7 @@ class StreamRunner:
             "sources": dict(sources or {}),
             "data_streams": {name: list(specs) for name, specs in (data_streams or {}).items()},
             "region": region,
+            "connect_timeout": connect_timeout,
         }
         self.starts = 0
         """Hosts started so far (tests and metrics read it)."""
