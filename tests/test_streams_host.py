@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import LFW, models_dir
@@ -119,13 +121,14 @@ class Rig:
         self.thread.start()
         wait_for("the host's lock", lambda: self.host.lock.held)
 
-    def sink(self, name: str) -> Path:
+    def sink(self, name: str, options: str = "") -> Path:
         path = self.home / f"{name}.jsonl"
-        self.config.add_data_stream(name, f"file:{path}")
+        self.config.add_data_stream(name, f"file:{path}{options}")
         return path
 
-    def create(self, name: str, camera: str = "cam", collection: str = "watch", **kwargs: Any) -> Path:
-        path = self.sink(name)
+    def create(self, name: str, camera: str = "cam", collection: str = "watch", options: str = "",
+               **kwargs: Any) -> Path:
+        path = self.sink(name, options)
         self.fp.streams.create_stream_processor(kvs(camera), kinesis(name), name, face_search(collection), ROLE,
                                                 **kwargs)
         return path
@@ -147,7 +150,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Iterator[Rig]:
 
 def test_a_processor_matches_the_enrolled_person_and_stops(rig: Rig) -> None:
     fp = rig.fp
-    path = rig.create("match")
+    path = rig.create("match", options=";snapshots")
     assert status(fp, "match")[0] == "STOPPED"
     fp.streams.start_stream_processor("match")
     wait_for("RUNNING", status_is(fp, "match", "RUNNING"))
@@ -162,6 +165,10 @@ def test_a_processor_matches_the_enrolled_person_and_stops(rig: Rig) -> None:
     assert stranger and all(set(f["DetectedFace"]) == {"BoundingBox", "Confidence"} for f in stranger)
     # alerts reach the events ring (never the file sink), one per track
     wait_for("an alert event", lambda: any(kind == "alert" for _, kind, _ in rig.store.events_after("match", 0)))
+    # the sink keeps snapshots: the matched frames, whole, as JPEG
+    face_id = next(m["Face"]["FaceId"] for f in matched[0]["FaceSearchResponse"] for m in f["MatchedFaces"])
+    shots = wait_for("a snapshot", lambda: sorted(path.with_name(path.name + ".snapshots").glob(f"*-{face_id}.jpg")))
+    assert cv2.imdecode(np.frombuffer(shots[0].read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
     assert all("Alert" not in r for r in records(path))
     metrics = wait_for("metrics", lambda: _metrics(rig.home).get("match", {}).get("records"))
     assert metrics and _metrics(rig.home)["match"]["latency"]["count"] > 0

@@ -48,6 +48,8 @@ JOIN_TIMEOUT = 8.0
 """Seconds a stopping host waits for its runs to end (its runner kills it after 10)."""
 MAPPING_EVERY = 2.0
 """Seconds between checks that a running processor's stream and data stream are still mapped."""
+SINKS_CLOSE = 5.0
+"""Seconds an ending run gives its sinks, together, to deliver what they hold."""
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
@@ -247,16 +249,17 @@ class ProcessorRun(threading.Thread):
         row, clock = self.row, self.host.clock
         stream_arn = row.request["Input"]["KinesisVideoStream"]["Arn"]
         record = frame_record(result, stream_arn, status=RUNNING, server_time=clock())
-        snapshot = _snapshot(result.frame) if has_match(record) else None
+        snapshot = _snapshot(result.frame)
         for sink in self.sinks:
-            sink.put(record, snapshot=snapshot)
+            sink.put(record, snapshot=snapshot if has_match(record) else None)
         self.frames_analysed += 1
         self.records += 1
         self.latency.observe(clock() - result.frame.captured)
         for alert in result.alerts:
             body = alert_record(alert, row.name, row.arn, stream_arn)
+            shot = snapshot if alert.frame is result.frame else _snapshot(alert.frame)
             for sink in self.sinks:
-                sink.put(body, alert=True, snapshot=_snapshot(alert.frame))
+                sink.put(body, alert=True, snapshot=shot)
             self.alerts += 1
             self.alert_latency.observe(clock() - alert.frame.captured)
 
@@ -282,9 +285,10 @@ class ProcessorRun(threading.Thread):
             if part is not None:
                 with contextlib.suppress(Exception):
                     (part.stop if part is self.source else part.close)()
+        deadline = time.monotonic() + SINKS_CLOSE
         for sink in self.sinks:
             try:
-                sink.close()
+                sink.close(max(0.5, deadline - time.monotonic()))
             except Exception:  # one sink's defect must not keep the others open
                 log.exception("Closing sink %s of %s failed", getattr(sink, "label", "?"), self.row.name)
 
@@ -324,13 +328,16 @@ class ProcessorRun(threading.Thread):
 
 
 def _snapshot(frame: Any) -> Callable[[], bytes]:
-    """The frame as JPEG, made only if a sink asks (sinks with snapshots)."""
+    """The frame as JPEG, made only if a sink asks (sinks with snapshots), once for all of them."""
+    made: list[bytes] = []
 
     def encode() -> bytes:
-        import cv2
+        if not made:
+            import cv2
 
-        ok, data = cv2.imencode(".jpg", frame.image, [int(cv2.IMWRITE_JPEG_QUALITY), 90])
-        return data.tobytes() if ok else b""
+            ok, data = cv2.imencode(".jpg", frame.image, [int(cv2.IMWRITE_JPEG_QUALITY), 90])
+            made.append(data.tobytes() if ok else b"")
+        return made[0]
 
     return encode
 
