@@ -1,0 +1,481 @@
+"""Live video sources for stream processors: camera feeds read with PyAV (FFmpeg inside the wheel).
+
+One :class:`Source` per processor reads one camera URL on its own thread: it connects, decodes
+every frame (later frames refer to earlier ones, so none can be skipped), and turns into pixels
+only the frames *due* for analysis, one every ``1/fps`` seconds of the stream's own time. A due
+frame waits in a one-slot mailbox for :meth:`Source.take`; when the next due frame comes before
+it was taken, it is replaced and counted in ``frames_dropped``: processing that is slower than the
+camera drops frames, never queues them, so memory stays flat however long it runs.
+
+URL forms (see :func:`faceprint.streams.config.parse_source_url`):
+
+- ``rtsp://`` and ``rtsps://``: RTSP over TCP, or UDP with ``?transport=udp``; low-latency
+  demuxer options (a short probe, a 0.5 s reordering window).
+- ``rtsp-listen://HOST:PORT/PATH``: faceprint listens there and a camera or encoder pushes RTSP
+  (ANNOUNCE/RECORD) to it.
+- ``http://`` and ``https://``: multipart MJPEG, or HLS (``.m3u8``), which FFmpeg tells apart.
+- ``udp://HOST:PORT``: MPEG-TS sent to that address (faceprint binds HOST:PORT).
+- ``file:///abs/path``: a file played at its real rate (for testing), ``?loop=1`` to loop it.
+
+faceprint's own query keys (``transport``, ``loop``) are taken out before FFmpeg sees the URL.
+Kinesis-only fields of the records are filled plainly: ``producer_ms`` is the wall clock when
+the frame arrived (for a file, when it is due in real-rate play); ``fragment`` counts key frames
+(a new fragment at each, and at each new connection); ``offset_s`` is the time since the
+fragment's first frame, in the stream's time.
+
+A camera that cannot be reached, stops sending or ends is connected again, forever, after a
+back-off that doubles from ``backoff[0]`` to ``backoff[1]`` seconds (reset once frames flowed).
+Opening gives up after ``open_timeout`` seconds and a read after :data:`READ_TIMEOUT` (longer for
+HLS, whose segments come seconds apart), so a dead camera holds the reader thread, and
+:meth:`Source.stop`, that long at most. Error texts never hold the URL's password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT = 5.0
+"""Seconds a read may wait for the camera's next packet before the camera counts as gone."""
+HLS_READ_TIMEOUT = 20.0
+"""The same for HLS, whose segments (and so packets) come seconds apart."""
+MAX_BAD_PACKETS = 200
+"""Undecodable packets in a row before the connection is dropped and made again."""
+MAX_GAP_S = 10.0
+"""A stream time that jumps by more than this (a camera reset, a looping encoder) is made continuous."""
+PACE_RESYNC_S = 3.0
+"""A paced live source (HLS) that falls this far behind its stream time starts pacing afresh."""
+OWN_QUERY_KEYS = ("transport", "loop")
+UNTIMED_FORMATS = frozenset({"mpjpeg", "mjpeg"})
+"""Demuxers whose frame times are made up (from a guessed 25 fps), not the camera's."""
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    image: np.ndarray
+    """BGR ``uint8``, full resolution, upright."""
+    number: int
+    """Frames read since :meth:`Source.start` (all of them, analysed or not, across reconnects)."""
+    captured: float
+    """Wall-clock epoch seconds when the frame was decoded here."""
+    producer_ms: int
+    """ProducerTimestamp: wall-clock ms of the frame (for files: when it is due in real-rate play)."""
+    fragment: int
+    """FragmentNumber: +1 at each key frame (and each new connection), across reconnects."""
+    offset_s: float
+    """FrameOffsetInSeconds: seconds since the fragment's first frame."""
+
+
+@dataclass
+class SourceStats:
+    connected: bool = False
+    connected_once: bool = False
+    frames_read: int = 0
+    frames_due: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    """Connection attempts after the first one (each retry counts)."""
+    last_error: str | None = None
+    """Why the last attempt or connection failed (password redacted); None once frames flow again."""
+    since: float | None = None
+    """Wall-clock time ``connected`` last changed (or of the first failure, before any connection)."""
+    ended: bool = False
+    """A non-looping file reached its end (the source then stops)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """How FFmpeg opens a source URL."""
+
+    url: str
+    options: dict[str, str]
+    format: str | None = None
+    file: bool = False
+    loop: bool = False
+    listen: bool = False
+    """faceprint listens and the camera connects to it (RTSP push): waiting is no failure to back off from."""
+    paced: bool = False
+    """Frames are released at the stream's own pace (files; HLS, whose segments come in bursts)."""
+    read_timeout: float = READ_TIMEOUT
+
+
+def target(url: str) -> Target:
+    """The URL FFmpeg opens for ``url`` (faceprint's query keys taken out) and its options."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    own = {k.lower(): v for k, v in query if k.lower() in OWN_QUERY_KEYS}
+    rest = urlencode([(k, v) for k, v in query if k.lower() not in OWN_QUERY_KEYS])
+    plain = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+    if scheme in ("rtsp", "rtsps"):
+        transport = "udp" if own.get("transport", "tcp").lower() == "udp" else "tcp"
+        return Target(plain, _rtsp_options() | {"rtsp_transport": transport})
+    if scheme == "rtsp-listen":
+        listen = urlunsplit(("rtsp", parts.netloc, parts.path, rest, ""))
+        return Target(listen, _rtsp_options() | {"rtsp_flags": "listen"}, listen=True)
+    if scheme in ("http", "https"):
+        hls = parts.path.lower().endswith(".m3u8")
+        timeout = HLS_READ_TIMEOUT if hls else READ_TIMEOUT
+        return Target(plain, {"timeout": _micros(timeout)}, paced=hls, read_timeout=timeout)
+    if scheme == "udp":
+        options = {"timeout": _micros(READ_TIMEOUT), "overrun_nonfatal": "1", "fifo_size": "50000"}
+        if parts.hostname:
+            options["localaddr"] = parts.hostname
+        return Target(plain, options, format="mpegts")
+    if scheme == "file":
+        loop = own.get("loop", "0").lower() in ("1", "true", "yes")
+        return Target(unquote(parts.path), {}, file=True, loop=loop, paced=True)
+    raise ValueError(f"faceprint does not read {scheme or 'this'}:// camera URLs")
+
+
+def _rtsp_options() -> dict[str, str]:
+    """Low latency: a short probe (the SDP already names the codec), a 0.5 s reordering window.
+    (``fflags nobuffer`` would throw away the probed packets, the first key frame among them.)"""
+    return {"analyzeduration": "500000", "max_delay": "500000", "timeout": _micros(READ_TIMEOUT)}
+
+
+def _micros(seconds: float) -> str:
+    return str(int(seconds * 1_000_000))
+
+
+class _Mailbox:
+    """One slot: the newest due frame not yet taken."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: CapturedFrame | None = None
+
+    def put(self, item: CapturedFrame) -> bool:
+        """Put ``item``; True if it replaced one that was never taken."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify_all()
+            return replaced
+
+    def take(self, timeout: float) -> CapturedFrame | None:
+        with self._cond:
+            if self._item is None:
+                self._cond.wait_for(lambda: self._item is not None, timeout=max(0.0, timeout))
+            item, self._item = self._item, None
+            return item
+
+
+class _StreamTime:
+    """The stream's own time in seconds, made continuous: no time (MJPEG), a time that jumps
+    back (a looping file, a camera that restarts its clock) or far ahead carries on one frame
+    after the last."""
+
+    def __init__(self, frame_s: float) -> None:
+        self.frame_s = frame_s
+        self.offset = 0.0
+        self.last: float | None = None
+        self.started = time.monotonic()
+
+    def of(self, raw: float | None) -> float:
+        if raw is None or not math.isfinite(raw):
+            raw = time.monotonic() - self.started - self.offset
+        t = raw + self.offset
+        if self.last is not None and not self.last - self.frame_s / 2 < t <= self.last + MAX_GAP_S:
+            self.offset += self.last + self.frame_s - t
+            t = self.last + self.frame_s
+        self.last = t
+        return t
+
+
+class _Pacer:
+    """Holds frames back until their stream time comes, from the first frame's arrival on."""
+
+    def __init__(self, clock: Callable[[], float], wait: Callable[[float], bool], resync: float | None) -> None:
+        self.clock, self.wait, self.resync = clock, wait, resync
+        self.base: tuple[float, float, float] | None = None  # (monotonic, wall clock, stream time)
+
+    def hold(self, t: float) -> float:
+        """Wait until the frame at stream time ``t`` is due; the wall-clock time it is due."""
+        now = time.monotonic()
+        if self.base is None or (self.resync is not None and now - self._due(t) > self.resync):
+            self.base = (now, self.clock(), t)
+        due = self._due(t)
+        if due > now:
+            self.wait(due - now)
+        return self.base[1] + (t - self.base[2])
+
+    def _due(self, t: float) -> float:
+        assert self.base is not None
+        return self.base[0] + (t - self.base[2])
+
+
+class _Connection:
+    """What is known of one open connection: its time, its due times, its frame rate."""
+
+    def __init__(self, frame_s: float, times: _StreamTime, pacer: _Pacer | None) -> None:
+        self.frame_s = frame_s
+        self.times = times
+        self.pacer = pacer
+        self.first = True
+        self.next_due: float | None = None
+        self.timed = True
+        """The frames' own times are real (MJPEG's are made up from a guessed rate: arrival times are used)."""
+
+
+class Source:
+    """A camera feed, read on its own thread (see the module's text)."""
+
+    def __init__(self, url: str, *, fps: float = 5.0, clock: Callable[[], float] = time.time,
+                 open_timeout: float = 10.0, backoff: tuple[float, float] = (0.5, 30.0)) -> None:
+        self.url = url
+        self.target = target(url)
+        self.interval = 1.0 / fps if fps > 0 else 0.0
+        self.clock = clock
+        self.open_timeout = open_timeout
+        self.backoff = backoff
+        self._stats = SourceStats()
+        self._lock = threading.Lock()
+        self._mailbox = _Mailbox()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._number = 0
+        self._fragment = 0
+        self._fragment_t = 0.0
+
+    # -- the public face -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=f"source {self.shown}", daemon=True)
+        self._thread.start()
+
+    def take(self, timeout: float) -> CapturedFrame | None:
+        """The newest due frame, or None when none came within ``timeout`` seconds."""
+        return self._mailbox.take(timeout)
+
+    def stop(self) -> None:
+        """Stop reading. Returns once the reader thread ended, or after the longest a blocked open
+        or read can take (the thread then ends on its own, closing its connection)."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(self.open_timeout, self.target.read_timeout) + 2.0)
+            if thread.is_alive():
+                log.warning("camera %s: the reader is still blocked; it ends on its own", self.shown)
+
+    @property
+    def stats(self) -> SourceStats:
+        with self._lock:
+            return dataclasses.replace(self._stats)
+
+    @property
+    def shown(self) -> str:
+        """The URL as it may be shown (password and secret query values hidden)."""
+        from faceprint.streams.config import redact
+
+        return redact(self.url)
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        attempts = 0
+        while not self._stopping.is_set():
+            if attempts:
+                self._update(reconnects=self._stats.reconnects + 1)
+            attempts += 1
+            flowed = self._session()
+            if self._stats.ended or self._stopping.is_set():
+                break
+            if flowed or self.target.listen:
+                delay = self.backoff[0]
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, self.backoff[1])
+        self._update(connected=False)
+
+    def _session(self) -> bool:
+        """One connection, read until it fails or ends; True if frames flowed."""
+        import av
+
+        container = None
+        read = self._stats.frames_read
+        try:
+            container = self._open()
+            self._read(container)
+        except av.ExitError:
+            if not self._stopping.is_set():
+                self._failed(self._timed_out(opening=container is None))
+        except (av.FFmpegError, OSError, ValueError, RuntimeError, UnicodeDecodeError, _Unusable) as exc:
+            if not self._stopping.is_set():
+                self._failed(_reason(exc, self.url))
+        finally:
+            if container is not None:
+                container.close()
+        flowed = self._stats.frames_read > read
+        if self._stats.connected:
+            self._update(connected=False, since=self.clock())
+        return flowed
+
+    def _timed_out(self, opening: bool) -> str:
+        if not opening:
+            return f"no video came for {self.target.read_timeout:g} s"
+        if self.target.listen:
+            return f"no camera pushed to it within {self.open_timeout:g} s"
+        return f"no answer within {self.open_timeout:g} s"
+
+    def _open(self) -> Any:
+        import av
+
+        t = self.target
+        options = dict(t.options)
+        if t.listen:
+            options["listen_timeout"] = str(max(1, math.ceil(self.open_timeout)))
+        container = av.open(t.url, mode="r", format=t.format, container_options=options,
+                            timeout=(self.open_timeout, t.read_timeout), metadata_errors="ignore")
+        if not container.streams.video:
+            container.close()
+            raise _Unusable("the stream has no video")
+        return container
+
+    def _read(self, container: Any) -> None:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        frame_s = 1.0 / _frame_rate(stream)
+        pacer = _Pacer(self.clock, self._stopping.wait, None if self.target.file else PACE_RESYNC_S) \
+            if self.target.paced else None
+        conn = _Connection(frame_s, _StreamTime(frame_s), pacer)
+        conn.timed = container.format.name not in UNTIMED_FORMATS
+        self._update(connected=True, connected_once=True, since=self.clock())
+        while not self._demux(container, stream, conn):
+            if not (self.target.file and self.target.loop):
+                if self.target.file:
+                    self._update(ended=True)
+                    return
+                raise _Unusable("the camera ended the stream")
+            container.seek(0)
+            stream.codec_context.flush_buffers()
+
+    def _demux(self, container: Any, stream: Any, conn: _Connection) -> bool:
+        """Decode packets until the stream ends (False) or the source stops (True)."""
+        import av
+
+        bad = 0
+        for packet in container.demux(stream):
+            if self._stopping.is_set():
+                return True
+            try:
+                decoded = packet.decode()
+            except (av.FFmpegError, ValueError) as exc:
+                bad += 1
+                if bad > MAX_BAD_PACKETS:
+                    raise _Unusable(f"{bad} packets in a row do not decode ({_reason(exc, self.url)})") from None
+                continue
+            bad = 0
+            for av_frame in decoded:
+                self._frame(av_frame, conn)
+            if self._stopping.is_set():
+                return True
+        return self._stopping.is_set()
+
+    def _frame(self, av_frame: Any, conn: _Connection) -> None:
+        t = conn.times.of(av_frame.time if conn.timed else None)
+        produced = conn.pacer.hold(t) if conn.pacer is not None else None
+        now = self.clock()
+        if av_frame.key_frame or conn.first:
+            self._fragment += 1
+            self._fragment_t = t
+        number = self._number
+        self._number += 1
+        due = self._due(t, conn)
+        with self._lock:
+            self._stats.frames_read += 1
+            self._stats.frames_due += due
+            if conn.first:
+                self._stats.last_error = None
+        conn.first = False
+        if not due:
+            return
+        image = _upright(av_frame.to_ndarray(format="bgr24"), _rotation(av_frame))
+        frame = CapturedFrame(image=image, number=number, captured=now,
+                              producer_ms=int((produced if produced is not None else now) * 1000),
+                              fragment=self._fragment, offset_s=round(max(0.0, t - self._fragment_t), 6))
+        if self._mailbox.put(frame):
+            with self._lock:
+                self._stats.frames_dropped += 1
+
+    def _due(self, t: float, conn: _Connection) -> bool:
+        """Is the frame at stream time ``t`` one to analyse (one every ``interval`` seconds)?"""
+        if conn.next_due is not None and t < conn.next_due - conn.frame_s / 2:
+            return False
+        step = self.interval
+        conn.next_due = t + step if conn.next_due is None or t > conn.next_due + step else conn.next_due + step
+        return True
+
+    def _failed(self, reason: str) -> None:
+        with self._lock:
+            self._stats.last_error = reason
+            if self._stats.since is None:
+                self._stats.since = self.clock()
+        log.info("camera %s: %s", self.shown, reason)
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self._stats, key, value)
+
+
+class _Unusable(Exception):
+    """The connection is open but cannot be used (no video, too many bad packets, ended)."""
+
+
+def _frame_rate(stream: Any) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        try:
+            value = float(rate) if rate is not None else 0.0
+        except (ZeroDivisionError, TypeError, ValueError):
+            value = 0.0
+        if math.isfinite(value) and 0.5 <= value <= 300:
+            return value
+    return 25.0
+
+
+def _rotation(av_frame: Any) -> int:
+    try:
+        return int(round(float(av_frame.rotation or 0) / 90.0)) % 4 * 90
+    except (TypeError, ValueError, AttributeError):
+        return 0
+
+
+def _upright(array: np.ndarray, rotation: int) -> np.ndarray:
+    if rotation == 0:
+        return array
+    return np.ascontiguousarray(np.rot90(array, k=rotation // 90))
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """A short reason, fit for a status message: FFmpeg's text without the URL, and the URL (or
+    its password) hidden if it shows anyway."""
+    from faceprint.streams.config import redact
+
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    text = str(text).split(": '")[0][:300]
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text.replace(url, redact(url))
+
+
+def _secrets(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        return [s for s in (parts.password, unquote(parts.password or "")) if s]
+    except ValueError:
+        return []

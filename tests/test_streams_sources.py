@@ -1,0 +1,233 @@
+"""Live sources read from real cameras on 127.0.0.1: Debian's GStreamer RTSP server (TCP and UDP),
+an RTSP push, ffmpeg's MJPEG, HLS and MPEG-TS over UDP, and files played at their real rate."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camerakit import face_clip, hls_camera, mjpeg_camera, rtsp_camera, rtsp_push, udp_ts_camera
+from conftest import LFW
+from faceprint.streams.sources import CapturedFrame, Source, target
+from serverkit import free_port
+from videokit import photos_of, write_video
+
+FPS = 15
+SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two LFW faces, 640x360, 15 fps, 2 s, a key frame a second (as a camera sends)."""
+    photos = [photos_of(LFW, name)[0] for name in ("George_W_Bush", "Colin_Powell")]
+    return face_clip(tmp_path_factory.mktemp("clip") / "faces.mp4", photos, seconds=SECONDS, fps=FPS)
+
+
+@pytest.fixture(scope="module")
+def clip_frames(clip: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(clip)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def looks_like(image: np.ndarray, frames: list[np.ndarray]) -> bool:
+    """The image is one of the clip's frames (up to compression noise), not grey or broken."""
+    if image.shape != frames[0].shape:
+        return False
+    return min(float(np.mean(np.abs(image.astype(np.int16) - f.astype(np.int16)))) for f in frames) < 8.0
+
+
+@pytest.fixture
+def sources():
+    """Sources made by a test, stopped whatever happens."""
+    made: list[Source] = []
+
+    def make(url: str, **kwargs) -> Source:
+        source = Source(url, **kwargs)
+        made.append(source)
+        source.start()
+        return source
+
+    yield make
+    for source in made:
+        source.stop()
+
+
+def take_frames(source: Source, count: int, timeout: float = 15.0) -> list[CapturedFrame]:
+    frames: list[CapturedFrame] = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count and time.monotonic() < deadline:
+        frame = source.take(0.5)
+        if frame is not None:
+            frames.append(frame)
+    assert len(frames) == count, f"{len(frames)} of {count} frames in {timeout} s; stats {source.stats}"
+    return frames
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def check_live(frames: list[CapturedFrame], clip_frames: list[np.ndarray]) -> None:
+    assert all(looks_like(f.image, clip_frames) for f in frames)
+    numbers = [f.number for f in frames]
+    assert numbers == sorted(set(numbers))
+    assert all(f.producer_ms == int(f.captured * 1000) for f in frames)  # live: the wall clock at receipt
+    fragments = [f.fragment for f in frames]
+    assert fragments == sorted(fragments) and fragments[0] >= 1
+    assert all(0 <= f.offset_s < 1.5 for f in frames)  # a key frame a second
+
+
+def test_urls_are_mapped_for_ffmpeg_and_faceprints_own_keys_taken_out() -> None:
+    tcp = target("rtsp://u:p@cam.local:554/stream1?channel=2&transport=tcp")
+    assert tcp.url == "rtsp://u:p@cam.local:554/stream1?channel=2"
+    assert tcp.options["rtsp_transport"] == "tcp"
+    assert target("rtsp://cam/s?transport=udp").options["rtsp_transport"] == "udp"
+    assert target("rtsps://cam/s").options["rtsp_transport"] == "tcp"
+    listen = target("rtsp-listen://127.0.0.1:8554/live")
+    assert (listen.url, listen.options["rtsp_flags"], listen.listen) == ("rtsp://127.0.0.1:8554/live", "listen", True)
+    udp = target("udp://127.0.0.1:5000")
+    assert (udp.format, udp.options["localaddr"]) == ("mpegts", "127.0.0.1")
+    hls = target("https://cam/live/index.m3u8")
+    assert hls.paced and hls.read_timeout > target("http://cam/video.mjpg").read_timeout
+    looped = target("file:///data/a%20clip.mp4?loop=1")
+    assert (looped.url, looped.file, looped.loop) == ("/data/a clip.mp4", True, True)
+    assert not target("file:///data/clip.mp4").loop
+    with pytest.raises(ValueError, match="srt"):
+        target("srt://cam:9000")
+
+
+def test_rtsp_camera_over_tcp_and_udp(clip: Path, clip_frames: list[np.ndarray], sources, tmp_path: Path) -> None:
+    with rtsp_camera(clip, workdir=tmp_path) as camera:
+        tcp = sources(camera.url, fps=5)
+        udp = sources(camera.udp_url, fps=5)
+        for source in (tcp, udp):
+            frames = take_frames(source, 6)
+            check_live(frames, clip_frames)
+            stats = source.stats
+            assert stats.connected and stats.connected_once and stats.reconnects == 0 and stats.last_error is None
+            # 15 fps analysed at 5 fps: one frame in three is due
+            assert stats.frames_due * 3 - 3 <= stats.frames_read <= stats.frames_due * 3 + 3
+            source.stop()  # while the camera still sends (a read waiting on a dead camera ends on its timeout)
+
+
+def test_pushed_rtsp_to_a_listening_source(clip: Path, clip_frames: list[np.ndarray], sources, tmp_path: Path) -> None:
+    port = free_port()
+    source = sources(f"rtsp-listen://127.0.0.1:{port}/live", fps=5)
+    with rtsp_push(f"rtsp://127.0.0.1:{port}/live", clip, workdir=tmp_path) as pusher:
+        check_live(take_frames(source, 6), clip_frames)
+        assert source.stats.connected and pusher.connections >= 1
+        source.stop()
+
+
+@pytest.mark.parametrize("camera", [mjpeg_camera, hls_camera, udp_ts_camera], ids=["mjpeg", "hls", "udp-ts"])
+def test_mjpeg_hls_and_mpegts_cameras(camera, clip: Path, clip_frames: list[np.ndarray], sources,
+                                      tmp_path: Path) -> None:
+    with camera(clip, workdir=tmp_path) as cam:
+        source = sources(cam.url, fps=5)
+        frames = take_frames(source, 5)
+        check_live(frames, clip_frames)
+        assert source.stats.connected
+        source.stop()
+
+
+def test_file_plays_at_its_real_rate_upright_then_ends(tmp_path: Path, sources) -> None:
+    upright = np.full((240, 320, 3), 90, np.uint8)
+    upright[:, :40] = 250  # a bright band on the left of the upright picture
+    stored = np.ascontiguousarray(np.rot90(upright, k=-1))  # as a phone stores it, turned
+    clip = write_video(tmp_path / "phone.mp4", [stored] * 15, fps=15, rotation=90)
+    source = sources(clip.as_uri(), fps=5)
+    frames = take_frames(source, 3)
+    wait_for(lambda: source.stats.ended, 5.0, "the file ends")
+    assert all(f.image.shape == (240, 320, 3) and f.image[:, :40].mean() > 200 > f.image[:, 60:].mean()
+               for f in frames)
+    assert [f.number for f in frames] == [0, 3, 6]
+    # producer times are the wall clock when each frame is due in real-rate play: 0.2 s apart
+    steps = [b.producer_ms - a.producer_ms for a, b in zip(frames, frames[1:], strict=False)]
+    assert all(abs(step - 200) <= 2 for step in steps), steps
+    # and they are not handed out faster than that
+    assert frames[-1].captured - frames[0].captured >= 0.35
+    assert source.stats.frames_read == 15 and not source.stats.connected
+
+
+def test_looping_file_carries_on(clip: Path, sources) -> None:
+    source = sources(f"{clip.as_uri()}?loop=1", fps=5)
+    frames = take_frames(source, 13)  # 2.4 s of a 2 s clip
+    producer = [f.producer_ms for f in frames]
+    assert producer == sorted(producer) and all(abs(b - a - 200) <= 2 for a, b in zip(producer, producer[1:],
+                                                                                    strict=False))
+    assert frames[-1].number > SECONDS * FPS and not source.stats.ended and source.stats.reconnects == 0
+
+
+def test_a_camera_killed_and_restarted_is_reconnected(clip: Path, clip_frames: list[np.ndarray], sources,
+                                                      tmp_path: Path) -> None:
+    with rtsp_camera(clip, workdir=tmp_path) as camera:
+        source = sources(camera.url, fps=5, open_timeout=3.0, backoff=(0.2, 1.0))
+        before = take_frames(source, 2)
+        camera.kill()
+        wait_for(lambda: not source.stats.connected, 10.0, "the source sees the camera gone")
+        lost = source.stats
+        assert lost.last_error and lost.connected_once and lost.since is not None
+        while source.take(0.1) is not None:  # what was read before the camera died
+            pass
+        camera.start()  # the same port
+        after = take_frames(source, 3)
+        stats = source.stats
+        assert stats.connected and stats.reconnects >= 1 and stats.last_error is None
+        assert after[0].number > before[-1].number and after[0].fragment > before[-1].fragment
+        assert all(looks_like(f.image, clip_frames) for f in after)
+        source.stop()
+
+
+def test_unreachable_camera_reports_an_error_without_its_password_and_stops_at_once(
+        sources, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="faceprint.streams")
+    url = f"rtsp://admin:s3cr3t-pw@127.0.0.1:{free_port()}/cam?token=t0k3n-value"
+    source = sources(url, fps=5, open_timeout=2.0, backoff=(0.1, 0.2))
+    wait_for(lambda: source.stats.reconnects >= 2, 10.0, "retries")
+    stats = source.stats
+    assert stats.last_error and not stats.connected_once and stats.since is not None
+    assert source.take(0.1) is None
+    started = time.monotonic()
+    source.stop()
+    assert not source._thread.is_alive() and time.monotonic() - started < 2.0
+    for text in (stats.last_error, caplog.text, source.shown):
+        assert "s3cr3t-pw" not in text and "t0k3n-value" not in text
+
+
+def test_an_error_naming_the_url_is_redacted(clip: Path, sources, tmp_path: Path) -> None:
+    with rtsp_camera(clip, workdir=tmp_path) as camera:
+        wrong = camera.url.replace("rtsp://", "rtsp://admin:s3cr3t-pw@") + "-no-such-path"
+        source = sources(wrong, fps=5, open_timeout=3.0, backoff=(0.2, 0.5))
+        wait_for(lambda: source.stats.last_error is not None, 10.0, "the camera refuses the path")
+        error = source.stats.last_error
+        assert "404" in error and "s3cr3t-pw" not in error and "admin" not in error
+
+
+def test_a_slow_consumer_drops_frames_and_holds_at_most_one(clip: Path, sources) -> None:
+    source = sources(f"{clip.as_uri()}?loop=1", fps=FPS)  # every frame is due
+    taken = []
+    started = time.time()
+    for _ in range(4):
+        frame = source.take(2.0)
+        assert frame is not None
+        taken.append(frame.number)
+        time.sleep(0.4)  # a consumer six times slower than the camera
+        alive = sum(isinstance(o, CapturedFrame) and o.captured >= started for o in gc.get_objects())
+        assert alive <= 3  # the one taken, the one in the slot, one being made: no queue
+        del frame
+    stats = source.stats
+    assert stats.frames_dropped >= 10
+    # every due frame was taken, dropped, or waits in the one slot
+    assert stats.frames_due - len(taken) - stats.frames_dropped in (0, 1)
+    assert taken == sorted(taken) and taken[-1] - taken[0] >= 12  # always the newest, never a backlog
