@@ -276,8 +276,8 @@ def test_a_camera_that_drops_is_reconnected_and_reported(rig: Rig, tmp_path: Pat
         wait_for("the message cleared", lambda: status(rig.fp, "door") == ("RUNNING", None))
         wait_for("records after the camera came back", lambda: [
             r for r in records(path) if r["InputInformation"]["KinesisVideo"]["ServerTimestamp"] > back])
-        health = rig.store.get("door").health
-        assert health["reconnects"] >= 1
+        wait_for("health: connected again, after reconnecting", lambda: (
+            rig.store.get("door").health["connected"] and rig.store.get("door").health["reconnects"] >= 1))
         rig.fp.streams.stop_stream_processor("door")
         wait_for("STOPPED", status_is(rig.fp, "door", "STOPPED"))
 
