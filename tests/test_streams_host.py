@@ -208,6 +208,16 @@ def test_a_deleted_collection_fails_the_processor(rig: Rig) -> None:
     assert status(rig.fp, "orphan")[1] == "Collection doomed was deleted."
 
 
+def test_a_stream_no_longer_mapped_fails_the_processor(rig: Rig, clip: Path) -> None:
+    rig.config.add_source("temporary", f"file://{clip}?loop=1")
+    rig.create("unmapped", camera="temporary")
+    rig.fp.streams.start_stream_processor("unmapped")
+    wait_for("RUNNING", status_is(rig.fp, "unmapped", "RUNNING"))
+    assert rig.config.remove_source("temporary")  # faceprint streams remove temporary
+    wait_for("FAILED", status_is(rig.fp, "unmapped", "FAILED"))
+    assert status(rig.fp, "unmapped")[1].startswith("Stream temporary is not mapped to a camera")
+
+
 def test_an_update_applies_to_the_running_pipeline_without_reconnecting(rig: Rig) -> None:
     fp = rig.fp
     path = rig.create("update")
