@@ -5,28 +5,15 @@ decoded with faceprint's decoder into captured frames at 5 a second and fed to
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-import numpy as np
 import pytest
 
 from conftest import LFW
 from faceprint.streams.live import CollectionGone, FrameResult, LiveFaceSearch, LiveSettings, Regions
 from faceprint.streams.records import alert_record, frame_record, has_match
+from faceprint.streams.sources import CapturedFrame
 from faceprint.video import decode
 from videokit import Walker, background, photos_of, walking_clip
-
-try:
-    from faceprint.streams.sources import CapturedFrame
-except ImportError:  # until helper B's sources.py lands
-    @dataclass(frozen=True)
-    class CapturedFrame:  # type: ignore[no-redef]
-        image: np.ndarray
-        number: int
-        captured: float
-        producer_ms: int
-        fragment: int
-        offset_s: float
 
 WIDTH, HEIGHT, FPS = 960, 540, 25
 T0 = 1_760_000_000.0
@@ -133,6 +120,16 @@ def test_the_enrolled_person_is_matched_within_a_second_and_alerted_once(watch_l
     known_tracks = {f.track_id for r in results for f in r.faces if who(f) == "known" and f.matches}
     assert known_tracks == {alert.track_id}
     assert all(r.analysed_at == r.frame.captured + 0.05 for r in results)
+
+
+def test_a_track_can_wait_for_more_views_before_its_first_decision(fast, watch_list, frames) -> None:
+    """With ``first_decision_views`` 3 the first decision waits for three views, 400 ms apart."""
+    clock = Clock()
+    live = LiveFaceSearch(fast, "live-watch", 80.0, settings=LiveSettings(first_decision_views=3), clock=clock)
+    results = feed(live, clock, frames[:15])
+    matched_ms = first_matched_ms(results)
+    assert matched_ms is not None and KNOWN_FROM_MS + 800 <= matched_ms <= KNOWN_FROM_MS + 1600
+    assert [stream_ms(r) for r in results if r.alerts] == [matched_ms]
 
 
 def test_nothing_about_a_track_outlives_it(fast, watch_list, frames) -> None:

@@ -145,7 +145,8 @@ class LiveFaceSearch:
         self._watched: dict[int, _Watch] = {}
         self._counted = clock()
         self._stream = _StreamClock()
-        self._last_number = -1
+        self._last: tuple[int, tuple[int, ...]] = (-1, ())
+        """The last frame's number and shape."""
         self._lock = threading.Lock()
         """Guards ``_pending``."""
         self._busy = threading.Lock()
@@ -206,10 +207,11 @@ class LiveFaceSearch:
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         else:
             small = image
-        still = _Still(image, small, frame.number, now_ms)
-        seen = self.regions.keep(see_faces(still, small, self.detector, self.settings.faces.crop_margin))  # type: ignore[arg-type]
-        seen.cut = self.cuts.cut(still) or frame.number < self._last_number  # type: ignore[arg-type]
-        self._last_number = frame.number
+        still: Any = _Still(image, small, frame.number, now_ms)  # read as a decode.Frame
+        seen = self.regions.keep(see_faces(still, small, self.detector, self.settings.faces.crop_margin))
+        reconnected = self._last[0] >= 0 and (frame.number < self._last[0] or image.shape != self._last[1])
+        seen.cut = self.cuts.cut(still) or reconnected
+        self._last = (frame.number, image.shape)
         return seen
 
     # -- tracks ---------------------------------------------------------------------------------
@@ -227,7 +229,8 @@ class LiveFaceSearch:
         return watch
 
     def _due(self, watch: _Watch, now_ms: int) -> bool:
-        if len(watch.views.views) < max(1, self.settings.first_decision_views):
+        wanted = min(max(1, self.settings.first_decision_views), self.settings.faces.match.best_views)
+        if len(watch.views.views) < wanted:
             return False
         if watch.decided_ms is None:
             return True
