@@ -116,6 +116,7 @@ class ProcessorRun(threading.Thread):
         self._lock = threading.Lock()
         self._running_since: float | None = None
         self._last_frame: float | None = None
+        self._start_at = _start_selector(row.start_selector)
 
     # -- requests (from the host's thread) ------------------------------------------------------------
 
@@ -197,7 +198,7 @@ class ProcessorRun(threading.Thread):
             if self.fresh and self.host.clock() - began >= self.host.connect_timeout:
                 self._outcome = _Stop(FAILED, f"Camera {self.row.video_stream} could not be reached: {reason}")
                 return True
-            if not self.fresh and stats.last_error:
+            if stats.last_error:
                 self._say(self.status, f"Camera {self.row.video_stream} not reached yet (attempt "
                                        f"{stats.reconnects + 1}): {reason}")
         elif not stats.connected:
@@ -232,16 +233,10 @@ class ProcessorRun(threading.Thread):
         return True
 
     def _before_start(self, frame: Any) -> bool:
-        selector = self.row.start_selector or {}
-        kvs = selector.get("KVSStreamStartSelector", selector)
-        producer = kvs.get("ProducerTimestamp")
-        if producer is not None and frame.producer_ms < int(producer):
-            return True
-        fragment = kvs.get("FragmentNumber")
-        with contextlib.suppress(ValueError, TypeError):
-            if fragment is not None and frame.fragment < int(fragment):
-                return True
-        return False
+        """Is ``frame`` before the StartSelector (its ProducerTimestamp, ms, or its FragmentNumber)?"""
+        producer, fragment = self._start_at
+        return (producer is not None and frame.producer_ms < producer) or \
+            (fragment is not None and frame.fragment < fragment)
 
     def _deliver(self, result: Any) -> None:
         from faceprint.streams.records import alert_record, frame_record, has_match
@@ -325,6 +320,18 @@ class ProcessorRun(threading.Thread):
                 "frames_dropped": health["frames_dropped"], "frames_skipped": self.skipped, "records": self.records,
                 "alerts": self.alerts, "latency": self.latency.as_dict(),
                 "alert_latency": self.alert_latency.as_dict(), "sinks": sinks}
+
+
+def _start_selector(selector: dict[str, Any] | None) -> tuple[int | None, int | None]:
+    """(ProducerTimestamp ms, FragmentNumber) of a ``KVSStreamStartSelector`` (None: not given)."""
+    kvs = (selector or {}).get("KVSStreamStartSelector", selector or {})
+    found: list[int | None] = []
+    for key in ("ProducerTimestamp", "FragmentNumber"):
+        try:
+            found.append(int(kvs[key]) if kvs.get(key) is not None else None)
+        except (TypeError, ValueError):  # the API checked it: ignore what cannot be read
+            found.append(None)
+    return found[0], found[1]
 
 
 def _snapshot(frame: Any) -> Callable[[], bytes]:
