@@ -20,7 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from camerakit import rtsp_camera
-from conftest import lfw_image
+from conftest import lfw_image, models_dir
 from faceprint.server.auth import AuthError, KeyStore, verify_presigned
 from faceprint.server.metrics import stream_metrics
 from faceprint.server.streams import stream_flags
@@ -149,7 +149,7 @@ def test_a_limited_key_lists_only_its_collections_processors(tmp_path: Path) -> 
     from faceprint.service import Faceprint
     from faceprint.streams.service import StreamSettings
 
-    fp = Faceprint(tmp_path, profile="fast", streams=StreamSettings(
+    fp = Faceprint(tmp_path, profile="fast", models_dir=models_dir(), streams=StreamSettings(
         sources={"cam": "rtsp://127.0.0.1:9/cam"}, data_streams={"faces": [f"file:{tmp_path}/f.jsonl"]}))
     for collection in ("team-a-1", "team-b-1"):
         fp.create_collection(collection)
@@ -242,7 +242,7 @@ class World:
         self.hook = stack.enter_context(webhook_receiver())
         self.slow = stack.enter_context(webhook_receiver(delay=3.0))
         self.file = folder / "faces.jsonl"
-        fp = Faceprint(self.home, profile="fast")
+        fp = Faceprint(self.home, profile="fast", models_dir=models_dir())
         fp.create_collection("watch")
         self.faces = {name: fp.index_faces("watch", lfw_image(name, 1), name).face_records[0].face.face_id
                       for name in ("Aaron_Peirsol", "Aaron_Sorkin")}
@@ -484,7 +484,7 @@ def test_a_server_without_streams_runs_them_once_one_is_started(world: World, tm
     from faceprint.streams.config import StreamConfig
 
     home = tmp_path / "home"
-    Faceprint(home, profile="fast").create_collection("watch")
+    Faceprint(home, profile="fast", models_dir=models_dir()).create_collection("watch")
     srv = Server(home, "--no-auth")
     try:
         assert not (home / "streams").exists()
@@ -505,7 +505,7 @@ def test_several_workers_run_one_host(world: World, tmp_path: Path) -> None:
     from faceprint.service import Faceprint
 
     home = tmp_path / "home"
-    Faceprint(home, profile="fast").create_collection("watch")
+    Faceprint(home, profile="fast", models_dir=models_dir()).create_collection("watch")
     sink = tmp_path / "hall.jsonl"
     srv = Server(home, "--no-auth", "--workers", "2", "--stream", f"hall=file://{world.folder / 'lobby.mp4'}?loop=1",
                  "--data-stream", f"faces=file:{sink}")
