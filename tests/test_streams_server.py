@@ -133,6 +133,7 @@ def test_stream_flags_check_without_showing_secrets(tmp_path: Path) -> None:
                            ([f"door=gopher://u:{SECRET}@cam"], []),
                            ([f"door=rtsp://u:{SECRET}@cam/a", f"door=rtsp://u:{SECRET}@cam/b"], []),
                            ([f"rtsp://u:{SECRET}@cam/a"], []),
+                           ([SECRET], []),
                            ([], [f"faces=ftp://u:{SECRET}@x"]),
                            ([], [f"faces:kinesis:http://u:{SECRET}@x#s"]),
                            ([], [f"bad name=file:/tmp/{SECRET}"])):

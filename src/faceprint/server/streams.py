@@ -78,9 +78,11 @@ def stream_flags(streams: Sequence[str], data_streams: Sequence[str]) -> StreamF
 
 def _split(flag: str, form: str, spec: str) -> tuple[str, str]:
     name, sep, value = spec.partition("=")
-    if not sep or not value:
+    if not sep:  # what was given may be the secret itself
+        raise InvalidParameterException(f"{flag}: give {form} (what was given is not shown here).")
+    if not value:
         shown = name if NAME.fullmatch(name) else "..."
-        raise InvalidParameterException(f"{flag} {shown}: give {form} (the value is not shown here).")
+        raise InvalidParameterException(f"{flag} {shown}: give {form} (the value is empty).")
     if not NAME.fullmatch(name):
         raise InvalidParameterException(f"{flag}: a stream name is 1 to 256 letters, digits, '_', '.' or '-' "
                                         f"(the name given is {len(name)} characters; the value is not shown here).")
@@ -97,9 +99,14 @@ def _quietly(flag: str, name: str, value: str, check: Callable[[str], Any], show
 
 
 def _scrub(message: str, value: str, shown: str) -> str:
-    """``message`` without ``value`` or its secret parts."""
-    parts = urlsplit(value) if "://" in value else None
-    secrets = [value, *(s for s in ((parts.password, parts.username, parts.query) if parts else ()) if s)]
+    """``message`` without ``value`` or its secret parts (a password, a query: those of 4 characters
+    or more, lest every 'u' of the text go for a user 'u'; the checks' own messages are redacted already)."""
+    try:
+        parts = urlsplit(value) if "://" in value else None
+        pieces = (parts.password, parts.username, parts.query) if parts else ()
+    except ValueError:
+        pieces = ()
+    secrets = [value, *(p for p in pieces if p and len(p) >= 4)]
     for secret in sorted(secrets, key=len, reverse=True):
         message = message.replace(secret, shown if secret == value else "***")
     return message
