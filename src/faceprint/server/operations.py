@@ -29,9 +29,10 @@ _FAMILIES = (
 
 
 STREAM_NOTES = {
-    "CreateStreamProcessor": "live streams (docs/streams.md): FaceSearch only; `Tags`, `KmsKeyId`, `S3Destination` "
-                             "and `ConnectedHome` refused (InvalidParameterException); `RegionsOfInterest` for face "
-                             "search is a faceprint extension",
+    "CreateStreamProcessor": "live streams (docs/streams.md): FaceSearch only; `Tags`, `KmsKeyId`, "
+                             "`NotificationChannel`, `S3Destination` and `ConnectedHome` refused "
+                             "(InvalidParameterException); `RegionsOfInterest` for face search is a faceprint "
+                             "extension",
     "StartStreamProcessor": "live streams (docs/streams.md): `StartSelector` and `StopSelector` for face search are "
                             "faceprint extensions",
     "UpdateStreamProcessor": "live streams (docs/streams.md): `SettingsForUpdate.FaceSearchForUpdate` "
