@@ -498,6 +498,10 @@ def test_a_server_without_streams_runs_them_once_one_is_started(world: World, tm
         wait_for(lambda: status_of(client, "hall") == "RUNNING", 60, "RUNNING")
         with EventStream(srv, f"{srv.url}/stream-processors/hall/events?after=0") as events:
             assert events.status == 200 and events.until(lambda e: e["event"] == "record", 30)
+            client.stop_stream_processor(Name="hall")
+            wait_for(lambda: status_of(client, "hall") == "STOPPED", 60, "STOPPED")
+            client.delete_stream_processor(Name="hall")
+            assert events.drained()  # the processor's stream ends with it
     finally:
         assert srv.stop() in (0, -signal.SIGTERM)
 
