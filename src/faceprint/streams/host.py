@@ -153,6 +153,7 @@ class ProcessorRun(threading.Thread):
         finally:
             self._close()
             self._finish()
+            self._stop_source()  # last: a stalled camera's read takes seconds to time out
 
     def _open(self) -> None:
         from faceprint.streams.live import LiveFaceSearch
@@ -276,16 +277,23 @@ class ProcessorRun(threading.Thread):
         self.host.store.set_status(self.row.name, status, message, generation=self.generation)
 
     def _close(self) -> None:
-        for part in (self.source, self._live):
-            if part is not None:
-                with contextlib.suppress(Exception):
-                    (part.stop if part is self.source else part.close)()
+        """Forget the tracks, then let the sinks deliver what they hold."""
+        if self._live is not None:
+            with contextlib.suppress(Exception):
+                self._live.close()
         deadline = time.monotonic() + SINKS_CLOSE
         for sink in self.sinks:
             try:
                 sink.close(max(0.5, deadline - time.monotonic()))
             except Exception:  # one sink's defect must not keep the others open
                 log.exception("Closing sink %s of %s failed", getattr(sink, "label", "?"), self.row.name)
+
+    def _stop_source(self) -> None:
+        if self.source is not None:
+            try:
+                self.source.stop()
+            except Exception:
+                log.exception("Stopping the camera of %s failed", self.row.name)
 
     def _finish(self) -> None:
         """The final status: the host's stop request wins over the run's own ending."""
