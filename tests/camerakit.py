@@ -2,7 +2,8 @@
 and stops it when its ``with`` block ends.
 
 - :func:`rtsp_camera`: Debian's GStreamer RTSP server (``tests/rtsp_camera_server.py``, run by
-  ``/usr/bin/python3``) serving an H.264 MP4 at its real rate, looping; clients pull over TCP or UDP.
+  ``/usr/bin/python3``) serving an H.264 MP4 at its real rate, looping; clients pull over TCP or UDP
+  (``tls=True``: RTSPS with a self-signed certificate). Each client gets the clip from its start.
   ``camera.kill()`` then ``camera.start()`` restarts it on the same port (a camera that drops).
 - :func:`rtsp_push`: pushes a clip with PyAV (RTSP ANNOUNCE/RECORD over TCP, ``tests/rtsp_pusher.py``
   in its own process) to a listening ``rtsp-listen://`` source, retrying until the listener is up.
@@ -80,15 +81,18 @@ def _end(process: subprocess.Popen | None, kill: bool = False) -> None:
 
 
 class RtspCamera:
-    """The GStreamer RTSP server on ``port``: ``url`` for TCP, ``udp_url`` for UDP."""
+    """The GStreamer RTSP server on ``port``: ``url`` for TCP, ``udp_url`` for UDP (with ``tls``,
+    ``url`` is ``rtsps://``, a self-signed certificate)."""
 
     def __init__(self, video: Path, path: str = "/cam", loop: bool = True, port: int | None = None,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, tls: bool = False) -> None:
         self.video, self.path, self.loop = Path(video), path, loop
         self.port = port or free_port()
-        self.url = f"rtsp://127.0.0.1:{self.port}{path}"
+        folder = Path(workdir or tempfile.gettempdir())
+        self.tls_pem = self_signed_pem(folder / f"rtsp-camera-{self.port}.pem") if tls else None
+        self.url = f"{'rtsps' if tls else 'rtsp'}://127.0.0.1:{self.port}{path}"
         self.udp_url = f"{self.url}?transport=udp"
-        self.log = Path(workdir or tempfile.gettempdir()) / f"rtsp-camera-{self.port}.log"
+        self.log = folder / f"rtsp-camera-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> RtspCamera:
@@ -97,6 +101,8 @@ class RtspCamera:
             return self
         args = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--path", self.path,
                 "--video", str(self.video)] + ([] if self.loop else ["--once"])
+        if self.tls_pem is not None:
+            args += ["--tls-pem", str(self.tls_pem)]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _wait(lambda: listening(self.port) and "READY" in self.log.read_text(errors="replace"),
@@ -116,15 +122,40 @@ class RtspCamera:
 
 
 @contextlib.contextmanager
-def rtsp_camera(video: Path, path: str = "/cam", loop: bool = True, workdir: Path | None = None
-                ) -> Iterator[RtspCamera]:
+def rtsp_camera(video: Path, path: str = "/cam", loop: bool = True, workdir: Path | None = None,
+                tls: bool = False) -> Iterator[RtspCamera]:
     """``with rtsp_camera(clip) as cam:`` read ``cam.url`` (TCP) or ``cam.udp_url``;
-    ``cam.kill(); cam.start()`` drops it and brings it back on the same port."""
-    camera = RtspCamera(video, path, loop, workdir=workdir)
+    ``cam.kill(); cam.start()`` drops it and brings it back on the same port. ``tls``: RTSPS."""
+    camera = RtspCamera(video, path, loop, workdir=workdir, tls=tls)
     try:
         yield camera.start()
     finally:
         camera.stop()
+
+
+def self_signed_pem(path: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 and its key, in one PEM file (0600)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    path.touch(0o600)
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return path
 
 
 class RtspPusher:

@@ -1,9 +1,9 @@
 """A camera for tests: Debian's GStreamer RTSP server serving an H.264 MP4 file at its real rate,
-over RTSP (clients pull with TCP or UDP), looping it forever if asked.
+over RTSP (clients pull with TCP or UDP) or RTSPS (``--tls-pem``), looping it forever unless ``--once``.
 
 Run it with ``/usr/bin/python3`` (Debian's Python has ``gi``; the project's venv does not)::
 
-    /usr/bin/python3 tests/rtsp_camera_server.py --port 8554 --path /cam --video clip.mp4 [--once]
+    /usr/bin/python3 tests/rtsp_camera_server.py --port 8554 --path /cam --video clip.mp4 [--once] [--tls-pem PEM]
 
 It prints ``READY`` on stdout once it listens on 127.0.0.1, and stops on SIGTERM or SIGINT.
 
@@ -26,7 +26,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtspServer  # noqa: E402
 
 LAUNCH = "( appsrc name=src format=time is-live=true do-timestamp=false ! h264parse ! " \
          "rtph264pay name=pay0 pt=96 config-interval=1 )"
@@ -110,7 +110,19 @@ class Feeder(threading.Thread):
         return None
 
 
-def serve(port: int, path: str, clip: Clip, loop: bool) -> int:
+def use_tls(server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory, pem: str) -> None:
+    """Speak RTSPS (TLS) with the certificate and key in ``pem``; anyone may watch."""
+    auth = GstRtspServer.RTSPAuth()
+    auth.set_tls_certificate(Gio.TlsCertificate.new_from_file(pem))
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "anonymous")
+    auth.set_default_token(token)
+    factory.add_role_from_structure(Gst.Structure.new_from_string(
+        "anonymous, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"))
+    server.set_auth(auth)
+
+
+def serve(port: int, path: str, clip: Clip, loop: bool, tls_pem: str | None = None) -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
@@ -121,6 +133,8 @@ def serve(port: int, path: str, clip: Clip, loop: bool) -> int:
     factory.connect("media-configure", lambda _f, media: Feeder(
         media.get_element().get_by_name("src"), clip, loop).start())
     server.get_mount_points().add_factory(path, factory)
+    if tls_pem:
+        use_tls(server, factory, tls_pem)
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr, flush=True)
         return 1
@@ -138,9 +152,10 @@ def main() -> int:
     parser.add_argument("--path", default="/cam")
     parser.add_argument("--video", required=True)
     parser.add_argument("--once", action="store_true", help="play the file once, then end the stream")
+    parser.add_argument("--tls-pem", help="serve RTSPS: a PEM file holding the certificate and its key")
     args = parser.parse_args()
     Gst.init(None)
-    return serve(args.port, args.path, Clip(args.video), loop=not args.once)
+    return serve(args.port, args.path, Clip(args.video), loop=not args.once, tls_pem=args.tls_pem)
 
 
 if __name__ == "__main__":

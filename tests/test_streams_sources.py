@@ -121,6 +121,14 @@ def test_rtsp_camera_over_tcp_and_udp(clip: Path, clip_frames: list[np.ndarray],
             source.stop()  # while the camera still sends (a read waiting on a dead camera ends on its timeout)
 
 
+def test_rtsps_camera(clip: Path, clip_frames: list[np.ndarray], sources, tmp_path: Path) -> None:
+    with rtsp_camera(clip, workdir=tmp_path, tls=True) as camera:
+        assert camera.url.startswith("rtsps://")
+        source = sources(camera.url, fps=5)
+        check_live(take_frames(source, 4), clip_frames)
+        source.stop()
+
+
 def test_pushed_rtsp_to_a_listening_source(clip: Path, clip_frames: list[np.ndarray], sources, tmp_path: Path) -> None:
     port = free_port()
     source = sources(f"rtsp-listen://127.0.0.1:{port}/live", fps=5)

@@ -32,6 +32,7 @@ HLS, whose segments come seconds apart), so a dead camera holds the reader threa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -50,6 +51,8 @@ READ_TIMEOUT = 5.0
 """Seconds a read may wait for the camera's next packet before the camera counts as gone."""
 HLS_READ_TIMEOUT = 20.0
 """The same for HLS, whose segments (and so packets) come seconds apart."""
+MAX_FRAME_PIXELS = 8192 * 4352
+"""The largest frame decoded (8K), as for stored video: a larger claim is refused before decoding."""
 MAX_BAD_PACKETS = 200
 """Undecodable packets in a row before the connection is dropped and made again."""
 MAX_GAP_S = 10.0
@@ -129,7 +132,7 @@ def target(url: str) -> Target:
         timeout = HLS_READ_TIMEOUT if hls else READ_TIMEOUT
         return Target(plain, {"timeout": _micros(timeout)}, paced=hls, read_timeout=timeout)
     if scheme == "udp":
-        options = {"timeout": _micros(READ_TIMEOUT), "overrun_nonfatal": "1", "fifo_size": "50000"}
+        options = {"timeout": _micros(READ_TIMEOUT), "overrun_nonfatal": "1"}
         if parts.hostname:
             options["localaddr"] = parts.hostname
         return Target(plain, options, format="mpegts")
@@ -317,9 +320,13 @@ class Source:
         except (av.FFmpegError, OSError, ValueError, RuntimeError, UnicodeDecodeError, _Unusable) as exc:
             if not self._stopping.is_set():
                 self._failed(_reason(exc, self.url))
+        except Exception as exc:  # a bug must not end the reader for good: it reconnects
+            log.exception("camera %s: unexpected error", self.shown)
+            self._failed(f"unexpected error ({type(exc).__name__})")
         finally:
             if container is not None:
-                container.close()
+                with contextlib.suppress(Exception):
+                    container.close()
         flowed = self._stats.frames_read > read
         if self._stats.connected:
             self._update(connected=False, since=self.clock())
@@ -344,6 +351,10 @@ class Source:
         if not container.streams.video:
             container.close()
             raise _Unusable("the stream has no video")
+        ctx = container.streams.video[0].codec_context
+        if (ctx.width or 0) * (ctx.height or 0) > MAX_FRAME_PIXELS:
+            container.close()
+            raise _Unusable(f"its frames are {ctx.width} x {ctx.height} pixels; the limit is {MAX_FRAME_PIXELS}")
         return container
 
     def _read(self, container: Any) -> None:
@@ -381,6 +392,9 @@ class Source:
                 continue
             bad = 0
             for av_frame in decoded:
+                if av_frame.width * av_frame.height > MAX_FRAME_PIXELS:
+                    raise _Unusable(f"a frame is {av_frame.width} x {av_frame.height} pixels; "
+                                    f"the limit is {MAX_FRAME_PIXELS}")
                 self._frame(av_frame, conn)
             if self._stopping.is_set():
                 return True
