@@ -18,8 +18,10 @@ A request is authorised by a SigV4-presigned query (``X-Amz-Algorithm``, ``X-Amz
 ``DescribeStreamProcessor`` on the processor's collection; a ``--no-auth`` server needs none. An
 unknown processor answers 404 with ``ResourceNotFoundException``; past ``max_clients`` streams in
 this process, 503 with ``ThrottlingException``. The store is read on a pool of its own (never on
-the event loop, never on the pools that answer Rekognition requests), and a stream ends when its
-client goes away, when its processor is deleted, and when the server shuts down.
+the event loop, never on the pools that answer Rekognition requests): one poller per followed
+processor looks for new events every 0.1 s and wakes its streams, which then read what they have not
+sent. A stream ends when its client goes away, when its processor is deleted, and when the server
+shuts down.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ class EventSettings:
     """Streams open at once in one process; more answer 503 ``ThrottlingException``."""
     heartbeat: float = 15.0
     """Seconds between comment lines when there is nothing to send."""
-    poll: float = 0.25
-    """Seconds between reads of the store while a stream waits for events."""
+    poll: float = 0.1
+    """Seconds between two looks at a followed processor's last event (one look for all its streams)."""
     batch: int = 200
     """Events read from the store at once."""
 
@@ -77,6 +79,8 @@ class EventStreams:
         """Streams open now (the event loop's alone)."""
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="fp-events")
         self.stopping = asyncio.Event()
+        self.followers: dict[str, _Follower] = {}
+        """Processors followed now, by name (the event loop's alone)."""
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -152,34 +156,94 @@ class EventStreams:
     async def _follow(self, name: str, after: int, gone: asyncio.Event, send: Send) -> None:
         """Send the events after ``after`` until the client goes, the processor is deleted or the server stops."""
         loop = asyncio.get_running_loop()
-        quiet = 0.0
-        while not gone.is_set() and not self.stopping.is_set():
-            try:
-                events = await loop.run_in_executor(self.pool, self._read, name, after)
-            except Exception:  # the store failed, or this process is closing: the client resumes elsewhere
-                log.exception("reading the events of stream processor %s failed", name)
-                return
-            if events is None:  # the processor was deleted
-                return
-            if events:
-                after = events[-1][0]
-                await send({"type": "http.response.body", "body": b"".join(_event(*e) for e in events),
-                            "more_body": True})
-                quiet = 0.0
-                if len(events) == self.settings.batch:
-                    continue
-            elif quiet >= self.settings.heartbeat:
-                await send({"type": "http.response.body", "body": b": heartbeat\n\n", "more_body": True})
-                quiet = 0.0
-            await _first(self.settings.poll, gone, self.stopping)
-            quiet += self.settings.poll
+        follower = self._join(name)
+        quiet_since = loop.time()
+        try:
+            while not (gone.is_set() or self.stopping.is_set() or follower.ended):
+                tick = follower.tick  # taken first: a notification from now on wakes the wait below
+                if follower.latest > after:
+                    try:
+                        events = await loop.run_in_executor(self.pool, self._read, name, after)
+                    except Exception:  # the store failed, or this process is closing: the client resumes elsewhere
+                        log.exception("reading the events of stream processor %s failed", name)
+                        return
+                    if events:
+                        after = events[-1][0]
+                        await send({"type": "http.response.body", "body": b"".join(_event(*e) for e in events),
+                                    "more_body": True})
+                        quiet_since = loop.time()
+                        continue
+                    after = follower.latest  # trimmed from the ring meanwhile
+                if loop.time() - quiet_since >= self.settings.heartbeat:
+                    await send({"type": "http.response.body", "body": b": heartbeat\n\n", "more_body": True})
+                    quiet_since = loop.time()
+                wait = self.settings.heartbeat - (loop.time() - quiet_since)
+                await _first(max(wait, 0.0), tick, gone, self.stopping)
+        finally:
+            self._leave(name, follower)
 
-    def _read(self, name: str, after: int) -> list[tuple[int, str, str]] | None:
-        store = self.handler.fp.streams.store
-        events = store.events_after(name, after, self.settings.batch)
-        if not events and store.get(name) is None:
-            return None
-        return events
+    def _join(self, name: str) -> _Follower:
+        follower = self.followers.get(name)
+        if follower is None:
+            follower = self.followers[name] = _Follower()
+            follower.task = asyncio.create_task(self._poll(name, follower))
+        follower.users += 1
+        return follower
+
+    def _leave(self, name: str, follower: _Follower) -> None:
+        follower.users -= 1
+        if follower.users == 0 and self.followers.get(name) is follower:
+            del self.followers[name]
+            if follower.task is not None:
+                follower.task.cancel()
+
+    async def _poll(self, name: str, follower: _Follower) -> None:
+        """Watch one processor's events for every stream of this process that follows it: its last
+        event's number every ``poll`` seconds, whether it still exists every second."""
+        loop = asyncio.get_running_loop()
+        checks = max(1, round(1.0 / self.settings.poll))
+        polls = 0
+        while True:
+            try:
+                latest = await loop.run_in_executor(self.pool, self._store().last_seq, name)
+                gone = polls % checks == 0 and await loop.run_in_executor(self.pool, self._deleted, name)
+            except Exception:  # the store failed, or this process is closing: the clients resume elsewhere
+                log.exception("watching the events of stream processor %s failed", name)
+                gone = True
+                latest = follower.latest
+            polls += 1
+            if latest > follower.latest or gone:
+                follower.latest, follower.ended = latest, gone
+                follower.notify()
+            if gone:
+                return
+            await asyncio.sleep(self.settings.poll)
+
+    def _store(self) -> Any:
+        return self.handler.fp.streams.store
+
+    def _deleted(self, name: str) -> bool:
+        return self._store().get(name) is None
+
+    def _read(self, name: str, after: int) -> list[tuple[int, str, str]]:
+        return self._store().events_after(name, after, self.settings.batch)
+
+
+class _Follower:
+    """What the streams of one processor share: its last event's number, set by one poller (the event
+    loop's alone), and the event that wakes them when it grows."""
+
+    def __init__(self) -> None:
+        self.latest = 0
+        self.ended = False
+        """The processor was deleted (or its store failed): its streams end."""
+        self.users = 0
+        self.task: asyncio.Task[None] | None = None
+        self.tick = asyncio.Event()
+
+    def notify(self) -> None:
+        tick, self.tick = self.tick, asyncio.Event()
+        tick.set()
 
 
 def _resume_point(query: str, headers: dict[str, str]) -> int | None:
