@@ -175,6 +175,53 @@ def test_a_limited_key_lists_only_its_collections_processors(tmp_path: Path) -> 
     assert visible_processors(fp, nobody, 2, None) == {"StreamProcessors": []}
 
 
+# -- the events endpoint in this process ---------------------------------------------------------------------
+
+def test_idle_event_streams_get_heartbeats_and_end_at_shutdown(tmp_path: Path) -> None:
+    """In a guarded uvicorn (as `faceprint serve` runs it): a stream with nothing to send gets comment lines, and
+    the server's graceful shutdown ends it at once (not at the graceful timeout)."""
+    import threading
+
+    import uvicorn
+
+    from faceprint.server.app import AppOptions, create_app
+    from faceprint.server.events import EventSettings
+    from faceprint.server.guard import GuardedConfig, GuardSettings
+    from faceprint.service import Faceprint
+    from faceprint.streams.service import StreamSettings
+    from serverkit import free_port
+
+    fp = Faceprint(tmp_path, profile="fast", models_dir=models_dir(), streams=StreamSettings(
+        sources={"cam": "rtsp://127.0.0.1:9/cam"}, data_streams={"faces": [f"file:{tmp_path}/f.jsonl"]}))
+    fp.create_collection("watch")
+    fp.create_stream_processor({"KinesisVideoStream": {"Arn": VIDEO_ARN.replace("/lobby/", "/cam/")}},
+                               {"KinesisDataStream": {"Arn": DATA_ARN}}, "quiet",
+                               {"FaceSearch": {"CollectionId": "watch"}}, ROLE)
+    app = create_app(fp, options=AppOptions(warm=False, events=EventSettings(heartbeat=0.2)))
+    port = free_port()
+    server = uvicorn.Server(GuardedConfig(app, GuardSettings(), host="127.0.0.1", port=port, log_level="warning",
+                                          timeout_graceful_shutdown=60))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 30, "the server")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/stream-processors/quiet/events")
+        response = conn.getresponse()
+        assert response.status == 200
+        lines = [response.readline() for _ in range(6)]
+        assert lines[:2] == [b"retry: 2000\n", b"\n"] and lines[2:] == [b": heartbeat\n", b"\n"] * 2, lines
+        server.should_exit = True  # what SIGTERM does
+        while response.readline():  # the stream ends (else the read times out in 30 s)
+            pass
+        conn.close()
+        thread.join(30)
+        assert not thread.is_alive()  # the server stopped, not held to its 60 s graceful timeout
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 # -- the stream metrics text --------------------------------------------------------------------------------
 
 def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
