@@ -448,6 +448,8 @@ def test_a_live_camera_is_searched_and_recorded_in_every_sink(world: World, serv
     assert 'faceprint_stream_sink_delivered_total{processor="lobby",sink="file:' in text
     assert SECRET not in text  # sinks are labelled redacted
     assert SECRET not in server.log.read_text()  # nor does the server (or the host) log a URL's secrets
+    started = [r for r in server.access_log() if r["operation"] == "StartStreamProcessor"]
+    assert started and started[-1]["collectionId"] == "watch" and started[-1]["keyId"] == world.admin[0]
 
 
 def test_events_stream_with_presigned_urls(world: World, server: Server) -> None:

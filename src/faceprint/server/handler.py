@@ -164,9 +164,9 @@ class RekognitionHandler:
             settings = body.get("Settings")
             search = settings.get("FaceSearch") if isinstance(settings, dict) else None
             return search.get("CollectionId") if isinstance(search, dict) else None
+        if operation in PROCESSOR_OPERATIONS and isinstance(body.get("Name"), str):
+            return self.fp.streams.collection_of(body["Name"][:256])
         restricted = key is not None and key.policy.collections is not None
-        if operation in PROCESSOR_OPERATIONS and restricted and isinstance(body.get("Name"), str):
-            return self.fp.streams.collection_of(body["Name"])
         if operation == "GetFaceSearch" and restricted:
             return self.fp.video.collection_of(body.get("JobId"))
         return body.get("CollectionId")
