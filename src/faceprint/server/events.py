@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException, error_body
-from faceprint.server.protocol import ThrottlingException
+from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException
+from faceprint.server.protocol import Reply, ThrottlingException, error_reply, internal_error_reply
 
 if TYPE_CHECKING:
     from faceprint.server.handler import RekognitionHandler
@@ -90,18 +90,20 @@ class EventStreams:
         decided (before the events flow), for the access log and the request metrics."""
         name = scope["path_params"]["name"]
         loop = asyncio.get_running_loop()
+        key_id = None
         try:
+            self._check_room()  # before the work of admission, and again after it
             after, key_id = await loop.run_in_executor(self.pool, self._admit, scope, name)
-        except FaceprintError as exc:
-            status = _STATUS.get(exc.code, exc.http_status)
-            answered(status, exc.code, None)
-            await _json(send, status, error_body(exc.code, exc.message))
-            return
-        if self.clients >= self.settings.max_clients:
-            exc = ThrottlingException(f"This server process streams events to {self.settings.max_clients} clients "
-                                      "already; try again later.")
-            answered(503, exc.code, key_id)
-            await _json(send, 503, exc.to_dict())
+            self._check_room()
+        except Exception as exc:
+            if isinstance(exc, FaceprintError):  # a server fault's message is logged, not answered
+                reply = error_reply(exc, self.handler.model)
+                reply = Reply(_STATUS.get(exc.code, reply.status), reply.body)
+            else:  # a bug, or the store failed: an AWS error all the same, never a traceback
+                log.exception("admitting an events stream of %s failed", name)
+                reply = internal_error_reply()
+            answered(reply.status, reply.error_code, key_id)
+            await _json(send, reply.status, reply.body)
             return
         self.clients += 1
         answered(200, None, key_id)
@@ -109,6 +111,11 @@ class EventStreams:
             await self._stream(name, after, receive, send)
         finally:
             self.clients -= 1
+
+    def _check_room(self) -> None:
+        if self.clients >= self.settings.max_clients:
+            raise ThrottlingException(f"This server process streams events to {self.settings.max_clients} clients "
+                                      "already; try again later.")
 
     # -- admission (on the pool) ---------------------------------------------------------------------
 
