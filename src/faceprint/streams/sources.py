@@ -18,16 +18,23 @@ URL forms (see :func:`faceprint.streams.config.parse_source_url`):
 - ``file:///abs/path``: a file played at its real rate (for testing), ``?loop=1`` to loop it.
 
 faceprint's own query keys (``transport``, ``loop``) are taken out before FFmpeg sees the URL.
+The stream's time is the frames' own timestamps, made continuous across jumps; MJPEG has none
+(FFmpeg makes them up from a guessed 25 fps), so its frames' arrival times are used. HLS segments
+come in bursts, so HLS frames, like a file's, are released at the stream's own pace.
+
 Kinesis-only fields of the records are filled plainly: ``producer_ms`` is the wall clock when
 the frame arrived (for a file, when it is due in real-rate play); ``fragment`` counts key frames
-(a new fragment at each, and at each new connection); ``offset_s`` is the time since the
-fragment's first frame, in the stream's time.
+(a new fragment at each, and at each new connection; every MJPEG frame is a key frame);
+``offset_s`` is the time since the fragment's first frame, in the stream's time.
 
 A camera that cannot be reached, stops sending or ends is connected again, forever, after a
-back-off that doubles from ``backoff[0]`` to ``backoff[1]`` seconds (reset once frames flowed).
-Opening gives up after ``open_timeout`` seconds and a read after :data:`READ_TIMEOUT` (longer for
-HLS, whose segments come seconds apart), so a dead camera holds the reader thread, and
-:meth:`Source.stop`, that long at most. Error texts never hold the URL's password.
+back-off that doubles from ``backoff[0]`` to ``backoff[1]`` seconds (reset once frames flowed; a
+listener waiting for a push listens again at once). Opening gives up after ``open_timeout``
+seconds and a read after :data:`READ_TIMEOUT` (longer for HLS, whose segments come seconds
+apart). :meth:`Source.stop` cannot close the connection under a blocked read (with PyAV that
+frees what the read is using), so a camera that went silent holds the reader thread, and
+``stop()``, that long at most; a camera that sends stops within a frame. Error texts never hold
+the URL's password.
 """
 
 from __future__ import annotations
