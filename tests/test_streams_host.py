@@ -179,8 +179,15 @@ def test_a_processor_matches_the_enrolled_person_and_stops(rig: Rig) -> None:
     count = len(records(path))
     time.sleep(1.0)
     assert len(records(path)) == count  # no record after STOPPED: the sinks were closed
-    assert "match" not in _metrics(rig.home) or wait_for("metrics without it",
-                                                         lambda: "match" not in _metrics(rig.home))
+    wait_for("metrics without it", lambda: "match" not in _metrics(rig.home))
+    # started again at once: a new session runs (the old run is over)
+    session = fp.streams.start_stream_processor("match").session_id
+    again = time.time()
+    wait_for("RUNNING again", status_is(fp, "match", "RUNNING"))
+    wait_for("records of the new session", lambda: after(path, again))
+    assert rig.host._runs["match"].row.session_id == session
+    fp.streams.stop_stream_processor("match")
+    wait_for("STOPPED", status_is(fp, "match", "STOPPED"))
 
 
 def _metrics(home: Path) -> dict[str, Any]:
