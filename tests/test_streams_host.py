@@ -170,8 +170,12 @@ def test_a_processor_matches_the_enrolled_person_and_stops(rig: Rig) -> None:
     shots = wait_for("a snapshot", lambda: sorted(path.with_name(path.name + ".snapshots").glob(f"*-{face_id}.jpg")))
     assert cv2.imdecode(np.frombuffer(shots[0].read_bytes(), np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
     assert all("Alert" not in r for r in records(path))
-    metrics = wait_for("metrics", lambda: _metrics(rig.home).get("match", {}).get("records"))
-    assert metrics and _metrics(rig.home)["match"]["latency"]["count"] > 0
+    wait_for("metrics", lambda: _metrics(rig.home).get("match", {}).get("records"))
+    metrics = wait_for("delivered records in metrics", lambda: [
+        m for m in [_metrics(rig.home)["match"]] if any(s["delivered"] for s in m["sinks"].values())])[0]
+    assert metrics["status"] == "RUNNING" and metrics["alerts"] >= 1 and set(metrics["sinks"]) >= {"events"}
+    latency = metrics["latency"]
+    assert len(latency["counts"]) == len(latency["buckets"]) + 1 and sum(latency["counts"]) == latency["count"] > 0
     health = wait_for("health", lambda: rig.store.get("match").health.get("frames_analysed"))
     assert health > 0
     fp.streams.stop_stream_processor("match")
