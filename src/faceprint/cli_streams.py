@@ -120,12 +120,21 @@ def _config(args: argparse.Namespace) -> Any:
             raise ResourceNotFoundException(f"No {'stream' if sources else 'data stream'} named {args.name} in "
                                             "this home.")
         return None
-    value = sys.stdin.readline().rstrip("\r\n") if args.value == "-" else args.value
+    value = _secret_input(what="URL" if sources else "SINK") if args.value == "-" else args.value
     if sources:
         config.add_source(args.name, value)
         return {"Name": args.name, "Url": redact(value)}
     config.add_data_stream(args.name, value)
     return {"Name": args.name, "Sink": parse_sink(value).display()}
+
+
+def _secret_input(what: str) -> str:
+    """A value from stdin: asked for without echo on a terminal, else its first line."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"{what} (not shown): ")
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 def _processor(args: argparse.Namespace) -> Any:
