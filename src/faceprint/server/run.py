@@ -133,8 +133,6 @@ def check_settings(settings: ServeSettings) -> None:
                                         "or more.")
     tls_context(guard_settings(settings, 1))  # fails here, clearly, on files that do not load
     check_video_settings(settings)
-    from faceprint.server.streams import stream_flags
-
     stream_flags(settings.streams, settings.data_streams)
 
 
