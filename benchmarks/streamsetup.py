@@ -110,6 +110,9 @@ class Rig:
     profile: str = "fast"
     matches_only_webhook: bool = False
     threads: int = 1
+    home: Path | None = None
+    """The Faceprint home (default: one per profile in the cache; two rigs at once need two homes:
+    one stream host runs a home)."""
     fp: Any = None
     runner: Any = None
     hook: WebhookReceiver | None = None
@@ -130,7 +133,7 @@ class Rig:
         self.rtsp = [RtspCamera(clip, f"/{n}", workdir=self.root).start() for n in self.names()]
         sources = {n: cam.url for n, cam in zip(self.names(), self.rtsp, strict=True)}
         sinks = {f"out-{n}": [f"file:{self.root}/out-{n}.jsonl", hook_spec] for n in self.names()}
-        home = cache_root() / f"home-{self.profile}"
+        home = self.home or cache_root() / f"home-{self.profile}"
         self.fp = Faceprint(home, profile=self.profile, models_dir=models_dir(), threads=self.threads,
                             streams=StreamSettings(sources=sources, data_streams=sinks))
         self.wanted = watch_list(self.fp)
