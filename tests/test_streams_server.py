@@ -347,11 +347,15 @@ def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return exc.value.response["Error"]["Code"]
 
 
-def create(client: Any, name: str = "lobby", stream: str = "lobby", collection: str = "watch", **extra: Any) -> Any:
-    return client.create_stream_processor(
-        Input={"KinesisVideoStream": {"Arn": VIDEO_ARN.replace("/lobby/", f"/{stream}/")}},
-        Output={"KinesisDataStream": {"Arn": DATA_ARN}}, Name=name, RoleArn=ROLE,
-        Settings={"FaceSearch": {"CollectionId": collection, "FaceMatchThreshold": 80}}, **extra)
+def create(client: Any, name: str = "lobby", stream: str = "lobby", collection: str = "watch", python: bool = False,
+           **extra: Any) -> Any:
+    """CreateStreamProcessor through boto3 (or, ``python``, through a Faceprint)."""
+    request = {"Input": {"KinesisVideoStream": {"Arn": VIDEO_ARN.replace("/lobby/", f"/{stream}/")}},
+               "Output": {"KinesisDataStream": {"Arn": DATA_ARN}}, "Name": name, "RoleArn": ROLE,
+               "Settings": {"FaceSearch": {"CollectionId": collection, "FaceMatchThreshold": 80}}}
+    if python:
+        return client.create_stream_processor(request["Input"], request["Output"], name, request["Settings"], ROLE)
+    return client.create_stream_processor(**request, **extra)
 
 
 def status_of(client: Any, name: str) -> str:
@@ -528,22 +532,24 @@ def test_a_killed_server_resumes_its_processors(world: World, server: Server) ->
 
 
 def test_a_server_without_streams_runs_them_once_one_is_started(world: World, tmp_path: Path) -> None:
-    """A --no-auth server started before the home had any stream runs the host at the first
-    StartStreamProcessor; a camera added with the CLI's config while it runs is seen; SSE needs no signature."""
+    """A --no-auth server started before the home had any stream runs the host once the CLI's config
+    commands give the home a camera and a processor is started there (not through the server); SSE needs
+    no signature; a stream ends when its processor is deleted."""
     from faceprint.service import Faceprint
     from faceprint.streams.config import StreamConfig
 
     home = tmp_path / "home"
-    Faceprint(home, profile="fast", models_dir=models_dir()).create_collection("watch")
+    fp = Faceprint(home, profile="fast", models_dir=models_dir())
+    fp.create_collection("watch")
     srv = Server(home, "--no-auth")
     try:
         assert not (home / "streams").exists()
         config = StreamConfig(home)  # what `faceprint streams add` and `data-streams add` do
         config.add_source("hall", f"file://{world.folder / 'lobby.mp4'}?loop=1")
         config.add_data_stream("faces", f"file:{tmp_path / 'hall.jsonl'}")
+        create(fp, name="hall", stream="hall", python=True)  # `faceprint stream-processor create` and `start`
+        fp.start_stream_processor("hall")
         client = srv.client()
-        create(client, name="hall", stream="hall")
-        client.start_stream_processor(Name="hall")
         wait_for(lambda: status_of(client, "hall") == "RUNNING", 60, "RUNNING")
         with EventStream(srv, f"{srv.url}/stream-processors/hall/events?after=0") as events:
             assert events.status == 200 and events.until(lambda e: e["event"] == "record", 30)

@@ -87,8 +87,10 @@ class AppOptions:
     streams_runner: Callable[[], Any] | None = None
     """Makes the home's stream host supervisor (``faceprint.streams.runner.StreamRunner``), run from
     this process and closed at shutdown; None: another process runs the home's stream processors."""
-    streams_start: bool = False
-    """Start the stream host at startup (else at the first StartStreamProcessor this process answers)."""
+    streams_start: Callable[[], bool] | None = None
+    """Whether to start the stream host now: asked at startup, then every ``STREAMS_CHECK`` seconds
+    until it says yes (e.g. once ``faceprint streams add`` made the home's streams folder); the first
+    StartStreamProcessor this process answers starts it anyway. None: only that."""
     events: EventSettings = EventSettings()
     """The Server-Sent Events endpoint's client cap, heartbeat and polling."""
 
@@ -157,12 +159,13 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
             state.ready = True
         if state.options.video_runner:
             await asyncio.get_running_loop().run_in_executor(state.light, state.start_video)
-        if state.options.streams_start:
-            await asyncio.get_running_loop().run_in_executor(state.light, state.streams.ensure_started)
+        watch = asyncio.create_task(_watch_streams(state)) if state.options.streams_start else None
         try:
             yield {STOPPING: state.events.stopping}  # the guard sets it when shutdown begins: SSE streams end
         finally:
             state.events.stopping.set()
+            if watch is not None:
+                watch.cancel()
             await asyncio.get_running_loop().run_in_executor(None, state.shutdown)
 
     async def rekognition(request: Request) -> Response:
@@ -188,6 +191,25 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
                     exception_handlers={404: not_routed, 405: not_routed}, lifespan=lifespan)
     app.state.faceprint = state
     return app
+
+
+STREAMS_CHECK = 5.0
+"""Seconds between two asks of ``AppOptions.streams_start`` while the stream host is not started."""
+
+
+async def _watch_streams(state: _State) -> None:
+    """Start the stream host once ``streams_start`` says so (or once it runs anyway)."""
+    wanted = state.options.streams_start
+    assert wanted is not None
+    loop = asyncio.get_running_loop()
+    while state.streams.runner is None and not state.streams.closed:
+        try:
+            if await loop.run_in_executor(state.light, wanted):
+                await loop.run_in_executor(state.light, state.streams.ensure_started)
+                return
+        except Exception:  # never the app's end: asked again at the next check
+            logging.getLogger("faceprint.server").exception("checking for configured streams failed")
+        await asyncio.sleep(STREAMS_CHECK)
 
 
 def _metrics_text(state: _State) -> str:

@@ -242,13 +242,13 @@ def build_app(settings: ServeSettings) -> Starlette:
 
 
 def _streams_options(settings: ServeSettings, fp: Any, flags: StreamFlags) -> dict[str, Any]:
-    """One process serving: it runs the home's stream host, at startup if streams are configured,
-    else from the first StartStreamProcessor. Several: the server's supervisor runs it."""
+    """One process serving: it runs the home's stream host once streams are configured (at startup, or
+    when they are later), or from the first StartStreamProcessor. Several: the server's supervisor runs it."""
     if settings.no_streams or settings.streams_file is not None:
         return {}
     factory = runner_factory(fp.home, flags, profile=fp.profile.name, region=settings.region,
                              models_dir=fp.models.root)
-    return {"streams_runner": factory, "streams_start": wants_runner(fp.home, flags)}
+    return {"streams_runner": factory, "streams_start": lambda: wants_runner(fp.home, flags)}
 
 
 def stream_settings(flags: StreamFlags) -> Any:
