@@ -1,0 +1,415 @@
+"""Live camera streams: how many 720p15 cameras one machine follows in real time, and how fast an alert comes.
+
+Run: python benchmarks/streams.py [--quick] [--profiles fast,accurate] [--cameras 1,4,8,10] [--seconds 60]
+     (full: about 15 minutes on 2 cores once the scene and the watch lists are cached; --quick: about
+     3 minutes, fast profile, 1 and 4 cameras, 30 s each)
+
+The rig (benchmarks/streamsetup.py): N real RTSP cameras (Debian's GStreamer server, each looping
+the 720p15 scene: two strangers always in view, a watch-list person stepping in at ``ENTER_S`` of
+each ``SCENE_SECONDS`` loop and out at ``LEAVE_S``), one stream processor each, run by one stream
+host process (the StreamRunner's child, ``--threads`` inference threads per model, default 1),
+writing a JSON-lines file and POSTing every record and alert to one webhook receiver in this
+process, which notes each arrival time. A home per profile (``home-bench-PROFILE`` in the cache).
+For each profile and camera count: ``--warmup`` seconds, then a window of ``--seconds``, then
+until the last appearance that began in the window is over.
+
+- Analysed: frames analysed per second per camera (the host's metrics over the window) against
+  the due rate (5 a second); dropped: due frames replaced before the analyser took them. Both as
+  a share of due frames, of the worst camera.
+- Record latency: webhook arrival time minus the frame record's ``ProducerTimestamp`` (when the
+  host received the frame from the camera), p50/p95 over the window's frame records.
+- Frame to alert: from the wanted person's first frame in view to his alert's arrival at the
+  webhook. That frame's wall-clock time is rebuilt per camera from the frame records: the scene
+  has a key frame every second, so ``FragmentNumber`` counts its seconds and the entry frame is
+  the first of a fragment (its number modulo ``SCENE_SECONDS`` is found from the fragments in which
+  the analysed frames first hold 3 faces after a stretch of 2, their most common value); its time is
+  the ``ProducerTimestamp`` minus ``FrameOffsetInSeconds`` (and whole fragments) of the analysed
+  frame nearest to it in stream time. So the up to 1/5 s between his first frame and the first
+  analysed frame showing him counts in the latency; what is left out is the camera's own encoding
+  and the network (loopback here). An appearance with no alert is missed (counted as too late
+  in the p95), one with more than one alert for him is repeated.
+- Host CPU: the stream host process's CPU over the window (cores, and CPU-s per camera-second);
+  the cameras' CPU (the GStreamer servers: external cameras in reality) apart, and what the rest
+  of the machine used meanwhile (other programs: /proc/stat minus the host, the cameras and this
+  process, which holds the webhook receiver).
+- Real time: analysed >= 98% of due and dropped <= 2% on every camera, and frame-to-alert p95
+  <= 500 ms. Goals (issue 12): p95 <= 500 ms, >= 8 cameras with the fast profile on 2 cores
+  (about 0.25 CPU-s per camera-second).
+- Baseline, measured in the same run on the same clip, decoded here: a naive loop following one
+  camera (every frame decoded, every 3rd, 5 a second, through ``Faceprint.analyze`` at full size,
+  a collection search of every face, no tracking), on a Faceprint with the host's threads; its
+  CPU-s per camera-second, and ours / naive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from streamsetup import (  # noqa: E402
+    COLLECTION,
+    ENTER_S,
+    LEAVE_S,
+    SCENE_SECONDS,
+    WANTED,
+    cache_root,
+    models_dir,
+    process_cpu,
+    rig,
+    scene_clip,
+    watch_list,
+)
+
+DUE_FPS = 5.0
+REAL_TIME = {"analysed": 0.98, "dropped": 0.02, "alert_p95_ms": 500.0}
+STRETCH = 3
+"""Analysed frames with 2 faces or fewer before a 3-face frame, for it to mark an entry."""
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- the machine -----------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def self_cpu() -> float:
+    return process_cpu(os.getpid())
+
+
+# -- the naive loop --------------------------------------------------------------------------------
+
+@dataclass
+class Naive:
+    profile: str
+    video_s: float
+    cpu_s: float
+    frames: int
+    faces: int
+    hits: int
+
+    @property
+    def per_camera_s(self) -> float:
+        return self.cpu_s / self.video_s
+
+
+def naive(profile: str, seconds: float, threads: int) -> Naive:
+    """One camera's worth, the plain way: the clip decoded here, every 3rd frame (5 a second)
+    analysed at full size and each face searched in the watch list."""
+    from faceprint.imaging import DecodedImage
+    from faceprint.service import Faceprint
+    from faceprint.video import decode
+
+    fp = Faceprint(cache_root() / f"home-bench-{profile}", profile=profile, models_dir=models_dir(), threads=threads)
+    watch_list(fp)
+    clip = scene_clip()
+    info = decode.probe(clip)
+    step = max(1, round(info.frame_rate / DUE_FPS))
+    fp.analyze(DecodedImage(rgb=np.zeros((720, 1280, 3), np.uint8)))  # load the models untimed
+    frames = faces = hits = 0
+    cpu = self_cpu()
+    with contextlib.closing(decode.frames(clip, info)) as stream:
+        for n, frame in enumerate(stream):
+            if frame.timestamp_ms >= seconds * 1000:
+                break
+            if n % step:
+                continue
+            frames += 1
+            analysis = fp.analyze(DecodedImage(rgb=np.ascontiguousarray(frame.bgr()[:, :, ::-1])))
+            for vector in analysis.vectors:
+                faces += 1
+                hits += bool(fp.collections.search(COLLECTION, vector, 1, 80.0))
+    cpu = self_cpu() - cpu
+    return Naive(profile, frames / DUE_FPS, cpu, frames, faces, hits)
+
+
+# -- one run: a profile, a camera count ----------------------------------------------------------
+
+@dataclass
+class Run:
+    profile: str
+    cameras: int
+    seconds: float = 0.0
+    analysed: dict[str, float] = field(default_factory=dict)
+    """camera -> frames analysed / frames due over the window"""
+    dropped: dict[str, float] = field(default_factory=dict)
+    record_ms: list[float] = field(default_factory=list)
+    analyse_ms: list[float] = field(default_factory=list)
+    """ServerTimestamp - ProducerTimestamp: received to record made (the rest is delivery)."""
+    alert_ms: list[float] = field(default_factory=list)
+    appearances: int = 0
+    missed: int = 0
+    repeated: int = 0
+    other_alerts: int = 0
+    entry_checks: list[float] = field(default_factory=list)
+    """first analysed 3-face frame's producer time minus the rebuilt entry time (s)"""
+    phases: dict[str, int] = field(default_factory=dict)
+    host_cpu: float = 0.0
+    camera_cpu: float = 0.0
+    bench_cpu: float = 0.0
+    machine_cpu: float = 0.0
+    reconnects: int = 0
+    sink_dropped: int = 0
+    host_restarted: bool = False
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def alert_p(self, q: float) -> float:
+        """Percentile of frame-to-alert (ms), a missed appearance counting as infinitely late."""
+        values = self.alert_ms + [float("inf")] * self.missed
+        return float(np.percentile(values, q, method="higher")) if values else float("nan")
+
+    @property
+    def worst_analysed(self) -> float:
+        return min(self.analysed.values(), default=0.0)
+
+    @property
+    def worst_dropped(self) -> float:
+        return max(self.dropped.values(), default=1.0)
+
+    @property
+    def real_time(self) -> bool:
+        return (self.worst_analysed >= REAL_TIME["analysed"] and self.worst_dropped <= REAL_TIME["dropped"]
+                and self.alert_p(95) <= REAL_TIME["alert_p95_ms"] and not self.host_restarted)
+
+
+def read_metrics(home: Path) -> tuple[float, dict[str, Any]]:
+    data = json.loads((home / "streams" / "metrics.json").read_text())
+    return float(data["updated"]), data.get("processors", {})
+
+
+def measure(profile: str, cameras: int, seconds: float, warmup: float, threads: int) -> Run:
+    home = cache_root() / f"home-bench-{profile}"
+    run = Run(profile, cameras)
+    with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), cameras, profile, home=home, threads=threads) as r:
+        pid = r.host_pid
+        time.sleep(warmup)
+        cams = [c.process.pid for c in r.rtsp]
+        t0, (u0, m0) = time.time(), read_metrics(home)
+        host0, cams0, self0, busy0 = process_cpu(pid), sum(map(process_cpu, cams)), self_cpu(), machine_busy()
+        time.sleep(seconds)
+        t1, (u1, m1) = time.time(), read_metrics(home)
+        host1, cams1, self1, busy1 = process_cpu(pid), sum(map(process_cpu, cams)), self_cpu(), machine_busy()
+        run.load = os.getloadavg()
+        time.sleep(LEAVE_S - ENTER_S + 1.5)  # the window's last appearances end, their alerts arrive
+        run.host_restarted = r.host_pid != pid
+        with r.hook._lock:
+            received = list(zip(r.hook.kinds, r.hook.bodies, r.hook.arrived, strict=True))
+    span = u1 - u0
+    run.seconds = t1 - t0
+    for name, after in m1.items():
+        before = m0.get(name, {})
+        due = DUE_FPS * span
+        run.analysed[name] = (after["frames_analysed"] - before.get("frames_analysed", 0)) / due
+        run.dropped[name] = (after["frames_dropped"] - before.get("frames_dropped", 0)) / due
+        run.reconnects += after.get("reconnects", 0)
+        run.sink_dropped += sum(s.get("dropped", 0) for s in after.get("sinks", {}).values())
+    wall = run.seconds
+    cpus = os.cpu_count() or 1
+    run.host_cpu, run.camera_cpu, run.bench_cpu = (host1 - host0) / wall, (cams1 - cams0) / wall, (self1 - self0) / wall
+    run.machine_cpu = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * cpus
+    score(run, received, t0, t1)
+    return run
+
+
+# -- scoring from the records ------------------------------------------------------------------------
+
+@dataclass
+class Frame:
+    producer: float
+    fragment: int
+    offset: float
+    faces: int
+
+
+def score(run: Run, received: list[tuple[str, Any, float]], t0: float, t1: float) -> None:
+    frames: dict[str, list[Frame]] = defaultdict(list)
+    alerts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for kind, body, arrived in received:
+        if kind == "alert":
+            alert = body["Alert"]
+            who = (alert["MatchedFaces"] or [{}])[0].get("Face", {}).get("ExternalImageId")
+            if who == WANTED:
+                alerts[alert["StreamProcessorName"]].append((float(alert["ProducerTimestamp"]), arrived))
+            elif t0 <= arrived < t1:
+                run.other_alerts += 1
+            continue
+        kv = body["InputInformation"]["KinesisVideo"]
+        producer = float(kv["ProducerTimestamp"])
+        frames[kv["StreamArn"].split("/")[1]].append(Frame(
+            producer, int(kv["FragmentNumber"]), float(kv["FrameOffsetInSeconds"]), len(body["FaceSearchResponse"])))
+        if t0 <= producer < t1:
+            run.record_ms.append(1000 * (arrived - producer))
+            run.analyse_ms.append(1000 * (float(kv["ServerTimestamp"]) - producer))
+    for camera, seen in frames.items():
+        seen.sort(key=lambda f: f.producer)
+        phase = entry_phase(seen)
+        run.phases[camera] = phase
+        for entry, first3 in entries(seen, phase):
+            if not t0 <= entry < t1:
+                continue
+            run.appearances += 1
+            if first3 is not None:
+                run.entry_checks.append(first3 - entry)
+            mine = [arrived for producer, arrived in alerts[camera]
+                    if entry - 0.5 <= producer <= entry + (LEAVE_S - ENTER_S) + 0.5]
+            if not mine:
+                run.missed += 1
+                continue
+            run.repeated += len(mine) > 1
+            run.alert_ms.append(1000 * (min(mine) - entry))
+
+
+def entry_phase(seen: list[Frame]) -> int:
+    """The entry fragment's number modulo SCENE_SECONDS: the most common one among the fragments
+    where 3 faces appear after a stretch of 2 (expected: ENTER_S + 1, fragment 1 holding the
+    connection's first frame, the clip's start)."""
+    found: Counter[int] = Counter()
+    calm = 0
+    for frame in seen:
+        if frame.faces >= 3 and calm >= STRETCH:
+            found[frame.fragment % SCENE_SECONDS] += 1
+        calm = calm + 1 if frame.faces <= 2 else 0
+    return found.most_common(1)[0][0] if found else int(ENTER_S + 1) % SCENE_SECONDS
+
+
+def entries(seen: list[Frame], phase: int) -> list[tuple[float, float | None]]:
+    """(rebuilt wall time of the entry frame, producer time of the first analysed 3-face frame
+    after it or None) for each loop of the scene in the records."""
+    if not seen:
+        return []
+    out = []
+    first, last = seen[0].fragment, seen[-1].fragment
+    fragment = first + (phase - first) % SCENE_SECONDS
+    while fragment <= last:
+        # the analysed frame nearest to the entry in stream time (fragments are seconds)
+        near = min(seen, key=lambda f: abs(f.fragment - fragment + f.offset))
+        if abs(near.fragment - fragment + near.offset) <= 1.0:
+            entry = near.producer - (near.fragment - fragment + near.offset)
+            first3 = next((f.producer for f in seen if f.producer >= entry - 0.01 and f.faces >= 3
+                           and f.fragment - fragment < LEAVE_S - ENTER_S), None)
+            out.append((entry, first3))
+        fragment += SCENE_SECONDS
+    return out
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def ms(value: float) -> str:
+    return "∞" if value == float("inf") else "-" if value != value else f"{value:.0f}"
+
+
+def print_report(args: argparse.Namespace, naives: dict[str, Naive], runs: list[Run], started: float) -> None:
+    print(f"\n# Live camera streams, {datetime.now(UTC):%Y-%m-%d}, {cpu_model()}, {os.cpu_count()} CPUs")
+    print(f"720p15 RTSP cameras (GStreamer, looped {SCENE_SECONDS} s scene: 2 strangers, the wanted person in view "
+          f"{ENTER_S:g}-{LEAVE_S:g} s), {args.seconds:g} s per run after {args.warmup:g} s warm-up, host --threads "
+          f"{args.threads}; whole benchmark {(time.time() - started) / 60:.1f} min.\n")
+    print("| profile | naive loop CPU-s per camera-s | frames | faces searched | cameras on "
+          f"{os.cpu_count()} cores at that rate |")
+    print("|---|---|---|---|---|")
+    for n in naives.values():
+        print(f"| {n.profile} | {n.per_camera_s:.3f} | {n.frames} ({n.video_s:g} s) | {n.faces} | "
+              f"{(os.cpu_count() or 1) / n.per_camera_s:.1f} |")
+    print("\n| profile | cameras | analysed/s per camera (worst) | dropped (worst) | record latency p50 / p95 ms "
+          "| frame to alert p50 / p95 ms | appearances: missed / repeated | host cores | host CPU-s per camera-s "
+          "| ours / naive | cameras' cores | other load (cores) | real time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        mean = float(np.mean(list(r.analysed.values()))) * DUE_FPS if r.analysed else 0.0
+        per_cam = r.host_cpu / r.cameras
+        ratio = f"{per_cam / naives[r.profile].per_camera_s:.2f}" if r.profile in naives else "-"
+        other = max(0.0, r.machine_cpu - r.host_cpu - r.camera_cpu - r.bench_cpu)
+        print(f"| {r.profile} | {r.cameras} | {mean:.2f} ({r.worst_analysed * DUE_FPS:.2f}) of {DUE_FPS:g} | "
+              f"{100 * r.worst_dropped:.1f}% | {ms(pct(r.record_ms, 50))} / {ms(pct(r.record_ms, 95))} | "
+              f"{ms(r.alert_p(50))} / {ms(r.alert_p(95))} | {r.appearances}: {r.missed} / {r.repeated} | "
+              f"{r.host_cpu:.2f} | {per_cam:.3f} | {ratio} | {r.camera_cpu:.2f} | {other:.2f} | "
+              f"{'yes' if r.real_time else 'no'} |")
+    print()
+    for profile in dict.fromkeys(r.profile for r in runs):
+        mine = [r for r in runs if r.profile == profile]
+        ok = [r.cameras for r in mine if r.real_time]
+        print(f"- {profile}: the most cameras in real time: {max(ok) if ok else 'none'} of "
+              f"{', '.join(str(r.cameras) for r in mine)} tried (analysed >= {100 * REAL_TIME['analysed']:.0f}% "
+              f"of due, dropped <= {100 * REAL_TIME['dropped']:.0f}%, frame-to-alert p95 <= "
+              f"{REAL_TIME['alert_p95_ms']:.0f} ms; goal: >= 8 with the fast profile)")
+    print("\nDetails (per run): record latency split into receive-to-record (analysis) p50 / p95 ms; the first "
+          "analysed 3-face frame after the rebuilt entry (s, median / max: the sampling's share of frame to "
+          "alert); entry fragment modulo the loop per camera (expected "
+          f"{int(ENTER_S + 1) % SCENE_SECONDS}); alerts for anyone else; reconnects; records dropped by sinks; "
+          "load average at the window's end; this process (webhook receiver) cores.")
+    for r in runs:
+        phases = sorted(Counter(r.phases.values()).items())
+        print(f"- {r.profile} x{r.cameras}: analysis {ms(pct(r.analyse_ms, 50))} / {ms(pct(r.analyse_ms, 95))} ms; "
+              f"first 3-face frame +{pct(r.entry_checks, 50):.2f} / +{max(r.entry_checks, default=float('nan')):.2f} s"
+              f" ({len(r.entry_checks)} of {r.appearances}); phases {phases}; other alerts {r.other_alerts}; "
+              f"reconnects {r.reconnects}; sink drops {r.sink_dropped}; load {' '.join(f'{v:.2f}' for v in r.load)}; "
+              f"receiver {r.bench_cpu:.2f} cores" + ("; THE HOST RESTARTED: void" if r.host_restarted else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fast profile, 1 and 4 cameras, 30 s each")
+    parser.add_argument("--profiles", help="default: fast,accurate (fast with --quick)")
+    parser.add_argument("--cameras", help="camera counts, default 1,4,8,10 (1,4 with --quick)")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run, default 60 (30 with --quick)")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds before each window, default 8 (5 quick)")
+    parser.add_argument("--threads", type=int, default=1, help="the host's inference threads (default 1)")
+    parser.add_argument("--naive-seconds", type=float, help="clip seconds of the naive loop, default 20 "
+                        "(one loop of the scene; 10 with --quick); 0: none")
+    args = parser.parse_args()
+    profiles = (args.profiles or ("fast" if args.quick else "fast,accurate")).split(",")
+    counts = [int(c) for c in (args.cameras or ("1,4" if args.quick else "1,4,8,10")).split(",")]
+    args.seconds = args.seconds or (30.0 if args.quick else 60.0)
+    args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 8.0)
+    naive_s = args.naive_seconds if args.naive_seconds is not None else (10.0 if args.quick else float(SCENE_SECONDS))
+    started = time.time()
+    scene_clip()
+    naives: dict[str, Naive] = {}
+    runs: list[Run] = []
+    for profile in profiles:
+        if naive_s > 0:
+            naives[profile] = naive(profile, naive_s, args.threads)
+            log(f"{profile}: naive loop {naives[profile].per_camera_s:.3f} CPU-s per camera-second")
+        for count in counts:
+            runs.append(measure(profile, count, args.seconds, args.warmup, args.threads))
+            r = runs[-1]
+            log(f"{profile} x{count}: host {r.host_cpu:.2f} cores, analysed {r.worst_analysed:.1%}, dropped "
+                f"{r.worst_dropped:.1%}, alert p95 {ms(r.alert_p(95))} ms, real time {r.real_time} "
+                f"({(time.time() - started) / 60:.1f} min)")
+    print_report(args, naives, runs, started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
