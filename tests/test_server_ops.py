@@ -34,7 +34,7 @@ def test_operations_doc_is_current() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     assert text == render(), "regenerate: python -m faceprint.server.operations > docs/operations.md"
     served = re.findall(r"^\| (\w+) \| served \|", text, re.M)
-    assert sorted(served) == sorted(SERVED) and len(SERVED) == 27
+    assert sorted(served) == sorted(SERVED) and len(SERVED) == 34
     assert len(re.findall(r"^\| \w+ \| not served \|", text, re.M)) >= 45
 
 
