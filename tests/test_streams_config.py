@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from faceprint.errors import (
 )
 from faceprint.streams.config import (
     StreamConfig,
+    check_name,
     host_lock_path,
     host_running,
     kinesis_stream_name,
@@ -87,9 +89,34 @@ def test_errors_about_a_camera_url_never_show_its_password() -> None:
     (f"rtsp://u:{SECRET[:4]}/{SECRET[4:]}@cam/x", "rtsp://***:***@cam/x"),  # an unencoded '/' in a password
     (f"rtsp://u:a#{SECRET}@cam/x", "rtsp://***:***@cam/x"),
     ("rtsp://127.0.0.1:8554/cam", "rtsp://127.0.0.1:8554/cam"),
+    # credentials in the path, as some cameras take them
+    (f"rtsp://10.0.0.9:554/user=admin&password={SECRET}&channel=1", "rtsp://10.0.0.9:554/user=admin&password=***&channel=1"),
+    (f"rtsp://cam/live;token={SECRET}", "rtsp://cam/live;token=***"),
+    # not a URL: perhaps a mistyped password
+    (f"not a url {SECRET}", "***"),
+    (SECRET, "***"),
 ])
 def test_redact(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+@pytest.mark.parametrize("text", [f"not a url {SECRET}", f"{SECRET}", f"cam:{SECRET}"])
+def test_a_camera_url_that_is_no_url_is_not_echoed(text: str) -> None:
+    with pytest.raises(InvalidParameterException) as caught:
+        parse_source_url(text)
+    assert SECRET not in caught.value.message
+
+
+def test_bad_names_and_arns_are_shown_short() -> None:
+    with pytest.raises(InvalidParameterException) as caught:
+        check_name("door cam")
+    assert "door cam" in caught.value.message
+    with pytest.raises(InvalidParameterException) as caught:
+        check_name("x" * 1_000_000 + "!")
+    assert len(caught.value.message) < 400
+    with pytest.raises(InvalidParameterException) as caught:
+        kvs_stream_name("arn:" + "x" * 2000)
+    assert len(caught.value.message) < 400 and "arn:xxx" in caught.value.message
 
 
 # -- sinks ----------------------------------------------------------------------------------------------
@@ -102,7 +129,8 @@ def test_sinks_parsed() -> None:
     spec = parse_sink(f"https://hook:{SECRET}@alerts.example/in?key={SECRET};snapshots;matches-only")
     assert (spec.kind, spec.matches_only, spec.snapshots) == ("webhook", True, True)
     assert spec.target == f"https://hook:{SECRET}@alerts.example/in?key={SECRET}"
-    assert spec.display() == "https://***:***@alerts.example/in?key=***;matches-only;snapshots"
+    shown = spec.display()
+    assert re.fullmatch(r"https://alerts\.example/\*\*\*~[0-9a-f]{8};matches-only;snapshots", shown), shown
     assert SECRET not in repr(spec) and SECRET not in str(spec)
     spec = parse_sink("kinesis:http://127.0.0.1:4567#faces;matches-only")
     assert (spec.kind, spec.target, spec.stream, spec.matches_only) == (
@@ -125,6 +153,17 @@ def test_sinks_parsed() -> None:
 def test_bad_sinks(text: str, says: str) -> None:
     with pytest.raises(InvalidParameterException, match=says):
         parse_sink(text)
+
+
+def test_a_webhook_is_shown_without_its_path() -> None:
+    """Webhook URLs are often capabilities: the path is the secret (Slack-like hooks). Two of them on
+    one host still get two labels (metrics, listings)."""
+    one = parse_sink(f"https://hooks.example/services/T0/B0/{SECRET}").display()
+    two = parse_sink(f"https://hooks.example/services/T0/B1/{SECRET}x").display()
+    assert SECRET not in one and SECRET not in two and one != two
+    assert one.startswith("https://hooks.example/***~")
+    assert parse_sink("http://127.0.0.1:9000").display() == "http://127.0.0.1:9000/"
+    assert parse_sink("http://127.0.0.1:9000/").display() == "http://127.0.0.1:9000/"
 
 
 # -- ARNs -----------------------------------------------------------------------------------------------
@@ -171,7 +210,9 @@ def test_config_files_are_private_and_merged_with_overrides(tmp_path: Path) -> N
     assert SECRET not in json.dumps(listing)
     assert listing["Streams"] == [{"Name": "door", "Url": "rtsp://***:***@10.0.0.2/live", "From": "home"},
                                   {"Name": "lobby", "Url": "rtsp://***:***@10.0.0.9/x", "From": "server"}]
-    assert listing["DataStreams"][0] == {"Name": "alerts", "Sinks": ["https://h/in"], "From": "server"}
+    assert listing["DataStreams"][0] == {"Name": "alerts", "Sinks": [parse_sink("https://h/in").display()],
+                                         "From": "server"}
+    assert listing["DataStreams"][0]["Sinks"][0].startswith("https://h/***~")
     # another process (a CLI) sees the home's entries; not the server's overrides
     other = StreamConfig(home)
     assert other.source_url("door") == f"rtsp://admin:{SECRET}@10.0.0.2/live"

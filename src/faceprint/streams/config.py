@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -54,6 +55,9 @@ SINK_OPTIONS = {"matches-only": "matches_only", "snapshots": "snapshots"}
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "rtsp-listen", "file")
 SECRET_KEYS = re.compile(r"pass|pwd|token|key|secret|sig|auth|cred|session", re.IGNORECASE)
 """Query keys whose values :func:`redact` hides (password, access_token, X-Amz-Signature, ...)."""
+SECRET_IN_PATH = re.compile(r"([^/;&?=]*(?:pass|pwd|token|key|secret|sig|auth|cred|session)[^/;&?=]*=)[^/;&?]*",
+                            re.IGNORECASE)
+"""``KEY=VALUE`` in a URL's path with a secret-looking key: its value is hidden."""
 HIDDEN = "***"
 
 
@@ -90,9 +94,11 @@ def host_running(home: Path) -> bool:
 
 def redact(url: str) -> str:
     """``url`` with its user name and password replaced by ``***``, and the values of query keys
-    that look secret (password, token, key, secret, signature, credential...) too. Something that
-    cannot be parsed as a URL is hidden whole."""
-    if not isinstance(url, str):
+    that look secret (password, token, key, secret, signature, credential...) too, in the query and
+    in the path (``/user=admin&password=...`` or ``;token=...``, as some cameras take them).
+    Something that is not a URL (no ``scheme://``; it may be a mistyped password) or cannot be
+    parsed as one is hidden whole."""
+    if not isinstance(url, str) or "://" not in url:
         return HIDDEN
     try:
         parts = urlsplit(url)
@@ -114,13 +120,35 @@ def redact(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = "&".join(f"{quote(k, safe='')}={HIDDEN if SECRET_KEYS.search(k) else quote(v, safe='/:,')}"
                          for k, v in pairs)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, HIDDEN if parts.fragment else ""))
+    path = SECRET_IN_PATH.sub(rf"\1{HIDDEN}", parts.path)
+    return urlunsplit((parts.scheme, netloc, path, query, HIDDEN if parts.fragment else ""))
+
+
+def redact_all(url: str) -> str:
+    """``url`` as ``scheme://host[:port]/`` and, when it has more (a path, a query, a user), ``***~``
+    and a short digest of the whole: for webhooks, whose path is often the secret (capability URLs
+    such as ``https://hooks.example/services/T0/B0/XXXX``); the digest tells two such URLs apart."""
+    try:
+        parts = urlsplit(url)
+        hostport = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return HIDDEN
+    if "://" not in url or not hostport:
+        return HIDDEN
+    base = f"{parts.scheme}://{hostport}/"
+    if url == base or url == base[:-1]:
+        return base
+    return f"{base}{HIDDEN}~{hashlib.sha256(url.encode(errors='replace')).hexdigest()[:8]}"
 
 
 def _shown(text: Any) -> str:
     """What an error message may say of a value: redacted, and short."""
-    shown = redact(text) if isinstance(text, str) else type(text).__name__
-    return shown if len(shown) <= 200 else shown[:200] + "..."
+    return shorten(redact(text) if isinstance(text, str) else type(text).__name__)
+
+
+def shorten(text: str, most: int = 200) -> str:
+    """``text`` cut to ``most`` characters (an error message's size never follows a request's)."""
+    return text if len(text) <= most else text[:most] + "..."
 
 
 # -- sources ------------------------------------------------------------------------------------------
@@ -189,7 +217,7 @@ class SinkSpec:
             endpoint = self.target if self.target == "aws" else redact(self.target)
             shown = f"kinesis:{endpoint}#{self.stream}"
         else:
-            shown = redact(self.target)
+            shown = redact_all(self.target)
         options = [word for word, attr in SINK_OPTIONS.items() if getattr(self, attr)]
         return ";".join([shown, *options])
 
@@ -266,27 +294,28 @@ def _check_http(url: str, text: str, what: str) -> None:
 
 def kvs_stream_name(arn: str) -> str:
     """The stream name of a Kinesis video stream ARN (``arn:aws:kinesisvideo:R:A:stream/NAME/123``)."""
-    found = KVS_ARN.fullmatch(arn) if isinstance(arn, str) and len(arn) <= 2048 else None
-    if found is None:
-        raise InvalidParameterException(
-            f"KinesisVideoStream.Arn {_shown(arn)} is not a Kinesis video stream ARN such as "
-            "arn:aws:kinesisvideo:us-east-1:123456789012:stream/NAME/1234567890123.")
-    return found.group(3)
+    return _stream_name(arn, KVS_ARN, "KinesisVideoStream.Arn", "a Kinesis video stream ARN such as "
+                        "arn:aws:kinesisvideo:us-east-1:123456789012:stream/NAME/1234567890123")
 
 
 def kinesis_stream_name(arn: str) -> str:
     """The stream name of a Kinesis data stream ARN (``arn:aws:kinesis:R:A:stream/NAME``)."""
-    found = KINESIS_ARN.fullmatch(arn) if isinstance(arn, str) and len(arn) <= 2048 else None
+    return _stream_name(arn, KINESIS_ARN, "KinesisDataStream.Arn", "a Kinesis data stream ARN such as "
+                        "arn:aws:kinesis:us-east-1:123456789012:stream/NAME")
+
+
+def _stream_name(arn: Any, pattern: re.Pattern[str], where: str, expected: str) -> str:
+    found = pattern.fullmatch(arn) if isinstance(arn, str) and len(arn) <= 2048 else None
     if found is None:
-        raise InvalidParameterException(
-            f"KinesisDataStream.Arn {_shown(arn)} is not a Kinesis data stream ARN such as "
-            "arn:aws:kinesis:us-east-1:123456789012:stream/NAME.")
+        shown = shorten(repr(arn)) if isinstance(arn, str) else type(arn).__name__
+        raise InvalidParameterException(f"{where} {shown} is not {expected}.")
     return found.group(3)
 
 
 def check_name(name: Any, what: str = "stream") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise InvalidParameterException(f"The {what} name {_shown(name)} must match {NAME.pattern}.")
+        shown = _shown(name) if not isinstance(name, str) or ":" in name or "@" in name else shorten(name)
+        raise InvalidParameterException(f"The {what} name {shown} must match {NAME.pattern}.")
     return name
 
 
