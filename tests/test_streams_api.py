@@ -184,6 +184,36 @@ def test_create_refuses_bad_members(fp: Faceprint, members: dict[str, Any], says
     assert fp.list_stream_processors().stream_processors == []
 
 
+HUGE_INT = 10**5000  # past Python's 4300 digits for int -> str: an error message must not try to write it
+BIG = "x" * 1_000_000
+
+
+def test_hostile_members_get_short_clear_errors(fp: Faceprint) -> None:
+    """Huge or odd members: InvalidParameterException whose message does not grow with the request,
+    never a traceback (a ValueError writing a huge integer, a message echoing a megabyte)."""
+    box = {"Width": HUGE_INT, "Height": 0.5, "Left": 0, "Top": 0}
+    for members in ({"name": BIG}, {"role_arn": BIG}, {"settings": {"FaceSearch": {"CollectionId": BIG}}},
+                    {"regions_of_interest": [{"BoundingBox": box}]},
+                    {"regions_of_interest": [{"Polygon": [{"X": -HUGE_INT, "Y": 0}] * 3}]}):
+        with pytest.raises(InvalidParameterException) as caught:
+            create(fp, **members)
+        assert len(caught.value.message) < 500, members.keys()
+    create(fp)
+    start = {"KVSStreamStartSelector": {"ProducerTimestamp": HUGE_INT}}
+    fragment = {"KVSStreamStartSelector": {"FragmentNumber": "9" * 10**6}}
+    for call in (lambda: fp.start_stream_processor("door-watch", start),
+                 lambda: fp.start_stream_processor("door-watch", fragment),
+                 lambda: fp.start_stream_processor("door-watch", stop_selector={"MaxDurationInSeconds": HUGE_INT}),
+                 lambda: fp.start_stream_processor("door-watch", stop_selector={"MaxDurationInSeconds": [[1]]}),
+                 lambda: fp.list_stream_processors(max_results=-HUGE_INT),
+                 lambda: fp.update_stream_processor("door-watch", parameters_to_delete=[BIG] * 100),
+                 lambda: fp.describe_stream_processor(BIG)):
+        with pytest.raises(InvalidParameterException) as caught:
+            call()
+        assert len(caught.value.message) < 500
+    assert status(fp) == STOPPED
+
+
 def test_create_refuses_a_taken_name_and_more_than_the_limit(tmp_path: Path) -> None:
     fp = make(tmp_path, max_processors=2)
     create(fp, "one")
@@ -457,6 +487,14 @@ def test_no_answer_error_or_stored_row_holds_a_camera_password(fp: Faceprint) ->
     assert SECRET.encode() not in stored and KVS.encode() in stored
     sources = fp.home / "streams" / "sources.json"
     assert not sources.exists()  # the server's flags are never written to the home
+
+
+def test_the_runner_gets_the_settings(tmp_path: Path) -> None:
+    fp = make(tmp_path, connect_timeout=7.5)
+    runner = fp.streams.make_runner()  # built, not started: no host process
+    assert runner.pid is None and runner.config["connect_timeout"] == 7.5
+    assert runner.config["sources"] == {"door": CAMERA} and runner.config["region"] == "us-east-1"
+    assert SECRET not in " ".join(runner.command())  # camera URLs go on the host's stdin only
 
 
 def test_streams_are_not_imported_by_faceprint(tmp_path: Path) -> None:

@@ -146,6 +146,19 @@ def _shown(text: Any) -> str:
     return shorten(redact(text) if isinstance(text, str) else type(text).__name__)
 
 
+def show(value: Any, most: int = 200) -> str:
+    """A request's value as an error message may show it: text that may hold a URL (``://``, ``@``)
+    redacted, all of it short whatever its size; a huge integer by its size (Python refuses to write
+    one of more than 4300 digits); a list or an object by its type."""
+    if isinstance(value, str):
+        return shorten(redact(value) if "://" in value or "@" in value else repr(value), most)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, int | float) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def shorten(text: str, most: int = 200) -> str:
     """``text`` cut to ``most`` characters (an error message's size never follows a request's)."""
     return text if len(text) <= most else text[:most] + "..."
@@ -307,14 +320,13 @@ def kinesis_stream_name(arn: str) -> str:
 def _stream_name(arn: Any, pattern: re.Pattern[str], where: str, expected: str) -> str:
     found = pattern.fullmatch(arn) if isinstance(arn, str) and len(arn) <= 2048 else None
     if found is None:
-        shown = shorten(repr(arn)) if isinstance(arn, str) else type(arn).__name__
-        raise InvalidParameterException(f"{where} {shown} is not {expected}.")
+        raise InvalidParameterException(f"{where} {show(arn)} is not {expected}.")
     return found.group(3)
 
 
 def check_name(name: Any, what: str = "stream") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        shown = _shown(name) if not isinstance(name, str) or ":" in name or "@" in name else shorten(name)
+        shown = HIDDEN if isinstance(name, str) and ":" in name else show(name)
         raise InvalidParameterException(f"The {what} name {shown} must match {NAME.pattern}.")
     return name
 

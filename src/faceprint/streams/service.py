@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceprint.account import partition
-from faceprint.collections import check_int, check_pattern, decode_token, encode_token
+from faceprint.collections import decode_token, encode_token
 from faceprint.errors import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
 from faceprint.faces import validate_percent
 from faceprint.streams.config import StreamConfig, kinesis_stream_name, kvs_stream_name
 from faceprint.streams.config import host_running as host_holds_lock
+from faceprint.streams.config import show as _shown
 from faceprint.streams.store import ProcessorStore
 from faceprint.streams.types import (
     FAILED,
@@ -134,10 +135,10 @@ class StreamProcessors:
                                 kms_key_id: str | None = None, regions_of_interest: list | None = None,
                                 data_sharing_preference: Mapping | None = None) -> CreateStreamProcessorResult:
         """Rekognition CreateStreamProcessor (FaceSearch): the processor, STOPPED."""
-        check_pattern("Name", name, PROCESSOR_NAME)
+        _pattern("Name", name, PROCESSOR_NAME)
         request: dict[str, Any] = {"Input": self._input(input), "Output": self._output(output),
                                    "Settings": self._settings(settings),
-                                   "RoleArn": check_pattern("RoleArn", role_arn, ROLE_ARN)}
+                                   "RoleArn": _pattern("RoleArn", role_arn, ROLE_ARN)}
         _refuse_unsupported(tags, notification_channel, kms_key_id)
         if regions_of_interest is not None and (regions := check_regions(regions_of_interest, "RegionsOfInterest")):
             request["RegionsOfInterest"] = regions
@@ -177,7 +178,7 @@ class StreamProcessors:
         _only(value, ("FaceSearch",), "Settings", required=("FaceSearch",))
         search = value["FaceSearch"]
         _only(search, ("CollectionId", "FaceMatchThreshold"), "Settings.FaceSearch", required=("CollectionId",))
-        collection_id = check_pattern("CollectionId", search["CollectionId"], COLLECTION_ID)
+        collection_id = _pattern("CollectionId", search["CollectionId"], COLLECTION_ID)
         out: dict[str, Any] = {"CollectionId": collection_id}
         if search.get("FaceMatchThreshold") is not None:
             out["FaceMatchThreshold"] = _percent("FaceMatchThreshold", search["FaceMatchThreshold"])
@@ -196,7 +197,7 @@ class StreamProcessors:
     def list_stream_processors(self, max_results: int = MAX_RESULTS, next_token: str | None = None
                                ) -> ListStreamProcessorsResult:
         """Rekognition ListStreamProcessors: names and statuses, by name, a page at a time."""
-        limit = min(check_int("MaxResults", max_results, 1), MAX_RESULTS)
+        limit = min(_int("MaxResults", max_results, 1), MAX_RESULTS)
         position = decode_token(next_token, _is_position)
         rows = self.store.page(position[1] if position else None, limit + 1)
         token = encode_token([TOKEN_KIND, rows[limit - 1].name]) if len(rows) > limit else None
@@ -208,7 +209,7 @@ class StreamProcessors:
     def start_stream_processor(self, name: str, start_selector: Mapping | None = None,
                                stop_selector: Mapping | None = None) -> StartStreamProcessorResult:
         """Rekognition StartStreamProcessor: STARTING (the host makes it RUNNING at its first frame)."""
-        check_pattern("Name", name, PROCESSOR_NAME)
+        _pattern("Name", name, PROCESSOR_NAME)
         start = _start_selector(start_selector) if start_selector is not None else None
         stop = _stop_selector(stop_selector) if stop_selector is not None else None
         row = self._settled(self._row(name))
@@ -257,7 +258,7 @@ class StreamProcessors:
         """Rekognition UpdateStreamProcessor, for face search: the threshold
         (``SettingsForUpdate.FaceSearchForUpdate.FaceMatchThreshold``), the regions of interest and the
         data sharing preference. A RUNNING processor is UPDATING until the host has applied it."""
-        check_pattern("Name", name, PROCESSOR_NAME)
+        _pattern("Name", name, PROCESSOR_NAME)
         threshold = _threshold_update(settings_for_update)
         regions = (check_regions(regions_of_interest_for_update, "RegionsOfInterestForUpdate")
                    if regions_of_interest_for_update is not None else None)
@@ -298,7 +299,7 @@ class StreamProcessors:
     # -- helpers -------------------------------------------------------------------------------------
 
     def _row(self, name: str) -> ProcessorRow:
-        check_pattern("Name", name, PROCESSOR_NAME)
+        _pattern("Name", name, PROCESSOR_NAME)
         row = self.store.get(name)
         if row is None:
             raise ResourceNotFoundException(f"The stream processor {name} does not exist.")
@@ -327,15 +328,20 @@ class StreamProcessors:
     def start_runner(self) -> None:
         """Run this home's wanted processors from now on, in a stream host child of this process
         (a ``StreamRunner``; if another process's host runs them, this one waits its turn)."""
-        from faceprint.streams.runner import StreamRunner
-
         with self._lock:
             if self._runner is None:
-                sources, data_streams = self.config.overrides()
-                self._runner = StreamRunner(self.home, models_dir=self.models_dir, profile=self.profile,
-                                            region=self.arns.region, sources=sources, data_streams=data_streams,
-                                            threads=self.threads)
+                self._runner = self.make_runner()
                 self._runner.start()
+
+    def make_runner(self) -> StreamRunner:
+        """The ``StreamRunner`` :meth:`start_runner` starts: this home and config (the overrides go to
+        its host on stdin), region, models, profile, threads and ``settings.connect_timeout``."""
+        from faceprint.streams.runner import StreamRunner
+
+        sources, data_streams = self.config.overrides()
+        return StreamRunner(self.home, models_dir=self.models_dir, profile=self.profile, region=self.arns.region,
+                            sources=sources, data_streams=data_streams, threads=self.threads,
+                            connect_timeout=self.settings.connect_timeout)
 
     def close(self) -> None:
         """Stop this process's runner (its host stops the processors, which stay wanted: they resume at
@@ -389,6 +395,19 @@ def _refuse_unsupported(tags: Any, channel: Any, kms_key_id: Any) -> None:
                                         "(frames are kept only as match snapshots, by a sink that asks for them).")
 
 
+def _pattern(where: str, value: Any, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidParameterException(f"{where} {_shown(value)} does not match {pattern.pattern}.")
+    return value
+
+
+def _int(where: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        top = f" to {high}" if high is not None else " or more"
+        raise InvalidParameterException(f"{where} must be an integer from {low}{top}, got {_shown(value)}.")
+    return value
+
+
 def _number(value: Any, where: str, low: float = 0.0, high: float = 1.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidParameterException(f"{where} must be a number from {low:g} to {high:g}.")
@@ -397,7 +416,7 @@ def _number(value: Any, where: str, low: float = 0.0, high: float = 1.0) -> floa
     except OverflowError:
         number = math.inf
     if not math.isfinite(number) or not low <= number <= high:
-        raise InvalidParameterException(f"{where} must be a number from {low:g} to {high:g}, got {value!r}.")
+        raise InvalidParameterException(f"{where} must be a number from {low:g} to {high:g}, got {_shown(value)}.")
     return number
 
 
@@ -454,15 +473,15 @@ def _start_selector(value: Any) -> dict[str, Any]:
     if ("ProducerTimestamp" in inner) == ("FragmentNumber" in inner):
         raise InvalidParameterException(f"{where} needs exactly one of ProducerTimestamp and FragmentNumber.")
     if "ProducerTimestamp" in inner:
-        return {"KVSStreamStartSelector": {"ProducerTimestamp": check_int(
+        return {"KVSStreamStartSelector": {"ProducerTimestamp": _int(
             f"{where}.ProducerTimestamp", inner["ProducerTimestamp"], 0, MAX_TIMESTAMP)}}
-    fragment = check_pattern(f"{where}.FragmentNumber", inner["FragmentNumber"], FRAGMENT_NUMBER)
+    fragment = _pattern(f"{where}.FragmentNumber", inner["FragmentNumber"], FRAGMENT_NUMBER)
     return {"KVSStreamStartSelector": {"FragmentNumber": fragment}}
 
 
 def _stop_selector(value: Any) -> dict[str, Any]:
     inner = _only(value, ("MaxDurationInSeconds",), "StopSelector", required=("MaxDurationInSeconds",))
-    return {"MaxDurationInSeconds": check_int("StopSelector.MaxDurationInSeconds", inner["MaxDurationInSeconds"],
+    return {"MaxDurationInSeconds": _int("StopSelector.MaxDurationInSeconds", inner["MaxDurationInSeconds"],
                                               1, 120)}
 
 
@@ -490,6 +509,8 @@ def _parameters_to_delete(value: Any) -> set[str]:
                                         "processors, which faceprint does not offer.")
     unknown = sorted(set(value) - {"RegionsOfInterest"})
     if unknown:
-        raise InvalidParameterException(f"ParametersToDelete has unknown parameter(s) {unknown}; allowed: "
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        shown = ", ".join(_shown(u) for u in unknown[:5]) + more
+        raise InvalidParameterException(f"ParametersToDelete has unknown parameter(s) {shown}; allowed: "
                                         "RegionsOfInterest.")
     return set(value)
