@@ -334,6 +334,29 @@ def test_events_ring_and_events_after(tmp_path: Path) -> None:
     assert store.events_after("cam", 0)[0][0] > last  # seqs are never reused: old Last-Event-IDs stay meaningful
 
 
+def on_disk(folder: Path, pattern: bytes) -> set[bytes]:
+    """The matches of ``pattern`` anywhere in the store's files (database, WAL, shared memory)."""
+    data = b"".join(p.read_bytes() for p in folder.glob("p.db*"))
+    return set(re.findall(pattern, data))
+
+
+def test_events_dropped_from_the_ring_or_deleted_are_not_left_on_disk(tmp_path: Path) -> None:
+    """Only the ring stays on disk: copies of the events it dropped do not linger in the WAL, and a
+    processor deleted while its sinks still deliver gets no events back."""
+    store = ProcessorStore(tmp_path / "p.db", erase_every=0.0)
+    store.insert(row("cam"), 5)
+    pad = "y" * 800
+    for start in range(0, 3 * EVENT_RING, 20):
+        store.add_events("cam", [("record", json.dumps({"box": f"B{n:05d}X", "pad": pad}))
+                                 for n in range(start, start + 20)])
+    kept = on_disk(tmp_path, rb"B(\d{5})X")
+    assert len(kept) <= EVENT_RING + 40, len(kept)  # the ring, and the last writes' pages
+    assert min(int(k) for k in kept) >= 2 * EVENT_RING - 40
+    store.delete("cam")
+    store.add_events("cam", [("record", '{"box": "B99999X"}')])  # a sink's late delivery
+    assert store.events_after("cam", 0) == [] and on_disk(tmp_path, rb"B(\d{5})X") == set()
+
+
 def test_two_stores_on_one_file_see_each_other(tmp_path: Path) -> None:
     """The API process and the host process each open the store; a write of one is read by the other."""
     path = tmp_path / "streams" / "processors.db"

@@ -28,6 +28,9 @@ from faceprint.streams.types import FAILED, RUNNING, STOPPED, ProcessorRow
 
 EVENT_RING = 1000
 """Events (records and alerts) kept per processor for SSE clients."""
+ERASE_EVERY = 5.0
+"""Seconds between WAL erasures after the ring dropped events: copies of dropped events left in the
+WAL (page images from before the trim) are gone within about this long."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS processors (
@@ -76,10 +79,13 @@ class ProcessorStore:
     """Stream processors and their recent events in SQLite at ``path``. Thread-safe (a connection per
     thread) and shared by processes (SQLite's locks; writes are ``BEGIN IMMEDIATE`` transactions)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, erase_every: float = ERASE_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
         self._database = Database(self.path, SCHEMA)  # private files, secure_delete, WAL
         self._tuned = threading.local()
+        self.erase_every, self._clock = erase_every, clock
+        self._erased = clock()
 
     def _db(self) -> sqlite3.Connection:
         db = self._database.db()
@@ -198,14 +204,20 @@ class ProcessorStore:
     # -- events (for Server-Sent Events) --------------------------------------------------------------
 
     def add_events(self, name: str, events: list[tuple[str, str]]) -> None:
-        """Append ``(kind, json text)`` events of processor ``name``, keeping its last ``EVENT_RING``."""
+        """Append ``(kind, json text)`` events of processor ``name``, keeping its last ``EVENT_RING``;
+        none for a processor that does not exist (deleted while its sinks still delivered: a delete
+        erases). Events dropped from the ring leave no copy in the WAL for long (``erase_every``)."""
         if not events:
             return
         with self._tx() as db:
-            db.executemany("INSERT INTO events (name, kind, body) VALUES (?, ?, ?)",
-                           ((name, kind, body) for kind, body in events))
-            db.execute("DELETE FROM events WHERE name = ? AND seq <= (SELECT seq FROM events WHERE name = ? "
-                       "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (name, name, EVENT_RING))
+            db.executemany("INSERT INTO events (name, kind, body) SELECT ?, ?, ? "
+                           "WHERE EXISTS (SELECT 1 FROM processors WHERE name = ?)",
+                           ((name, kind, body, name) for kind, body in events))
+            trimmed = db.execute("DELETE FROM events WHERE name = ? AND seq <= (SELECT seq FROM events WHERE "
+                                 "name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)", (name, name, EVENT_RING)).rowcount
+        if trimmed and self._clock() - self._erased >= self.erase_every:
+            self._erased = self._clock()
+            self._database.erase_wal(0.0)  # not waiting: if readers hold the WAL, the next write tries again
 
     def events_after(self, name: str, seq: int, limit: int = 200) -> list[tuple[int, str, str]]:
         """Processor ``name``'s events after ``seq`` (oldest first, at most ``limit``): ``(seq, kind, json)``."""
