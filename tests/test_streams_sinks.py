@@ -16,11 +16,13 @@ import pytest
 from faceprint.streams.config import parse_sink
 from faceprint.streams.sinks import EventsSink, FileSink, KinesisSink, WebhookSink, open_sinks
 from faceprint.streams.store import ProcessorStore
+from faceprint.streams.types import RUNNING, ProcessorRow
 from serverkit import free_port
 from sinkkit import kinesis_server, throttling_proxy, wait_for, webhook_receiver
 
 STREAM_ARN = "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1700000000000"
 FACE_ID = "0b683aed-a0f1-48b2-9b5e-139e9cc2a757"
+SECRET = "Pa55-w0rd-9f3"
 
 
 def frame(number: int, matched: bool = False) -> dict[str, Any]:
@@ -66,7 +68,11 @@ class Snapshot:
 
 @pytest.fixture()
 def store(tmp_path: Path) -> Iterator[ProcessorStore]:
+    """A store holding processors "door" and "gate" (events are kept for existing processors only)."""
     s = ProcessorStore(tmp_path / "processors.db")
+    for name in ("door", "gate"):
+        s.insert(ProcessorRow(name=name, arn=f"arn:aws:rekognition:us-east-1:123456789012:streamprocessor/{name}",
+                              status=RUNNING, status_message=None, created=1.0, updated=1.0, request={}), 10)
     yield s
     s.close()
 
@@ -251,6 +257,28 @@ def test_webhook_credentials_are_sent_not_shown() -> None:
     assert hook.requests[0][0]["authorization"] == "Basic " + base64.b64encode(b"officer:s3cret").decode()
 
 
+def test_sink_errors_never_show_the_sinks_secrets(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+                                                 ) -> None:
+    """botocore quotes an endpoint URL whole in its errors; a webhook's path is often its secret:
+    neither reaches a log line or the stats."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    sinks = [KinesisSink(parse_sink(f"kinesis:http://officer:{SECRET}@127.0.0.1:{port}/?token={SECRET}#faces"),
+                         processor="door", region="us-east-1", attempts=1),
+             WebhookSink(parse_sink(f"http://127.0.0.1:{port}/hooks/{SECRET}"), attempts=1)]
+    with caplog.at_level("WARNING", logger="faceprint.streams.delivery"):
+        for sink in sinks:
+            sink.put(frame(1))
+        for sink in sinks:
+            wait_for(lambda sink=sink: sink.stats.failed == 1, what="the record given up")
+            sink.close()
+    errors = [sink.stats.last_error or "" for sink in sinks]
+    assert "Could not connect to the endpoint URL" in errors[0] and "127.0.0.1" in errors[0], errors
+    assert caplog.records and all(SECRET not in r.getMessage() for r in caplog.records), caplog.text
+    assert all(SECRET not in text for text in [*errors, *(s.label for s in sinks)]), errors
+
+
 # --- Kinesis and the event ring -----------------------------------------------------------------
 
 
@@ -332,7 +360,8 @@ def test_open_sinks_starts_nothing_before_a_record(tmp_path: Path, store: Proces
 
     sinks = open_sinks([parse_sink(f"file:{tmp_path}/a.jsonl"), parse_sink("http://127.0.0.1:9/x")],
                        processor="quiet", region="us-east-1", store=store)
-    assert [s.label for s in sinks] == [f"file:{tmp_path}/a.jsonl", "http://127.0.0.1:9/x", "events"]
+    assert [s.label for s in sinks] == [f"file:{tmp_path}/a.jsonl", parse_sink("http://127.0.0.1:9/x").display(),
+                                        "events"]
     mine = [t.name for t in threading.enumerate() if str(tmp_path) in t.name or "127.0.0.1:9" in t.name
             or "quiet" in t.name]
     assert mine == []

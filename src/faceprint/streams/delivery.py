@@ -15,9 +15,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from faceprint.streams.config import scrub
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +70,17 @@ class Lane:
     with the first item. Items go in the order they came, except behind a backlog (more than
     :data:`BACKLOG` queued) where alerts go ahead of the frame records; a full queue drops its
     oldest frame record (an alert only when it holds nothing else). ``tick`` runs when the lane has
-    been idle for :data:`TICK` seconds and ``finish`` when its thread ends."""
+    been idle for :data:`TICK` seconds and ``finish`` when its thread ends; ``abort`` unblocks a
+    delivery in flight when :meth:`close` runs out of time. Error texts (logged, in the stats) have
+    each of ``secrets`` replaced by ``***`` (a library may quote the sink's URL whole)."""
 
     def __init__(self, name: str, send: Callable[[list[Item]], list[Item]], *, capacity: int = QUEUE_SIZE,
                  batch: int = 1, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
-                 tick: Callable[[], None] | None = None, finish: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None, finish: Callable[[], None] | None = None,
+                 abort: Callable[[], None] | None = None, secrets: Sequence[str] = ()) -> None:
         self.name, self.send, self.capacity, self.batch = name, send, max(1, capacity), max(1, batch)
         self.attempts, self.backoff, self.tick, self.finish = max(1, attempts), backoff, tick, finish
+        self.abort, self.secrets = abort, tuple(secrets)
         self._cond = threading.Condition()
         self._items: deque[tuple[int, Item]] = deque()
         self._alerts: deque[tuple[int, Item]] = deque()
@@ -112,7 +118,7 @@ class Lane:
                 self._thread.start()
             self._cond.notify()
 
-    def close(self, timeout: float, abort: Callable[[], None] | None = None) -> None:
+    def close(self, timeout: float) -> None:
         """Deliver what can be within ``timeout`` seconds; then count what is left as dropped, call
         ``abort`` (to unblock a request in flight) and return: the stats are final."""
         with self._cond:
@@ -130,9 +136,9 @@ class Lane:
             with self._cond:
                 self._abandoned.set()
                 self._stats.dropped += self._clear() + self._inflight
-            if abort is not None:
+            if self.abort is not None:
                 with contextlib.suppress(Exception):
-                    abort()
+                    self.abort()
 
     @property
     def stats(self) -> SinkStats:
@@ -152,6 +158,7 @@ class Lane:
             s.delivered, s.failed, s.dropped, s.retries = (s.delivered + delivered, s.failed + failed,
                                                            s.dropped + dropped, s.retries + retries)
             if error is not None:
+                error = scrub(error, self.secrets)
                 if error != s.last_error:
                     log.warning("%s: %s", self.name, error)
                 s.last_error = error

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from faceprint.errors import InvalidParameterException
+from faceprint.streams.config import secrets_of
 from faceprint.streams.delivery import (
     ATTEMPTS,
     BACKOFF,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from faceprint.streams.config import SinkSpec
     from faceprint.streams.store import ProcessorStore
 
-__all__ = ["EventsSink", "FileSink", "KinesisSink", "Sink", "SinkStats", "WebhookSink", "open_sinks"]
+__all__ = ["EventsSink", "FileSink", "KinesisSink", "QueuedSink", "Sink", "SinkStats", "WebhookSink", "open_sinks"]
 
 TIMEOUT = 5.0
 """Seconds one HTTP request (webhook POST, Kinesis call) may take."""
@@ -78,7 +79,22 @@ class Sink(Protocol):
     def stats(self) -> SinkStats: ...
 
 
-class FileSink:
+class QueuedSink:
+    """What every sink shares: its redacted ``label`` and its :class:`Lane` (set by the sink's
+    constructor), which ``close`` and ``stats`` answer for."""
+
+    label: str
+    _lane: Lane
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._lane.close(timeout)
+
+    @property
+    def stats(self) -> SinkStats:
+        return self._lane.stats
+
+
+class FileSink(QueuedSink):
     """Frame records as JSON lines in a rotated log (see :class:`RotatingLog`)."""
 
     def __init__(self, spec: SinkSpec, *, max_bytes: int = MAX_BYTES, keep: int = KEEP,
@@ -100,13 +116,6 @@ class FileSink:
             return
         jpeg = take_snapshot(snapshot, self._lane) if self.snapshots and matched else None
         self._lane.offer(Item(record, snapshot=jpeg))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._lane.close(timeout)
-
-    @property
-    def stats(self) -> SinkStats:
-        return self._lane.stats
 
     def _send(self, items: list[Item]) -> list[Item]:
         self.log.follow()
@@ -196,7 +205,7 @@ class Poster:
             return self._conn
 
 
-class WebhookSink:
+class WebhookSink(QueuedSink):
     """Each frame record and alert POSTed as JSON (header ``X-Faceprint-Record: frame|alert``);
     with snapshots, an alert gets ``"Snapshot": {"Format": "jpeg", "Bytes": BASE64}`` beside
     ``"Alert"``."""
@@ -206,8 +215,10 @@ class WebhookSink:
         self.label = spec.display()
         self.matches_only, self.snapshots, self.timeout = spec.matches_only, spec.snapshots, timeout
         self.poster = Poster(spec.target)
+        path = urlsplit(spec.target).path  # a webhook's path is often its secret
         self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, attempts=attempts,
-                          backoff=backoff, finish=self.poster.reset)
+                          backoff=backoff, finish=self.poster.reset, abort=self.poster.abort,
+                          secrets=(*secrets_of(spec.target), *([path] if len(path) > 3 else [])))
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
             snapshot: Callable[[], bytes] | None = None) -> None:
@@ -215,13 +226,6 @@ class WebhookSink:
             return
         jpeg = take_snapshot(snapshot, self._lane) if self.snapshots and alert else None
         self._lane.offer(Item(record, alert, jpeg))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._lane.close(timeout, abort=self.poster.abort)
-
-    @property
-    def stats(self) -> SinkStats:
-        return self._lane.stats
 
     def _send(self, items: list[Item]) -> list[Item]:
         left: list[Item] = []
@@ -241,7 +245,7 @@ class WebhookSink:
 # --- Kinesis ------------------------------------------------------------------------------------
 
 
-class KinesisSink:
+class KinesisSink(QueuedSink):
     """Frame records put on a Kinesis data stream with boto3 ``put_records`` (endpoint ``aws`` is
     boto3's own for the region; credentials from boto3's usual chain), PartitionKey = processor."""
 
@@ -254,20 +258,13 @@ class KinesisSink:
         self.stream = spec.stream or ""
         self._client = client
         self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, batch=KINESIS_BATCH,
-                          attempts=attempts, backoff=backoff)
+                          attempts=attempts, backoff=backoff, secrets=secrets_of(spec.target))
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
             snapshot: Callable[[], bytes] | None = None) -> None:
         if alert or (self.matches_only and not has_match(record)):
             return
         self._lane.offer(Item(record))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._lane.close(timeout)
-
-    @property
-    def stats(self) -> SinkStats:
-        return self._lane.stats
 
     def _send(self, items: list[Item]) -> list[Item]:
         client = self._connect()
@@ -323,7 +320,7 @@ class KinesisSink:
 # --- Server-Sent Events -------------------------------------------------------------------------
 
 
-class EventsSink:
+class EventsSink(QueuedSink):
     """Frame records and alerts into the store's event ring (kinds ``record`` and ``alert``), which
     the server's ``GET /stream-processors/{name}/events`` streams."""
 
@@ -338,13 +335,6 @@ class EventsSink:
     def put(self, record: dict[str, Any], *, alert: bool = False,
             snapshot: Callable[[], bytes] | None = None) -> None:
         self._lane.offer(Item(record, alert))
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._lane.close(timeout)
-
-    @property
-    def stats(self) -> SinkStats:
-        return self._lane.stats
 
     def _send(self, items: list[Item]) -> list[Item]:
         events = [("alert" if item.alert else "record", compact(item.record).decode()) for item in items]
