@@ -12,6 +12,8 @@ and stops it when its ``with`` block ends.
 - :func:`hls_camera`: ffmpeg writing a live HLS playlist into a temporary folder served over HTTP.
 - :func:`udp_ts_camera`: ffmpeg sending MPEG-TS to ``udp://127.0.0.1:PORT`` at the real rate.
 - :func:`face_clip`: a camera-like H.264 clip (no B-frames, a key frame a second) of LFW faces.
+- :func:`hostile_camera`: an HTTP "camera" that misbehaves (sends nothing, redirects forever, or
+  sends endless bytes in one MJPEG part), a thread in the test's process.
 
 Each camera has ``url`` (what a stream processor is given) and ``log`` (what its process said).
 """
@@ -22,6 +24,7 @@ import contextlib
 import functools
 import http.server
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -346,3 +349,67 @@ def write_camera_video(path: Path, frames, fps: int = 15, gop_s: float = 1.0, cr
             for packet in stream.encode():
                 container.mux(packet)
     return Path(path)
+
+
+HOSTILE_MJPEG_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frame\r\n\r\n"
+                      b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 2000000000\r\n\r\n")
+
+
+class HostileCamera:
+    """An HTTP server on 127.0.0.1 that answers every client with one ``behaviour``:
+    ``silent`` (accepts, reads, sends nothing), ``redirect`` (a 302 to itself, forever) or
+    ``endless`` (an MJPEG part claiming 2 GB, then bytes as fast as the client takes them)."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
+        self.stopping = threading.Event()
+        self.clients: list = []
+        self.thread = threading.Thread(target=self._accept, name="hostile camera", daemon=True)
+
+    def _accept(self) -> None:
+        self.server.settimeout(0.1)  # a closed socket does not wake a blocked accept()
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.clients.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client) -> None:
+        with contextlib.suppress(OSError):
+            client.recv(65536)
+            if self.behaviour == "redirect":
+                client.sendall(f"HTTP/1.1 302 Found\r\nLocation: {self.url}\r\nContent-Length: 0\r\n\r\n".encode())
+            elif self.behaviour == "endless":
+                client.sendall(HOSTILE_MJPEG_HEAD)
+                junk = bytes(range(256)) * 4096  # 1 MiB, no boundary in it
+                while not self.stopping.is_set():
+                    client.sendall(junk)
+            else:
+                self.stopping.wait()
+        with contextlib.suppress(OSError):
+            client.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.close()
+        for client in self.clients:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)  # unblocks a sendall in its thread
+        self.thread.join(5)
+
+
+@contextlib.contextmanager
+def hostile_camera(behaviour: str) -> Iterator[HostileCamera]:
+    camera = HostileCamera(behaviour)
+    camera.thread.start()
+    try:
+        yield camera
+    finally:
+        camera.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camerakit import face_clip, hls_camera, mjpeg_camera, rtsp_camera, rtsp_push, udp_ts_camera
+from camerakit import face_clip, hls_camera, hostile_camera, mjpeg_camera, rtsp_camera, rtsp_push, udp_ts_camera
 from conftest import LFW
 from faceprint.streams.sources import CapturedFrame, Source, target
 from serverkit import free_port
@@ -78,11 +79,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def check_live(frames: list[CapturedFrame], clip_frames: list[np.ndarray]) -> None:
+def check_live(frames: list[CapturedFrame], clip_frames: list[np.ndarray], paced: bool = False) -> None:
     assert all(looks_like(f.image, clip_frames) for f in frames)
     numbers = [f.number for f in frames]
     assert numbers == sorted(set(numbers))
-    assert all(f.producer_ms == int(f.captured * 1000) for f in frames)  # live: the wall clock at receipt
+    producer = [f.producer_ms for f in frames]
+    assert producer == sorted(set(producer))
+    if paced:  # HLS: when the frame was due in paced play (a loaded reader may be late, never early)
+        assert all(f.producer_ms <= int(f.captured * 1000) + 1 for f in frames)
+    else:  # live: the wall clock at receipt
+        assert all(f.producer_ms == int(f.captured * 1000) for f in frames)
     fragments = [f.fragment for f in frames]
     assert fragments == sorted(fragments) and fragments[0] >= 1
     assert all(0 <= f.offset_s < 1.5 for f in frames)  # a key frame a second
@@ -144,7 +150,7 @@ def test_mjpeg_hls_and_mpegts_cameras(camera, clip: Path, clip_frames: list[np.n
     with camera(clip, workdir=tmp_path) as cam:
         source = sources(cam.url, fps=5)
         frames = take_frames(source, 5)
-        check_live(frames, clip_frames)
+        check_live(frames, clip_frames, paced=source.target.paced)
         assert source.stats.connected
         source.stop()
 
@@ -239,3 +245,51 @@ def test_a_slow_consumer_drops_frames_and_holds_at_most_one(clip: Path, sources)
     # every due frame was taken, dropped, or waits in the one slot
     assert stats.frames_due - len(taken) - stats.frames_dropped in (0, 1)
     assert taken == sorted(taken) and taken[-1] - taken[0] >= 12  # always the newest, never a backlog
+
+
+def peak_rss_reset() -> None:
+    """Start measuring this process's peak memory afresh (Linux: VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+
+
+def test_a_camera_sending_endless_bytes_costs_bounded_memory(sources) -> None:
+    """An MJPEG part that claims 2 GB and never ends: FFmpeg would grow the packet for as long as
+    the bytes come (GBs before a read times out); the reader is cut at FFmpeg's allocation cap."""
+    with hostile_camera("endless") as camera:
+        peak_rss_reset()
+        before = peak_rss_mb()
+        source = sources(camera.url, fps=5, open_timeout=3.0, backoff=(0.1, 0.2))
+        wait_for(lambda: source.stats.reconnects >= 2, 60.0, "the endless part fails and is tried again")
+        source.stop()
+        grown = peak_rss_mb() - before
+    stats = source.stats
+    assert stats.frames_read == 0 and stats.last_error and not source._thread.is_alive()
+    assert grown < 320, f"peak memory grew {grown:.0f} MB"
+
+
+@pytest.mark.parametrize("behaviour", ["silent", "redirect"])
+def test_a_silent_or_redirecting_camera_fails_and_stops(behaviour: str, sources) -> None:
+    with hostile_camera(behaviour) as camera:
+        source = sources(camera.url, fps=5, open_timeout=1.0, backoff=(0.1, 0.2))
+        wait_for(lambda: source.stats.reconnects >= 1 and source.stats.last_error, 20.0, "a failure")
+        source.stop()
+        assert not source._thread.is_alive() and not source.stats.connected_once
+
+
+def test_a_pipe_or_device_given_as_a_file_is_refused(tmp_path: Path, sources) -> None:
+    """A file URL must name a regular file: a FIFO with no writer would block the reader (and its
+    stop) for good, a device would be read forever."""
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        source = sources(path.as_uri(), fps=5, open_timeout=1.0, backoff=(0.1, 0.2))
+        wait_for(lambda s=source: s.stats.last_error is not None, 10.0, f"{path} refused")
+        assert "not a regular file" in source.stats.last_error
+        source.stop()
+        assert not source._thread.is_alive()

@@ -43,10 +43,13 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -60,6 +63,11 @@ HLS_READ_TIMEOUT = 20.0
 """The same for HLS, whose segments (and so packets) come seconds apart."""
 MAX_FRAME_PIXELS = 8192 * 4352
 """The largest frame decoded (8K), as for stored video: a larger claim is refused before decoding."""
+MAX_FFMPEG_ALLOC = 128 << 20
+"""The largest block FFmpeg may allocate in a process that reads cameras (``av_max_alloc``, as
+ffmpeg's ``-max_alloc``). An 8K BGR frame is 102 MiB; a camera that sends endless bytes in one
+packet (an MJPEG part that never ends, or claims a length of gigabytes) has FFmpeg grow that packet
+until a read times out, gigabytes at loopback speed: it is cut at this size instead."""
 MAX_BAD_PACKETS = 200
 """Undecodable packets in a row before the connection is dropped and made again."""
 MAX_GAP_S = 10.0
@@ -349,7 +357,10 @@ class Source:
     def _open(self) -> Any:
         import av
 
+        limit_ffmpeg_allocations()
         t = self.target
+        if t.file:
+            _regular_file(t.url)
         options = dict(t.options)
         if t.listen:
             options["listen_timeout"] = str(max(1, math.ceil(self.open_timeout)))
@@ -456,6 +467,48 @@ class Source:
 
 class _Unusable(Exception):
     """The connection is open but cannot be used (no video, too many bad packets, ended)."""
+
+
+def limit_ffmpeg_allocations() -> bool:
+    """Cap the blocks PyAV's FFmpeg may allocate in this process at :data:`MAX_FFMPEG_ALLOC`
+    (a process-wide FFmpeg setting, the same for every camera: setting it again changes nothing).
+    False where PyAV's libavutil is not found among the process's libraries (not Linux)."""
+    import ctypes
+
+    path = _pyav_library("libavutil")
+    if path is None:
+        return False
+    lib = ctypes.CDLL(path)
+    lib.av_max_alloc.argtypes = [ctypes.c_size_t]
+    lib.av_max_alloc.restype = None
+    lib.av_max_alloc(MAX_FFMPEG_ALLOC)
+    return True
+
+
+def _pyav_library(name: str) -> str | None:
+    """The path of PyAV's ``name`` library as loaded in this process: the one in PyAV's wheel
+    (``av.libs``), else the system's (OpenCV's wheel brings its own FFmpeg, not PyAV's)."""
+    import av
+
+    try:
+        with open("/proc/self/maps") as maps:
+            loaded = {line.split()[-1] for line in maps if f"/{name}" in line}
+    except OSError:
+        return None
+    bundled = str(Path(av.__file__).resolve().parent.parent / "av.libs") + "/"
+    ours = sorted(p for p in loaded if p.startswith(bundled))
+    system = sorted(p for p in loaded if "-packages/" not in p)
+    return (ours or system or [None])[0]
+
+
+def _regular_file(path: str) -> None:
+    """Refuse what is not a regular file (a FIFO or a device would block the reader for good)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise _Unusable(exc.strerror or "the file cannot be read") from None
+    if not stat.S_ISREG(mode):
+        raise _Unusable("it is not a regular file (a pipe, a device or a folder)")
 
 
 def _frame_rate(stream: Any) -> float:
