@@ -194,10 +194,11 @@ def test_hostile_members_get_short_clear_errors(fp: Faceprint) -> None:
     box = {"Width": HUGE_INT, "Height": 0.5, "Left": 0, "Top": 0}
     for members in ({"name": BIG}, {"role_arn": BIG}, {"settings": {"FaceSearch": {"CollectionId": BIG}}},
                     {"regions_of_interest": [{"BoundingBox": box}]},
-                    {"regions_of_interest": [{"Polygon": [{"X": -HUGE_INT, "Y": 0}] * 3}]}):
+                    {"regions_of_interest": [{"Polygon": [{"X": -HUGE_INT, "Y": 0}] * 3}]},
+                    {"input": {HUGE_INT: 1, "x" * 10**6: 2, f"rtsp://admin:{SECRET}@cam/x": 3}}):
         with pytest.raises(InvalidParameterException) as caught:
             create(fp, **members)
-        assert len(caught.value.message) < 500, members.keys()
+        assert len(caught.value.message) < 500 and SECRET not in caught.value.message, members.keys()
     create(fp)
     start = {"KVSStreamStartSelector": {"ProducerTimestamp": HUGE_INT}}
     fragment = {"KVSStreamStartSelector": {"FragmentNumber": "9" * 10**6}}

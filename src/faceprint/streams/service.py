@@ -368,9 +368,9 @@ def _is_position(value: Any) -> bool:
 def _only(value: Any, allowed: tuple[str, ...], where: str, required: tuple[str, ...] = ()) -> Mapping:
     if not isinstance(value, Mapping):
         raise InvalidParameterException(f"{where} must be an object with {' or '.join(allowed)}.")
-    unknown = [str(k)[:64] for k in value if k not in allowed]
+    unknown = sorted((_shown(k, 64) for k in value if k not in allowed), key=str)
     if unknown:
-        shown = ", ".join(sorted(unknown)[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise InvalidParameterException(f"{where} has unknown member(s) {shown}; allowed: {', '.join(allowed)}.")
     missing = [k for k in required if value.get(k) is None]
     if missing:
