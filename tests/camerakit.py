@@ -137,27 +137,15 @@ def rtsp_camera(video: Path, path: str = "/cam", loop: bool = True, workdir: Pat
 
 
 def self_signed_pem(path: Path) -> Path:
-    """A self-signed certificate for 127.0.0.1 and its key, in one PEM file (0600)."""
-    import datetime as dt
-    import ipaddress
+    """A self-signed certificate for 127.0.0.1 and its key (``test_server_tls.self_signed``'s), in
+    one PEM file (0600), as GStreamer's RTSP server reads them."""
+    from test_server_tls import self_signed
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert, key = self_signed(path.parent, path.stem)
     path.touch(0o600)
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(cert.read_bytes() + key.read_bytes())
+    cert.unlink()
+    key.unlink()
     return path
 
 
