@@ -55,9 +55,8 @@ SINK_OPTIONS = {"matches-only": "matches_only", "snapshots": "snapshots"}
 SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "rtsp-listen", "file")
 SECRET_KEYS = re.compile(r"pass|pwd|token|key|secret|sig|auth|cred|session", re.IGNORECASE)
 """Query keys whose values :func:`redact` hides (password, access_token, X-Amz-Signature, ...)."""
-SECRET_IN_PATH = re.compile(r"([^/;&?=]*(?:pass|pwd|token|key|secret|sig|auth|cred|session)[^/;&?=]*=)[^/;&?]*",
-                            re.IGNORECASE)
-"""``KEY=VALUE`` in a URL's path with a secret-looking key: its value is hidden."""
+PATH_PIECES = re.compile(r"([/;&?])")
+"""What separates ``KEY=VALUE`` pieces in a URL's path (``/user=admin&password=...``, ``;token=...``)."""
 HIDDEN = "***"
 
 
@@ -120,7 +119,7 @@ def redact(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = "&".join(f"{quote(k, safe='')}={HIDDEN if SECRET_KEYS.search(k) else quote(v, safe='/:,')}"
                          for k, v in pairs)
-    path = SECRET_IN_PATH.sub(rf"\1{HIDDEN}", parts.path)
+    path = "".join(piece for piece, _ in _path_pieces(parts.path))
     return urlunsplit((parts.scheme, netloc, path, query, HIDDEN if parts.fragment else ""))
 
 
@@ -139,7 +138,7 @@ def secrets_of(url: str) -> tuple[str, ...]:
             key, _, value = pair.partition("=")
             if SECRET_KEYS.search(unquote(key)):
                 found.update((value, unquote(value)))
-        found.update(m.group(0)[len(m.group(1)):] for m in SECRET_IN_PATH.finditer(parts.path))
+        found.update(value for _, value in _path_pieces(parts.path) if value)
     found.update({unquote(piece) for piece in found})
     return tuple(sorted((piece for piece in found if len(piece) >= 3), key=len, reverse=True))
 
@@ -149,6 +148,18 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, HIDDEN)
     return text
+
+
+def _path_pieces(path: str) -> Iterator[tuple[str, str | None]]:
+    """The pieces of ``path`` (separators included, in order) with the values of secret-looking
+    ``KEY=VALUE`` pieces hidden, each with the value it hid (None for the others). Linear in the path."""
+    for piece in PATH_PIECES.split(path):
+        found = SECRET_KEYS.search(piece)
+        cut = piece.find("=", found.end()) if found else -1
+        if cut >= 0 and cut + 1 < len(piece):  # all after the first '=' behind a secret-looking word
+            yield f"{piece[:cut + 1]}{HIDDEN}", piece[cut + 1:]
+        else:
+            yield piece, None
 
 
 def redact_all(url: str) -> str:
@@ -178,6 +189,8 @@ def show(value: Any, most: int = 200) -> str:
     redacted, all of it short whatever its size; a huge integer by its size (Python refuses to write
     one of more than 4300 digits); a list or an object by its type."""
     if isinstance(value, str):
+        if len(value) > MAX_URL and ("://" in value or "@" in value):
+            return f"(text of {len(value)} characters)"
         return shorten(redact(value) if "://" in value or "@" in value else repr(value), most)
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"
