@@ -471,6 +471,7 @@ def test_no_answer_error_or_stored_row_holds_a_camera_password(fp: Faceprint) ->
     outputs.append(fp.streams.config.listing())
     outputs.append([s.display() for s in fp.streams.config.sinks_of("alerts")])
     outputs.append(repr(fp.streams.config.sinks_of("alerts")))
+    outputs.append(repr(fp.streams.settings))  # a settings object in a log line or a traceback
     for call in (lambda: create(fp, input={"KinesisVideoStream": {"Arn": CAMERA}}),
                  lambda: create(fp, output={"KinesisDataStream": {"Arn": HOOK}}),
                  lambda: fp.streams.config.add_source("x", CAMERA.replace("rtsp", "srt")),

@@ -86,10 +86,12 @@ class StreamSettings:
     """Stream processors of the home; more is ``LimitExceededException``."""
     connect_timeout: float = 30.0
     """Seconds a freshly started processor waits for its camera before it FAILS."""
-    sources: Mapping[str, str] = field(default_factory=dict)
-    """Kinesis video stream name -> camera URL (the server's ``--stream``), over the home's own."""
-    data_streams: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    """Kinesis data stream name -> sink specs (the server's ``--data-stream``), over the home's own."""
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Kinesis video stream name -> camera URL (the server's ``--stream``), over the home's own.
+    Not in the settings' repr: camera URLs carry passwords."""
+    data_streams: Mapping[str, Sequence[str]] = field(default_factory=dict, repr=False)
+    """Kinesis data stream name -> sink specs (the server's ``--data-stream``), over the home's own
+    (not in the repr either)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.max_processors, bool) or not isinstance(self.max_processors, int) \
