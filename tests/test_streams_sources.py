@@ -15,7 +15,7 @@ import pytest
 
 from camerakit import face_clip, hls_camera, hostile_camera, mjpeg_camera, rtsp_camera, rtsp_push, udp_ts_camera
 from conftest import LFW
-from faceprint.streams.sources import CapturedFrame, Source, target
+from faceprint.streams.sources import CapturedFrame, Source, _StreamTime, target
 from serverkit import free_port
 from videokit import photos_of, write_video
 
@@ -293,3 +293,14 @@ def test_a_pipe_or_device_given_as_a_file_is_refused(tmp_path: Path, sources) ->
         assert "not a regular file" in source.stats.last_error
         source.stop()
         assert not source._thread.is_alive()
+
+
+def test_stream_time_only_moves_on() -> None:
+    """Frame times that repeat or step back (a broken or hostile stream; a claimed rate of 0.5 fps
+    allowed steps back of a second) carry on one frame after the last: producer times, offsets and
+    due frames never go back."""
+    times = _StreamTime(frame_s=2.0)  # the lowest claimed rate kept
+    out = [times.of(raw) for raw in (0.0, 0.1, 0.05, 0.05, 40.0, 40.1, None, 3.0)]
+    assert all(b > a for a, b in zip(out, out[1:], strict=False)), out
+    assert out[:2] == [0.0, 0.1] and out[2:4] == [2.1, 4.1]  # one (claimed) frame on
+    assert out[4] == 6.1 and out[5] == pytest.approx(6.2)  # a jump ahead, then the stream's own steps

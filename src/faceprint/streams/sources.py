@@ -191,9 +191,9 @@ class _Mailbox:
 
 
 class _StreamTime:
-    """The stream's own time in seconds, made continuous: no time (MJPEG), a time that jumps
-    back (a looping file, a camera that restarts its clock) or far ahead carries on one frame
-    after the last."""
+    """The stream's own time in seconds, made continuous and increasing: no time (MJPEG), a time
+    that does not move on (a repeated timestamp), jumps back (a looping file, a camera that restarts
+    its clock, a broken stream) or far ahead carries on one frame after the last."""
 
     def __init__(self, frame_s: float) -> None:
         self.frame_s = frame_s
@@ -205,7 +205,7 @@ class _StreamTime:
         if raw is None or not math.isfinite(raw):
             raw = time.monotonic() - self.started - self.offset
         t = raw + self.offset
-        if self.last is not None and not self.last - self.frame_s / 2 < t <= self.last + MAX_GAP_S:
+        if self.last is not None and not self.last < t <= self.last + MAX_GAP_S:
             self.offset += self.last + self.frame_s - t
             t = self.last + self.frame_s
         self.last = t
