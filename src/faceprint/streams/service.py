@@ -23,9 +23,6 @@ anywhere, whatever it says.
 
 from __future__ import annotations
 
-import copy
-import math
-import re
 import threading
 import time
 import uuid
@@ -37,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 from faceprint.account import partition
 from faceprint.collections import decode_token, encode_token
 from faceprint.errors import InvalidParameterException, ResourceInUseException, ResourceNotFoundException
-from faceprint.faces import validate_percent
+from faceprint.streams import members
 from faceprint.streams.config import StreamConfig, kinesis_stream_name, kvs_stream_name
 from faceprint.streams.config import host_running as host_holds_lock
-from faceprint.streams.config import show as _shown
+from faceprint.streams.members import COLLECTION_ID, PROCESSOR_NAME, ROLE_ARN
 from faceprint.streams.store import ProcessorStore
 from faceprint.streams.types import (
     FAILED,
@@ -62,17 +59,8 @@ if TYPE_CHECKING:
     from faceprint.collections import Collections
     from faceprint.streams.runner import StreamRunner
 
-PROCESSOR_NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,128}")
-COLLECTION_ID = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
-ROLE_ARN = re.compile(r"arn:aws:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-/]{1,2000}")
-FRAGMENT_NUMBER = re.compile(r"[0-9]{1,128}")
 MAX_RESULTS = 1000
 """ListStreamProcessors answers at most 1,000 processors a page (Rekognition's default)."""
-MAX_REGIONS = 10
-MAX_POLYGON_POINTS = 10
-MAX_TIMESTAMP = 2**63 - 1
-EDGE = 1e-6
-"""How far past the image's edge a region's box may reach (rounding in a client's arithmetic)."""
 TOKEN_KIND = "streamprocessor"
 START_FROM = (STOPPED, FAILED)
 STOP_FROM = (RUNNING, STARTING, UPDATING)
@@ -137,15 +125,16 @@ class StreamProcessors:
                                 kms_key_id: str | None = None, regions_of_interest: list | None = None,
                                 data_sharing_preference: Mapping | None = None) -> CreateStreamProcessorResult:
         """Rekognition CreateStreamProcessor (FaceSearch): the processor, STOPPED."""
-        _pattern("Name", name, PROCESSOR_NAME)
+        members.pattern("Name", name, PROCESSOR_NAME)
         request: dict[str, Any] = {"Input": self._input(input), "Output": self._output(output),
                                    "Settings": self._settings(settings),
-                                   "RoleArn": _pattern("RoleArn", role_arn, ROLE_ARN)}
-        _refuse_unsupported(tags, notification_channel, kms_key_id)
-        if regions_of_interest is not None and (regions := check_regions(regions_of_interest, "RegionsOfInterest")):
+                                   "RoleArn": members.pattern("RoleArn", role_arn, ROLE_ARN)}
+        members.refuse_unsupported(tags, notification_channel, kms_key_id)
+        if regions_of_interest is not None and (regions := members.check_regions(regions_of_interest,
+                                                                                 "RegionsOfInterest")):
             request["RegionsOfInterest"] = regions
         if data_sharing_preference is not None:
-            request["DataSharingPreference"] = _sharing(data_sharing_preference, "DataSharingPreference")
+            request["DataSharingPreference"] = members.sharing(data_sharing_preference, "DataSharingPreference")
         now = self.clock()
         row = ProcessorRow(name=name, arn=self.arn(name), status=STOPPED, status_message=None, created=now,
                            updated=now, request=request)
@@ -153,7 +142,7 @@ class StreamProcessors:
         return CreateStreamProcessorResult(stream_processor_arn=row.arn)
 
     def _input(self, value: Any) -> dict[str, Any]:
-        arn = _arn_member(value, "Input", "KinesisVideoStream")
+        arn = members.arn_member(value, "Input", "KinesisVideoStream")
         stream = kvs_stream_name(arn)
         if self.config.source_url(stream) is None:
             raise InvalidParameterException(
@@ -165,7 +154,7 @@ class StreamProcessors:
         if isinstance(value, Mapping) and "S3Destination" in value:
             raise InvalidParameterException("Output.S3Destination is not for face search, as in Rekognition: "
                                             "face search records go to Output.KinesisDataStream.")
-        arn = _arn_member(value, "Output", "KinesisDataStream")
+        arn = members.arn_member(value, "Output", "KinesisDataStream")
         stream = kinesis_stream_name(arn)
         if not self.config.sinks_of(stream):
             raise InvalidParameterException(
@@ -177,13 +166,13 @@ class StreamProcessors:
         if isinstance(value, Mapping) and "ConnectedHome" in value:
             raise InvalidParameterException("Settings.ConnectedHome (label detection) is not offered: faceprint has "
                                             "no label model. Use Settings.FaceSearch.")
-        _only(value, ("FaceSearch",), "Settings", required=("FaceSearch",))
+        members.only(value, ("FaceSearch",), "Settings", required=("FaceSearch",))
         search = value["FaceSearch"]
-        _only(search, ("CollectionId", "FaceMatchThreshold"), "Settings.FaceSearch", required=("CollectionId",))
-        collection_id = _pattern("CollectionId", search["CollectionId"], COLLECTION_ID)
+        members.only(search, ("CollectionId", "FaceMatchThreshold"), "Settings.FaceSearch", required=("CollectionId",))
+        collection_id = members.pattern("CollectionId", search["CollectionId"], COLLECTION_ID)
         out: dict[str, Any] = {"CollectionId": collection_id}
         if search.get("FaceMatchThreshold") is not None:
-            out["FaceMatchThreshold"] = _percent("FaceMatchThreshold", search["FaceMatchThreshold"])
+            out["FaceMatchThreshold"] = members.percent("FaceMatchThreshold", search["FaceMatchThreshold"])
         try:
             self.collections.collection(collection_id)
         except ResourceNotFoundException:
@@ -199,7 +188,7 @@ class StreamProcessors:
     def list_stream_processors(self, max_results: int = MAX_RESULTS, next_token: str | None = None
                                ) -> ListStreamProcessorsResult:
         """Rekognition ListStreamProcessors: names and statuses, by name, a page at a time."""
-        limit = min(_int("MaxResults", max_results, 1), MAX_RESULTS)
+        limit = min(members.integer("MaxResults", max_results, 1), MAX_RESULTS)
         position = decode_token(next_token, _is_position)
         rows = self.store.page(position[1] if position else None, limit + 1)
         token = encode_token([TOKEN_KIND, rows[limit - 1].name]) if len(rows) > limit else None
@@ -211,9 +200,9 @@ class StreamProcessors:
     def start_stream_processor(self, name: str, start_selector: Mapping | None = None,
                                stop_selector: Mapping | None = None) -> StartStreamProcessorResult:
         """Rekognition StartStreamProcessor: STARTING (the host makes it RUNNING at its first frame)."""
-        _pattern("Name", name, PROCESSOR_NAME)
-        start = _start_selector(start_selector) if start_selector is not None else None
-        stop = _stop_selector(stop_selector) if stop_selector is not None else None
+        members.pattern("Name", name, PROCESSOR_NAME)
+        start = members.start_selector(start_selector) if start_selector is not None else None
+        stop = members.stop_selector(stop_selector) if stop_selector is not None else None
         row = self._settled(self._row(name))
         if row.status not in START_FROM:
             raise ResourceInUseException(f"The stream processor {name} is {row.status}; it can be started when "
@@ -260,34 +249,12 @@ class StreamProcessors:
         """Rekognition UpdateStreamProcessor, for face search: the threshold
         (``SettingsForUpdate.FaceSearchForUpdate.FaceMatchThreshold``), the regions of interest and the
         data sharing preference. A RUNNING processor is UPDATING until the host has applied it."""
-        _pattern("Name", name, PROCESSOR_NAME)
-        threshold = _threshold_update(settings_for_update)
-        regions = (check_regions(regions_of_interest_for_update, "RegionsOfInterestForUpdate")
-                   if regions_of_interest_for_update is not None else None)
-        sharing = (_sharing(data_sharing_preference_for_update, "DataSharingPreferenceForUpdate")
-                   if data_sharing_preference_for_update is not None else None)
-        deleted = _parameters_to_delete(parameters_to_delete)
-        if regions is not None and "RegionsOfInterest" in deleted:
-            raise InvalidParameterException("RegionsOfInterestForUpdate and ParametersToDelete [\"RegionsOfInterest\"] "
-                                            "contradict each other: give one.")
-        if threshold is None and regions is None and sharing is None and not deleted:
-            raise InvalidParameterException("Nothing to update: give SettingsForUpdate, RegionsOfInterestForUpdate, "
-                                            "DataSharingPreferenceForUpdate or ParametersToDelete.")
-
-        def request(row: ProcessorRow) -> dict[str, Any]:
-            new = copy.deepcopy(row.request)
-            if threshold is not None:
-                new["Settings"]["FaceSearch"]["FaceMatchThreshold"] = threshold
-            if regions is not None or deleted:
-                new.pop("RegionsOfInterest", None)
-            if regions:
-                new["RegionsOfInterest"] = regions
-            if sharing is not None:
-                new["DataSharingPreference"] = sharing
-            return new
-
+        members.pattern("Name", name, PROCESSOR_NAME)
+        update = members.Update.of(settings_for_update, regions_of_interest_for_update,
+                                   data_sharing_preference_for_update, parameters_to_delete)
         self._settled(self._row(name))
-        self.store.transition(name, UPDATE_FROM, request=request, generation=_next, updated=self.clock(),
+        self.store.transition(name, UPDATE_FROM, request=lambda r: update.apply(r.request), generation=_next,
+                              updated=self.clock(),
                               status=lambda r: UPDATING if r.status == RUNNING else r.status)
         return EmptyResult()
 
@@ -301,7 +268,7 @@ class StreamProcessors:
     # -- helpers -------------------------------------------------------------------------------------
 
     def _row(self, name: str) -> ProcessorRow:
-        _pattern("Name", name, PROCESSOR_NAME)
+        members.pattern("Name", name, PROCESSOR_NAME)
         row = self.store.get(name)
         if row is None:
             raise ResourceNotFoundException(f"The stream processor {name} does not exist.")
@@ -355,7 +322,7 @@ class StreamProcessors:
         self.store.close()
 
 
-# -- request members ------------------------------------------------------------------------------------
+# -- rows and tokens ----------------------------------------------------------------------------------
 
 
 def _next(row: ProcessorRow) -> int:
@@ -365,154 +332,3 @@ def _next(row: ProcessorRow) -> int:
 def _is_position(value: Any) -> bool:
     return (isinstance(value, list) and len(value) == 2 and value[0] == TOKEN_KIND and isinstance(value[1], str)
             and PROCESSOR_NAME.fullmatch(value[1]) is not None)
-
-
-def _only(value: Any, allowed: tuple[str, ...], where: str, required: tuple[str, ...] = ()) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise InvalidParameterException(f"{where} must be an object with {' or '.join(allowed)}.")
-    unknown = sorted((_shown(k, 64) for k in value if k not in allowed), key=str)
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        raise InvalidParameterException(f"{where} has unknown member(s) {shown}; allowed: {', '.join(allowed)}.")
-    missing = [k for k in required if value.get(k) is None]
-    if missing:
-        raise InvalidParameterException(f"{where} needs {', '.join(missing)}.")
-    return value
-
-
-def _arn_member(value: Any, where: str, member: str) -> str:
-    outer = _only(value, (member,), where, required=(member,))
-    inner = _only(outer[member], ("Arn",), f"{where}.{member}", required=("Arn",))
-    return inner["Arn"]
-
-
-def _refuse_unsupported(tags: Any, channel: Any, kms_key_id: Any) -> None:
-    if tags:
-        raise InvalidParameterException("faceprint does not store stream processor Tags; create it without them.")
-    if channel is not None:
-        raise InvalidParameterException("NotificationChannel is for ConnectedHome (label detection) processors; "
-                                        "face search records go to Output.KinesisDataStream.")
-    if kms_key_id is not None:
-        raise InvalidParameterException("KmsKeyId is not offered: faceprint keeps nothing of the frames to encrypt "
-                                        "(frames are kept only as match snapshots, by a sink that asks for them).")
-
-
-def _pattern(where: str, value: Any, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidParameterException(f"{where} {_shown(value)} does not match {pattern.pattern}.")
-    return value
-
-
-def _int(where: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        top = f" to {high}" if high is not None else " or more"
-        raise InvalidParameterException(f"{where} must be an integer from {low}{top}, got {_shown(value)}.")
-    return value
-
-
-def _number(value: Any, where: str, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidParameterException(f"{where} must be a number from {low:g} to {high:g}.")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number) or not low <= number <= high:
-        raise InvalidParameterException(f"{where} must be a number from {low:g} to {high:g}, got {_shown(value)}.")
-    return number
-
-
-def _percent(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidParameterException(f"{where} must be a number from 0 to 100.")
-    return validate_percent(where, value)
-
-
-def check_regions(regions: Any, where: str) -> list[dict[str, Any]]:
-    """Regions of interest (faceprint's extension for face search): at most 10, each a BoundingBox
-    (Width, Height, Left, Top in 0..1, inside the image) or a Polygon of 3 to 10 points (X, Y in 0..1)."""
-    if not isinstance(regions, list) or len(regions) > MAX_REGIONS:
-        raise InvalidParameterException(f"{where} must be a list of at most {MAX_REGIONS} regions.")
-    return [_region(region, f"{where}[{i}]") for i, region in enumerate(regions)]
-
-
-def _region(region: Any, where: str) -> dict[str, Any]:
-    _only(region, ("BoundingBox", "Polygon"), where)
-    if ("BoundingBox" in region) == ("Polygon" in region):
-        raise InvalidParameterException(f"{where} needs exactly one of BoundingBox and Polygon.")
-    if "Polygon" in region:
-        points = region["Polygon"]
-        if not isinstance(points, list) or not 3 <= len(points) <= MAX_POLYGON_POINTS:
-            raise InvalidParameterException(f"{where}.Polygon must be a list of 3 to {MAX_POLYGON_POINTS} points.")
-        return {"Polygon": [_point(p, f"{where}.Polygon[{i}]") for i, p in enumerate(points)]}
-    box = _only(region["BoundingBox"], ("Width", "Height", "Left", "Top"), f"{where}.BoundingBox",
-                required=("Width", "Height", "Left", "Top"))
-    out = {k: _number(box[k], f"{where}.BoundingBox.{k}") for k in ("Width", "Height", "Left", "Top")}
-    if out["Width"] <= 0 or out["Height"] <= 0:
-        raise InvalidParameterException(f"{where}.BoundingBox has no area.")
-    if out["Left"] + out["Width"] > 1 + EDGE or out["Top"] + out["Height"] > 1 + EDGE:
-        raise InvalidParameterException(f"{where}.BoundingBox reaches past the image (Left + Width and "
-                                        "Top + Height must be at most 1).")
-    return {"BoundingBox": out}
-
-
-def _point(point: Any, where: str) -> dict[str, float]:
-    _only(point, ("X", "Y"), where, required=("X", "Y"))
-    return {"X": _number(point["X"], f"{where}.X"), "Y": _number(point["Y"], f"{where}.Y")}
-
-
-def _sharing(value: Any, where: str) -> dict[str, bool]:
-    _only(value, ("OptIn",), where, required=("OptIn",))
-    if not isinstance(value["OptIn"], bool):
-        raise InvalidParameterException(f"{where}.OptIn must be true or false.")
-    return {"OptIn": value["OptIn"]}
-
-
-def _start_selector(value: Any) -> dict[str, Any]:
-    outer = _only(value, ("KVSStreamStartSelector",), "StartSelector", required=("KVSStreamStartSelector",))
-    where = "StartSelector.KVSStreamStartSelector"
-    inner = _only(outer["KVSStreamStartSelector"], ("ProducerTimestamp", "FragmentNumber"), where)
-    if ("ProducerTimestamp" in inner) == ("FragmentNumber" in inner):
-        raise InvalidParameterException(f"{where} needs exactly one of ProducerTimestamp and FragmentNumber.")
-    if "ProducerTimestamp" in inner:
-        return {"KVSStreamStartSelector": {"ProducerTimestamp": _int(
-            f"{where}.ProducerTimestamp", inner["ProducerTimestamp"], 0, MAX_TIMESTAMP)}}
-    fragment = _pattern(f"{where}.FragmentNumber", inner["FragmentNumber"], FRAGMENT_NUMBER)
-    return {"KVSStreamStartSelector": {"FragmentNumber": fragment}}
-
-
-def _stop_selector(value: Any) -> dict[str, Any]:
-    inner = _only(value, ("MaxDurationInSeconds",), "StopSelector", required=("MaxDurationInSeconds",))
-    return {"MaxDurationInSeconds": _int("StopSelector.MaxDurationInSeconds", inner["MaxDurationInSeconds"],
-                                              1, 120)}
-
-
-def _threshold_update(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, Mapping) and "ConnectedHomeForUpdate" in value:
-        raise InvalidParameterException("SettingsForUpdate.ConnectedHomeForUpdate is not offered: faceprint has no "
-                                        "label model. Use FaceSearchForUpdate (a faceprint extension).")
-    outer = _only(value, ("FaceSearchForUpdate",), "SettingsForUpdate")
-    if "FaceSearchForUpdate" not in outer:
-        return None
-    inner = _only(outer["FaceSearchForUpdate"], ("FaceMatchThreshold",), "SettingsForUpdate.FaceSearchForUpdate",
-                  required=("FaceMatchThreshold",))
-    return _percent("FaceMatchThreshold", inner["FaceMatchThreshold"])
-
-
-def _parameters_to_delete(value: Any) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameterException("ParametersToDelete must be a list of parameter names.")
-    if "ConnectedHomeMinConfidence" in value:
-        raise InvalidParameterException("ParametersToDelete: ConnectedHomeMinConfidence is for ConnectedHome "
-                                        "processors, which faceprint does not offer.")
-    unknown = sorted(set(value) - {"RegionsOfInterest"})
-    if unknown:
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        shown = ", ".join(_shown(u) for u in unknown[:5]) + more
-        raise InvalidParameterException(f"ParametersToDelete has unknown parameter(s) {shown}; allowed: "
-                                        "RegionsOfInterest.")
-    return set(value)
