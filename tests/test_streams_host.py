@@ -383,3 +383,73 @@ def test_the_host_exits_when_its_stdin_closes_and_when_another_holds_the_lock(tm
         if host.poll() is None:
             host.kill()
             host.wait()
+
+
+# -- secrets and counters ------------------------------------------------------------------------------------
+
+
+def test_the_host_log_never_shows_camera_or_sink_secrets(tmp_path: Path) -> None:
+    """A library's error may carry the URL it was given (whole, or its path and query): the host's log
+    handlers show camera URLs and sink specs redacted, in messages and tracebacks, a camera added while
+    the host runs included."""
+    import io
+    import logging
+
+    from faceprint.streams.config import StreamConfig
+    from faceprint.streams.scrub import ScrubSecrets, config_secrets
+
+    camera = "rtsp://officer:s3cret!pw@127.0.0.1:8554/door?token=t0ken-value"
+    hook = "https://hooks.example/services/T0/B0/XXXXcapability"
+    config = StreamConfig(tmp_path, data_streams={"out": [f"{hook};matches-only"]})
+    config.add_source("door", camera)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(ScrubSecrets(lambda: config_secrets(config.sources(), config.data_streams()), refresh=0.0))
+    logger = logging.getLogger("test-scrub")
+    logger.addHandler(handler)
+    try:
+        logger.warning("opening %s failed", camera)
+        try:
+            raise OSError("HTTPSConnectionPool(host='hooks.example'): Max retries exceeded with url: "
+                          "/services/T0/B0/XXXXcapability; user officer, password s3cret%21pw")
+        except OSError:
+            logger.exception("delivering failed")
+        config.add_source("late", "rtsp://admin:later-pw@127.0.0.1/x")  # added while running
+        logger.error("rtsp://admin:later-pw@127.0.0.1/x: 401")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    for secret in ("s3cret!pw", "s3cret%21pw", "t0ken-value", "XXXXcapability", "later-pw", "officer"):
+        assert secret not in text, (secret, text)
+    assert "rtsp://***:***@127.0.0.1:8554/door?token=***" in text and "Traceback" in text
+
+
+def test_sinks_with_the_same_shown_label_keep_their_own_counters(tmp_path: Path) -> None:
+    """Two sinks whose redacted labels are alike (the same Kinesis stream with other credentials) are
+    two series in metrics.json, not one overwriting the other."""
+    from faceprint.streams.config import parse_sink
+    from faceprint.streams.processor_run import sink_counters
+    from faceprint.streams.sinks import open_sinks
+    from faceprint.streams.store import ProcessorStore
+
+    store = ProcessorStore(tmp_path / "processors.db")
+    specs = [parse_sink(f"kinesis:http://{user}:{password}@127.0.0.1:1#faces")
+             for user, password in (("ops", "first-pw"), ("audit", "second-pw"))]
+    sinks = open_sinks(specs, processor="p", region="us-east-1", store=store)
+    try:
+        counters = sink_counters(sinks)
+        assert len(counters) == 3 and "events" in counters, counters
+        assert not any("pw" in label for label in counters)
+    finally:
+        for sink in sinks:
+            sink.close(0.5)
+        store.close()
+
+
+def test_a_runner_refuses_a_config_it_cannot_send() -> None:
+    """A value that is not JSON (a Path for a camera) fails when the runner is made, not later on
+    its supervising thread (which would end, leaving a host waiting for its config)."""
+    from faceprint.streams.runner import StreamRunner
+
+    with pytest.raises(TypeError):
+        StreamRunner(Path("/nonexistent"), sources={"cam": Path("/videos/door.mp4")})  # type: ignore[dict-item]

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from faceprint.errors import FaceprintError, InvalidParameterException
 
@@ -101,15 +100,9 @@ def _quietly(flag: str, name: str, value: str, check: Callable[[str], Any], show
 def _scrub(message: str, value: str, shown: str) -> str:
     """``message`` without ``value`` or its secret parts (a password, a query: those of 4 characters
     or more, lest every 'u' of the text go for a user 'u'; the checks' own messages are redacted already)."""
-    try:
-        parts = urlsplit(value) if "://" in value else None
-        pieces = (parts.password, parts.username, parts.query) if parts else ()
-    except ValueError:
-        pieces = ()
-    secrets = [value, *(p for p in pieces if p and len(p) >= 4)]
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, shown if secret == value else "***")
-    return message
+    from faceprint.streams.scrub import scrub, url_secrets
+
+    return scrub(message, url_secrets(value, shown))
 
 
 class RunnerHolder:

@@ -101,6 +101,7 @@ class StreamRunner:
             "region": region,
             "connect_timeout": connect_timeout,
         }
+        self._config_line = (json.dumps(self.config) + "\n").encode()  # a value that is not JSON fails here, now
         self.starts = 0
         """Hosts started so far (tests and metrics read it)."""
         self._process: subprocess.Popen | None = None
@@ -150,6 +151,9 @@ class StreamRunner:
             except OSError as exc:  # could not start python at all
                 log.error("The stream host could not be started: %s", exc)
                 code = None
+            except Exception:  # a defect: logged, and the host started again (never a supervision that ends)
+                log.exception("Supervising the stream host failed")
+                code = None
             if self._closed.is_set():
                 return
             if code == EXIT_LOCKED:
@@ -171,21 +175,25 @@ class StreamRunner:
                                            close_fds=True, start_new_session=True)
                 self._process = process
                 self.starts += 1
-            self._send_config(process)
-            code = process.wait()
-            with self._lock:
-                if self._process is process:
-                    self._process = None
-            _close_quietly(process.stdin)
-            return code
+            try:
+                self._send_config(process)
+                return process.wait()
+            except BaseException:  # never a host left running unsupervised (nor a zombie)
+                self._terminate(process, KILL_AFTER)
+                raise
+            finally:
+                with self._lock:
+                    if self._process is process:
+                        self._process = None
+                _close_quietly(process.stdin)
 
     def _send_config(self, process: subprocess.Popen) -> None:
         """The config as one JSON line; the pipe stays open (its end tells the host to stop)."""
         assert process.stdin is not None
         try:
-            process.stdin.write((json.dumps(self.config) + "\n").encode())
+            process.stdin.write(self._config_line)
             process.stdin.flush()
-        except OSError:  # it died at once (another host holds the lock): wait() tells
+        except (OSError, ValueError):  # it died at once (another host holds the lock), or close() closed the pipe
             pass
 
     @contextlib.contextmanager
