@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,37 @@ def test_stop_without_a_host_is_at_once_and_a_stopping_left_by_a_dead_host_settl
     host.running = False  # the host died before it stopped the processor
     assert status(api) == STOPPED
     api.delete_stream_processor("door-watch")
+
+
+def test_racing_calls_make_one_transition(streams: tuple[StreamProcessors, Host, Clock]) -> None:
+    """Starts (and then stops) racing on separate connections, as from several server workers: one
+    wins, the others get ResourceInUseException, and the generation moves once per winner."""
+    api, host, _ = streams
+    create(api)
+    host.running = True
+
+    def race(call: Any) -> list[str]:
+        barrier, outcomes = threading.Barrier(6), []
+
+        def one() -> None:
+            barrier.wait()
+            try:
+                call()
+                outcomes.append("ok")
+            except ResourceInUseException:
+                outcomes.append("in use")
+
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return sorted(outcomes)
+
+    assert race(lambda: api.start_stream_processor("door-watch")) == ["in use"] * 5 + ["ok"]
+    assert (api.store.get("door-watch").status, api.store.get("door-watch").generation) == (STARTING, 1)
+    assert race(lambda: api.stop_stream_processor("door-watch")) == ["in use"] * 5 + ["ok"]
+    assert (api.store.get("door-watch").status, api.store.get("door-watch").generation) == (STOPPING, 2)
 
 
 def test_the_default_host_probe_is_the_host_lock(fp: Faceprint, tmp_path: Path) -> None:
