@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.home import FILE_MODE, private_folder
@@ -123,31 +123,9 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, path, query, HIDDEN if parts.fragment else ""))
 
 
-def secrets_of(url: str) -> tuple[str, ...]:
-    """The pieces of ``url`` that :func:`redact` hides (user, password, secret values in the query
-    and the path, raw and decoded), longest first: to scrub them out of texts that libraries write
-    with the URL in them (botocore's "Could not connect to the endpoint URL")."""
-    found: set[str] = set()
-    try:
-        parts = urlsplit(url)
-        found.update((parts.username or "", parts.password or "", parts.netloc.rpartition("@")[0]))
-    except ValueError:
-        parts = None
-    if parts is not None:
-        for pair in parts.query.split("&"):
-            key, _, value = pair.partition("=")
-            if SECRET_KEYS.search(unquote(key)):
-                found.update((value, unquote(value)))
-        found.update(value for _, value in _path_pieces(parts.path) if value)
-    found.update({unquote(piece) for piece in found})
-    return tuple(sorted((piece for piece in found if len(piece) >= 3), key=len, reverse=True))
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every one of ``secrets`` (longest first) replaced by ``***``."""
-    for secret in secrets:
-        text = text.replace(secret, HIDDEN)
-    return text
+def path_secrets(path: str) -> list[str]:
+    """The values :func:`redact` hides in a URL's ``path`` (``/user=admin&password=X``: ``X``)."""
+    return [value for _, value in _path_pieces(path) if value]
 
 
 def _path_pieces(path: str) -> Iterator[tuple[str, str | None]]:

@@ -15,11 +15,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from faceprint.streams.config import scrub
+from faceprint.streams.scrub import Pairs, scrub
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,16 @@ class Lane:
     oldest frame record (an alert only when it holds nothing else). ``tick`` runs when the lane has
     been idle for :data:`TICK` seconds and ``finish`` when its thread ends; ``abort`` unblocks a
     delivery in flight when :meth:`close` runs out of time. Error texts (logged, in the stats) have
-    each of ``secrets`` replaced by ``***`` (a library may quote the sink's URL whole)."""
+    the ``secrets`` pairs scrubbed out (:func:`faceprint.streams.scrub.scrub`: a library may quote the
+    sink's URL whole)."""
 
     def __init__(self, name: str, send: Callable[[list[Item]], list[Item]], *, capacity: int = QUEUE_SIZE,
                  batch: int = 1, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  tick: Callable[[], None] | None = None, finish: Callable[[], None] | None = None,
-                 abort: Callable[[], None] | None = None, secrets: Sequence[str] = ()) -> None:
+                 abort: Callable[[], None] | None = None, secrets: Pairs | None = None) -> None:
         self.name, self.send, self.capacity, self.batch = name, send, max(1, capacity), max(1, batch)
         self.attempts, self.backoff, self.tick, self.finish = max(1, attempts), backoff, tick, finish
-        self.abort, self.secrets = abort, tuple(secrets)
+        self.abort, self.secrets = abort, list(secrets or [])
         self._cond = threading.Condition()
         self._items: deque[tuple[int, Item]] = deque()
         self._alerts: deque[tuple[int, Item]] = deque()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from faceprint.errors import InvalidParameterException
-from faceprint.streams.config import secrets_of
+from faceprint.streams.config import redact, redact_all
 from faceprint.streams.delivery import (
     ATTEMPTS,
     BACKOFF,
@@ -47,6 +47,7 @@ from faceprint.streams.delivery import (
 )
 from faceprint.streams.filelog import KEEP, MAX_BYTES, RotatingLog, SnapshotFolder
 from faceprint.streams.records import has_match
+from faceprint.streams.scrub import url_secrets
 
 if TYPE_CHECKING:
     from faceprint.streams.config import SinkSpec
@@ -215,10 +216,9 @@ class WebhookSink(QueuedSink):
         self.label = spec.display()
         self.matches_only, self.snapshots, self.timeout = spec.matches_only, spec.snapshots, timeout
         self.poster = Poster(spec.target)
-        path = urlsplit(spec.target).path  # a webhook's path is often its secret
         self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, attempts=attempts,
                           backoff=backoff, finish=self.poster.reset, abort=self.poster.abort,
-                          secrets=(*secrets_of(spec.target), *([path] if len(path) > 3 else [])))
+                          secrets=url_secrets(spec.target, redact_all(spec.target), path=True))  # path: a secret?
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
             snapshot: Callable[[], bytes] | None = None) -> None:
@@ -257,8 +257,9 @@ class KinesisSink(QueuedSink):
         self.endpoint = None if spec.target == "aws" else spec.target
         self.stream = spec.stream or ""
         self._client = client
+        secrets = url_secrets(self.endpoint, redact(self.endpoint)) if self.endpoint else []
         self._lane = Lane(f"faceprint-sink {self.label}", self._send, capacity=capacity, batch=KINESIS_BATCH,
-                          attempts=attempts, backoff=backoff, secrets=secrets_of(spec.target))
+                          attempts=attempts, backoff=backoff, secrets=secrets)
 
     def put(self, record: dict[str, Any], *, alert: bool = False,
             snapshot: Callable[[], bytes] | None = None) -> None:
