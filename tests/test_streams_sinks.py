@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,35 @@ def test_file_sink_keeps_no_frame_unless_asked(tmp_path: Path) -> None:
     sink.close()
     assert lines(path) == [frame(1, matched=True)] and snapshot.calls == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["door.jsonl"]
+
+
+FULL_DISK = """
+import json, resource, signal, sys
+from pathlib import Path
+from faceprint.streams.filelog import RotatingLog
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+log, failed = RotatingLog(Path(sys.argv[1])), 0
+for n in range(40):
+    try:
+        log.write(json.dumps({"n": n, "pad": "x" * 50}).encode() + b"\\n")
+    except OSError:
+        failed += 1
+log.close()
+print(failed)
+"""
+
+
+def test_a_line_that_does_not_fit_leaves_no_part_of_it(tmp_path: Path) -> None:
+    """A full disk (here: the process's file size limit, as the kernel enforces it) in the middle of a
+    line: the log keeps whole lines only, so the retried line is readable after it."""
+    path = tmp_path / "door.jsonl"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(path), "1000"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert int(done.stdout) > 0, done.stderr  # some lines did not fit
+    text = path.read_text()
+    numbers = [json.loads(line)["n"] for line in text.splitlines()]
+    assert text.endswith("\n") and numbers == list(range(len(numbers)))
 
 
 def test_file_sink_counts_what_it_cannot_write(tmp_path: Path) -> None:

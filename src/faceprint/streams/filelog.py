@@ -31,13 +31,21 @@ class RotatingLog:
         self._synced = float("-inf")
 
     def write(self, line: bytes) -> None:
+        """Append ``line`` whole, or (an error: disk full, file too big) leave the file as it was: a
+        part of a line would spoil the JSON line that the retry writes after it."""
         fd = self._open()
         if self._size > 0 and self._size + len(line) > self.max_bytes:
             self._rotate()
             fd = self._open()
         view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            if len(view) < len(line):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._size)
+            raise
         self._size += len(line)
         self._dirty = True
 
@@ -83,6 +91,7 @@ class RotatingLog:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
             os.fchmod(fd, FILE_MODE)
             self._fd, self._size, self._dirty = fd, os.fstat(fd).st_size, False
+            sync_folder(self.path.parent)  # the new file's name (and a rotation's renames) outlive a crash
         return self._fd
 
     def _rotate(self) -> None:
@@ -95,6 +104,15 @@ class RotatingLog:
             if older.exists():
                 os.replace(older, self.path.with_name(f"{self.path.name}.{number + 1}"))
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync ``folder``: the names created, renamed and removed in it are on disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class SnapshotFolder:
