@@ -1,6 +1,7 @@
 """Live camera streams: Rekognition's stream processors (face search on live video).
 
-``service.StreamProcessors`` holds the seven operations (``Faceprint.streams``); ``store.ProcessorStore``
+``service.StreamProcessors`` holds the seven operations (``Faceprint.streams``; ``members`` checks their
+request members); ``store.ProcessorStore``
 the processors and their recent events (``HOME/streams/processors.db``); ``config.StreamConfig`` maps
 Kinesis video stream names to camera URLs and data stream names to sinks (``HOME/streams/*.json``,
 0600); ``types`` the statuses, rows and answers. The host process (``host``, supervised by ``runner``)
