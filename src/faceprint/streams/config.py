@@ -142,8 +142,10 @@ def _path_pieces(path: str) -> Iterator[tuple[str, str | None]]:
 
 def redact_all(url: str) -> str:
     """``url`` as ``scheme://host[:port]/`` and, when it has more (a path, a query, a user), ``***~``
-    and a short digest of the whole: for webhooks, whose path is often the secret (capability URLs
-    such as ``https://hooks.example/services/T0/B0/XXXX``); the digest tells two such URLs apart."""
+    and a short digest of its path: for webhooks, whose path is often the secret (capability URLs
+    such as ``https://hooks.example/services/T0/B0/XXXX``, long and random); the digest tells two
+    such URLs apart. It never covers a password or a query, which may be short enough to guess
+    from a digest."""
     try:
         parts = urlsplit(url)
         hostport = parts.netloc.rpartition("@")[2]
@@ -154,7 +156,8 @@ def redact_all(url: str) -> str:
     base = f"{parts.scheme}://{hostport}/"
     if url == base or url == base[:-1]:
         return base
-    return f"{base}{HIDDEN}~{hashlib.sha256(url.encode(errors='replace')).hexdigest()[:8]}"
+    digest = hashlib.sha256(f"{base}{parts.path}".encode(errors="replace")).hexdigest()[:8]
+    return f"{base}{HIDDEN}~{digest}"
 
 
 def _shown(text: Any) -> str:
