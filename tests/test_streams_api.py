@@ -225,7 +225,9 @@ def test_create_refuses_a_taken_name_and_more_than_the_limit(tmp_path: Path) -> 
     with pytest.raises(LimitExceededException, match="at most 2"):
         create(fp, "three")
     for bad in ({"max_processors": 0}, {"max_processors": True}, {"connect_timeout": 0},
-                {"sources": {"door": "srt://h:1"}}, {"data_streams": {"alerts": ["ftp://x"]}}):
+                {"sources": {"door": "srt://h:1"}}, {"data_streams": {"alerts": ["ftp://x"]}},
+                {"data_streams": {"alerts": 5}}, {"data_streams": {"alerts": [f"file:/x{n}" for n in range(17)]}},
+                {"sources": {"door": None}}, {"sources": {5: CAMERA}}):
         with pytest.raises(InvalidParameterException):
             Faceprint(tmp_path / "other", streams=StreamSettings(**bad)).streams  # noqa: B018
 

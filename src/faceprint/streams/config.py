@@ -368,7 +368,9 @@ class StreamConfig:
         self._data_streams: dict[str, list[str]] = {}
         for name, specs in (data_streams or {}).items():
             check_name(name, "data stream")
-            texts = [specs] if isinstance(specs, str) else list(specs)
+            texts = [specs] if isinstance(specs, str) else list(specs) if isinstance(specs, list | tuple) else None
+            if texts is None or len(texts) > MAX_SINKS:
+                raise InvalidParameterException(f"The data stream {name} needs a list of 1 to {MAX_SINKS} sinks.")
             self._data_streams[name] = _unique([parse_sink(s).text for s in texts])
 
     @property
