@@ -54,8 +54,12 @@ class Item:
     snapshot: bytes | None = None
 
 
+ERROR_CHARS = 300
+"""Characters of an error text kept (after its secrets were scrubbed: a cut first could leave part of one)."""
+
+
 def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:64 * ERROR_CHARS]  # bounded, and long enough to scrub whole
 
 
 def compact(record: dict[str, Any]) -> bytes:
@@ -159,7 +163,7 @@ class Lane:
             s.delivered, s.failed, s.dropped, s.retries = (s.delivered + delivered, s.failed + failed,
                                                            s.dropped + dropped, s.retries + retries)
             if error is not None:
-                error = scrub(error, self.secrets)
+                error = scrub(error[:64 * ERROR_CHARS], self.secrets)[:ERROR_CHARS]
                 if error != s.last_error:
                     log.warning("%s: %s", self.name, error)
                 s.last_error = error

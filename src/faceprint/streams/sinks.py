@@ -286,7 +286,7 @@ class KinesisSink(QueuedSink):
             if failed:
                 r = failed[0][1]
                 self._lane.count(error=f"{answer.get('FailedRecordCount', len(failed))} records failed: "
-                                       f"{r.get('ErrorCode')}: {r.get('ErrorMessage', '')}"[:300])
+                                       f"{r.get('ErrorCode')}: {r.get('ErrorMessage', '')}")
                 left += [item for item, _ in failed]
         return left
 
