@@ -13,7 +13,8 @@ and stops it when its ``with`` block ends.
 - :func:`udp_ts_camera`: ffmpeg sending MPEG-TS to ``udp://127.0.0.1:PORT`` at the real rate.
 - :func:`face_clip`: a camera-like H.264 clip (no B-frames, a key frame a second) of LFW faces.
 - :func:`hostile_camera`: an HTTP "camera" that misbehaves (sends nothing, redirects forever, or
-  sends endless bytes in one MJPEG part), a thread in the test's process.
+  sends endless bytes in one MJPEG part), a thread in the test's process; :func:`mute_video_camera`,
+  MPEG-TS over HTTP whose video stops while its audio goes on.
 
 Each camera has ``url`` (what a stream processor is given) and ``log`` (what its process said).
 """
@@ -286,6 +287,23 @@ def udp_ts_camera(video: Path, port: int | None = None, workdir: Path | None = N
         camera.stop()
 
 
+@contextlib.contextmanager
+def mute_video_camera(video: Path, workdir: Path, seconds: int = 60) -> Iterator[HostileCamera]:
+    """MPEG-TS over HTTP whose video (``video``, once) stops while its audio track (a tone) goes on
+    for ``seconds``, sent at about the real rate: a camera whose video encoder died and whose
+    microphone did not."""
+    ts = workdir / "mute-video.ts"
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i", str(video), "-f", "lavfi",
+                    "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}", "-map", "0:v", "-map", "1:a",
+                    "-c:v", "copy", "-c:a", "mp2", str(ts)], check=True, capture_output=True)
+    camera = HostileCamera("paced", body=ts.read_bytes(), seconds=seconds, path="/camera.ts")
+    camera.thread.start()
+    try:
+        yield camera
+    finally:
+        camera.stop()
+
+
 def _free_udp_port() -> int:
     import socket
 
@@ -345,14 +363,16 @@ HOSTILE_MJPEG_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-repla
 
 class HostileCamera:
     """An HTTP server on 127.0.0.1 that answers every client with one ``behaviour``:
-    ``silent`` (accepts, reads, sends nothing), ``redirect`` (a 302 to itself, forever) or
-    ``endless`` (an MJPEG part claiming 2 GB, then bytes as fast as the client takes them)."""
+    ``silent`` (accepts, reads, sends nothing), ``redirect`` (a 302 to itself, forever),
+    ``endless`` (an MJPEG part claiming 2 GB, then bytes as fast as the client takes them) or
+    ``paced`` (``body`` sent evenly over ``seconds``)."""
 
-    def __init__(self, behaviour: str) -> None:
+    def __init__(self, behaviour: str, body: bytes = b"", seconds: float = 1.0, path: str = "/video.mjpg") -> None:
         self.behaviour = behaviour
+        self.body, self.seconds = body, seconds
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/video.mjpg"
+        self.url = f"http://127.0.0.1:{self.port}{path}"
         self.stopping = threading.Event()
         self.clients: list = []
         self.thread = threading.Thread(target=self._accept, name="hostile camera", daemon=True)
@@ -374,6 +394,8 @@ class HostileCamera:
             client.recv(65536)
             if self.behaviour == "redirect":
                 client.sendall(f"HTTP/1.1 302 Found\r\nLocation: {self.url}\r\nContent-Length: 0\r\n\r\n".encode())
+            elif self.behaviour == "paced":
+                self._paced(client)
             elif self.behaviour == "endless":
                 client.sendall(HOSTILE_MJPEG_HEAD)
                 junk = bytes(range(256)) * 4096  # 1 MiB, no boundary in it
@@ -383,6 +405,16 @@ class HostileCamera:
                 self.stopping.wait()
         with contextlib.suppress(OSError):
             client.close()
+
+    def _paced(self, client) -> None:
+        """``body`` over ``seconds``, in 1316-byte pieces (seven MPEG-TS packets)."""
+        client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n")
+        step, started = 1316, time.monotonic()
+        for at in range(0, len(self.body), step):
+            due = started + self.seconds * at / len(self.body)
+            if self.stopping.wait(max(0.0, due - time.monotonic())):
+                return
+            client.sendall(self.body[at:at + step])
 
     def stop(self) -> None:
         self.stopping.set()

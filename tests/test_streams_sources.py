@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camerakit import face_clip, hls_camera, hostile_camera, mjpeg_camera, rtsp_camera, rtsp_push, udp_ts_camera
+from camerakit import (
+    face_clip,
+    hls_camera,
+    hostile_camera,
+    mjpeg_camera,
+    mute_video_camera,
+    rtsp_camera,
+    rtsp_push,
+    udp_ts_camera,
+)
 from conftest import LFW
 from faceprint.streams.sources import CapturedFrame, Source, _StreamTime, target
 from serverkit import free_port
@@ -97,7 +106,7 @@ def check_live(frames: list[CapturedFrame], clip_frames: list[np.ndarray], paced
 def test_urls_are_mapped_for_ffmpeg_and_faceprints_own_keys_taken_out() -> None:
     tcp = target("rtsp://u:p@cam.local:554/stream1?channel=2&transport=tcp")
     assert tcp.url == "rtsp://u:p@cam.local:554/stream1?channel=2"
-    assert tcp.options["rtsp_transport"] == "tcp"
+    assert tcp.options["rtsp_transport"] == "tcp" and tcp.options["allowed_media_types"] == "video"
     assert target("rtsp://cam/s?transport=udp").options["rtsp_transport"] == "udp"
     assert target("rtsps://cam/s").options["rtsp_transport"] == "tcp"
     listen = target("rtsp-listen://127.0.0.1:8554/live")
@@ -304,3 +313,16 @@ def test_stream_time_only_moves_on() -> None:
     assert all(b > a for a, b in zip(out, out[1:], strict=False)), out
     assert out[:2] == [0.0, 0.1] and out[2:4] == [2.1, 4.1]  # one (claimed) frame on
     assert out[4] == 6.1 and out[5] == pytest.approx(6.2)  # a jump ahead, then the stream's own steps
+
+
+def test_a_camera_whose_video_stops_while_its_audio_goes_on_is_reconnected(clip: Path, sources,
+                                                                          tmp_path: Path) -> None:
+    """Packets of other tracks (audio, metadata) must not hide a video that stopped: the reader
+    reported nothing, stayed connected for good, and stop() could not end it."""
+    with mute_video_camera(clip, tmp_path) as camera:
+        source = sources(camera.url, fps=5, open_timeout=5.0, backoff=(0.2, 0.5))
+        take_frames(source, 2)
+        wait_for(lambda: source.stats.last_error is not None, 30.0, "the stalled video noticed")
+        assert "no video" in source.stats.last_error
+        source.stop()
+        assert not source._thread.is_alive()

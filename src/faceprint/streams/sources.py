@@ -138,7 +138,7 @@ def target(url: str) -> Target:
     plain = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
     if scheme in ("rtsp", "rtsps"):
         transport = "udp" if own.get("transport", "tcp").lower() == "udp" else "tcp"
-        return Target(plain, _rtsp_options() | {"rtsp_transport": transport})
+        return Target(plain, _rtsp_options() | {"rtsp_transport": transport, "allowed_media_types": "video"})
     if scheme == "rtsp-listen":
         listen = urlunsplit(("rtsp", parts.netloc, parts.path, rest, ""))
         return Target(listen, _rtsp_options() | {"rtsp_flags": "listen"}, listen=True)
@@ -159,7 +159,9 @@ def target(url: str) -> Target:
 
 def _rtsp_options() -> dict[str, str]:
     """Low latency: a short probe (the SDP already names the codec), a 0.5 s reordering window.
-    (``fflags nobuffer`` would throw away the probed packets, the first key frame among them.)"""
+    (``fflags nobuffer`` would throw away the probed packets, the first key frame among them.)
+    A camera pulled from sets up its video track only (no audio or metadata is sent); a push
+    listener takes what the encoder announces (refusing a track would refuse the push)."""
     return {"analyzeduration": "500000", "max_delay": "500000", "timeout": _micros(READ_TIMEOUT)}
 
 
@@ -394,13 +396,21 @@ class Source:
             stream.codec_context.flush_buffers()
 
     def _demux(self, container: Any, stream: Any, conn: _Connection) -> bool:
-        """Decode packets until the stream ends (False) or the source stops (True)."""
+        """Decode packets until the stream ends (False) or the source stops (True). Every track's
+        packets are read here (PyAV skips those of tracks not asked for inside one call, which
+        then never returns while an audio or metadata track flows and the video has stopped)."""
         import av
 
         bad = 0
-        for packet in container.demux(stream):
+        video_at = time.monotonic()
+        for packet in container.demux():
             if self._stopping.is_set():
                 return True
+            if packet.stream_index != stream.index:
+                if not self.target.file and time.monotonic() - video_at > self.target.read_timeout:
+                    raise _Unusable(f"no video came for {self.target.read_timeout:g} s (only other tracks)")
+                continue
+            video_at = time.monotonic()
             try:
                 decoded = packet.decode()
             except (av.FFmpegError, ValueError) as exc:
