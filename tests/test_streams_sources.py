@@ -254,6 +254,9 @@ def test_a_slow_consumer_drops_frames_and_holds_at_most_one(clip: Path, sources)
     # every due frame was taken, dropped, or waits in the one slot
     assert stats.frames_due - len(taken) - stats.frames_dropped in (0, 1)
     assert taken == sorted(taken) and taken[-1] - taken[0] >= 12  # always the newest, never a backlog
+    time.sleep(0.2)  # a frame comes into the slot
+    source.stop()
+    assert source.take(0.0) is None  # a stopped source keeps no frame
 
 
 def peak_rss_reset() -> None:

@@ -283,13 +283,15 @@ class Source:
 
     def stop(self) -> None:
         """Stop reading. Returns once the reader thread ended, or after the longest a blocked open
-        or read can take (the thread then ends on its own, closing its connection)."""
+        or read can take (the thread then ends on its own, closing its connection). A frame not
+        taken is dropped (frames are not kept)."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(self.open_timeout, self.target.read_timeout) + 2.0)
             if thread.is_alive():
                 log.warning("camera %s: the reader is still blocked; it ends on its own", self.shown)
+        self._mailbox.take(0.0)
 
     @property
     def stats(self) -> SourceStats:
