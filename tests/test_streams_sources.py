@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from camerakit import (
+    FFMPEG,
     face_clip,
     hls_camera,
     hostile_camera,
@@ -329,3 +331,21 @@ def test_a_camera_whose_video_stops_while_its_audio_goes_on_is_reconnected(clip:
         assert "no video" in source.stats.last_error
         source.stop()
         assert not source._thread.is_alive()
+
+
+def test_frames_up_to_8k_are_read_larger_ones_refused_before_decoding(tmp_path: Path, sources) -> None:
+    """The largest frame (8192 x 4352) still converts under FFmpeg's allocation cap; a larger
+    claim is refused at once, nothing decoded."""
+    shapes = {}
+    for width, height in ((8192, 4352), (8208, 4400)):
+        path = tmp_path / f"grey-{width}.mkv"
+        subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i",
+                        f"color=c=gray:s={width}x{height}:d=0.4:r=5", "-c:v", "mjpeg", "-pix_fmt", "yuvj420p",
+                        "-q:v", "10", str(path)], check=True, capture_output=True)
+        source = sources(path.as_uri(), fps=5, open_timeout=5.0, backoff=(0.2, 0.5))
+        wait_for(lambda s=source: s.stats.ended or s.stats.last_error, 20.0, f"{width} x {height} read or refused")
+        frame, stats = source.take(0.5), source.stats
+        shapes[width] = (None if frame is None else frame.image.shape, stats.frames_read, stats.last_error)
+        source.stop()
+    assert shapes[8192][:2] == ((4352, 8192, 3), 2) and shapes[8192][2] is None
+    assert shapes[8208][:2] == (None, 0) and "8208 x 4400 pixels" in shapes[8208][2]

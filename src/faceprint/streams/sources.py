@@ -55,14 +55,14 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
+from faceprint.video.decode import MAX_FRAME_PIXELS  # the largest frame decoded (8K), as for stored video
+
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 5.0
 """Seconds a read may wait for the camera's next packet before the camera counts as gone."""
 HLS_READ_TIMEOUT = 20.0
 """The same for HLS, whose segments (and so packets) come seconds apart."""
-MAX_FRAME_PIXELS = 8192 * 4352
-"""The largest frame decoded (8K), as for stored video: a larger claim is refused before decoding."""
 MAX_FFMPEG_ALLOC = 128 << 20
 """The largest block FFmpeg may allocate in a process that reads cameras (``av_max_alloc``, as
 ffmpeg's ``-max_alloc``). An 8K BGR frame is 102 MiB; a camera that sends endless bytes in one
