@@ -386,8 +386,9 @@ class HostileCamera:
                 continue
             except OSError:
                 return
-            self.clients.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+            serving = threading.Thread(target=self._serve, args=(client,), name="hostile camera client", daemon=True)
+            self.clients.append((client, serving))
+            serving.start()
 
     def _serve(self, client) -> None:
         with contextlib.suppress(OSError):
@@ -419,10 +420,11 @@ class HostileCamera:
     def stop(self) -> None:
         self.stopping.set()
         self.server.close()
-        for client in self.clients:
+        self.thread.join(5)
+        for client, serving in self.clients:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)  # unblocks a sendall in its thread
-        self.thread.join(5)
+            serving.join(5)
 
 
 @contextlib.contextmanager
