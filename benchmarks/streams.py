@@ -1,8 +1,10 @@
 """Live camera streams: how many 720p15 cameras one machine follows in real time, and how fast an alert comes.
 
 Run: python benchmarks/streams.py [--quick] [--profiles fast,accurate] [--cameras 1,4,8,10] [--seconds 60]
-     (full: about 15 minutes on 2 cores once the scene and the watch lists are cached; --quick: about
-     3 minutes, fast profile, 1 and 4 cameras, 40 s each)
+                                  [--host-cpus 0,1] [--threads 1]
+     (full: about 13 minutes on 2 cores once the scene and the watch lists are cached; --quick: about
+     2 minutes, fast profile, 1 and 4 cameras, 40 s each). ``--host-cpus`` keeps the stream host on
+     those CPUs (a 2-core machine inside a bigger one), this process and the cameras on the others.
 
 The rig (benchmarks/streamsetup.py): N real RTSP cameras (Debian's GStreamer server, each looping
 the 720p15 scene: two strangers always in view, a watch-list person stepping in at ``ENTER_S`` of
@@ -105,11 +107,6 @@ def machine_busy() -> tuple[float, float]:
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     total = sum(values[:8])
     return total - idle, total
-
-
-def cores() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0))
 
 
 def self_cpu() -> float:
@@ -225,12 +222,24 @@ def read_metrics(home: Path) -> tuple[float, dict[str, Any]]:
     return float(data["updated"]), data.get("processors", {})
 
 
-def measure(profile: str, cameras: int, seconds: float, warmup: float, threads: int) -> Run:
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` onto ``cpus`` (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def measure(profile: str, cameras: int, seconds: float, warmup: float, threads: int,
+            host_cpus: set[int] | None = None) -> Run:
     home = cache_root() / f"home-bench-{profile}"
     run = Run(profile, cameras)
     with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), cameras, profile, home=home, threads=threads) as r:
         pid = r.host_pid
+        if host_cpus:
+            pin(pid, host_cpus)
         time.sleep(warmup)
+        if host_cpus:
+            pin(pid, host_cpus)  # threads started meanwhile (by processors) too
         cams = [c.process.pid for c in r.rtsp]
         t0, (u0, m0) = time.time(), read_metrics(home)
         host0, cams0, self0, busy0 = process_cpu(pid), sum(map(process_cpu, cams)), self_cpu(), machine_busy()
@@ -360,18 +369,21 @@ def ms(value: float) -> str:
 
 
 def print_report(args: argparse.Namespace, naives: dict[str, Naive], runs: list[Run], started: float) -> None:
-    print(f"\n# Live camera streams, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {cores()} cores")
+    print(f"\n# Live camera streams, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {args.cores} cores")
     print(f"`python benchmarks/streams.py {' '.join(sys.argv[1:])}`".replace(" `", "`"), end="; ")
     print(f"load average at the start {' '.join(f'{v:.2f}' for v in args.load)}.")
+    if args.host_cpus:
+        print(f"The stream host ran on CPUs {sorted(args.host_cpus)} only; this process (webhook receiver) and the "
+              f"cameras on the others.")
     print(f"720p15 RTSP cameras (GStreamer, looped {SCENE_SECONDS} s scene: 2 strangers, the wanted person in view "
           f"{ENTER_S:g}-{LEAVE_S:g} s), {args.seconds:g} s per run after {args.warmup:g} s warm-up, host --threads "
           f"{args.threads}; whole benchmark {(time.time() - started) / 60:.1f} min.\n")
     print("| profile | naive loop CPU-s per camera-s | frames | faces searched (matched) | cameras on "
-          f"{cores()} cores at that rate |")
+          f"{len(args.host_cpus or ()) or args.cores} cores at that rate |")
     print("|---|---|---|---|---|")
     for n in naives.values():
         print(f"| {n.profile} | {n.per_camera_s:.3f} | {n.frames} ({n.video_s:g} s) | {n.faces} ({n.hits}) | "
-              f"{cores() / n.per_camera_s:.1f} |")
+              f"{(len(args.host_cpus or ()) or args.cores) / n.per_camera_s:.1f} |")
     print("\n| profile | cameras | analysed/s per camera (worst) | dropped (worst) | record latency p50 / p95 ms "
           "| frame to alert p50 / p95 ms | appearances: missed / repeated | host cores | host CPU-s per camera-s "
           "| ours / naive | cameras' cores | other load (cores) | real time |")
@@ -427,6 +439,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, help="measured seconds per run, default 60 (40 with --quick)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each window, default 8 (5 quick)")
     parser.add_argument("--threads", type=int, default=1, help="the host's inference threads (default 1)")
+    parser.add_argument("--host-cpus", help="run the stream host on these CPUs only (e.g. 0,1: a 2-core machine "
+                        "inside a bigger one), this process and the cameras on the others")
     parser.add_argument("--naive-seconds", type=float, help="clip seconds of the naive loop, default 20 "
                         "(one loop of the scene; 10 with --quick); 0: none")
     args = parser.parse_args()
@@ -435,7 +449,10 @@ def main() -> int:
     args.seconds = args.seconds or (40.0 if args.quick else 60.0)
     args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 8.0)
     naive_s = args.naive_seconds if args.naive_seconds is not None else (10.0 if args.quick else float(SCENE_SECONDS))
-    started, args.load = time.time(), os.getloadavg()
+    started, args.load, args.cores = time.time(), os.getloadavg(), len(os.sched_getaffinity(0))
+    args.host_cpus = {int(c) for c in args.host_cpus.split(",")} if args.host_cpus else None
+    if args.host_cpus and set(os.sched_getaffinity(0)) - args.host_cpus:
+        os.sched_setaffinity(0, set(os.sched_getaffinity(0)) - args.host_cpus)
     scene_clip()
     naives: dict[str, Naive] = {}
     runs: list[Run] = []
@@ -444,7 +461,7 @@ def main() -> int:
             naives[profile] = naive(profile, naive_s, args.threads)
             log(f"{profile}: naive loop {naives[profile].per_camera_s:.3f} CPU-s per camera-second")
         for count in counts:
-            runs.append(measure(profile, count, args.seconds, args.warmup, args.threads))
+            runs.append(measure(profile, count, args.seconds, args.warmup, args.threads, args.host_cpus))
             r = runs[-1]
             log(f"{profile} x{count}: host {r.host_cpu:.2f} cores, analysed {r.worst_analysed:.1%}, dropped "
                 f"{r.worst_dropped:.1%}, alert p95 {ms(r.alert_p(95))} ms, real time {r.real_time} "
