@@ -5,6 +5,7 @@ decoded with faceprint's decoder into captured frames at 5 a second and fed to
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -187,6 +188,51 @@ def test_a_new_threshold_takes_effect_on_the_tracks_in_view(fast, watch_list, fr
     assert matched_ms is not None and matched_ms - stream_ms(after[0]) <= 1000
     assert sum(len(r.alerts) for r in after) == 1 and all(f.matches == [] for r in after for f in r.faces
                                                           if who(f) == "stranger")
+
+
+class HeldClock(Clock):
+    """A clock that, once armed, holds the frame being analysed at its first reading (the start of
+    ``analyse``) until released: another thread's calls then meet a frame half-way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def __call__(self) -> float:
+        if self.armed:
+            self.armed = False
+            self.inside.set()
+            self.release.wait(10)
+        return self.now
+
+
+def test_update_and_close_from_another_thread_wait_for_the_frame_being_analysed(fast, watch_list, frames) -> None:
+    """The host updates and closes from its own thread: an update lands before the next frame,
+    a close after the frame being analysed (which would otherwise leave its tracks behind)."""
+    clock = HeldClock()
+    live = LiveFaceSearch(fast, "live-watch", 80.0, clock=clock)
+    feed(live, clock, frames[:10])
+    both = frames[10]
+    clock.now, clock.armed = both.captured + 0.05, True
+    results: list[FrameResult] = []
+    analysing = threading.Thread(target=lambda: results.append(live.analyse(both)), name="analyse")
+    analysing.start()
+    try:
+        assert clock.inside.wait(10)
+        live.update(regions=[LEFT_TRIANGLE])
+        closing = threading.Thread(target=live.close, name="close")
+        closing.start()
+        closing.join(0.3)
+        assert closing.is_alive()  # waits for the frame
+    finally:
+        clock.release.set()
+        analysing.join(10)
+    closing.join(10)
+    assert not closing.is_alive() and {who(f) for f in results[0].faces} == {"known", "stranger"}
+    assert live._watched == {} and live.tracker.tracks == []  # closed after the frame, not before its tracks
+    clock.now = frames[11].captured + 0.05
+    assert {who(f) for f in live.analyse(frames[11]).faces} == {"stranger"}  # the update, before the next frame
 
 
 def test_a_face_indexed_while_running_is_found(fast, frames) -> None:
