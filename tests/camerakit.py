@@ -321,19 +321,22 @@ def face_clip(path: Path, photos: Sequence[Path], seconds: float = 6.0, fps: int
     lane = width // count
     walkers = [Walker(photo, face, (i * lane + lane * 0.1, height * 0.2), (i * lane + lane * 0.3, height * 0.4))
                for i, photo in enumerate(photos)]
+    return write_camera_video(path, scene_frames(walkers, size, seconds, fps, seed), fps)
+
+
+def scene_frames(walkers: Sequence[Walker], size: tuple[int, int], seconds: float, fps: int,
+                 seed: int = 0) -> Iterator[np.ndarray]:
+    """BGR frames of ``walkers`` over a still background (``videokit.background``), one by one
+    (for :func:`write_camera_video`)."""
+    width, height = size
     bg = background(width, height, seed)
-    frames = int(round(seconds * fps))
-
-    def images() -> Iterator[np.ndarray]:
-        for n in range(frames):
-            frame = bg.copy()
-            for walker in walkers:
-                corner = walker.at(n / fps, seconds)
-                if corner is not None:
-                    paste(frame, walker.sprite, *corner)
-            yield frame
-
-    return write_camera_video(path, images(), fps)
+    for n in range(int(round(seconds * fps))):
+        frame = bg.copy()
+        for walker in walkers:
+            corner = walker.at(n / fps, seconds)
+            if corner is not None:
+                paste(frame, walker.sprite, *corner)
+        yield frame
 
 
 def write_camera_video(path: Path, frames, fps: int = 15, gop_s: float = 1.0, crf: int = 23) -> Path:
