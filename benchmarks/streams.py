@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -107,6 +108,27 @@ def machine_busy() -> tuple[float, float]:
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     total = sum(values[:8])
     return total - idle, total
+
+
+def neighbours() -> list[str]:
+    """Other live-stream work on this machine now (stream hosts, the soak, cameras): what shares it."""
+    found: Counter[str] = Counter()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            args = proc.joinpath("cmdline").read_bytes().split(b"\0")
+            text = [a.decode(errors="replace") for a in args]
+            if "faceprint.streams.host" in text:
+                home = text[text.index("--home") + 1] if "--home" in text else "?"
+                found[f"a stream host on {home}"] += 1
+            elif any(a.endswith("streams_soak.py") for a in text):
+                found["the memory soak (benchmarks/streams_soak.py)"] += 1
+            elif any(a.endswith("rtsp_camera_server.py") for a in text):
+                found["RTSP cameras"] += 1
+            elif any(a.endswith("benchmarks/streams.py") for a in text):
+                found["another streams benchmark"] += 1
+    return [f"{what} (x{n})" if n > 1 else what for what, n in found.items()]
 
 
 def self_cpu() -> float:
@@ -234,39 +256,49 @@ def measure(profile: str, cameras: int, seconds: float, warmup: float, threads: 
     home = cache_root() / f"home-bench-{profile}"
     run = Run(profile, cameras)
     with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), cameras, profile, home=home, threads=threads) as r:
-        pid = r.host_pid
+        pid, cams = r.host_pid, [c.process.pid for c in r.rtsp]
         if host_cpus:
             pin(pid, host_cpus)
         time.sleep(warmup)
         if host_cpus:
             pin(pid, host_cpus)  # threads started meanwhile (by processors) too
-        cams = [c.process.pid for c in r.rtsp]
-        t0, (u0, m0) = time.time(), read_metrics(home)
-        host0, cams0, self0, busy0 = process_cpu(pid), sum(map(process_cpu, cams)), self_cpu(), machine_busy()
+        t0, (u0, m0), before = time.time(), read_metrics(home), cpu_now(pid, cams)
         time.sleep(seconds)
-        t1, (u1, m1) = time.time(), read_metrics(home)
-        host1, cams1, self1, busy1 = process_cpu(pid), sum(map(process_cpu, cams)), self_cpu(), machine_busy()
+        t1, (u1, m1), after = time.time(), read_metrics(home), cpu_now(pid, cams)
         run.load = os.getloadavg()
         time.sleep(LEAVE_S - ENTER_S + 1.5)  # the window's last appearances end, their alerts arrive
-        run.host_restarted = r.host_pid != pid
+        run.host_restarted = r.host_pid != pid or math.isnan(after[0])
         with r.hook._lock:
             received = list(zip(r.hook.kinds, r.hook.bodies, r.hook.arrived, strict=True))
-    span = u1 - u0
     run.seconds = t1 - t0
-    for name, after in m1.items():
-        before = m0.get(name, {})
-        due = DUE_FPS * span
-        run.analysed[name] = (after["frames_analysed"] - before.get("frames_analysed", 0)) / due
-        run.dropped[name] = (after["frames_dropped"] - before.get("frames_dropped", 0)) / due
-        run.reconnects += after.get("reconnects", 0)
-        run.frames_dropped += after["frames_dropped"] - before.get("frames_dropped", 0)
-        run.sink_dropped += sum(s.get("dropped", 0) for s in after.get("sinks", {}).values())
-    wall = run.seconds
-    cpus = os.cpu_count() or 1
-    run.host_cpu, run.camera_cpu, run.bench_cpu = (host1 - host0) / wall, (cams1 - cams0) / wall, (self1 - self0) / wall
-    run.machine_cpu = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * cpus
+    tally_metrics(run, m0, m1, u1 - u0)
+    host, cams_cpu, self_, busy, total = (b - a for a, b in zip(before, after, strict=True))
+    run.host_cpu, run.camera_cpu, run.bench_cpu = host / run.seconds, cams_cpu / run.seconds, self_ / run.seconds
+    run.machine_cpu = busy / max(1, total) * (os.cpu_count() or 1)
     score(run, received, t0, t1)
     return run
+
+
+def cpu_now(host: int, cameras: list[int]) -> tuple[float, float, float, float, float]:
+    """CPU seconds so far of the host, the cameras and this process; the machine's (busy, total)."""
+    try:
+        host_cpu = process_cpu(host)
+    except OSError:  # the host died (the runner restarts it): the run is void
+        host_cpu = float("nan")
+    return host_cpu, sum(map(process_cpu, cameras)), self_cpu(), *machine_busy()
+
+
+def tally_metrics(run: Run, m0: dict[str, Any], m1: dict[str, Any], span: float) -> None:
+    """Frames analysed and dropped per camera (shares of due), from the host's metrics ``span`` s apart."""
+    due = DUE_FPS * span
+    for name, after in m1.items():
+        before = m0.get(name, {})
+        dropped = after["frames_dropped"] - before.get("frames_dropped", 0)
+        run.analysed[name] = (after["frames_analysed"] - before.get("frames_analysed", 0)) / due
+        run.dropped[name] = dropped / due
+        run.frames_dropped += dropped
+        run.reconnects += after.get("reconnects", 0)
+        run.sink_dropped += sum(s.get("dropped", 0) for s in after.get("sinks", {}).values())
 
 
 # -- scoring from the records ------------------------------------------------------------------------
@@ -371,7 +403,9 @@ def ms(value: float) -> str:
 def print_report(args: argparse.Namespace, naives: dict[str, Naive], runs: list[Run], started: float) -> None:
     print(f"\n# Live camera streams, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {args.cores} cores")
     print(f"`python benchmarks/streams.py {' '.join(sys.argv[1:])}`".replace(" `", "`"), end="; ")
-    print(f"load average at the start {' '.join(f'{v:.2f}' for v in args.load)}.")
+    print(f"load average at the start {' '.join(f'{v:.2f}' for v in args.load)}; also running at the start: "
+          f"{', '.join(args.neighbours) or 'no other stream work'} (the 'other load' column: all the machine "
+          f"did besides the host, the cameras and this process).")
     if args.host_cpus:
         print(f"The stream host ran on CPUs {sorted(args.host_cpus)} only; this process (webhook receiver) and the "
               f"cameras on the others.")
@@ -450,6 +484,7 @@ def main() -> int:
     args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 8.0)
     naive_s = args.naive_seconds if args.naive_seconds is not None else (10.0 if args.quick else float(SCENE_SECONDS))
     started, args.load, args.cores = time.time(), os.getloadavg(), len(os.sched_getaffinity(0))
+    args.neighbours = neighbours()
     args.host_cpus = {int(c) for c in args.host_cpus.split(",")} if args.host_cpus else None
     if args.host_cpus and set(os.sched_getaffinity(0)) - args.host_cpus:
         os.sched_setaffinity(0, set(os.sched_getaffinity(0)) - args.host_cpus)
