@@ -203,7 +203,8 @@ class Run:
     other_alerts: int = 0
     entry_checks: list[float] = field(default_factory=list)
     """first analysed 3-face frame's producer time minus the rebuilt entry time (s)"""
-    phases: dict[str, int] = field(default_factory=dict)
+    phases: list[int] = field(default_factory=list)
+    """camera (index) -> its entry fragment modulo the loop"""
     host_cpu: float = 0.0
     camera_cpu: float = 0.0
     bench_cpu: float = 0.0
@@ -331,24 +332,30 @@ def score(run: Run, received: list[tuple[str, Any, float]], t0: float, t1: float
             run.record_ms.append(1000 * (arrived - producer))
             run.analyse_ms.append(1000 * (float(kv["ServerTimestamp"]) - producer))
     for camera, seen in frames.items():
-        seen.sort(key=lambda f: f.producer)
-        phase, origin = entry_phase(seen), camera_origin(seen)
-        run.phases[camera] = phase
-        run.behind_ms += [1000 * (f.producer - origin - f.fragment - f.offset) for f in seen if t0 <= f.producer < t1]
-        fragment_of = {round(f.producer, 3): f.fragment for f in seen}
-        for fragment, entry, first3 in entries(seen, phase, origin):
-            if not t0 <= entry < t1:
-                continue
-            run.appearances += 1
-            if first3 is not None:
-                run.entry_checks.append(first3 - entry)
-            mine = [arrived for producer, arrived in alerts[camera]
-                    if fragment <= fragment_of.get(round(producer, 3), -1) < fragment + LEAVE_S - ENTER_S]
-            if not mine:
-                run.missed += 1
-                continue
-            run.repeated += len(mine) > 1
-            run.alert_ms.append(1000 * (min(mine) - entry))
+        score_camera(run, sorted(seen, key=lambda f: f.producer), alerts[camera], t0, t1)
+
+
+def score_camera(run: Run, seen: list[Frame], alerts: list[tuple[float, float]], t0: float, t1: float) -> None:
+    """One camera's appearances in the window: missed, repeated, frame to alert."""
+    phase, origin = entry_phase(seen), camera_origin(seen)
+    run.phases.append(phase)
+    run.behind_ms += [1000 * (f.producer - origin - f.fragment - f.offset) for f in seen if t0 <= f.producer < t1]
+    fragment_of = {round(f.producer, 3): f.fragment for f in seen}
+    # an alert's frame is a recorded frame (same ProducerTimestamp); else, at the latest:
+    shown = [fragment_of.get(round(p, 3), math.floor(p - origin)) for p, _ in alerts]
+    for fragment, entry, first3 in entries(seen, phase, origin):
+        if not t0 <= entry < t1:
+            continue
+        run.appearances += 1
+        if first3 is not None:
+            run.entry_checks.append(first3 - entry)
+        mine = [arrived for (_, arrived), at in zip(alerts, shown, strict=True)
+                if fragment <= at < fragment + LEAVE_S - ENTER_S]
+        if not mine:
+            run.missed += 1
+            continue
+        run.repeated += len(mine) > 1
+        run.alert_ms.append(1000 * (min(mine) - entry))
 
 
 def entry_phase(seen: list[Frame]) -> int:
@@ -453,7 +460,7 @@ def print_report(args: argparse.Namespace, naives: dict[str, Naive], runs: list[
 
 
 def detail_line(r: Run) -> str:
-    phases = sorted(Counter(r.phases.values()).items())
+    phases = sorted(Counter(r.phases).items())
     lag = f"+{pct(r.entry_checks, 50):.2f} / +{max(r.entry_checks, default=float('nan')):.2f} s"
     return (f"- {r.profile} x{r.cameras}: analysis {ms(pct(r.analyse_ms, 50))} / {ms(pct(r.analyse_ms, 95))} ms; "
             f"behind the camera {ms(pct(r.behind_ms, 50))} / {ms(pct(r.behind_ms, 95))} ms; "
