@@ -223,9 +223,8 @@ def test_unreachable_camera_reports_an_error_without_its_password_and_stops_at_o
     stats = source.stats
     assert stats.last_error and not stats.connected_once and stats.since is not None
     assert source.take(0.1) is None
-    started = time.monotonic()
     source.stop()
-    assert not source._thread.is_alive() and time.monotonic() - started < 2.0
+    assert not source._thread.is_alive()  # ended, not left blocked (no timing asserts in tests)
     for text in (stats.last_error, caplog.text, source.shown):
         assert "s3cr3t-pw" not in text and "t0k3n-value" not in text
 
