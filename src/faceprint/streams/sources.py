@@ -35,6 +35,13 @@ apart). :meth:`Source.stop` cannot close the connection under a blocked read (wi
 frees what the read is using), so a camera that went silent holds the reader thread, and
 ``stop()``, that long at most; a camera that sends stops within a frame. Error texts never hold
 the URL's password.
+
+Hostile or broken cameras cost bounded memory and time: no FFmpeg block grows past
+:data:`MAX_FFMPEG_ALLOC` (a packet that never ends is cut there), frames over
+:data:`~faceprint.video.decode.MAX_FRAME_PIXELS` are refused, a video that stopped while audio or
+metadata still flows counts as gone after the read timeout (RTSP cameras send their video track
+only), and a ``file://`` URL must name a regular file (not a pipe or a device). Not bounded by
+size: an HLS server that serves an endless playlist has FFmpeg parse it until ``open_timeout``.
 """
 
 from __future__ import annotations
