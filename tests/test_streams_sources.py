@@ -257,7 +257,9 @@ def test_a_slow_consumer_drops_frames_and_holds_at_most_one(clip: Path, sources)
     assert taken == sorted(taken) and taken[-1] - taken[0] >= 12  # always the newest, never a backlog
     time.sleep(0.2)  # a frame comes into the slot
     source.stop()
-    assert source.take(0.0) is None  # a stopped source keeps no frame
+    assert source.take(0.0) is None  # a stopped source keeps no frame, and counts it dropped
+    stats = source.stats
+    assert stats.frames_due == len(taken) + stats.frames_dropped
 
 
 def peak_rss_reset() -> None:

@@ -291,14 +291,16 @@ class Source:
     def stop(self) -> None:
         """Stop reading. Returns once the reader thread ended, or after the longest a blocked open
         or read can take (the thread then ends on its own, closing its connection). A frame not
-        taken is dropped (frames are not kept)."""
+        taken is dropped, and counted in ``frames_dropped`` (frames are not kept)."""
         self._stopping.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(self.open_timeout, self.target.read_timeout) + 2.0)
             if thread.is_alive():
                 log.warning("camera %s: the reader is still blocked; it ends on its own", self.shown)
-        self._mailbox.take(0.0)
+        if self._mailbox.take(0.0) is not None:
+            with self._lock:
+                self._stats.frames_dropped += 1
 
     @property
     def stats(self) -> SourceStats:
