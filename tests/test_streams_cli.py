@@ -159,9 +159,11 @@ def test_run_is_a_foreground_host(tmp_path: Path, capsys: pytest.CaptureFixture[
                "--collection", "watch", "--data-stream", "faces")[0] == 0
     assert cli(capsys, tmp_path, "stream-processor", "start", "lobby")[0] == 0
     env = os.environ | {"FACEPRINT_MODELS_DIR": str(models_dir())}
+    # Ctrl-C as on a terminal: SIGINT handled even where this test runs in a background job (whose
+    # children inherit SIGINT ignored, and a Python started so never raises KeyboardInterrupt)
     run = subprocess.Popen([sys.executable, "-m", "faceprint.cli", "--home", str(tmp_path), "--profile", "fast",
                             "stream-processor", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
+                           stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     try:
         while not (matched := _matched(sink, "peirsol")) and run.poll() is None and time.monotonic() < deadline:
@@ -169,7 +171,12 @@ def test_run_is_a_foreground_host(tmp_path: Path, capsys: pytest.CaptureFixture[
         status = fp.describe_stream_processor("lobby").to_dict()["Status"]
     finally:
         run.send_signal(signal.SIGINT)
-        out, err = run.communicate(timeout=30)
+        try:
+            out, err = run.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # never left behind: SIGTERM closes its runner (and its host)
+            run.terminate()
+            run.communicate(timeout=30)
+            raise
     assert matched and status == "RUNNING", (status, err.decode()[-3000:])
     assert run.returncode == 0, err
     assert b"Traceback" not in err

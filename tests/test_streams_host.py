@@ -229,6 +229,28 @@ def test_a_stream_no_longer_mapped_fails_the_processor(rig: Rig, clip: Path) -> 
     assert status(rig.fp, "unmapped")[1].startswith("Stream temporary is not mapped to a camera")
 
 
+def test_a_sink_edited_by_hand_into_nonsense_fails_its_processor_only(rig: Rig) -> None:
+    """A home file edited by hand (a sink that does not parse): its processor FAILS saying why, the
+    host keeps running the others."""
+    from faceprint.streams.config import DATA_STREAMS_FILE
+
+    rig.create("handmade")
+    rig.fp.streams.start_stream_processor("handmade")
+    wait_for("RUNNING", status_is(rig.fp, "handmade", "RUNNING"))
+    path = rig.home / "streams" / DATA_STREAMS_FILE
+    files = json.loads(path.read_text())
+    files["handmade"] = ["ftp://someone:pa55word@example.net/faces"]
+    path.write_text(json.dumps(files))
+    wait_for("FAILED", status_is(rig.fp, "handmade", "FAILED"))
+    message = status(rig.fp, "handmade")[1]
+    assert message.startswith("The stream configuration of handmade cannot be used: ") and "pa55word" not in message
+    rig.create("sound")  # another processor starts and runs all the same
+    rig.fp.streams.start_stream_processor("sound")
+    wait_for("the other processor RUNNING", status_is(rig.fp, "sound", "RUNNING"))
+    rig.fp.streams.stop_stream_processor("sound")
+    wait_for("STOPPED", status_is(rig.fp, "sound", "STOPPED"))
+
+
 def test_an_update_applies_to_the_running_pipeline_without_reconnecting(rig: Rig) -> None:
     fp = rig.fp
     path = rig.create("update")

@@ -14,13 +14,13 @@ in the foreground (until Ctrl-C), for a home that no ``faceprint serve`` runs pr
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from faceprint.cli import _json_arg
 from faceprint.errors import InvalidParameterException
 
 DEFAULT_ROLE = "faceprint"
@@ -65,7 +65,8 @@ def add_stream_commands(sub: Any) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--regions", metavar="JSON", help="new RegionsOfInterest (a JSON list)")
     group.add_argument("--clear-regions", action="store_true", help="analyse the whole frame again")
-    _command(psub, "run", "run the home's stream processors in the foreground until Ctrl-C (no server needed)")
+    p = _command(psub, "run", "run the home's stream processors in the foreground until Ctrl-C (no server needed)")
+    p.add_argument("--region", default="us-east-1", help="the region of kinesis:aws sinks (default us-east-1)")
 
 
 def _command(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -175,26 +176,17 @@ def _create(fp: Any, args: argparse.Namespace) -> Any:
     settings = {"FaceSearch": {"CollectionId": args.collection, "FaceMatchThreshold": args.threshold}}
     return fp.create_stream_processor({"KinesisVideoStream": {"Arn": video}}, {"KinesisDataStream": {"Arn": data}},
                                       args.name, settings, args.role_arn or role,
-                                      regions_of_interest=_json("--regions", args.regions)).to_dict()
+                                      regions_of_interest=_json_arg("--regions", args.regions)).to_dict()
 
 
 def _update(fp: Any, args: argparse.Namespace) -> Any:
-    regions = _json("--regions", args.regions)
+    regions = _json_arg("--regions", args.regions)
     if args.threshold is None and regions is None and not args.clear_regions:
         raise InvalidParameterException("Nothing to update: give --threshold, --regions or --clear-regions.")
     settings = {"FaceSearchForUpdate": {"FaceMatchThreshold": args.threshold}} if args.threshold is not None else None
     return fp.update_stream_processor(args.name, settings_for_update=settings, regions_of_interest_for_update=regions,
                                       parameters_to_delete=["RegionsOfInterest"] if args.clear_regions else None
                                       ).to_dict()
-
-
-def _json(flag: str, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise InvalidParameterException(f"{flag} is not valid JSON: {exc}") from None
 
 
 def _hint_host(home: Path) -> None:
@@ -207,21 +199,23 @@ def _hint_host(home: Path) -> None:
 
 def _run_host(args: argparse.Namespace) -> Any:
     """The home's stream host in the foreground (supervised, restarted if it dies) until Ctrl-C or SIGTERM."""
+    from faceprint.account import check_region
     from faceprint.cli_video import Printed
     from faceprint.server.streams import default_profile, models_dir
     from faceprint.streams.config import host_running
     from faceprint.streams.runner import StreamRunner
 
     home = _home(args)
-    runner = StreamRunner(home, models_dir=models_dir(), profile=args.profile or default_profile())
+    runner = StreamRunner(home, models_dir=models_dir(), profile=args.profile or default_profile(),
+                          region=check_region(args.region))
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    runner.start()
-    if host_running(home):
-        print(f"faceprint: another stream host runs the processors of {home} (a server?); this one takes over "
-              "when it stops.", file=sys.stderr)
-    print(f"faceprint: running the stream processors of {home} until Ctrl-C.", file=sys.stderr)
-    try:
+    try:  # from here on, Ctrl-C (KeyboardInterrupt, wherever it lands) closes the runner and its host
+        if host_running(home):  # asked before this runner's own host can take the lock
+            print(f"faceprint: another stream host runs the processors of {home} (a server?); this one takes "
+                  "over when it stops.", file=sys.stderr)
+        runner.start()
+        print(f"faceprint: running the stream processors of {home} until Ctrl-C.", file=sys.stderr)
         while not done.wait(1.0):
             pass
     except KeyboardInterrupt:

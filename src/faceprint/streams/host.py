@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from faceprint.errors import FaceprintError
 from faceprint.home import create_private, private_folder
 from faceprint.streams.processor_run import ProcessorRun
 from faceprint.streams.runner import EXIT_LOCKED, HostLock
@@ -47,6 +48,8 @@ JOIN_TIMEOUT = 8.0
 """Seconds a stopping host waits for its runs to end (its runner kills it after 10)."""
 MAPPING_EVERY = 2.0
 """Seconds between checks that a running processor's stream and data stream are still mapped."""
+FAILURE_LOG_EVERY = 60.0
+"""Seconds before the same failure of the reconcile loop is logged again."""
 
 
 class HostLocked(Exception):
@@ -83,6 +86,7 @@ class StreamHost:
         self._stop = threading.Event()
         self._last_report = float("-inf")
         self._last_mapping = float("-inf")
+        self._failure = ("", float("-inf"))
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (from a signal handler or another thread)."""
@@ -97,11 +101,20 @@ class StreamHost:
                 try:
                     self._reconcile()
                     self._report()
-                except Exception:  # a store hiccup (locked, disk) must not end the host
-                    log.exception("Reconciling the stream processors failed")
+                except Exception as exc:  # a store hiccup (locked, disk) must not end the host
+                    self._log_failure(exc)
                 self._stop.wait(self.poll)
         finally:
             self._shutdown()
+
+    def _log_failure(self, exc: Exception) -> None:
+        """Log a failed look with its traceback; the same failure again only once a minute (a full disk
+        or a locked store must not fill the log four times a second)."""
+        now, what = time.monotonic(), f"{type(exc).__name__}: {exc}"
+        if what == self._failure[0] and now - self._failure[1] < FAILURE_LOG_EVERY:
+            return
+        self._failure = (what, now)
+        log.error("Reconciling the stream processors failed", exc_info=exc)
 
     # -- reconcile ---------------------------------------------------------------------------------------
 
@@ -162,7 +175,14 @@ class StreamHost:
         run.start()
 
     def _mapping(self, row: ProcessorRow) -> tuple[str, list[Any], str | None]:
-        """The camera URL and sinks of ``row``, or why it cannot run."""
+        """The camera URL and sinks of ``row``, or why it cannot run (a home file edited by hand into
+        something wrong fails this processor, not the host's look at every other one)."""
+        try:
+            return self._mapped(row)
+        except FaceprintError as exc:  # its messages show URLs and sinks redacted
+            return "", [], f"The stream configuration of {row.name} cannot be used: {exc.message}"
+
+    def _mapped(self, row: ProcessorRow) -> tuple[str, list[Any], str | None]:
         url = self.config.source_url(row.video_stream)
         if url is None:
             return "", [], (f"Stream {row.video_stream} is not mapped to a camera (faceprint streams add "
@@ -182,8 +202,11 @@ class StreamHost:
         self._last_report = now
         processors = {}
         for name, run in list(self._runs.items()):
-            self.store.set_health(name, run.health())
-            processors[name] = run.metrics()
+            try:
+                processors[name] = run.metrics()
+                self.store.set_health(name, run.health())
+            except Exception as exc:  # one run's report must not keep the others' from the store and metrics
+                self._log_failure(exc)
         self._write_metrics({"updated": now, "processors": processors})
 
     def _write_metrics(self, body: dict[str, Any]) -> None:
@@ -269,13 +292,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if stop.is_set() or config is None:
         return 0
+    made: list[StreamHost] = []
+    watch_stdin(stdin, stop.set)  # from here on: a runner gone while the models load is noticed too
+    threading.Thread(target=_end_when_asked, args=(stop, made), name="faceprint-stream-host-end", daemon=True).start()
     host = _make_host(home, args, config, lock)
     scrub_logs(host.config)  # camera URLs and sink specs never reach the log, even in a library's traceback
-    watch_stdin(stdin, host.stop)
-    threading.Thread(target=lambda: (stop.wait(), host.stop()), name="faceprint-stream-host-signal",
-                     daemon=True).start()
+    made.append(host)
     host.run()
     return 0
+
+
+def _end_when_asked(stop: threading.Event, made: list[StreamHost]) -> None:
+    """Once SIGTERM, SIGINT or stdin's end asks: stop the host, or exit at once while its models
+    still load (nothing runs yet: nothing to stop, nothing to keep; the kernel lets the lock go)."""
+    stop.wait()
+    if not made:
+        os._exit(0)
+    made[0].stop()
 
 
 def _make_host(home: Path, args: argparse.Namespace, config: dict[str, Any], lock: HostLock) -> StreamHost:
