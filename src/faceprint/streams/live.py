@@ -45,7 +45,7 @@ from faceprint.video.faces import (
     see_faces,
     video_detector,
 )
-from faceprint.video.identity import BestViews, Identifier, View, view_quality
+from faceprint.video.identity import BestViews, Identifier, MatchRules, View, view_quality
 from faceprint.video.tracker import Track, Tracker, TrackerSettings
 
 if TYPE_CHECKING:
@@ -53,12 +53,20 @@ if TYPE_CHECKING:
     from faceprint.streams.sources import CapturedFrame
 
 
-LIVE_FACES = FaceVideoSettings(tracker=TrackerSettings(embed_interval=2.0))
+LIVE_STRANGER_RATE = MatchRules().stranger_rate / MatchRules().best_views
+"""A live track is searched with up to ``best_views`` templates (its identity is decided at once,
+then again as better views come), where stored video decides once per track: each search is held to
+that share of stored video's stranger rate, so that a stranger's track is named with about the
+same chance (1.5%) over all its searches."""
+
+LIVE_FACES = FaceVideoSettings(tracker=TrackerSettings(embed_interval=2.0),
+                               match=MatchRules(stranger_rate=LIVE_STRANGER_RATE))
 """Stored video's face settings, but a followed track's face is checked every 2 s rather than
 every second (whether someone else took its place): those checks are most of a live feed's
 embeddings (SFace, ~33 ms a face on one core), and the issue's budget is ~0.25 CPU-s per
 camera-second. Measured on 720p with 2.8 faces in view, fast profile, one thread: 0.23 CPU-s per
-camera-second with 1 s checks, 0.18 with 2 s (5 frames analysed a second)."""
+camera-second with 1 s checks, 0.18 with 2 s (5 frames analysed a second). Matches are held to
+:data:`LIVE_STRANGER_RATE`."""
 
 
 @dataclass(frozen=True)
