@@ -456,7 +456,22 @@ def test_a_live_camera_is_searched_and_recorded_in_every_sink(world: World, serv
     assert started and started[-1]["collectionId"] == "watch" and started[-1]["keyId"] == world.admin[0]
 
 
-def test_events_stream_with_presigned_urls(world: World, server: Server) -> None:
+@pytest.fixture
+def lobby(world: World, server: Server) -> str:
+    """The processor "lobby", started: made by the test before when the module runs whole, made here
+    when a test runs alone (``-k``)."""
+    client = rek(server, world.admin)
+    try:
+        status = status_of(client, "lobby")
+    except ClientError:
+        create(client)
+        status = "STOPPED"
+    if status in ("STOPPED", "FAILED"):
+        client.start_stream_processor(Name="lobby")
+    return "lobby"
+
+
+def test_events_stream_with_presigned_urls(world: World, server: Server, lobby: str) -> None:
     wait_for(lambda: status_of(rek(server, world.admin), "lobby") == "RUNNING", 60, "RUNNING")
     url = presign(f"{server.url}/stream-processors/lobby/events?after=0", *world.admin)
     with EventStream(server, url) as events:
@@ -492,7 +507,7 @@ def test_events_stream_with_presigned_urls(world: World, server: Server) -> None
             assert (events.status, events.json()["__type"]) == (status, code), bad
 
 
-def test_at_most_32_event_streams(world: World, server: Server) -> None:
+def test_at_most_32_event_streams(world: World, server: Server, lobby: str) -> None:
     url = presign(f"{server.url}/stream-processors/lobby/events", *world.admin)
     with ExitStack() as stack:
         streams = [stack.enter_context(EventStream(server, url)) for _ in range(32)]
@@ -505,7 +520,7 @@ def test_at_most_32_event_streams(world: World, server: Server) -> None:
         wait_for(lambda: EventStream(server, url).probe() == 200, 10, "room for a stream again")
 
 
-def test_a_killed_server_resumes_its_processors(world: World, server: Server) -> None:
+def test_a_killed_server_resumes_its_processors(world: World, server: Server, lobby: str) -> None:
     client = rek(server, world.admin)
     extended = with_threshold_update(server.client(*world.admin), 85)  # faceprint's extension, through boto3
     extended.update_stream_processor(Name="lobby")

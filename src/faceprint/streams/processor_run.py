@@ -73,6 +73,7 @@ class ProcessorRun(threading.Thread):
         self.row = row
         self.url = url
         self.specs = specs
+        self._secrets: list[tuple[str, str]] | None = None
         self.fresh = fresh
         self.generation = row.generation
         self.target_generation = row.generation
@@ -183,11 +184,21 @@ class ProcessorRun(threading.Thread):
         return False
 
     def _reason(self, stats: Any) -> str:
-        """The source's last error, with the camera URL (it may hold a password) redacted."""
-        from faceprint.streams.config import redact
+        """The source's last error (its secrets are scrubbed when it is said)."""
+        return stats.last_error or "no frame yet"
 
-        reason = stats.last_error or "no frame yet"
-        return reason.replace(self.url, redact(self.url))
+    def _shown(self, message: str | None) -> str | None:
+        """``message`` as DescribeStreamProcessor may show it: without this run's camera URL and sink
+        specs, whole or in parts (a library's error may carry them), redacted."""
+        if message is None:
+            return None
+        if self._secrets is None:
+            from faceprint.streams.scrub import config_secrets
+
+            self._secrets = config_secrets({"camera": self.url}, {"sinks": [s.text for s in self.specs]})
+        from faceprint.streams.scrub import scrub
+
+        return scrub(message, self._secrets)
 
     def _on_frame(self) -> None:
         now = self.host.clock()
@@ -248,7 +259,7 @@ class ProcessorRun(threading.Thread):
         if (status, message) == (self.status, self.message) and not force:
             return
         self.status, self.message = status, message
-        self.host.store.set_status(self.row.name, status, message, generation=self.generation)
+        self.host.store.set_status(self.row.name, status, self._shown(message), generation=self.generation)
 
     def _end_quietly(self) -> None:
         """Close the pipeline, write the final status, stop the camera: each step even if one before
@@ -287,7 +298,8 @@ class ProcessorRun(threading.Thread):
         if end is None or end.status is None:
             return
         self.status, self.message = end.status, end.message
-        if not self.host.store.set_status(self.row.name, end.status, end.message, generation=end.generation):
+        if not self.host.store.set_status(self.row.name, end.status, self._shown(end.message),
+                                          generation=end.generation):
             log.info("Stream processor %s: a newer request overrode the end (%s).", self.row.name, end.status)
 
     # -- reports (read from the host's thread) ----------------------------------------------------------
