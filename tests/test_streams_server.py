@@ -235,6 +235,7 @@ def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
         "latency": {"buckets": [0.1, 0.25, 0.5], "counts": [10, 80, 9, 1], "sum": 20.5, "count": 100},
         "alert_latency": {"buckets": [0.1, 0.25, 0.5], "counts": [0, 1, 0, 0], "sum": 0.2, "count": 1},
         "sinks": {"file:/x.jsonl": {"delivered": 100, "failed": 0, "dropped": 0, "retries": 0},
+                  'file:/odd"name\\.jsonl': {"delivered": 7, "failed": 0, "dropped": 0, "retries": 0},
                   "https://hook/***": {"delivered": 90, "failed": 4, "dropped": 6, "retries": 9}}}}}))
     text = stream_metrics(tmp_path, now=now)
     lines = set(text.splitlines())
@@ -253,7 +254,8 @@ def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
                  'faceprint_stream_alert_latency_seconds_bucket{processor="door",le="0.25"} 1',
                  'faceprint_stream_sink_delivered_total{processor="door",sink="https://hook/***"} 90',
                  'faceprint_stream_sink_failed_total{processor="door",sink="https://hook/***"} 4',
-                 'faceprint_stream_sink_dropped_total{processor="door",sink="https://hook/***"} 6'):
+                 'faceprint_stream_sink_dropped_total{processor="door",sink="https://hook/***"} 6',
+                 'faceprint_stream_sink_delivered_total{processor="door",sink="file:/odd\\"name\\\\.jsonl"} 7'):
         assert line in lines, (line, text)
     assert 'faceprint_stream_connected{processor="door"} 0' in stream_metrics(tmp_path, now=now + 60)  # host gone
     path.write_text("{not json")
