@@ -5,8 +5,9 @@ the Kinesis face recognition JSON frame record"): one a frame analysed, with eve
 Faces not matched carry only their ``BoundingBox`` and ``Confidence`` (nothing else about people
 who match no one leaves faceprint). The Kinesis Video-only fields are filled plainly:
 ``FragmentNumber`` is the source's fragment counter (a new fragment at each key frame) as a
-string, ``ProducerTimestamp`` the frame's producer time and ``ServerTimestamp`` the time faceprint
-received it (epoch seconds), ``FrameOffsetInSeconds`` the frame's offset in its fragment.
+string, ``ProducerTimestamp`` the frame's producer time (when faceprint received it, for a live camera)
+and ``ServerTimestamp`` the time the record was made (the host passes it; epoch seconds),
+``FrameOffsetInSeconds`` the frame's offset in its fragment.
 
 :func:`alert_record` is faceprint's own record of a track's first match (for webhooks and
 Server-Sent Events; never written to the Kinesis-format stream).
