@@ -251,6 +251,22 @@ def test_a_sink_edited_by_hand_into_nonsense_fails_its_processor_only(rig: Rig) 
     wait_for("STOPPED", status_is(rig.fp, "sound", "STOPPED"))
 
 
+def test_a_run_that_breaks_on_a_defect_fails_its_processor_only(rig: Rig) -> None:
+    """A defect in a run (here: a row written into nonsense behind the API's back) ends that run FAILED
+    with a message that says where to look, never RUNNING silently; the host runs the others."""
+    rig.create("corrupt")
+    row = rig.store.get("corrupt")
+    rig.store.transition("corrupt", ["STOPPED"], request=row.request | {"RegionsOfInterest": [{"BoundingBox": 7}]})
+    rig.fp.streams.start_stream_processor("corrupt")
+    wait_for("FAILED", status_is(rig.fp, "corrupt", "FAILED"))
+    assert status(rig.fp, "corrupt")[1].startswith("The stream processor failed on an internal error (")
+    rig.create("healthy")
+    rig.fp.streams.start_stream_processor("healthy")
+    wait_for("the other processor RUNNING", status_is(rig.fp, "healthy", "RUNNING"))
+    rig.fp.streams.stop_stream_processor("healthy")
+    wait_for("STOPPED", status_is(rig.fp, "healthy", "STOPPED"))
+
+
 def test_an_update_applies_to_the_running_pipeline_without_reconnecting(rig: Rig) -> None:
     fp = rig.fp
     path = rig.create("update")
