@@ -277,6 +277,7 @@ def watch_stdin(stream: Any, stop: Callable[[], None]) -> threading.Thread:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.captureWarnings(True)  # a library's warning goes through the log's handlers, scrubbed as the rest
     home = Path(args.home)
     lock = HostLock(home)
     if not lock.acquire():
