@@ -9,6 +9,7 @@ way to the home (its parents) keep the umask's modes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import stat
@@ -64,3 +65,53 @@ def tighten(path: Path) -> None:
             except OSError as exc:
                 log.warning("%s is open to other users (%s) and cannot be made private: %s", path,
                             oct(current), exc.strerror)
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (a private file, created on first use), released by the
+    kernel when its holder dies: one process of several runs something for a home (the video
+    runner, the stream host). Locks of separate opens conflict, in one process too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if no one holds it (never waits)."""
+        if self._fd is not None:
+            return True
+        private_folder(self.path.parent)
+        fd = os.open(private_file(self.path), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_held(path: Path) -> bool:
+    """True when some process holds the :class:`FileLock` on ``path`` now (creates nothing: tries a
+    non-blocking lock and lets it go at once; a holder starting in that instant finds it taken)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the descriptor releases a lock taken on it
+    return False

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from faceprint.errors import FaceprintError, InvalidParameterException
-from faceprint.home import FILE_MODE, private_folder
+from faceprint.home import FILE_MODE, lock_held, private_folder
 
 STREAMS_DIR = "streams"
 SOURCES_FILE = "sources.json"
@@ -71,21 +71,8 @@ def host_lock_path(home: Path) -> Path:
 
 
 def host_running(home: Path) -> bool:
-    """True when some process holds the home's host lock (a stream host runs processors now).
-
-    Tries a non-blocking exclusive ``flock`` and lets it go at once; a host starting in that
-    instant finds the lock taken and retries (its runner does, a few seconds later)."""
-    try:
-        fd = os.open(host_lock_path(home), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing the descriptor releases a lock taken on it
-    return False
+    """True when some process holds the home's host lock (a stream host runs processors now)."""
+    return lock_held(host_lock_path(home))
 
 
 # -- redaction --------------------------------------------------------------------------------------

@@ -17,10 +17,8 @@ This module imports nothing heavy (a server imports it at start).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from faceprint.home import private_file, private_folder
+from faceprint.home import FileLock, private_file, private_folder
 from faceprint.streams.config import host_lock_path, host_running
 
 __all__ = ["EXIT_LOCKED", "HostLock", "StreamRunner", "host_lock_path", "host_running"]
@@ -49,36 +47,11 @@ KILL_AFTER = 10.0
 """Seconds a host has to stop after SIGTERM (then SIGKILL)."""
 
 
-class HostLock:
-    """The home's host lock: an exclusive ``flock`` on ``HOME/streams/host.lock``, released by the
-    kernel when its holder dies. Locks of separate opens conflict, in one process too."""
+class HostLock(FileLock):
+    """The home's host lock: ``flock`` on ``HOME/streams/host.lock``."""
 
     def __init__(self, home: Path) -> None:
-        self.path = host_lock_path(home)
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        private_folder(self.path.parent)
-        fd = os.open(private_file(self.path), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(host_lock_path(home))
 
 
 class StreamRunner:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.errors import FaceprintError
-from faceprint.home import private_file, private_folder
+from faceprint.home import FileLock, lock_held, private_file, private_folder
 from faceprint.video.analysers import ANALYSERS
 from faceprint.video.decode import VideoLimits
 from faceprint.video.notify import Notifier
@@ -68,44 +67,16 @@ def store_path(home: Path) -> Path:
     return video_folder(home) / "jobs.db"
 
 
-class RunnerLock:
-    """The home's runner lock: ``flock`` on ``HOME/video/runner.lock`` (released by the kernel when
-    its holder dies)."""
+class RunnerLock(FileLock):
+    """The home's runner lock: ``flock`` on ``HOME/video/runner.lock``."""
 
     def __init__(self, home: Path) -> None:
-        self.path = private_folder(video_folder(home)) / "runner.lock"
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        fd = os.open(private_file(self.path), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        super().__init__(private_folder(video_folder(home)) / "runner.lock")
 
 
 def lock_free(home: Path) -> bool:
     """True if no runner holds ``home``'s lock now."""
-    lock = RunnerLock(home)
-    if not lock.acquire():
-        return False
-    lock.release()
-    return True
+    return not lock_held(video_folder(home) / "runner.lock")
 
 
 @dataclasses.dataclass(frozen=True)
