@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from camerakit import RtspCamera, write_camera_video  # noqa: E402
+from camerakit import RtspCamera, scene_frames, write_camera_video  # noqa: E402
 from conftest import LFW, models_dir  # noqa: E402
 from sinkkit import WebhookReceiver  # noqa: E402
-from videokit import Walker, background, paste, photos_of  # noqa: E402
+from videokit import Walker, photos_of  # noqa: E402
 
 SCENE_SECONDS = 20
 FPS = 15
@@ -50,23 +48,11 @@ def scene_clip(path: Path | None = None) -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = SIZE
     walkers = [Walker(photos_of(LFW, STRANGERS[0])[0], 150, (60, 120), (520, 200)),
                Walker(photos_of(LFW, STRANGERS[1])[0], 130, (1080, 380), (700, 300)),
                Walker(photos_of(LFW, WANTED)[0], 170, (760, 60), (820, 90), ENTER_S, LEAVE_S)]
-    bg = background(width, height, seed=3)
-
-    def frames() -> Iterator[np.ndarray]:
-        for n in range(SCENE_SECONDS * FPS):
-            frame = bg.copy()
-            for walker in walkers:
-                corner = walker.at(n / FPS, SCENE_SECONDS)
-                if corner is not None:
-                    paste(frame, walker.sprite, *corner)
-            yield frame
-
     tmp = path.with_suffix(".tmp.mp4")
-    write_camera_video(tmp, frames(), FPS)
+    write_camera_video(tmp, scene_frames(walkers, SIZE, SCENE_SECONDS, FPS, seed=3), FPS)
     tmp.replace(path)
     return path
 

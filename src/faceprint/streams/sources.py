@@ -62,7 +62,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from faceprint.video.decode import MAX_FRAME_PIXELS  # the largest frame decoded (8K), as for stored video
+from faceprint.video.decode import MAX_FRAME_PIXELS, frame_rate  # the largest frame decoded (8K), as for stored video
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ class Source:
     def _read(self, container: Any) -> None:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
-        frame_s = 1.0 / _frame_rate(stream)
+        frame_s = 1.0 / frame_rate(stream, 0.5, 300.0)
         pacer = _Pacer(self.clock, self._stopping.wait, None if self.target.file else PACE_RESYNC_S) \
             if self.target.paced else None
         conn = _Connection(frame_s, _StreamTime(frame_s), pacer)
@@ -530,17 +530,6 @@ def _regular_file(path: str) -> None:
         raise _Unusable(exc.strerror or "the file cannot be read") from None
     if not stat.S_ISREG(mode):
         raise _Unusable("it is not a regular file (a pipe, a device or a folder)")
-
-
-def _frame_rate(stream: Any) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        try:
-            value = float(rate) if rate is not None else 0.0
-        except (ZeroDivisionError, TypeError, ValueError):
-            value = 0.0
-        if math.isfinite(value) and 0.5 <= value <= 300:
-            return value
-    return 25.0
 
 
 def _rotation(av_frame: Any) -> int:

@@ -177,7 +177,7 @@ def _info(container: Any, limits: VideoLimits) -> VideoInfo:
     if width * height > limits.max_frame_pixels:
         raise VideoTooLong(f"The video's frames are {width} x {height} pixels; the limit is "
                            f"{limits.max_frame_pixels} pixels a frame.")
-    rate = _frame_rate(stream)
+    rate = frame_rate(stream)
     duration = _duration_seconds(container, stream)
     if duration > limits.max_seconds:
         raise VideoTooLong(f"The video is {duration:.0f} s long; the limit is {limits.max_seconds:.0f} s.")
@@ -198,13 +198,15 @@ def _format_name(container: Any) -> str:
     return str(getattr(fmt, "long_name", None) or fmt.name or "unknown")
 
 
-def _frame_rate(stream: Any) -> float:
+def frame_rate(stream: Any, lowest: float = 0.1, highest: float = 1000.0) -> float:
+    """A video stream's frame rate: the first of its average, guessed and base rates that is a
+    number from ``lowest`` to ``highest`` (a claim outside is not believed), else 25."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         try:
             value = float(rate) if rate is not None else 0.0
         except (ZeroDivisionError, TypeError, ValueError):
             value = 0.0
-        if math.isfinite(value) and 0.1 <= value <= 1000:
+        if math.isfinite(value) and lowest <= value <= highest:
             return value
     return 25.0
 
