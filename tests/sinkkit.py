@@ -36,6 +36,7 @@ import logging
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -181,8 +182,12 @@ def kinesis_server(port: int | None = None) -> Iterator[KinesisServer]:
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its state in the process, not in the server: a server started after another one in
+    # the same test run would see that one's streams. A fresh server starts empty.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     try:
-        yield KinesisServer(f"http://127.0.0.1:{port}")
+        yield KinesisServer(endpoint)
     finally:
         server.stop()
 
