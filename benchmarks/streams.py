@@ -13,7 +13,9 @@ host process (the StreamRunner's child, ``--threads`` inference threads per mode
 writing a JSON-lines file and POSTing every record and alert to one webhook receiver in this
 process, which notes each arrival time. A home per profile (``home-bench-PROFILE`` in the cache).
 For each profile and camera count: ``--warmup`` seconds, then a window of ``--seconds``, then
-until the last appearance that began in the window is over.
+until the last appearance that began in the window is over. The processors start 20 s / N apart,
+so the N cameras' scenes are spread evenly over the loop, as independent cameras' are;
+``--in-step`` starts them at once (the wanted person steps into every camera in the same instant).
 
 - Analysed: frames analysed per second per camera (the host's metrics over the window) against
   the due rate (5 a second); dropped: due frames replaced before the analyser took them. Both as
@@ -253,10 +255,12 @@ def pin(pid: int, cpus: set[int]) -> None:
 
 
 def measure(profile: str, cameras: int, seconds: float, warmup: float, threads: int,
-            host_cpus: set[int] | None = None) -> Run:
+            host_cpus: set[int] | None = None, in_step: bool = False) -> Run:
     home = cache_root() / f"home-bench-{profile}"
     run = Run(profile, cameras)
-    with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), cameras, profile, home=home, threads=threads) as r:
+    stagger = 0.0 if in_step else SCENE_SECONDS / cameras
+    with tempfile.TemporaryDirectory() as tmp, rig(Path(tmp), cameras, profile, home=home, threads=threads,
+                                                   stagger=stagger) as r:
         pid, cams = r.host_pid, [c.process.pid for c in r.rtsp]
         if host_cpus:
             pin(pid, host_cpus)
@@ -482,6 +486,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="the host's inference threads (default 1)")
     parser.add_argument("--host-cpus", help="run the stream host on these CPUs only (e.g. 0,1: a 2-core machine "
                         "inside a bigger one), this process and the cameras on the others")
+    parser.add_argument("--in-step", action="store_true", help="start every camera's scene at once (the wanted "
+                        "person steps into all cameras in the same instant: the worst case for alerts); by default "
+                        "the cameras' scenes are spread evenly over the 20 s loop, as independent cameras are")
     parser.add_argument("--naive-seconds", type=float, help="clip seconds of the naive loop, default 20 "
                         "(one loop of the scene; 10 with --quick); 0: none")
     args = parser.parse_args()
@@ -503,7 +510,8 @@ def main() -> int:
             naives[profile] = naive(profile, naive_s, args.threads)
             log(f"{profile}: naive loop {naives[profile].per_camera_s:.3f} CPU-s per camera-second")
         for count in counts:
-            runs.append(measure(profile, count, args.seconds, args.warmup, args.threads, args.host_cpus))
+            runs.append(measure(profile, count, args.seconds, args.warmup, args.threads, args.host_cpus,
+                                args.in_step))
             r = runs[-1]
             log(f"{profile} x{count}: host {r.host_cpu:.2f} cores, analysed {r.worst_analysed:.1%}, dropped "
                 f"{r.worst_dropped:.1%}, alert p95 {ms(r.alert_p(95))} ms, real time {r.real_time} "

@@ -96,6 +96,10 @@ class Rig:
     profile: str = "fast"
     matches_only_webhook: bool = False
     threads: int = 1
+    stagger: float = 0.0
+    """Seconds between two processors' starts: each camera's client gets the scene from its start, so
+    this puts the cameras' scenes out of step (independent cameras are), 0: all in step (the wanted
+    person steps into every camera at once)."""
     home: Path | None = None
     """The Faceprint home (default: one per profile in the cache; two rigs at once need two homes:
     one stream host runs a home)."""
@@ -139,7 +143,9 @@ class Rig:
         self.runner = StreamRunner(home, models_dir=models_dir(), profile=self.profile, region="us-east-1",
                                    sources=sources, data_streams=sinks, threads=self.threads)
         self.runner.start()
-        for n in self.names():
+        for i, n in enumerate(self.names()):
+            if i and self.stagger:
+                time.sleep(self.stagger)
             self.fp.start_stream_processor(n)
         self.wait_running()
         return self
