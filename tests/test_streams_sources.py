@@ -90,15 +90,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def check_live(frames: list[CapturedFrame], clip_frames: list[np.ndarray], paced: bool = False) -> None:
+def check_live(frames: list[CapturedFrame], clip_frames: list[np.ndarray], paced: bool = False,
+               anchored: bool = True) -> None:
     assert all(looks_like(f.image, clip_frames) for f in frames)
     numbers = [f.number for f in frames]
     assert numbers == sorted(set(numbers))
     producer = [f.producer_ms for f in frames]
     assert producer == sorted(set(producer))
-    if paced:  # HLS: when the frame was due in paced play (a loaded reader may be late, never early)
-        assert all(f.producer_ms <= int(f.captured * 1000) + 1 for f in frames)
-    else:  # live: the wall clock at receipt
+    if paced or anchored:  # HLS: when the frame was due in paced play; live: when the camera sent it, by its
+        # own clock (anchored to the earliest receipt): never after the frame was received here
+        # (frames decoded within the same ms, as the probed ones are at a connection's start, are put 1 ms
+        # apart so that producer times always move on: at most 1 ms per frame read)
+        assert all(f.producer_ms <= int(f.captured * 1000) + 1 + f.number for f in frames)
+    else:  # MJPEG (frame times made up): the wall clock at receipt
         assert all(f.producer_ms == int(f.captured * 1000) for f in frames)
     fragments = [f.fragment for f in frames]
     assert fragments == sorted(fragments) and fragments[0] >= 1
@@ -161,7 +165,7 @@ def test_mjpeg_hls_and_mpegts_cameras(camera, clip: Path, clip_frames: list[np.n
     with camera(clip, workdir=tmp_path) as cam:
         source = sources(cam.url, fps=5)
         frames = take_frames(source, 5)
-        check_live(frames, clip_frames, paced=source.target.paced)
+        check_live(frames, clip_frames, paced=source.target.paced, anchored=camera is not mjpeg_camera)
         assert source.stats.connected
         source.stop()
 
@@ -350,3 +354,87 @@ def test_frames_up_to_8k_are_read_larger_ones_refused_before_decoding(tmp_path: 
         source.stop()
     assert shapes[8192][:2] == ((4352, 8192, 3), 2) and shapes[8192][2] is None
     assert shapes[8208][:2] == (None, 0) and "8208 x 4400 pixels" in shapes[8208][2]
+
+
+def test_live_producer_times_are_the_cameras_clock_anchored(clip: Path, clip_frames: list[np.ndarray], sources,
+                                                            tmp_path: Path) -> None:
+    """ProducerTimestamp of a live camera is anchor + the frame's own time (anchor: the earliest
+    receipt - time seen), not when the frame was decoded: frames a camera period apart are a period
+    apart, and never later than their receipt; the lag measured stays small for a reader that keeps up."""
+    with rtsp_camera(clip, workdir=tmp_path) as camera:
+        source = sources(camera.url, fps=FPS)  # every frame due
+        frames = take_frames(source, 45)  # 3 s
+        source.stop()
+    check_live(frames, clip_frames)
+    settled = [f for f in frames if f.fragment > frames[0].fragment]  # the anchor settles within the first second
+    assert len(settled) >= 15
+    period_ms = 1000 / FPS
+    for a, b in zip(settled, settled[1:], strict=False):
+        expected = (b.number - a.number) * period_ms
+        assert abs((b.producer_ms - a.producer_ms) - expected) <= period_ms / 2, (a, b)
+        if b.fragment == a.fragment:  # the frame offsets are the stream's time: the same steps
+            assert abs((b.producer_ms - a.producer_ms) - (b.offset_s - a.offset_s) * 1000) <= period_ms / 2
+    stats = source.stats
+    assert stats.skips == 0 and stats.max_lag_s < source.max_lag and 0 <= stats.lag_s <= stats.max_lag_s
+
+
+class StalledSource(Source):
+    """A reader that decodes slower than the camera sends (as on a saturated CPU) until it first
+    skipped ahead; it notes the first frame decoded after each skip."""
+
+    def __init__(self, url: str, delay: float, **kwargs) -> None:
+        super().__init__(url, **kwargs)
+        self.delay = delay
+        self.after_skip: list[tuple[bool, str]] = []
+        self.lags: list[float] = []
+
+    def _frame(self, av_frame, conn) -> None:
+        import av
+
+        if len(self.after_skip) < self._stats.skips:  # the first frame decoded since the skip
+            self.after_skip.append((bool(av_frame.key_frame), av.video.frame.PictureType(av_frame.pict_type).name))
+        super()._frame(av_frame, conn)
+        self.lags.append(self._stats.lag_s)
+        if not self._stats.skips:
+            time.sleep(self.delay)
+
+
+def test_a_reader_behind_the_camera_skips_to_a_key_frame_and_counts_the_drops(
+        clip: Path, clip_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """A reader decoding at a third of the camera's rate falls behind (packets wait in the socket):
+    once the lag passes max_lag it reads packets without decoding them up to a key frame near real
+    time, counts the due frames it passed as dropped, and decodes cleanly from that key frame on."""
+    with rtsp_camera(clip, workdir=tmp_path) as camera:
+        source = StalledSource(camera.url, delay=3.0 / FPS, fps=5, max_lag=1.0)
+        source.start()
+        try:
+            taken: list[CapturedFrame] = []
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline and not (source.stats.skips and len(source.lags) > len(taken) + 30):
+                frame = source.take(0.2)
+                if frame is not None:
+                    taken.append(frame)
+            stopped = time.time()
+            source.stop()
+        finally:
+            source.stop()
+    stats = source.stats
+    assert stats.skips == 1, stats
+    assert stats.max_lag_s > source.max_lag  # it did fall behind, by its own measure
+    skipped_at = next(i for i, lag in enumerate(source.lags) if lag > source.max_lag)
+    # 0.5 s of stream time at least was passed over: at 5 fps, 2 due frames or more, counted as dropped
+    assert stats.frames_dropped >= 2
+    assert stats.frames_due == len(taken) + stats.frames_dropped  # every due frame taken or dropped
+    # decoding started again at a key frame (an I frame), with no broken frame after it
+    assert source.after_skip == [(True, "I")]
+    after = source.lags[skipped_at + 1:]
+    assert len(after) >= 30 and all(lag <= source.max_lag / 2 for lag in after[:1])
+    assert max(after[10:]) < source.max_lag  # caught up, and keeping up
+    assert all(looks_like(f.image, clip_frames) for f in taken)
+    # the frames' own records show the wait: late by the camera's clock before the skip, not after it
+    late = [f.captured - f.producer_ms / 1000 for f in taken]
+    assert max(lag for f, lag in zip(taken, late, strict=True) if f.number < skipped_at) > source.max_lag / 2
+    assert all(lag < source.max_lag for f, lag in zip(taken, late, strict=True) if f.number > skipped_at)
+    assert taken[-1].producer_ms / 1000 > stopped - 2 * source.max_lag  # the producer times track the camera
+    producer = [f.producer_ms for f in taken]
+    assert producer == sorted(set(producer))

@@ -22,10 +22,29 @@ The stream's time is the frames' own timestamps, made continuous across jumps; M
 (FFmpeg makes them up from a guessed 25 fps), so its frames' arrival times are used. HLS segments
 come in bursts, so HLS frames, like a file's, are released at the stream's own pace.
 
-Kinesis-only fields of the records are filled plainly: ``producer_ms`` is the wall clock when
-the frame arrived (for a file, when it is due in real-rate play); ``fragment`` counts key frames
-(a new fragment at each, and at each new connection; every MJPEG frame is a key frame);
-``offset_s`` is the time since the fragment's first frame, in the stream's time.
+Kinesis-only fields of the records are filled plainly: ``producer_ms`` is when the camera sent
+the frame, by the stream's own clock (below; for a file or HLS, when the frame is due in real-rate
+play; for MJPEG, whose times are made up, when it arrived); ``fragment`` counts key frames (a new
+fragment at each, and at each new connection; every MJPEG frame is a key frame); ``offset_s`` is
+the time since the fragment's first frame, in the stream's time.
+
+Real time (live sources with their own frame times: RTSP, a push, MPEG-TS): a reader that cannot
+decode as fast as the camera sends (a saturated CPU) would leave packets waiting in the socket,
+neither analysed nor dropped, and the wall clock when a frame is decoded would hide the wait. So
+the stream's clock is anchored to the wall clock: ``anchor`` is the least ``receipt - t`` seen on
+the connection (``t`` the frame's stream time, ``receipt`` the wall clock when it was decoded), so
+jitter and drift only ever move it earlier; a frame's producer time is ``anchor + t``, and its
+*lag* ``receipt - (anchor + t)`` (``SourceStats.lag_s``, and the most seen, ``max_lag_s``) is how far
+the reader is behind the camera. Past ``max_lag`` seconds the source skips ahead: it stops decoding
+and reads packets (cheap) until a key frame that is within ``max_lag / 2`` of real time, or the first
+key frame after the backlog drained (a read had to wait for the camera: then the anchor was late,
+a camera clock slower than ours or restarted, and is set afresh there); the decoder is flushed and
+decoding starts again at that key frame. Every due frame skipped is counted in ``frames_dropped``
+(from the skipped packets' times and the due schedule), each skip in ``SourceStats.skips``. Paced
+sources (files, HLS) are released by our own clock and do not skip: their lag is how late a frame
+is released after it was due (a paced HLS source that falls :data:`PACE_RESYNC_S` behind paces
+afresh, and FFmpeg's HLS demuxer itself jumps past segments that left the playlist). MJPEG has no
+frame times of its own: its lag is not measured (0) and it does not skip.
 
 A camera that cannot be reached, stops sending or ends is connected again, forever, after a
 back-off that doubles from ``backoff[0]`` to ``backoff[1]`` seconds (reset once frames flowed; a
@@ -117,6 +136,12 @@ class SourceStats:
     """Wall-clock time ``connected`` last changed (or of the first failure, before any connection)."""
     ended: bool = False
     """A non-looping file reached its end (the source then stops)."""
+    lag_s: float = 0.0
+    """How far the reader is behind the camera, seconds, at the last decoded frame (see the module's text)."""
+    max_lag_s: float = 0.0
+    """The largest ``lag_s`` seen since :meth:`Source.start`."""
+    skips: int = 0
+    """Times the reader fell ``max_lag`` behind and skipped ahead to a key frame (frames skipped are dropped)."""
 
 
 @dataclass(frozen=True)
@@ -243,25 +268,56 @@ class _Pacer:
         return self.base[0] + (t - self.base[2])
 
 
+class _Anchor:
+    """The wall-clock time of stream time 0 on one connection: the least ``receipt - t`` seen, so
+    a frame that comes earlier than predicted (less delay, or a camera clock faster than ours)
+    moves it earlier, never later (but :meth:`reset`, when the reader is known to be live)."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def place(self, receipt: float, t: float) -> tuple[float, float]:
+        """The producer time of the frame at stream time ``t`` received at ``receipt``, and its lag."""
+        if self.value is None or receipt - t < self.value:
+            self.value = receipt - t
+        produced = self.value + t
+        return produced, receipt - produced
+
+    def lag(self, receipt: float, t: float) -> float:
+        return 0.0 if self.value is None else max(0.0, receipt - (self.value + t))
+
+    def reset(self, receipt: float, t: float) -> None:
+        self.value = receipt - t
+
+
 class _Connection:
     """What is known of one open connection: its time, its due times, its frame rate."""
 
-    def __init__(self, frame_s: float, times: _StreamTime, pacer: _Pacer | None) -> None:
+    def __init__(self, frame_s: float, times: _StreamTime, pacer: _Pacer | None, timed: bool) -> None:
         self.frame_s = frame_s
         self.times = times
         self.pacer = pacer
         self.first = True
         self.next_due: float | None = None
-        self.timed = True
+        self.timed = timed
         """The frames' own times are real (MJPEG's are made up from a guessed rate: arrival times are used)."""
+        self.anchor = _Anchor()
+        self.live = timed and pacer is None
+        """Producer times and lag come from the anchored stream clock; the reader may skip ahead."""
+        self.skipping = False
+        """Packets are read and not decoded, until a key frame near real time."""
+        self.drained = False
+        """While skipping, a read had to wait for the camera: the backlog is gone."""
 
 
 class Source:
     """A camera feed, read on its own thread (see the module's text)."""
 
     def __init__(self, url: str, *, fps: float = 5.0, clock: Callable[[], float] = time.time,
-                 open_timeout: float = 10.0, backoff: tuple[float, float] = (0.5, 30.0)) -> None:
+                 open_timeout: float = 10.0, backoff: tuple[float, float] = (0.5, 30.0),
+                 max_lag: float = 1.0) -> None:
         self.url = url
+        self.max_lag = max_lag
         self.target = target(url)
         self.interval = 1.0 / fps if fps > 0 else 0.0
         self.clock = clock
@@ -275,6 +331,7 @@ class Source:
         self._number = 0
         self._fragment = 0
         self._fragment_t = 0.0
+        self._last_ms: int | None = None
 
     # -- the public face -------------------------------------------------------------------
 
@@ -394,8 +451,7 @@ class Source:
         frame_s = 1.0 / frame_rate(stream, 0.5, 300.0)
         pacer = _Pacer(self.clock, self._stopping.wait, None if self.target.file else PACE_RESYNC_S) \
             if self.target.paced else None
-        conn = _Connection(frame_s, _StreamTime(frame_s), pacer)
-        conn.timed = container.format.name not in UNTIMED_FORMATS
+        conn = _Connection(frame_s, _StreamTime(frame_s), pacer, container.format.name not in UNTIMED_FORMATS)
         self._update(connected=True, connected_once=True, since=self.clock())
         while not self._demux(container, stream, conn):
             if not (self.target.file and self.target.loop):
@@ -413,15 +469,19 @@ class Source:
         import av
 
         bad = 0
-        video_at = time.monotonic()
+        video_at = read_at = time.monotonic()
         for packet in container.demux():
             if self._stopping.is_set():
                 return True
+            waited, read_at = time.monotonic() - read_at, time.monotonic()
             if packet.stream_index != stream.index:
                 if not self.target.file and time.monotonic() - video_at > self.target.read_timeout:
                     raise _Unusable(f"no video came for {self.target.read_timeout:g} s (only other tracks)")
                 continue
             video_at = time.monotonic()
+            if conn.skipping and self._skipped(packet, conn, waited):
+                read_at = time.monotonic()
+                continue
             try:
                 decoded = packet.decode()
             except (av.FFmpegError, ValueError) as exc:
@@ -437,33 +497,77 @@ class Source:
                 self._frame(av_frame, conn)
             if self._stopping.is_set():
                 return True
+            read_at = time.monotonic()
         return self._stopping.is_set()
+
+    def _skipped(self, packet: Any, conn: _Connection, waited: float) -> bool:
+        """While skipping: True if ``packet`` is passed over undecoded (its due frame counted
+        dropped); False for the key frame decoding starts again at (the decoder flushed first)."""
+        raw = packet.dts if packet.dts is not None else packet.pts
+        t = conn.times.of(None if raw is None else float(raw * packet.time_base))
+        receipt = self.clock()
+        conn.drained = conn.drained or waited >= conn.frame_s / 2
+        if packet.is_keyframe:
+            lag = conn.anchor.lag(receipt, t)
+            if lag <= self.max_lag / 2 or conn.drained:
+                if lag > self.max_lag / 2:  # live, yet late by the anchor: the anchor was late
+                    conn.anchor.reset(receipt, t)
+                conn.skipping = False
+                conn.times.last = t - 1e-6  # the key frame decoded next has this time
+                packet.stream.codec_context.flush_buffers()
+                return False
+            self._fragment += 1
+            self._fragment_t = t
+        due = self._due(t, conn)
+        if due:
+            with self._lock:
+                self._stats.frames_due += 1
+                self._stats.frames_dropped += 1
+        return True
 
     def _frame(self, av_frame: Any, conn: _Connection) -> None:
         t = conn.times.of(av_frame.time if conn.timed else None)
-        produced = conn.pacer.hold(t) if conn.pacer is not None else None
-        now = self.clock()
+        produced, lag, now = self._place(t, conn)
         if av_frame.key_frame or conn.first:
             self._fragment += 1
             self._fragment_t = t
         number = self._number
         self._number += 1
         due = self._due(t, conn)
+        producer_ms = int(produced * 1000)
+        if self._last_ms is not None and producer_ms <= self._last_ms:
+            producer_ms = self._last_ms + 1  # producer times only move on (a re-anchor, a new connection)
+        self._last_ms = producer_ms
         with self._lock:
             self._stats.frames_read += 1
-            self._stats.frames_due += due
+            self._stats.lag_s = round(lag, 3)
+            self._stats.max_lag_s = max(self._stats.max_lag_s, self._stats.lag_s)
             if conn.first:
                 self._stats.last_error = None
+            if conn.live and lag > self.max_lag:
+                conn.skipping, conn.drained = True, False
+                self._stats.skips += 1
         conn.first = False
         if not due:
             return
         image = _upright(av_frame.to_ndarray(format="bgr24"), _rotation(av_frame))
-        frame = CapturedFrame(image=image, number=number, captured=now,
-                              producer_ms=int((produced if produced is not None else now) * 1000),
+        frame = CapturedFrame(image=image, number=number, captured=now, producer_ms=producer_ms,
                               fragment=self._fragment, offset_s=round(max(0.0, t - self._fragment_t), 6))
-        if self._mailbox.put(frame):
-            with self._lock:
-                self._stats.frames_dropped += 1
+        with self._lock:  # counted as it is put: due frames are always taken, dropped or in the slot
+            self._stats.frames_due += 1
+            self._stats.frames_dropped += self._mailbox.put(frame)
+
+    def _place(self, t: float, conn: _Connection) -> tuple[float, float, float]:
+        """The producer time (wall clock) of the frame at stream time ``t``, the reader's lag, and
+        when the frame was received (paced: released)."""
+        if conn.pacer is not None:
+            due = conn.pacer.hold(t)
+            now = self.clock()
+            return due, max(0.0, now - due), now
+        receipt = self.clock()
+        if not conn.live:
+            return receipt, 0.0, receipt  # MJPEG: made-up frame times, the arrival time is all there is
+        return *conn.anchor.place(receipt, t), receipt
 
     def _due(self, t: float, conn: _Connection) -> bool:
         """Is the frame at stream time ``t`` one to analyse (one every ``interval`` seconds)?"""
