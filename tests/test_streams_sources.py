@@ -438,3 +438,41 @@ def test_a_reader_behind_the_camera_skips_to_a_key_frame_and_counts_the_drops(
     assert taken[-1].producer_ms / 1000 > stopped - 2 * source.max_lag  # the producer times track the camera
     producer = [f.producer_ms for f in taken]
     assert producer == sorted(set(producer))
+
+
+def test_an_error_text_is_scrubbed_before_it_is_cut() -> None:
+    """A password straddling the 300th character would leave its start if the text were cut first;
+    the secrets of the path and query are hidden too, however short the password."""
+    from faceprint.streams.sources import _reason
+
+    url = "rtsp://admin:pw1@cam.local/user=admin&password=Zz9-path-secret&channel=1?token=t0k3n-value"
+    cut = _reason(OSError(5, "x" * 298 + "Zz9-path-secret"), url)
+    assert len(cut) == 300 and "Zz" not in cut and cut.endswith("**")
+    said = _reason(ValueError(f"failed {url}, pw1 Zz9-path-secret t0k3n-value"), url)
+    assert not any(s in said for s in ("pw1", "Zz9-path-secret", "t0k3n-value")) and said.startswith("failed rtsp://")
+    with pytest.raises(ValueError, match="max_lag"):
+        Source(url, max_lag=0)
+
+
+def test_a_wall_clock_stepped_forward_is_caught_up_with_not_skipped_forever(clip: Path, clip_frames: list[np.ndarray],
+                                                                         sources, tmp_path: Path) -> None:
+    """The host's clock stepped 3 s forward (NTP) makes every frame look 3 s late by the camera's
+    anchored clock: the source skips once, finds itself waiting for the camera (the backlog is
+    gone), anchors afresh at the next key frame and reads on (a camera clock slower than ours ends so too)."""
+    step = [0.0]
+    with rtsp_camera(clip, workdir=tmp_path) as camera:
+        source = sources(camera.url, fps=5, clock=lambda: time.time() + step[0])
+        before = take_frames(source, 5)
+        step[0] = 3.0
+        between = 0
+        while not source.stats.skips:
+            between += source.take(0.1) is not None
+            assert between < 10, source.stats
+        after = take_frames(source, 8)
+        source.stop()
+    stats = source.stats
+    assert stats.skips == 1 and stats.max_lag_s >= 3.0 and stats.lag_s < source.max_lag
+    assert stats.frames_due == len(before) + between + len(after) + stats.frames_dropped  # (skipped up to a key frame)
+    producer = [f.producer_ms for f in before + after]
+    assert producer == sorted(set(producer)) and all(looks_like(f.image, clip_frames) for f in after)
+    assert all(f.captured - f.producer_ms / 1000 < source.max_lag for f in after[1:])

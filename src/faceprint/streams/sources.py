@@ -112,9 +112,10 @@ class CapturedFrame:
     number: int
     """Frames read since :meth:`Source.start` (all of them, analysed or not, across reconnects)."""
     captured: float
-    """Wall-clock epoch seconds when the frame was decoded here."""
+    """Wall-clock epoch seconds when the frame was decoded here (paced sources: released)."""
     producer_ms: int
-    """ProducerTimestamp: wall-clock ms of the frame (for files: when it is due in real-rate play)."""
+    """ProducerTimestamp, wall-clock ms: when the camera sent the frame, by its own clock anchored to
+    ours (files, HLS: when it is due in real-rate play; MJPEG: when it arrived). Always increasing."""
     fragment: int
     """FragmentNumber: +1 at each key frame (and each new connection), across reconnects."""
     offset_s: float
@@ -316,8 +317,11 @@ class Source:
     def __init__(self, url: str, *, fps: float = 5.0, clock: Callable[[], float] = time.time,
                  open_timeout: float = 10.0, backoff: tuple[float, float] = (0.5, 30.0),
                  max_lag: float = 1.0) -> None:
+        if not max_lag > 0:
+            raise ValueError("max_lag must be a positive number of seconds (math.inf: never skip)")
         self.url = url
         self.max_lag = max_lag
+        """Seconds a live reader may fall behind the camera before it skips ahead to a key frame."""
         self.target = target(url)
         self.interval = 1.0 / fps if fps > 0 else 0.0
         self.clock = clock
@@ -511,6 +515,7 @@ class Source:
             lag = conn.anchor.lag(receipt, t)
             if lag <= self.max_lag / 2 or conn.drained:
                 if lag > self.max_lag / 2:  # live, yet late by the anchor: the anchor was late
+                    log.debug("camera %s: caught up, %.2f s late by its clock: anchored afresh", self.shown, lag)
                     conn.anchor.reset(receipt, t)
                 conn.skipping = False
                 conn.times.last = t - 1e-6  # the key frame decoded next has this time
@@ -547,6 +552,7 @@ class Source:
             if conn.live and lag > self.max_lag:
                 conn.skipping, conn.drained = True, False
                 self._stats.skips += 1
+                log.debug("camera %s: %.2f s behind the camera: skipping to a key frame", self.shown, lag)
         conn.first = False
         if not due:
             return
@@ -651,19 +657,26 @@ def _upright(array: np.ndarray, rotation: int) -> np.ndarray:
 
 def _reason(exc: BaseException, url: str) -> str:
     """A short reason, fit for a status message: FFmpeg's text without the URL, and the URL (or
-    its password) hidden if it shows anyway."""
-    from faceprint.streams.config import redact
+    its secrets: password, query, secret pieces of its path) hidden if it shows anyway; cut after
+    they were hidden (a cut first could leave the start of a password)."""
+    from faceprint.streams.config import HIDDEN, redact
+    from faceprint.streams.scrub import scrub, url_secrets
 
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    text = str(text).split(": '")[0][:300]
-    for secret in _secrets(url):
-        text = text.replace(secret, "***")
-    return text.replace(url, redact(url))
+    text = str(text)[:4000].split(": '")[0]
+    pairs = url_secrets(url, redact(url)) + [(secret, HIDDEN) for secret in _secrets(url)]
+    return scrub(text, pairs)[:300]
 
 
 def _secrets(url: str) -> list[str]:
+    """The URL's password (as written and decoded, however short), the secret values of its path
+    and its query's values (of 4 characters or more: a token, a signature)."""
+    from faceprint.streams.config import path_secrets
+
     try:
         parts = urlsplit(url)
-        return [s for s in (parts.password, unquote(parts.password or "")) if s]
+        query = [value for _, value in parse_qsl(parts.query, keep_blank_values=True) if len(value) >= 4]
+        found = [parts.password, unquote(parts.password or ""), *path_secrets(parts.path), *query]
+        return [s for s in found if s]
     except ValueError:
         return []
