@@ -20,8 +20,9 @@ so the N cameras' scenes are spread evenly over the loop, as independent cameras
 - Analysed: frames analysed per second per camera (the host's metrics over the window) against
   the due rate (5 a second); dropped: due frames replaced before the analyser took them. Both as
   a share of due frames, of the worst camera.
-- Record latency: webhook arrival time minus the frame record's ``ProducerTimestamp`` (when the
-  host received the frame from the camera), p50/p95 over the window's frame records.
+- Record latency: webhook arrival time minus the frame record's ``ProducerTimestamp`` (the frame's
+  time on the camera's clock: a frame that waited to be read keeps its earlier time), p50/p95 over
+  the window's frame records.
 - Frame to alert: from the wanted person's first frame in view to his alert's arrival at the
   webhook. That frame's wall-clock time is rebuilt per camera from the frame records: the scene
   has a key frame every second, so ``FragmentNumber`` counts its seconds, and the entry frame is
@@ -31,8 +32,8 @@ so the N cameras' scenes are spread evenly over the loop, as independent cameras
   FrameOffsetInSeconds seconds and reached the host (``ProducerTimestamp``) no earlier: ORIGIN is
   the least ``ProducerTimestamp`` - (FragmentNumber + FrameOffsetInSeconds) of the camera's
   frames, and the entry frame's time is ORIGIN + its fragment number. Frame to alert therefore
-  includes any backlog of frames waiting for the host to read them (which the record latency,
-  from ``ProducerTimestamp``, does not: the details give it) and the wait for the first analysed
+  includes any backlog of frames waiting for the host to read them (the details give it; the
+  source skips ahead past a second of it) and the wait for the first analysed
   frame that shows him (a dropped frame's included). In this scene his first frame (75) is
   itself due (every 3rd from the connection's first), so the 0-200 ms that sampling adds with a
   real camera is not in the figures (the details give the first 3-face frame's lag); also left

@@ -231,7 +231,7 @@ def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
     now = time.time()
     path.write_text(json.dumps({"updated": now, "processors": {"door": {
         "status": "RUNNING", "connected": True, "reconnects": 2, "frames_read": 300, "frames_analysed": 100,
-        "frames_dropped": 3, "records": 100, "alerts": 1,
+        "frames_dropped": 3, "records": 100, "alerts": 1, "lag": 0.25, "skips": 4,
         "latency": {"buckets": [0.1, 0.25, 0.5], "counts": [10, 80, 9, 1], "sum": 20.5, "count": 100},
         "alert_latency": {"buckets": [0.1, 0.25, 0.5], "counts": [0, 1, 0, 0], "sum": 0.2, "count": 1},
         "sinks": {"file:/x.jsonl": {"delivered": 100, "failed": 0, "dropped": 0, "retries": 0},
@@ -246,6 +246,8 @@ def test_stream_metrics_are_prometheus_text(tmp_path: Path) -> None:
                  'faceprint_stream_alerts_total{processor="door"} 1',
                  'faceprint_stream_records_total{processor="door"} 100',
                  'faceprint_stream_connected{processor="door"} 1',
+                 'faceprint_stream_skips_total{processor="door"} 4',
+                 'faceprint_stream_lag_seconds{processor="door"} 0.25',
                  'faceprint_stream_latency_seconds_bucket{processor="door",le="0.1"} 10',
                  'faceprint_stream_latency_seconds_bucket{processor="door",le="0.25"} 90',
                  'faceprint_stream_latency_seconds_bucket{processor="door",le="0.5"} 99',

@@ -199,8 +199,11 @@ _STREAM_COUNTERS = (
     ("frames_read", "faceprint_stream_frames_read_total", "Frames decoded from the camera."),
     ("frames_analysed", "faceprint_stream_frames_analysed_total", "Frames analysed (faces detected and searched)."),
     ("frames_dropped", "faceprint_stream_frames_dropped_total",
-     "Frames due for analysis that were replaced by a newer one before analysis could take them."),
-    ("reconnects", "faceprint_stream_reconnects_total", "Times the camera was connected again after a drop."),
+     "Frames due for analysis that were not analysed: replaced by a newer one before analysis could take "
+     "them, or skipped while the reader caught up with the camera."),
+    ("reconnects", "faceprint_stream_reconnects_total", "Connection attempts after the first."),
+    ("skips", "faceprint_stream_skips_total",
+     "Times the reader fell more than a second behind the camera and skipped ahead to a key frame."),
     ("alerts", "faceprint_stream_alerts_total", "Alerts raised (a track's first match)."),
     ("records", "faceprint_stream_records_total", "Frame records handed to the sinks."),
 )
@@ -230,10 +233,15 @@ def stream_metrics(home: Path, now: float | None = None) -> str:
             "# TYPE faceprint_stream_connected gauge"]
     out += [f'faceprint_stream_connected{{processor="{_label(p)}"}} {int(fresh and bool(_get(m, "connected")))}'
             for p, m in sorted(processors.items())]
+    out += ["# HELP faceprint_stream_lag_seconds How far behind the camera the reader was at its last frame.",
+            "# TYPE faceprint_stream_lag_seconds gauge"]
+    out += [f'faceprint_stream_lag_seconds{{processor="{_label(p)}"}} {_num(_value(m, "lag"))}'
+            for p, m in sorted(processors.items())]
     out += _stream_latency(processors, "latency", "faceprint_stream_latency_seconds",
-                           "Time from a frame's capture to its record handed to the sinks.")
+                           "Time from a frame's producer time (the camera's clock) to its record handed to the sinks.")
     out += _stream_latency(processors, "alert_latency", "faceprint_stream_alert_latency_seconds",
-                           "Time from the capture of the frame that raised an alert to the alert handed to the sinks.")
+                           "Time from the producer time of the frame that raised an alert to the alert handed to the "
+                           "sinks.")
     out += _sink_lines(processors)
     out += ["# HELP faceprint_stream_metrics_updated_seconds When the stream host last wrote its metrics.",
             "# TYPE faceprint_stream_metrics_updated_seconds gauge", f"faceprint_stream_metrics_updated_seconds "

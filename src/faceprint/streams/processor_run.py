@@ -235,14 +235,14 @@ class ProcessorRun(threading.Thread):
             sink.put(record, snapshot=snapshot if has_match(record) else None)
         self.frames_analysed += 1
         self.records += 1
-        self.latency.observe(clock() - result.frame.captured)
+        self.latency.observe(clock() - result.frame.producer_ms / 1000.0)  # a backlog before decoding included
         for alert in result.alerts:
             body = alert_record(alert, row.name, row.arn, stream_arn)
             shot = snapshot if alert.frame is result.frame else _snapshot(alert.frame)
             for sink in self.sinks:
                 sink.put(body, alert=True, snapshot=shot)
             self.alerts += 1
-            self.alert_latency.observe(clock() - alert.frame.captured)
+            self.alert_latency.observe(clock() - alert.frame.producer_ms / 1000.0)
 
     def _apply_update(self) -> None:
         with self._lock:
@@ -309,6 +309,7 @@ class ProcessorRun(threading.Thread):
         return {"connected": bool(stats and stats.connected), "reconnects": stats.reconnects if stats else 0,
                 "frames_read": stats.frames_read if stats else 0, "frames_analysed": self.frames_analysed,
                 "frames_dropped": stats.frames_dropped if stats else 0, "last_frame": self._last_frame,
+                "lag": round(stats.lag_s, 3) if stats else 0.0, "skips": stats.skips if stats else 0,
                 "session": self.row.session_id}
 
     def metrics(self) -> dict[str, Any]:
@@ -317,6 +318,7 @@ class ProcessorRun(threading.Thread):
         return {"status": self.status, "connected": health["connected"], "reconnects": health["reconnects"],
                 "frames_read": health["frames_read"], "frames_analysed": self.frames_analysed,
                 "frames_dropped": health["frames_dropped"], "frames_skipped": self.skipped, "records": self.records,
+                "lag": health["lag"], "skips": health["skips"],
                 "alerts": self.alerts, "latency": self.latency.as_dict(),
                 "alert_latency": self.alert_latency.as_dict(), "sinks": sinks}
 
