@@ -382,3 +382,18 @@ def test_index_faces_attributes_must_be_a_list(fpc, attributes) -> None:
     fpc.create_collection("c")
     with pytest.raises(InvalidParameterException, match="must be a list"):
         fpc.index_faces("c", b"not decoded", detection_attributes=attributes)
+
+
+def test_hostile_values_give_short_errors(tmp_path) -> None:
+    """A 5,000-digit MaxResults or a megabyte collection id is refused with a short message (Python
+    will not even write such an integer: ValueError, not InvalidParameterException, before)."""
+    from faceprint.errors import InvalidParameterException
+    from faceprint.service import Faceprint
+
+    fp = Faceprint(tmp_path)
+    with pytest.raises(InvalidParameterException) as huge:
+        fp.list_collections(10**5000)
+    assert "an integer of" in huge.value.message and len(huge.value.message) < 300
+    with pytest.raises(InvalidParameterException) as long_id:
+        fp.create_collection("x" * 1_000_000 + "!")
+    assert len(long_id.value.message) < 400

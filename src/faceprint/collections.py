@@ -25,6 +25,7 @@ from faceprint.errors import (
     InvalidPaginationTokenException,
     InvalidParameterException,
     ResourceNotFoundException,
+    shown,
 )
 from faceprint.faces import (
     Analysis,
@@ -63,14 +64,14 @@ FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 def check_pattern(name: str, value: Any, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidParameterException(f"{name} {value!r} does not match {pattern.pattern}.")
+        raise InvalidParameterException(f"{name} {shown(value)} does not match {pattern.pattern}.")
     return value
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         top = f" to {high}" if high is not None else " or more"
-        raise InvalidParameterException(f"{name} must be an integer from {low}{top}, got {value!r}.")
+        raise InvalidParameterException(f"{name} must be an integer from {low}{top}, got {shown(value)}.")
     return value
 
 

@@ -7,6 +7,8 @@ report it without translating.
 
 from __future__ import annotations
 
+from typing import Any
+
 DELIBERATE_FAULTS = frozenset({"ThrottlingException"})
 """Codes the model marks as server faults (HTTP 500) whose message the server answers as is:
 they say the server is busy, not what failed inside it."""
@@ -116,3 +118,17 @@ class ResourceInUseException(FaceprintError):
 
     code = "ResourceInUseException"
     http_status = 400
+
+
+def shown(value: Any, most: int = 200) -> str:
+    """A request's value as an error message may show it, short whatever its size: text cut to
+    ``most`` characters, a huge integer by its size (Python refuses to write one of more than 4,300
+    digits), a list or an object by its type."""
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= most else text[:most] + "..."
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, int | float) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from faceprint.errors import FaceprintError, InvalidParameterException
+from faceprint.errors import FaceprintError, InvalidParameterException, shown
 from faceprint.home import FILE_MODE, lock_held, private_folder
 
 STREAMS_DIR = "streams"
@@ -160,11 +160,7 @@ def show(value: Any, most: int = 200) -> str:
         if len(value) > MAX_URL and ("://" in value or "@" in value):
             return f"(text of {len(value)} characters)"
         return shorten(redact(value) if "://" in value or "@" in value else repr(value), most)
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"
-    if isinstance(value, int | float) or value is None:
-        return repr(value)
-    return f"a {type(value).__name__}"
+    return shown(value, most)
 
 
 def shorten(text: str, most: int = 200) -> str:
