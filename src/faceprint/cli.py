@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stream_commands(sub)
     _keys_commands(sub)
+    for module in _accountability_clis():
+        module.add_commands(sub)
     _serve_command(sub)
 
     models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
@@ -65,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--attributes", action="store_true",
                       help="also the attribute models (DetectFaces ALL: age, gender, face mesh, expression)")
     return parser
+
+
+def _accountability_clis() -> list[Any]:
+    """The command modules of accountability: audit, review and collection settings, erase, console users."""
+    from faceprint import cli_audit, cli_console, cli_erase, cli_review
+
+    return [cli_audit, cli_review, cli_erase, cli_console]
 
 
 def _collection_commands(sub: Any) -> None:
@@ -375,6 +384,9 @@ def _run(args: argparse.Namespace) -> Any:
         from faceprint.cli_streams import run_streams
 
         return run_streams(args)
+    for module in _accountability_clis():
+        if args.command in module.COMMANDS:
+            return module.run(args)
     fp = _faceprint(args)
     if args.command == "detect-faces":
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()

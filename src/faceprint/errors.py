@@ -132,3 +132,19 @@ def shown(value: Any, most: int = 200) -> str:
     if isinstance(value, int | float) or value is None:
         return repr(value)
     return f"a {type(value).__name__}"
+
+
+class AccessDeniedException(FaceprintError):
+    """The caller may not do this (e.g. a key that must give a case reference gave none)."""
+
+    code = "AccessDeniedException"
+    http_status = 400
+
+
+class AuditUnavailable(FaceprintError):
+    """The audit record could not be written, so the operation gives no result (no entry, no
+    result). Its message names no file, so the server answers it as is (``safe_message``)."""
+
+    code = "InternalServerError"
+    http_status = 500
+    safe_message = True

@@ -496,3 +496,9 @@ class Faceprint:
 
     def delete_stream_processor(self, name: str) -> EmptyResult:
         return self.streams.delete_stream_processor(name)
+
+    # -- audit record (faceprint.audit: log, verify, export, report, retention) -------------------
+
+    # -- review and collection settings (faceprint.audit.review, faceprint.audit.settings) -------
+
+    # -- erasure and face retention (faceprint.erasure) --------------------------------------------

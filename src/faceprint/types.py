@@ -166,6 +166,10 @@ class CompareFacesResult(RekognitionShape):
     unmatched_faces: list[ComparedFace] = field(default_factory=list)
     source_image_orientation_correction: str | None = None
     target_image_orientation_correction: str | None = None
+    audit_id: int | None = field(default=None, metadata={"internal": True})
+    """The audit entry of this call (faceprint.audit; None when the record is off)."""
+    probe: Any = field(default=None, metadata={"internal": True})
+    """The probe's quality (faceprint.probes.ProbeQuality) where the call searched by image."""
 
 
 @dataclass
@@ -226,6 +230,8 @@ class IndexFacesResult(RekognitionShape):
     unindexed_faces: list[UnindexedFace] = field(default_factory=list)
     face_model_version: str | None = None
     orientation_correction: str | None = None
+    audit_id: int | None = field(default=None, metadata={"internal": True})
+    """The audit entry of this call (faceprint.audit; None when the record is off)."""
 
 
 @dataclass
@@ -239,6 +245,8 @@ class SearchFacesResult(RekognitionShape):
     searched_face_id: str
     face_matches: list[FaceMatch] = field(default_factory=list)
     face_model_version: str | None = None
+    audit_id: int | None = field(default=None, metadata={"internal": True})
+    """The audit entry of this call (faceprint.audit; None when the record is off)."""
 
 
 @dataclass
@@ -247,6 +255,10 @@ class SearchFacesByImageResult(RekognitionShape):
     searched_face_confidence: float
     face_matches: list[FaceMatch] = field(default_factory=list)
     face_model_version: str | None = None
+    audit_id: int | None = field(default=None, metadata={"internal": True})
+    """The audit entry of this call (faceprint.audit; None when the record is off)."""
+    probe: Any = field(default=None, metadata={"internal": True})
+    """The probe's quality (faceprint.probes.ProbeQuality) where the call searched by image."""
 
 
 @dataclass
@@ -370,6 +382,8 @@ class SearchUsersResult(RekognitionShape):
     face_model_version: str | None = None
     searched_face: SearchedFaceId | None = None
     searched_user: SearchedUserId | None = None
+    audit_id: int | None = field(default=None, metadata={"internal": True})
+    """The audit entry of this call (faceprint.audit; None when the record is off)."""
 
 
 @dataclass
@@ -389,3 +403,7 @@ class SearchUsersByImageResult(RekognitionShape):
     face_model_version: str | None = None
     searched_face: SearchedFaceDetails | None = None
     unsearched_faces: list[UnsearchedFace] = field(default_factory=list)
+    audit_id: int | None = field(default=None, metadata={"internal": True})
+    """The audit entry of this call (faceprint.audit; None when the record is off)."""
+    probe: Any = field(default=None, metadata={"internal": True})
+    """The probe's quality (faceprint.probes.ProbeQuality) where the call searched by image."""
