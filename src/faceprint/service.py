@@ -70,6 +70,7 @@ from faceprint.types import (
 from faceprint.users import Users
 
 if TYPE_CHECKING:
+    from faceprint.audit.settings import SettingsStore
     from faceprint.streams.service import StreamProcessors, StreamSettings
     from faceprint.streams.types import (
         CreateStreamProcessorResult,
@@ -500,5 +501,18 @@ class Faceprint:
     # -- audit record (faceprint.audit: log, verify, export, report, retention) -------------------
 
     # -- review and collection settings (faceprint.audit.review, faceprint.audit.settings) -------
+
+    @property
+    def settings_store(self) -> SettingsStore:
+        """The collections' own settings (two-person rule, face crops, face retention): ``HOME/settings.db``."""
+        store = self.__dict__.get("_settings_store")
+        if store is None:
+            with self._index_lock:
+                store = self.__dict__.get("_settings_store")
+                if store is None:
+                    from faceprint.audit.settings import SettingsStore
+
+                    store = self._settings_store = SettingsStore(private_folder(self.home) / "settings.db")
+        return store
 
     # -- erasure and face retention (faceprint.erasure) --------------------------------------------

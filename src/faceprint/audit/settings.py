@@ -1,0 +1,101 @@
+"""Per-collection settings that Rekognition does not have: the two-person rule of review, whether
+the collection keeps face crops, and its face retention period (``HOME/settings.db``).
+
+A collection without a row has the defaults (:class:`CollectionSettings()`): collections made
+before these settings existed keep working as they did. ``Faceprint.create_collection`` writes
+the row of a new collection (two-person rule from ``AuditSettings.two_person_default``) and
+``delete_collection`` drops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faceprint.errors import InvalidParameterException
+from faceprint.store.database import Database
+
+MAX_RETENTION_DAYS = 36500
+"""A face retention period is 1 to this many days (a hundred years), or none."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS collection_settings (
+    collection_id TEXT PRIMARY KEY,
+    two_person_rule INTEGER NOT NULL,
+    keep_face_crops INTEGER NOT NULL,
+    face_retention_days INTEGER
+);
+"""
+
+
+@dataclass(frozen=True)
+class CollectionSettings:
+    """``two_person_rule``: a candidate of a search in this collection is confirmed only once two
+    different reviewers confirm it (off: one). ``keep_face_crops``: IndexFaces keeps a JPEG crop of
+    each face (erased with the face). ``face_retention_days``: faces older than this are deleted by
+    ``faceprint retention apply`` (None: kept until deleted)."""
+
+    two_person_rule: bool = False
+    keep_face_crops: bool = False
+    face_retention_days: int | None = None
+
+    def checked(self) -> CollectionSettings:
+        """These settings, once each has a type and range it may have (else InvalidParameterException)."""
+        for name, value in (("TwoPersonRule", self.two_person_rule), ("KeepFaceCrops", self.keep_face_crops)):
+            if type(value) is not bool:
+                raise InvalidParameterException(f"{name} must be true or false.")
+        days = self.face_retention_days
+        if days is not None and (type(days) is not int or not 1 <= days <= MAX_RETENTION_DAYS):
+            raise InvalidParameterException(f"FaceRetentionDays must be an integer from 1 to {MAX_RETENTION_DAYS}.")
+        return self
+
+    def updated(self, **changes: Any) -> CollectionSettings:
+        """These settings with ``changes`` (field names) applied, checked."""
+        return dataclasses.replace(self, **changes).checked()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"TwoPersonRule": self.two_person_rule, "KeepFaceCrops": self.keep_face_crops,
+                "FaceRetentionDays": self.face_retention_days}
+
+
+class SettingsStore:
+    """The settings of every collection of one home, in SQLite (safe across threads and processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.database = Database(path, SCHEMA)
+
+    def get(self, collection_id: str) -> CollectionSettings:
+        """The collection's settings (the defaults where none were written)."""
+        row = self.database.db().execute(
+            "SELECT two_person_rule, keep_face_crops, face_retention_days FROM collection_settings"
+            " WHERE collection_id = ?", (collection_id,)).fetchone()
+        return settings_of(row) if row else CollectionSettings()
+
+    def put(self, collection_id: str, settings: CollectionSettings) -> None:
+        """Write the collection's settings (replacing what it had)."""
+        settings.checked()
+        with self.database.tx() as db:
+            db.execute("INSERT OR REPLACE INTO collection_settings VALUES (?, ?, ?, ?)",
+                       (collection_id, int(settings.two_person_rule), int(settings.keep_face_crops),
+                        settings.face_retention_days))
+
+    def drop(self, collection_id: str) -> None:
+        """Forget the collection's settings (it was deleted); nothing if it had none."""
+        with self.database.tx() as db:
+            db.execute("DELETE FROM collection_settings WHERE collection_id = ?", (collection_id,))
+
+    def all(self) -> dict[str, CollectionSettings]:
+        """Every collection that has settings written, by id."""
+        rows = self.database.db().execute(
+            "SELECT collection_id, two_person_rule, keep_face_crops, face_retention_days FROM collection_settings"
+            " ORDER BY collection_id").fetchall()
+        return {row[0]: settings_of(row[1:]) for row in rows}
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def settings_of(row: tuple) -> CollectionSettings:
+    return CollectionSettings(bool(row[0]), bool(row[1]), row[2])
