@@ -71,6 +71,7 @@ from faceprint.users import Users
 
 if TYPE_CHECKING:
     from faceprint.audit.settings import SettingsStore
+    from faceprint.crops import CropStore
     from faceprint.streams.service import StreamProcessors, StreamSettings
     from faceprint.streams.types import (
         CreateStreamProcessorResult,
@@ -516,3 +517,15 @@ class Faceprint:
         return store
 
     # -- erasure and face retention (faceprint.erasure) --------------------------------------------
+    @property
+    def crops(self) -> CropStore:
+        """Face crops of the collections that keep them (``HOME/crops``; see ``faceprint.crops``)."""
+        crops = self.__dict__.get("_crops")
+        if crops is None:
+            with self._index_lock:
+                crops = self.__dict__.get("_crops")
+                if crops is None:
+                    from faceprint.crops import CropStore
+
+                    crops = self._crops = CropStore(self.home / "crops")
+        return crops
