@@ -1,0 +1,2 @@
+"""The web console (``faceprint serve`` at ``/console``): server-rendered pages over the Faceprint
+Python API for people who search, review and audit. See docs/console.md."""
