@@ -1,0 +1,315 @@
+"""The audit log: an append-only, hash-chained SQLite table of every operation that identifies
+or enrols (``HOME/audit/audit.db``).
+
+Each appended :class:`Entry` becomes a :class:`Record` with the next sequence number, the hash
+of the record before it, and its own hash (``faceprint.audit.chain``), in one write
+transaction that also stores the new head signed with the online key (``signing``): the
+latest head and one every :data:`HEAD_EVERY` entries are kept, so entries cut off the end show.
+Writing fails with :class:`~faceprint.errors.AuditUnavailable` and nothing else: no entry, no
+result. The columns beside the stored body (time, actor, operation, collection, case) only
+index it for queries; ``faceprint.audit.verify`` checks that they agree with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceprint.audit.caller import Caller
+from faceprint.audit.chain import GENESIS, canonical_json, link
+from faceprint.audit.signing import OnlineSigner
+from faceprint.errors import AuditUnavailable
+from faceprint.store.database import Database
+
+HEAD_EVERY = 1000
+"""Besides the latest, the signed head of every this many entries is kept."""
+
+PAGE = 2000
+"""Rows read at a time when streaming the log."""
+
+UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
+UNREADABLE = "The audit record could not be read."
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    operation TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    collection_id TEXT,
+    case_ref TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_started ON entries(started);
+CREATE INDEX IF NOT EXISTS entries_actor ON entries(actor, seq);
+CREATE INDEX IF NOT EXISTS entries_operation ON entries(operation, seq);
+CREATE INDEX IF NOT EXISTS entries_collection ON entries(collection_id, seq);
+CREATE INDEX IF NOT EXISTS entries_case ON entries(case_ref, seq);
+CREATE TABLE IF NOT EXISTS heads (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    time REAL NOT NULL,
+    signature TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a caller asks to record: the operation (Rekognition's name, or faceprint's such as
+    ``ReviewDecision``, ``KeyCreated``, ``Erase``, ``Prune``), who and why (``caller``), when
+    (epoch seconds), the collection searched and its size, the threshold and the false-match
+    rate it stands for, the probe's SHA-256 and quality, the candidates returned
+    (``{"FaceId", "Similarity", "ExternalImageId"?, "UserId"?}``) and operation-specific details."""
+
+    operation: str
+    caller: Caller
+    started: float
+    ended: float
+    collection_id: str | None = None
+    collection_size: int | None = None
+    threshold: float | None = None
+    false_match_rate: float | None = None
+    probe_sha256: str | None = None
+    probe_quality: dict | None = None
+    low_quality: bool = False
+    candidates: tuple[dict, ...] = ()
+    details: dict = field(default_factory=dict)
+
+    def fields(self, seq: int) -> dict[str, Any]:
+        """The hashed fields with ``seq`` (PascalCase keys; times as epoch seconds)."""
+        return {"Seq": seq, "Operation": self.operation, "Actor": self.caller.actor, "ActorKind": self.caller.kind,
+                "KeyId": self.caller.key_id, "Purpose": self.caller.purpose, "Case": self.caller.case,
+                "Started": self.started, "Ended": self.ended, "CollectionId": self.collection_id,
+                "CollectionSize": self.collection_size, "Threshold": self.threshold,
+                "FalseMatchRate": self.false_match_rate, "ProbeSha256": self.probe_sha256,
+                "ProbeQuality": self.probe_quality, "LowQuality": bool(self.low_quality),
+                "Candidates": list(self.candidates), "Details": dict(self.details or {})}
+
+    @classmethod
+    def from_fields(cls, f: dict[str, Any]) -> Entry:
+        caller = Caller(f["Actor"], f.get("ActorKind") or "os", f.get("KeyId"), f.get("Purpose"), f.get("Case"))
+        return cls(f["Operation"], caller, f["Started"], f["Ended"], f.get("CollectionId"), f.get("CollectionSize"),
+                   f.get("Threshold"), f.get("FalseMatchRate"), f.get("ProbeSha256"), f.get("ProbeQuality"),
+                   bool(f.get("LowQuality")), tuple(f.get("Candidates") or ()), dict(f.get("Details") or {}))
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-12-02T06:44:05.123Z``)."""
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored entry: its sequence number (1, 2, ...), the entry, the hash before it and its own."""
+
+    seq: int
+    entry: Entry
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Flat JSON with PascalCase keys; ``Started`` and ``Ended`` in ISO 8601 UTC."""
+        out = self.entry.fields(self.seq)
+        out["Started"], out["Ended"] = iso(self.entry.started), iso(self.entry.ended)
+        out["PrevHash"], out["Hash"] = self.prev_hash, self.hash
+        return out
+
+    @classmethod
+    def from_row(cls, seq: int, body: str, prev_hash: str, hash_: str) -> Record:
+        return cls(seq, Entry.from_fields(json.loads(body)), prev_hash, hash_)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which records a query returns: started within [since, until] (epoch seconds), and the
+    exact actor, operation, collection and case reference where given."""
+
+    since: float | None = None
+    until: float | None = None
+    actor: str | None = None
+    operation: str | None = None
+    collection_id: str | None = None
+    case: str | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """SQL conditions and their parameters."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (("started", ">=", self.since), ("started", "<=", self.until),
+                                  ("actor", "=", self.actor), ("operation", "=", self.operation),
+                                  ("collection_id", "=", self.collection_id), ("case_ref", "=", self.case)):
+            if value is not None:
+                parts.append(f"{column} {op} ?")
+                params.append(value)
+        return parts, params
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A chain head (the last seq and its hash) as signed with the online key at ``time``."""
+
+    seq: int
+    hash: str
+    time: float
+    signature: str
+
+
+class AuditLog:
+    """The audit log in ``folder`` (``HOME/audit``): ``audit.db`` and the online key. Safe across
+    threads (a connection each) and processes (SQLite's write lock orders the appends)."""
+
+    def __init__(self, folder: Path, clock: Callable[[], float] = time.time) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / "audit.db"
+        self.clock = clock
+        self.signer = OnlineSigner(self.folder / "online-ed25519.pem")
+        self._database: Database | None = None
+        self._lock = threading.Lock()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, entry: Entry) -> Record:
+        """Record ``entry``: the next seq, chained and its head signed, in one write transaction.
+        Raises :class:`AuditUnavailable` (never anything else) when it cannot be written."""
+        return self.append_many([entry])[0]
+
+    def append_many(self, entries: Iterable[Entry]) -> list[Record]:
+        """Record ``entries`` in order in one transaction (the chain as for one ``append`` each;
+        the head signed after the last, and at every :data:`HEAD_EVERY`-th seq)."""
+        entries = list(entries)
+        try:
+            database = self._db()
+            self.signer.key  # noqa: B018 - made (or read) before the write lock is taken
+            with database.tx() as db:
+                return self._append(db, entries)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise AuditUnavailable(UNAVAILABLE) from exc
+
+    def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[Record]:
+        row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = row if row else (0, GENESIS)
+        records: list[Record] = []
+        rows = []
+        for entry in entries:
+            seq += 1
+            body = canonical_json(entry.fields(seq))
+            hash_ = link(prev, body)
+            record = Record.from_row(seq, body, prev, hash_)
+            e = record.entry
+            rows.append((seq, e.started, e.operation, e.caller.actor, e.collection_id, e.caller.case, body, prev,
+                         hash_))
+            records.append(record)
+            prev = hash_
+        db.executemany("INSERT INTO entries (seq, started, operation, actor, collection_id, case_ref, body, "
+                       "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if records:
+            self._sign_heads(db, records)
+        return records
+
+    def _sign_heads(self, db: sqlite3.Connection, records: list[Record]) -> None:
+        now = float(self.clock())
+        last = db.execute("SELECT max(seq) FROM heads").fetchone()[0]
+        if last is not None and last % HEAD_EVERY:
+            db.execute("DELETE FROM heads WHERE seq = ?", (last,))
+        signed = [r for r in records[:-1] if r.seq % HEAD_EVERY == 0] + [records[-1]]
+        db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)",
+                       [(r.seq, r.hash, now, self.signer.sign_head(r.seq, r.hash, now)) for r in signed])
+
+    def delete_through(self, seq: int) -> int:
+        """Remove the records up to ``seq`` and the heads they hold (retention's job: see
+        ``faceprint.audit.retention``, which records the cut first); the WAL is emptied of them."""
+        try:
+            database = self._db()
+            with database.tx() as db:
+                gone = db.execute("DELETE FROM entries WHERE seq <= ?", (seq,)).rowcount
+                db.execute("DELETE FROM heads WHERE seq <= ?", (seq,))
+            database.erase_wal()
+            return gone
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditUnavailable(UNAVAILABLE) from exc
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, seq: int) -> Record | None:
+        row = self._one("SELECT seq, body, prev_hash, hash FROM entries WHERE seq = ?", (int(seq),))
+        return Record.from_row(*row) if row else None
+
+    def head(self) -> tuple[int, str]:
+        """The last seq and its hash; ``(0, GENESIS)`` when the log is empty."""
+        row = self._one("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1", ())
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def first_seq(self) -> int | None:
+        row = self._one("SELECT min(seq) FROM entries", ())
+        return row[0] if row else None
+
+    def count(self) -> int:
+        return self._one("SELECT count(*) FROM entries", ())[0]
+
+    def query(self, filters: AuditFilter = AuditFilter(), after: int = 0, limit: int = 1000) -> list[Record]:
+        """Up to ``limit`` records after seq ``after`` that match ``filters``, in seq order."""
+        parts, params = filters.where()
+        sql = ("SELECT seq, body, prev_hash, hash FROM entries WHERE " + " AND ".join(["seq > ?", *parts])
+               + " ORDER BY seq LIMIT ?")
+        return [Record.from_row(*row) for row in self._all(sql, (int(after), *params, int(limit)))]
+
+    def records(self, start: int = 0) -> Iterator[Record]:
+        """Every record from seq ``start`` on, in seq order, read a page at a time."""
+        for seq, body, prev_hash, hash_, *_ in self.rows(start):
+            yield Record.from_row(seq, body, prev_hash, hash_)
+
+    def rows(self, start: int = 0) -> Iterator[tuple]:
+        """The stored rows from seq ``start`` on: (seq, body, prev_hash, hash, started, operation,
+        actor, collection_id, case_ref), a page at a time (for verification)."""
+        after = int(start) - 1
+        while True:
+            page = self._all("SELECT seq, body, prev_hash, hash, started, operation, actor, collection_id, case_ref "
+                             "FROM entries WHERE seq > ? ORDER BY seq LIMIT ?", (after, PAGE))
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def signed_heads(self) -> list[SignedHead]:
+        """The kept signed heads, in seq order."""
+        return [SignedHead(*row) for row in self._all("SELECT seq, hash, time, signature FROM heads ORDER BY seq", ())]
+
+    def latest_head(self) -> SignedHead | None:
+        row = self._one("SELECT seq, hash, time, signature FROM heads ORDER BY seq DESC LIMIT 1", ())
+        return SignedHead(*row) if row else None
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        if self._database is not None:
+            self._database.close()
+
+    # -- the database ----------------------------------------------------------------------------
+
+    def _db(self) -> Database:
+        if self._database is None:
+            with self._lock:
+                if self._database is None:
+                    self._database = Database(self.path, SCHEMA)
+        return self._database
+
+    def _one(self, sql: str, params: tuple) -> tuple | None:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: tuple) -> list[tuple]:
+        try:
+            return self._db().db().execute(sql, params).fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditUnavailable(UNREADABLE) from exc

@@ -1,0 +1,133 @@
+"""Ed25519 signatures of the audit log: the online key signs chain heads, the operator's offline
+key countersigns them (seals).
+
+The online key (``HOME/audit/online-ed25519.pem``, PKCS#8 PEM, 0600) is made on first use and
+lives beside the log: it shows that a head was written by this faceprint, and so that entries
+were not cut off the end once their head was signed. Someone who can write the home can use it
+too; the offline key, kept off the machine, is what they cannot use: a seal it makes fixes the
+log up to its head for good (``faceprint audit seal``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from faceprint.audit.chain import canonical_json
+from faceprint.home import create_private, private_folder
+
+HEAD_CONTEXT = b"faceprint-audit-head:v1:"
+SEAL_CONTEXT = b"faceprint-audit-seal:v1:"
+PRUNE_CONTEXT = b"faceprint-audit-prune:v1:"
+
+
+def head_message(seq: int, hash_: str, time_: float) -> bytes:
+    return HEAD_CONTEXT + canonical_json({"Seq": seq, "Hash": hash_, "Time": time_}).encode("ascii")
+
+
+def public_hex(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def public_from_hex(text: str) -> Ed25519PublicKey:
+    """A public key from its 64 hex digits (ValueError when it is not one)."""
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.strip()))
+
+
+def verifies(public_key: Ed25519PublicKey | str, signature_hex: str, message: bytes) -> bool:
+    """True when ``signature_hex`` is ``public_key``'s signature of ``message`` (False for any junk)."""
+    try:
+        key = public_from_hex(public_key) if isinstance(public_key, str) else public_key
+        key.verify(bytes.fromhex(signature_hex), message)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def load_private(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in the PEM file ``path`` (ValueError when it holds something else)."""
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
+def load_public(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key from ``path``: a PEM public key, a PEM private key, or 64 hex digits."""
+    data = Path(path).read_bytes()
+    if b"PRIVATE KEY" in data:
+        return load_private(path).public_key()
+    if b"PUBLIC KEY" in data:
+        key = serialization.load_pem_public_key(data)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"{path} does not hold an Ed25519 public key")
+        return key
+    return public_from_hex(data.decode("ascii", "replace"))
+
+
+def write_new_key(path: Path, key: Ed25519PrivateKey) -> bool:
+    """Write ``key`` to ``path`` (0600) unless a file is there already (then False): written to a
+    temporary file and linked into place, so a concurrent writer never sees half a key."""
+    private_folder(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = create_private(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(private_pem(key))
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class OnlineSigner:
+    """The online key at ``path``, made on first use; signs heads and prune markers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._key: Ed25519PrivateKey | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def key(self) -> Ed25519PrivateKey:
+        """The key (made and written now if there is none; OSError when it cannot be)."""
+        if self._key is None:
+            with self._lock:
+                if self._key is None:
+                    if not self.path.exists():
+                        write_new_key(self.path, Ed25519PrivateKey.generate())
+                    self._key = load_private(self.path)
+        return self._key
+
+    def existing_public(self) -> str | None:
+        """The public key (hex) if the key exists, without making one."""
+        if self._key is None and not self.path.exists():
+            return None
+        return public_hex(self.key.public_key())
+
+    @property
+    def public(self) -> str:
+        return public_hex(self.key.public_key())
+
+    def sign(self, message: bytes) -> str:
+        return self.key.sign(message).hex()
+
+    def sign_head(self, seq: int, hash_: str, time_: float) -> str:
+        return self.sign(head_message(seq, hash_, time_))

@@ -1,0 +1,128 @@
+"""The audit log: appends chained and signed, queries, and no entry when it cannot be written."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from faceprint.audit.caller import Caller
+from faceprint.audit.chain import GENESIS, canonical_json, link
+from faceprint.audit.log import HEAD_EVERY, AuditFilter, AuditLog, Entry
+from faceprint.audit.signing import head_message, verifies
+from faceprint.errors import AuditUnavailable
+
+
+def entry(n: int = 0, operation: str = "SearchFaces", actor: str = "alice", collection: str | None = "c1",
+          case: str | None = None, started: float = 1_800_000_000.0) -> Entry:
+    return Entry(operation, Caller(actor, "key", "AKIA1", purpose="test", case=case), started + n, started + n + 0.25,
+                 collection_id=collection, collection_size=10, threshold=80.0, false_match_rate=1e-5,
+                 probe_sha256="ab" * 32, candidates=({"FaceId": f"f{n}", "Similarity": 99.5},),
+                 details={"FaceId": f"f{n}", "n": n})
+
+
+def test_append_chains_signs_and_reads_back(tmp_path):
+    log = AuditLog(tmp_path / "audit", clock=lambda: 1_800_000_100.0)
+    assert log.head() == (0, GENESIS)
+    first = log.append(entry(0))
+    second = log.append(entry(1))
+    assert (first.seq, second.seq) == (1, 2)
+    assert first.prev_hash == GENESIS and second.prev_hash == first.hash
+    assert second.hash == link(first.hash, canonical_json(entry(1).fields(2)))
+    assert log.head() == (2, second.hash)
+    assert log.get(2) == second and log.get(3) is None
+    assert log.get(1).entry == entry(0)  # what comes back is what went in
+    as_json = second.to_json()
+    assert as_json["Started"] == "2027-01-15T08:00:01.000Z" and as_json["Actor"] == "alice"
+    assert as_json["Candidates"] == [{"FaceId": "f1", "Similarity": 99.5}] and as_json["PrevHash"] == first.hash
+    head = log.latest_head()
+    assert (head.seq, head.hash, head.time) == (2, second.hash, 1_800_000_100.0)
+    assert verifies(log.signer.public, head.signature, head_message(2, second.hash, head.time))
+    assert not verifies(log.signer.public, head.signature, head_message(1, first.hash, head.time))
+    key = tmp_path / "audit" / "online-ed25519.pem"
+    for path in (key, tmp_path / "audit" / "audit.db"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "audit").st_mode) == 0o700
+
+
+def test_only_checkpoint_heads_and_the_latest_are_kept(tmp_path):
+    log = AuditLog(tmp_path / "audit")
+    log.append_many([entry(n) for n in range(HEAD_EVERY + 5)])
+    log.append(entry(0))
+    assert [h.seq for h in log.signed_heads()] == [HEAD_EVERY, HEAD_EVERY + 6]
+    assert [r.seq for r in log.records(HEAD_EVERY + 4)] == [HEAD_EVERY + 4, HEAD_EVERY + 5, HEAD_EVERY + 6]
+
+
+def test_values_are_stored_as_plain_json(tmp_path):
+    import numpy as np
+
+    log = AuditLog(tmp_path / "audit")
+    odd = Entry("IndexFaces", Caller("bob"), 1.0, 2.0, collection_size=np.int64(7), threshold=float("nan"),
+                details={"FaceIds": ("a", "b"), 3: np.float32(0.5), "path": tmp_path})
+    record = log.append(odd)
+    assert record.entry.collection_size == 7 and record.entry.threshold is None
+    assert record.entry.details == {"FaceIds": ["a", "b"], "3": 0.5, "path": str(tmp_path)}
+    assert log.get(1) == record
+
+
+def test_query_filters_and_pages(tmp_path):
+    log = AuditLog(tmp_path / "audit")
+    log.append_many([entry(0, actor="alice", case="K-1"), entry(1, actor="bob", collection="c2"),
+                     entry(2, operation="IndexFaces", actor="alice", collection=None),
+                     entry(3, actor="alice", case="K-1")])
+    seqs = lambda records: [r.seq for r in records]  # noqa: E731
+    assert seqs(log.query()) == [1, 2, 3, 4]
+    assert seqs(log.query(AuditFilter(actor="alice"))) == [1, 3, 4]
+    assert seqs(log.query(AuditFilter(actor="alice"), after=1, limit=1)) == [3]
+    assert seqs(log.query(AuditFilter(operation="IndexFaces"))) == [3]
+    assert seqs(log.query(AuditFilter(collection_id="c2"))) == [2]
+    assert seqs(log.query(AuditFilter(case="K-1", actor="alice"))) == [1, 4]
+    assert seqs(log.query(AuditFilter(since=1_800_000_001.0, until=1_800_000_002.0))) == [2, 3]
+    assert seqs(log.query(AuditFilter(actor="nobody"))) == []
+
+
+def test_threads_append_one_unbroken_chain(tmp_path):
+    log = AuditLog(tmp_path / "audit")
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for n in range(25):
+                log.append(entry(n, actor=f"t{t}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    records = list(log.records())
+    assert [r.seq for r in records] == list(range(1, 101))
+    assert all(r.prev_hash == p.hash for p, r in zip(records, records[1:], strict=False))
+
+
+@pytest.mark.parametrize("how", ["folder-is-a-file", "db-is-a-folder", "disk-full"])
+def test_append_fails_with_audit_unavailable_when_it_cannot_write(tmp_path, how):
+    folder = tmp_path / "audit"
+    if how == "folder-is-a-file":
+        folder.write_text("not a folder")  # root cannot write under a regular file either
+    elif how == "db-is-a-folder":
+        (folder / "audit.db").mkdir(parents=True)
+    log = AuditLog(folder)
+    if how == "disk-full":
+        log.append(entry(0))
+        page_count = log._db().db().execute("PRAGMA page_count").fetchone()[0]
+        log._db().db().execute(f"PRAGMA max_page_count={page_count}")
+        big = Entry("SearchFaces", Caller("alice"), 1.0, 2.0, details={"x": "y" * 200_000})
+        with pytest.raises(AuditUnavailable) as caught:
+            log.append(big)
+        assert log.head()[0] == 1  # nothing half written
+        assert caught.value.code == "InternalServerError" and caught.value.http_status == 500
+        return
+    with pytest.raises(AuditUnavailable) as caught:
+        log.append(entry(0))
+    assert "audit record could not be written" in str(caught.value) and str(tmp_path) not in str(caught.value)
