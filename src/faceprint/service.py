@@ -20,6 +20,7 @@ import numpy as np
 from faceprint.account import DEFAULT_REGION, CollectionArns
 from faceprint.attributes import requested
 from faceprint.attributes.engine import AttributeEngine
+from faceprint.audit.settings import KEEP
 from faceprint.collections import Collections
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
@@ -70,6 +71,8 @@ from faceprint.types import (
 from faceprint.users import Users
 
 if TYPE_CHECKING:
+    from faceprint.audit.caller import Caller
+    from faceprint.audit.review import Reviews
     from faceprint.audit.settings import SettingsStore
     from faceprint.crops import CropStore
     from faceprint.streams.service import StreamProcessors, StreamSettings
@@ -515,6 +518,77 @@ class Faceprint:
 
                     store = self._settings_store = SettingsStore(private_folder(self.home) / "settings.db")
         return store
+
+    @property
+    def reviews(self) -> Reviews:
+        """The review of search candidates (``faceprint.audit.review``): the queue in ``HOME/audit/reviews.db``."""
+        reviews = self.__dict__.get("_reviews")
+        if reviews is None:
+            with self._index_lock:
+                reviews = self.__dict__.get("_reviews")
+                if reviews is None:
+                    from faceprint.audit.review import Reviews
+
+                    reviews = self._reviews = Reviews(private_folder(self.home / "audit"), self.audit_log,
+                                                      self.settings_store, clock=time.time)
+        return reviews
+
+    def request_review(self, search_id: int, face_ids: list[str] | None = None, caller: Caller | None = None, *,
+                       purpose: str | None = None, case: str | None = None) -> dict[str, Any]:
+        """Put candidates of search ``search_id`` (its audit entry's id; ``face_ids``, default all) in the
+        review queue: ``{"SearchId", "Candidates": [...]}``."""
+        from faceprint.audit.caller import os_caller
+
+        person = (caller or os_caller()).with_declared(purpose, case)
+        found = self.reviews.request(search_id, face_ids, person)
+        return {"SearchId": search_id, "Candidates": [r.to_json() for r in found]}
+
+    def review_candidate(self, search_id: int, face_id: str, decision: str, note: str | None = None,
+                         caller: Caller | None = None, *, purpose: str | None = None,
+                         case: str | None = None) -> dict[str, Any]:
+        """Decide on one candidate of a search (CONFIRMED, REJECTED or INCONCLUSIVE), recorded in the audit
+        log first: ``{"Candidate": {...}}`` with its status after the decision."""
+        from faceprint.audit.caller import os_caller
+
+        person = (caller or os_caller()).with_declared(purpose, case)
+        return {"Candidate": self.reviews.decide(search_id, face_id, decision, person, note).to_json()}
+
+    def get_review(self, search_id: int) -> dict[str, Any]:
+        """Every candidate of a search and its review: ``{"SearchId", "Candidates": [...]}``."""
+        return {"SearchId": search_id, "Candidates": [r.to_json() for r in self.reviews.get(search_id)]}
+
+    def list_reviews(self, status: str | None = None, collection_id: str | None = None, max_results: int = 100,
+                     next_token: str | None = None) -> dict[str, Any]:
+        """The review queue, oldest first: ``{"Candidates": [...], "NextToken"?}``."""
+        from faceprint.audit.review import list_page
+
+        return list_page(self.reviews, status, collection_id, max_results, next_token)
+
+    def describe_collection_settings(self, collection_id: str) -> dict[str, Any]:
+        """A collection's own settings: ``{"CollectionId", "TwoPersonRule", "KeepFaceCrops", "FaceRetentionDays"}``."""
+        self.collections.collection(collection_id)
+        return {"CollectionId": collection_id, **self.settings_store.get(collection_id).to_json()}
+
+    def update_collection_settings(self, collection_id: str, two_person_rule: bool | None = None,
+                                   keep_face_crops: bool | None = None, face_retention_days: Any = KEEP,
+                                   caller: Caller | None = None, *, purpose: str | None = None,
+                                   case: str | None = None) -> dict[str, Any]:
+        """Change a collection's own settings (``face_retention_days=None``: no retention); a change is
+        recorded first ("CollectionSettingsChanged"). Answers the settings now in force."""
+        from faceprint.audit.caller import resolve
+
+        person = resolve(caller, purpose, case)
+        started = time.time()
+        self.collections.collection(collection_id)
+        before = self.settings_store.get(collection_id)
+        after = before.changed(two_person_rule, keep_face_crops, face_retention_days)
+        if after != before:
+            self.recorder.changed("CollectionSettingsChanged", person, collection_id, started=started,
+                                  details={"Before": before.to_json(), "After": after.to_json()})
+            self.settings_store.put(collection_id, after)
+            if after.two_person_rule != before.two_person_rule:
+                self.reviews.rule_changed(collection_id)
+        return {"CollectionId": collection_id, **after.to_json()}
 
     # -- erasure and face retention (faceprint.erasure) --------------------------------------------
     @property

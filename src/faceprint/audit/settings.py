@@ -17,6 +17,17 @@ from typing import Any
 from faceprint.errors import InvalidParameterException
 from faceprint.store.database import Database
 
+
+class Keep:
+    """The type of :data:`KEEP`."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
+"""An update's value for a setting it leaves as it is (where None means something: no retention)."""
+
 MAX_RETENTION_DAYS = 36500
 """A face retention period is 1 to this many days (a hundred years), or none."""
 
@@ -54,6 +65,15 @@ class CollectionSettings:
     def updated(self, **changes: Any) -> CollectionSettings:
         """These settings with ``changes`` (field names) applied, checked."""
         return dataclasses.replace(self, **changes).checked()
+
+    def changed(self, two_person_rule: bool | None = None, keep_face_crops: bool | None = None,
+                face_retention_days: int | None | Keep = KEEP) -> CollectionSettings:
+        """These settings with an update's values (None, or KEEP for the retention: left as is), checked."""
+        changes: dict[str, Any] = {"two_person_rule": two_person_rule, "keep_face_crops": keep_face_crops}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not isinstance(face_retention_days, Keep):
+            changes["face_retention_days"] = face_retention_days
+        return self.updated(**changes)
 
     def to_json(self) -> dict[str, Any]:
         return {"TwoPersonRule": self.two_person_rule, "KeepFaceCrops": self.keep_face_crops,
