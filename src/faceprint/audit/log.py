@@ -258,6 +258,14 @@ class AuditLog:
     def count(self) -> int:
         return self._one("SELECT count(*) FROM entries", ())[0]
 
+    def count_through(self, seq: int) -> int:
+        """How many records there are up to ``seq``."""
+        return self._one("SELECT count(*) FROM entries WHERE seq <= ?", (int(seq),))[0]
+
+    def first_started_since(self, since: float) -> int | None:
+        """The first seq of a record started at or after ``since`` (None: there is none)."""
+        return self._one("SELECT min(seq) FROM entries WHERE started >= ?", (float(since),))[0]
+
     def query(self, filters: AuditFilter = AuditFilter(), after: int = 0, limit: int = 1000) -> list[Record]:
         """Up to ``limit`` records after seq ``after`` that match ``filters``, in seq order."""
         parts, params = filters.where()

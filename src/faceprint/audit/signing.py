@@ -11,6 +11,7 @@ log up to its head for good (``faceprint audit seal``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -131,3 +132,60 @@ class OnlineSigner:
 
     def sign_head(self, seq: int, hash_: str, time_: float) -> str:
         return self.sign(head_message(seq, hash_, time_))
+
+
+# -- seals: the offline key's countersignatures of signed heads --------------------------------------
+
+def seal_message(seal: dict) -> bytes:
+    """What the offline key signs: the seal without its ``Signature``."""
+    return SEAL_CONTEXT + canonical_json({k: v for k, v in seal.items() if k != "Signature"}).encode("ascii")
+
+
+def make_seal(head_seq: int, head_hash: str, head_time: float, head_signature: str, online_public: str,
+              offline_key: Ed25519PrivateKey, sealed_at: float) -> dict:
+    """A seal of one signed head: the head, the online key that signed it, the time, the offline
+    public key, and the offline key's signature of all that."""
+    seal = {"Seq": head_seq, "Hash": head_hash, "HeadTime": head_time, "HeadSignature": head_signature,
+            "OnlinePublicKey": online_public, "SealedAt": sealed_at,
+            "OfflinePublicKey": public_hex(offline_key.public_key())}
+    seal["Signature"] = offline_key.sign(seal_message(seal)).hex()
+    return seal
+
+
+def write_seal(path: Path, seal: dict) -> None:
+    """Append ``seal`` to the JSON-lines file ``path`` (private), flushed to disk."""
+    private_folder(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    with os.fdopen(fd, "a", encoding="ascii") as out:
+        out.write(canonical_json(seal) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def read_seals(path: Path) -> list[dict | str]:
+    """The seals in ``path`` (none when it is missing); a line that is not a seal is its error text."""
+    if not Path(path).exists():
+        return []
+    out: list[dict | str] = []
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                seal = json.loads(line)
+            except ValueError:
+                out.append(f"line {number} of {path} is not JSON")
+                continue
+            missing = [k for k in SEAL_KEYS if k not in seal] if isinstance(seal, dict) else list(SEAL_KEYS)
+            out.append(f"line {number} of {path} lacks {', '.join(missing)}" if missing else seal)
+    return out
+
+
+SEAL_KEYS = ("Seq", "Hash", "HeadTime", "HeadSignature", "OnlinePublicKey", "SealedAt", "OfflinePublicKey",
+             "Signature")
+
+
+def prune_message(first_seq: int, last_seq: int, last_hash: str) -> bytes:
+    """What the online key signs in a prune marker: the range removed and the last hash removed."""
+    return PRUNE_CONTEXT + canonical_json({"FirstSeq": first_seq, "LastSeq": last_seq,
+                                           "LastHash": last_hash}).encode("ascii")

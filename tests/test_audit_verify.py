@@ -1,0 +1,190 @@
+"""Tampering with the audit log shows, and verification names the entry: edited, removed,
+reordered, cut off the end, rewritten, forged; prune markers and seals."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from faceprint.audit.caller import Caller
+from faceprint.audit.chain import link
+from faceprint.audit.log import HEAD_EVERY, AuditLog, Entry
+from faceprint.audit.retention import prune
+from faceprint.audit.signing import make_seal, write_seal
+from faceprint.audit.verify import verify
+from faceprint.errors import InvalidParameterException
+
+DAY = 86400.0
+T0 = 1_800_000_000.0
+
+
+def entry(n: int, started: float = T0) -> Entry:
+    return Entry("SearchFacesByImage", Caller(f"user{n % 3}", "key", "AKIA1", purpose="inquiry", case=f"K-{n}"),
+                 started + n, started + n + 0.1, collection_id="suspects", collection_size=100 + n,
+                 threshold=80.0, false_match_rate=1e-5, probe_sha256=f"{n:064x}",
+                 candidates=({"FaceId": f"face-{n}", "Similarity": 91.5},), details={"n": n})
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> AuditLog:
+    log = AuditLog(tmp_path / "audit", clock=lambda: T0 + 100)
+    for n in range(1, 11):
+        log.append(entry(n))
+    assert verify(log).ok
+    return log
+
+
+def sql(log: AuditLog, statement: str, params: tuple = ()) -> list:
+    """Tamper as someone with the file would: another connection, straight SQL."""
+    with closing(sqlite3.connect(log.path, isolation_level=None)) as db:
+        return db.execute(statement, params).fetchall()
+
+
+def problems(log: AuditLog, **kwargs) -> list[tuple]:
+    report = verify(log, **kwargs)
+    assert report.ok is not bool(report.problems)
+    return [(p.seq, p.kind) for p in report.problems]
+
+
+def body(log: AuditLog, seq: int) -> str:
+    return sql(log, "SELECT body FROM entries WHERE seq = ?", (seq,))[0][0]
+
+
+def test_an_intact_log_verifies(log):
+    report = verify(log)
+    assert report.ok and report.entries == 10 and (report.first_seq, report.last_seq) == (1, 10)
+    assert report.head_hash == log.head()[1] and report.heads_checked == 1
+    assert report.to_json()["Problems"] == [] and report.online_public_key == log.signer.public
+
+
+def test_an_edited_entry_is_named(log):
+    sql(log, "UPDATE entries SET body = ? WHERE seq = 4", (body(log, 4).replace("face-4", "face-x"),))
+    assert problems(log) == [(4, "edited")]
+
+
+def test_an_edited_index_column_is_named(log):
+    sql(log, "UPDATE entries SET actor = 'someone-else' WHERE seq = 6")
+    report = verify(log)
+    assert [(p.seq, p.kind) for p in report.problems] == [(6, "edited")] and "Actor" in report.problems[0].message
+
+
+def test_an_entry_edited_and_rehashed_is_named(log):
+    seq = 5
+    prev_hash, = sql(log, "SELECT prev_hash FROM entries WHERE seq = ?", (seq,))[0]
+    changed = body(log, seq).replace('"user2"', '"user0"')
+    sql(log, "UPDATE entries SET body = ?, actor = 'user0', hash = ? WHERE seq = ?",
+        (changed, link(prev_hash, changed), seq))
+    assert problems(log) == [(5, "edited")]
+
+
+def test_a_removed_entry_is_named(log):
+    sql(log, "DELETE FROM entries WHERE seq = 7")
+    assert problems(log) == [(7, "missing")]
+    sql(log, "DELETE FROM entries WHERE seq IN (1, 2)")
+    assert problems(log) == [(1, "missing"), (7, "missing")]
+
+
+def test_swapped_entries_are_named(log):
+    rows = {seq: sql(log, "SELECT body, prev_hash, hash FROM entries WHERE seq = ?", (seq,))[0] for seq in (3, 8)}
+    for seq, other in ((3, 8), (8, 3)):
+        sql(log, "UPDATE entries SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?", (*rows[other], seq))
+    assert problems(log) == [(3, "reordered"), (8, "reordered")]
+
+
+def test_a_cut_off_tail_is_named(log):
+    sql(log, "DELETE FROM entries WHERE seq > 8")
+    assert problems(log) == [(9, "truncated")]
+
+
+def test_a_cut_off_tail_with_its_heads_shows_against_a_seal(log, tmp_path):
+    offline = Ed25519PrivateKey.generate()
+    head = log.latest_head()
+    seals = tmp_path / "kept-elsewhere.jsonl"
+    write_seal(seals, make_seal(head.seq, head.hash, head.time, head.signature, log.signer.public, offline, T0 + 200))
+    assert verify(log, seals=seals, offline_public_key=offline.public_key()).sealed_through == 10
+    sql(log, "DELETE FROM entries WHERE seq > 8")
+    assert sql(log, "SELECT seq FROM heads") == [(10,)]
+    sql(log, "DELETE FROM heads")
+    # the attacker re-signs a head at 8 with the online key (which sits beside the log)...
+    new_head = sql(log, "SELECT hash FROM entries WHERE seq = 8")[0][0]
+    sql(log, "INSERT INTO heads VALUES (8, ?, ?, ?)", (new_head, T0, log.signer.sign_head(8, new_head, T0)))
+    assert problems(log) == []  # ...which only the seal, kept elsewhere, can show
+    assert problems(log, seals=seals, offline_public_key=offline.public_key()) == [(9, "truncated")]
+
+
+def test_a_rewritten_chain_shows_against_the_signed_head(log):
+    prev = sql(log, "SELECT hash FROM entries WHERE seq = 5")[0][0]
+    for seq in range(6, 11):
+        changed = body(log, seq).replace("inquiry", "something else")
+        hash_ = link(prev, changed)
+        sql(log, "UPDATE entries SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?", (changed, prev, hash_, seq))
+        prev = hash_
+    report = verify(log)
+    assert [(p.seq, p.kind) for p in report.problems] == [(10, "edited")]
+    assert "entries 1 to 10 were rewritten" in report.problems[0].message
+
+
+def test_forged_heads_and_entries_show(log):
+    sql(log, "UPDATE heads SET signature = ? WHERE seq = 10", ("00" * 64,))
+    assert problems(log) == [(10, "bad-signature")]
+    sql(log, "DELETE FROM heads")
+    assert problems(log) == [(1, "bad-signature")]
+
+
+def test_entries_added_without_faceprint_show(log):
+    fields = json.loads(body(log, 10))
+    fields["Seq"] = 11
+    added = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    prev = log.head()[1]
+    sql(log, "INSERT INTO entries VALUES (11, ?, 'SearchFacesByImage', 'user1', 'suspects', 'K-10', ?, ?, ?)",
+        (fields["Started"], added, prev, link(prev, added)))
+    assert problems(log) == [(11, "bad-signature")]
+
+
+def test_seals_are_checked_against_the_offline_key(log, tmp_path):
+    mine, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    head = log.latest_head()
+    seals = tmp_path / "seals.jsonl"
+    write_seal(seals, make_seal(head.seq, head.hash, head.time, head.signature, log.signer.public, theirs, T0))
+    assert problems(log, seals=seals) == []  # whole, but whose?
+    assert problems(log, seals=seals, offline_public_key=mine.public_key()) == [(10, "bad-signature")]
+    seals.write_text(seals.read_text().replace('"Seq":10', '"Seq":9') + "not json\n")
+    assert problems(log, seals=seals) == [(9, "bad-signature"), (None, "bad-signature")]
+
+
+def test_prune_keeps_the_retention_and_leaves_a_signed_marker(tmp_path):
+    now = T0 + 400 * DAY
+    log = AuditLog(tmp_path / "audit", clock=lambda: now)
+    log.append_many([entry(n, started=T0) for n in range(1, 6)] + [entry(n, started=now - 10 * DAY)
+                                                                    for n in range(6, 9)])
+    with pytest.raises(InvalidParameterException, match="at least 183 days"):
+        prune(log, 30)
+    result = prune(log, 200)
+    assert (result["Pruned"], result["FirstSeq"], result["LastSeq"], result["MarkerSeq"]) == (5, 1, 5, 9)
+    assert log.first_seq() == 6 and log.get(9).entry.operation == "Prune"
+    assert verify(log).ok
+    assert prune(log, 200)["Pruned"] == 0
+    assert b"face-3" not in (tmp_path / "audit" / "audit.db").read_bytes()  # secure_delete, WAL emptied
+    details = json.loads(body(log, 9))["Details"]
+    forged = dict(details, Signature="00" * 64)
+    changed = body(log, 9).replace(details["Signature"], forged["Signature"])
+    sql(log, "UPDATE entries SET body = ?, hash = ? WHERE seq = 9", (changed, link(log.get(9).prev_hash, changed)))
+    assert (9, "bad-signature") in problems(log)
+
+
+def test_a_cut_start_without_a_marker_is_missing(log):
+    sql(log, "DELETE FROM entries WHERE seq <= 3")
+    assert problems(log) == [(1, "missing")]
+
+
+def test_many_problems_are_counted_past_the_list(tmp_path):
+    log = AuditLog(tmp_path / "audit")
+    log.append_many(entry(n) for n in range(1, HEAD_EVERY + 1))
+    sql(log, "UPDATE entries SET actor = 'x'")
+    report = verify(log, max_problems=10)
+    assert len(report.problems) == 10 and report.more_problems == HEAD_EVERY - 10 and not report.ok
