@@ -1,0 +1,179 @@
+"""Probe quality: 1:N rank-1 on LFW against the probe face's width, probes degraded as CCTV stills.
+
+Run: python benchmarks/probe_quality.py [--profiles fast,accurate] [--widths 20,24,...] [--max-probes N]
+     [--workers 2] [--write]
+
+Per profile: the first photo of every LFW View 1 (dev) person is enrolled (the face nearest the
+centre, LFW's protocol; people with one photo are distractors), and every other photo of a person
+with two or more is a mated probe, searched undegraded (the baseline) and degraded as a
+surveillance still would be: scaled so that its face (the detector's width on the original) is W
+px wide, Gaussian blur of radius 0.6 at that size, JPEG quality 30, scaled back up to the original
+size. The probe is searched as SearchFacesByImage does: its largest face, found and embedded by the
+profile's engine (``Faceprint.analyze``); a probe with no face found is a miss. Search is exact (the
+probe's vector against every enrolled vector, no index): rank-1 = the best-scoring enrolled face is
+the same person, at any score. ``--max-probes`` keeps a fixed pseudo-random subset (by a hash of
+the file name). ``--write`` stores each profile's curve in src/faceprint/models/probe_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lfw_data import LFW, centre_face, embed_all, map_images  # noqa: E402
+
+CURVE_FILE = Path(__file__).resolve().parent.parent / "src" / "faceprint" / "models" / "probe_quality.json"
+WIDTHS = (20, 24, 28, 32, 40, 48, 64, 80, 110)
+BLUR_RADIUS = 0.6
+JPEG_QUALITY = 30
+
+
+def gallery_and_probes(max_probes: int | None) -> tuple[list[Path], list[Path]]:
+    folders = sorted(p for p in (LFW / "images").iterdir() if p.is_dir())
+    gallery, probes = [], []
+    for folder in folders:
+        photos = sorted(folder.glob("*.jpg"))
+        gallery.append(photos[0])
+        probes += photos[1:]
+    if max_probes is not None and max_probes < len(probes):
+        probes = sorted(sorted(probes, key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())[:max_probes])
+    return gallery, probes
+
+
+def degrade(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """A CCTV still of ``rgb``: scaled by ``scale``, blurred, JPEG q30, scaled back up."""
+    from PIL import Image, ImageFilter
+
+    image = Image.fromarray(rgb)
+    w, h = image.size
+    small = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
+    small = small.filter(ImageFilter.GaussianBlur(BLUR_RADIUS))
+    buffer = io.BytesIO()
+    small.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    small = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC))
+
+
+def search_view(fp, rgb: np.ndarray) -> tuple[np.ndarray | None, float, int]:
+    """(vector of the largest face or None, its sharpness, its width) as SearchFacesByImage sees it."""
+    from faceprint.probes import face_sharpness
+
+    analysis = fp.analyze(rgb, max_faces=1)
+    if not analysis.faces:
+        return None, float("nan"), 0
+    face = analysis.faces[0]
+    return (analysis.vectors[0], face_sharpness(analysis.image.bgr, face.box_px),
+            int(round(float(face.box_px[2]) * face.reduced_by)))
+
+
+def probe_views(fp, path: Path, widths: tuple[int, ...]) -> dict | None:
+    """Every view of one probe: {W or 0 (baseline): (vector, sharpness, width)}; None when the
+    original shows no face (its width is unknown)."""
+    image, face = centre_face(fp, path)
+    if face is None:
+        return None
+    original_width = float(face.boxes[0][2])
+    views = {0: search_view(fp, image.rgb)}
+    for width in widths:
+        views[width] = search_view(fp, degrade(image.rgb, width / original_width))
+    views["original_width"] = original_width
+    return views
+
+
+def measure(profile: str, gallery: list[Path], probes: list[Path], widths: tuple[int, ...],
+            workers: int) -> dict:
+    started = time.perf_counter()
+    enrolled = {p: v for p, v in embed_all(profile, gallery, workers).items() if v is not None}
+    names = np.array([p.parent.name for p in enrolled])
+    matrix = np.stack(list(enrolled.values())).astype(np.float32)
+    views = map_images(functools.partial(probe_views, widths=widths), profile, probes, workers)
+    usable = {p: v for p, v in views.items() if v is not None}
+    out = {"gallery": len(enrolled), "gallery_no_face": len(gallery) - len(enrolled), "probes": len(usable),
+           "probes_no_face": len(probes) - len(usable),
+           "original_width_median": float(np.median([v["original_width"] for v in usable.values()])),
+           "conditions": {}}
+    for key in (0, *widths):
+        hits, sharp, no_face = [], [], 0
+        for path, view in usable.items():
+            vector, sharpness, _ = view[key]
+            if vector is None:
+                no_face += 1
+                hits.append(False)
+                continue
+            sharp.append(sharpness)
+            hits.append(bool(names[int(np.argmax(matrix @ vector))] == path.parent.name))
+        out["conditions"][key] = {"rank1": 100.0 * float(np.mean(hits)), "no_face": no_face,
+                                  "sharpness": float(np.median(sharp)) if sharp else 0.0,
+                                  "sharpness_p10_p90": [float(np.percentile(sharp, q)) if sharp else 0.0
+                                                        for q in (10, 90)]}
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def print_table(profile: str, result: dict, widths: tuple[int, ...]) -> None:
+    base = result["conditions"][0]
+    print(f"\n## {profile}: {result['probes']} probes ({result['probes_no_face']} without a face on the original "
+          f"left out), {result['gallery']} enrolled, median original face width "
+          f"{result['original_width_median']:.0f} px, {result['seconds']:.0f} s")
+    print("\n| face width | rank-1 | ratio to undegraded | no face found | sharpness median (p10-p90) |")
+    print("|---|---|---|---|---|")
+    for key in (0, *widths):
+        c = result["conditions"][key]
+        label = "undegraded" if key == 0 else f"{key} px"
+        p10, p90 = c["sharpness_p10_p90"]
+        print(f"| {label} | {c['rank1']:.1f}% | {c['rank1'] / base['rank1']:.3f} | {c['no_face']} "
+              f"| {c['sharpness']:.1f} ({p10:.1f}-{p90:.1f}) |", flush=True)
+
+
+def write_curve(profile: str, result: dict, widths: tuple[int, ...], command: str) -> None:
+    data = json.loads(CURVE_FILE.read_text()) if CURVE_FILE.exists() else {}
+    conditions = result["conditions"]
+    data.setdefault("profiles", {})[profile] = {
+        "widths": list(widths),
+        "rank1": [round(conditions[w]["rank1"], 2) for w in widths],
+        "sharpness": [round(conditions[w]["sharpness"], 2) for w in widths],
+        "undegraded": {"rank1": round(conditions[0]["rank1"], 2), "sharpness": round(conditions[0]["sharpness"], 2),
+                       "face_width_median": round(result["original_width_median"], 1)},
+        "probes": result["probes"],
+        "gallery": result["gallery"],
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "command": command,
+    }
+    data["profiles"][profile].pop("source", None)
+    CURVE_FILE.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", default="fast,accurate")
+    parser.add_argument("--widths", default=",".join(map(str, WIDTHS)))
+    parser.add_argument("--max-probes", type=int, default=None, help="a fixed subset of the probes (default: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="store the curves in models/probe_quality.json")
+    args = parser.parse_args()
+    widths = tuple(sorted(int(w) for w in args.widths.split(",")))
+    gallery, probes = gallery_and_probes(args.max_probes)
+    print(f"# Probe quality on LFW View 1 (dev), {time.strftime('%Y-%m-%d')}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{len(gallery)} enrolled, {len(probes)} mated probes")
+    for profile in args.profiles.split(","):
+        result = measure(profile, gallery, probes, widths, args.workers)
+        print_table(profile, result, widths)
+        if args.write:
+            write_curve(profile, result, widths, "python benchmarks/probe_quality.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
