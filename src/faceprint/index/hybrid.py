@@ -37,6 +37,11 @@ TAIL_LIMIT = 10_000
 RETRAIN_GROWTH = 10
 """The codebooks are trained again once the collection is this many times the size they were
 trained at (so a collection grown live is not left with codebooks of its first faces)."""
+ERASE_RETRAIN_BELOW = EXACT_BELOW
+"""Codebooks trained on fewer faces than this are trained again (on the kept faces only) when removed
+faces are compacted away: with 16 centroids per 4 dimensions, a centroid trained on few faces can be
+one face's piece. Trained on more, a centroid is the mean of over a thousand faces' pieces on average;
+those codebooks are kept until the collection grows tenfold (``RETRAIN_GROWTH``)."""
 RERANK = 1000
 """Quantized candidates scored exactly per search (at least twice the faces asked for). At 1M
 faces 1000 finds the mate exact search finds for 0.9995 of probes; see docs/benchmarks.md."""
@@ -138,15 +143,20 @@ class CollectionIndex:
         return replace(state, quantized=quantized)
 
     def _compact(self, state: _State) -> _State:
-        """New arrays without the removed rows; the quantizer keeps its trained codebooks."""
+        """New arrays without the removed rows. Below ``exact_below`` faces the index is exact again
+        (no codebooks); codebooks trained on fewer than ``ERASE_RETRAIN_BELOW`` faces are trained
+        again on the kept faces (a centroid of so few may be a removed face's piece, or the mean of
+        a handful); larger ones keep theirs."""
         keep = np.flatnonzero(state.alive[: state.count])
         vectors = state.vectors[keep]
         fresh = _State(vectors, np.ones(len(keep), bool), [state.ids[i] for i in keep], len(keep))
-        if state.quantized is None or not len(keep):
+        if state.quantized is None or len(keep) < max(1, self.exact_below):
             return fresh
-        template = state.quantized.shards[0].index
+        template, trained_on = state.quantized.shards[0].index, state.quantized.trained_on
+        if trained_on < ERASE_RETRAIN_BELOW:
+            template, trained_on = pq.train(self.dim, vectors), len(keep)
         return replace(fresh, quantized=pq.build(template, vectors, np.arange(len(keep)), self.shards,
-                                                 trained_on=state.quantized.trained_on))
+                                                 trained_on=trained_on))
 
     # -- reads -------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, min_score: float) -> list[tuple[str, float]]:
