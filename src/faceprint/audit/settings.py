@@ -10,6 +10,7 @@ the row of a new collection (two-person rule from ``AuditSettings.two_person_def
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,24 @@ class SettingsStore:
             db.execute("INSERT OR REPLACE INTO collection_settings VALUES (?, ?, ?, ?)",
                        (collection_id, int(settings.two_person_rule), int(settings.keep_face_crops),
                         settings.face_retention_days))
+
+    def change(self, collection_id: str, update: Callable[[CollectionSettings], CollectionSettings],
+               record: Callable[[CollectionSettings, CollectionSettings], object]) -> tuple[CollectionSettings, bool]:
+        """Change the collection's settings to ``update(before)`` in one write transaction, calling
+        ``record(before, after)`` first where they differ (its audit entry: if it raises, nothing
+        changes). Answers the settings in force and whether they changed."""
+        with self.database.tx() as db:
+            row = db.execute("SELECT two_person_rule, keep_face_crops, face_retention_days FROM collection_settings"
+                             " WHERE collection_id = ?", (collection_id,)).fetchone()
+            before = settings_of(row) if row else CollectionSettings()
+            after = update(before).checked()
+            if after == before:
+                return before, False
+            record(before, after)
+            db.execute("INSERT OR REPLACE INTO collection_settings VALUES (?, ?, ?, ?)",
+                       (collection_id, int(after.two_person_rule), int(after.keep_face_crops),
+                        after.face_retention_days))
+        return after, True
 
     def drop(self, collection_id: str) -> None:
         """Forget the collection's settings (it was deleted); nothing if it had none."""
