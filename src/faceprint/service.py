@@ -580,14 +580,13 @@ class Faceprint:
         person = resolve(caller, purpose, case)
         started = time.time()
         self.collections.collection(collection_id)
-        before = self.settings_store.get(collection_id)
-        after = before.changed(two_person_rule, keep_face_crops, face_retention_days)
-        if after != before:
-            self.recorder.changed("CollectionSettingsChanged", person, collection_id, started=started,
-                                  details={"Before": before.to_json(), "After": after.to_json()})
-            self.settings_store.put(collection_id, after)
-            if after.two_person_rule != before.two_person_rule:
-                self.reviews.rule_changed(collection_id)
+        after, changed = self.settings_store.change(
+            collection_id, lambda before: before.changed(two_person_rule, keep_face_crops, face_retention_days),
+            lambda before, after: self.recorder.changed("CollectionSettingsChanged", person, collection_id,
+                                                        started=started, details={"Before": before.to_json(),
+                                                                                  "After": after.to_json()}))
+        if changed:
+            self.reviews.rule_changed(collection_id)
         return {"CollectionId": collection_id, **after.to_json()}
 
     # -- erasure and face retention (faceprint.erasure) --------------------------------------------
