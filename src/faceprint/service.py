@@ -72,8 +72,10 @@ from faceprint.users import Users
 
 if TYPE_CHECKING:
     from faceprint.audit.caller import Caller
+    from faceprint.audit.log import AuditFilter, AuditLog
     from faceprint.audit.review import Reviews
     from faceprint.audit.settings import SettingsStore
+    from faceprint.audit.verify import VerifyReport
     from faceprint.crops import CropStore
     from faceprint.streams.service import StreamProcessors, StreamSettings
     from faceprint.streams.types import (
@@ -503,6 +505,52 @@ class Faceprint:
         return self.streams.delete_stream_processor(name)
 
     # -- audit record (faceprint.audit: log, verify, export, report, retention) -------------------
+
+    @property
+    def audit_log(self) -> AuditLog:
+        """The audit log (``HOME/audit``: ``audit.db``, the online key, seals), opened on first use."""
+        log = self.__dict__.get("_audit_log")
+        if log is None:
+            with self._index_lock:
+                log = self.__dict__.get("_audit_log")
+                if log is None:
+                    from faceprint.audit.log import AuditLog
+
+                    log = self._audit_log = AuditLog(self.home / "audit", clock=time.time)
+        return log
+
+    def audit_entries(self, filters: AuditFilter | None = None, max_results: int = 100,
+                      next_token: str | None = None) -> dict[str, Any]:
+        """Audit entries matching ``filters`` in seq order, a page at a time: ``{"Entries": [...],
+        "NextToken"?}`` (the token is the last seq given)."""
+        from faceprint.audit.log import AuditFilter as Filter
+        from faceprint.audit.log import page_request
+
+        after, limit = page_request(max_results, next_token)
+        records = self.audit_log.query(filters or Filter(), after=after, limit=limit + 1)
+        out: dict[str, Any] = {"Entries": [r.to_json() for r in records[:limit]]}
+        if len(records) > limit:
+            out["NextToken"] = str(records[limit - 1].seq)
+        return out
+
+    def verify_audit(self, seals_file: str | os.PathLike | None = None,
+                     offline_public_key: str | os.PathLike | None = None) -> VerifyReport:
+        """Check the audit log: chain, signed heads, prune markers and seals (``seals_file``, default
+        ``HOME/audit/seals.jsonl``; offline signatures with the public key in ``offline_public_key``)."""
+        from faceprint.audit.signing import load_public
+        from faceprint.audit.verify import verify
+
+        try:
+            key = load_public(Path(offline_public_key)) if offline_public_key is not None else None
+        except (OSError, ValueError) as exc:
+            raise InvalidParameterException(f"{offline_public_key} is not an Ed25519 public key: {exc}") from None
+        return verify(self.audit_log, Path(seals_file) if seals_file is not None else None, key)
+
+    def audit_report(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """The accountability report of the entries started within [since, until] (epoch seconds)."""
+        from faceprint.audit.report import audit_report
+
+        return audit_report(self.audit_log, since, until)
 
     # -- review and collection settings (faceprint.audit.review, faceprint.audit.settings) -------
 

@@ -1,0 +1,107 @@
+"""``faceprint audit ...``: keygen, seal, verify (exit status 1 on tampering), export, report, prune."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import stat
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from faceprint.audit.caller import Caller
+from faceprint.audit.log import AuditLog, Entry
+from faceprint.cli import main
+
+T0 = 1_800_000_000.0
+
+
+def faceprint(capsys, home: Path, *args: str) -> tuple[int, str, str]:
+    status = main(["--home", str(home), *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    log = AuditLog(tmp_path / "home" / "audit")
+    log.append(Entry("SearchFacesByImage", Caller("analyst", "key", "AKIA1", purpose="=HYPERLINK(\"x\")",
+                                                       case="K-1"), T0, T0 + 0.2, "suspects", 10, 80.0, 1e-5,
+                     "ab" * 32, {"FaceWidth": 30}, True, ({"FaceId": "f1", "Similarity": 90.0},)))
+    log.append(Entry("IndexFaces", Caller("clerk"), T0 + 60, T0 + 61, "suspects", details={"FaceIds": ["f1"]}))
+    log.append(Entry("ReviewDecision", Caller("rev1", "console"), T0 + 120, T0 + 120, "suspects",
+                     details={"SearchId": 1, "FaceId": "f1", "Decision": "CONFIRMED", "Status": "awaiting-second"}))
+    log.append(Entry("ReviewDecision", Caller("rev2", "console"), T0 + 180, T0 + 180, "suspects",
+                     details={"SearchId": 1, "FaceId": "f1", "Decision": "CONFIRMED", "Status": "confirmed"}))
+    log.close()
+    return tmp_path / "home"
+
+
+def test_keygen_seal_and_verify(capsys, home, tmp_path):
+    key = tmp_path / "offline" / "seal.pem"
+    key.parent.mkdir()
+    status, out, _ = faceprint(capsys, home, "audit", "keygen", "--out", str(key))
+    made = json.loads(out)
+    assert status == 0 and len(made["PublicKey"]) == 64 and stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert faceprint(capsys, home, "audit", "keygen", "--out", str(key))[0] == 1  # never overwritten
+
+    status, out, _ = faceprint(capsys, home, "audit", "seal", "--offline-key", str(key))
+    seal = json.loads(out)
+    assert status == 0 and seal["Seq"] == 4 and seal["OfflinePublicKey"] == made["PublicKey"]
+    assert json.loads((home / "audit" / "seals.jsonl").read_text()) == seal
+
+    status, out, _ = faceprint(capsys, home, "audit", "verify", "--offline-public-key", f"{key}.pub")
+    report = json.loads(out)
+    assert status == 0 and report["Ok"] and report["SealedThrough"] == 4 and report["Entries"] == 4
+
+    with closing(sqlite3.connect(home / "audit" / "audit.db")) as db, db:
+        db.execute("UPDATE entries SET body = replace(body, '\"clerk\"', '\"nobody\"') WHERE seq = 2")
+    status, out, _ = faceprint(capsys, home, "audit", "verify")
+    report = json.loads(out)
+    assert status == 1 and not report["Ok"] and [(p["Seq"], p["Kind"]) for p in report["Problems"]] == [(2, "edited")]
+
+    status, out, err = faceprint(capsys, home, "audit", "seal", "--offline-key", str(key))
+    assert status == 1 and "not sealed" in err and len((home / "audit" / "seals.jsonl").read_text().splitlines()) == 1
+    status, _, err = faceprint(capsys, home, "audit", "seal", "--offline-key", str(home / "audit" / "audit.db"))
+    assert status == 1 and "not an Ed25519 private key" in json.loads(err)["Message"]
+
+
+def test_export_jsonl_and_csv_with_filters(capsys, home, tmp_path):
+    status, out, _ = faceprint(capsys, home, "audit", "export", "--operation", "ReviewDecision")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and [r["Seq"] for r in lines] == [3, 4] and lines[0]["Details"]["Decision"] == "CONFIRMED"
+    status, out, _ = faceprint(capsys, home, "audit", "export", "--since", "2027-01-15T08:01:00Z", "--until",
+                               str(T0 + 120), "--format", "csv")
+    assert status == 0 and [row["Seq"] for row in csv.DictReader(io.StringIO(out))] == ["2", "3"]
+
+    target = tmp_path / "out.csv"
+    status, out, _ = faceprint(capsys, home, "audit", "export", "--format", "csv", "--case", "K-1", "--out",
+                               str(target))
+    assert status == 0 and json.loads(out)["Exported"] == 1 and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    row, = csv.DictReader(io.StringIO(target.read_text()))
+    assert row["Purpose"] == "'=HYPERLINK(\"x\")"  # no formula for the spreadsheet
+    assert row["LowQuality"] == "True" and json.loads(row["Candidates"]) == [{"FaceId": "f1", "Similarity": 90.0}]
+    assert row["Started"] == "2027-01-15T08:00:00.000Z" and row["Actor"] == "analyst"
+
+    status, _, err = faceprint(capsys, home, "audit", "export", "--since", "last tuesday")
+    assert status == 1 and json.loads(err)["__type"] == "InvalidParameterException"
+
+
+def test_report_and_prune(capsys, home):
+    status, out, _ = faceprint(capsys, home, "audit", "report")
+    report = json.loads(out)
+    assert status == 0 and report["Totals"]["Searches"] == 1 and report["Totals"]["LowQualitySearches"] == 1
+    assert report["Reviews"] == {"Decisions": {"CONFIRMED": 2}, "Candidates": {"confirmed": 1},
+                                 "CandidatesReviewed": 1}
+    assert [a["Actor"] for a in report["ByActor"]] == ["analyst", "clerk", "rev1", "rev2"]
+    status, out, _ = faceprint(capsys, home, "audit", "report", "--since", "2027-01-15T08:00:30Z")
+    assert json.loads(out)["Totals"]["Searches"] == 0
+
+    status, _, err = faceprint(capsys, home, "audit", "prune", "--older-than-days", "30")
+    assert status == 1 and "at least 183 days" in json.loads(err)["Message"]
+    status, out, _ = faceprint(capsys, home, "audit", "prune", "--older-than-days", "200")
+    assert status == 0 and json.loads(out)["Pruned"] == 0  # T0 is in 2027: nothing is that old
