@@ -159,6 +159,12 @@ def _keys_commands(sub: Any) -> None:
     p.add_argument("--collections", metavar="PAT,PAT", help="collection id patterns, e.g. 'team-a-*' (default: all)")
     _expiry_arguments(p, "(default: never)")
     _rate_arguments(p)
+    p.add_argument("--purpose", help="what its searches are for, recorded in their audit entries unless a request "
+                   "declares another (X-Faceprint-Purpose)")
+    p.add_argument("--require-case", action="store_true", help="its searches must give a case reference "
+                   "(X-Faceprint-Case), else AccessDeniedException")
+    p.add_argument("--refuse-low-quality", action="store_true", help="refuse its searches whose probe is under "
+                   "the quality floor (InvalidParameterException)")
     command("list", "the keys (without their secrets)")
     p = command("delete", "delete a key; requests signed with it are refused from then on")
     p.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
@@ -175,6 +181,13 @@ def _keys_commands(sub: Any) -> None:
     when.add_argument("--no-expiry", action="store_true", help="the key never expires")
     rate = _rate_arguments(p)
     rate.add_argument("--no-rate", action="store_true", help="remove the key's rate limit")
+    purpose = p.add_mutually_exclusive_group()
+    purpose.add_argument("--purpose", help="what its searches are for")
+    purpose.add_argument("--no-purpose", action="store_true", help="remove the key's purpose")
+    p.add_argument("--require-case", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether its searches must give a case reference")
+    p.add_argument("--refuse-low-quality", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether its searches with a low-quality probe are refused")
 
 
 def _expiry_arguments(p: argparse.ArgumentParser, what: str) -> Any:
@@ -203,13 +216,16 @@ def _keys(args: argparse.Namespace) -> Any:
     def split(value: str | None) -> list[str] | None:
         return None if value is None else value.split(",")
 
-    store = KeyStore(Path(args.home) if args.home else default_home())
+    home = Path(args.home) if args.home else default_home()
+    store = KeyStore(home, on_change=_keys_audit(home))
     if args.keys_command == "create":
         if args.burst is not None and args.rate is None:
             raise InvalidParameterException("--burst needs --rate.")
         return store.create(args.name, split(args.operations), split(args.collections),
                             expiration=expiration_from(args.expires_in, args.expires_at),
-                            rate_limit=None if args.rate is None else RateLimit.of(args.rate, args.burst)).to_iam_dict()
+                            rate_limit=None if args.rate is None else RateLimit.of(args.rate, args.burst),
+                            purpose=args.purpose, require_case=args.require_case,
+                            refuse_low_quality=args.refuse_low_quality).to_iam_dict()
     if args.keys_command == "list":
         return {"AccessKeyMetadata": [key.metadata() for key in store.list()]}
     if args.keys_command == "rotate":
@@ -239,10 +255,35 @@ def _update_key(store: Any, args: argparse.Namespace) -> None:
         raise ResourceNotFoundException(f"The access key with id {args.access_key_id} cannot be found.")
     if args.rate is not None or args.burst is not None:
         rate_limit = RateLimit.changed(key.rate_limit, args.rate, args.burst)
-    if args.status is None and expiration is KEEP and rate_limit is KEEP:
+    duties = {name: value for name, value in (("purpose", None if args.no_purpose else args.purpose),
+                                              ("require_case", args.require_case),
+                                              ("refuse_low_quality", args.refuse_low_quality))
+              if value is not None or (name == "purpose" and args.no_purpose)}
+    if args.status is None and expiration is KEEP and rate_limit is KEEP and not duties:
         raise InvalidParameterException("Nothing to update: give --status, --expires-in, --expires-at, --no-expiry, "
-                                        "--rate, --burst or --no-rate.")
-    store.update(args.access_key_id, status=args.status, expiration=expiration, rate_limit=rate_limit)
+                                        "--rate, --burst, --no-rate, --purpose, --no-purpose, --[no-]require-case "
+                                        "or --[no-]refuse-low-quality.")
+    store.update(args.access_key_id, status=args.status, expiration=expiration, rate_limit=rate_limit, **duties)
+
+
+def _keys_audit(home: Any) -> Any:
+    """What records each key change in the home's audit log (``HOME/audit``), as the OS user running
+    the command: a change whose entry cannot be written is not made."""
+    import time
+
+    def record(operation: str, key: Any, details: dict[str, Any]) -> None:
+        from faceprint.audit.caller import os_caller
+        from faceprint.audit.log import AuditLog, Entry
+
+        now = time.time()
+        log = AuditLog(home / "audit")
+        try:
+            log.append(Entry(operation, os_caller(), now, now, details={
+                "AccessKeyId": key.access_key_id, "UserName": key.user_name, **details}))
+        finally:
+            log.close()
+
+    return record
 
 
 def _serve_command(sub: Any) -> None:

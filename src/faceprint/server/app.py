@@ -300,7 +300,8 @@ def _respond(state: _State, request: Request, outcome: Outcome, data: bytes, clo
              bytes_in: int, extra: dict[str, str] | None = None) -> Response:
     """The HTTP answer, logged."""
     request_id = str(uuid.uuid4())
-    headers = response_headers(request_id, len(data)) | ({"connection": "close"} if close else {}) | (extra or {})
+    headers = (response_headers(request_id, len(data)) | ({"connection": "close"} if close else {}) | (extra or {})
+               | outcome.reply.headers)  # X-Faceprint-Audit-Id, X-Faceprint-Probe-*
     _log(state, request, request_id, outcome, seconds, bytes_in, len(data))
     return Response(data, status_code=outcome.reply.status, headers=headers)
 

@@ -34,6 +34,8 @@ MAX_PRESIGNED_EXPIRES = 7 * 24 * 3600
 """A presigned URL lives at most 7 days (``X-Amz-Expires`` 604800), as AWS has it."""
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+ACCOUNTABILITY_HEADERS = {"x-faceprint-case": "X-Faceprint-Case", "x-faceprint-purpose": "X-Faceprint-Purpose"}
+"""Request headers that name the case and purpose recorded in the audit log: they must be signed."""
 PRESIGN_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
                   "X-Amz-Signature")
 
@@ -311,6 +313,13 @@ def _check_signed_headers(auth: _Authorization, headers: Mapping[str, str]) -> N
     # or a captured request could be replayed as another operation.
     if "x-amz-target" in headers and "x-amz-target" not in auth.signed_headers:
         raise _incomplete("'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.")
+    # The case reference and purpose go into the audit record: unsigned, anyone on the path could change them.
+    for name, shown in ACCOUNTABILITY_HEADERS.items():
+        if name in headers and name not in auth.signed_headers:
+            raise AuthError("AccessDeniedException",
+                            f"The {shown} header is not covered by the request's signature: add it before the "
+                            f"request is signed (a boto3 'before-sign' hook, faceprint.client.with_case), so that "
+                            "it is one of the Authorization's SignedHeaders.")
 
 
 def canonical_request(method: str, path: str, query: str, headers: Mapping[str, str],

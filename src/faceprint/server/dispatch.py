@@ -8,6 +8,11 @@ Videos arrive as ``Video.S3Object`` only, passed on as ``{"S3Object": ...}``: th
 (:mod:`faceprint.video.service`) measure and copy the object through the same Buckets.
 Stream processors (:mod:`faceprint.streams.service`) are only read and written in the processor
 store here; the home's stream host runs them.
+
+The operations that identify or enrol (:data:`AUDITED`) are called with the request's
+``caller`` (who, why, which case) so that their audit entry names it; their answer carries the
+entry's sequence number in ``X-Faceprint-Audit-Id`` and, for a search by image, the probe's
+quality in ``X-Faceprint-Probe-*`` headers (Rekognition's JSON has no place for either).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from faceprint.imaging import DecodedImage, ImageLimits, load_image
 from faceprint.text import parse_filters
 
 if TYPE_CHECKING:
+    from faceprint.audit.caller import Caller
     from faceprint.server.s3 import Buckets
     from faceprint.service import Faceprint
 
+AUDIT_ID_HEADER = "X-Faceprint-Audit-Id"
 S3_MAX_BYTES = 15 * 1024 * 1024
 """Rekognition reads images of up to 15 MB from S3 (5 MB as bytes)."""
 
@@ -38,6 +45,24 @@ class Call:
     buckets: Buckets | None = None
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The request body as sent (for faceprint's extensions, which the model's validation drops)."""
+    caller: Caller | None = None
+    """Who makes the request (the signing key, the case and purpose headers), for the audit record."""
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    """faceprint's reply headers, set by :meth:`answer`."""
+
+    def audited(self) -> dict[str, Any]:
+        """The keyword arguments that name the caller to an audited Faceprint method."""
+        return {"caller": self.caller}
+
+    def answer(self, result: Any) -> dict[str, Any]:
+        """``result.to_dict()``, its audit entry's id and probe quality set aside as reply headers."""
+        audit_id = getattr(result, "audit_id", None)
+        if audit_id is not None:
+            self.headers[AUDIT_ID_HEADER] = str(audit_id)
+        probe = getattr(result, "probe", None)
+        if probe is not None:
+            self.headers.update(probe.headers())
+        return result.to_dict()
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.params.get(name)
@@ -92,8 +117,9 @@ def _detect_faces(c: Call) -> dict[str, Any]:
 
 
 def _compare_faces(c: Call) -> dict[str, Any]:
-    return c.fp.compare_faces(c.image("SourceImage"), c.image("TargetImage"), c.get("SimilarityThreshold", 80.0),
-                              c.get("QualityFilter", "NONE")).to_dict()
+    return c.answer(c.fp.compare_faces(c.image("SourceImage"), c.image("TargetImage"),
+                                       c.get("SimilarityThreshold", 80.0), c.get("QualityFilter", "NONE"),
+                                       **c.audited()))
 
 
 def _detect_text(c: Call) -> dict[str, Any]:
@@ -109,9 +135,9 @@ def _create_collection(c: Call) -> dict[str, Any]:
 
 
 def _index_faces(c: Call) -> dict[str, Any]:
-    return c.fp.index_faces(c.params["CollectionId"], c.image(), c.get("ExternalImageId"),
-                            c.get("DetectionAttributes", []), c.get("MaxFaces"),
-                            c.get("QualityFilter", "AUTO")).to_dict()
+    return c.answer(c.fp.index_faces(c.params["CollectionId"], c.image(), c.get("ExternalImageId"),
+                                     c.get("DetectionAttributes", []), c.get("MaxFaces"),
+                                     c.get("QualityFilter", "AUTO"), **c.audited()))
 
 
 def _list_faces(c: Call) -> dict[str, Any]:
@@ -120,13 +146,14 @@ def _list_faces(c: Call) -> dict[str, Any]:
 
 
 def _search_faces(c: Call) -> dict[str, Any]:
-    return c.fp.search_faces(c.params["CollectionId"], c.params["FaceId"], c.get("MaxFaces", 80),
-                             c.get("FaceMatchThreshold", 80.0)).to_dict()
+    return c.answer(c.fp.search_faces(c.params["CollectionId"], c.params["FaceId"], c.get("MaxFaces", 80),
+                                      c.get("FaceMatchThreshold", 80.0), **c.audited()))
 
 
 def _search_faces_by_image(c: Call) -> dict[str, Any]:
-    return c.fp.search_faces_by_image(c.params["CollectionId"], c.image(), c.get("MaxFaces", 80),
-                                      c.get("FaceMatchThreshold", 80.0), c.get("QualityFilter", "NONE")).to_dict()
+    return c.answer(c.fp.search_faces_by_image(c.params["CollectionId"], c.image(), c.get("MaxFaces", 80),
+                                               c.get("FaceMatchThreshold", 80.0), c.get("QualityFilter", "NONE"),
+                                               **c.audited()))
 
 
 def _associate_faces(c: Call) -> dict[str, Any]:
@@ -140,18 +167,19 @@ def _disassociate_faces(c: Call) -> dict[str, Any]:
 
 
 def _search_users(c: Call) -> dict[str, Any]:
-    return c.fp.search_users(c.params["CollectionId"], c.get("UserId"), c.get("FaceId"),
-                             c.get("UserMatchThreshold", 80.0), c.get("MaxUsers", 100)).to_dict()
+    return c.answer(c.fp.search_users(c.params["CollectionId"], c.get("UserId"), c.get("FaceId"),
+                                      c.get("UserMatchThreshold", 80.0), c.get("MaxUsers", 100), **c.audited()))
 
 
 def _search_users_by_image(c: Call) -> dict[str, Any]:
-    return c.fp.search_users_by_image(c.params["CollectionId"], c.image(), c.get("UserMatchThreshold", 80.0),
-                                      c.get("MaxUsers", 100), c.get("QualityFilter", "NONE")).to_dict()
+    return c.answer(c.fp.search_users_by_image(c.params["CollectionId"], c.image(),
+                                               c.get("UserMatchThreshold", 80.0), c.get("MaxUsers", 100),
+                                               c.get("QualityFilter", "NONE"), **c.audited()))
 
 
 def _start_face_search(c: Call) -> dict[str, Any]:
-    return c.fp.start_face_search(c.video(), c.params["CollectionId"], c.params.get("FaceMatchThreshold"),
-                                  **c.job()).to_dict()
+    return c.answer(c.fp.start_face_search(c.video(), c.params["CollectionId"], c.params.get("FaceMatchThreshold"),
+                                           **c.job(), **c.audited()))
 
 
 def _start_face_detection(c: Call) -> dict[str, Any]:
@@ -231,10 +259,11 @@ SERVED: dict[str, Handler] = {
     "CreateCollection": _create_collection,
     "DescribeCollection": lambda c: c.fp.describe_collection(c.params["CollectionId"]).to_dict(),
     "ListCollections": lambda c: c.fp.list_collections(c.get("MaxResults", 1000), c.get("NextToken")).to_dict(),
-    "DeleteCollection": lambda c: c.fp.delete_collection(c.params["CollectionId"]).to_dict(),
+    "DeleteCollection": lambda c: c.answer(c.fp.delete_collection(c.params["CollectionId"], **c.audited())),
     "IndexFaces": _index_faces,
     "ListFaces": _list_faces,
-    "DeleteFaces": lambda c: c.fp.delete_faces(c.params["CollectionId"], c.params["FaceIds"]).to_dict(),
+    "DeleteFaces": lambda c: c.answer(c.fp.delete_faces(c.params["CollectionId"], c.params["FaceIds"],
+                                                        **c.audited())),
     "SearchFaces": _search_faces,
     "SearchFacesByImage": _search_faces_by_image,
     "CreateUser": lambda c: c.fp.create_user(c.params["CollectionId"], c.params["UserId"],
@@ -251,6 +280,10 @@ SERVED: dict[str, Handler] = {
     **STREAM_OPERATIONS,
 }
 """Every operation of the Python API, by Rekognition name."""
+
+AUDITED = frozenset({"CompareFaces", "IndexFaces", "DeleteFaces", "DeleteCollection", "SearchFaces",
+                     "SearchFacesByImage", "SearchUsers", "SearchUsersByImage", "StartFaceSearch"})
+"""The operations whose Faceprint method records an audit entry (called with the request's caller)."""
 
 NOT_SUPPORTED_MEMBERS: dict[str, tuple[str, ...]] = {"CreateCollection": ("Tags",)}
 """Request members of served operations that faceprint refuses (documented in docs/operations.md)."""

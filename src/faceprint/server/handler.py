@@ -1,27 +1,38 @@
 """One Rekognition request from bytes to answer, synchronously (the app runs it on a worker
 thread): verify the signature, find the operation, parse and authorize, validate against the
 model, call Faceprint, and turn every failure into an AWS JSON error.
+
+Requests name a Rekognition operation (``RekognitionService.<Op>``) or one of faceprint's own
+(``FaceprintService.<Op>``: review, collection settings, audit, erasure; :mod:`.faceprint_ops`),
+each validated against its service model. Every request has a :class:`Caller` for the audit
+record: the signing key's name, purpose and requirements, with the request's case reference and
+purpose from ``X-Faceprint-Case`` / ``X-Faceprint-Purpose`` (percent-encoded UTF-8, signed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from faceprint.audit.caller import Caller
 from faceprint.errors import FaceprintError
 from faceprint.server.auth import AccessKey, authorize, precheck, verify
 from faceprint.server.dispatch import SERVED, Call
+from faceprint.server.faceprint_ops import FACEPRINT_SERVED, collection_scope
 from faceprint.server.model import ServiceModel
 from faceprint.server.protocol import (
     Reply,
     UnsupportedOperationException,
     check_content_type,
+    declared,
     error_reply,
     internal_error_reply,
     operation_of,
     parse_body,
+    target_of,
 )
 from faceprint.server.ratelimit import RateLimiter
 from faceprint.server.validation import Validator
@@ -73,14 +84,17 @@ class RekognitionHandler:
     buckets: Buckets | None = None
     model: ServiceModel = field(default_factory=ServiceModel)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    own_model: ServiceModel = field(default_factory=ServiceModel.faceprint)
+    """faceprint's own operations (``FaceprintService``)."""
 
     def __post_init__(self) -> None:
         self.validator = Validator(self.model, self.fp.limits.max_bytes)
+        self.own_validator = Validator(self.own_model)
 
     def operation(self, target: str | None) -> str | None:
         """The operation a target names, or None (for metrics before the request is handled)."""
         try:
-            return operation_of(target, self.model)
+            return operation_of(target, self.model, self.own_model)
         except FaceprintError:
             return None
 
@@ -120,7 +134,7 @@ class RekognitionHandler:
         """Answer ``request``, verifying its signature first unless ``signed`` says it was."""
         outcome = Outcome(Reply(200, {}))
         try:
-            outcome.reply = Reply(200, self._handle(request, outcome, signed))
+            outcome.reply = self._handle(request, outcome, signed)
         except FaceprintError as exc:  # AuthError included
             outcome.reply = error_reply(exc, self.model)
         except Exception as exc:  # a bug: never a traceback on the wire
@@ -128,31 +142,39 @@ class RekognitionHandler:
             outcome.reply = internal_error_reply(type(exc).__name__)
         return outcome
 
-    def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> dict[str, Any]:
+    def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> Reply:
         if signed is None and self.keys is not None:
             signed = Signed(self._verified(request, self.keys, outcome))
         key = signed.key if signed is not None else None
         if key is not None:
             outcome.key_id = key.access_key_id
-        operation = outcome.operation = operation_of(request.headers.get("x-amz-target"), self.model)
-        if operation not in SERVED:
+        model, operation = target_of(request.headers.get("x-amz-target"), self.model, self.own_model)
+        outcome.operation = operation
+        own = model is self.own_model
+        served = FACEPRINT_SERVED if own else SERVED
+        if operation not in served:
             raise UnsupportedOperationException(
                 f"faceprint does not serve the Rekognition operation {operation}; it serves "
                 f"{', '.join(sorted(SERVED))} (see docs/operations.md).")
+        caller = caller_of(key, request.headers)  # a bad case or purpose header is refused before the body is parsed
         check_content_type(request.headers.get("content-type"))
         body = parse_body(request.body)
-        collection = self._collection(operation, body, key)
+        collection = collection_scope(self.fp, operation, body, key) if own else self._collection(operation, body, key)
         if isinstance(collection, str):
             outcome.collection_id = collection[:255]
         if key is not None:
             authorize(key, operation, outcome.collection_id)
-        shape = self.model.input_shape(operation)
-        params = self.validator.validate(shape, body) if shape else {}
+        shape = model.input_shape(operation)
+        params = (self.own_validator if own else self.validator).validate(shape, body) if shape else {}
         if operation == "ListCollections" and key is not None and key.policy.collections is not None:
-            return visible_collections(self.fp, key, params.get("MaxResults", 1000), params.get("NextToken"))
+            return Reply(200, visible_collections(self.fp, key, params.get("MaxResults", 1000),
+                                                  params.get("NextToken")))
         if operation == "ListStreamProcessors" and key is not None and key.policy.collections is not None:
-            return visible_processors(self.fp, key, params.get("MaxResults", 1000), params.get("NextToken"))
-        return SERVED[operation](Call(self.fp, params, self.buckets, body))
+            return Reply(200, visible_processors(self.fp, key, params.get("MaxResults", 1000),
+                                                 params.get("NextToken")))
+        call = Call(self.fp, params, self.buckets, body, caller)
+        answer = served[operation](call)
+        return Reply(200, answer, call.headers)
 
     def _collection(self, operation: str, body: Any, key: AccessKey | None) -> Any:
         """The collection a request acts on, for the key's policy and the access log: its
@@ -170,6 +192,21 @@ class RekognitionHandler:
         if operation == "GetFaceSearch" and restricted:
             return self.fp.video.collection_of(body.get("JobId"))
         return body.get("CollectionId")
+
+
+def caller_of(key: AccessKey | None, headers: Mapping[str, str]) -> Caller:
+    """Who makes this request, for the audit record: the key's name and id, its purpose unless
+    ``X-Faceprint-Purpose`` gives another, ``X-Faceprint-Case``, and the key's requirements (a
+    required case is checked by the audited operations themselves, not here: a key that must give
+    a case may still list its collections without one). Without authentication: ``anonymous``."""
+    purpose, case = declared(headers)
+    if key is None:
+        caller = Caller("anonymous", "key", purpose=purpose, case=case)
+    else:
+        caller = Caller(key.user_name, "key", key.access_key_id, purpose=purpose or key.purpose, case=case,
+                        require_case=key.require_case, refuse_low_quality=key.refuse_low_quality)
+    dataclasses.replace(caller, require_case=False).checked()  # sizes and characters only
+    return caller
 
 
 PROCESSOR_OPERATIONS = frozenset({"DescribeStreamProcessor", "StartStreamProcessor", "StopStreamProcessor",

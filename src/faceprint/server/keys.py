@@ -6,8 +6,11 @@ process: :meth:`KeyStore.get` reloads the file when it changes on disk.
 
 A key may expire (``Expiration``), be rotated (a new key with the same name, policy and rate
 limit, while the old one expires after a grace period) and carry a request rate limit
-(:class:`~faceprint.server.ratelimit.RateLimit`). Files written before these existed load as
-keys that never expire and have no limit.
+(:class:`~faceprint.server.ratelimit.RateLimit`). A key also says what it is for: its ``purpose``
+(recorded in the audit entry of each search it makes unless the request declares another),
+whether its searches must give a case reference (``require_case``), and whether a search with a
+low-quality probe is refused (``refuse_low_quality``). Files written before these existed load as
+keys that never expire, have no limit, no purpose and neither requirement.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,6 +110,12 @@ class AccessKey:
     rate_limit: RateLimit | None = None
     rotated_to: str | None = None
     """The id of the key that replaced this one by :meth:`KeyStore.rotate`."""
+    purpose: str | None = None
+    """What the key's searches are for (the audit entries' purpose, unless a request says another)."""
+    require_case: bool = False
+    """Its audited operations must give a case reference (``X-Faceprint-Case``), else AccessDeniedException."""
+    refuse_low_quality: bool = False
+    """Its searches with a probe under the quality floor are refused (InvalidParameterException)."""
 
     def expired(self, now: datetime) -> bool:
         return self.expiration is not None and now >= self.expiration
@@ -125,11 +134,13 @@ class AccessKey:
 
     def metadata(self) -> dict[str, Any]:
         """``aws iam list-access-keys``'s AccessKeyMetadata (no secret), plus the policy, the
-        expiration, the rate limit and the successor of a rotated key (each None when absent)."""
+        expiration, the rate limit and the successor of a rotated key (each None when absent), its
+        purpose and its two accountability requirements."""
         return {"UserName": self.user_name, "AccessKeyId": self.access_key_id, "Status": self.status,
                 "CreateDate": self.create_date.isoformat(), "Policy": self.policy.to_dict(),
                 "Expiration": _iso(self.expiration), "RateLimit": self.rate_limit and self.rate_limit.to_dict(),
-                "RotatedTo": self.rotated_to}
+                "RotatedTo": self.rotated_to, "Purpose": self.purpose, "RequireCase": self.require_case,
+                "RefuseLowQuality": self.refuse_low_quality}
 
     def to_record(self) -> dict[str, Any]:
         return {**self.to_iam_dict()["AccessKey"], **self.metadata()}
@@ -143,7 +154,9 @@ class AccessKey:
                    policy=Policy.from_dict(record.get("Policy") or {}),
                    expiration=_utc(datetime.fromisoformat(expiration)) if expiration is not None else None,
                    rate_limit=RateLimit.from_dict(record.get("RateLimit")),
-                   rotated_to=record.get("RotatedTo"))
+                   rotated_to=record.get("RotatedTo"), purpose=_purpose(record.get("Purpose")),
+                   require_case=_flag(record.get("RequireCase"), "RequireCase"),
+                   refuse_low_quality=_flag(record.get("RefuseLowQuality"), "RefuseLowQuality"))
 
 
 # --- the key store ------------------------------------------------------------------
@@ -156,22 +169,32 @@ class KeyStore:
     never lose each other's keys) and replace the file atomically; reads reload the
     file whenever its inode, size or times change, so a running server sees keys
     created or deleted elsewhere on its next request.
+
+    ``on_change(operation, key, details)`` (``faceprint keys`` passes one that writes the audit
+    record) is called for each change (``KeyCreated``, ``KeyUpdated``, ``KeyRotated``,
+    ``KeyDeleted``) under the lock, after the change is made in memory and before it is written:
+    if it raises, nothing is written (no entry, no change).
     """
 
     FILE_VERSION = 1
 
-    def __init__(self, home: str | os.PathLike[str]) -> None:
+    def __init__(self, home: str | os.PathLike[str],
+                 on_change: Callable[[str, AccessKey, dict[str, Any]], None] | None = None) -> None:
         self.folder = Path(home) / "auth"
         self.path = self.folder / "keys.json"
+        self.on_change = on_change
         self._lock = threading.Lock()
         self._stamp: tuple[int, ...] | None = None
         self._keys: dict[str, AccessKey] = {}
 
     def create(self, name: str, operations: Iterable[str] | None = None,
                collections: Iterable[str] | None = None, *, expiration: datetime | None = None,
-               rate_limit: RateLimit | None = None) -> AccessKey:
+               rate_limit: RateLimit | None = None, purpose: str | None = None, require_case: bool = False,
+               refuse_low_quality: bool = False) -> AccessKey:
         """A new active key. ``expiration`` must be in the future: a key that never works is a mistake."""
         policy = Policy(_check_operations(operations), _check_collections(collections))
+        duties = Duties(_purpose(purpose), _flag(require_case, "require_case"),
+                        _flag(refuse_low_quality, "refuse_low_quality"))
         if not isinstance(name, str) or not USER_NAME_PATTERN.fullmatch(name):
             raise InvalidParameterException(
                 f"Key name {name!r} must be 1 to 64 letters, digits or any of _+=,.@- (like an IAM user name).")
@@ -179,24 +202,35 @@ class KeyStore:
         if expiration is not None and _utc(expiration) <= now:
             raise InvalidParameterException(f"The expiration {_iso(expiration)} is not in the future.")
         with self._writing() as keys:
-            key = _new_key(keys, name, policy, now, expiration, rate_limit)
+            key = _new_key(keys, name, policy, now, expiration, rate_limit, duties)
             keys[key.access_key_id] = key
+            self._changed("KeyCreated", key, key.metadata())
         return key
 
     def update(self, access_key_id: str, *, status: str | None = None,
-               expiration: datetime | None | _Keep = KEEP, rate_limit: RateLimit | None | _Keep = KEEP
-               ) -> AccessKey:
-        """Change a key's status, expiration (None: never; a past time expires it now) or rate limit
-        (None: none); what is not given stays."""
+               expiration: datetime | None | _Keep = KEEP, rate_limit: RateLimit | None | _Keep = KEEP,
+               purpose: str | None | _Keep = KEEP, require_case: bool | _Keep = KEEP,
+               refuse_low_quality: bool | _Keep = KEEP) -> AccessKey:
+        """Change a key's status, expiration (None: never; a past time expires it now), rate limit
+        (None: none), purpose (None: none) or requirements; what is not given stays."""
         if status is not None and status not in STATUSES:
             raise InvalidParameterException(f"The status must be Active or Inactive, not {status!r}.")
         changes: dict[str, Any] = {} if status is None else {"status": status}
+        if not isinstance(purpose, _Keep):
+            changes["purpose"] = _purpose(purpose)
+        for name, value in (("require_case", require_case), ("refuse_low_quality", refuse_low_quality)):
+            if not isinstance(value, _Keep):
+                changes[name] = _flag(value, name)
         if not isinstance(expiration, _Keep):
             changes["expiration"] = None if expiration is None else _utc(expiration)
         if not isinstance(rate_limit, _Keep):
             changes["rate_limit"] = rate_limit
         with self._writing() as keys:
-            key = keys[access_key_id] = dataclasses.replace(_find(keys, access_key_id), **changes)
+            old = _find(keys, access_key_id)
+            key = keys[access_key_id] = dataclasses.replace(old, **changes)
+            before, after = old.metadata(), key.metadata()
+            self._changed("KeyUpdated", key, {"Changes": {k: {"Before": before[k], "After": v}
+                                                          for k, v in after.items() if before[k] != v}})
         return key
 
     def rotate(self, access_key_id: str, grace: timedelta = DEFAULT_GRACE,
@@ -219,10 +253,12 @@ class KeyStore:
                 expiration = _same_lifetime(old, now)
             elif expiration is not None and _utc(expiration) <= now:
                 raise InvalidParameterException(f"The expiration {_iso(expiration)} is not in the future.")
-            new = _new_key(keys, old.user_name, old.policy, now, expiration, old.rate_limit)
+            new = _new_key(keys, old.user_name, old.policy, now, expiration, old.rate_limit, Duties.of(old))
             ends = now + grace if old.expiration is None else min(old.expiration, now + grace)
             keys[access_key_id] = dataclasses.replace(old, expiration=ends, rotated_to=new.access_key_id)
             keys[new.access_key_id] = new
+            self._changed("KeyRotated", old, {"NewAccessKeyId": new.access_key_id, "OldKeyExpiration": _iso(ends),
+                                              "Expiration": _iso(new.expiration)})
         return new
 
     def list(self) -> list[AccessKey]:
@@ -231,11 +267,16 @@ class KeyStore:
 
     def delete(self, access_key_id: str) -> None:
         with self._writing() as keys:
-            _find(keys, access_key_id)
+            key = _find(keys, access_key_id)
             del keys[access_key_id]
+            self._changed("KeyDeleted", key, {})
 
     def get(self, access_key_id: str) -> AccessKey | None:
         return self._current().get(access_key_id)
+
+    def _changed(self, operation: str, key: AccessKey, details: dict[str, Any]) -> None:
+        if self.on_change is not None:
+            self.on_change(operation, key, details)
 
     # reading
 
@@ -315,11 +356,46 @@ def _find(keys: Mapping[str, AccessKey], access_key_id: str) -> AccessKey:
     return key
 
 
+@dataclass(frozen=True)
+class Duties:
+    """What a key owes the audit record: its purpose and its two requirements."""
+
+    purpose: str | None = None
+    require_case: bool = False
+    refuse_low_quality: bool = False
+
+    @classmethod
+    def of(cls, key: AccessKey) -> Duties:
+        return cls(key.purpose, key.require_case, key.refuse_low_quality)
+
+
 def _new_key(keys: Mapping[str, AccessKey], name: str, policy: Policy, now: datetime,
-             expiration: datetime | None, rate_limit: RateLimit | None) -> AccessKey:
+             expiration: datetime | None, rate_limit: RateLimit | None, duties: Duties = Duties()) -> AccessKey:
     return AccessKey(user_name=name, access_key_id=_new_key_id(keys), secret_access_key=_new_secret(),
                      status="Active", create_date=now, policy=policy,
-                     expiration=_utc(expiration) if expiration is not None else None, rate_limit=rate_limit)
+                     expiration=_utc(expiration) if expiration is not None else None, rate_limit=rate_limit,
+                     purpose=duties.purpose, require_case=duties.require_case,
+                     refuse_low_quality=duties.refuse_low_quality)
+
+
+def _purpose(value: Any) -> str | None:
+    """A key's purpose: None, or 1 to 500 printable characters (what an audit entry's purpose may hold)."""
+    from faceprint.audit.caller import MAX_PURPOSE
+
+    if value is None:
+        return None
+    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_PURPOSE
+            or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise InvalidParameterException(f"A key's purpose must be 1 to {MAX_PURPOSE} printable characters.")
+    return value
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidParameterException(f"{name} must be true or false.")
+    return value
 
 
 def _same_lifetime(old: AccessKey, now: datetime) -> datetime | None:
@@ -404,11 +480,12 @@ def _check_operations(operations: Iterable[str] | None) -> frozenset[str] | None
     items = _split_values(operations, "Operations")
     if items is None:
         return None
-    known = rekognition_operations()
+    known = rekognition_operations() | faceprint_operations()
     unknown = sorted(set(items) - known)
     if unknown:
         raise InvalidParameterException(
-            f"Unknown Rekognition operation(s): {', '.join(unknown)}. Names are like DetectFaces, SearchFacesByImage.")
+            f"Unknown operation(s): {', '.join(unknown)}. Names are Rekognition's, like DetectFaces, "
+            "SearchFacesByImage, or FaceprintService's, like ReviewCandidate, ListAuditEntries.")
     return frozenset(items)
 
 
@@ -429,3 +506,10 @@ def rekognition_operations() -> frozenset[str]:
     import botocore.session
 
     return frozenset(botocore.session.get_session().get_service_model(SERVICE).operation_names)
+
+
+def faceprint_operations() -> frozenset[str]:
+    """Every operation of faceprint's own service model (``FaceprintService``: review, settings, audit)."""
+    from faceprint.server.model import load_faceprint_model
+
+    return frozenset(load_faceprint_model()["operations"])

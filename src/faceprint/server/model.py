@@ -1,16 +1,25 @@
-"""Rekognition's service model, as botocore ships it: the contract of the wire protocol.
+"""Service models: Rekognition's, as botocore ships it (the contract of the wire protocol), and
+faceprint's own (``FaceprintService``: review, collection settings, audit, erasure), shipped in the
+package as a botocore-style model under ``faceprint/data`` (:data:`DATA_PATH`), so that boto3
+reads it too (``boto3.client("faceprint")`` once that folder is on botocore's data path).
 
-The model is read once per :class:`ServiceModel` object (about 30 ms); nothing is read at import.
+A model is read once per :class:`ServiceModel` object (about 30 ms); nothing is read at import.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SERVICE = "rekognition"
 API_VERSION = "2016-06-27"
+FACEPRINT_SERVICE = "faceprint"
+FACEPRINT_API_VERSION = "2026-12-01"
+DATA_PATH = Path(__file__).resolve().parent.parent / "data"
+"""botocore's data path layout: ``DATA_PATH/faceprint/2026-12-01/service-2.json``."""
 
 # Java regular expression classes that Python's ``re`` lacks (only in tag patterns).
 _JAVA_CLASSES = {r"\p{L}": r"\w", r"\p{N}": r"\w", r"\p{Z}": r"\s"}
@@ -21,6 +30,21 @@ def load_service_model() -> dict[str, Any]:
     from botocore.loaders import Loader
 
     return Loader().load_service_model(SERVICE, "service-2", API_VERSION)
+
+
+def faceprint_model_path() -> Path:
+    """The shipped model of faceprint's own operations."""
+    return DATA_PATH / FACEPRINT_SERVICE / FACEPRINT_API_VERSION / "service-2.json"
+
+
+def load_model_file(path: str | Path) -> dict[str, Any]:
+    """A botocore-style ``service-2.json`` as a dict."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def load_faceprint_model() -> dict[str, Any]:
+    """faceprint's ``FaceprintService`` model as a dict."""
+    return load_model_file(faceprint_model_path())
 
 
 # Constructs through which a pattern could match a line break.
@@ -40,10 +64,20 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 @dataclass
 class ServiceModel:
-    """The operations, shapes and errors of Rekognition's model, with compiled patterns."""
+    """The operations, shapes and errors of a service model (Rekognition's by default), with compiled patterns."""
 
     raw: dict[str, Any] = field(default_factory=load_service_model)
     _patterns: dict[str, re.Pattern[str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ServiceModel:
+        """The model in a botocore-style ``service-2.json`` file."""
+        return cls(load_model_file(path))
+
+    @classmethod
+    def faceprint(cls) -> ServiceModel:
+        """faceprint's own ``FaceprintService`` model, as shipped in the package."""
+        return cls.from_file(faceprint_model_path())
 
     @property
     def target_prefix(self) -> str:

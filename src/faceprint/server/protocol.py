@@ -5,17 +5,22 @@ answer's body and headers, and errors as Rekognition writes them:
 Requests are ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>`` and
 ``Content-Type: application/x-amz-json-1.1``; botocore maps ``__type`` to the modelled
 exception class (``client.exceptions.ResourceNotFoundException``, ...). A server fault's
-message (which may name files) goes to the server log only; the client gets a generic one.
+message (which may name files) goes to the server log only; the client gets a generic one,
+except for errors that say their message is safe to show (``safe_message``: the audit record
+could not be written) and deliberate faults (``ThrottlingException``).
+faceprint's own operations (``FaceprintService.<Operation>``) use the same protocol.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
-from faceprint.errors import DELIBERATE_FAULTS, FaceprintError, error_body
+from faceprint.errors import DELIBERATE_FAULTS, FaceprintError, InvalidParameterException, error_body
 from faceprint.server.model import ServiceModel
 from faceprint.server.validation import SerializationException
 
@@ -59,10 +64,12 @@ class RequestTooLargeException(FaceprintError):
 
 @dataclass(frozen=True)
 class Reply:
-    """An answer: HTTP status and JSON body (the result, or ``__type``, ``Code`` and ``Message``)."""
+    """An answer: HTTP status, JSON body (the result, or ``__type``, ``Code`` and ``Message``) and
+    faceprint's own reply headers (``X-Faceprint-Audit-Id``, ``X-Faceprint-Probe-*``)."""
 
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def error_code(self) -> str | None:
@@ -72,18 +79,53 @@ class Reply:
         return json.dumps(self.body, separators=(",", ":")).encode()
 
 
-def operation_of(target: str | None, model: ServiceModel) -> str:
-    """The operation named by ``X-Amz-Target``; unknown targets raise
-    ``UnknownOperationException``."""
+def operation_of(target: str | None, model: ServiceModel, *others: ServiceModel) -> str:
+    """The operation named by ``X-Amz-Target`` in ``model`` or one of ``others`` (faceprint's own);
+    unknown targets raise ``UnknownOperationException``."""
+    return target_of(target, model, *others)[1]
+
+
+def target_of(target: str | None, model: ServiceModel, *others: ServiceModel) -> tuple[ServiceModel, str]:
+    """The model whose target prefix ``X-Amz-Target`` has, and the operation it names there."""
     prefix = model.target_prefix + "."
     if not target:
         raise UnknownOperationException("The request has no X-Amz-Target header; Rekognition requests "
                                         f"name their operation as {prefix}<Operation>.")
-    name = target[len(prefix):] if target.startswith(prefix) else None
-    if name is None or name not in model.raw["operations"]:
-        raise UnknownOperationException(f"X-Amz-Target {target[:200]!r} names no Rekognition operation "
-                                        f"(expected {prefix}<Operation>).")
-    return name
+    for candidate in (model, *others):
+        own = candidate.target_prefix + "."
+        if target.startswith(own) and target[len(own):] in candidate.raw["operations"]:
+            return candidate, target[len(own):]
+    expected = " or ".join(f"{m.target_prefix}.<Operation>" for m in (model, *others))
+    raise UnknownOperationException(f"X-Amz-Target {target[:200]!r} names no Rekognition operation "
+                                    f"(expected {expected}).")
+
+
+CASE_HEADER = "x-faceprint-case"
+PURPOSE_HEADER = "x-faceprint-purpose"
+MAX_ENCODED = 3 * 500
+"""The longest percent-encoded case or purpose header read (500 characters, each up to 3 bytes %XX)."""
+
+
+def declared(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The purpose and case reference a request declares in ``X-Faceprint-Purpose`` and
+    ``X-Faceprint-Case``: percent-encoded UTF-8 (``urllib.parse.quote(text, safe="")``), decoded.
+    A header that is not ASCII, too long, or not UTF-8 once decoded is ``InvalidParameterException``."""
+    return _header_text(headers, PURPOSE_HEADER, "X-Faceprint-Purpose"), _header_text(headers, CASE_HEADER,
+                                                                                      "X-Faceprint-Case")
+
+
+def _header_text(headers: Mapping[str, str], name: str, shown: str) -> str | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if len(raw) > MAX_ENCODED or not raw.isascii():
+        raise InvalidParameterException(f"{shown} must be percent-encoded UTF-8 of at most {MAX_ENCODED} bytes "
+                                        "(urllib.parse.quote(text, safe='') in Python).")
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidParameterException(f"{shown} is not percent-encoded UTF-8.") from None
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -107,10 +149,12 @@ def _no_constant(name: str) -> Any:
 
 def error_reply(exc: FaceprintError, model: ServiceModel) -> Reply:
     """An AWS JSON error: the modelled status of the code when the model has the shape. A server
-    fault's message is logged in full and answered with a generic one (it may name files)."""
+    fault's message is logged in full and answered with a generic one (it may name files), unless
+    the error says its message is safe (``safe_message``, e.g. the audit record is unavailable)."""
     shape = model.raw["shapes"].get(exc.code)
     status = model.error_status(exc.code) if shape and shape.get("exception") else exc.http_status
-    if max(status, exc.http_status) >= 500 and exc.code not in DELIBERATE_FAULTS:
+    safe = exc.code in DELIBERATE_FAULTS or getattr(exc, "safe_message", False) is True
+    if max(status, exc.http_status) >= 500 and not safe:
         log.error("%s answered as a generic %s: %s", type(exc).__name__, exc.code, exc.message)
         return Reply(status, error_body(exc.code, INTERNAL_MESSAGE))
     return Reply(status, exc.to_dict())

@@ -214,6 +214,7 @@ def connection_cap(requested: int | None, fd_limit: int) -> int:
 
 def build_app(settings: ServeSettings) -> Starlette:
     """The app of one worker process, from its settings."""
+    from faceprint.audit.config import AuditSettings
     from faceprint.imaging import ImageLimits
     from faceprint.service import Faceprint
 
@@ -229,7 +230,8 @@ def build_app(settings: ServeSettings) -> Starlette:
     flags = flags_of(dataclasses.asdict(settings))
     fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
                    threads=0 if settings.workers == 1 else share, region=settings.region,
-                   video=video_settings(settings, buckets), streams=stream_settings(flags))
+                   video=video_settings(settings, buckets), streams=stream_settings(flags),
+                   audit=AuditSettings(two_person_default=True))  # new collections on the server: two-person rule
     keys = None
     if settings.auth:
         from faceprint.server.auth import KeyStore
