@@ -120,6 +120,7 @@ def test_the_decision_goes_to_the_reviewed_search_only(home):
 @pytest.mark.parametrize(("search", "face", "decision", "error"), [
     ("enrolment", FACE_A, "CONFIRMED", ResourceNotFoundException),
     ("missing", FACE_A, "CONFIRMED", ResourceNotFoundException),
+    ("comparison", FACE_A, "CONFIRMED", ResourceNotFoundException),
     ("search", FACE_C, "CONFIRMED", ResourceNotFoundException),
     ("search", FACE_A, "confirmed", InvalidParameterException),
     ("search", FACE_A, "MAYBE", InvalidParameterException),
@@ -132,8 +133,9 @@ def test_the_decision_goes_to_the_reviewed_search_only(home):
 def test_bad_decisions_are_refused_and_leave_no_entry(home, search, face, decision, error):
     found = home.search()
     enrolment = home.log.append(Entry("IndexFaces", ALICE, 1.0, 2.0, collection_id="people")).seq
-    search_id = {"search": found, "enrolment": enrolment, "missing": 999, "text": "1", "negative": -1,
-                 "huge": 2**80}[search]
+    comparison = home.log.append(Entry("CompareFaces", ALICE, 1.0, 2.0, candidates=({"Similarity": 99.0},))).seq
+    search_id = {"search": found, "enrolment": enrolment, "comparison": comparison, "missing": 999, "text": "1",
+                 "negative": -1, "huge": 2**80}[search]
     with pytest.raises(error):
         home.reviews.decide(search_id, face, decision, ALICE)
     assert home.decisions() == []

@@ -34,8 +34,9 @@ from faceprint.errors import AccessDeniedException, InvalidParameterException, R
 from faceprint.store.database import Database
 
 SEARCH_OPERATIONS = frozenset({"SearchFaces", "SearchFacesByImage", "SearchUsers", "SearchUsersByImage",
-                               "CompareFaces", "FaceSearchJobCompleted", "StreamProcessorMatch"})
-"""Audit operations whose candidates can be reviewed."""
+                               "FaceSearchJobCompleted", "StreamProcessorMatch"})
+"""Audit operations whose candidates can be reviewed: the searches of a collection (CompareFaces
+compares two images the caller holds: it names no one in a collection to confirm)."""
 DECISIONS = ("CONFIRMED", "REJECTED", "INCONCLUSIVE")
 STATUSES = ("pending", "awaiting-second", "confirmed", "rejected", "inconclusive")
 REQUESTED = "ReviewRequested"
