@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from faceprint.errors import FaceprintError, ImageTooLargeException, error_body
 from faceprint.server.events import STOPPING, EventSettings, EventStreams
@@ -150,6 +150,9 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
     """A Rekognition-compatible app serving ``fp``. ``keys`` None disables authentication
     (the caller decides whether that is allowed; ``faceprint serve`` allows it on loopback only)."""
     state = _State(RekognitionHandler(fp, keys, buckets), options or AppOptions())
+    from faceprint.console.app import Console
+
+    console = Console(fp)  # the web console at /console (faceprint.console; its users sign in themselves)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -167,6 +170,7 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
             if watch is not None:
                 watch.cancel()
             await asyncio.get_running_loop().run_in_executor(None, state.shutdown)
+            await asyncio.get_running_loop().run_in_executor(None, console.close)
 
     async def rekognition(request: Request) -> Response:
         return await _rekognition(state, request)
@@ -187,7 +191,8 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
     app = Starlette(routes=[Route("/", rekognition, methods=["POST"]),
                             Route("/health", health, methods=["GET"]),
                             Route("/metrics", metrics, methods=["GET"]),
-                            Route("/stream-processors/{name}/events", events, methods=["GET"])],
+                            Route("/stream-processors/{name}/events", events, methods=["GET"]),
+                            Mount("/console", app=console.app)],
                     exception_handlers={404: not_routed, 405: not_routed}, lifespan=lifespan)
     app.state.faceprint = state
     return app
