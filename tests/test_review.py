@@ -216,6 +216,9 @@ def test_queue_filters_and_pages(home):
             list_page(home.reviews, None, None, bad, None)
     with pytest.raises(InvalidParameterException):
         home.reviews.queue(status="done")
+    for bad in ({"a": 1}, "bad/id", 7):
+        with pytest.raises(InvalidParameterException):
+            list_page(home.reviews, None, bad, 10, None)
 
 
 def test_search_users_candidates_are_named_by_user_id(home):

@@ -29,7 +29,7 @@ from typing import Any
 from faceprint.audit.caller import Caller
 from faceprint.audit.log import AuditFilter, AuditLog, Entry, Record
 from faceprint.audit.settings import SettingsStore
-from faceprint.collections import decode_token, encode_token
+from faceprint.collections import COLLECTION_ID, check_pattern, decode_token, encode_token
 from faceprint.errors import AccessDeniedException, InvalidParameterException, ResourceNotFoundException, shown
 from faceprint.store.database import Database
 
@@ -223,6 +223,8 @@ class Reviews:
         entered it, from after ``queue_id`` ``after``, at most ``limit``."""
         if status is not None and status not in STATUSES:
             raise InvalidParameterException(f"Status {shown(status)} is not one of {', '.join(STATUSES)}.")
+        if collection_id is not None:
+            check_pattern("CollectionId", collection_id, COLLECTION_ID)
         sql, args = f"SELECT {COLUMNS} FROM candidates WHERE id > ?", [after]
         for column, value in (("status", status), ("collection_id", collection_id)):
             if value is not None:
