@@ -108,7 +108,7 @@ def _analyze(job: tuple[bytes, str]) -> Any:
 class BulkImporter:
     def __init__(self, fp: Any, collection_id: str, workers: int | None = None, max_faces: int | None = None,
                  quality_filter: str = "AUTO", progress: Callable[[int, int, float], None] | None = None,
-                 on_image: Callable[[Path, dict[str, Any]], None] | None = None) -> None:
+                 on_image: Callable[[Path, dict[str, Any]], None] | None = None, caller: Any = None) -> None:
         self.fp = fp
         self.collection_id = collection_id
         self.workers = workers or os.cpu_count() or 1
@@ -116,8 +116,14 @@ class BulkImporter:
         self.quality_filter = quality_filter
         self.progress = progress or (lambda done, total, start: None)
         self.on_image = on_image or (lambda path, record: None)
+        self.caller = caller
+        """Who imports (``faceprint.audit.caller.Caller``; default the OS user): each image's faces are
+        recorded in the audit log as one IndexFaces entry (with the image's SHA-256) before they are stored."""
 
     def run(self, images: list[Path], external_ids: dict[str, str] | None = None) -> Summary:
+        from faceprint.audit.caller import resolve
+
+        self.caller = resolve(self.caller)  # before any work: a key that must give a case is refused now
         self.fp.describe_collection(self.collection_id)  # exists, and matches this profile
         self.fp.models.pull(self.fp.profile.model_files())  # fetched once here, not by every worker
         external_ids = external_ids or {}
@@ -165,7 +171,8 @@ class BulkImporter:
             summary.errors[result.code] += 1
             self.on_image(path, {"Path": str(path), "Error": result.code, "Message": result.message})
             return
-        indexed = self.fp.store_analysis(self.collection_id, result, external_id, self.max_faces, digest)
+        indexed = self.fp.store_analysis(self.collection_id, result, external_id, self.max_faces, digest,
+                                         caller=self.caller)
         summary.faces_indexed += len(indexed.face_records)
         summary.indexed_images += bool(indexed.face_records)
         summary.images_without_faces += not indexed.face_records

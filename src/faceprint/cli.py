@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--similarity-threshold", type=float, default=80.0)
     p.add_argument("--quality-filter", default="NONE")
+    _audit_arguments(p)
 
     p = sub.add_parser("detect-text", help="DetectText: lines and words of text in an image ('-' reads stdin)")
     p.add_argument("image")
@@ -76,11 +77,28 @@ def _accountability_clis() -> list[Any]:
     return [cli_audit, cli_review, cli_erase, cli_console]
 
 
+AUDITED = frozenset({"compare-faces", "delete-collection", "delete-faces", "search-faces", "search-faces-by-image",
+                     "search-users", "search-users-by-image", "index-faces"})
+"""Commands recorded in the home's audit log: they take --case and --purpose."""
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--case", help="the case reference this is for (kept in the audit record)")
+    p.add_argument("--purpose", help="why this is done (kept in the audit record)")
+
+
+def _declared(args: argparse.Namespace) -> dict[str, Any]:
+    """The purpose and case an audited command declares (the caller is the OS user)."""
+    return {"purpose": args.purpose, "case": args.case}
+
+
 def _collection_commands(sub: Any) -> None:
     def command(name: str, help_text: str, collection: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         if collection:
             p.add_argument("--collection-id", required=True)
+        if name in AUDITED:
+            _audit_arguments(p)
         return p
 
     command("create-collection", "CreateCollection")
@@ -433,7 +451,7 @@ def _run(args: argparse.Namespace) -> Any:
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()
     if args.command == "compare-faces":
         return fp.compare_faces(_image(args.source), _image(args.target),
-                                args.similarity_threshold, args.quality_filter).to_dict()
+                                args.similarity_threshold, args.quality_filter, **_declared(args)).to_dict()
     if args.command in _COLLECTION_COMMANDS:
         try:
             return _COLLECTION_COMMANDS[args.command](fp, args)
@@ -451,14 +469,15 @@ def _run(args: argparse.Namespace) -> Any:
 _COLLECTION_COMMANDS = {
     "create-collection": lambda fp, a: fp.create_collection(a.collection_id).to_dict(),
     "describe-collection": lambda fp, a: fp.describe_collection(a.collection_id).to_dict(),
-    "delete-collection": lambda fp, a: fp.delete_collection(a.collection_id).to_dict(),
+    "delete-collection": lambda fp, a: fp.delete_collection(a.collection_id, **_declared(a)).to_dict(),
     "list-collections": lambda fp, a: fp.list_collections(a.max_results, a.next_token).to_dict(),
     "list-faces": lambda fp, a: fp.list_faces(a.collection_id, a.max_results, a.next_token, a.face_ids).to_dict(),
-    "delete-faces": lambda fp, a: fp.delete_faces(a.collection_id, a.face_ids).to_dict(),
+    "delete-faces": lambda fp, a: fp.delete_faces(a.collection_id, a.face_ids, **_declared(a)).to_dict(),
     "search-faces": lambda fp, a: fp.search_faces(a.collection_id, a.face_id, a.max_faces,
-                                                  a.face_match_threshold).to_dict(),
+                                                  a.face_match_threshold, **_declared(a)).to_dict(),
     "search-faces-by-image": lambda fp, a: fp.search_faces_by_image(
-        a.collection_id, _image(a.image), a.max_faces, a.face_match_threshold, a.quality_filter).to_dict(),
+        a.collection_id, _image(a.image), a.max_faces, a.face_match_threshold, a.quality_filter,
+        **_declared(a)).to_dict(),
     "create-user": lambda fp, a: fp.create_user(a.collection_id, a.user_id, a.client_request_token).to_dict(),
     "delete-user": lambda fp, a: fp.delete_user(a.collection_id, a.user_id, a.client_request_token).to_dict(),
     "list-users": lambda fp, a: fp.list_users(a.collection_id, a.max_results, a.next_token).to_dict(),
@@ -467,9 +486,10 @@ _COLLECTION_COMMANDS = {
     "disassociate-faces": lambda fp, a: fp.disassociate_faces(a.collection_id, a.user_id, a.face_ids,
                                                               a.client_request_token).to_dict(),
     "search-users": lambda fp, a: fp.search_users(a.collection_id, a.user_id, a.face_id, a.user_match_threshold,
-                                                  a.max_users).to_dict(),
+                                                  a.max_users, **_declared(a)).to_dict(),
     "search-users-by-image": lambda fp, a: fp.search_users_by_image(
-        a.collection_id, _image(a.image), a.user_match_threshold, a.max_users, a.quality_filter).to_dict(),
+        a.collection_id, _image(a.image), a.user_match_threshold, a.max_users, a.quality_filter,
+        **_declared(a)).to_dict(),
 }
 
 
@@ -483,7 +503,7 @@ def _index_faces(fp: Any, args: argparse.Namespace) -> Any:
         path = Path(args.paths[0])
         return fp.index_faces(args.collection_id, path, args.external_image_id or external_id_for(path),
                               detection_attributes=args.detection_attributes, max_faces=args.max_faces,
-                              quality_filter=args.quality_filter).to_dict()
+                              quality_filter=args.quality_filter, **_declared(args)).to_dict()
     if args.detection_attributes != ["DEFAULT"]:
         raise InvalidParameterException("--detection-attributes works on one image; a bulk import prints no "
                                         "FaceDetails.")
@@ -493,8 +513,11 @@ def _index_faces(fp: Any, args: argparse.Namespace) -> Any:
             print(json.dumps(record), flush=True)
 
     bar = ProgressBar(sys.stderr, unit="images")
+    from faceprint.audit.caller import os_caller
+
     importer = BulkImporter(fp, args.collection_id, args.workers, args.max_faces, args.quality_filter,
-                            progress=lambda done, total, start: bar.update(done, total), on_image=on_image)
+                            progress=lambda done, total, start: bar.update(done, total), on_image=on_image,
+                            caller=os_caller(args.purpose, args.case))
     ids = read_external_ids(args.external_ids) if args.external_ids else None
     try:
         return {"Summary": importer.run(find_images(args.paths), ids).to_dict()}

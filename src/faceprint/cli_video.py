@@ -87,6 +87,8 @@ def _analysis_arguments(p: argparse.ArgumentParser, name: str) -> None:
     if name.endswith("search-faces") or name.endswith("face-search"):
         p.add_argument("--collection-id", required=True)
         p.add_argument("--face-match-threshold", type=float, metavar="S", help="lowest similarity (default 80)")
+        p.add_argument("--case", help="the case reference this search is for (kept in the audit record)")
+        p.add_argument("--purpose", help="why this search is made (kept in the audit record)")
     elif name.endswith("detect-faces") or name.endswith("face-detection"):
         p.add_argument("--face-attributes", choices=["DEFAULT", "ALL"], help="ALL: every attribute DetectFaces gives")
     elif name.endswith("detect-text") or name.endswith("text-detection"):
@@ -168,8 +170,10 @@ def _start(fp: Any, args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.file)
     if not path.is_file():
         raise InvalidParameterException(f"{args.file} is not a video file.")
-    result = start_job(fp, START[args.video_command], path.resolve(), params(args),
-                       client_request_token=args.client_request_token, job_tag=args.job_tag)
+    api = START[args.video_command]
+    declared = {"purpose": args.purpose, "case": args.case} if api == "StartFaceSearch" else {}
+    result = start_job(fp, api, path.resolve(), params(args),
+                       client_request_token=args.client_request_token, job_tag=args.job_tag, **declared)
     ensure_runner(fp.home, fp.models.root)  # each job runs with the profile it was started with
     return result.to_dict()
 
@@ -189,7 +193,7 @@ def analyse(args: argparse.Namespace) -> Printed:
         settings = VideoSettings(run_jobs=False)
         jobs = VideoJobs(scratch, fp.profile.name, None, fp.collections, settings)
         path = _video_file(args.file, Path(scratch), settings.limits.max_bytes)
-        job_id = start_job(jobs, api, path, params(args)).job_id
+        job_id = start_job(jobs, api, path, params(args), **_audited(fp, api, args)).job_id
         succeeded = run_here(jobs, job_id, api, fp)
         get = getattr(jobs, GETTERS[api])
         if args.format == "table":
@@ -197,6 +201,19 @@ def analyse(args: argparse.Namespace) -> Printed:
         else:
             _guarded(lambda: write_whole_answer(get, job_id, ITEMS[api], sys.stdout))
     return Printed(0 if succeeded else 1)
+
+
+def _audited(fp: Any, api: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A face search run here is recorded in the home's audit log as a queued one is (its start now,
+    its end with the faces it matched): the ``record`` its Start takes."""
+    if api != "StartFaceSearch":
+        return {}
+    from faceprint.audit.caller import resolve
+    from faceprint.audit.recorder import face_search_start
+
+    who = resolve(None, args.purpose, args.case)
+    return {"record": face_search_start(fp.recorder, who, time.time(), args.collection_id,
+                                        args.face_match_threshold, None)}
 
 
 def run_here(jobs: Any, job_id: str, api: str, fp: Any) -> bool:
@@ -215,11 +232,16 @@ def run_here(jobs: Any, job_id: str, api: str, fp: Any) -> bool:
     try:
         analyser(api)(ctx)
     except VideoError as exc:
-        ctx.finish(FAILED, exc.message)
+        ctx.finish(*ctx.record_end(FAILED, exc.message))
         return False
     finally:
         bar.finish()
-    ctx.finish(SUCCEEDED, None)
+    status, message = ctx.record_end(SUCCEEDED, None)
+    ctx.finish(status, message)
+    if status != SUCCEEDED:
+        from faceprint.errors import AuditUnavailable
+
+        raise AuditUnavailable(message or "The audit record could not be written.")
     return True
 
 

@@ -116,6 +116,12 @@ def is_collection_position(value: Any) -> bool:
 Analyze = Callable[..., Analysis]
 """``analyze(image, max_faces=..., quality_filter=...)``: detection, measures and vectors
 (``Faceprint.analyze``)."""
+Inspect = Callable[[Analysis], Any]
+"""``inspect(analysis)``: sees a search's probe analysis before the search; its answer is the
+result's ``probe`` (``Faceprint`` assesses the probe's quality, and refuses it where it must)."""
+Record = Callable[[list[str], int], "int | None"]
+"""``record(face_ids, unindexed)``: writes IndexFaces' audit entry before the faces are stored;
+answers its id."""
 Describe = Callable[[DecodedImage, MeasuredFace, frozenset[str]], FaceDetail]
 """``describe(image, face, wanted)``: a face's FaceDetail with the attributes ``wanted``
 (``Faceprint.describe``)."""
@@ -205,8 +211,9 @@ class Collections:
     # -- faces ---------------------------------------------------------------------------------
     def index_faces(self, collection_id: str, image: Any, external_image_id: str | None = None,
                     detection_attributes: tuple[str, ...] | list[str] = (), max_faces: int | None = None,
-                    quality_filter: str = "AUTO") -> IndexFacesResult:
-        """Rekognition IndexFaces: detect, filter, store and index the faces of one image."""
+                    quality_filter: str = "AUTO", record: Record | None = None) -> IndexFacesResult:
+        """Rekognition IndexFaces: detect, filter, store and index the faces of one image
+        (``record``: see :meth:`store_analysis`)."""
         self.collection(collection_id)
         if external_image_id is not None:
             check_pattern("ExternalImageId", external_image_id, EXTERNAL_IMAGE_ID)
@@ -217,15 +224,18 @@ class Collections:
         if wanted and self.describe is None:
             raise InvalidParameterException("This service computes no attributes beyond DEFAULT.")
         analysis = self.analyze(image, quality_filter=quality_filter)
-        return self.store_analysis(collection_id, analysis, external_image_id, max_faces, wanted=wanted)
+        return self.store_analysis(collection_id, analysis, external_image_id, max_faces, wanted=wanted, record=record)
 
     def store_analysis(self, collection_id: str, analysis: Analysis,
                        external_image_id: str | None = None, max_faces: int | None = None,
-                       source_sha256: str | None = None, wanted: frozenset[str] = frozenset()) -> IndexFacesResult:
+                       source_sha256: str | None = None, wanted: frozenset[str] = frozenset(),
+                       record: Record | None = None) -> IndexFacesResult:
         """The storing half of IndexFaces, for an analysis made here or in a worker process.
         With ``source_sha256`` the source image is recorded as done in the same transaction.
         ``wanted``: the attributes every FaceDetail (indexed or not) gets (measured before
-        anything is stored; the analysis must still hold its image)."""
+        anything is stored; the analysis must still hold its image). ``record(face_ids,
+        unindexed)`` is called with the new faces' ids before they are stored (its audit entry:
+        what it raises stores nothing) and answers the result's ``audit_id``."""
         detail = self._detailer(analysis, wanted)
         keep = len(analysis.faces) if max_faces is None else min(max_faces, len(analysis.faces))
         kept = [detail(f) for f in analysis.faces[:keep]]
@@ -237,11 +247,12 @@ class Collections:
                         _box_tuple(f), f.confidence, analysis.vectors[i])
                 for i, f in enumerate(analysis.faces[:keep])]
         source = None if source_sha256 is None else (collection_id, source_sha256, f"{len(rows)} faces")
+        audit_id = record([r.face_id for r in rows], len(unindexed)) if record is not None else None
         if rows or source:
             self.store.add_faces(rows, source)  # the index pulls new faces in on its next use
         records = [FaceRecord(face=self._face(row), face_detail=d) for row, d in zip(rows, kept, strict=True)]
         return IndexFacesResult(face_records=records, unindexed_faces=unindexed,
-                                face_model_version=self.face_model_version)
+                                face_model_version=self.face_model_version, audit_id=audit_id)
 
     def _detailer(self, analysis: Analysis, wanted: frozenset[str]) -> Callable[[MeasuredFace], FaceDetail]:
         """What turns one of ``analysis``'s faces into its FaceDetail with the ``wanted`` attributes."""
@@ -299,9 +310,11 @@ class Collections:
                                  face_matches=[m for m in matches if m.face.face_id != face_id][:max_faces])
 
     def search_faces_by_image(self, collection_id: str, image: Any, max_faces: int = 80,
-                              face_match_threshold: float = 80.0, quality_filter: str = "NONE"
-                              ) -> SearchFacesByImageResult:
-        """Rekognition SearchFacesByImage: the largest face of ``image`` against the collection."""
+                              face_match_threshold: float = 80.0, quality_filter: str = "NONE",
+                              inspect: Inspect | None = None) -> SearchFacesByImageResult:
+        """Rekognition SearchFacesByImage: the largest face of ``image`` against the collection.
+        ``inspect(analysis)`` sees the probe's analysis before the search (it may refuse it by
+        raising) and answers the result's ``probe`` (its quality)."""
         self.collection(collection_id)
         check_int("MaxFaces", max_faces, 1, 4096)
         threshold = _threshold(face_match_threshold)
@@ -310,11 +323,12 @@ class Collections:
         if not analysis.faces:
             raise InvalidParameterException("There are no faces in the image" +
                                             (" that pass the quality filter." if analysis.rejected else "."))
+        probe = inspect(analysis) if inspect is not None else None
         face = analysis.faces[0]
         return SearchFacesByImageResult(
             searched_face_bounding_box=face.bounding_box, searched_face_confidence=face.confidence,
             face_matches=self.search(collection_id, analysis.vectors[0], max_faces, threshold),
-            face_model_version=self.face_model_version)
+            face_model_version=self.face_model_version, probe=probe)
 
     # -- helpers -------------------------------------------------------------------------------
     def collection(self, collection_id: str) -> CollectionRow:
@@ -327,6 +341,11 @@ class Collections:
                 f"Collection {collection_id!r} holds vectors of {row.face_model_version!r}; this faceprint "
                 f"runs {self.face_model_version!r}. Use the matching profile.")
         return row
+
+    def size(self, collection_id: str) -> int:
+        """The number of faces a search of the collection compares with now (its index's size:
+        no count of the store's rows, which costs tens of milliseconds at a million faces)."""
+        return len(self.index(collection_id))
 
     def index(self, collection_id: str) -> VectorIndex:
         """The collection's index, brought up to date with the store first (faces added or

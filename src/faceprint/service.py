@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,9 @@ import numpy as np
 from faceprint.account import DEFAULT_REGION, CollectionArns
 from faceprint.attributes import requested
 from faceprint.attributes.engine import AttributeEngine
+from faceprint.audit.caller import resolve
+from faceprint.audit.config import AuditSettings
+from faceprint.audit.recorder import REFUSED_LOW_QUALITY, face_candidates, face_search_start, refusal, user_candidates
 from faceprint.audit.settings import KEEP
 from faceprint.collections import Collections
 from faceprint.engine import MAX_FACES, FaceEngine
@@ -73,10 +76,13 @@ from faceprint.users import Users
 if TYPE_CHECKING:
     from faceprint.audit.caller import Caller
     from faceprint.audit.log import AuditFilter, AuditLog
+    from faceprint.audit.probe_store import Probe, ProbeStore
+    from faceprint.audit.recorder import Recorder
     from faceprint.audit.review import Reviews
     from faceprint.audit.settings import SettingsStore
     from faceprint.audit.verify import VerifyReport
     from faceprint.crops import CropStore
+    from faceprint.probes import ProbeAssessor, ProbeQuality
     from faceprint.streams.service import StreamProcessors, StreamSettings
     from faceprint.streams.types import (
         CreateStreamProcessorResult,
@@ -120,7 +126,17 @@ class Faceprint:
     home's account id, ``faceprint.account``); ``video`` sets the stored-video jobs
     (``faceprint.video.service.VideoSettings``: workers, job limit, expiry, size limits, SNS topics);
     ``streams`` sets the stream processors (``faceprint.streams.service.StreamSettings``: processor
-    limit, camera timeout, the server's camera URLs and sinks by stream name).
+    limit, camera timeout, the server's camera URLs and sinks by stream name); ``audit`` sets the
+    accountability record (``faceprint.audit.config.AuditSettings``: on by default).
+
+    Every operation that identifies or enrols (the searches, CompareFaces, IndexFaces, DeleteFaces,
+    DeleteCollection, StartFaceSearch) takes keyword-only ``caller`` (a
+    :class:`faceprint.audit.caller.Caller`; default: the OS user), ``purpose`` and ``case``; the
+    caller is checked before any work (``AccessDeniedException`` where a case is required and none
+    is given) and the call is recorded in the audit log (``HOME/audit``) before its result is
+    returned: if the entry cannot be written the call raises ``AuditUnavailable`` and returns
+    nothing. Results carry ``audit_id`` (the entry) and, for searches by image and CompareFaces,
+    ``probe`` (the probe's :class:`faceprint.probes.ProbeQuality`).
 
     The collection, face and search operations are :class:`faceprint.collections.Collections`'s
     and the user operations :class:`faceprint.users.Users`'s (``collections`` and ``users``,
@@ -135,7 +151,7 @@ class Faceprint:
                  max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
                  index_settings: dict[str, int] | None = None, indexes: Indexes | None = None,
                  region: str = DEFAULT_REGION, video: VideoSettings | None = None,
-                 streams: StreamSettings | None = None) -> None:
+                 streams: StreamSettings | None = None, audit: AuditSettings | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.arns = CollectionArns(self.home, region)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
@@ -160,6 +176,9 @@ class Faceprint:
         self._video: VideoJobs | None = None
         self._stream_settings = streams
         self._streams: StreamProcessors | None = None
+        self.audit_settings = audit or AuditSettings()
+        self._recorder: Recorder | None = None
+        self._probes: ProbeAssessor | None = None
 
     @property
     def store(self) -> Store:
@@ -233,6 +252,67 @@ class Faceprint:
         return StreamProcessors(self.home, store, config, self.collections, self.arns, settings, clock=time.time,
                                 models_dir=self.models.root, profile=self.profile.name, threads=self.threads)
 
+    # -- accountability: who asks, what is recorded, how good the probe is ----------------------------
+    @property
+    def recorder(self) -> Recorder:
+        """What audited operations write to the audit log (:attr:`audit_log`; nothing when
+        ``audit_settings.enabled`` is off)."""
+        if self._recorder is None:
+            with self._index_lock:
+                if self._recorder is None:
+                    from faceprint.audit.recorder import Recorder
+
+                    log = self.audit_log if self.audit_settings.enabled else None
+                    self._recorder = Recorder(log, self.profile, self.audit_settings, self.probe_store, clock=time.time)
+        return self._recorder
+
+    @property
+    def probe_store(self) -> ProbeStore:
+        """Probe images kept for the audit record (``HOME/audit/probes``; only with
+        ``audit_settings.store_probes``)."""
+        from faceprint.audit.probe_store import ProbeStore
+
+        return ProbeStore(self.home / "audit" / "probes")
+
+    @property
+    def probes(self) -> ProbeAssessor:
+        """The probe-quality assessor of this profile (``faceprint.probes``), with the quality floor
+        of ``audit_settings``."""
+        if self._probes is None:
+            from faceprint.probes import ProbeAssessor
+
+            self._probes = ProbeAssessor(self.profile.name, floor=self.audit_settings.quality_floor)
+        return self._probes
+
+    def _probe_input(self, image: Any) -> tuple[Any, Probe | None]:
+        """What to decode and the probe's digest (None with the record off): a file is read once."""
+        if not self.recorder.enabled:
+            return image, None
+        from faceprint.audit.probe_store import read_probe
+        from faceprint.imaging import _read_path
+
+        return read_probe(image, lambda path: _read_path(path, self.limits), self.load_image)
+
+    def _probe_check(self, operation: str, who: Caller, started: float, collection_id: str | None,
+                     threshold: Any, probe: Probe | None) -> Callable[[Analysis], ProbeQuality]:
+        """What assesses a search's probe once it is analysed: its quality, or, where the caller refuses
+        low-quality probes and this is one, an audit entry saying the search was refused and
+        InvalidParameterException."""
+        def check(analysis: Analysis) -> ProbeQuality:
+            assert analysis.image is not None
+            quality = self.probes.assess(analysis.image, analysis.faces[0])
+            if quality.low_quality and who.refuse_low_quality:
+                self.recorder.searched(operation, who, started, collection_id, None, float(threshold), (), probe,
+                                       quality, {"Refused": REFUSED_LOW_QUALITY})
+                raise InvalidParameterException(refusal(quality))
+            return quality
+
+        return check
+
+    def _size(self, collection_id: str) -> int | None:
+        """The collection's size for an audit entry (None with the record off: nothing to pay)."""
+        return self.collections.size(collection_id) if self.recorder.enabled else None
+
     def save_indexes(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Write the index files of the collections loaded here (of ``min_faces`` or more) that
         are not current (``grown_only``: that grew by a fifth), so the next process opens them fast."""
@@ -270,17 +350,32 @@ class Faceprint:
         return DetectFacesResult(face_details=[self.describe(decoded, f, wanted) for f in faces])
 
     def compare_faces(self, source: ImageInput, target: ImageInput,
-                      similarity_threshold: float = 80.0, quality_filter: str = "NONE"
+                      similarity_threshold: float = 80.0, quality_filter: str = "NONE", *,
+                      caller: Caller | None = None, purpose: str | None = None, case: str | None = None
                       ) -> CompareFacesResult:
-        """Rekognition CompareFaces: the source's largest face against each target face."""
+        """Rekognition CompareFaces: the source's largest face against each target face (audited:
+        the source is the probe; its quality is the result's ``probe``)."""
+        who, started = resolve(caller, purpose, case), time.time()
         threshold = validate_percent("SimilarityThreshold", similarity_threshold)
         validate_quality_filter(quality_filter)
+        (source, probe), (target, target_probe) = self._probe_input(source), self._probe_input(target)
         src_img, tgt_img = self.load_image(source), self.load_image(target)
         src = self.analyze(src_img, 1, quality_filter)
         if not src.faces:
             why = " that passes the quality filter" if src.rejected else ""
             raise InvalidParameterException(f"There is no face in the source image{why}.")
-        tgt = self.analyze(tgt_img, MAX_FACES, quality_filter)
+        quality = self._probe_check("CompareFaces", who, started, None, threshold, probe)(src)
+        result = self._compared(src, self.analyze(tgt_img, MAX_FACES, quality_filter), threshold)
+        result.probe = quality
+        candidates = [{"Similarity": m.similarity, "BoundingBox": m.face.bounding_box.to_dict()}
+                      for m in result.face_matches]
+        details = {"TargetSha256": target_probe.sha256 if target_probe else None,
+                   "TargetFaces": len(result.face_matches) + len(result.unmatched_faces)}
+        result.audit_id = self.recorder.searched("CompareFaces", who, started, None, None, threshold, candidates,
+                                                 probe, quality, details)
+        return result
+
+    def _compared(self, src: Analysis, tgt: Analysis, threshold: float) -> CompareFacesResult:
         result = CompareFacesResult(source_image_face=ComparedSourceImageFace(
             bounding_box=src.faces[0].bounding_box, confidence=src.faces[0].confidence))
         sims = np.asarray(self.profile.similarity(tgt.vectors @ src.vectors[0]), dtype=np.float64)
@@ -360,7 +455,14 @@ class Faceprint:
 
     # -- collections, faces and search (faceprint.collections.Collections) ----------------------
     def create_collection(self, collection_id: str) -> CreateCollectionResult:
-        return self.collections.create_collection(collection_id)
+        """Rekognition CreateCollection; the new collection's own settings are written at once
+        (two-person rule: ``audit_settings.two_person_default``)."""
+        from faceprint.audit.settings import CollectionSettings
+
+        result = self.collections.create_collection(collection_id)
+        rule = self.audit_settings.two_person_default
+        self.settings_store.put(collection_id, CollectionSettings(two_person_rule=rule))
+        return result
 
     def describe_collection(self, collection_id: str) -> DescribeCollectionResult:
         return self.collections.describe_collection(collection_id)
@@ -368,38 +470,112 @@ class Faceprint:
     def list_collections(self, max_results: int = 1000, next_token: str | None = None) -> ListCollectionsResult:
         return self.collections.list_collections(max_results, next_token)
 
-    def delete_collection(self, collection_id: str) -> DeleteCollectionResult:
-        return self.collections.delete_collection(collection_id)
+    def delete_collection(self, collection_id: str, *, caller: Caller | None = None, purpose: str | None = None,
+                          case: str | None = None) -> DeleteCollectionResult:
+        """Rekognition DeleteCollection (audited): its faces, index, settings and face crops go. The
+        entry is written after the deletion (what is deleted is gone even if the log cannot be written;
+        the call then raises ``AuditUnavailable``)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        self.collections.collection(collection_id)
+        faces = self.store.count_faces(collection_id)
+        result = self.collections.delete_collection(collection_id)
+        self.settings_store.drop(collection_id)
+        crops = self.crops.drop(collection_id)
+        self.recorder.changed("DeleteCollection", who, collection_id, {"FaceCount": faces, "CropsErased": crops},
+                              started)
+        return result
 
     def index_faces(self, collection_id: str, image: Any, external_image_id: str | None = None,
                     detection_attributes: tuple[str, ...] | list[str] = (), max_faces: int | None = None,
-                    quality_filter: str = "AUTO") -> IndexFacesResult:
-        """Rekognition IndexFaces: detect, filter, store and index the faces of one image."""
-        return self.collections.index_faces(collection_id, image, external_image_id, detection_attributes,
-                                            max_faces, quality_filter)
+                    quality_filter: str = "AUTO", *, caller: Caller | None = None, purpose: str | None = None,
+                    case: str | None = None) -> IndexFacesResult:
+        """Rekognition IndexFaces: detect, filter, store and index the faces of one image (audited:
+        the entry, with the new face ids and the image's SHA-256, is written before the faces are
+        stored; a collection that keeps face crops gets one per face)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        self.collections.collection(collection_id)
+        source, image_probe = self._probe_input(image)
+        record = self._enrolment(who, started, collection_id, external_image_id,
+                                 image_probe.sha256 if image_probe else None)
+        result = self.collections.index_faces(collection_id, source, external_image_id, detection_attributes,
+                                              max_faces, quality_filter, record=record)
+        if result.face_records and self.settings_store.get(collection_id).keep_face_crops:
+            self._keep_crops(collection_id, self.load_image(source), result)
+        return result
 
     def store_analysis(self, collection_id: str, analysis: Analysis, external_image_id: str | None = None,
-                       max_faces: int | None = None, source_sha256: str | None = None) -> IndexFacesResult:
-        """The storing half of IndexFaces (see ``Collections.store_analysis``)."""
-        return self.collections.store_analysis(collection_id, analysis, external_image_id, max_faces,
-                                               source_sha256)
+                       max_faces: int | None = None, source_sha256: str | None = None, *,
+                       caller: Caller | None = None, purpose: str | None = None, case: str | None = None
+                       ) -> IndexFacesResult:
+        """The storing half of IndexFaces (see ``Collections.store_analysis``), audited as IndexFaces
+        (the bulk importer writes one entry per image this way); crops where the collection keeps them
+        and the analysis still holds its image."""
+        who, started = resolve(caller, purpose, case), time.time()
+        record = self._enrolment(who, started, collection_id, external_image_id, source_sha256)
+        result = self.collections.store_analysis(collection_id, analysis, external_image_id, max_faces,
+                                                 source_sha256, record=record)
+        if result.face_records and analysis.image is not None and \
+                self.settings_store.get(collection_id).keep_face_crops:
+            self._keep_crops(collection_id, analysis.image, result)
+        return result
+
+    def _enrolment(self, who: Caller, started: float, collection_id: str, external_image_id: str | None,
+                   image_sha256: str | None) -> Callable[[list[str], int], int | None]:
+        """What writes IndexFaces' entry once the new face ids are known (before they are stored)."""
+        def record(face_ids: list[str], unindexed: int) -> int | None:
+            return self.recorder.changed("IndexFaces", who, collection_id, started=started, details={
+                "FaceIds": face_ids, "ExternalImageId": external_image_id, "ImageSha256": image_sha256,
+                "UnindexedFaces": unindexed})
+
+        return record
+
+    def _keep_crops(self, collection_id: str, image: DecodedImage, result: IndexFacesResult) -> None:
+        from faceprint.crops import crop_jpeg
+
+        for record in result.face_records:
+            self.crops.save(collection_id, record.face.face_id, crop_jpeg(image, record.face.bounding_box))
 
     def list_faces(self, collection_id: str, max_results: int = 1000, next_token: str | None = None,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> ListFacesResult:
         return self.collections.list_faces(collection_id, max_results, next_token, face_ids, user_id)
 
-    def delete_faces(self, collection_id: str, face_ids: list[str]) -> DeleteFacesResult:
-        return self.collections.delete_faces(collection_id, face_ids)
+    def delete_faces(self, collection_id: str, face_ids: list[str], *, caller: Caller | None = None,
+                     purpose: str | None = None, case: str | None = None) -> DeleteFacesResult:
+        """Rekognition DeleteFaces (audited after the deletion, as DeleteCollection); their crops go too."""
+        who, started = resolve(caller, purpose, case), time.time()
+        result = self.collections.delete_faces(collection_id, face_ids)
+        crops = self.crops.delete(collection_id, result.deleted_faces)
+        self.recorder.changed("DeleteFaces", who, collection_id, started=started, details={
+            "FaceIds": list(result.deleted_faces), "NotDeleted": len(result.unsuccessful_face_deletions),
+            "CropsErased": crops})
+        return result
 
     def search_faces(self, collection_id: str, face_id: str, max_faces: int = 80,
-                     face_match_threshold: float = 80.0) -> SearchFacesResult:
-        return self.collections.search_faces(collection_id, face_id, max_faces, face_match_threshold)
+                     face_match_threshold: float = 80.0, *, caller: Caller | None = None, purpose: str | None = None,
+                     case: str | None = None) -> SearchFacesResult:
+        """Rekognition SearchFaces (audited)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        result = self.collections.search_faces(collection_id, face_id, max_faces, face_match_threshold)
+        result.audit_id = self.recorder.searched(
+            "SearchFaces", who, started, collection_id, self._size(collection_id), face_match_threshold,
+            face_candidates(result.face_matches), details={"FaceId": face_id, "MaxFaces": max_faces})
+        return result
 
     def search_faces_by_image(self, collection_id: str, image: Any, max_faces: int = 80,
-                              face_match_threshold: float = 80.0, quality_filter: str = "NONE"
+                              face_match_threshold: float = 80.0, quality_filter: str = "NONE", *,
+                              caller: Caller | None = None, purpose: str | None = None, case: str | None = None
                               ) -> SearchFacesByImageResult:
-        return self.collections.search_faces_by_image(collection_id, image, max_faces, face_match_threshold,
-                                                      quality_filter)
+        """Rekognition SearchFacesByImage (audited, with the probe's digest and quality)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        self.collections.collection(collection_id)
+        source, probe = self._probe_input(image)
+        check = self._probe_check("SearchFacesByImage", who, started, collection_id, face_match_threshold, probe)
+        result = self.collections.search_faces_by_image(collection_id, source, max_faces, face_match_threshold,
+                                                        quality_filter, inspect=check)
+        result.audit_id = self.recorder.searched(
+            "SearchFacesByImage", who, started, collection_id, self._size(collection_id), face_match_threshold,
+            face_candidates(result.face_matches), probe, result.probe, {"MaxFaces": max_faces})
+        return result
 
     # -- users (faceprint.users.Users) -----------------------------------------------------------
     def create_user(self, collection_id: str, user_id: str, client_request_token: str | None = None
@@ -425,20 +601,47 @@ class Faceprint:
         return self.users.disassociate_faces(collection_id, user_id, face_ids, client_request_token)
 
     def search_users(self, collection_id: str, user_id: str | None = None, face_id: str | None = None,
-                     user_match_threshold: float = 80.0, max_users: int = 100) -> SearchUsersResult:
-        return self.users.search_users(collection_id, user_id, face_id, user_match_threshold, max_users)
+                     user_match_threshold: float = 80.0, max_users: int = 100, *, caller: Caller | None = None,
+                     purpose: str | None = None, case: str | None = None) -> SearchUsersResult:
+        """Rekognition SearchUsers (audited)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        result = self.users.search_users(collection_id, user_id, face_id, user_match_threshold, max_users)
+        searched = {"UserId": user_id} if user_id is not None else {"FaceId": face_id}
+        result.audit_id = self.recorder.searched(
+            "SearchUsers", who, started, collection_id, self._size(collection_id), user_match_threshold,
+            user_candidates(result.user_matches), details={**searched, "MaxUsers": max_users})
+        return result
 
     def search_users_by_image(self, collection_id: str, image: Any, user_match_threshold: float = 80.0,
-                              max_users: int = 100, quality_filter: str = "NONE") -> SearchUsersByImageResult:
-        return self.users.search_users_by_image(collection_id, image, user_match_threshold, max_users,
-                                                quality_filter)
+                              max_users: int = 100, quality_filter: str = "NONE", *, caller: Caller | None = None,
+                              purpose: str | None = None, case: str | None = None) -> SearchUsersByImageResult:
+        """Rekognition SearchUsersByImage (audited, with the probe's digest and quality)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        self.collections.collection(collection_id)
+        source, probe = self._probe_input(image)
+        check = self._probe_check("SearchUsersByImage", who, started, collection_id, user_match_threshold, probe)
+        result = self.users.search_users_by_image(collection_id, source, user_match_threshold, max_users,
+                                                  quality_filter, inspect=check)
+        result.audit_id = self.recorder.searched(
+            "SearchUsersByImage", who, started, collection_id, self._size(collection_id), user_match_threshold,
+            user_candidates(result.user_matches), probe, result.probe, {"MaxUsers": max_users})
+        return result
 
     # -- stored video (faceprint.video.service.VideoJobs) -----------------------------------------
     def start_face_search(self, video: Any, collection_id: str, face_match_threshold: float | None = None,
                           client_request_token: str | None = None, notification_channel: dict | None = None,
-                          job_tag: str | None = None) -> StartJobResult:
+                          job_tag: str | None = None, *, caller: Caller | None = None, purpose: str | None = None,
+                          case: str | None = None) -> StartJobResult:
+        """Rekognition StartFaceSearch (audited: an entry when the job is queued, none, no job; and one
+        with the faces it matched when it ends, written by the process that ran it)."""
+        who, started = resolve(caller, purpose, case), time.time()
+        record = face_search_start(self.recorder, who, started, collection_id, face_match_threshold, job_tag)
         return self.video.start_face_search(video, collection_id, face_match_threshold, client_request_token,
-                                            notification_channel, job_tag)
+                                            notification_channel, job_tag, record=record)
+
+    def list_video_jobs(self, max_results: int = 100, next_token: str | None = None) -> dict[str, Any]:
+        """The stored-video jobs, newest first (``VideoJobs.list_jobs``): ``{"Jobs": [...], "NextToken"?}``."""
+        return self.video.list_jobs(max_results, next_token)
 
     def start_face_detection(self, video: Any, face_attributes: str | None = None,
                              client_request_token: str | None = None, notification_channel: dict | None = None,

@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.collections import FACE_ID, Collections, check_int, check_pattern, decode_token, encode_token
+from faceprint.collections import (
+    FACE_ID,
+    Collections,
+    Inspect,
+    check_int,
+    check_pattern,
+    decode_token,
+    encode_token,
+)
 from faceprint.errors import (
     ConflictException,
     IdempotentParameterMismatchException,
@@ -249,7 +257,10 @@ class Users:
         return result
 
     def search_users_by_image(self, collection_id: str, image: Any, user_match_threshold: float = 80.0,
-                              max_users: int = 100, quality_filter: str = "NONE") -> SearchUsersByImageResult:
+                              max_users: int = 100, quality_filter: str = "NONE", inspect: Inspect | None = None
+                              ) -> SearchUsersByImageResult:
+        """Users most like the largest face of ``image``; ``inspect`` as SearchFacesByImage's
+        (``faceprint.collections.Inspect``)."""
         self.collections.collection(collection_id)
         threshold = validate_percent("UserMatchThreshold", user_match_threshold)
         check_int("MaxUsers", max_users, 1, 500)
@@ -258,13 +269,15 @@ class Users:
         if not analysis.faces:
             raise InvalidParameterException("There are no faces in the image" +
                                             (" that pass the quality filter." if analysis.rejected else "."))
+        probe = inspect(analysis) if inspect is not None else None
         unsearched = [UnsearchedFace(face_details=f.detail(), reasons=["FACE_NOT_LARGEST"])
                       for f in analysis.faces[1:]]
         unsearched += [UnsearchedFace(face_details=f.detail(), reasons=[r]) for f, r in analysis.rejected]
         return SearchUsersByImageResult(
             user_matches=self._user_matches(collection_id, [analysis.vectors[0]], threshold, max_users, None),
             face_model_version=self.collections.face_model_version,
-            searched_face=SearchedFaceDetails(face_detail=analysis.faces[0].detail()), unsearched_faces=unsearched)
+            searched_face=SearchedFaceDetails(face_detail=analysis.faces[0].detail()), unsearched_faces=unsearched,
+            probe=probe)
 
     def _user_matches(self, collection_id: str, queries: list[np.ndarray], threshold: float,
                       max_users: int, exclude: str | None) -> list[UserMatch]:

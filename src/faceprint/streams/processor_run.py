@@ -231,6 +231,8 @@ class ProcessorRun(threading.Thread):
         stream_arn = row.request["Input"]["KinesisVideoStream"]["Arn"]
         record = frame_record(result, stream_arn, status=RUNNING, server_time=clock())
         snapshot = _snapshot(result.frame)
+        for alert in result.alerts:  # no entry, no result: recorded before anything of the frame is delivered
+            self._record_match(alert, snapshot if alert.frame is result.frame else _snapshot(alert.frame))
         for sink in self.sinks:
             sink.put(record, snapshot=snapshot if has_match(record) else None)
         self.frames_analysed += 1
@@ -243,6 +245,24 @@ class ProcessorRun(threading.Thread):
                 sink.put(body, alert=True, snapshot=shot)
             self.alerts += 1
             self.alert_latency.observe(clock() - alert.frame.producer_ms / 1000.0)
+
+    def _record_match(self, alert: Any, snapshot: Callable[[], bytes]) -> None:
+        """The alert's audit entry (caller ``stream-processor:NAME``, the matched faces as candidates, the
+        frame's JPEG as the probe); AuditUnavailable ends the run FAILED: a processor that cannot
+        record its matches delivers none."""
+        from faceprint.audit.caller import Caller
+        from faceprint.audit.recorder import face_candidates
+
+        fp, row = self.host.fp, self.row
+        if not fp.recorder.enabled:
+            return
+        caller = Caller(f"stream-processor:{row.name}", "system")
+        fp.recorder.searched("StreamProcessorMatch", caller, alert.frame.captured, row.collection_id,
+                             fp.collections.size(row.collection_id), row.threshold, face_candidates(alert.matches),
+                             probe_bytes=snapshot(), details={
+                                 "StreamProcessor": row.name, "TrackId": alert.track_id,
+                                 "ProducerTimestamp": alert.frame.producer_ms,
+                                 "FragmentNumber": alert.frame.fragment})
 
     def _apply_update(self) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ is accepted: the job fails with a ``StatusMessage`` saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -62,6 +63,8 @@ MAX_RESULTS = 1000
 FACE_ATTRIBUTES = ("DEFAULT", "ALL")
 SORT_BY = ("TIMESTAMP", "INDEX")
 WAIT_POLL = 0.2
+Record = Callable[[str], "dict[str, Any] | None"]
+"""``record(job_id)``: writes a Start's audit entry; answers what the job keeps of it."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +141,17 @@ class VideoJobs:
 
     def start_face_search(self, video: Any, collection_id: str, face_match_threshold: float | None = None,
                           client_request_token: str | None = None, notification_channel: Mapping | None = None,
-                          job_tag: str | None = None) -> StartJobResult:
-        """Rekognition StartFaceSearch: who of the collection appears when."""
+                          job_tag: str | None = None, record: Record | None = None) -> StartJobResult:
+        """Rekognition StartFaceSearch: who of the collection appears when. ``record(job_id)`` writes
+        the job's audit entry once the request is accepted, before the job is queued (what it raises
+        queues nothing); what it answers is kept with the job (``params["Audit"]``) for the entry the
+        job's end writes (``faceprint.video.worker``)."""
         self.collections.collection(collection_id)
         params: dict[str, Any] = {"CollectionId": collection_id}
         if face_match_threshold is not None:
             params["FaceMatchThreshold"] = validate_percent("FaceMatchThreshold", face_match_threshold)
-        return self._start("StartFaceSearch", video, params, client_request_token, notification_channel, job_tag)
+        return self._start("StartFaceSearch", video, params, client_request_token, notification_channel, job_tag,
+                           record)
 
     def start_face_detection(self, video: Any, face_attributes: str | None = None,
                              client_request_token: str | None = None, notification_channel: Mapping | None = None,
@@ -186,7 +193,7 @@ class VideoJobs:
                            job_tag)
 
     def _start(self, api: str, video: Any, params: dict[str, Any], token: str | None, channel: Mapping | None,
-               tag: str | None) -> StartJobResult:
+               tag: str | None, record: Record | None = None) -> StartJobResult:
         if token is not None:
             check_pattern("ClientRequestToken", token, TOKEN)
         if tag is not None:
@@ -202,6 +209,9 @@ class VideoJobs:
         row = self._row(job_id, api, params, digest, token, tag, notification, source)
         try:
             self._accept(source, job_id)
+            audit = record(job_id) if record is not None else None
+            if audit is not None:  # not in the request's digest: a replay with the same token still matches
+                row = dataclasses.replace(row, params={**row.params, "Audit": audit})
             stored = self.store.insert(row, self.settings.max_jobs)
         except BaseException:
             self.store.delete_input(job_id)
@@ -343,6 +353,23 @@ class VideoJobs:
 
     # -- jobs --------------------------------------------------------------------------------------
 
+    def list_jobs(self, max_results: int = 100, next_token: str | None = None) -> dict[str, Any]:
+        """The jobs whose results are not expired, newest first: ``{"Jobs": [{"JobId", "Api", "Status",
+        "CollectionId", "Created", "JobTag"}], "NextToken"?}`` (Status is Rekognition's JobStatus,
+        Created epoch seconds)."""
+        from faceprint.collections import decode_token, encode_token
+
+        limit = check_int("MaxResults", max_results, 1, MAX_RESULTS)
+        after = decode_token(next_token, _is_job_position)
+        rows = self.store.listing(self.clock(), None if after is None else (after[0], after[1]), limit + 1)
+        page = rows[:limit]
+        out: dict[str, Any] = {"Jobs": [{"JobId": r.job_id, "Api": r.api, "Status": r.job_status,
+                                         "CollectionId": r.params.get("CollectionId"), "Created": r.created,
+                                         "JobTag": r.job_tag} for r in page]}
+        if len(rows) > limit:
+            out["NextToken"] = encode_token([page[-1].created, page[-1].job_id])
+        return out
+
     def wait(self, job_id: str, timeout: float | None = None) -> str:
         """Block until the job leaves IN_PROGRESS (or ``timeout`` seconds pass); answers its JobStatus."""
         if self.settings.run_jobs:
@@ -382,6 +409,12 @@ class VideoJobs:
             runner, self._runner = self._runner, None
         if runner is not None:
             runner.close()
+
+
+def _is_job_position(value: Any) -> bool:
+    """A ListJobs position: [created, job id] of the last job of a page."""
+    return (isinstance(value, list) and len(value) == 2 and type(value[0]) in (int, float)
+            and isinstance(value[1], str) and bool(JOB_ID.fullmatch(value[1])))
 
 
 def _same(found: JobRow, digest: str) -> StartJobResult:

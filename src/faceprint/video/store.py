@@ -195,6 +195,16 @@ class JobStore:
     def by_token(self, api: str, token: str) -> JobRow | None:
         return self._by_token(self._db(), api, token)
 
+    def listing(self, now: float, after: tuple[float, str] | None, limit: int) -> list[JobRow]:
+        """Up to ``limit`` jobs not expired at ``now``, newest first, after the (created, job id) ``after``."""
+        where, params = "(expires IS NULL OR expires > ?)", [now]
+        if after is not None:
+            where += " AND (created < ? OR (created = ? AND job_id > ?))"
+            params += [after[0], after[0], after[1]]
+        rows = self._db().execute(f"SELECT {_COLUMNS} FROM jobs WHERE {where} ORDER BY created DESC, job_id LIMIT ?",
+                                  (*params, limit)).fetchall()
+        return [JobRow.from_db(r) for r in rows]
+
     @staticmethod
     def _by_token(db: sqlite3.Connection, api: str, token: str) -> JobRow | None:
         found = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE api = ? AND client_token = ?",

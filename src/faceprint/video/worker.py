@@ -50,15 +50,53 @@ class StoreContext:
         self.pending: list = []
         self.done = (0, 0)
         self._flushed = self._reported = time.monotonic()
+        self.began = time.time()
+        self.audit: dict[str, Any] | None = self.params.get("Audit")
+        """A face search's audit (its Start entry and caller): its end is recorded with what it matched."""
+        self.matched: dict[str, dict[str, Any]] = {}
+        """The faces the job matched, each with its best similarity (face searches with an audit only)."""
 
     def metadata(self, info: Any) -> None:
         body = {"video": dataclasses.asdict(info.metadata()), "audio": [dataclasses.asdict(a) for a in info.audio]}
         self._owned(self.store.set_metadata(self.job_id, self.owner, body))
 
     def emit(self, items: list) -> None:
+        if self.audit is not None:
+            self._note_matches(items)
         self.pending.extend(items)
         if len(self.pending) >= self.batch or time.monotonic() - self._flushed >= self.every:
             self.flush()
+
+    def _note_matches(self, items: list) -> None:
+        for item in items:
+            for match in item.body.get("FaceMatches") or ():
+                face, similarity = match.get("Face") or {}, match.get("Similarity", 0.0)
+                face_id = face.get("FaceId")
+                if face_id and similarity > self.matched.get(face_id, {}).get("Similarity", -1.0):
+                    self.matched[face_id] = {"FaceId": face_id, "Similarity": similarity,
+                                             **{k: face[k] for k in ("ExternalImageId", "UserId") if face.get(k)}}
+
+    def record_end(self, status: str, message: str | None) -> tuple[str, str | None]:
+        """Write a face search's end to the audit log (with the faces it matched): the status and
+        message to finish with (FAILED, results withheld, where the entry cannot be written)."""
+        if self.audit is None:
+            return status, message
+        from faceprint.audit.caller import Caller
+        from faceprint.errors import AuditUnavailable
+
+        who = self.audit.get("Caller") or {}
+        caller = Caller(who.get("Actor") or "unknown", who.get("Kind") or "os", who.get("KeyId"), who.get("Purpose"),
+                        who.get("Case"))
+        candidates = sorted(self.matched.values(), key=lambda c: -c["Similarity"])
+        try:
+            self.fp.recorder.searched(
+                "FaceSearchJobCompleted", caller, self.began, self.params.get("CollectionId"), None,
+                float(self.params.get("FaceMatchThreshold", 80.0)), candidates,
+                details={"JobId": self.job_id, "StartAuditId": self.audit.get("StartId"), "Status": status,
+                         "StatusMessage": message})
+        except AuditUnavailable:
+            return FAILED, "The job's audit entry could not be written, so its results are withheld."
+        return status, message
 
     def flush(self) -> None:
         items, self.pending = self.pending, []
@@ -100,7 +138,11 @@ def worker_main(parent: int) -> int:
     ctx = StoreContext(JobStore(job["db"]), job, None, stop)
     status, message = _analyse(job, ctx)
     if status is not None and not stop.is_set():
-        ctx.finish(status, message)
+        if ctx.audit is not None and ctx.fp is None:  # it failed before its Faceprint was made
+            from faceprint.service import Faceprint
+
+            ctx.fp = Faceprint(job["home"], profile=job["profile"], models_dir=job["models_dir"])
+        ctx.finish(*ctx.record_end(status, message))
     return 0
 
 

@@ -1,0 +1,157 @@
+"""Probe images: their digest (kept in every audit entry of a search by image) and, where the
+operator turns it on (``AuditSettings.store_probes``), the probe itself, under
+``HOME/audit/probes/<sha256>.<ext>`` (folder 0700, files 0600).
+
+The digest is of the bytes as submitted (an image file's or request's bytes); a numpy array given
+to the Python API is encoded as PNG first, and the digest (and stored probe) is that PNG's, so a
+stored probe always hashes to its name. A probe is stored once however many searches used it;
+``delete`` overwrites it with zeros before unlinking it (erasure), ``prune`` removes those older
+than the probe retention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceprint.home import create_private, private_folder
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+EXTENSIONS = ("jpg", "png", "img")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A probe image as the audit keeps it: its bytes and their SHA-256."""
+
+    data: bytes
+    sha256: str
+
+    @classmethod
+    def of(cls, data: bytes) -> Probe:
+        return cls(data, hashlib.sha256(data).hexdigest())
+
+    @property
+    def ext(self) -> str:
+        return extension(self.data)
+
+
+def extension(data: bytes) -> str:
+    """The file extension a probe is stored with: jpg, png, or img (any other format)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    return "img"
+
+
+def read_probe(image: Any, read_path: Callable[[Path], bytes], load: Callable[[Any], Any]) -> tuple[Any, Probe]:
+    """What to decode and the :class:`Probe` of ``image`` (bytes, a path, an RGB array, a decoded
+    image). A path is read once here (``read_path(path) -> bytes``, which checks the size limit)
+    and its bytes are decoded, so the digest is of exactly what was searched. An array is checked
+    and made a decoded image by ``load`` (``Faceprint.load_image``) and its digest is its PNG's."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        data = bytes(image)
+        return data, Probe.of(data)
+    if isinstance(image, str | os.PathLike):
+        data = read_path(Path(image))
+        return data, Probe.of(data)
+    decoded = load(image)
+    return decoded, Probe.of(png(decoded.rgb))
+
+
+def png(rgb: np.ndarray) -> bytes:
+    """An RGB array as PNG bytes (deterministic for one OpenCV version)."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise ValueError("the probe could not be encoded")
+    return encoded.tobytes()
+
+
+class ProbeStore:
+    """The stored probes under ``folder`` (``HOME/audit/probes``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, sha256: str, ext: str) -> Path:
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256) or ext not in EXTENSIONS:
+            raise ValueError(f"not a probe name: {sha256!r}.{ext!r}")
+        return self.folder / f"{sha256}.{ext}"
+
+    def save(self, probe: Probe) -> bool:
+        """Store ``probe`` (written to a temporary name, synced and renamed); False if it was
+        stored already (by an earlier search). OSError if it cannot be written."""
+        path = self.path(probe.sha256, probe.ext)
+        if path.exists():
+            return False
+        private_folder(self.folder.parent)
+        private_folder(self.folder)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            with os.fdopen(create_private(tmp), "wb") as out:
+                out.write(probe.data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return True
+
+    def find(self, sha256: str) -> Path | None:
+        """The stored probe with this digest, or None."""
+        for ext in EXTENSIONS:
+            path = self.path(sha256, ext)
+            if path.is_file():
+                return path
+        return None
+
+    def get(self, sha256: str) -> bytes | None:
+        """The stored probe's bytes, or None where it is not kept."""
+        try:
+            path = self.find(sha256)
+            return path.read_bytes() if path is not None else None
+        except (OSError, ValueError):
+            return None
+
+    def delete(self, sha256: str) -> bool:
+        """Erase the stored probe with this digest (zeros first); False if none was kept."""
+        from faceprint.crops import shred
+
+        try:
+            path = self.find(sha256)
+        except ValueError:
+            return False
+        return path is not None and shred(path)
+
+    def digests(self) -> list[str]:
+        """The digests of the probes kept."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name.split(".")[0] for p in self.folder.iterdir()
+                      if p.name.count(".") == 1 and SHA256.fullmatch(p.name.split(".")[0]))
+
+    def prune(self, older_than_days: float, now: float | None = None) -> int:
+        """Erase the probes stored more than ``older_than_days`` ago; answers how many."""
+        now = time.time() if now is None else now
+        cutoff = now - older_than_days * 86400
+        erased = 0
+        for digest in self.digests():
+            path = self.find(digest)
+            if path is not None and path.stat().st_mtime < cutoff:
+                erased += self.delete(digest)
+        return erased
