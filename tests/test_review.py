@@ -282,3 +282,31 @@ def test_concurrent_reviewers_are_ordered(home, tmp_path):
     first = statuses.index("confirmed")
     assert set(statuses[:first]) == {"awaiting-second"} and set(statuses[first:]) == {"confirmed"}
     assert home.reviews.get(search)[0].status == "confirmed" and len(home.reviews.get(search)[0].decisions) == 10
+
+
+def test_reviews_of_pruned_searches_go_with_them(home, tmp_path):
+    from faceprint.audit.retention import prune
+
+    old = home.search(faces=(FACE_A, FACE_B))  # started in 1970: older than any retention
+    home.reviews.decide(old, FACE_A, "CONFIRMED", ALICE, note="kept only as long as the log")
+    assert prune(home.log, 183)["Pruned"] >= 1
+    home.reviews.refresh()
+    assert home.reviews.queue() == []
+    with pytest.raises(ResourceNotFoundException):
+        home.reviews.get(old)
+    for name in ("reviews.db", "reviews.db-wal"):
+        path = tmp_path / "audit" / name
+        assert not path.exists() or b"kept only as long" not in path.read_bytes()
+
+
+def test_a_replaced_log_is_indexed_afresh(home, tmp_path):
+    home.reviews.decide(home.search(faces=(FACE_A,)), FACE_A, "REJECTED", ALICE)
+    home.reviews.close()
+    home.log.close()
+    for path in (tmp_path / "audit").glob("audit.db*"):
+        path.unlink()
+    home.log = AuditLog(tmp_path / "audit")
+    search = home.search(faces=(FACE_C,))  # seq 1 again, another search
+    home.reviews = Reviews(tmp_path / "audit", home.log, home.settings)
+    assert home.reviews.queue() == []
+    assert [(r.face_id, r.status) for r in home.reviews.get(search)] == [(FACE_C, "pending")]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     note TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_by_candidate ON decisions (candidate, audit_id);
-CREATE TABLE IF NOT EXISTS progress (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS log_position (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL);
 """
 COLUMNS = ("id, search_id, face_id, collection_id, similarity, external_image_id, user_id, probe_sha256, "
            "required, status")
@@ -151,8 +152,7 @@ class Reviews:
         self.settings = settings
         self.clock = clock
         self.database = Database(Path(folder) / "reviews.db", SCHEMA)
-        with self.database.tx() as db:
-            self._catch_up(db)
+        self.refresh()
 
     # -- writing ---------------------------------------------------------------------------------
     def request(self, search_id: int, face_ids: Iterable[str] | None, caller: Caller) -> list[CandidateReview]:
@@ -162,8 +162,7 @@ class Reviews:
         search = self.search(search_id)
         wanted = self._requested(search, face_ids)
         caller = self._person(caller, search)
-        with self.database.tx() as db:
-            self._catch_up(db)
+        with self._writing() as db:
             required = self._required(search.entry.collection_id)
             record = self.log.append(Entry(REQUESTED, caller, started, self.clock(),
                                            collection_id=search.entry.collection_id,
@@ -171,7 +170,7 @@ class Reviews:
                                            details={"SearchId": search.seq, "FaceIds": wanted,
                                                     "RequiredConfirmations": required}))
             self._apply(db, record)
-            self._advance(db, record.seq)
+            self._advance(db, record.seq, record.hash)
         return [self._read(search, face_id) for face_id in wanted]
 
     def decide(self, search_id: int, face_id: str, decision: str, caller: Caller,
@@ -184,8 +183,7 @@ class Reviews:
         search = self.search(search_id)
         candidate = self._candidate(search, face_id)
         caller = self._person(caller, search)
-        with self.database.tx() as db:
-            self._catch_up(db)
+        with self._writing() as db:
             row = self._row(db, search.seq, face_id)
             required = max(row[8] if row else 1, self._required(search.entry.collection_id))
             before = self._decisions(db, row[0]) if row else []
@@ -200,7 +198,7 @@ class Reviews:
                                                     "Confirmations": list(latest_decisions(after).values()
                                                                           ).count("CONFIRMED")}))
             self._apply(db, record)
-            self._advance(db, record.seq)
+            self._advance(db, record.seq, record.hash)
         return self._read(search, face_id)
 
     def rule_changed(self, collection_id: str) -> None:
@@ -246,17 +244,54 @@ class Reviews:
         self.database.close()
 
     # -- the index -------------------------------------------------------------------------------
-    def _catch_up(self, db: Any) -> None:
-        """Index the review entries of the log that the queue lacks (in a write transaction)."""
-        found = db.execute("SELECT seq FROM progress WHERE name = 'log'").fetchone()
-        done, head = (found[0] if found else 0), self.log.head()[0]
-        if head <= done:
-            return
-        for record in self._review_records(done):
-            if not db.execute("SELECT 1 FROM decisions WHERE audit_id = ?", (record.seq,)).fetchone():
-                self._apply(db, record)
-            head = max(head, record.seq)
-        self._advance(db, head)
+    def refresh(self) -> None:
+        """Bring the queue up to date with the log: review entries it lacks (written by a process that
+        stopped before indexing them) and searches that retention pruned (their reviews go too: the
+        queue keeps no more than the log). Done before every write as well."""
+        with self._writing():
+            pass
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A write transaction on the queue, caught up with the log first; where reviews were dropped,
+        the WAL is emptied of them afterwards."""
+        with self.database.tx() as db:
+            dropped = self._catch_up(db)
+            yield db
+        if dropped:
+            self.database.erase_wal()
+
+    def _catch_up(self, db: Any) -> int:
+        """Index the review entries of the log that the queue lacks; drop the reviews of searches no
+        longer in it, all of them where the log is not the one indexed (its entry at the position
+        reached is gone or differs). Answers how many candidates were dropped."""
+        found = db.execute("SELECT seq, hash FROM log_position WHERE name = 'log'").fetchone()
+        done, done_hash = found if found else (0, None)
+        if done and self._hash_at(done) != done_hash:
+            db.execute("DELETE FROM decisions")
+            dropped = db.execute("DELETE FROM candidates").rowcount
+            done = 0
+        else:
+            dropped = self._forget_pruned(db)
+        head, head_hash = self.log.head()
+        if head > done:
+            for record in self._review_records(done):
+                if not db.execute("SELECT 1 FROM decisions WHERE audit_id = ?", (record.seq,)).fetchone():
+                    self._apply(db, record)
+        self._advance(db, head, head_hash)
+        return dropped
+
+    def _forget_pruned(self, db: Any) -> int:
+        first = self.log.first_seq()
+        if first is None:
+            return 0
+        old = "SELECT id FROM candidates WHERE search_id < ?"
+        db.execute(f"DELETE FROM decisions WHERE candidate IN ({old})", (first,))
+        return db.execute("DELETE FROM candidates WHERE search_id < ?", (first,)).rowcount
+
+    def _hash_at(self, seq: int) -> str | None:
+        record = self.log.get(seq)
+        return record.hash if record else None
 
     def _review_records(self, after: int) -> Iterator[Record]:
         """The log's review entries after ``after``, in sequence order."""
@@ -268,9 +303,9 @@ class Reviews:
                 position = page[-1].seq
         return iter(sorted(found, key=lambda r: r.seq))
 
-    def _advance(self, db: Any, seq: int) -> None:
-        db.execute("INSERT INTO progress VALUES ('log', ?) ON CONFLICT (name) DO UPDATE SET seq = max(seq, ?)",
-                   (seq, seq))
+    def _advance(self, db: Any, seq: int, hash_: str) -> None:
+        """The queue holds every review entry up to ``seq`` (whose hash is ``hash_``)."""
+        db.execute("INSERT OR REPLACE INTO log_position VALUES ('log', ?, ?)", (seq, hash_))
 
     def _apply(self, db: Any, record: Record) -> None:
         """Index one review entry of the log."""
