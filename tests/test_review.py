@@ -310,3 +310,17 @@ def test_a_replaced_log_is_indexed_afresh(home, tmp_path):
     home.reviews = Reviews(tmp_path / "audit", home.log, home.settings)
     assert home.reviews.queue() == []
     assert [(r.face_id, r.status) for r in home.reviews.get(search)] == [(FACE_C, "pending")]
+
+
+def test_entries_the_queue_lacks_are_indexed_and_odd_ones_left_out(home):
+    search = home.search()
+    home.reviews.decide(search, FACE_A, "CONFIRMED", ALICE)
+    # a process that wrote its decision and stopped before indexing it; and entries this code never writes
+    for details in ({"SearchId": search, "FaceId": FACE_A, "Decision": "CONFIRMED", "RequiredConfirmations": 2},
+                    {"SearchId": "one", "FaceId": FACE_A}, {"SearchId": search, "FaceId": FACE_C, "Decision": "X"},
+                    {"SearchId": search}, {"SearchId": 2**70}):
+        home.log.append(Entry("ReviewDecision", BOB, 3.0, 4.0, details=details))
+    home.reviews.refresh()
+    review = home.reviews.get(search)[0]
+    assert review.status == "confirmed" and [d["Reviewer"] for d in review.decisions] == ["alice", "bob"]
+    assert home.reviews.decide(search, FACE_B, "INCONCLUSIVE", CAROL).status == "inconclusive"

@@ -13,8 +13,9 @@ else one); else any INCONCLUSIVE makes it "inconclusive", one CONFIRMED short of
 "awaiting-second", and none "pending". Reviewers are told apart by name, case folded, whatever
 the channel (an access key's user, a console user or an OS user of the same name are one person),
 so that one person can never count twice. The person who ran the search may be one of the two.
-The rule in force is the stricter of the one when the candidate's review opened and the
-collection's current one. Components (callers of kind "system") do not review.
+Once a candidate's review has needed two confirmations (the rule was on when it was requested or
+decided on), it always does; where it was off, turning the rule on asks for a second confirmation
+of the candidates already confirmed by one. Components (callers of kind "system") do not review.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from faceprint.audit.caller import Caller
 from faceprint.audit.log import AuditFilter, AuditLog, Entry, Record
 from faceprint.audit.settings import SettingsStore
 from faceprint.collections import COLLECTION_ID, check_pattern, decode_token, encode_token
-from faceprint.errors import AccessDeniedException, InvalidParameterException, ResourceNotFoundException, shown
+from faceprint.errors import (
+    AccessDeniedException,
+    FaceprintError,
+    InvalidParameterException,
+    ResourceNotFoundException,
+    shown,
+)
 from faceprint.store.database import Database
 
 SEARCH_OPERATIONS = frozenset({"SearchFaces", "SearchFacesByImage", "SearchUsers", "SearchUsersByImage",
@@ -277,7 +284,7 @@ class Reviews:
         if head > done:
             for record in self._review_records(done):
                 if not db.execute("SELECT 1 FROM decisions WHERE audit_id = ?", (record.seq,)).fetchone():
-                    self._apply(db, record)
+                    self._replay(db, record)
         self._advance(db, head, head_hash)
         return dropped
 
@@ -306,6 +313,14 @@ class Reviews:
     def _advance(self, db: Any, seq: int, hash_: str) -> None:
         """The queue holds every review entry up to ``seq`` (whose hash is ``hash_``)."""
         db.execute("INSERT OR REPLACE INTO log_position VALUES ('log', ?, ?)", (seq, hash_))
+
+    def _replay(self, db: Any, record: Record) -> None:
+        """Index a review entry found in the log; one this code did not write (it names no candidate of
+        a search, or lacks a field) is left out rather than stop the queue."""
+        try:
+            self._apply(db, record)
+        except (FaceprintError, KeyError, TypeError, ValueError, OverflowError):
+            return
 
     def _apply(self, db: Any, record: Record) -> None:
         """Index one review entry of the log."""
