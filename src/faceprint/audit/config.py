@@ -18,7 +18,7 @@ class AuditSettings:
     ``faceprint audit prune`` may remove them (``probe_retention_days`` for stored probes,
     None: as long as the entries). ``quality_floor``: the measured rank-1 (percent) under which a
     probe is low quality. ``two_person_default``: the two-person rule of new collections (the
-    server turns it on)."""
+    server turns it on). ``durable``: see below."""
 
     enabled: bool = True
     store_probes: bool = False
@@ -26,3 +26,7 @@ class AuditSettings:
     probe_retention_days: int | None = None
     quality_floor: float = DEFAULT_QUALITY_FLOOR
     two_person_default: bool = False
+    durable: bool = False
+    """Flush every entry to disk before the result is returned (SQLite ``synchronous=FULL``). Off (the
+    default, ``NORMAL`` in WAL mode): an entry is committed before the result is returned and survives a
+    crash of the process; a power cut may lose the last entries, never break the chain."""
