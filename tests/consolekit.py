@@ -1,0 +1,116 @@
+"""A real `faceprint serve` with console users and an enrolled collection, and a real Chromium
+(Playwright, Debian's /usr/bin/chromium) signed in as any of them."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conftest import LFW, ROOT
+from serverkit import REGION, Server
+
+CHROMIUM = os.environ.get("FACEPRINT_CHROMIUM", "/usr/bin/chromium")
+SHOTS = ROOT / "docs" / "console"
+COLLECTION = "people"
+PEOPLE = ("Al_Gore", "Aaron_Peirsol", "Abdullah_Gul", "Adam_Sandler", "Albert_Costa", "Ahmed_Chalabi")
+"""Enrolled with their first photo; their second photo is a probe that should find them."""
+
+
+def photo(person: str, n: int) -> Path:
+    """``person``'s ``n``-th photo (from 0) of those in the LFW dev set."""
+    return sorted((LFW / "images" / person).glob("*.jpg"))[n]
+PASSWORD = "a long console password"
+USERS = {"ivy": "investigator", "rita": "reviewer", "rob": "reviewer", "ada": "auditor", "max": "admin",
+         "lou": "reviewer"}
+"""Console users of the site (``lou`` is locked out by a test)."""
+
+
+@dataclass
+class Site:
+    server: Server
+    home: Path
+    faces: dict[str, str] = field(default_factory=dict)
+    """External image id (a person's name) -> FaceId."""
+
+    @property
+    def console(self) -> str:
+        return f"{self.server.url}/console"
+
+    def client(self) -> Any:
+        return self.server.client()
+
+    def faceprint(self) -> Any:
+        """boto3's client of faceprint's own operations (FaceprintService) for this server."""
+        from faceprint.client import faceprint_client
+
+        return faceprint_client(endpoint_url=self.server.url, region_name=REGION, aws_access_key_id="unused",
+                                aws_secret_access_key="unused")
+
+
+def start_site(home: Path) -> Site:
+    """Console users in ``home``, then ``faceprint serve --no-auth`` on it, and a collection (two-person
+    rule on, as new collections on a server have it, and face crops kept) with :data:`PEOPLE` enrolled."""
+    from faceprint.console.users import ConsoleUsers
+
+    users = ConsoleUsers(home / "console")
+    for name, role in USERS.items():
+        users.add(name, role, PASSWORD)
+    server = Server(home, "--no-auth")
+    site = Site(server, home)
+    try:
+        rekognition = site.client()
+        rekognition.create_collection(CollectionId=COLLECTION)
+        site.faceprint().update_collection_settings(CollectionId=COLLECTION, KeepFaceCrops=True)
+        for person in PEOPLE:
+            indexed = rekognition.index_faces(CollectionId=COLLECTION, ExternalImageId=person, MaxFaces=1,
+                                              Image={"Bytes": photo(person, 0).read_bytes()})
+            site.faces[person] = indexed["FaceRecords"][0]["Face"]["FaceId"]
+    except BaseException:
+        server.stop()
+        raise
+    return site
+
+
+def launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+
+
+def sign_in(browser: Any, site: Site, name: str, password: str = PASSWORD, **context: Any) -> Any:
+    """A new browser context signed in as ``name``: its page, on the user's start page."""
+    page = browser.new_context(**context).new_page()
+    page.goto(f"{site.console}/sign-in")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return page
+
+
+def shot(page: Any, name: str) -> None:
+    """With FACEPRINT_SCREENSHOTS=1, the page as docs/console/NAME.png."""
+    if os.environ.get("FACEPRINT_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def small_face(person: str, face_px: int = 36, canvas: int = 240) -> bytes:
+    """``person``'s second photo shrunk so the face is about ``face_px`` wide (LFW faces are ~110 px of
+    250), blurred a little, on a grey canvas: a CCTV still's face."""
+    from PIL import Image, ImageFilter
+
+    image = Image.open(photo(person, 1)).convert("RGB")
+    side = round(image.width * face_px / 110)
+    small = image.resize((side, side), Image.LANCZOS).filter(ImageFilter.GaussianBlur(0.6))
+    out = Image.new("RGB", (canvas, canvas), (128, 128, 128))
+    out.paste(small, ((canvas - side) // 2, (canvas - side) // 3))
+    buffer = io.BytesIO()
+    out.save(buffer, "JPEG", quality=30)
+    return buffer.getvalue()
+
+
+def text_of(page: Any, selector: str = "main") -> str:
+    return re.sub(r"\s+", " ", page.inner_text(selector))

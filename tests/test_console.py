@@ -1,0 +1,200 @@
+"""The web console in a real Chromium against a real `faceprint serve`: sign-in and lock-out, a
+search, a two-person review, a deletion and the audit page (with verify, and a tampered log).
+With FACEPRINT_SCREENSHOTS=1 the pages are saved as docs/console/*.png."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from consolekit import COLLECTION, PASSWORD, launch, photo, shot, sign_in, small_face, start_site, text_of
+
+pytest.importorskip("playwright")
+
+PERSON = "Al_Gore"
+PROBE = photo(PERSON, 1)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    site = start_site(tmp_path_factory.mktemp("console"))
+    yield site
+    site.server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+def search(page, site, probe, case="CASE-2026-0042", threshold="80.0"):
+    page.goto(f"{site.console}/search")
+    page.set_input_files("input[name=probe]", probe)
+    page.fill("input[name=purpose]", "identify a suspect in a burglary")
+    page.fill("input[name=case]", case)
+    page.select_option("select[name=threshold]", threshold)
+    page.click("form.search-form button[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_sign_in_wrong_password_and_lock_out(site, browser):
+    page = browser.new_context().new_page()
+    page.goto(f"{site.console}/search")  # not signed in: to the sign-in page, and back after it
+    assert "/console/sign-in" in page.url
+    shot(page, "sign-in")
+    page.fill("input[name=name]", "ivy")
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    assert "Wrong user name or password" in text_of(page)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/console/search")
+    assert "ivy · investigator" in text_of(page, "header")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "faceprint_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console/"
+    for _ in range(5):  # lou: five wrong passwords lock the account, and then the right one is refused too
+        locked = sign_in(browser, site, "lou", "wrong password")
+    assert "locked for 15 more minutes" in text_of(locked)
+    locked = sign_in(browser, site, "lou")
+    assert "locked" in text_of(locked) and "/sign-in" in locked.url
+    page.click("header button")  # sign out: the session ends on the server, not only in this browser
+    page.goto(f"{site.console}/search")
+    assert "/console/sign-in" in page.url
+
+
+def test_roles_csrf_and_upload_limit(site, browser):
+    ivy = sign_in(browser, site, "ivy")
+    response = ivy.goto(f"{site.console}/audit")
+    assert response.status == 403 and "does not allow" in text_of(ivy)
+    assert "Audit" not in text_of(ivy, "header nav")
+    answer = ivy.request.post(f"{site.console}/search", multipart={"purpose": "x", "case": "y"})
+    assert answer.status == 403 and "Form expired" in answer.text()  # no CSRF token: refused before any work
+    huge = {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff" + b"0" * (6 * 1024 * 1024)}
+    ivy.goto(f"{site.console}/search")
+    token = ivy.input_value("input[name=csrf]")
+    answer = ivy.request.post(f"{site.console}/search", multipart={"csrf": token, "probe": huge})
+    assert answer.status == 413  # over the 5 MB image limit (plus room for the fields): not read further
+    ada = sign_in(browser, site, "ada")
+    answer = ada.request.post(f"{site.console}/collection/delete-faces",
+                              form={"csrf": "x", "collection_id": COLLECTION, "face_ids": site.faces[PERSON]})
+    assert answer.status == 403  # an auditor reads; never deletes
+
+
+def test_search_shows_candidates_beside_the_probe_and_sends_them_to_review(site, browser):
+    page = sign_in(browser, site, "ivy")
+    search(page, site, str(PROBE))
+    text = text_of(page)
+    assert "Candidates, not identifications" in text and "two reviewers confirm" in text
+    card = page.locator("li.card", has_text=PERSON)
+    assert card.count() == 1
+    assert "% similar" in card.inner_text() and "false-match rate 1 in" in card.inner_text()
+    assert card.locator("img").evaluate("img => img.naturalWidth") > 0  # the enrolled face's crop
+    assert page.locator("figure.probe img").evaluate("img => img.naturalWidth") > 0
+    assert "false-match rate 1 in 10,000 comparisons" in text  # the threshold 80, with its rate
+    assert "Low-quality probe" not in text
+    shot(page, "search-result")
+    card.locator("input[name=face_ids]").check()
+    page.click("text=Send ticked candidates to review")
+    page.wait_for_load_state()
+    assert "Sent to review" in text_of(page)
+    assert "review: pending" in page.locator("li.card", has_text=PERSON).first.inner_text().lower()
+    search_id = int(page.url.split("/searches/")[1].split("?")[0])
+    entries = site.faceprint().list_audit_entries(Operation="SearchFacesByImage")["Entries"]
+    entry = next(e for e in entries if e["Seq"] == search_id)
+    assert (entry["Actor"], entry["ActorKind"], entry["Case"]) == ("ivy", "console", "CASE-2026-0042")
+    assert len(entry["ProbeSha256"]) == 64
+    rob = sign_in(browser, site, "rob")  # a reviewer sees any search; another investigator would not
+    assert rob.goto(f"{site.console}/searches/{search_id}").status == 200
+
+
+def test_low_quality_probe_is_flagged(site, browser, tmp_path):
+    probe = tmp_path / "cctv.jpg"
+    probe.write_bytes(small_face(PERSON))
+    page = sign_in(browser, site, "ivy", viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    search(page, site, str(probe), case="CASE-2026-0043", threshold="70.0")
+    text = text_of(page)
+    assert "Low-quality probe: expect misses and look-alikes" in text
+    assert "measured rank-1 at this quality" in text
+    shot(page, "search-low-quality-phone")
+
+
+def test_two_person_review(site, browser):
+    rita, rob = sign_in(browser, site, "rita"), sign_in(browser, site, "rob")
+    assert "/console/review" in rita.url
+    item = rita.locator("li.review", has_text=PERSON).first
+    assert item.locator("figure.probe").count() == 1 and item.locator("figure.candidate img").count() == 1
+    shot(rita, "review-queue")
+    item.locator("button[value=confirm]").click()
+    rita.wait_for_load_state()
+    assert "it is now awaiting-second (1 of 2 confirmations)" in text_of(rita)
+    item = rita.locator("li.review", has_text=PERSON).first
+    item.locator("input[name=note]").fill("same ears, same scar")
+    item.locator("button[value=confirm]").click()  # the same reviewer again: still one confirmation
+    rita.wait_for_load_state()
+    assert "it is now awaiting-second (1 of 2 confirmations)" in text_of(rita)
+    rob.reload()
+    item = rob.locator("li.review", has_text=PERSON).first
+    assert "rita: CONFIRMED" in item.inner_text()
+    item.locator("button[value=confirm]").click()
+    rob.wait_for_load_state()
+    assert "it is now confirmed (2 of 2 confirmations)" in text_of(rob)
+    rob.goto(f"{rob.url.split('/console/')[0]}/console/review?status=confirmed")
+    assert PERSON in text_of(rob)
+    shot(rob, "review-confirmed")
+
+
+def test_admin_deletes_a_face(site, browser):
+    page = sign_in(browser, site, "max")
+    page.goto(f"{site.console}/collections")
+    page.click(f"text={COLLECTION}")
+    face_id = site.faces["Adam_Sandler"]
+    card = page.locator(f"li.face[data-face='{face_id}']")
+    assert card.locator("img").evaluate("img => img.naturalWidth") > 0
+    card.locator("input[name=face_ids]").check()
+    page.fill("input[name=reason]", "enrolled by mistake")
+    shot(page, "collection")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("text=Delete ticked faces")
+    page.wait_for_load_state()
+    assert "Deleted 1 face" in text_of(page)
+    assert page.locator(f"li.face[data-face='{face_id}']").count() == 0
+    faces = site.client().list_faces(CollectionId=COLLECTION)["Faces"]
+    assert face_id not in {f["FaceId"] for f in faces}
+    assert page.request.get(f"{site.console}/crop?c={COLLECTION}&f={face_id}").status == 404  # its crop went too
+    entry = site.faceprint().list_audit_entries(Operation="DeleteFaces")["Entries"][-1]
+    assert (entry["Actor"], entry["Purpose"]) == ("max", "enrolled by mistake")
+
+
+def test_audit_page_verifies_and_reports(site, browser):
+    page = sign_in(browser, site, "ada")
+    assert "/console/audit" in page.url
+    page.select_option("select[name=operation]", "ReviewDecision")
+    page.click("form.filters button[type=submit]")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.count() == 3 and "rita" in rows.nth(0).inner_text() and "rob" in rows.nth(2).inner_text()
+    page.goto(f"{site.console}/audit")
+    page.click("text=Verify the chain")
+    page.wait_for_load_state()
+    assert "The chain verifies" in text_of(page)
+    shot(page, "audit")
+    with page.expect_download() as download:
+        page.click("text=Download the report")
+    report = json.loads(download.value.path().read_text())
+    assert report and "ivy" in json.dumps(report)
+    db = sqlite3.connect(site.home / "audit" / "audit.db")  # someone edits an entry behind faceprint's back
+    seq, body = db.execute("SELECT seq, body FROM entries WHERE operation = 'DeleteFaces'").fetchone()
+    db.execute("UPDATE entries SET body = ? WHERE seq = ?", (body.replace("enrolled by mistake", "routine"), seq))
+    db.commit()
+    db.close()
+    page.click("text=Verify the chain")
+    page.wait_for_load_state()
+    text = text_of(page)
+    assert "The chain does not verify" in text and f"entry {seq}: edited" in text
+    shot(page, "audit-tampered")
