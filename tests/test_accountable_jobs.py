@@ -1,0 +1,157 @@
+"""Identifications that run beyond one call are recorded too, with real parts: a stored-video face
+search (its start, and its end with the faces it matched, written by the worker process that ran
+it), a stream processor's matches (one entry per alert, by ``stream-processor:NAME``), and the
+command line (``--case``/``--purpose``, the OS user; a bulk import writes one entry per image)."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import LFW, models_dir
+from faceprint.audit.caller import Caller
+from faceprint.audit.log import AuditFilter, AuditLog
+from faceprint.errors import AccessDeniedException
+from faceprint.service import Faceprint
+from videokit import Walker, photos_of, walking_clip
+
+PERSON = "Aaron_Peirsol"
+ACCOUNT = "123456789012"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.1)
+
+
+def entries(home: Path, operation: str) -> list[dict[str, Any]]:
+    return [r.to_json() for r in AuditLog(home / "audit").query(AuditFilter(operation=operation))]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s at 15 fps, 480 x 272: the enrolled person (another photo of them) walks across."""
+    path = tmp_path_factory.mktemp("clip") / "walk.mp4"
+    walking_clip(path, 480, 272, 2.0, [Walker(photos_of(LFW, PERSON)[1], 120, (40, 60), (300, 80))], fps=15)
+    return path
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Faceprint, str]]:
+    """A home with collection "people" holding the person's first photo; the Faceprint's video
+    runner is closed after the module."""
+    fp = Faceprint(tmp_path_factory.mktemp("home"), profile="fast", models_dir=models_dir(), threads=1)
+    fp.create_collection("people")
+    face_id = fp.index_faces("people", photos_of(LFW, PERSON)[0], external_image_id=PERSON).face_records[0].face.face_id
+    try:
+        yield fp, face_id
+    finally:
+        fp.video.close()
+
+
+def test_a_video_face_search_is_recorded_when_it_starts_and_when_it_ends(home, clip: Path) -> None:
+    fp, face_id = home
+    strict = Caller("alice", "key", "AKIAALICE0000000", require_case=True)
+    with pytest.raises(AccessDeniedException):
+        fp.start_face_search(str(clip), "people", caller=strict)
+    assert fp.list_video_jobs()["Jobs"] == []  # refused before any job was queued
+    job = fp.start_face_search(str(clip), "people", 85, job_tag="cam-3", caller=strict, case="V-1").job_id
+    started = [e for e in entries(fp.home, "StartFaceSearch") if e["Details"]["JobId"] == job]
+    assert len(started) == 1
+    start = started[0]
+    assert (start["Actor"], start["Case"], start["CollectionId"], start["Threshold"]) == ("alice", "V-1", "people", 85)
+    assert start["Details"]["JobTag"] == "cam-3" and start["Candidates"] == []
+    assert fp.video.wait(job, timeout=90) == "SUCCEEDED"
+    persons = fp.get_face_search(job).to_dict()["Persons"]
+    matched = {m["Face"]["FaceId"] for p in persons for m in p.get("FaceMatches") or []}
+    assert matched == {face_id}
+    ended = wait_for("the job's end in the audit log", lambda: [
+        e for e in entries(fp.home, "FaceSearchJobCompleted") if e["Details"]["JobId"] == job])
+    end = ended[0]
+    assert end["Details"]["StartAuditId"] == start["Seq"] and end["Details"]["Status"] == "SUCCEEDED"
+    assert (end["Actor"], end["KeyId"], end["Case"], end["Threshold"]) == ("alice", "AKIAALICE0000000", "V-1", 85)
+    assert [c["FaceId"] for c in end["Candidates"]] == [face_id]
+    assert end["Candidates"][0]["ExternalImageId"] == PERSON and end["Candidates"][0]["Similarity"] >= 85
+    listed = fp.list_video_jobs()["Jobs"]
+    assert [(j["JobId"], j["Api"], j["Status"], j["CollectionId"], j["JobTag"]) for j in listed] == [
+        (job, "StartFaceSearch", "SUCCEEDED", "people", "cam-3")]
+
+
+def test_a_stream_processor_records_each_alert(home, clip: Path) -> None:
+    from faceprint.streams.config import StreamConfig, streams_folder
+    from faceprint.streams.host import StreamHost
+    from faceprint.streams.store import ProcessorStore
+
+    fp, face_id = home
+    config = StreamConfig(fp.home)
+    config.add_source("cam", f"file://{clip}?loop=1")
+    config.add_data_stream("out", f"file:{fp.home / 'out.jsonl'}")
+    store = ProcessorStore(streams_folder(fp.home) / "processors.db")
+    host = StreamHost(fp, store, config, region="us-east-1", poll=0.1, connect_timeout=3.0)
+    thread = threading.Thread(target=host.run, name="test-stream-host", daemon=True)
+    thread.start()
+    try:
+        fp.streams.create_stream_processor(
+            {"KinesisVideoStream": {"Arn": f"arn:aws:kinesisvideo:us-east-1:{ACCOUNT}:stream/cam/1700000000000"}},
+            {"KinesisDataStream": {"Arn": f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/out"}}, "lobby",
+            {"FaceSearch": {"CollectionId": "people", "FaceMatchThreshold": 80.0}},
+            f"arn:aws:iam::{ACCOUNT}:role/faceprint")
+        fp.streams.start_stream_processor("lobby")
+        alert = wait_for("a match entry", lambda: entries(fp.home, "StreamProcessorMatch"))[0]
+        fp.streams.stop_stream_processor("lobby")
+    finally:
+        host.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert (alert["Actor"], alert["ActorKind"], alert["KeyId"]) == ("stream-processor:lobby", "system", None)
+    assert (alert["CollectionId"], alert["CollectionSize"], alert["Threshold"]) == ("people", 1, 80.0)
+    assert alert["FalseMatchRate"] == pytest.approx(1e-4)
+    assert [c["FaceId"] for c in alert["Candidates"]] == [face_id] and alert["Candidates"][0]["Similarity"] >= 80
+    assert alert["Details"]["StreamProcessor"] == "lobby" and alert["Details"]["TrackId"] >= 0
+    assert len(alert["ProbeSha256"]) == 64  # the frame that led to the match, as JPEG
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FACEPRINT_MODELS_DIR=str(models_dir()))
+    return subprocess.run([sys.executable, "-m", "faceprint.cli", "--home", str(home), "--profile", "fast", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_entry_per_image(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    photos = photos_of(LFW, PERSON)
+    assert cli(home, "create-collection", "--collection-id", "c").returncode == 0
+    done = cli(home, "index-faces", "--collection-id", "c", "--workers", "1", "--case", "B-1", "--purpose", "enrol",
+               str(photos[0]), str(photos[2]))
+    assert done.returncode == 0, done.stderr
+    indexed = entries(home, "IndexFaces")
+    assert [e["Details"]["ImageSha256"] for e in indexed] == [
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in (photos[0], photos[2])]
+    assert {(e["Actor"], e["ActorKind"], e["Case"], e["Purpose"]) for e in indexed} == {
+        (getpass.getuser(), "os", "B-1", "enrol")}
+    assert all(len(e["Details"]["FaceIds"]) == 1 for e in indexed)
+    done = cli(home, "search-faces-by-image", "--collection-id", "c", str(photos[1]), "--case", "CLI-7",
+               "--purpose", "a test")
+    assert done.returncode == 0, done.stderr
+    matches = json.loads(done.stdout)["FaceMatches"]
+    searched = entries(home, "SearchFacesByImage")[-1]
+    assert (searched["Actor"], searched["Case"], searched["Purpose"]) == (getpass.getuser(), "CLI-7", "a test")
+    assert [c["FaceId"] for c in searched["Candidates"]] == [m["Face"]["FaceId"] for m in matches] != []
+    assert searched["ProbeSha256"] == hashlib.sha256(photos[1].read_bytes()).hexdigest()
