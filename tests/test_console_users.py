@@ -178,3 +178,11 @@ def test_cli_adds_lists_changes_and_deletes(tmp_path):
     assert missing.returncode == 1 and json.loads(missing.stderr)["__type"] == "ResourceNotFoundException"
     no_tty = _cli(tmp_path, "add", "bob", "--role", "admin")
     assert no_tty.returncode == 1 and "--password-stdin" in json.loads(no_tty.stderr)["Message"]
+    from faceprint.audit.log import AuditFilter, AuditLog
+
+    changes = [r.to_json() for r in AuditLog(tmp_path / "audit").query(AuditFilter(operation="ConsoleUserChanged"))]
+    assert [(c["Details"]["ConsoleUser"], c["Details"]["Change"]) for c in changes] == [
+        ("alice", "added"), ("alice", "unlocked"), ("alice", "password"), ("alice", "updated"), ("alice", "deleted")]
+    assert {c["ActorKind"] for c in changes} == {"os"} and changes[3]["Details"]["Role"] == "admin"
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "audit").iterdir() if p.is_file())
+    assert PASSWORD.encode() not in raw and b"another long password" not in raw

@@ -53,45 +53,61 @@ def add_commands(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> Any:
-    """Run ``console-users``; returns what the CLI prints as JSON."""
-    from faceprint.console.users import ConsoleUsers
-    from faceprint.service import default_home
+    """Run ``console-users``; returns what the CLI prints as JSON. A change is checked, then written
+    to the audit log (``ConsoleUserChanged``, by the OS user), then made: no entry, no change."""
+    from faceprint.console.users import ConsoleUsers, check_password, check_role
 
-    home = Path(args.home) if getattr(args, "home", None) else default_home()
+    home = _home(args)
     users = ConsoleUsers(home / "console")
     now = users.clock()
     command = args.console_command
     if command == "list":
         return {"ConsoleUsers": [user.to_json(now) for user in users.list()]}
     if command == "add":
-        user = users.add(args.name, args.role, _password(args.password_stdin), args.refuse_low_quality)
+        from faceprint.console.users import check_name
+        from faceprint.errors import ResourceAlreadyExistsException
+
+        check_name(args.name), check_role(args.role)
+        if users.get(args.name) is not None:
+            raise ResourceAlreadyExistsException(f"Console user {args.name} already exists.")
+        password = check_password(_password(args.password_stdin))
+        _record(home, "added", args.name, {"Role": args.role, "RefuseLowQuality": args.refuse_low_quality})
+        user = users.add(args.name, args.role, password, args.refuse_low_quality)
     elif command == "passwd":
         users.require(args.name)
-        user = users.set_password(args.name, _password(args.password_stdin))
+        password = check_password(_password(args.password_stdin))
+        _record(home, "password", args.name, {})
+        user = users.set_password(args.name, password)
     elif command == "unlock":
+        users.require(args.name)
+        _record(home, "unlocked", args.name, {})
         user = users.unlock(args.name)
     elif command == "set":
+        before = users.require(args.name)
         refuse = None if args.refuse_low_quality is None else args.refuse_low_quality == "true"
+        if args.role is not None:
+            check_role(args.role)
+        keep = before.refuse_low_quality if refuse is None else refuse
+        _record(home, "updated", args.name, {"Role": args.role or before.role, "RefuseLowQuality": keep})
         user = users.update(args.name, args.role, refuse)
     else:
-        users.delete(args.name)
+        users.require(args.name)
         _record(home, "deleted", args.name, {})
+        users.delete(args.name)
         return None
-    _record(home, _CHANGES[command], user.name, {"Role": user.role, "RefuseLowQuality": user.refuse_low_quality})
     return {"ConsoleUser": user.to_json(now)}
 
 
-_CHANGES = {"add": "added", "passwd": "password", "unlock": "unlocked", "set": "updated"}
+def _home(args: argparse.Namespace) -> Path:
+    from faceprint.service import default_home
+
+    return Path(args.home) if getattr(args, "home", None) else default_home()
 
 
 def _record(home: Path, change: str, name: str, details: dict[str, Any]) -> None:
     """The change as an audit entry (``ConsoleUserChanged``), by the OS user running the command."""
     from faceprint.console.audit import record_user_change
 
-    try:
-        import faceprint.audit.log  # noqa: F401
-    except ImportError:  # TODO(G): the audit log lands with helper A; then always record
-        return
     record_user_change(home, change, name, details)
 
 

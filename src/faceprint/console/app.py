@@ -55,6 +55,8 @@ class ConsoleOptions:
     """A session ends this long after sign-in, however busy."""
     search_threads: int = 2
     """Searches (and other image work) run at once; more wait their turn."""
+    max_queued: int = 16
+    """Image work waiting or running at once; past it a search answers 503 (try again)."""
     light_threads: int = 4
     """Threads for the rest (pages, sessions, sign-ins: each sign-in's scrypt holds one)."""
     body_budget: int = 64 * 1024 * 1024
@@ -73,6 +75,8 @@ class Console:
         self.clock = clock
         self.receiving = 0
         """Bytes of form bodies still arriving (the event loop's alone)."""
+        self.queued = 0
+        """Image work waiting or running (the event loop's alone)."""
         self._users: ConsoleUsers | None = None
         self._sessions: Sessions | None = None
         self._templates: jinja2.Environment | None = None
@@ -111,8 +115,20 @@ class Console:
         return PREFIX + path
 
     async def run(self, fn: Callable[..., Any], *args: Any, heavy: bool = False, **kwargs: Any) -> Any:
-        pool = self.heavy if heavy else self.light
-        return await asyncio.get_running_loop().run_in_executor(pool, lambda: fn(*args, **kwargs))
+        """``fn(*args, **kwargs)`` on a worker thread: image work (``heavy``) on the search pool, at most
+        ``max_queued`` at once (else :class:`~faceprint.console.web.Refused` 503)."""
+        loop = asyncio.get_running_loop()
+        if not heavy:
+            return await loop.run_in_executor(self.light, lambda: fn(*args, **kwargs))
+        if self.queued >= self.options.max_queued:
+            from faceprint.console.web import Refused
+
+            raise Refused(503, "Busy", "The console is running as many searches as it may; try again shortly.")
+        self.queued += 1
+        try:
+            return await loop.run_in_executor(self.heavy, lambda: fn(*args, **kwargs))
+        finally:
+            self.queued -= 1
 
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         text = self.templates.get_template(template).render(console=self, **values)

@@ -22,6 +22,7 @@ def install(env: jinja2.Environment, console: Console) -> None:
         percent=lambda value: "" if value is None else f"{float(value):.1f}",
         rate=lambda similarity: rate_text(profile, similarity),
         one_in=lambda rate: one_in(rate),
+        brief=brief,
     )
 
 
@@ -44,6 +45,19 @@ def rate_text(profile: Any, similarity: Any) -> str:
     if similarity is None:
         return ""
     return fmr.describe_rate(profile, float(similarity))
+
+
+def brief(details: Any, most: int = 60) -> list[tuple[str, str]]:
+    """An entry's details as (key, short text) pairs: each value's JSON cut to ``most`` characters."""
+    import json
+
+    if not isinstance(details, dict):
+        return []
+    out = []
+    for key, value in details.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        out.append((str(key), text if len(text) <= most else text[: most - 1] + "…"))
+    return out
 
 
 def one_in(rate: Any) -> str:

@@ -8,6 +8,7 @@ notice that a candidate is not an identification; a probe under the quality floo
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import UploadFile
@@ -90,7 +91,8 @@ async def search(ctx: Ctx) -> Response:
                "Threshold": values["threshold"], "Rate": rate, "Expected": fmr.expected_false_matches(rate, size),
                "Quality": result.probe.to_json() if result.probe is not None else None,
                "LowQuality": bool(result.probe is not None and result.probe.low_quality),
-               "ProbeImage": images.data_uri(probe), "ProbeSha256": None, "Purpose": values["purpose"],
+               "ProbeImage": images.data_uri(probe), "ProbeSha256": hashlib.sha256(data).hexdigest(),
+               "Purpose": values["purpose"],
                "Case": values["case"], "Reviews": {},
                "TwoPerson": await ctx.run(two_person, fp, values["collection_id"])}
     return ctx.render("search.html", title="Search result", collections=[], thresholds=thresholds(ctx),
