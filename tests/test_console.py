@@ -11,8 +11,6 @@ import pytest
 
 from consolekit import COLLECTION, PASSWORD, launch, photo, shot, sign_in, small_face, start_site, text_of
 
-pytest.importorskip("playwright")
-
 PERSON = "Al_Gore"
 PROBE = photo(PERSON, 1)
 
