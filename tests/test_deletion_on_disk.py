@@ -74,9 +74,25 @@ def vectors(fp, collection: str, face_ids: list[str]) -> list[np.ndarray]:
     return [found[f] for f in face_ids]
 
 
-def windows(vector: np.ndarray) -> list[bytes]:
-    raw = vector.tobytes()
-    return [raw[i:i + WINDOW] for i in range(len(raw) - WINDOW + 1)]
+def pieces_found(data: bytes, faces: list[np.ndarray]) -> set[int]:
+    """The faces of which ``data`` holds WINDOW consecutive bytes (at any byte offset): the 8 bytes at
+    every offset of ``data`` are looked up among the first 8 bytes of every window of every face, and
+    each hit is checked in full."""
+    starts: dict[int, list[tuple[int, int]]] = {}
+    raws = [f.tobytes() for f in faces]
+    for n, raw in enumerate(raws):
+        for i in range(len(raw) - WINDOW + 1):
+            starts.setdefault(int.from_bytes(raw[i:i + 8], "little"), []).append((n, i))
+    keys = np.fromiter(starts, np.uint64, len(starts))
+    found = set()
+    for shift in range(8):
+        words = np.frombuffer(data, "<u8", (len(data) - shift) // 8, shift)
+        for at in np.flatnonzero(np.isin(words, keys)):
+            offset = shift + 8 * int(at)
+            for n, i in starts[int(words[at])]:
+                if data[offset:offset + WINDOW] == raws[n][i:i + WINDOW]:
+                    found.add(n)
+    return found
 
 
 def shards_in(data: bytes, path: Path) -> list:
@@ -111,8 +127,9 @@ def traces(home: Path, faces: list[np.ndarray], codebooks: list) -> list[str]:
         data, name = path.read_bytes(), str(path.relative_to(home))
         shards = shards_in(data, path)
         held = set().union(*(stored_codes(s) for s in shards)) if shards else set()
+        pieces = pieces_found(data, faces)
         for n, vector in enumerate(faces):
-            if any(w in data for w in windows(vector)):
+            if n in pieces:
                 found.append(f"{name}: vector of face {n}")
             codes = {bytes(b.sa_encode(vector[None])[0]) for b in [*codebooks, *shards]}
             if any(code in data for code in codes):

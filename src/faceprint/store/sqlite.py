@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS faces (
     width REAL NOT NULL, height REAL NOT NULL, left_ REAL NOT NULL, top REAL NOT NULL,
     confidence REAL NOT NULL,
     user_id TEXT,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    created REAL  -- epoch seconds the face was stored (face retention); added by a later version
 );
 CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, seq);
 CREATE TABLE IF NOT EXISTS users (
@@ -76,15 +79,32 @@ DELETION_LOG = 10_000
 """Delete calls remembered per collection; an index further behind rebuilds its list of faces."""
 
 _FACE_COLUMNS = ("seq, face_id, collection_id, image_id, external_image_id, width, height, left_, top, "
-                 "confidence, user_id, vector")
+                 "confidence, user_id, vector, created")
 
 
 class SQLiteStore:
-    def __init__(self, path: Path | str) -> None:
-        """Open (or create) the database at ``path`` (private files: see ``Database``)."""
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
+        """Open (or create) the database at ``path`` (private files: see ``Database``); ``clock``
+        dates the faces stored (for face retention)."""
         self.path = Path(path)
+        self.clock = clock
         self._database = Database(self.path, SCHEMA)
         self._db, self._tx, self._erase_wal = self._database.db, self._database.tx, self._database.erase_wal
+        self._add_created()
+
+    def _add_created(self) -> None:
+        """A database of an earlier version gets the faces' ``created`` column; the faces it holds
+        count as stored now (their retention runs from the upgrade: never shorter than asked)."""
+        if "created" in self._face_columns(self._db()):
+            return
+        with self._tx() as db:
+            if "created" not in self._face_columns(db):  # another process may have added it meanwhile
+                db.execute("ALTER TABLE faces ADD COLUMN created REAL")
+                db.execute("UPDATE faces SET created = ?", (self.clock(),))
+
+    @staticmethod
+    def _face_columns(db: sqlite3.Connection) -> set[str]:
+        return {r[1] for r in db.execute("PRAGMA table_info(faces)")}
 
     def create_collection(self, row: CollectionRow) -> None:
         try:
@@ -226,11 +246,13 @@ class SQLiteStore:
             if source is not None:
                 db.execute("INSERT OR REPLACE INTO imports VALUES (?, ?, ?, ?)",
                            (source[0], source[1], faces[0].image_id if faces else None, source[2]))
+            now = self.clock()
             db.executemany(
                 "INSERT INTO faces (face_id, collection_id, image_id, external_image_id, width, height, "
-                "left_, top, confidence, user_id, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "left_, top, confidence, user_id, vector, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(f.face_id, f.collection_id, f.image_id, f.external_image_id, *f.box, f.confidence,
-                  f.user_id, np.asarray(f.vector, np.float32).tobytes()) for f in faces])
+                  f.user_id, np.asarray(f.vector, np.float32).tobytes(), now if f.created is None else f.created)
+                 for f in faces])
             if faces:
                 db.execute("UPDATE collections SET generation = generation + 1 WHERE collection_id = ?",
                            (faces[0].collection_id,))
@@ -274,6 +296,27 @@ class SQLiteStore:
             self._erase_wal()
         return found
 
+    # -- erasure and face retention -----------------------------------------------------------------
+    def faces_named(self, external_image_id: str, collection_id: str | None = None) -> list[FaceRow]:
+        """The faces with this ExternalImageId, in every collection (or in ``collection_id``)."""
+        sql, args = f"SELECT {_FACE_COLUMNS} FROM faces WHERE external_image_id = ?", [external_image_id]
+        if collection_id is not None:
+            sql, args = sql + " AND collection_id = ?", [*args, collection_id]
+        return [_face(r) for r in self._db().execute(sql + " ORDER BY collection_id, seq", args)]
+
+    def user_collections(self, user_id: str, collection_id: str | None = None) -> list[str]:
+        """The collections (all, or ``collection_id``) that have a user of this id."""
+        sql, args = "SELECT collection_id FROM users WHERE user_id = ?", [user_id]
+        if collection_id is not None:
+            sql, args = sql + " AND collection_id = ?", [*args, collection_id]
+        return [r[0] for r in self._db().execute(sql + " ORDER BY collection_id", args)]
+
+    def faces_before(self, collection_id: str, before: float, limit: int) -> list[FaceRow]:
+        """Up to ``limit`` faces of the collection stored before ``before`` (epoch seconds), oldest first."""
+        rows = self._db().execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = ? AND created < ? "
+                                  "ORDER BY seq LIMIT ?", (collection_id, before, limit)).fetchall()
+        return [_face(r) for r in rows]
+
     def deleted_since(self, collection_id: str, deletion: int) -> list[str] | None:
         """Face ids deleted after the collection's deletions counter was ``deletion``, or None
         when the log no longer reaches that far back."""
@@ -298,7 +341,7 @@ def _require_collection(db: sqlite3.Connection, collection_id: str) -> None:
 
 
 def _face(r: tuple) -> FaceRow:
-    seq, face_id, cid, image_id, ext, w, h, left, top, conf, user, vec = r
+    seq, face_id, cid, image_id, ext, w, h, left, top, conf, user, vec, created = r
     return FaceRow(face_id=face_id, collection_id=cid, image_id=image_id, external_image_id=ext,
                    box=(w, h, left, top), confidence=conf, vector=np.frombuffer(vec, np.float32),
-                   user_id=user, seq=seq)
+                   user_id=user, seq=seq, created=created)

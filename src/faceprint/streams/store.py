@@ -225,6 +225,23 @@ class ProcessorStore:
                                   "LIMIT ?", (name, seq, limit)).fetchall()
         return [(int(s), str(k), str(b)) for s, k, b in rows]
 
+    def erase_events(self, needles: list[str], names: Callable[[Any], bool]) -> int:
+        """Delete every processor's events that hold one of ``needles`` (text) and that ``names``
+        confirms (given the parsed body): an erased person's matches (``faceprint.erasure``); the
+        WAL is emptied after. Answers how many events were deleted."""
+        if not needles:
+            return 0
+        with self._tx() as db:
+            seqs: set[int] = set()
+            for needle in needles:
+                seqs.update(r[0] for r in db.execute("SELECT seq FROM events WHERE instr(body, ?) > 0", (needle,)))
+            doomed = [seq for seq in sorted(seqs) if names(json.loads(db.execute(
+                "SELECT body FROM events WHERE seq = ?", (seq,)).fetchone()[0]))]
+            db.executemany("DELETE FROM events WHERE seq = ?", ((seq,) for seq in doomed))
+        if doomed:
+            self._database.erase_wal()
+        return len(doomed)
+
     def last_seq(self, name: str) -> int:
         """The seq of processor ``name``'s last event (0 if none): an SSE client starting now waits for more."""
         (found,) = self._db().execute("SELECT MAX(seq) FROM events WHERE name = ?", (name,)).fetchone()

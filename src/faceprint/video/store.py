@@ -331,6 +331,39 @@ class JobStore:
         with contextlib.suppress(FileNotFoundError):
             self.input_path(job_id).unlink()
 
+    # -- erasure -------------------------------------------------------------------------------------
+
+    def erase_matches(self, face_ids: Iterable[str], external_image_id: str | None = None) -> dict[str, Any]:
+        """Remove from every face-search job's results the matches of ``face_ids`` (and of faces with
+        ``external_image_id``), as an erasure of that person asks: the person stays in the
+        results, unmatched. Answers ``{"Jobs": [job ids], "Matches": how many were removed}``."""
+        needles = list(dict.fromkeys(face_ids))
+        wanted = set(needles)
+        if external_image_id is not None:
+            needles.append(json.dumps(external_image_id))
+        if not needles:
+            return {"Jobs": [], "Matches": 0}
+        jobs, removed = set(), 0
+        with self._tx() as db:
+            seqs: set[int] = set()
+            for needle in needles:
+                seqs.update(r[0] for r in db.execute(
+                    "SELECT i.seq FROM items i JOIN jobs j ON j.job_id = i.job_id "
+                    "WHERE j.api = 'StartFaceSearch' AND instr(i.body, ?) > 0", (needle,)))
+            for seq in sorted(seqs):
+                job_id, body = db.execute("SELECT job_id, body FROM items WHERE seq = ?", (seq,)).fetchone()
+                item = json.loads(body)
+                matches = item.get("FaceMatches") or []
+                kept = [m for m in matches if not _names(m.get("Face") or {}, wanted, external_image_id)]
+                if len(kept) != len(matches):
+                    db.execute("UPDATE items SET body = ? WHERE seq = ?",
+                               (json.dumps(item | {"FaceMatches": kept}), seq))
+                    jobs.add(job_id)
+                    removed += len(matches) - len(kept)
+        if removed:
+            self._erase_wal()
+        return {"Jobs": sorted(jobs), "Matches": removed}
+
     # -- what a worker writes ------------------------------------------------------------------------
 
     def add_items(self, job_id: str, owner: str, items: Iterable[Item]) -> bool:
@@ -394,6 +427,12 @@ class JobStore:
             raise InvalidPaginationTokenException(
                 "NextToken is not one this service issued for this job and sort order.")
         return position  # type: ignore[return-value]
+
+
+def _names(face: dict[str, Any], face_ids: set[str], external_image_id: str | None) -> bool:
+    """A match's ``Face`` is one of ``face_ids`` or has ``external_image_id``."""
+    return face.get("FaceId") in face_ids or (external_image_id is not None
+                                               and face.get("ExternalImageId") == external_image_id)
 
 
 def _is_position(value: Any) -> bool:
