@@ -126,3 +126,28 @@ def test_append_fails_with_audit_unavailable_when_it_cannot_write(tmp_path, how)
     with pytest.raises(AuditUnavailable) as caught:
         log.append(entry(0))
     assert "audit record could not be written" in str(caught.value) and str(tmp_path) not in str(caught.value)
+
+
+def test_a_log_that_is_not_durable_still_chains_and_syncs(tmp_path):
+    log = AuditLog(tmp_path / "audit", durable=False)
+    log.append_many([entry(0), entry(1)])
+    assert log._db().db().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    log.sync()
+    assert AuditLog(tmp_path / "audit").head() == log.head() and log.head()[0] == 2
+    assert AuditLog(tmp_path / "audit")._db().db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_appends_go_on_after_the_tail_was_cut(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    log = AuditLog(tmp_path / "audit")
+    log.append_many([entry(n) for n in range(5)])
+    with closing(sqlite3.connect(log.path)) as db, db:
+        db.execute("DELETE FROM entries WHERE seq > 3")  # the head of seq 5 stays
+    assert log.append(entry(9)).seq == 4  # the record stays writable (verify tells what happened)
+    assert [h.seq for h in log.signed_heads()] == [4, 5]  # the cut still shows
+
+    from faceprint.audit.verify import verify
+
+    assert [(p.seq, p.kind) for p in verify(log).problems] == [(5, "truncated")]

@@ -120,6 +120,7 @@ def _seal(fp: Any, key_file: Path, seals: str | None) -> Any:
     if not report.ok:
         print("The audit log has problems; it is not sealed.", file=sys.stderr)
         return _printed(report.to_json())
+    fp.audit_log.sync()  # what is sealed is on disk first
     head = fp.audit_log.latest_head()
     if head is None:
         raise InvalidParameterException("The audit log is empty: there is nothing to seal.")

@@ -19,9 +19,18 @@ GENESIS = "0" * 64
 
 
 def canonical_json(value: Any) -> str:
-    """``value`` (made JSON-able by :func:`jsonable`) as canonical JSON text."""
-    return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    """``value`` (made JSON-able as :func:`jsonable` says) as canonical JSON text."""
+    try:  # the usual case, plain values, straight through the C encoder
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
+                          default=_default)
+    except (TypeError, ValueError):  # NaN, keys of mixed types...: the slow way
+        return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False)
+
+
+def _default(value: Any) -> Any:
+    """What the encoder cannot write itself (numpy numbers, sets, paths...), as :func:`jsonable` has it."""
+    return jsonable(value)
 
 
 def jsonable(value: Any) -> Any:

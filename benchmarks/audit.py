@@ -1,0 +1,206 @@
+"""The cost of the audit record: SearchFaces by FaceId with the record on against off, and the
+time to verify a long log.
+
+Run: python benchmarks/audit.py [--faces 1000000] [--entries 1000000] [--queries 2000]
+
+- Search: a collection of ``--faces`` random unit vectors of the profile's dimension (added
+  straight through the store in batches, as ``search_scale.py`` fills its collections), with
+  ``--mates`` planted near-copies of each probe face so that every search returns candidates
+  (the entry then holds them, as a real one would). Three ``Faceprint`` share the store and
+  the index: ``AuditSettings(enabled=False)`` (off); the record on as it ships (every search
+  appended to ``HOME/audit/audit.db`` in one write transaction, ``synchronous=FULL``: an fsync
+  of the WAL a search, its head signed); and on with the log's ``durable=False``
+  (``synchronous=NORMAL``: no fsync an entry; an entry outlives the process, not a power loss).
+  Rounds rotate between them (which goes first too), so drift in the machine's load falls on
+  all; the ratios of medians and of means to off are printed (goal: at most 1.05).
+- The log alone: one ``append`` (p50 / p99, durable and not), and ``append_many`` in batches of 1000.
+- Verify: ``--entries`` entries like a search's (5 candidates, probe digest, purpose and case)
+  appended with ``append_many``, then ``faceprint.audit.verify.verify`` timed (chain, columns,
+  signed heads), and the export of all of them as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_scale import fill  # noqa: E402
+
+
+def make(home: Path, enabled: bool, share=None, durable: bool = True):
+    """A Faceprint on ``home`` with the record on or off (sharing ``share``'s store and index);
+    ``durable`` False: its log appends with ``synchronous=NORMAL`` (no fsync an entry)."""
+    from faceprint.audit.config import AuditSettings
+    from faceprint.audit.log import AuditLog
+    from faceprint.service import Faceprint, default_home, default_models_dir
+
+    kwargs = {"store": share.store, "indexes": share.index_cache} if share is not None else {}
+    fp = Faceprint(home, models_dir=default_models_dir(default_home()), audit=AuditSettings(enabled=enabled),
+                   **kwargs)
+    if not durable:
+        fp._audit_log = AuditLog(home / "audit", durable=False)  # before the recorder takes fp.audit_log
+    return fp
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def build(home: Path, faces: int, probes: int, mates: int, rng: np.random.Generator):
+    """The collection ``bench`` and the face ids to search with."""
+    fp = make(home, enabled=False)
+    fp.create_collection("bench")
+    dim = fp.profile.dim
+    base = unit(rng.standard_normal((probes, dim)))
+    gallery = {f"probe-{i}": v for i, v in enumerate(base)}
+    near = unit(np.repeat(base, mates, axis=0) + 0.02 * rng.standard_normal((probes * mates, dim)))
+    start = time.perf_counter()
+    extra_count = faces - probes - len(near)
+    chunks = [near] + [unit(rng.standard_normal((min(100_000, extra_count - i), dim)))
+                       for i in range(0, extra_count, 100_000)]
+    fill(fp, "bench", gallery, np.concatenate(chunks))
+    filled = time.perf_counter() - start
+    ids = {row.external_image_id: row.face_id for row in fp.store.list_faces("bench", 0, probes + 10)
+           if row.external_image_id}
+    start = time.perf_counter()
+    fp.collections.index("bench")
+    indexed = time.perf_counter() - start
+    return [ids[f"probe-{i}"] for i in range(probes)], filled, indexed
+
+
+def search_rounds(fps: dict, face_ids: list[str], rounds: int) -> dict[str, list[float]]:
+    """Per-call seconds for each Faceprint, rounds alternating (and rotating which goes first)."""
+    times: dict[str, list[float]] = {name: [] for name in fps}
+    per_round = max(1, len(face_ids) // rounds)
+    names = list(fps)
+    for r in range(rounds):
+        batch = face_ids[r * per_round:(r + 1) * per_round]
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fp = fps[name]
+            for face_id in batch:
+                start = time.perf_counter()
+                result = fp.search_faces("bench", face_id, max_faces=80, face_match_threshold=80.0)
+                times[name].append(time.perf_counter() - start)
+                assert result.face_matches, "every probe has planted mates"
+    return times
+
+
+def search_entry(n: int, started: float):
+    """An entry like a search's: five candidates, a probe digest, purpose and case."""
+    from faceprint.audit.caller import Caller
+    from faceprint.audit.log import Entry
+
+    candidates = tuple({"FaceId": f"{n:08x}-0000-4000-8000-{k:012x}", "Similarity": 99.0 - k,
+                        "ExternalImageId": f"person-{n % 5000}"} for k in range(5))
+    return Entry("SearchFaces", Caller(f"analyst-{n % 20}", "key", "AKIAEXAMPLE", purpose="investigation",
+                                       case=f"CASE-{n // 100}"), started, started + 0.004, "bench", 1_000_000, 80.0,
+                 1e-6, f"{n:064x}", None, False, candidates, {"FaceId": f"{n:032x}", "MaxFaces": 80})
+
+
+def log_costs(folder: Path, entries: int) -> dict[str, float]:
+    from faceprint.audit.export import export
+    from faceprint.audit.log import AuditLog
+    from faceprint.audit.verify import verify
+
+    relaxed = AuditLog(folder, durable=False)
+    fast = []
+    for n in range(200):
+        start = time.perf_counter()
+        relaxed.append(search_entry(n, time.time()))
+        fast.append(time.perf_counter() - start)
+    log = AuditLog(folder)
+    singles = []
+    for n in range(200, 400):
+        start = time.perf_counter()
+        log.append(search_entry(n, time.time()))
+        singles.append(time.perf_counter() - start)
+    signing = []
+    for n in range(200):
+        start = time.perf_counter()
+        log.signer.sign_head(n, "ab" * 32, 1.0)
+        signing.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    t0 = time.time()
+    for first in range(400, entries, 1000):
+        log.append_many(search_entry(n, t0 + n * 0.01) for n in range(first, min(first + 1000, entries)))
+    appended = time.perf_counter() - start
+    start = time.perf_counter()
+    report = verify(log)
+    verified = time.perf_counter() - start
+    assert report.ok and report.entries == entries, report.to_json()
+    start = time.perf_counter()
+    count = export(log, io.StringIO(), "jsonl")
+    exported = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    return {"append_p50_ms": 1000 * statistics.median(singles), "append_p99_ms": 1000 * quantile(singles, 0.99),
+            "sign_p50_ms": 1000 * statistics.median(signing), "batch_rate": (entries - 400) / appended,
+            "normal_p50_ms": 1000 * statistics.median(fast), "normal_p99_ms": 1000 * quantile(fast, 0.99),
+            "verify_s": verified, "export_s": exported, "exported": count, "bytes_per_entry": size / entries,
+            "heads": report.heads_checked}
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=1_000_000)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=2000, help="searches with the record on (as many off)")
+    parser.add_argument("--probes", type=int, default=500, help="distinct faces searched for")
+    parser.add_argument("--mates", type=int, default=4, help="planted near-copies of each probe face")
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    root = Path(tempfile.mkdtemp(prefix="fp-audit-bench-"))
+    try:
+        run(args, root, rng)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path, rng: np.random.Generator) -> None:
+    print(f"# audit record benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}\n")
+    face_ids, filled, indexed = build(root / "home", args.faces, args.probes, args.mates, rng)
+    off = make(root / "home", enabled=False)
+    fps = {"off": off, "on, durable (synchronous=FULL)": make(root / "home", enabled=True, share=off),
+           "on, synchronous=NORMAL": make(root / "home", enabled=True, share=off, durable=False)}
+    queries = (face_ids * (args.queries // len(face_ids) + 1))[:args.queries]
+    search_rounds(fps, face_ids[:50], 3)  # warm them all (and make the online key)
+    times = search_rounds(fps, queries, args.rounds)
+    med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    mean = {k: 1000 * statistics.fmean(v) for k, v in times.items()}
+    p99 = {k: 1000 * quantile(v, 0.99) for k, v in times.items()}
+    print(f"SearchFaces by FaceId, {args.faces:,} faces ({off.profile.name} profile, {off.profile.dim}-d; filled "
+          f"in {filled:.0f} s, index built in {indexed:.0f} s), {args.queries:,} searches each, {args.rounds} "
+          "alternating rounds:\n")
+    print("| record | p50 ms | mean ms | p99 ms | ratio to off: p50 / mean (goal <= 1.05) |\n|---|---|---|---|---|")
+    for name in fps:
+        print(f"| {name} | {med[name]:.2f} | {mean[name]:.2f} | {p99[name]:.2f} "
+              f"| {med[name] / med['off']:.3f} / {mean[name] / mean['off']:.3f} |")
+    print(f"\nentries written: {fps['on, synchronous=NORMAL'].audit_log.count():,}\n", flush=True)
+    costs = log_costs(root / "log" / "audit", args.entries)
+    print(f"The log alone: append p50 {costs['append_p50_ms']:.2f} ms, p99 {costs['append_p99_ms']:.2f} ms durable; "
+          f"p50 {costs['normal_p50_ms']:.2f} ms, p99 {costs['normal_p99_ms']:.2f} ms with synchronous=NORMAL "
+          f"(signing the head {costs['sign_p50_ms']:.3f} ms of it); append_many {costs['batch_rate']:,.0f} "
+          f"entries/s; {costs['bytes_per_entry']:.0f} bytes/entry on disk")
+    print(f"verify {args.entries:,} entries: {costs['verify_s']:.1f} s ({args.entries / costs['verify_s']:,.0f} "
+          f"entries/s, {costs['heads']} signed heads); export as JSON lines {costs['export_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
