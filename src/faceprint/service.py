@@ -711,7 +711,8 @@ class Faceprint:
 
     @property
     def audit_log(self) -> AuditLog:
-        """The audit log (``HOME/audit``: ``audit.db``, the online key, seals), opened on first use."""
+        """The audit log (``HOME/audit``: ``audit.db``, the online key, seals), opened on first use
+        (each entry flushed to disk first where ``audit_settings.durable``)."""
         log = self.__dict__.get("_audit_log")
         if log is None:
             with self._index_lock:
@@ -719,7 +720,8 @@ class Faceprint:
                 if log is None:
                     from faceprint.audit.log import AuditLog
 
-                    log = self._audit_log = AuditLog(self.home / "audit", clock=time.time)
+                    log = self._audit_log = AuditLog(self.home / "audit", clock=time.time,
+                                                     durable=self.audit_settings.durable)
         return log
 
     def audit_entries(self, filters: AuditFilter | None = None, max_results: int = 100,
