@@ -105,3 +105,22 @@ def test_report_and_prune(capsys, home):
     assert status == 1 and "at least 183 days" in json.loads(err)["Message"]
     status, out, _ = faceprint(capsys, home, "audit", "prune", "--older-than-days", "200")
     assert status == 0 and json.loads(out)["Pruned"] == 0  # T0 is in 2027: nothing is that old
+
+
+def test_prune_removes_old_entries_and_verify_accepts_the_marker(capsys, tmp_path):
+    import time
+
+    home = tmp_path / "home"
+    log = AuditLog(home / "audit")
+    old = time.time() - 300 * 86400
+    log.append_many([Entry("SearchFaces", Caller("analyst"), old + n, old + n, "c") for n in range(3)]
+                    + [Entry("SearchFaces", Caller("analyst"), time.time(), time.time(), "c")])
+    status, out, _ = faceprint(capsys, home, "audit", "prune", "--older-than-days", "250")
+    assert status == 0 and json.loads(out) | {"Cutoff": None} == {"Pruned": 3, "FirstSeq": 1, "LastSeq": 3,
+                                                                   "Cutoff": None, "MarkerSeq": 5}
+    status, out, _ = faceprint(capsys, home, "audit", "verify")
+    report = json.loads(out)
+    assert status == 0 and report["Ok"] and (report["FirstSeq"], report["LastSeq"], report["Entries"]) == (4, 5, 2)
+    status, out, _ = faceprint(capsys, home, "audit", "export", "--operation", "Prune")
+    marker = json.loads(out)["Details"]
+    assert (marker["FirstSeq"], marker["LastSeq"], marker["Count"]) == (1, 3, 3) and len(marker["Signature"]) == 128
