@@ -134,10 +134,14 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_entry_per_image(tmp_path: Path) -> None:
+def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_entry_per_image(
+        tmp_path: Path, clip: Path) -> None:
+    from faceprint.crops import CropStore
+
     home = tmp_path / "home"
     photos = photos_of(LFW, PERSON)
     assert cli(home, "create-collection", "--collection-id", "c").returncode == 0
+    assert cli(home, "collection-settings", "set", "--collection-id", "c", "--keep-face-crops", "true").returncode == 0
     done = cli(home, "index-faces", "--collection-id", "c", "--workers", "1", "--case", "B-1", "--purpose", "enrol",
                str(photos[0]), str(photos[2]))
     assert done.returncode == 0, done.stderr
@@ -147,6 +151,8 @@ def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_en
     assert {(e["Actor"], e["ActorKind"], e["Case"], e["Purpose"]) for e in indexed} == {
         (getpass.getuser(), "os", "B-1", "enrol")}
     assert all(len(e["Details"]["FaceIds"]) == 1 for e in indexed)
+    crops = CropStore(home / "crops")  # the workers cropped each face: the collection keeps crops
+    assert sorted(crops.face_ids("c")) == sorted(e["Details"]["FaceIds"][0] for e in indexed)
     done = cli(home, "search-faces-by-image", "--collection-id", "c", str(photos[1]), "--case", "CLI-7",
                "--purpose", "a test")
     assert done.returncode == 0, done.stderr
@@ -155,3 +161,10 @@ def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_en
     assert (searched["Actor"], searched["Case"], searched["Purpose"]) == (getpass.getuser(), "CLI-7", "a test")
     assert [c["FaceId"] for c in searched["Candidates"]] == [m["Face"]["FaceId"] for m in matches] != []
     assert searched["ProbeSha256"] == hashlib.sha256(photos[1].read_bytes()).hexdigest()
+    # a video searched here and now (no job queued) is recorded as a queued search is
+    done = cli(home, "video", "search-faces", str(clip), "--collection-id", "c", "--case", "VS-1")
+    assert done.returncode == 0, done.stderr
+    start, end = entries(home, "StartFaceSearch")[-1], entries(home, "FaceSearchJobCompleted")[-1]
+    assert (start["Case"], end["Case"], end["Details"]["StartAuditId"]) == ("VS-1", "VS-1", start["Seq"])
+    assert {c["FaceId"] for c in end["Candidates"]} <= {e["Details"]["FaceIds"][0] for e in indexed}
+    assert end["Candidates"] and end["Details"]["Status"] == "SUCCEEDED"

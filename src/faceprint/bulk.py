@@ -96,13 +96,20 @@ def _init(options: dict[str, Any], parent: int) -> None:
     _worker = Faceprint(**options, threads=1)
 
 
-def _analyze(job: tuple[bytes, str]) -> Any:
-    data, quality_filter = job
+def _analyze(job: tuple[bytes, str, bool]) -> tuple[Any, list[bytes]]:
+    """One image's analysis (its pixels stay in the worker) and, with ``crops``, a JPEG crop of each
+    face (for a collection that keeps face crops)."""
+    data, quality_filter, crops = job
     try:
         analysis = _worker.analyze(data, quality_filter=quality_filter)
     except FaceprintError as exc:
-        return exc
-    return dataclasses.replace(analysis, image=None)  # the pixels stay in the worker
+        return exc, []
+    if crops and analysis.image is not None:
+        from faceprint.crops import crop_jpeg
+
+        return dataclasses.replace(analysis, image=None), [crop_jpeg(analysis.image, f.bounding_box)
+                                                           for f in analysis.faces]
+    return dataclasses.replace(analysis, image=None), []
 
 
 class BulkImporter:
@@ -117,6 +124,8 @@ class BulkImporter:
         self.progress = progress or (lambda done, total, start: None)
         self.on_image = on_image or (lambda path, record: None)
         self.caller = caller
+        self.crops = False
+        """The collection keeps face crops: the workers make one of each face."""
         """Who imports (``faceprint.audit.caller.Caller``; default the OS user): each image's faces are
         recorded in the audit log as one IndexFaces entry (with the image's SHA-256) before they are stored."""
 
@@ -128,6 +137,7 @@ class BulkImporter:
         self.fp.models.pull(self.fp.profile.model_files())  # fetched once here, not by every worker
         external_ids = external_ids or {}
         done = self.fp.store.imported(self.collection_id)
+        self.crops = self.fp.settings_store.get(self.collection_id).keep_face_crops
         summary = Summary(images=len(images))
         start = time.monotonic()
         todo = []
@@ -158,14 +168,16 @@ class BulkImporter:
     def _results(self, pool: ProcessPoolExecutor, todo: list[tuple[Path, str]]) -> Iterator[tuple[Any, Any]]:
         window: list[tuple[tuple[Path, str], Future[Any]]] = []
         for item in todo:
-            window.append((item, pool.submit(_analyze, (item[0].read_bytes(), self.quality_filter))))
+            window.append((item, pool.submit(_analyze, (item[0].read_bytes(), self.quality_filter, self.crops))))
             if len(window) >= 2 * self.workers:
                 head, future = window.pop(0)
                 yield head, future.result()
         for head, future in window:
             yield head, future.result()
 
-    def _store(self, path: Path, digest: str, external_id: str, result: Any, summary: Summary) -> None:
+    def _store(self, path: Path, digest: str, external_id: str, outcome: tuple[Any, list[bytes]],
+               summary: Summary) -> None:
+        result, crops = outcome
         if isinstance(result, FaceprintError):
             self.fp.store.add_faces([], (self.collection_id, digest, result.code))
             summary.errors[result.code] += 1
@@ -173,6 +185,8 @@ class BulkImporter:
             return
         indexed = self.fp.store_analysis(self.collection_id, result, external_id, self.max_faces, digest,
                                          caller=self.caller)
+        for record, jpeg in zip(indexed.face_records, crops, strict=False):  # the stored faces come first
+            self.fp.crops.save(self.collection_id, record.face.face_id, jpeg)
         summary.faces_indexed += len(indexed.face_records)
         summary.indexed_images += bool(indexed.face_records)
         summary.images_without_faces += not indexed.face_records
