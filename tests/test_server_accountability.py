@@ -98,6 +98,12 @@ def test_the_key_purpose_applies_when_the_request_declares_none(server: Server, 
     assert recorded["Purpose"] == "fraud inquiries" and recorded["Case"] is None
 
 
+def test_a_case_reference_of_the_longest_size_in_any_script_is_accepted(server: Server, home: Path,
+                                                                        keys: dict[str, dict[str, str]]) -> None:
+    case = "案件" * 100  # 200 characters, 1,800 bytes percent-encoded
+    assert entry(home, search(with_case(client(server, keys["admin"]), case)))["Case"] == case
+
+
 def test_an_unsigned_case_header_is_refused(server: Server, keys: dict[str, dict[str, str]]) -> None:
     rek = client(server, keys["admin"])
 
@@ -110,7 +116,7 @@ def test_an_unsigned_case_header_is_refused(server: Server, keys: dict[str, dict
 
 
 @pytest.mark.parametrize(("value", "problem"), [("%C3%28", "not percent-encoded UTF-8"),
-                                                ("x" * 1501, "at most"), ("%0A", "printable")])
+                                                ("x" * 2401, "at most"), ("x" * 201, "1 to 200"), ("%0A", "printable")])
 def test_a_bad_case_header_is_refused(server: Server, keys: dict[str, dict[str, str]], value: str,
                                       problem: str) -> None:
     rek = client(server, keys["admin"])

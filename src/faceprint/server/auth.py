@@ -230,14 +230,15 @@ def _check_presigned_clock(timestamp: str, signed_at: datetime, expires: int, no
                                  " + 15 min.)")
 
 
-def authorize(key: AccessKey, operation: str, collection_id: str | None) -> None:
-    """Raise ``AccessDeniedException`` unless the key's policy allows the call."""
+def authorize(key: AccessKey, operation: str, collection_id: str | None, service: str = SERVICE) -> None:
+    """Raise ``AccessDeniedException`` unless the key's policy allows the call (``service``: how the
+    message names the operation's service, ``rekognition`` or ``faceprint``)."""
     if key.policy.allows(operation, collection_id):
         return
     resource = f" on resource: collection/{collection_id}" if collection_id is not None else ""
     raise AuthError("AccessDeniedException",
                     f"User: {key.user_name} (access key {key.access_key_id}) is not authorized to perform: "
-                    f"{SERVICE}:{operation}{resource}")
+                    f"{service}:{operation}{resource}")
 
 
 def _parse_authorization(header: str) -> _Authorization:

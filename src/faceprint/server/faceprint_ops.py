@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceprint.errors import InvalidParameterException
 from faceprint.server.auth import AuthError
-from faceprint.server.dispatch import Call, Handler
+from faceprint.server.dispatch import AUDIT_ID_HEADER, Call, Handler
 
 if TYPE_CHECKING:
     from faceprint.server.keys import AccessKey
@@ -86,10 +86,13 @@ def _list_audit_entries(c: Call) -> dict[str, Any]:
 
 
 def _erase(c: Call) -> dict[str, Any]:
-    external_image_id, user_id = c.params.get("ExternalImageId"), c.params.get("UserId")
-    if (external_image_id is None) == (user_id is None):
+    p = c.params
+    if ("ExternalImageId" in p) == ("UserId" in p):
         raise InvalidParameterException("Erase needs exactly one of ExternalImageId and UserId.")
-    return {"Erased": c.fp.erase(external_image_id=external_image_id, user_id=user_id, caller=c.caller)}
+    erased = c.fp.erase(p.get("ExternalImageId"), p.get("UserId"), p.get("CollectionId"), caller=c.caller)
+    if erased.get("AuditId") is not None:
+        c.headers[AUDIT_ID_HEADER] = str(erased["AuditId"])
+    return erased
 
 
 FACEPRINT_SERVED: dict[str, Handler] = {
@@ -101,7 +104,7 @@ FACEPRINT_SERVED: dict[str, Handler] = {
     "UpdateCollectionSettings": _update_collection_settings,
     "ListAuditEntries": _list_audit_entries,
     "VerifyAudit": lambda c: c.fp.verify_audit().to_json(),
-    "GetAuditReport": lambda c: {"Report": c.fp.audit_report(c.params.get("StartTime"), c.params.get("EndTime"))},
+    "GetAuditReport": lambda c: c.fp.audit_report(c.params.get("StartTime"), c.params.get("EndTime")),
     "Erase": _erase,
 }
 """Every ``FaceprintService`` operation, by name."""

@@ -163,7 +163,7 @@ class RekognitionHandler:
         if isinstance(collection, str):
             outcome.collection_id = collection[:255]
         if key is not None:
-            authorize(key, operation, outcome.collection_id)
+            authorize(key, operation, outcome.collection_id, "faceprint" if own else "rekognition")
         shape = model.input_shape(operation)
         params = (self.own_validator if own else self.validator).validate(shape, body) if shape else {}
         if operation == "ListCollections" and key is not None and key.policy.collections is not None:

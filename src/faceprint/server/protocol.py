@@ -102,26 +102,29 @@ def target_of(target: str | None, model: ServiceModel, *others: ServiceModel) ->
 
 CASE_HEADER = "x-faceprint-case"
 PURPOSE_HEADER = "x-faceprint-purpose"
-MAX_ENCODED = 3 * 500
-"""The longest percent-encoded case or purpose header read (500 characters, each up to 3 bytes %XX)."""
+ENCODED_PER_CHARACTER = 12
+"""The most bytes one character takes percent-encoded (4 UTF-8 bytes, each ``%XX``)."""
 
 
 def declared(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The purpose and case reference a request declares in ``X-Faceprint-Purpose`` and
     ``X-Faceprint-Case``: percent-encoded UTF-8 (``urllib.parse.quote(text, safe="")``), decoded.
-    A header that is not ASCII, too long, or not UTF-8 once decoded is ``InvalidParameterException``."""
-    return _header_text(headers, PURPOSE_HEADER, "X-Faceprint-Purpose"), _header_text(headers, CASE_HEADER,
-                                                                                      "X-Faceprint-Case")
+    A header that is not ASCII, longer than its longest encoded value, or not UTF-8 once decoded is
+    ``InvalidParameterException`` (the decoded text's length is checked with the caller)."""
+    from faceprint.audit.caller import MAX_CASE, MAX_PURPOSE
+
+    return (_header_text(headers, PURPOSE_HEADER, "X-Faceprint-Purpose", MAX_PURPOSE),
+            _header_text(headers, CASE_HEADER, "X-Faceprint-Case", MAX_CASE))
 
 
-def _header_text(headers: Mapping[str, str], name: str, shown: str) -> str | None:
+def _header_text(headers: Mapping[str, str], name: str, shown: str, most: int) -> str | None:
     raw = headers.get(name)
     if raw is None:
         return None
     raw = raw.strip()
-    if len(raw) > MAX_ENCODED or not raw.isascii():
-        raise InvalidParameterException(f"{shown} must be percent-encoded UTF-8 of at most {MAX_ENCODED} bytes "
-                                        "(urllib.parse.quote(text, safe='') in Python).")
+    if len(raw) > most * ENCODED_PER_CHARACTER or not raw.isascii():
+        raise InvalidParameterException(f"{shown} must be percent-encoded UTF-8 (urllib.parse.quote(text, safe='') "
+                                        f"in Python) of at most {most} characters.")
     try:
         return unquote(raw, errors="strict")
     except UnicodeDecodeError:
