@@ -128,8 +128,9 @@ def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan
         scan.entries += 1
         if scan.first is None:
             scan.first = (seq, prev_hash)
-        fields = _fields(body)
-        moved = _check_row(seq, body, prev_hash, hash_, fields, columns, problems)
+        moved, fields = _check_row(seq, body, prev_hash, hash_, columns, problems)
+        if fields is None and columns[1] == "Prune":
+            fields = _fields(body)
         if prev is not None and not moved and not prev_moved:
             if seq != prev[0] + 1:
                 _missing(prev[0] + 1, seq - 1, problems)
@@ -153,19 +154,36 @@ def _fields(body: str) -> dict | None:
     return fields if isinstance(fields, dict) else None
 
 
-def _check_row(seq: int, body: str, prev_hash: str, hash_: str, fields: dict | None, columns: list,
-               problems: _Problems) -> bool:
-    """One row on its own; True when it holds another seq's entry (reordered)."""
+def _agrees(seq: int, body: str, columns: list) -> bool:
+    """The quick check of a row (no parsing): its body, in the canonical form faceprint writes,
+    holds its seq and its indexed columns' values where they belong. False: look closer."""
+    started, operation, actor, collection_id, case = columns
+    dumps = json.dumps
+    return (body.startswith('{"Actor":' + dumps(actor) + ',"ActorKind":')
+            and (',"Case":' + dumps(case) + ',"CollectionId":' + dumps(collection_id) + ',"CollectionSize":') in body
+            and (',"Operation":' + dumps(operation) + ',"ProbeQuality":') in body
+            and body.startswith(f',"Seq":{seq},"Started":{started!r},"Threshold":', body.rfind(',"Seq":')))
+
+
+def _check_row(seq: int, body: str, prev_hash: str, hash_: str, columns: list,
+               problems: _Problems) -> tuple[bool, dict | None]:
+    """One row on its own: whether it holds another seq's entry (reordered), and its parsed body
+    (None when the quick check passed and it was not parsed, or when it is not JSON)."""
+    if _agrees(seq, body, columns):
+        if link(prev_hash, body) != hash_:
+            problems.add(seq, "edited", f"entry {seq} was changed: its content does not match its hash")
+        return False, None
+    fields = _fields(body)
     if fields is not None and fields.get("Seq") != seq:
         problems.add(seq, "reordered", f"the entry at seq {seq} is entry {fields.get('Seq')}: entries were moved")
-        return True
+        return True, fields
     if fields is None or link(prev_hash, body) != hash_:
         problems.add(seq, "edited", f"entry {seq} was changed: its content does not match its hash")
     elif any(fields.get(name) != columns[i - 4] for name, i in COLUMNS):
         differ = [name for name, i in COLUMNS if fields.get(name) != columns[i - 4]]
         problems.add(seq, "edited", f"entry {seq} was changed: its indexed {', '.join(differ)} differ from "
                      "its content")
-    return False
+    return False, fields
 
 
 def _missing(first: int, last: int, problems: _Problems) -> None:
