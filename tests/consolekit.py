@@ -35,6 +35,8 @@ class Site:
     home: Path
     faces: dict[str, str] = field(default_factory=dict)
     """External image id (a person's name) -> FaceId."""
+    job_id: str = ""
+    """The face search of the lobby clip."""
 
     @property
     def console(self) -> str:
@@ -51,15 +53,18 @@ class Site:
                                 aws_secret_access_key="unused")
 
 
-def start_site(home: Path) -> Site:
-    """Console users in ``home``, then ``faceprint serve --no-auth`` on it, and a collection (two-person
-    rule on, as new collections on a server have it, and face crops kept) with :data:`PEOPLE` enrolled."""
+def start_site(home: Path, videos: Path) -> Site:
+    """Console users in ``home``, then ``faceprint serve --no-auth`` on it (bucket ``videos``: the
+    folder ``videos``), a collection (two-person rule on, as new collections on a server have it,
+    and face crops kept) with :data:`PEOPLE` enrolled, and a face search of :func:`two_people_clip`
+    started (``site.job_id``)."""
     from faceprint.console.users import ConsoleUsers
 
     users = ConsoleUsers(home / "console")
     for name, role in USERS.items():
         users.add(name, role, PASSWORD)
-    server = Server(home, "--no-auth")
+    two_people_clip(videos / "lobby.mp4")
+    server = Server(home, "--no-auth", "--bucket", f"videos={videos}")
     site = Site(server, home)
     try:
         rekognition = site.client()
@@ -69,10 +74,34 @@ def start_site(home: Path) -> Site:
             indexed = rekognition.index_faces(CollectionId=COLLECTION, ExternalImageId=person, MaxFaces=1,
                                               Image={"Bytes": photo(person, 0).read_bytes()})
             site.faces[person] = indexed["FaceRecords"][0]["Face"]["FaceId"]
+        site.job_id = rekognition.start_face_search(Video={"S3Object": {"Bucket": "videos", "Name": "lobby.mp4"}},
+                                                    CollectionId=COLLECTION, FaceMatchThreshold=80)["JobId"]
     except BaseException:
         server.stop()
         raise
     return site
+
+
+CLIP_PEOPLE = (("Aaron_Peirsol", 0.0, 1.6), ("Albert_Costa", 2.2, 3.6))
+"""Who walks through the lobby clip, from and to which second."""
+
+
+def two_people_clip(path: Path, seconds: float = 3.6, fps: int = 25) -> Path:
+    """A face search clip: :data:`CLIP_PEOPLE` (their second photos, 110 px faces) cross a background."""
+    from videokit import background, face_sprite, paste, write_video
+
+    sprites = {name: face_sprite(photo(name, 1), 110) for name, _, _ in CLIP_PEOPLE}
+    scene = background(480, 272, seed=5)
+
+    def frames() -> Any:
+        for i in range(round(seconds * fps)):
+            t, frame = i / fps, scene.copy()
+            for name, start, end in CLIP_PEOPLE:
+                if start <= t < end:
+                    paste(frame, sprites[name], 40 + round(240 * (t - start) / (end - start)), 70)
+            yield frame
+
+    return write_video(path, frames(), fps=fps)
 
 
 def launch(playwright: Any) -> Any:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 
-from consolekit import COLLECTION, PASSWORD, launch, photo, shot, sign_in, small_face, start_site, text_of
+from consolekit import CLIP_PEOPLE, COLLECTION, PASSWORD, launch, photo, shot, sign_in, small_face, start_site, text_of
 
 PERSON = "Al_Gore"
 PROBE = photo(PERSON, 1)
@@ -17,7 +18,7 @@ PROBE = photo(PERSON, 1)
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    site = start_site(tmp_path_factory.mktemp("console"))
+    site = start_site(tmp_path_factory.mktemp("console"), tmp_path_factory.mktemp("videos"))
     yield site
     site.server.stop()
 
@@ -168,6 +169,29 @@ def test_admin_deletes_a_face(site, browser):
     assert page.request.get(f"{site.console}/crop?c={COLLECTION}&f={face_id}").status == 404  # its crop went too
     entry = site.faceprint().list_audit_entries(Operation="DeleteFaces")["Entries"][-1]
     assert (entry["Actor"], entry["Purpose"]) == ("max", "enrolled by mistake")
+
+
+def test_video_page_shows_who_appears_when(site, browser):
+    rekognition = site.client()
+    deadline = time.monotonic() + 180
+    while rekognition.get_face_search(JobId=site.job_id)["JobStatus"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline, "the face search job did not finish"
+        time.sleep(0.5)
+    page = sign_in(browser, site, "ivy")
+    page.click("header >> text=Video")
+    row = page.locator("tr", has_text=site.job_id)
+    assert "StartFaceSearch" in row.inner_text() and "succeeded" in row.inner_text().lower()
+    row.locator("a").click()
+    page.wait_for_load_state()
+    rows = page.locator(".tl-row")
+    names = [rows.nth(i).locator(".tl-who strong").inner_text() for i in range(rows.count())]
+    assert names == [name for name, _, _ in CLIP_PEOPLE]  # in the order they first appear
+    first, second = (rows.nth(i).locator("rect.tl-mark") for i in range(2))
+    assert first.count() > 3 and second.count() > 3
+    last_of_first = max(float(first.nth(i).get_attribute("x")) for i in range(first.count()))
+    first_of_second = min(float(second.nth(i).get_attribute("x")) for i in range(second.count()))
+    assert last_of_first < first_of_second  # one after the other, as they crossed the lobby
+    shot(page, "video-timeline")
 
 
 def test_audit_page_verifies_and_reports(site, browser):

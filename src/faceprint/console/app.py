@@ -130,7 +130,7 @@ class Console:
         finally:
             self.queued -= 1
 
-    def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    def render(self, template: str, status: int = 200, /, **values: Any) -> HTMLResponse:
         text = self.templates.get_template(template).render(console=self, **values)
         return HTMLResponse(text, status_code=status)
 

@@ -66,7 +66,7 @@ class Ctx:
     async def run(self, fn: Callable[..., Any], *args: Any, heavy: bool = False, **kwargs: Any) -> Any:
         return await self.console.run(fn, *args, heavy=heavy, **kwargs)
 
-    def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    def render(self, template: str, status: int = 200, /, **values: Any) -> HTMLResponse:
         return self.console.render(template, status, ctx=self, **values)
 
     def redirect(self, path: str) -> RedirectResponse:

@@ -68,7 +68,7 @@ def _job(fp: Any, job_id: str) -> dict[str, Any]:
             face = match.get("Face") or {}
             who = face.get("ExternalImageId") or face.get("UserId") or face.get("FaceId") or "?"
             seen.setdefault(who, []).append((int(p.get("Timestamp", 0)), float(match.get("Similarity", 0))))
-    return {"status": first.get("JobStatus"), "message": first.get("StatusMessage"),
+    return {"job_status": first.get("JobStatus"), "message": first.get("StatusMessage"),
             "timeline": timeline(seen, 0, max(1, int(duration))), "duration": duration,
             "truncated": bool(token), "unmatched": sum(1 for p in persons if not p.get("FaceMatches"))}
 
