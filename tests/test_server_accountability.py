@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -193,4 +194,8 @@ def test_a_search_whose_record_cannot_be_written_fails_saying_so(tmp_path: Path)
         assert rek.list_collections()["CollectionIds"] == [COLLECTION]  # the rest of the server still answers
     finally:
         assert srv.stop() in (0, -signal.SIGTERM)
+    with pytest.raises(subprocess.CalledProcessError) as refused:  # no entry, no key change either
+        faceprint_keys(tmp_path, "update", key["AccessKeyId"], "--require-case")
+    assert "audit record could not be written" in refused.value.stderr
+    assert KeyStore(tmp_path).get(key["AccessKeyId"]).require_case is False
 
