@@ -24,9 +24,9 @@ def photo(person: str, n: int) -> Path:
     """``person``'s ``n``-th photo (from 0) of those in the LFW dev set."""
     return sorted((LFW / "images" / person).glob("*.jpg"))[n]
 PASSWORD = "a long console password"
-USERS = {"ivy": "investigator", "rita": "reviewer", "rob": "reviewer", "ada": "auditor", "max": "admin",
-         "lou": "reviewer"}
-"""Console users of the site (``lou`` is locked out by a test)."""
+USERS = {"ivy": "investigator", "ian": "investigator", "ira": "investigator", "rita": "reviewer", "rob": "reviewer",
+         "ada": "auditor", "max": "admin", "lou": "reviewer"}
+"""Console users of the site (``lou`` is locked out by a test; ``ira`` may not search with a low-quality probe)."""
 
 
 @dataclass
@@ -62,7 +62,7 @@ def start_site(home: Path, videos: Path) -> Site:
 
     users = ConsoleUsers(home / "console")
     for name, role in USERS.items():
-        users.add(name, role, PASSWORD)
+        users.add(name, role, PASSWORD, refuse_low_quality=name == "ira")
     two_people_clip(videos / "lobby.mp4")
     server = Server(home, "--no-auth", "--bucket", f"videos={videos}")
     site = Site(server, home)
@@ -119,11 +119,11 @@ def sign_in(browser: Any, site: Site, name: str, password: str = PASSWORD, **con
     return page
 
 
-def shot(page: Any, name: str) -> None:
-    """With FACEPRINT_SCREENSHOTS=1, the page as docs/console/NAME.png."""
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    """With FACEPRINT_SCREENSHOTS=1, the page (or what the window shows of it) as docs/console/NAME.png."""
     if os.environ.get("FACEPRINT_SCREENSHOTS") == "1":
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def small_face(person: str, face_px: int = 36, canvas: int = 240) -> bytes:

@@ -58,6 +58,7 @@ def test_sign_in_wrong_password_and_lock_out(site, browser):
     assert "ivy · investigator" in text_of(page, "header")
     cookie = next(c for c in page.context.cookies() if c["name"] == "faceprint_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console/"
+    assert not cookie["secure"]  # plain HTTP here; over HTTPS it is Secure (test_console_tls.py)
     for _ in range(5):  # lou: five wrong passwords lock the account, and then the right one is refused too
         locked = sign_in(browser, site, "lou", "wrong password")
     assert "locked for 15 more minutes" in text_of(locked)
@@ -109,8 +110,14 @@ def test_search_shows_candidates_beside_the_probe_and_sends_them_to_review(site,
     entry = next(e for e in entries if e["Seq"] == search_id)
     assert (entry["Actor"], entry["ActorKind"], entry["Case"]) == ("ivy", "console", "CASE-2026-0042")
     assert len(entry["ProbeSha256"]) == 64
-    rob = sign_in(browser, site, "rob")  # a reviewer sees any search; another investigator would not
+    rob = sign_in(browser, site, "rob")  # a reviewer sees any search; another investigator does not
     assert rob.goto(f"{site.console}/searches/{search_id}").status == 200
+    ian = sign_in(browser, site, "ian")
+    assert ian.goto(f"{site.console}/searches/{search_id}").status == 403
+    ian.goto(f"{site.console}/search")
+    answer = ian.request.post(f"{site.console}/review/request", form={
+        "csrf": ian.input_value("input[name=csrf]"), "search_id": str(search_id), "face_ids": site.faces[PERSON]})
+    assert answer.status == 403 and "someone else" in answer.text()
 
 
 def test_low_quality_probe_is_flagged(site, browser, tmp_path):
@@ -122,6 +129,11 @@ def test_low_quality_probe_is_flagged(site, browser, tmp_path):
     assert "Low-quality probe: expect misses and look-alikes" in text
     assert "measured rank-1 at this quality" in text
     shot(page, "search-low-quality-phone")
+    ira = sign_in(browser, site, "ira")  # a console user set to refuse such probes
+    search(ira, site, str(probe), case="CASE-2026-0044", threshold="70.0")
+    assert "low-quality" in text_of(ira).lower() and ira.locator("li.card").count() == 0
+    refused = site.faceprint().list_audit_entries(Actor="ira")["Entries"]
+    assert [e["Details"].get("Refused") for e in refused] == ["low-quality probe"]
 
 
 def test_two_person_review(site, browser):
@@ -158,7 +170,7 @@ def test_admin_deletes_a_face(site, browser):
     assert card.locator("img").evaluate("img => img.naturalWidth") > 0
     card.locator("input[name=face_ids]").check()
     page.fill("input[name=reason]", "enrolled by mistake")
-    shot(page, "collection")
+    shot(page, "collection", full_page=False)
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("text=Delete ticked faces")
     page.wait_for_load_state()
@@ -205,7 +217,7 @@ def test_audit_page_verifies_and_reports(site, browser):
     page.click("text=Verify the chain")
     page.wait_for_load_state()
     assert "The chain verifies" in text_of(page)
-    shot(page, "audit")
+    shot(page, "audit", full_page=False)
     with page.expect_download() as download:
         page.click("text=Download the report")
     report = json.loads(download.value.path().read_text())
@@ -219,4 +231,4 @@ def test_audit_page_verifies_and_reports(site, browser):
     page.wait_for_load_state()
     text = text_of(page)
     assert "The chain does not verify" in text and f"entry {seq}: edited" in text
-    shot(page, "audit-tampered")
+    shot(page, "audit-tampered", full_page=False)
