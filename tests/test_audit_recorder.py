@@ -22,7 +22,7 @@ from faceprint.audit.log import AuditLog
 from faceprint.audit.probe_store import Probe, ProbeStore, png, read_probe
 from faceprint.audit.recorder import Recorder, face_candidates, refusal, user_candidates
 from faceprint.errors import AuditUnavailable
-from faceprint.imaging import DecodedImage
+from faceprint.imaging import DecodedImage, load_image
 from faceprint.models.profiles import FMR_LEVELS, get_profile
 from faceprint.probes import ProbeQuality
 from faceprint.types import BoundingBox, Face, FaceMatch, User, UserMatch
@@ -141,6 +141,9 @@ def test_a_probe_digest_is_of_what_was_searched(tmp_path: Path) -> None:
     assert source == data and probe.sha256 == hashlib.sha256(data).hexdigest() and read == [path]
     source, probe = read_probe(bytearray(data), read_path, load=lambda image: None)
     assert source == data and probe.sha256 == hashlib.sha256(data).hexdigest() and probe.ext == "jpg"
+    decoded = load_image(data)  # the server decodes a request's image before the search: its bytes' digest
+    source, probe = read_probe(decoded, read_path, load=lambda image: image)
+    assert source is decoded and probe.sha256 == hashlib.sha256(data).hexdigest() and probe.data == data
     rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     source, probe = read_probe(rgb, read_path, load=lambda image: DecodedImage(np.asarray(image)))
     assert isinstance(source, DecodedImage) and probe.ext == "png" and probe.data == png(rgb)

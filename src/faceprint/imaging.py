@@ -81,6 +81,9 @@ class DecodedImage:
     reduced_by: int = 1
     """The image was decoded at 1/``reduced_by`` of its size (each side)."""
     _bgr: np.ndarray | None = field(default=None, repr=False)
+    source: bytes | None = field(default=None, repr=False, compare=False)
+    """The encoded bytes it was decoded from (None for an array): what the audit record's probe
+    digest is of, when the image reaches a search already decoded (the server's)."""
 
     @property
     def width(self) -> int:
@@ -161,7 +164,7 @@ def _decode(data: bytes, limits: ImageLimits) -> DecodedImage:
     if orientation != 1:
         pil = pil.transpose(_transposes()[orientation])
     return DecodedImage(rgb=_to_array(pil), format=kind, exif_orientation=orientation,
-                        reduced_by=reduced_by * factor)
+                        reduced_by=reduced_by * factor, source=data)
 
 
 def _sniff(data: bytes) -> str | None:

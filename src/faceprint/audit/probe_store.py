@@ -57,8 +57,9 @@ def extension(data: bytes) -> str:
 def read_probe(image: Any, read_path: Callable[[Path], bytes], load: Callable[[Any], Any]) -> tuple[Any, Probe]:
     """What to decode and the :class:`Probe` of ``image`` (bytes, a path, an RGB array, a decoded
     image). A path is read once here (``read_path(path) -> bytes``, which checks the size limit)
-    and its bytes are decoded, so the digest is of exactly what was searched. An array is checked
-    and made a decoded image by ``load`` (``Faceprint.load_image``) and its digest is its PNG's."""
+    and its bytes are decoded, so the digest is of exactly what was searched. A decoded image's
+    digest is of the bytes it was decoded from; an array is checked and made a decoded image by
+    ``load`` (``Faceprint.load_image``) and its digest is its PNG's."""
     if isinstance(image, bytes | bytearray | memoryview):
         data = bytes(image)
         return data, Probe.of(data)
@@ -66,7 +67,8 @@ def read_probe(image: Any, read_path: Callable[[Path], bytes], load: Callable[[A
         data = read_path(Path(image))
         return data, Probe.of(data)
     decoded = load(image)
-    return decoded, Probe.of(png(decoded.rgb))
+    source = getattr(decoded, "source", None)  # decoded from bytes already (the server decodes first)
+    return decoded, Probe.of(source) if source is not None else Probe.of(png(decoded.rgb))
 
 
 def png(rgb: np.ndarray) -> bytes:
