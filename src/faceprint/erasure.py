@@ -67,7 +67,7 @@ class Erased:
         return [f for ids in self.faces.values() for f in ids]
 
     def collections(self) -> list[dict[str, Any]]:
-        return [{"CollectionId": cid, "FaceIds": self.faces.get(cid, []), "UserIds": self.users.get(cid, [])}
+        return [{"CollectionId": cid, "FaceIds": sorted(self.faces.get(cid, [])), "UserIds": self.users.get(cid, [])}
                 for cid in sorted(set(self.faces) | set(self.users))]
 
 

@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from faceprint.audit.settings import SettingsStore
     from faceprint.audit.verify import VerifyReport
     from faceprint.crops import CropStore
+    from faceprint.erasure import Eraser
     from faceprint.probes import ProbeAssessor, ProbeQuality
     from faceprint.streams.service import StreamProcessors, StreamSettings
     from faceprint.streams.types import (
@@ -855,3 +856,39 @@ class Faceprint:
 
                     crops = self._crops = CropStore(self.home / "crops")
         return crops
+
+    def eraser(self) -> Eraser:
+        """The :class:`faceprint.erasure.Eraser` of this home (its video results and stream events
+        where the home has them), recording through :attr:`recorder`."""
+        from faceprint.erasure import Eraser
+        from faceprint.streams.config import STREAMS_DIR
+        from faceprint.streams.store import ProcessorStore
+        from faceprint.video.runner import store_path
+        from faceprint.video.store import JobStore
+
+        jobs = self._video.store if self._video is not None else (
+            JobStore(store_path(self.home)) if store_path(self.home).is_file() else None)
+        events_path = self.home / STREAMS_DIR / "processors.db"
+        events = ProcessorStore(events_path) if events_path.is_file() else None
+        recorder = self.recorder
+        return Eraser(self.store, self.index_cache, self._index_lock, self.crops, self.settings_store,
+                      recorder.changed, log=recorder.log, probes=self.probe_store, jobs=jobs, events=events,
+                      clock=time.time)
+
+    def erase(self, external_image_id: str | None = None, user_id: str | None = None,
+              collection_id: str | None = None, *, caller: Caller | None = None, purpose: str | None = None,
+              case: str | None = None) -> dict[str, Any]:
+        """Remove one person everywhere (audited: ``Erase``): the faces with ``external_image_id`` (or
+        the user ``user_id``, its faces and itself) in every collection (or ``collection_id``), their
+        crops, their matches in video face-search results and stream events, and the stored probes of
+        searches that found them. Answers what was erased (``faceprint.erasure.Eraser.erase``)."""
+        from faceprint.audit.caller import resolve
+
+        who = resolve(caller, purpose, case)
+        return self.eraser().erase(who, external_image_id, user_id, collection_id)
+
+    def apply_retention(self, now: float | None = None) -> dict[str, Any]:
+        """Delete the faces older than their collection's face retention period (entries
+        ``RetentionDeleted``); run periodically by the server (``faceprint.erasure.RetentionSchedule``)
+        and by ``faceprint retention apply``."""
+        return self.eraser().apply_retention(now)
