@@ -51,8 +51,8 @@ def collection_scope(fp: Faceprint, operation: str, body: Any, key: AccessKey | 
 
 def _search_collection(fp: Faceprint, search_id: Any) -> str | None:
     """The collection a search (its audit entry) searched, or None when there is no such entry."""
-    if isinstance(search_id, bool) or not isinstance(search_id, int) or search_id < 1:
-        return None
+    if isinstance(search_id, bool) or not isinstance(search_id, int) or not 1 <= search_id < 2**63:
+        return None  # the model's validation refuses it next
     record = fp.audit_log.get(search_id)
     return record.entry.collection_id if record is not None else None
 
