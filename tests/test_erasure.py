@@ -249,6 +249,27 @@ def holding(root: Path, blobs: list[bytes]) -> list[str]:
             for blob in blobs if blob in p.read_bytes()]
 
 
+def file_sink_snapshots(home: Path, *frames: dict[str, int]) -> Path:
+    """A file sink with snapshots among the home's data streams, and its snapshot folder holding
+    ``frames`` ({face id: frame number}): one JPEG per frame, linked under each face's name."""
+    from faceprint.streams.config import StreamConfig
+
+    sink = home / "sinks" / "faces.jsonl"
+    StreamConfig(home).add_data_stream("faces", f"file:{sink};snapshots")
+    folder = sink.with_name(sink.name + ".snapshots")
+    folder.mkdir(parents=True)
+    for frame in frames:
+        first = None
+        for face_id, number in frame.items():
+            path = folder / f"{number}-{face_id}.jpg"
+            if first is None:
+                path.write_bytes(b"\xff\xd8\xff frame %d" % number)
+                first = path
+            else:
+                path.hardlink_to(first)
+    return folder
+
+
 def erasing_home(tmp_path: Path):
     from faceprint.audit.config import AuditSettings
     from faceprint.service import Faceprint
@@ -326,6 +347,7 @@ def test_erase_by_external_image_id_removes_the_person_everywhere(tmp_path, anal
                                               search_item(2, (in_b, name))])
     events = stream_events(tmp_path)
     events.add_events("door", [alert(in_b, name), alert(other, "other")])
+    frames = file_sink_snapshots(tmp_path, {in_b: 1, other: 1}, {other: 2})  # frame 1 shows both
     needles = [*vector_bytes(fp, "a", [in_a]), *vector_bytes(fp, "b", [in_b, extra_b])]
     assert len(leftovers(tmp_path, needles)) >= 3 and len(holding(tmp_path, [crop, photo(2)])) == 2
 
@@ -334,7 +356,8 @@ def test_erase_by_external_image_id_removes_the_person_everywhere(tmp_path, anal
     assert erased["Collections"] == [{"CollectionId": "a", "FaceIds": [in_a], "UserIds": []},
                                      {"CollectionId": "b", "FaceIds": sorted([in_b, extra_b]), "UserIds": [owner]}]
     assert (erased["VideoJobs"], erased["VideoMatchesErased"]) == ([job_id], 2)
-    assert (erased["StreamEventsErased"], erased["ProbesErased"]) == (1, 1)
+    assert (erased["StreamEventsErased"], erased["ProbesErased"], erased["SnapshotsErased"]) == (1, 1, 2)
+    assert sorted(p.name for p in frames.iterdir()) == [f"2-{other}.jpg"]
 
     assert fp.store.faces_named(name) == [] and len(fp.list_faces("b").faces) == 35
     assert not fp.store.user_exists("b", owner)
@@ -428,6 +451,22 @@ def test_retention_deletes_faces_older_than_their_collections_period(tmp_path, a
     assert entry.seq == done["Collections"][0]["AuditIds"][0]
     assert sorted(entry.entry.details["FaceIds"]) == sorted(old) and entry.entry.details["RetentionDays"] == 1
     assert entry.entry.caller.kind == "system" and entry.entry.collection_id == "short"
+
+
+def test_retention_erases_stored_probes_older_than_their_period(tmp_path) -> None:
+    import time
+
+    from faceprint.audit.config import AuditSettings
+    from faceprint.service import Faceprint
+
+    fp = Faceprint(tmp_path, profile="fast", models_dir=models_dir(),
+                   audit=AuditSettings(store_probes=True, probe_retention_days=1))
+    fp.create_collection("c")
+    fp.search_faces_by_image("c", photo(1))
+    assert len(fp.probe_store.digests()) == 1
+    assert fp.apply_retention()["ProbesErased"] == 0
+    assert fp.apply_retention(now=time.time() + 2 * 86400)["ProbesErased"] == 1
+    assert fp.probe_store.digests() == [] and holding(tmp_path, [photo(1)]) == []
 
 
 def test_faces_stored_before_faces_were_dated_count_from_the_upgrade(tmp_path) -> None:

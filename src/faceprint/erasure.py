@@ -20,17 +20,19 @@ where and for how long.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceprint.audit.caller import Caller
 from faceprint.collections import COLLECTION_ID, EXTERNAL_IMAGE_ID, check_pattern
-from faceprint.errors import InvalidParameterException, ResourceNotFoundException
+from faceprint.errors import FaceprintError, InvalidParameterException, ResourceNotFoundException
 
 if TYPE_CHECKING:
     from faceprint.audit.log import AuditLog
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from faceprint.crops import CropStore
     from faceprint.index import Indexes
     from faceprint.store import FaceRow, Store
+    from faceprint.streams.config import StreamConfig
     from faceprint.streams.store import ProcessorStore
     from faceprint.video.store import JobStore
 
@@ -75,15 +78,18 @@ class Eraser:
     """Erasure over one home's parts: ``store`` and ``indexes`` (faces and vectors; ``lock`` is the
     collections' delete lock), ``crops``, ``settings`` (face retention), ``record`` (audit entries),
     and, where the home has them, ``log`` (to find the searches whose stored probes go), ``probes``,
-    ``jobs`` (stored-video results) and ``events`` (stream processors' recent events)."""
+    ``jobs`` (stored-video results), ``events`` (stream processors' recent events) and ``snapshots``
+    (the folders where file sinks keep match snapshots, ``{ms}-{FaceId}.jpg``). With
+    ``probe_retention_days``, face retention also erases the stored probes older than that."""
 
     def __init__(self, store: Store, indexes: Indexes, lock: threading.RLock, crops: CropStore,
                  settings: SettingsStore, record: Record, *, log: AuditLog | None = None,
                  probes: ProbeStore | None = None, jobs: JobStore | None = None, events: ProcessorStore | None = None,
+                 snapshots: Iterable[Path] = (), probe_retention_days: float | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.indexes, self.lock, self.crops, self.settings = store, indexes, lock, crops, settings
         self.record, self.log, self.probes, self.jobs, self.events = record, log, probes, jobs, events
-        self.clock = clock
+        self.snapshots, self.probe_retention_days, self.clock = list(snapshots), probe_retention_days, clock
 
     # -- one person ------------------------------------------------------------------------------
     def erase(self, caller: Caller, external_image_id: str | None = None, user_id: str | None = None,
@@ -102,6 +108,7 @@ class Eraser:
         face_ids = erased.face_ids
         video = self.jobs.erase_matches(face_ids, external_image_id) if self.jobs is not None else None
         events = self._erase_events(face_ids, external_image_id)
+        snapshots = self._erase_snapshots(face_ids)
         probes = self._erase_probes(face_ids, external_image_id, user_id, set(erased.users))
         summary: dict[str, Any] = {
             **({"ExternalImageId": external_image_id} if external_image_id is not None else {"UserId": user_id}),
@@ -109,7 +116,7 @@ class Eraser:
             "Collections": erased.collections(), "FacesErased": len(face_ids),
             "UsersErased": sum(len(u) for u in erased.users.values()), "CropsErased": erased.crops,
             "VideoJobs": video["Jobs"] if video else [], "VideoMatchesErased": video["Matches"] if video else 0,
-            "StreamEventsErased": events, "ProbesErased": probes}
+            "StreamEventsErased": events, "SnapshotsErased": snapshots, "ProbesErased": probes}
         audit_id = self.record("Erase", caller, collection_id, details=summary, started=started)
         return {**summary, "AuditId": audit_id}
 
@@ -170,6 +177,16 @@ class Eraser:
         needles = [*face_ids, *([json.dumps(external_image_id)] if external_image_id is not None else [])]
         return self.events.erase_events(needles, lambda body: names(body, wanted, external_image_id))
 
+    def _erase_snapshots(self, face_ids: list[str]) -> int:
+        """Erase the file sinks' match snapshots of the erased faces: the frame shows the person, so
+        every name the frame has (one a matched face) goes with it."""
+        erased = 0
+        for folder in self.snapshots:
+            for face_id in face_ids:
+                for path in folder.glob(f"*-{face_id}.jpg"):
+                    erased += _shred_links(path)
+        return erased
+
     def _erase_probes(self, face_ids: list[str], external_image_id: str | None, user_id: str | None,
                       user_collections: set[str]) -> int:
         """Erase the stored probes of the searches whose candidates included the erased faces (or, for
@@ -205,7 +222,10 @@ class Eraser:
                 continue
             deleted, audit_ids = self._retain(cid, days, now - days * DAY, caller)
             report.append({"CollectionId": cid, "RetentionDays": days, "FacesDeleted": deleted, "AuditIds": audit_ids})
-        return {"Collections": report, "FacesDeleted": sum(r["FacesDeleted"] for r in report)}
+        out: dict[str, Any] = {"Collections": report, "FacesDeleted": sum(r["FacesDeleted"] for r in report)}
+        if self.probes is not None and self.probe_retention_days is not None:
+            out["ProbesErased"] = self.probes.prune(self.probe_retention_days, now)
+        return out
 
     def _retain(self, collection_id: str, days: int, before: float, caller: Caller) -> tuple[int, list[int]]:
         from faceprint.audit.log import iso
@@ -251,6 +271,46 @@ def _candidate_named(candidate: Any, face_ids: set[str], external_image_id: str 
         return True
     return user_id is not None and candidate.get("UserId") == user_id and (
         collection_id is None or collection_id in user_collections)
+
+
+def snapshot_folders(config: StreamConfig) -> list[Path]:
+    """The folders where the file sinks of ``config``'s data streams keep match snapshots."""
+    from faceprint.streams.config import parse_sink
+
+    folders = []
+    try:
+        for specs in config.data_streams().values():
+            for spec in map(parse_sink, specs):
+                if spec.kind == "file" and spec.snapshots:
+                    folders.append(Path(spec.target).with_name(Path(spec.target).name + ".snapshots"))
+    except FaceprintError as error:  # a damaged listing: the rest of the erasure goes on
+        log.warning("file sinks' snapshots not erased: %s", error)
+    return folders
+
+
+def _shred_links(path: Path) -> int:
+    """Overwrite and remove ``path`` and every other name of the same file in its folder; answers how
+    many names were removed."""
+    from faceprint.crops import shred
+
+    try:
+        inode = path.stat().st_ino
+    except FileNotFoundError:
+        return 0
+    names = [p for p in path.parent.glob("*.jpg") if p != path and _inode(p) == inode]
+    removed = int(shred(path))
+    for other in names:
+        with contextlib.suppress(FileNotFoundError):
+            other.unlink()
+            removed += 1
+    return removed
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
 
 
 class RetentionSchedule:

@@ -873,7 +873,18 @@ class Faceprint:
         recorder = self.recorder
         return Eraser(self.store, self.index_cache, self._index_lock, self.crops, self.settings_store,
                       recorder.changed, log=recorder.log, probes=self.probe_store, jobs=jobs, events=events,
-                      clock=time.time)
+                      snapshots=self._snapshot_folders(), clock=time.time,
+                      probe_retention_days=self.audit_settings.probe_retention_days)
+
+    def _snapshot_folders(self) -> list[Path]:
+        """The folders where this home's file sinks keep match snapshots (``faceprint data-streams``
+        and the server's ``--data-stream``)."""
+        from faceprint.erasure import snapshot_folders
+        from faceprint.streams.config import StreamConfig
+
+        settings = self._stream_settings
+        return snapshot_folders(StreamConfig(self.home, settings.sources if settings else None,
+                                             settings.data_streams if settings else None))
 
     def erase(self, external_image_id: str | None = None, user_id: str | None = None,
               collection_id: str | None = None, *, caller: Caller | None = None, purpose: str | None = None,
