@@ -95,8 +95,11 @@ def test_signed_case_and_purpose_reach_the_audit_entry(server: Server, home: Pat
 
 def test_the_key_purpose_applies_when_the_request_declares_none(server: Server, home: Path,
                                                                  keys: dict[str, dict[str, str]]) -> None:
-    recorded = entry(home, search(client(server, keys["admin"])))
-    assert recorded["Purpose"] == "fraud inquiries" and recorded["Case"] is None
+    rek = with_case(with_case(client(server, keys["admin"]), "CASE-1", purpose="other"), "CASE-2")
+    recorded = entry(home, search(rek))
+    assert (recorded["Purpose"], recorded["Case"]) == ("fraud inquiries", "CASE-2")  # the last with_case holds
+    recorded = entry(home, search(with_case(rek, None)))
+    assert (recorded["Purpose"], recorded["Case"]) == ("fraud inquiries", None)
 
 
 def test_a_case_reference_of_the_longest_size_in_any_script_is_accepted(server: Server, home: Path,
