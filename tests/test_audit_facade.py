@@ -35,3 +35,15 @@ def test_entries_pages_verify_and_report(tmp_path):
     assert {p["Purpose"]: p["Searches"] for p in summary["ByPurpose"]} == {"(none given)": 1, "p": 2}
     assert summary["ByCollection"] == [{"CollectionId": "c", **summary["Totals"]}]
     assert summary["Period"]["Since"] == "1970-01-01T00:16:41.000Z"
+
+
+@pytest.mark.parametrize("bad", [AuditFilter(since="yesterday"), AuditFilter(until=float("inf")),
+                                 AuditFilter(since=True), AuditFilter(actor={"a": 1}), AuditFilter(case=""),
+                                 AuditFilter(operation="x" * 1001)])
+def test_bad_filters_are_invalid_parameters(tmp_path, bad):
+    fp = Faceprint(tmp_path / "home")
+    with pytest.raises(InvalidParameterException):
+        fp.audit_entries(bad)
+    with pytest.raises(InvalidParameterException):
+        fp.audit_report(since=bad.since, until=bad.until) if bad.since is not None or bad.until is not None \
+            else fp.audit_log.query(bad)

@@ -188,3 +188,44 @@ def test_many_problems_are_counted_past_the_list(tmp_path):
     sql(log, "UPDATE entries SET actor = 'x'")
     report = verify(log, max_problems=10)
     assert len(report.problems) == 10 and report.more_problems == HEAD_EVERY - 10 and not report.ok
+
+
+def test_entries_appended_while_verifying_do_not_show_as_unsigned(tmp_path):
+    import threading
+
+    class Busy(AuditLog):
+        """A log another thread appends to just as verification starts reading entries."""
+
+        def rows(self, start: int = 0):
+            writer = threading.Thread(target=lambda: AuditLog(self.folder).append(entry(99)))
+            writer.start()
+            writer.join()
+            yield from super().rows(start)
+
+    log = Busy(tmp_path / "audit")
+    log.append_many(entry(n) for n in range(1, 4))
+    report = verify(log)
+    assert report.ok and report.entries == 3 and log.count() == 4
+    assert verify(AuditLog(tmp_path / "audit")).entries == 4
+
+
+def _append_some(folder: str, actor: str) -> None:
+    log = AuditLog(Path(folder))
+    for n in range(15):
+        log.append(Entry("SearchFaces", Caller(actor), T0 + n, T0 + n))
+
+
+def test_processes_append_one_chain(tmp_path):
+    import multiprocessing
+
+    folder = tmp_path / "audit"
+    AuditLog(folder).append(entry(0))  # the key exists before they start
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_append_some, args=(str(folder), f"p{i}")) for i in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    report = verify(AuditLog(folder))
+    assert report.ok and report.entries == 46

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,9 @@ HEAD_EVERY = 1000
 
 PAGE = 2000
 """Rows read at a time when streaming the log."""
+
+MAX_FILTER = 1000
+"""The longest text a query filters on."""
 
 UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
 UNREADABLE = "The audit record could not be read."
@@ -145,7 +150,8 @@ class AuditFilter:
     case: str | None = None
 
     def where(self) -> tuple[list[str], list[Any]]:
-        """SQL conditions and their parameters."""
+        """SQL conditions and their parameters (InvalidParameterException for values of the wrong kind)."""
+        self.check()
         parts: list[str] = []
         params: list[Any] = []
         for column, op, value in (("started", ">=", self.since), ("started", "<=", self.until),
@@ -155,6 +161,18 @@ class AuditFilter:
                 parts.append(f"{column} {op} ?")
                 params.append(value)
         return parts, params
+
+    def check(self) -> AuditFilter:
+        """This filter, once its values are of the right kinds (else InvalidParameterException)."""
+        for name, value in (("StartTime", self.since), ("EndTime", self.until)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise InvalidParameterException(f"{name} must be a time (epoch seconds).")
+        for name, value in (("Actor", self.actor), ("Operation", self.operation),
+                            ("CollectionId", self.collection_id), ("CaseReference", self.case)):
+            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= MAX_FILTER):
+                raise InvalidParameterException(f"{name} must be text of 1 to {MAX_FILTER} characters.")
+        return self
 
 
 def page_request(max_results: Any, next_token: Any, most: int = 1000) -> tuple[int, int]:
@@ -322,6 +340,21 @@ class AuditLog:
     def latest_head(self) -> SignedHead | None:
         row = self._one("SELECT seq, hash, time, signature FROM heads ORDER BY seq DESC LIMIT 1", ())
         return SignedHead(*row) if row else None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside (on this thread) see the log as it was at the first: one read transaction,
+        so that entries appended meanwhile do not show without their signed head."""
+        try:
+            reading = self._db().reading()
+            reading.__enter__()
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditUnavailable(UNREADABLE) from exc
+        try:
+            yield
+        finally:
+            with suppress(sqlite3.Error):
+                reading.__exit__(None, None, None)
 
     def close(self) -> None:
         """Close this thread's connection."""

@@ -97,10 +97,12 @@ def verify(log: AuditLog, seals: Path | str | None = None,
     key each seal names, which shows only that the seal is whole)."""
     problems = _Problems(max_problems)
     online = log.signer.existing_public()
-    heads = log.signed_heads()
     seal_list = read_seals(Path(seals) if seals is not None else log.folder / "seals.jsonl")
-    wanted = {h.seq for h in heads} | {s["Seq"] for s in seal_list if isinstance(s, dict) and isinstance(s["Seq"], int)}
-    scan = _scan(log.rows(), wanted, problems)
+    with log.snapshot():  # the heads and the entries as of one moment
+        heads = log.signed_heads()
+        wanted = {h.seq for h in heads} | {s["Seq"] for s in seal_list
+                                           if isinstance(s, dict) and isinstance(s["Seq"], int)}
+        scan = _scan(log.rows(), wanted, problems)
     _check_start(scan, online, problems)
     notes: list[str] = []
     _check_heads(scan, heads, online, problems)
