@@ -76,7 +76,8 @@ def test_a_video_face_search_is_recorded_when_it_starts_and_when_it_ends(home, c
     started = [e for e in entries(fp.home, "StartFaceSearch") if e["Details"]["JobId"] == job]
     assert len(started) == 1
     start = started[0]
-    assert (start["Actor"], start["Case"], start["CollectionId"], start["Threshold"]) == ("alice", "V-1", "people", 85)
+    assert (start["Actor"], start["Case"], start["CollectionId"], start["CollectionSize"], start["Threshold"]) == \
+        ("alice", "V-1", "people", 1, 85)
     assert start["Details"]["JobTag"] == "cam-3" and start["Candidates"] == []
     assert fp.video.wait(job, timeout=90) == "SUCCEEDED"
     persons = fp.get_face_search(job).to_dict()["Persons"]
@@ -86,7 +87,8 @@ def test_a_video_face_search_is_recorded_when_it_starts_and_when_it_ends(home, c
         e for e in entries(fp.home, "FaceSearchJobCompleted") if e["Details"]["JobId"] == job])
     end = ended[0]
     assert end["Details"]["StartAuditId"] == start["Seq"] and end["Details"]["Status"] == "SUCCEEDED"
-    assert (end["Actor"], end["KeyId"], end["Case"], end["Threshold"]) == ("alice", "AKIAALICE0000000", "V-1", 85)
+    assert (end["Actor"], end["KeyId"], end["Case"], end["Threshold"], end["CollectionSize"]) == \
+        ("alice", "AKIAALICE0000000", "V-1", 85, 1)
     assert [c["FaceId"] for c in end["Candidates"]] == [face_id]
     assert end["Candidates"][0]["ExternalImageId"] == PERSON and end["Candidates"][0]["Similarity"] >= 85
     listed = fp.list_video_jobs()["Jobs"]

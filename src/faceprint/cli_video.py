@@ -213,7 +213,8 @@ def _audited(fp: Any, api: str, args: argparse.Namespace) -> dict[str, Any]:
 
     who = resolve(None, args.purpose, args.case)
     return {"record": face_search_start(fp.recorder, who, time.time(), args.collection_id,
-                                        args.face_match_threshold, None)}
+                                        args.face_match_threshold, None,
+                                        size=lambda: fp.store.count_faces(args.collection_id))}
 
 
 def run_here(jobs: Any, job_id: str, api: str, fp: Any) -> bool:

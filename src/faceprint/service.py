@@ -636,7 +636,8 @@ class Faceprint:
         """Rekognition StartFaceSearch (audited: an entry when the job is queued, none, no job; and one
         with the faces it matched when it ends, written by the process that ran it)."""
         who, started = resolve(caller, purpose, case), time.time()
-        record = face_search_start(self.recorder, who, started, collection_id, face_match_threshold, job_tag)
+        record = face_search_start(self.recorder, who, started, collection_id, face_match_threshold, job_tag,
+                                   size=lambda: self.store.count_faces(collection_id))  # once a job: no index load
         return self.video.start_face_search(video, collection_id, face_match_threshold, client_request_token,
                                             notification_channel, job_tag, record=record)
 

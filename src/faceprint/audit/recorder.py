@@ -104,11 +104,15 @@ class Recorder:
 
 
 def face_search_start(recorder: Recorder, caller: Caller, started: float, collection_id: str,
-                      threshold: float | None, job_tag: str | None) -> Callable[[str], dict[str, Any] | None]:
+                      threshold: float | None, job_tag: str | None, size: Callable[[], int] | None = None
+                      ) -> Callable[[str], dict[str, Any] | None]:
     """What records a StartFaceSearch once its job id is known (``VideoJobs.start_face_search``'s
-    ``record``): what it answers is kept with the job, whose end is recorded with the same caller."""
+    ``record``, called once the request is checked): what it answers is kept with the job, whose end
+    is recorded with the same caller. ``size()``: the collection's size now."""
     def record(job_id: str) -> dict[str, Any] | None:
-        audit_id = recorder.searched("StartFaceSearch", caller, started, collection_id, None,
+        if not recorder.enabled:
+            return None
+        audit_id = recorder.searched("StartFaceSearch", caller, started, collection_id, size() if size else None,
                                      DEFAULT_VIDEO_THRESHOLD if threshold is None else float(threshold), (),
                                      details={"JobId": job_id, "JobTag": job_tag})
         return None if audit_id is None else {"StartId": audit_id, "Caller": caller.to_json()}

@@ -7,6 +7,7 @@ stops when the runner sends SIGTERM, and exits by itself once its runner is gone
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -88,9 +89,14 @@ class StoreContext:
         caller = Caller(who.get("Actor") or "unknown", who.get("Kind") or "os", who.get("KeyId"), who.get("Purpose"),
                         who.get("Case"))
         candidates = sorted(self.matched.values(), key=lambda c: -c["Similarity"])
+        collection_id = self.params.get("CollectionId")
+        size = None
+        if status == SUCCEEDED:
+            with contextlib.suppress(FaceprintError):  # deleted while the job ran: no size
+                size = self.fp.collections.size(collection_id)  # its index is loaded: the job searched it
         try:
             self.fp.recorder.searched(
-                "FaceSearchJobCompleted", caller, self.began, self.params.get("CollectionId"), None,
+                "FaceSearchJobCompleted", caller, self.began, collection_id, size,
                 float(self.params.get("FaceMatchThreshold", 80.0)), candidates,
                 details={"JobId": self.job_id, "StartAuditId": self.audit.get("StartId"), "Status": status,
                          "StatusMessage": message})
