@@ -151,3 +151,22 @@ def test_appends_go_on_after_the_tail_was_cut(tmp_path):
     from faceprint.audit.verify import verify
 
     assert [(p.seq, p.kind) for p in verify(log).problems] == [(5, "truncated")]
+
+
+def test_a_log_removed_under_it_fails_then_starts_again(tmp_path):
+    import shutil
+
+    folder = tmp_path / "audit"
+    log = AuditLog(folder)
+    log.append(entry(0))
+    shutil.rmtree(folder)  # SQLite would write on into the deleted file
+    with pytest.raises(AuditUnavailable):
+        log.append(entry(1))
+    assert log.append(entry(2)).seq == 1 and AuditLog(folder).head()[0] == 1  # a new log, in the file
+    assert verify_ok(folder)
+
+
+def verify_ok(folder) -> bool:
+    from faceprint.audit.verify import verify
+
+    return verify(AuditLog(folder)).ok

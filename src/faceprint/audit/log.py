@@ -215,6 +215,7 @@ class AuditLog:
         self._database: Database | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._identity: tuple[int, int] | None = None
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -229,11 +230,32 @@ class AuditLog:
         entries = list(entries)
         try:
             database = self._db()
+            self._same_file()
             self.signer.key  # noqa: B018 - made (or read) before the write lock is taken
             with database.tx() as db:
                 return self._append(db, entries)
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
+
+    def _same_file(self) -> None:
+        """OSError when ``audit.db`` is gone or another file since it was opened (SQLite would go on
+        writing to the file it has open, which no one would read again): the next call opens anew."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._forget()
+            raise
+        if self._identity is None:
+            self._identity = (st.st_dev, st.st_ino)
+        elif self._identity != (st.st_dev, st.st_ino):
+            self._forget()
+            raise FileNotFoundError(f"{self.path} was replaced")
+
+    def _forget(self) -> None:
+        """Open the database and the online key anew next time."""
+        with self._lock:
+            self._database, self._identity = None, None
+            self.signer = OnlineSigner(self.signer.path)
 
     def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[Record]:
         row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
