@@ -206,6 +206,50 @@ def test_video_page_shows_who_appears_when(site, browser):
     shot(page, "video-timeline")
 
 
+def test_admin_manages_console_users_and_a_user_changes_their_password(site, browser):
+    admin = sign_in(browser, site, "max")
+    admin.click("header >> text=Users")
+    assert "locked until" in admin.locator("tr[data-user=lou]").inner_text()  # from the lock-out test
+    admin.locator("tr[data-user=lou] button[value=unlock]").click()
+    assert "Unlocked lou." in text_of(admin)
+    assert "/console/review" in sign_in(browser, site, "lou").url
+    admin.fill("form.stack input[name=name]", "nia")
+    admin.select_option("form.stack select[name=role]", "auditor")
+    admin.fill("form.stack input[name=password]", "nia's first password")
+    admin.click("form.stack button[value=add]")
+    assert "Added nia (auditor)." in text_of(admin)
+    shot(admin, "users", full_page=False)
+    nia = sign_in(browser, site, "nia", "nia's first password")
+    assert "nia · auditor" in text_of(nia, "header")
+    nia.click("header >> text=nia · auditor")
+    nia.fill("input[name=current]", "nia's first password")
+    nia.fill("input[name=new]", "nia's second password")
+    nia.fill("input[name=again]", "nia's second password")
+    nia.click("form.stack button[type=submit]")
+    nia.wait_for_url("**/console/sign-in")  # a new password ends every session, this one too
+    assert "Wrong user name or password" in text_of(sign_in(browser, site, "nia", "nia's first password"))
+    nia = sign_in(browser, site, "nia", "nia's second password")
+    assert "/console/audit" in nia.url
+    admin.locator("tr[data-user=nia] select[name=role]").select_option("reviewer")
+    admin.locator("tr[data-user=nia] button[value=role]").click()
+    assert "nia is now reviewer." in text_of(admin)
+    nia.reload()
+    assert "nia · reviewer" in text_of(nia, "header") and "Audit" not in text_of(nia, "header nav")
+    admin.once("dialog", lambda dialog: dialog.accept())
+    admin.locator("tr[data-user=nia] button[value=delete]").click()
+    admin.wait_for_load_state()
+    assert "Deleted nia" in text_of(admin) and admin.locator("tr[data-user=nia]").count() == 0
+    nia.reload()
+    assert "/console/sign-in" in nia.url  # her session ended with her
+    assert admin.locator("tr[data-user=max] button[value=delete]").count() == 0  # not oneself
+    changes = site.faceprint().list_audit_entries(Operation="ConsoleUserChanged")["Entries"]
+    assert [(c["Actor"], c["Details"]["ConsoleUser"], c["Details"]["Change"]) for c in changes] == [
+        ("max", "lou", "unlocked"), ("max", "nia", "added"), ("nia", "nia", "password"), ("max", "nia", "updated"),
+        ("max", "nia", "deleted")]
+    recorded = json.dumps(changes, default=str)
+    assert "nia's first password" not in recorded and "second password" not in recorded
+
+
 def test_audit_page_verifies_and_reports(site, browser):
     page = sign_in(browser, site, "ada")
     assert "/console/audit" in page.url

@@ -14,6 +14,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "video": frozenset(ROLES),
     "audit": frozenset({"auditor", "admin"}),
     "all-searches": frozenset({"reviewer", "auditor", "admin"}),
+    "users": frozenset({"admin"}),
 }
 """investigator: searches, sends candidates to review, sees their own searches; reviewer: the review
 queue and its decisions; auditor: the audit record, verify and report, and everything else read-only;

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 
 def routes(console: Console) -> list[BaseRoute]:
-    from faceprint.console.pages import audit, auth, collections, review, search, video
+    from faceprint.console.pages import audit, auth, collections, review, search, users, video
 
-    return [route for module in (auth, search, review, collections, video, audit) for route in module.routes(console)]
+    modules = (auth, search, review, collections, video, audit, users)
+    return [route for module in modules for route in module.routes(console)]
