@@ -1,6 +1,6 @@
 """Deletion is real: after DeleteFaces or DeleteCollection and a restart (a new Faceprint on the
 home, a search, its indexes saved), no file under the home, the database's WAL and shared memory
-included, holds a deleted face's vector (as float32, whole or any 32 bytes of it), nor its
+included, holds a deleted face's vector (as float32, whole or any 32 bytes of it), its face crop, or its
 quantized codes (computed with the codebooks of every quantized index found on disk, as the
 index computes them, and looked up among the codes each index file holds).
 
@@ -60,12 +60,25 @@ def filled(home: Path, people: list, collection: str = "c") -> tuple:
     fp = open_home(home)
     fp.create_collection(collection)
     kept = [fp.store_analysis(collection, a, "kept").face_records[0].face.face_id for _, a in people[:KEPT]]
+    fp.update_collection_settings(collection, keep_face_crops=True)  # IndexFaces keeps the doomed faces' crops
     doomed = [fp.index_faces(collection, image.read_bytes(), f"doomed-{i}").face_records[0].face.face_id
               for i, (image, _) in enumerate(people[KEPT:KEPT + DOOMED])]
     assert fp.collections.index(collection).quantized
     fp.save_indexes()
     assert files.index_path(home / "indexes", collection).is_file()
     return fp, doomed, kept
+
+
+def crops_of(fp, collection: str, face_ids: list[str]) -> list[bytes]:
+    found = [fp.crops.get(collection, f) for f in face_ids]
+    assert all(found)
+    return found
+
+
+def holding(home: Path, blobs: list[bytes]) -> list[str]:
+    """Files under ``home`` holding one of ``blobs`` whole."""
+    return [str(p.relative_to(home)) for p in sorted(home.rglob("*")) if p.is_file()
+            for blob in blobs if blob in p.read_bytes()]
 
 
 def vectors(fp, collection: str, face_ids: list[str]) -> list[np.ndarray]:
@@ -165,6 +178,8 @@ def codebooks_of(fp, collection: str) -> list:
 def test_deleted_faces_leave_no_vector_or_code_in_any_file_after_a_restart(tmp_path, people) -> None:
     fp, doomed, kept = filled(tmp_path, people)
     gone, stay = vectors(fp, "c", doomed), vectors(fp, "c", kept[:2])
+    crops = crops_of(fp, "c", doomed)
+    assert len(holding(tmp_path, crops)) == DOOMED
     books = codebooks_of(fp, "c")
     before = traces(tmp_path, gone, books)
     index_file = files.index_path(tmp_path / "indexes", "c").name
@@ -185,6 +200,7 @@ def test_deleted_faces_leave_no_vector_or_code_in_any_file_after_a_restart(tmp_p
     assert (tmp_path / "indexes" / index_file).is_file()  # written again, without them
     assert traces(tmp_path, gone, books) == []
     assert pieces_in_codebooks(tmp_path, gone) == []
+    assert holding(tmp_path, crops) == []
     still = traces(tmp_path, stay, books)  # the same checks find the faces that were kept
     for n in range(2):
         assert f"indexes/{index_file}: quantized code of face {n} in an index shard" in still
@@ -195,7 +211,7 @@ def test_a_deleted_collection_leaves_no_vector_or_code_in_any_file_after_a_resta
     fp, doomed, kept = filled(tmp_path, people, "gone")
     fp.create_collection("other")
     others = [fp.store_analysis("other", a, "other").face_records[0].face.face_id for _, a in people[-2:]]
-    gone = vectors(fp, "gone", doomed + kept)
+    gone, crops = vectors(fp, "gone", doomed + kept), crops_of(fp, "gone", doomed)
     stay = vectors(fp, "other", others)
     books = codebooks_of(fp, "gone")
     assert len(traces(tmp_path, gone, books)) >= 3 * len(gone)  # db, index file: vectors and codes
@@ -208,6 +224,6 @@ def test_a_deleted_collection_leaves_no_vector_or_code_in_any_file_after_a_resta
     close(again)
 
     assert not files.index_path(tmp_path / "indexes", "gone").exists()
-    assert traces(tmp_path, gone, books) == []
+    assert traces(tmp_path, gone, books) == [] and holding(tmp_path, crops) == []
     still = traces(tmp_path, stay, books)  # the same checks find the faces that were kept
     assert all(f"faceprint.db: vector of face {n}" in still for n in range(len(stay)))
