@@ -25,7 +25,8 @@ def test_entries_pages_verify_and_report(tmp_path):
     page = fp.audit_entries(max_results=2, next_token=page["NextToken"])
     assert [e["Seq"] for e in page["Entries"]] == [5] and "NextToken" not in page
     assert [e["Seq"] for e in fp.audit_entries(AuditFilter(actor="u1"))["Entries"]] == [2, 4]
-    for bad in ({"max_results": 0}, {"max_results": 1001}, {"next_token": "x1"}, {"next_token": "-1"}):
+    for bad in ({"max_results": 0}, {"max_results": 1001}, {"next_token": "x1"}, {"next_token": "-1"},
+                {"next_token": "9" * 19}):
         with pytest.raises(InvalidParameterException):
             fp.audit_entries(**bad)
     report = fp.verify_audit()
@@ -39,7 +40,8 @@ def test_entries_pages_verify_and_report(tmp_path):
 
 @pytest.mark.parametrize("bad", [AuditFilter(since="yesterday"), AuditFilter(until=float("inf")),
                                  AuditFilter(since=True), AuditFilter(actor={"a": 1}), AuditFilter(case=""),
-                                 AuditFilter(operation="x" * 1001)])
+                                 AuditFilter(operation="x" * 1001), AuditFilter(since=10 ** 400),
+                                 AuditFilter(until=-(10 ** 30))])
 def test_bad_filters_are_invalid_parameters(tmp_path, bad):
     fp = Faceprint(tmp_path / "home")
     with pytest.raises(InvalidParameterException):

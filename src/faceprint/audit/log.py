@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -39,6 +38,9 @@ PAGE = 2000
 
 MAX_FILTER = 1000
 """The longest text a query filters on."""
+
+MAX_TIME = 1e11
+"""Times beyond this many epoch seconds (the year 5138) are no times."""
 
 UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
 UNREADABLE = "The audit record could not be read."
@@ -113,7 +115,11 @@ def iso(epoch: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-12-02T06:44:05.123Z``)."""
     if epoch is None:
         return None
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        when = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    except (OverflowError, ValueError, OSError, TypeError):
+        return str(epoch)  # no date: as it was given
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -159,14 +165,14 @@ class AuditFilter:
                                   ("collection_id", "=", self.collection_id), ("case_ref", "=", self.case)):
             if value is not None:
                 parts.append(f"{column} {op} ?")
-                params.append(value)
+                params.append(float(value) if column == "started" else value)
         return parts, params
 
     def check(self) -> AuditFilter:
         """This filter, once its values are of the right kinds (else InvalidParameterException)."""
         for name, value in (("StartTime", self.since), ("EndTime", self.until)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
+                                      or not abs(value) <= MAX_TIME):  # NaN, inf and huge ints too
                 raise InvalidParameterException(f"{name} must be a time (epoch seconds).")
         for name, value in (("Actor", self.actor), ("Operation", self.operation),
                             ("CollectionId", self.collection_id), ("CaseReference", self.case)):
@@ -181,7 +187,7 @@ def page_request(max_results: Any, next_token: Any, most: int = 1000) -> tuple[i
         raise InvalidParameterException(f"MaxResults must be an integer from 1 to {most}.")
     if next_token is None:
         return 0, max_results
-    if not isinstance(next_token, str) or not next_token.isascii() or not next_token.isdigit() or len(next_token) > 19:
+    if not isinstance(next_token, str) or not next_token.isascii() or not next_token.isdigit() or len(next_token) > 18:
         raise InvalidParameterException("The pagination token is not valid.")
     return int(next_token), max_results
 
