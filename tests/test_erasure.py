@@ -450,7 +450,7 @@ def test_retention_deletes_faces_older_than_their_collections_period(tmp_path, a
     (entry,) = fp.audit_log.query(AuditFilter(operation="RetentionDeleted"))
     assert entry.seq == done["Collections"][0]["AuditIds"][0]
     assert sorted(entry.entry.details["FaceIds"]) == sorted(old) and entry.entry.details["RetentionDays"] == 1
-    assert entry.entry.caller.kind == "system" and entry.entry.collection_id == "short"
+    assert entry.entry.caller.kind == "os" and entry.entry.collection_id == "short"  # who ran it
 
 
 def test_retention_erases_stored_probes_older_than_their_period(tmp_path) -> None:
@@ -498,7 +498,8 @@ def test_the_retention_schedule_runs_until_stopped() -> None:
 
     runs, ran = [], threading.Event()
 
-    def apply() -> None:
+    def apply(caller) -> None:
+        assert caller.kind == "system"
         runs.append(1)
         if len(runs) == 1:
             raise OSError("disk full")  # logged; the schedule goes on

@@ -314,11 +314,11 @@ def _inode(path: Path) -> int | None:
 
 
 class RetentionSchedule:
-    """Runs ``apply`` (``Faceprint.apply_retention``) every ``every`` seconds on a daemon thread, from
-    ``start`` until ``stop`` (a long-running process such as the server). A run that fails is logged
-    and tried again at the next period."""
+    """Runs ``apply(caller=RETENTION_CALLER)`` (``Faceprint.apply_retention``) every ``every`` seconds
+    on a daemon thread, from ``start`` until ``stop`` (a long-running process such as the server). A
+    run that fails is logged and tried again at the next period."""
 
-    def __init__(self, apply: Callable[[], Any], every: float = 3600.0) -> None:
+    def __init__(self, apply: Callable[..., Any], every: float = 3600.0) -> None:
         self.apply, self.every = apply, every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -338,7 +338,7 @@ class RetentionSchedule:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.apply()
+                self.apply(caller=RETENTION_CALLER)
             except Exception:  # noqa: BLE001 - a failed run (disk full, audit unwritable) waits for the next
                 log.exception("face retention failed; trying again in %.0f s", self.every)
             self._stop.wait(self.every)

@@ -899,8 +899,12 @@ class Faceprint:
         who = resolve(caller, purpose, case)
         return self.eraser().erase(who, external_image_id, user_id, collection_id)
 
-    def apply_retention(self, now: float | None = None) -> dict[str, Any]:
-        """Delete the faces older than their collection's face retention period (entries
-        ``RetentionDeleted``); run periodically by the server (``faceprint.erasure.RetentionSchedule``)
-        and by ``faceprint retention apply``."""
-        return self.eraser().apply_retention(now)
+    def apply_retention(self, now: float | None = None, *, caller: Caller | None = None, purpose: str | None = None,
+                        case: str | None = None) -> dict[str, Any]:
+        """Delete the faces older than their collection's face retention period (audited:
+        ``RetentionDeleted``, by ``caller``, default the OS user); run by ``faceprint retention apply``
+        and periodically by ``faceprint.erasure.RetentionSchedule`` (as ``face-retention``, a system caller)."""
+        from faceprint.audit.caller import resolve
+
+        who = resolve(caller, purpose, case)
+        return self.eraser().apply_retention(now, who)
