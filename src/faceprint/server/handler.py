@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from faceprint.audit.caller import Caller
 from faceprint.errors import FaceprintError
 from faceprint.server.auth import AccessKey, authorize, precheck, verify
-from faceprint.server.dispatch import SERVED, Call
+from faceprint.server.dispatch import AUDITED, SERVED, Call
 from faceprint.server.faceprint_ops import FACEPRINT_SERVED, collection_scope
 from faceprint.server.model import ServiceModel
 from faceprint.server.protocol import (
@@ -157,6 +157,8 @@ class RekognitionHandler:
                 f"faceprint does not serve the Rekognition operation {operation}; it serves "
                 f"{', '.join(sorted(SERVED))} (see docs/operations.md).")
         caller = caller_of(key, request.headers)  # a bad case or purpose header is refused before the body is parsed
+        if operation in AUDITED and not own:
+            caller.checked()  # a required case reference, before the body (an image) is read
         check_content_type(request.headers.get("content-type"))
         body = parse_body(request.body)
         collection = collection_scope(self.fp, operation, body, key) if own else self._collection(operation, body, key)
