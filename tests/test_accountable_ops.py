@@ -111,6 +111,7 @@ def test_searches_by_face_and_user_and_compare_faces_are_recorded(enrolled) -> N
     assert got["Details"]["FaceId"] == faces["Aaron_Peirsol"] and got["ProbeSha256"] is None
     assert [c["FaceId"] for c in got["Candidates"]] == [m.face.face_id for m in found.face_matches]
     assert got["FalseMatchRate"] == 1e-1 and len(got["Candidates"]) == len(PEOPLE) - 1  # threshold 0: everyone
+    assert got["Details"]["FalseMatchRateBound"] == "at-least"  # under the calibration: 1e-1 or more
 
     fp.create_user("people", "sorkin")
     fp.associate_faces("people", "sorkin", [faces["Aaron_Sorkin"]])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.config import AuditSettings
-from faceprint.audit.fmr import false_match_rate
+from faceprint.audit.fmr import bound, false_match_rate
 from faceprint.audit.probe_store import Probe, ProbeStore
 from faceprint.errors import AuditUnavailable
 
@@ -59,12 +59,16 @@ class Recorder:
                  details: dict[str, Any] | None = None) -> int | None:
         """Record an identification (a search, a comparison, a stream match...); the entry's id.
         ``probe_bytes``: the probe as submitted (its digest is recorded; the probe too where the
-        settings keep probes); ``probe_quality``: its ``faceprint.probes.ProbeQuality``."""
+        settings keep probes); ``probe_quality``: its ``faceprint.probes.ProbeQuality``. Where the
+        threshold is outside the calibrated levels (under 50 or over 99) the rate recorded is a bound:
+        ``Details["FalseMatchRateBound"]`` says ``"at-least"`` or ``"at-most"``."""
         if self.log is None:
             return None
         from faceprint.audit.log import Entry
 
         details = dict(details or {})
+        if threshold is not None and bound(threshold) != "about":  # outside the calibrated levels: a bound
+            details["FalseMatchRateBound"] = bound(threshold)
         probe = Probe.of(bytes(probe_bytes)) if isinstance(probe_bytes, bytes | bytearray | memoryview) \
             else probe_bytes
         if probe is not None and self._keep(probe):
