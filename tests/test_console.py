@@ -4,6 +4,7 @@ With FACEPRINT_SCREENSHOTS=1 the pages are saved as docs/console/*.png."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -14,6 +15,7 @@ from consolekit import CLIP_PEOPLE, COLLECTION, PASSWORD, launch, photo, shot, s
 
 PERSON = "Al_Gore"
 PROBE = photo(PERSON, 1)
+PROBE_SHA256 = hashlib.sha256(PROBE.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,14 @@ def test_two_person_review(site, browser):
     rita, rob = sign_in(browser, site, "rita"), sign_in(browser, site, "rob")
     assert "/console/review" in rita.url
     item = rita.locator("li.review", has_text=PERSON).first
-    assert item.locator("figure.probe").count() == 1 and item.locator("figure.candidate img").count() == 1
+    assert "probe not kept" in item.inner_text() and PROBE_SHA256 in item.inner_text()  # its digest, at least
+    from faceprint.audit.probe_store import Probe, ProbeStore
+
+    ProbeStore(site.home / "audit" / "probes").save(Probe.of(PROBE.read_bytes()))  # as with store_probes on
+    rita.reload()
+    item = rita.locator("li.review", has_text=PERSON).first
+    assert item.locator("figure.probe img").evaluate("img => img.naturalWidth") > 0  # the probe beside it
+    assert item.locator("figure.candidate img").evaluate("img => img.naturalWidth") > 0
     shot(rita, "review-queue")
     item.locator("button[value=confirm]").click()
     rita.wait_for_load_state()
