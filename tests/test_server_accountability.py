@@ -5,6 +5,7 @@ are audit entries, and a search whose record cannot be written fails with a mess
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import signal
@@ -151,6 +152,27 @@ def test_a_search_answers_its_probe_quality_in_headers(server: Server, keys: dic
     assert "x-faceprint-probe-expected-rank1" in headers
     assert "x-faceprint-probe-face-width" not in client(server, keys["admin"]).list_collections()[
         "ResponseMetadata"]["HTTPHeaders"]
+
+
+def small_probe() -> bytes:
+    """The probe as a far camera would see it: a third of its size (the face some 33 pixels wide), JPEG quality 30."""
+    from PIL import Image
+
+    with Image.open(PROBE) as image:
+        out = io.BytesIO()
+        image.resize((image.width // 3, image.height // 3), Image.Resampling.BILINEAR).save(out, "JPEG", quality=30)
+    return out.getvalue()
+
+
+def test_a_key_that_refuses_low_quality_probes(server: Server, home: Path, keys: dict[str, dict[str, str]]) -> None:
+    careful = client(server, _key(home, "careful", "--refuse-low-quality"))
+    assert search(careful)["FaceMatches"]
+    code, message = code_of(careful.search_faces_by_image, CollectionId=COLLECTION, Image={"Bytes": small_probe()})
+    assert code == "InvalidParameterException" and "quality" in message
+    flagged = client(server, keys["admin"]).search_faces_by_image(CollectionId=COLLECTION,
+                                                                  Image={"Bytes": small_probe()})
+    assert flagged["ResponseMetadata"]["HTTPHeaders"]["x-faceprint-probe-low-quality"] == "true"
+    assert entry(home, flagged)["LowQuality"] is True
 
 
 def test_key_changes_are_audit_entries(home: Path, keys: dict[str, dict[str, str]]) -> None:
