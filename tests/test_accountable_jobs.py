@@ -170,3 +170,20 @@ def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_en
     assert (start["Case"], end["Case"], end["Details"]["StartAuditId"]) == ("VS-1", "VS-1", start["Seq"])
     assert {c["FaceId"] for c in end["Candidates"]} <= {e["Details"]["FaceIds"][0] for e in indexed}
     assert end["Candidates"] and end["Details"]["Status"] == "SUCCEEDED"
+
+
+def test_video_jobs_are_listed_newest_first_a_page_at_a_time(tmp_path: Path, clip: Path) -> None:
+    from faceprint.errors import InvalidPaginationTokenException
+    from faceprint.video.service import VideoSettings
+
+    fp = Faceprint(tmp_path / "home", profile="fast", models_dir=models_dir(), video=VideoSettings(run_jobs=False))
+    fp.create_collection("c")
+    jobs = [fp.start_face_detection(str(clip), job_tag=f"t{i}").job_id for i in range(2)]
+    jobs.append(fp.start_face_search(str(clip), "c").job_id)
+    first = fp.list_video_jobs(max_results=2)
+    rest = fp.list_video_jobs(max_results=2, next_token=first["NextToken"])
+    assert [j["JobId"] for j in first["Jobs"] + rest["Jobs"]] == jobs[::-1] and "NextToken" not in rest
+    assert [(j["Api"], j["Status"], j["CollectionId"]) for j in first["Jobs"]] == [
+        ("StartFaceSearch", "IN_PROGRESS", "c"), ("StartFaceDetection", "IN_PROGRESS", None)]
+    with pytest.raises(InvalidPaginationTokenException):
+        fp.list_video_jobs(next_token="bm90IGEgdG9rZW4=")
