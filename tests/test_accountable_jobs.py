@@ -187,3 +187,26 @@ def test_video_jobs_are_listed_newest_first_a_page_at_a_time(tmp_path: Path, cli
         ("StartFaceSearch", "IN_PROGRESS", "c"), ("StartFaceDetection", "IN_PROGRESS", None)]
     with pytest.raises(InvalidPaginationTokenException):
         fp.list_video_jobs(next_token="bm90IGEgdG9rZW4=")
+
+
+def test_a_face_search_whose_end_cannot_be_recorded_fails_with_its_results_withheld(tmp_path: Path) -> None:
+    import dataclasses
+
+    from faceprint.video.context import Item
+    from faceprint.video.decode import VideoLimits
+    from faceprint.video.store import JobStore
+    from faceprint.video.worker import StoreContext
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "audit").write_text("not a folder: no log can be written here")
+    fp = Faceprint(home, profile="fast", models_dir=models_dir())
+    who = Caller("alice", "key").to_json()
+    job = {"job_id": "j1", "owner": "o1", "path": str(tmp_path / "v.mp4"), "limits": dataclasses.asdict(VideoLimits()),
+           "params": {"CollectionId": "c", "Audit": {"StartId": 7, "Caller": who}}}
+    ctx = StoreContext(JobStore(tmp_path / "jobs.db"), job, fp, threading.Event())
+    ctx.emit([Item(0, 0, {"FaceMatches": [{"Similarity": 97.5, "Face": {"FaceId": "f1", "ExternalImageId": "x"}}]}),
+              Item(40, 0, {"FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": "f1", "ExternalImageId": "x"}}]})])
+    assert ctx.matched == {"f1": {"FaceId": "f1", "Similarity": 99.0, "ExternalImageId": "x"}}
+    status, message = ctx.record_end("SUCCEEDED", None)
+    assert status == "FAILED" and message is not None and "withheld" in message
