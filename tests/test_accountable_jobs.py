@@ -9,6 +9,7 @@ import getpass
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -96,32 +97,52 @@ def test_a_video_face_search_is_recorded_when_it_starts_and_when_it_ends(home, c
         (job, "StartFaceSearch", "SUCCEEDED", "people", "cam-3")]
 
 
-def test_a_stream_processor_records_each_alert(home, clip: Path) -> None:
-    from faceprint.streams.config import StreamConfig, streams_folder
-    from faceprint.streams.host import StreamHost
-    from faceprint.streams.store import ProcessorStore
+class Host:
+    """A stream host for ``fp``'s home on a thread of this process, with camera "cam" (the clip,
+    looped) and data stream "out" (a file); :meth:`run` runs processor ``name`` on them."""
 
-    fp, face_id = home
-    config = StreamConfig(fp.home)
-    config.add_source("cam", f"file://{clip}?loop=1")
-    config.add_data_stream("out", f"file:{fp.home / 'out.jsonl'}")
-    store = ProcessorStore(streams_folder(fp.home) / "processors.db")
-    host = StreamHost(fp, store, config, region="us-east-1", poll=0.1, connect_timeout=3.0)
-    thread = threading.Thread(target=host.run, name="test-stream-host", daemon=True)
-    thread.start()
-    try:
-        fp.streams.create_stream_processor(
+    def __init__(self, fp: Faceprint, clip: Path) -> None:
+        from faceprint.streams.config import StreamConfig, streams_folder
+        from faceprint.streams.host import StreamHost
+        from faceprint.streams.store import ProcessorStore
+
+        self.fp = fp
+        config = StreamConfig(fp.home)
+        config.add_source("cam", f"file://{clip}?loop=1")
+        self.sink = fp.home / "out.jsonl"
+        config.add_data_stream("out", f"file:{self.sink}")
+        store = ProcessorStore(streams_folder(fp.home) / "processors.db")
+        self.host = StreamHost(fp, store, config, region="us-east-1", poll=0.1, connect_timeout=3.0)
+        self.thread = threading.Thread(target=self.host.run, name="test-stream-host", daemon=True)
+
+    def __enter__(self) -> Host:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.host.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+    def start(self, name: str) -> None:
+        self.fp.streams.create_stream_processor(
             {"KinesisVideoStream": {"Arn": f"arn:aws:kinesisvideo:us-east-1:{ACCOUNT}:stream/cam/1700000000000"}},
-            {"KinesisDataStream": {"Arn": f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/out"}}, "lobby",
+            {"KinesisDataStream": {"Arn": f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/out"}}, name,
             {"FaceSearch": {"CollectionId": "people", "FaceMatchThreshold": 80.0}},
             f"arn:aws:iam::{ACCOUNT}:role/faceprint")
-        fp.streams.start_stream_processor("lobby")
+        self.fp.streams.start_stream_processor(name)
+
+    def status(self, name: str) -> tuple[str, str | None]:
+        answer = self.fp.streams.describe_stream_processor(name).to_dict()
+        return answer["Status"], answer.get("StatusMessage")
+
+
+def test_a_stream_processor_records_each_alert(home, clip: Path) -> None:
+    fp, face_id = home
+    with Host(fp, clip) as host:
+        host.start("lobby")
         alert = wait_for("a match entry", lambda: entries(fp.home, "StreamProcessorMatch"))[0]
         fp.streams.stop_stream_processor("lobby")
-    finally:
-        host.stop()
-        thread.join(30)
-    assert not thread.is_alive()
     assert (alert["Actor"], alert["ActorKind"], alert["KeyId"]) == ("stream-processor:lobby", "system", None)
     assert (alert["CollectionId"], alert["CollectionSize"], alert["Threshold"]) == ("people", 1, 80.0)
     assert alert["FalseMatchRate"] == pytest.approx(1e-4)
@@ -210,3 +231,17 @@ def test_a_face_search_whose_end_cannot_be_recorded_fails_with_its_results_withh
     assert ctx.matched == {"f1": {"FaceId": "f1", "Similarity": 99.0, "ExternalImageId": "x"}}
     status, message = ctx.record_end("SUCCEEDED", None)
     assert status == "FAILED" and message is not None and "withheld" in message
+
+
+def test_a_stream_processor_that_cannot_record_its_match_delivers_none_and_fails(tmp_path: Path, clip: Path) -> None:
+    fp = Faceprint(tmp_path / "home", profile="fast", models_dir=models_dir(), threads=1)
+    fp.create_collection("people")
+    fp.index_faces("people", photos_of(LFW, PERSON)[0])
+    shutil.rmtree(fp.home / "audit")
+    (fp.home / "audit").write_text("not a folder: no log can be written here")
+    with Host(fp, clip) as host:
+        host.start("door")
+        wait_for("FAILED", lambda: host.status("door")[0] == "FAILED")
+        records = [json.loads(line) for line in host.sink.read_text().splitlines()] if host.sink.exists() else []
+    assert "audit record could not be written" in (host.status("door")[1] or "")
+    assert not [f for r in records for f in r["FaceSearchResponse"] if f["MatchedFaces"]]  # no match delivered
