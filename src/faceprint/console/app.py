@@ -12,6 +12,7 @@ a page lists at most ``PAGE_SIZE`` rows at a time.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,7 @@ class Console:
         self._users: ConsoleUsers | None = None
         self._sessions: Sessions | None = None
         self._templates: jinja2.Environment | None = None
+        self._lock = threading.Lock()
         self.light = ThreadPoolExecutor(self.options.light_threads, thread_name_prefix="fp-console")
         self.heavy = ThreadPoolExecutor(self.options.search_threads, thread_name_prefix="fp-console-search")
         self.app = self._make_app()
@@ -87,16 +89,19 @@ class Console:
     @property
     def users(self) -> ConsoleUsers:
         """``HOME/console/users.db``, opened on first use (a server without console users makes nothing)."""
-        if self._users is None:
-            self._users = ConsoleUsers(self.fp.home / "console", clock=self.clock)
-        return self._users
+        with self._lock:
+            if self._users is None:
+                self._users = ConsoleUsers(self.fp.home / "console", clock=self.clock)
+            return self._users
 
     @property
     def sessions(self) -> Sessions:
-        if self._sessions is None:
-            self._sessions = Sessions(self.users, load_secret(self.fp.home / "console"), self.options.idle_seconds,
-                                      self.options.lifetime_seconds)
-        return self._sessions
+        users = self.users
+        with self._lock:
+            if self._sessions is None:
+                self._sessions = Sessions(users, load_secret(self.fp.home / "console"), self.options.idle_seconds,
+                                          self.options.lifetime_seconds)
+            return self._sessions
 
     @property
     def templates(self) -> jinja2.Environment:
