@@ -16,6 +16,7 @@ from serverkit import REGION, Server
 CHROMIUM = os.environ.get("FACEPRINT_CHROMIUM", "/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "console"
 COLLECTION = "people"
+PROCESSOR = "lobby-door"
 PEOPLE = ("Al_Gore", "Aaron_Peirsol", "Abdullah_Gul", "Adam_Sandler", "Albert_Costa", "Ahmed_Chalabi")
 """Enrolled with their first photo; their second photo is a probe that should find them."""
 
@@ -64,7 +65,9 @@ def start_site(home: Path, videos: Path) -> Site:
     for name, role in USERS.items():
         users.add(name, role, PASSWORD, refuse_low_quality=name == "ira")
     two_people_clip(videos / "lobby.mp4")
-    server = Server(home, "--no-auth", "--bucket", f"videos={videos}")
+    camera, sink = f"lobby=file://{videos / 'lobby.mp4'}?loop=1", f"faces=file:{videos / 'faces.jsonl'}"
+    server = Server(home, "--no-auth", "--bucket", f"videos={videos}", "--no-streams", "--stream", camera,
+                    "--data-stream", sink)
     site = Site(server, home)
     try:
         rekognition = site.client()
@@ -74,6 +77,11 @@ def start_site(home: Path, videos: Path) -> Site:
             indexed = rekognition.index_faces(CollectionId=COLLECTION, ExternalImageId=person, MaxFaces=1,
                                               Image={"Bytes": photo(person, 0).read_bytes()})
             site.faces[person] = indexed["FaceRecords"][0]["Face"]["FaceId"]
+        rekognition.create_stream_processor(  # not started: this server runs no stream host (--no-streams)
+            Input={"KinesisVideoStream": {"Arn": f"arn:aws:kinesisvideo:{REGION}:123456789012:stream/lobby/1"}},
+            Output={"KinesisDataStream": {"Arn": f"arn:aws:kinesis:{REGION}:123456789012:stream/faces"}},
+            Name=PROCESSOR, RoleArn="arn:aws:iam::123456789012:role/RekognitionStreams",
+            Settings={"FaceSearch": {"CollectionId": COLLECTION, "FaceMatchThreshold": 85}})
         site.job_id = rekognition.start_face_search(Video={"S3Object": {"Bucket": "videos", "Name": "lobby.mp4"}},
                                                     CollectionId=COLLECTION, FaceMatchThreshold=80)["JobId"]
     except BaseException:

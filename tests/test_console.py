@@ -11,7 +11,19 @@ import time
 
 import pytest
 
-from consolekit import CLIP_PEOPLE, COLLECTION, PASSWORD, launch, photo, shot, sign_in, small_face, start_site, text_of
+from consolekit import (
+    CLIP_PEOPLE,
+    COLLECTION,
+    PASSWORD,
+    PROCESSOR,
+    launch,
+    photo,
+    shot,
+    sign_in,
+    small_face,
+    start_site,
+    text_of,
+)
 
 PERSON = "Al_Gore"
 PROBE = photo(PERSON, 1)
@@ -206,6 +218,9 @@ def test_video_page_shows_who_appears_when(site, browser):
     page.click("header >> text=Video")
     row = page.locator("tr", has_text=site.job_id)
     assert "StartFaceSearch" in row.inner_text() and "succeeded" in row.inner_text().lower()
+    processor = page.locator("tr", has_text=PROCESSOR)
+    assert "stopped" in processor.inner_text().lower() and COLLECTION in processor.inner_text()
+    assert "85" in processor.inner_text()
     row.locator("a").click()
     page.wait_for_load_state()
     rows = page.locator(".tl-row")
@@ -217,6 +232,9 @@ def test_video_page_shows_who_appears_when(site, browser):
     first_of_second = min(float(second.nth(i).get_attribute("x")) for i in range(second.count()))
     assert last_of_first < first_of_second  # one after the other, as they crossed the lobby
     shot(page, "video-timeline")
+    page.goto(f"{site.console}/video")
+    page.click(f"text={PROCESSOR}")
+    assert "Stream processor lobby-door" in text_of(page) and "No one from the collection was matched" in text_of(page)
 
 
 def test_admin_manages_console_users_and_a_user_changes_their_password(site, browser):
