@@ -173,7 +173,3 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def create_console(fp: Faceprint, options: ConsoleOptions | None = None) -> Console:
-    return Console(fp, options)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -38,7 +38,6 @@ class Ctx:
     request: Request
     session: Session
     form: FormData | None = None
-    cookies: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def user(self) -> Any:
@@ -111,6 +110,9 @@ def endpoint(console: Console, permission: str, handler: Handler, max_body: int 
         except Exception:  # a bug: a page that says so, never a traceback
             log.exception("console: %s %s failed", request.method, request.url.path)
             response = ctx.render("error.html", 500, title="Internal error", message="See the server log.")
+        finally:
+            if ctx.form is not None:  # an upload's spooled file goes at once
+                await ctx.form.close()
         return response
 
     return serve
