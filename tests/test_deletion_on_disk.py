@@ -87,25 +87,29 @@ def vectors(fp, collection: str, face_ids: list[str]) -> list[np.ndarray]:
     return [found[f] for f in face_ids]
 
 
-def pieces_found(data: bytes, faces: list[np.ndarray]) -> set[int]:
-    """The faces of which ``data`` holds WINDOW consecutive bytes (at any byte offset): the 8 bytes at
-    every offset of ``data`` are looked up among the first 8 bytes of every window of every face, and
+class Pieces:
+    """Finds the faces of which some bytes hold WINDOW consecutive bytes (at any byte offset): the 8
+    bytes at every offset are looked up among the first 8 bytes of every window of every face, and
     each hit is checked in full."""
-    starts: dict[int, list[tuple[int, int]]] = {}
-    raws = [f.tobytes() for f in faces]
-    for n, raw in enumerate(raws):
-        for i in range(len(raw) - WINDOW + 1):
-            starts.setdefault(int.from_bytes(raw[i:i + 8], "little"), []).append((n, i))
-    keys = np.fromiter(starts, np.uint64, len(starts))
-    found = set()
-    for shift in range(8):
-        words = np.frombuffer(data, "<u8", (len(data) - shift) // 8, shift)
-        for at in np.flatnonzero(np.isin(words, keys)):
-            offset = shift + 8 * int(at)
-            for n, i in starts[int(words[at])]:
-                if data[offset:offset + WINDOW] == raws[n][i:i + WINDOW]:
-                    found.add(n)
-    return found
+
+    def __init__(self, faces: list[np.ndarray]) -> None:
+        self.raws = [f.tobytes() for f in faces]
+        self.starts: dict[int, list[tuple[int, int]]] = {}
+        for n, raw in enumerate(self.raws):
+            for i in range(len(raw) - WINDOW + 1):
+                self.starts.setdefault(int.from_bytes(raw[i:i + 8], "little"), []).append((n, i))
+        self.keys = np.fromiter(self.starts, np.uint64, len(self.starts))
+
+    def found(self, data: bytes) -> set[int]:
+        hits = set()
+        for shift in range(8):
+            words = np.frombuffer(data, "<u8", (len(data) - shift) // 8, shift)
+            for at in np.flatnonzero(np.isin(words, self.keys)):
+                offset = shift + 8 * int(at)
+                for n, i in self.starts[int(words[at])]:
+                    if data[offset:offset + WINDOW] == self.raws[n][i:i + WINDOW]:
+                        hits.add(n)
+        return hits
 
 
 def shards_in(data: bytes, path: Path) -> list:
@@ -131,20 +135,27 @@ def stored_codes(shard) -> set[bytes]:
     return {bytes(np.asarray(packer.unpack_1(blocks, i), np.uint8)) for i in range(shard.ntotal)}
 
 
+def encode(codebook, faces: list[np.ndarray]) -> list[bytes]:
+    """Each face's quantized code as the index computes it (``sa_encode``: its codebooks)."""
+    return [bytes(code) for code in codebook.sa_encode(np.stack(faces).astype(np.float32))]
+
+
 def traces(home: Path, faces: list[np.ndarray], codebooks: list) -> list[str]:
     """Where under ``home`` a face of ``faces`` is still found: its vector (whole or any WINDOW
     bytes), its quantized codes by ``codebooks`` (shards known to have encoded it) or by the
     codebooks of each index file, raw or among the codes the file's shards hold."""
-    found = []
+    found, pieces = [], Pieces(faces)
+    given = [encode(b, faces) for b in codebooks]
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
         data, name = path.read_bytes(), str(path.relative_to(home))
         shards = shards_in(data, path)
         held = set().union(*(stored_codes(s) for s in shards)) if shards else set()
-        pieces = pieces_found(data, faces)
-        for n, vector in enumerate(faces):
-            if n in pieces:
+        holds = pieces.found(data)
+        encoded = [*given, *(encode(s, faces) for s in shards)]  # per codebook, each face's code
+        for n in range(len(faces)):
+            if n in holds:
                 found.append(f"{name}: vector of face {n}")
-            codes = {bytes(b.sa_encode(vector[None])[0]) for b in [*codebooks, *shards]}
+            codes = {codes[n] for codes in encoded}
             if any(code in data for code in codes):
                 found.append(f"{name}: raw quantized code of face {n}")
             if codes & held:
