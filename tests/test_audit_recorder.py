@@ -149,3 +149,25 @@ def test_a_probe_digest_is_of_what_was_searched(tmp_path: Path) -> None:
     assert isinstance(source, DecodedImage) and probe.ext == "png" and probe.data == png(rgb)
     decoded = cv2.imdecode(np.frombuffer(probe.data, np.uint8), cv2.IMREAD_COLOR)
     assert np.array_equal(decoded[:, :, ::-1], rgb)  # the PNG is the array, losslessly
+
+
+def test_the_calibrated_levels_themselves_are_no_bound(tmp_path: Path) -> None:
+    rec = recorder(tmp_path)
+    for threshold, said in ((49.99, "at-least"), (50.0, None), (99.0, None), (99.01, "at-most")):
+        got = rec.log.get(rec.searched("SearchFaces", ALICE, 1.0, "c", 1, threshold, ())).to_json()
+        assert got["Details"].get("FalseMatchRateBound") == said, threshold
+    assert describe_rate(FAST, 50) == "about 1 in 10 comparisons"
+    assert describe_rate(FAST, 99) == "about 1 in 1,000,000 comparisons"
+
+
+@pytest.mark.parametrize("text", ["CASE-\u202e4321", "a\u2066b\u2069", "line\u2028two", "c1\x85", "del\x7f",
+                                  "tab\there"])
+def test_a_purpose_or_case_that_would_not_show_as_it_is_is_refused(text: str) -> None:
+    from faceprint.audit.caller import resolve
+    from faceprint.errors import InvalidParameterException
+
+    for given in ({"case": text}, {"purpose": text}):
+        with pytest.raises(InvalidParameterException, match="printable"):
+            resolve(ALICE, **given)
+    persian = "\u067e\u0631\u0648\u0646\u062f\u0647\u200c\u06cc \u06f1\u06f2"  # with a ZWNJ, as Persian writes it
+    assert resolve(ALICE, case=persian, purpose="\u05ea\u05d9\u05e7 \u200f12").case == persian

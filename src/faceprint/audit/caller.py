@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import unicodedata
 from dataclasses import dataclass
 
 from faceprint.errors import AccessDeniedException, InvalidParameterException
@@ -17,6 +18,11 @@ from faceprint.errors import AccessDeniedException, InvalidParameterException
 KINDS = ("key", "console", "os", "system")
 MAX_PURPOSE = 500
 MAX_CASE = 200
+UNSHOWN = frozenset({"Cc", "Zl", "Zp", "Cs"})
+"""Unicode categories a purpose or case may not hold: controls, line and paragraph separators, surrogates."""
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional embeddings, overrides and isolates (the marks LRM, RLM and ALM, which right-to-left
+text needs, are kept)."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,11 @@ class Caller:
         return dataclasses.replace(self, **changes) if changes else self
 
     def checked(self) -> Caller:
-        """This caller, once its purpose and case are of a sane size and a required case is given."""
+        """This caller, once its purpose and case are of a sane size and printable (see :func:`printable`)
+        and a required case is given."""
         for name, value, most in (("Purpose", self.purpose, MAX_PURPOSE), ("Case reference", self.case, MAX_CASE)):
             if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > most
-                                      or any(ord(c) < 32 for c in value)):
+                                      or not printable(value)):
                 raise InvalidParameterException(f"{name} must be 1 to {most} printable characters.")
         if self.require_case and not self.case:
             raise AccessDeniedException(f"{self.actor} must give a case reference for this operation "
@@ -57,6 +64,14 @@ class Caller:
     def to_json(self) -> dict[str, str | None]:
         return {"Actor": self.actor, "Kind": self.kind, "KeyId": self.key_id, "Purpose": self.purpose,
                 "Case": self.case}
+
+
+def printable(text: str) -> bool:
+    """Whether ``text`` shows as what it is wherever an audit entry is read (console, CSV, terminal):
+    no control characters (C0, DEL, C1), line or paragraph separators, bidirectional overrides or
+    isolates (which reorder what follows them: ``"CASE-\u202e1234"`` shows as ``CASE-4321``), or
+    surrogates. Joiners and other format characters that scripts need (ZWNJ in Persian) are kept."""
+    return not any(unicodedata.category(c) in UNSHOWN or c in BIDI_CONTROLS for c in text)
 
 
 def os_user() -> str:

@@ -47,10 +47,10 @@ def false_match_rate(profile: Profile | None, similarity_threshold: float) -> fl
 
 def bound(similarity_threshold: float) -> str:
     """How the rate relates to the truth: ``"at-least"`` under the lowest calibrated level,
-    ``"at-most"`` over the highest, else ``"about"``."""
-    if similarity_threshold <= LOWEST_LEVEL:
+    ``"at-most"`` over the highest, else ``"about"`` (the levels themselves are calibrated)."""
+    if similarity_threshold < LOWEST_LEVEL:
         return "at-least"
-    if similarity_threshold >= HIGHEST_LEVEL:
+    if similarity_threshold > HIGHEST_LEVEL:
         return "at-most"
     return "about"
 

@@ -380,12 +380,11 @@ def _new_key(keys: Mapping[str, AccessKey], name: str, policy: Policy, now: date
 
 def _purpose(value: Any) -> str | None:
     """A key's purpose: None, or 1 to 500 printable characters (what an audit entry's purpose may hold)."""
-    from faceprint.audit.caller import MAX_PURPOSE
+    from faceprint.audit.caller import MAX_PURPOSE, printable
 
     if value is None:
         return None
-    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_PURPOSE
-            or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_PURPOSE or not printable(value):
         raise InvalidParameterException(f"A key's purpose must be 1 to {MAX_PURPOSE} printable characters.")
     return value
 
