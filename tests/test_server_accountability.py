@@ -121,7 +121,8 @@ def test_an_unsigned_case_header_is_refused(server: Server, keys: dict[str, dict
 
 
 @pytest.mark.parametrize(("value", "problem"), [("%C3%28", "not percent-encoded UTF-8"),
-                                                ("x" * 2401, "at most"), ("x" * 201, "1 to 200"), ("%0A", "printable")])
+                                                ("x" * 2401, "at most"), ("x" * 201, "1 to 200"), ("%0A", "printable"),
+                                                ("CASE-%E2%80%AE4321", "printable"), ("%C2%85", "printable")])
 def test_a_bad_case_header_is_refused(server: Server, keys: dict[str, dict[str, str]], value: str,
                                       problem: str) -> None:
     rek = client(server, keys["admin"])
@@ -132,6 +133,29 @@ def test_a_bad_case_header_is_refused(server: Server, keys: dict[str, dict[str, 
     rek.meta.events.register("before-sign.*.*", raw_header)
     code, message = code_of(rek.search_faces_by_image, CollectionId=COLLECTION, Image={"Bytes": PROBE.read_bytes()})
     assert code == "InvalidParameterException" and problem in message
+
+
+def test_whitespace_a_signed_case_header_gains_on_the_way_changes_nothing_recorded(
+        server: Server, home: Path, keys: dict[str, dict[str, str]]) -> None:
+    rek = client(server, keys["admin"])
+
+    def signed(request: Any, **kwargs: Any) -> None:  # raw spaces: not what with_case sends, but signed
+        request.headers["X-Faceprint-Case"] = "CASE 12 north"
+
+    def on_the_way(request: Any, **kwargs: Any) -> None:  # SigV4 signs runs of whitespace as one space
+        request.headers["X-Faceprint-Case"] = "  CASE    12 north "
+
+    rek.meta.events.register("before-sign.*.*", signed)
+    rek.meta.events.register("before-send.*.*", on_the_way)
+    assert entry(home, search(rek))["Case"] == "CASE 12 north"  # what was signed, not what arrived
+
+
+def test_a_key_purpose_that_would_not_show_as_it_is_is_refused(tmp_path: Path) -> None:
+    from faceprint.errors import InvalidParameterException
+
+    with pytest.raises(InvalidParameterException, match="printable"):
+        KeyStore(tmp_path).create("reversed", purpose="fraud \u202eseiriuqni")
+    assert KeyStore(tmp_path).list() == []
 
 
 def test_a_key_that_must_give_a_case_is_refused_without_one(server: Server, home: Path,

@@ -109,6 +109,8 @@ ENCODED_PER_CHARACTER = 12
 def declared(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The purpose and case reference a request declares in ``X-Faceprint-Purpose`` and
     ``X-Faceprint-Case``: percent-encoded UTF-8 (``urllib.parse.quote(text, safe="")``), decoded.
+    Raw whitespace is taken as the signature's canonical form has it (runs of it as one space, none
+    at either end), so the text recorded is the text signed.
     A header that is not ASCII, longer than its longest encoded value, or not UTF-8 once decoded is
     ``InvalidParameterException`` (the decoded text's length is checked with the caller)."""
     from faceprint.audit.caller import MAX_CASE, MAX_PURPOSE
@@ -121,10 +123,10 @@ def _header_text(headers: Mapping[str, str], name: str, shown: str, most: int) -
     raw = headers.get(name)
     if raw is None:
         return None
-    raw = raw.strip()
     if len(raw) > most * ENCODED_PER_CHARACTER or not raw.isascii():
         raise InvalidParameterException(f"{shown} must be percent-encoded UTF-8 (urllib.parse.quote(text, safe='') "
                                         f"in Python) of at most {most} characters.")
+    raw = " ".join(raw.split())  # as SigV4 signs it: whitespace a signed header may gain on the way changes nothing
     try:
         return unquote(raw, errors="strict")
     except UnicodeDecodeError:
