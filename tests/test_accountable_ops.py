@@ -225,3 +225,14 @@ def test_with_the_record_off_nothing_is_written(tmp_path: Path) -> None:
     assert indexed.audit_id is None and found.audit_id is None and found.face_matches
     assert found.probe is not None  # the probe's quality is still reported
     assert not (tmp_path / "home" / "audit").exists()
+
+
+def test_a_collection_of_the_other_profile_can_be_deleted_on_record(tmp_path: Path) -> None:
+    """DeleteCollection needs no vectors: a collection made with one profile is deleted from the other
+    (as before the record), and the deletion is recorded with its size."""
+    Faceprint(tmp_path, profile="fast").create_collection("old-profile")
+    accurate = Faceprint(tmp_path, profile="accurate")
+    accurate.delete_collection("old-profile", case="CLEAN-1")
+    assert accurate.list_collections().collection_ids == []
+    got = accurate.audit_entries(AuditFilter(operation="DeleteCollection"))["Entries"]
+    assert [(e["CollectionId"], e["Case"], e["Details"]["FaceCount"]) for e in got] == [("old-profile", "CLEAN-1", 0)]

@@ -24,7 +24,7 @@ from faceprint.audit.caller import resolve
 from faceprint.audit.config import AuditSettings
 from faceprint.audit.recorder import REFUSED_LOW_QUALITY, face_candidates, face_search_start, refusal, user_candidates
 from faceprint.audit.settings import KEEP
-from faceprint.collections import Collections
+from faceprint.collections import COLLECTION_ID, Collections, check_pattern
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.faces import (
@@ -477,7 +477,7 @@ class Faceprint:
         entry is written after the deletion (what is deleted is gone even if the log cannot be written;
         the call then raises ``AuditUnavailable``)."""
         who, started = resolve(caller, purpose, case), time.time()
-        self.collections.collection(collection_id)
+        check_pattern("CollectionId", collection_id, COLLECTION_ID)  # a collection of any profile may go
         faces = self.store.count_faces(collection_id)
         result = self.collections.delete_collection(collection_id)
         self.settings_store.drop(collection_id)
