@@ -4,10 +4,12 @@ With FACEPRINT_SCREENSHOTS=1 the pages are saved as docs/console/*.png."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -47,9 +49,23 @@ def browser():
         browser.close()
 
 
-def search(page, site, probe, case="CASE-2026-0042", threshold="80.0"):
+DROP = """([data, name]) => {
+    const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+    const dropped = new DataTransfer();
+    dropped.items.add(new File([bytes], name, {type: "image/jpeg"}));
+    document.querySelector("[data-drop]").dispatchEvent(
+        new DragEvent("drop", {dataTransfer: dropped, bubbles: true, cancelable: true}));
+}"""
+
+
+def search(page, site, probe, case="CASE-2026-0042", threshold="80.0", drop=False):
     page.goto(f"{site.console}/search")
-    page.set_input_files("input[name=probe]", probe)
+    if drop:  # dropped on the drop zone, as from a file manager: the script puts it in the form and previews it
+        page.evaluate(DROP, [base64.b64encode(Path(probe).read_bytes()).decode(), Path(probe).name])
+        assert page.eval_on_selector("input[name=probe]", "input => input.files.length") == 1
+    else:
+        page.set_input_files("input[name=probe]", probe)
+    page.locator("img.preview").wait_for(state="visible")  # the preview (wait_for_function would break the CSP)
     page.fill("input[name=purpose]", "identify a suspect in a burglary")
     page.fill("input[name=case]", case)
     page.select_option("select[name=threshold]", threshold)
@@ -142,7 +158,7 @@ def test_low_quality_probe_is_flagged(site, browser, tmp_path):
     probe = tmp_path / "cctv.jpg"
     probe.write_bytes(small_face(PERSON))
     page = sign_in(browser, site, "ivy", viewport={"width": 390, "height": 844}, device_scale_factor=2)
-    search(page, site, str(probe), case="CASE-2026-0043", threshold="70.0")
+    search(page, site, str(probe), case="CASE-2026-0043", threshold="70.0", drop=True)
     text = text_of(page)
     assert "Low-quality probe: expect misses and look-alikes" in text
     assert "measured rank-1 at this quality" in text
