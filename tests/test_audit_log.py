@@ -10,7 +10,7 @@ import pytest
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
-from faceprint.audit.log import HEAD_EVERY, AuditFilter, AuditLog, Entry
+from faceprint.audit.log import BROKEN, HEAD_EVERY, AuditFilter, AuditLog, Entry
 from faceprint.audit.signing import head_message, verifies
 from faceprint.errors import AuditUnavailable
 
@@ -137,20 +137,25 @@ def test_a_log_that_is_not_durable_still_chains_and_syncs(tmp_path):
     assert AuditLog(tmp_path / "audit")._db().db().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_appends_go_on_after_the_tail_was_cut(tmp_path):
+def test_appends_go_on_after_the_tail_was_cut_and_keep_the_cut_in_the_chain(tmp_path):
     import sqlite3
     from contextlib import closing
 
     log = AuditLog(tmp_path / "audit")
     log.append_many([entry(n) for n in range(5)])
+    cut = log.latest_head()
     with closing(sqlite3.connect(log.path)) as db, db:
         db.execute("DELETE FROM entries WHERE seq > 3")  # the head of seq 5 stays
-    assert log.append(entry(9)).seq == 4  # the record stays writable (verify tells what happened)
-    assert [h.seq for h in log.signed_heads()] == [4, 5]  # the cut still shows
+    assert log.append(entry(9)).seq == 5  # the record stays writable (verify tells what happened)...
+    broken = log.get(4).entry  # ...and the chain itself says what this append found
+    assert (broken.operation, broken.caller.kind) == (BROKEN, "system")
+    assert broken.details == {"SignedHead": {"Seq": 5, "Hash": cut.hash}, "LastEntry": {"Seq": 3, "Hash":
+                                                                                       log.get(3).hash}}
+    assert [h.seq for h in log.signed_heads()] == [5]
 
     from faceprint.audit.verify import verify
 
-    assert [(p.seq, p.kind) for p in verify(log).problems] == [(5, "truncated")]
+    assert [(p.seq, p.kind) for p in verify(log).problems] == [(4, "truncated")]
 
 
 def test_a_log_removed_under_it_fails_then_starts_again(tmp_path):

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import link
-from faceprint.audit.log import HEAD_EVERY, AuditLog, Entry
+from faceprint.audit.log import BROKEN, HEAD_EVERY, AuditLog, Entry
 from faceprint.audit.retention import prune
 from faceprint.audit.signing import make_seal, write_seal
 from faceprint.audit.verify import verify
@@ -129,6 +129,57 @@ def test_a_rewritten_chain_shows_against_the_signed_head(log):
     assert "entries 1 to 10 were rewritten" in report.problems[0].message
 
 
+def test_a_tail_cut_back_to_a_checkpoint_with_its_latest_head_shows(tmp_path):
+    log = AuditLog(tmp_path / "audit", durable=False)
+    log.append_many(entry(n) for n in range(1, HEAD_EVERY + 6))
+    sql(log, "DELETE FROM entries WHERE seq > ?", (HEAD_EVERY,))  # the checkpoint's head stays, signed as one
+    sql(log, "DELETE FROM heads WHERE seq > ?", (HEAD_EVERY,))
+    assert problems(log) == [(HEAD_EVERY + 1, "truncated")]
+
+
+def test_a_wiped_log_whose_key_remains_shows(log):
+    sql(log, "DELETE FROM entries")
+    sql(log, "DELETE FROM heads")
+    assert problems(log) == [(1, "truncated")]
+
+
+def rehash_from(log: AuditLog, seq: int, change) -> None:
+    """Change the entries from ``seq`` on and rehash the chain after them, as one without the key would."""
+    prev = sql(log, "SELECT prev_hash FROM entries WHERE seq = ?", (seq,))[0][0]
+    for (n,) in sql(log, "SELECT seq FROM entries WHERE seq >= ? ORDER BY seq", (seq,)):
+        changed = change(body(log, n))
+        hash_ = link(prev, changed)
+        sql(log, "UPDATE entries SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?", (changed, prev, hash_, n))
+        prev = hash_
+
+
+def test_tampering_at_the_tail_still_shows_after_the_next_append(log):
+    rehash_from(log, 9, lambda text: text.replace("inquiry", "routine"))
+    assert problems(log) == [(10, "edited")]
+    log.append(entry(11))  # signs a head over the rewritten chain, but keeps what it found in it
+    assert problems(log) == [(10, "edited"), (10, "edited")]
+    assert log.get(11).entry.operation == BROKEN and log.get(12).entry.details == {"n": 11}
+
+
+def test_heads_removed_with_a_cut_tail_still_show_after_the_next_append(log):
+    sql(log, "DELETE FROM entries WHERE seq > 7")
+    sql(log, "DELETE FROM heads")
+    log.append(entry(11))
+    assert problems(log) == [(8, "bad-signature")]
+    assert "the signed heads were removed" in verify(log).problems[0].message
+
+
+def test_entries_added_without_faceprint_still_show_after_the_next_append(log):
+    fields = json.loads(body(log, 10))
+    fields["Seq"] = 11
+    added = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    prev = log.head()[1]
+    sql(log, "INSERT INTO entries VALUES (11, ?, 'SearchFacesByImage', 'user1', 'suspects', 'K-10', ?, ?, ?)",
+        (fields["Started"], added, prev, link(prev, added)))
+    log.append(entry(12))
+    assert problems(log) == [(11, "bad-signature")]
+
+
 def test_forged_heads_and_entries_show(log):
     sql(log, "UPDATE heads SET signature = ? WHERE seq = 10", ("00" * 64,))
     assert problems(log) == [(10, "bad-signature")]
@@ -175,6 +226,31 @@ def test_prune_keeps_the_retention_and_leaves_a_signed_marker(tmp_path):
     changed = body(log, 9).replace(details["Signature"], forged["Signature"])
     sql(log, "UPDATE entries SET body = ?, hash = ? WHERE seq = 9", (changed, link(log.get(9).prev_hash, changed)))
     assert (9, "bad-signature") in problems(log)
+
+
+def test_a_prune_under_the_retention_shows(log):
+    prune(log, 1, now=T0 + 100 + 2 * DAY, minimum_days=0)  # as a marker written with the online key by hand
+    assert log.first_seq() == 11
+    assert problems(log) == [(1, "missing")]
+    assert problems(log, minimum_days=1) == []  # where the retention configured is one day
+
+
+def test_a_prune_of_sealed_entries_written_after_its_cutoff_shows(log, tmp_path):
+    offline = Ed25519PrivateKey.generate()
+    head = log.latest_head()
+    seals = tmp_path / "kept-elsewhere.jsonl"
+    write_seal(seals, make_seal(head.seq, head.hash, head.time, head.signature, log.signer.public, offline, T0 + 200))
+    prune(log, 200, now=T0 + 400 * DAY)  # its cutoff after entries sealed at T0 + 100: they were not that old
+    kept = dict(seals=seals, offline_public_key=offline.public_key())
+    assert problems(log, **kept) == [(10, "missing")]
+    assert "removed sealed entries (seq 10)" in verify(log, **kept).problems[0].message
+
+
+def test_a_prune_marker_dated_in_the_future_shows(log):
+    later = AuditLog(log.folder, clock=lambda: T0 + 400 * DAY)
+    marker = prune(later, 200)["MarkerSeq"]
+    assert problems(later) == []
+    assert problems(log) == [(marker, "edited")]  # verified at T0 + 100
 
 
 def test_a_cut_start_without_a_marker_is_missing(log):

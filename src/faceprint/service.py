@@ -751,7 +751,8 @@ class Faceprint:
             key = load_public(Path(offline_public_key)) if offline_public_key is not None else None
         except (OSError, ValueError) as exc:
             raise InvalidParameterException(f"{offline_public_key} is not an Ed25519 public key: {exc}") from None
-        return verify(self.audit_log, Path(seals_file) if seals_file is not None else None, key)
+        return verify(self.audit_log, Path(seals_file) if seals_file is not None else None, key,
+                      minimum_days=self.audit_settings.retention_days)
 
     def audit_report(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
         """The accountability report of the entries started within [since, until] (epoch seconds)."""

@@ -42,6 +42,10 @@ MAX_FILTER = 1000
 MAX_TIME = 1e11
 """Times beyond this many epoch seconds (the year 5138) are no times."""
 
+BROKEN = "AuditChainBroken"
+"""The operation of the entry an append writes first where the stored chain did not end at its
+latest signed head (``Details``: ``SignedHead`` and ``LastEntry``, each ``{"Seq", "Hash"}`` or None)."""
+
 UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
 UNREADABLE = "The audit record could not be read."
 
@@ -192,6 +196,10 @@ def page_request(max_results: Any, next_token: Any, most: int = 1000) -> tuple[i
     return int(next_token), max_results
 
 
+def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
+    return None if found is None else {"Seq": found[0], "Hash": found[1]}
+
+
 @dataclass(frozen=True)
 class SignedHead:
     """A chain head (the last seq and its hash) as signed with the online key at ``time``."""
@@ -239,7 +247,7 @@ class AuditLog:
             self._same_file()
             self.signer.key  # noqa: B018 - made (or read) before the write lock is taken
             with database.tx() as db:
-                return self._append(db, entries)
+                return self._append(db, entries)[-len(entries):] if entries else []
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
 
@@ -264,8 +272,15 @@ class AuditLog:
             self.signer = OnlineSigner(self.signer.path)
 
     def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[Record]:
+        """Chain ``entries`` after the last stored one; where the stored chain does not end at its
+        latest signed head, an :data:`BROKEN` entry saying so goes first (see :meth:`_broken`)."""
         row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = row if row else (0, GENESIS)
+        before = (row[0], row[1]) if row else None
+        head = db.execute("SELECT seq, hash FROM heads ORDER BY seq DESC LIMIT 1").fetchone()
+        latest = (head[0], head[1]) if head else None
+        if entries and latest != before:
+            entries = [self._broken(latest, before), *entries]
+        seq, prev = before or (0, GENESIS)
         records: list[Record] = []
         rows = []
         for entry in entries:
@@ -281,22 +296,34 @@ class AuditLog:
         db.executemany("INSERT INTO entries (seq, started, operation, actor, collection_id, case_ref, body, "
                        "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         if records:
-            self._sign_heads(db, row[0] if row else 0, records)
+            self._sign_heads(db, before if latest == before else None, records)
         return records
 
-    def _sign_heads(self, db: sqlite3.Connection, before: int, records: list[Record]) -> None:
-        """Sign the new head (and any checkpoint in ``records``); the head of seq ``before`` goes
-        unless it is a checkpoint: the new latest head takes its row."""
+    def _broken(self, latest: tuple[int, str] | None, before: tuple[int, str] | None) -> Entry:
+        """The entry that keeps, in the chain, what an append found: a stored chain that does not end
+        at the latest signed head (entries edited, cut off or added since it was signed, or heads
+        removed). The next head is signed over that chain, but this entry stays in it."""
         now = float(self.clock())
-        signed = [(r.seq, r.hash, now, self.signer.sign_head(r.seq, r.hash, now))
+        return Entry(BROKEN, Caller("faceprint", "system"), now, now,
+                     details={"SignedHead": _position(latest), "LastEntry": _position(before)})
+
+    def _sign_heads(self, db: sqlite3.Connection, before: tuple[int, str] | None, records: list[Record]) -> None:
+        """Sign the new latest head, and as checkpoints those of ``records`` at every
+        :data:`HEAD_EVERY`-th seq. The latest head before them (``before``: its seq and hash, None
+        where the chain did not end at it) retires: a checkpoint's is signed again as one, any
+        other's goes; one the stored entries no longer matched stays, for verify to show."""
+        now = float(self.clock())
+        sign = self.signer.sign_head
+        signed = [(r.seq, r.hash, now, sign(r.seq, r.hash, now, latest=False))
                   for r in records[:-1] if r.seq % HEAD_EVERY == 0]
-        latest = records[-1]
-        head = (latest.seq, latest.hash, now, self.signer.sign_head(latest.seq, latest.hash, now))
-        replaced = before % HEAD_EVERY and db.execute(
-            "UPDATE OR REPLACE heads SET seq = ?, hash = ?, time = ?, signature = ? WHERE seq = ?",
-            (*head, before)).rowcount
-        db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)",
-                       signed if replaced else [*signed, head])
+        if before is not None:
+            if before[0] % HEAD_EVERY == 0:
+                signed.append((*before, now, sign(*before, now, latest=False)))
+            else:
+                db.execute("DELETE FROM heads WHERE seq = ?", (before[0],))
+        last = records[-1]
+        signed.append((last.seq, last.hash, now, sign(last.seq, last.hash, now)))
+        db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", signed)
 
     def delete_through(self, seq: int) -> int:
         """Remove the records up to ``seq`` and the heads they hold (retention's job: see

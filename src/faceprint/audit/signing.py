@@ -24,12 +24,17 @@ from faceprint.audit.chain import canonical_json
 from faceprint.home import create_private, private_folder
 
 HEAD_CONTEXT = b"faceprint-audit-head:v1:"
+CHECKPOINT_CONTEXT = b"faceprint-audit-checkpoint:v1:"
 SEAL_CONTEXT = b"faceprint-audit-seal:v1:"
 PRUNE_CONTEXT = b"faceprint-audit-prune:v1:"
 
 
-def head_message(seq: int, hash_: str, time_: float) -> bytes:
-    return HEAD_CONTEXT + canonical_json({"Seq": seq, "Hash": hash_, "Time": time_}).encode("ascii")
+def head_message(seq: int, hash_: str, time_: float, latest: bool = True) -> bytes:
+    """What the online key signs of a chain head: as the log's latest head, or (``latest`` False)
+    as a checkpoint kept after later entries. The two differ, so that a checkpoint's signature
+    cannot stand for a latest head once the entries after it are cut off."""
+    context = HEAD_CONTEXT if latest else CHECKPOINT_CONTEXT
+    return context + canonical_json({"Seq": seq, "Hash": hash_, "Time": time_}).encode("ascii")
 
 
 def public_hex(key: Ed25519PublicKey) -> str:
@@ -130,8 +135,8 @@ class OnlineSigner:
     def sign(self, message: bytes) -> str:
         return self.key.sign(message).hex()
 
-    def sign_head(self, seq: int, hash_: str, time_: float) -> str:
-        return self.sign(head_message(seq, hash_, time_))
+    def sign_head(self, seq: int, hash_: str, time_: float, latest: bool = True) -> str:
+        return self.sign(head_message(seq, hash_, time_, latest))
 
 
 # -- seals: the offline key's countersignatures of signed heads --------------------------------------

@@ -6,14 +6,20 @@ Finds, and names by seq:
   the one a signed head or seal fixed (rewritten from some entry on);
 - ``missing``: a gap in the seqs, or a start after seq 1 that no signed prune marker accounts for;
 - ``reordered``: an entry found at another entry's seq;
-- ``truncated``: a signed head or a seal names a seq past the last entry;
+- ``truncated``: a signed head or a seal names a seq past the last entry, or the last signed head
+  is a checkpoint (the latest head was removed with the entries after it);
 - ``bad-signature``: a head, prune marker or seal whose signature does not verify, or entries
   after the last signed head (written without faceprint).
+
+An append that finds the stored chain not ending at the latest signed head writes an
+``AuditChainBroken`` entry first (``faceprint.audit.log.BROKEN``), so that what it found stays in
+the chain once a new head is signed over it: each is reported as one of the kinds above.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +28,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from faceprint.audit.chain import GENESIS, link
-from faceprint.audit.log import AuditLog, SignedHead
+from faceprint.audit.config import DEFAULT_RETENTION_DAYS
+from faceprint.audit.log import BROKEN, AuditLog, SignedHead
 from faceprint.audit.signing import head_message, prune_message, public_hex, read_seals, seal_message, verifies
+
+DAY = 86400.0
 
 MAX_PROBLEMS = 1000
 """Problems listed at most (the count goes on)."""
@@ -86,15 +95,19 @@ class _Scan:
     first: tuple[int, str] | None = None  # seq, prev_hash
     last: tuple[int, str] | None = None   # seq, hash
     hashes: dict[int, str] = field(default_factory=dict)
-    prunes: list[tuple[int, dict]] = field(default_factory=list)
+    prunes: list[tuple[int, Any, dict]] = field(default_factory=list)  # seq, started, details
+    breaks: list[tuple[int, dict]] = field(default_factory=list)
 
 
 def verify(log: AuditLog, seals: Path | str | None = None,
-           offline_public_key: Ed25519PublicKey | str | None = None, max_problems: int = MAX_PROBLEMS) -> VerifyReport:
+           offline_public_key: Ed25519PublicKey | str | None = None, max_problems: int = MAX_PROBLEMS, *,
+           minimum_days: float = DEFAULT_RETENTION_DAYS, now: float | None = None) -> VerifyReport:
     """Check ``log``: every entry against its hash and its neighbours, the signed heads (with the
     online key), prune markers, and the seals in ``seals`` (default ``seals.jsonl`` beside the
     log), their offline signatures checked with ``offline_public_key`` when given (else with the
-    key each seal names, which shows only that the seal is whole)."""
+    key each seal names, which shows only that the seal is whole). A prune marker must keep the
+    retention (``minimum_days``), be no later than ``now`` (default: the log's clock), and remove
+    no sealed entry signed after its cutoff."""
     problems = _Problems(max_problems)
     online = log.signer.existing_public()
     seal_list = read_seals(Path(seals) if seals is not None else log.folder / "seals.jsonl")
@@ -104,10 +117,12 @@ def verify(log: AuditLog, seals: Path | str | None = None,
                                            if isinstance(s, dict) and isinstance(s["Seq"], int)}
         scan = _scan(log.rows(), wanted, problems)
     _check_start(scan, online, problems)
+    _check_breaks(scan, problems)
     notes: list[str] = []
     _check_heads(scan, heads, online, problems)
     offline = public_hex(offline_public_key) if isinstance(offline_public_key, Ed25519PublicKey) else offline_public_key
-    sealed = _check_seals(scan, seal_list, online, offline, problems)
+    sealed, whole = _check_seals(scan, seal_list, online, offline, problems)
+    _check_prunes(scan, whole, minimum_days, log.clock() if now is None else now, problems)
     if seal_list and offline is None:
         notes.append("Seals were checked against the offline public key each names; give the offline public key "
                      "(--offline-public-key) to check that they are yours.")
@@ -131,7 +146,7 @@ def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan
         if scan.first is None:
             scan.first = (seq, prev_hash)
         moved, fields = _check_row(seq, body, prev_hash, hash_, columns, problems)
-        if fields is None and columns[1] == "Prune":
+        if fields is None and columns[1] in ("Prune", BROKEN):
             fields = _fields(body)
         if prev is not None and not moved and not prev_moved:
             if seq != prev[0] + 1:
@@ -142,7 +157,9 @@ def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan
         if seq in wanted:
             scan.hashes[seq] = hash_
         if fields is not None and fields.get("Operation") == "Prune":
-            scan.prunes.append((seq, fields.get("Details") or {}))
+            scan.prunes.append((seq, fields.get("Started"), fields.get("Details") or {}))
+        elif fields is not None and fields.get("Operation") == BROKEN:
+            scan.breaks.append((seq, fields.get("Details") or {}))
         prev, prev_moved = (seq, hash_), moved
     scan.last = prev
     return scan
@@ -202,7 +219,7 @@ def _check_start(scan: _Scan, online: str | None, problems: _Problems) -> None:
         if prev_hash != GENESIS and not any(p.seq == 1 for p in problems.items):
             problems.add(1, "edited", "entry 1 was changed: it does not start the chain")
         return
-    for marker_seq, details in scan.prunes:
+    for marker_seq, _, details in scan.prunes:
         if details.get("LastSeq") == seq - 1 and details.get("LastHash") == prev_hash:
             ok = online is not None and verifies(online, str(details.get("Signature", "")), prune_message(
                 details.get("FirstSeq", 0), details["LastSeq"], details["LastHash"]))
@@ -214,13 +231,15 @@ def _check_start(scan: _Scan, online: str | None, problems: _Problems) -> None:
 
 
 def _check_heads(scan: _Scan, heads: list[SignedHead], online: str | None, problems: _Problems) -> None:
+    """Each signed head against the chain: the last must be signed as the latest head (a
+    checkpoint's signature does not stand for one), the others as either."""
     last = scan.last[0] if scan.last else 0
     first = scan.first[0] if scan.first else 1
     good = first - 1  # the last seq known good from heads
-    for head in heads:
-        if online is None or not verifies(online, head.signature, head_message(head.seq, head.hash, head.time)):
-            problems.add(head.seq, "bad-signature", f"the signed head at seq {head.seq} does not verify with the "
-                         "online key")
+    for n, head in enumerate(heads):
+        final = n == len(heads) - 1
+        if not (_signed(head, online, True) or (not final and _signed(head, online, False))):
+            _bad_head(head, final and head.seq <= last and _signed(head, online, False), problems)
             continue
         if head.seq > last:
             problems.add(last + 1, "truncated", f"the log ends at seq {last} but a head signed "
@@ -237,13 +256,57 @@ def _check_heads(scan: _Scan, heads: list[SignedHead], online: str | None, probl
                      "head: they were not written by faceprint")
     if not heads and last:
         problems.add(first, "bad-signature", "no entry has a signed head")
+    if not heads and not last and online is not None:
+        problems.add(1, "truncated", "the log holds no entry and no signed head, but its online key exists: "
+                     "its entries were removed (or its first entry could not be written)")
+
+
+def _signed(head: SignedHead, online: str | None, latest: bool) -> bool:
+    """Whether the online key signed ``head`` as the latest head (``latest``) or as a checkpoint."""
+    return online is not None and verifies(online, head.signature,
+                                           head_message(head.seq, head.hash, head.time, latest))
+
+
+def _bad_head(head: SignedHead, checkpoint_last: bool, problems: _Problems) -> None:
+    if checkpoint_last:
+        problems.add(head.seq + 1, "truncated", f"the last signed head, at seq {head.seq}, is a checkpoint: the "
+                     "latest head was removed, and with it the entries after it")
+    else:
+        problems.add(head.seq, "bad-signature", f"the signed head at seq {head.seq} does not verify with the "
+                     "online key")
+
+
+def _check_breaks(scan: _Scan, problems: _Problems) -> None:
+    """The :data:`~faceprint.audit.log.BROKEN` entries: an append found the chain not ending at its
+    latest signed head."""
+    for seq, details in scan.breaks:
+        signed, found = _position(details.get("SignedHead")), _position(details.get("LastEntry"))
+        said = (f"when entry {seq} was written, the latest signed head named "
+                f"{'no entry' if signed is None else f'seq {signed[0]}'} but the log ended at "
+                f"{'no entry' if found is None else f'seq {found[0]}'}")
+        if signed is None:
+            problems.add(seq, "bad-signature", f"{said}: the signed heads were removed")
+        elif found is None or signed[0] > found[0]:
+            problems.add((found[0] if found else 0) + 1, "truncated", f"{said}: entries were removed")
+        elif signed[0] < found[0]:
+            problems.add(signed[0] + 1, "bad-signature", f"{said}: entries were added without faceprint")
+        else:
+            problems.add(signed[0], "edited", f"{said}, another entry than the one signed: entries were rewritten")
+
+
+def _position(value: Any) -> tuple[int, str] | None:
+    if not isinstance(value, dict) or type(value.get("Seq")) is not int:
+        return None
+    return value["Seq"], str(value.get("Hash"))
 
 
 def _check_seals(scan: _Scan, seals: list[dict | str], online: str | None, offline: str | None,
-                 problems: _Problems) -> int | None:
+                 problems: _Problems) -> tuple[int | None, list[dict]]:
+    """The last seq the seals fix, and the seals whose signatures verify."""
     last = scan.last[0] if scan.last else 0
     first = scan.first[0] if scan.first else 1
     sealed: int | None = None
+    whole: list[dict] = []
     for seal in seals:
         if isinstance(seal, str):
             problems.add(None, "bad-signature", f"a seal cannot be read: {seal}")
@@ -260,6 +323,7 @@ def _check_seals(scan: _Scan, seals: list[dict | str], online: str | None, offli
             problems.add(seq, "bad-signature", f"the seal of seq {seq} names another online key or head signature: "
                          "the online key was replaced")
             continue
+        whole.append(seal)
         if seq > last:
             problems.add(last + 1, "truncated", f"the log ends at seq {last} but a seal of {_when(seal['SealedAt'])} "
                          f"names seq {seq}: entries {last + 1} to {seq} were removed")
@@ -270,7 +334,35 @@ def _check_seals(scan: _Scan, seals: list[dict | str], online: str | None, offli
                          f"entries up to {seq} were rewritten")
         else:
             sealed = max(sealed or 0, seq)
-    return sealed
+    return sealed, whole
+
+
+def _check_prunes(scan: _Scan, seals: list[dict], minimum_days: float, now: float, problems: _Problems) -> None:
+    """Each prune marker: it kept the retention (``OlderThanDays`` at least ``minimum_days``), it is
+    not dated after ``now``, and no seal fixes an entry it removed that was signed after its cutoff
+    (its time less ``OlderThanDays``; a day's grace for entries that started long before they ended)."""
+    for seq, started, details in scan.prunes:
+        days, first, last = details.get("OlderThanDays"), details.get("FirstSeq"), details.get("LastSeq")
+        if not _number(started) or not _number(days) or type(first) is not int or type(last) is not int:
+            problems.add(seq, "edited", f"the prune marker at seq {seq} lacks its time, age or range")
+            continue
+        if days < minimum_days:
+            problems.add(first, "missing", f"the prune marker at seq {seq} removed entries {first} to {last} "
+                         f"younger than {days:g} days, under the retention of {minimum_days:g} days")
+        if started > now + DAY:
+            problems.add(seq, "edited", f"the prune marker at seq {seq} is dated {_when(started)}, in the future")
+        cutoff = started - days * DAY
+        late = sorted(s["Seq"] for s in seals if first <= s["Seq"] <= last and _number(s["HeadTime"])
+                      and s["HeadTime"] > cutoff + DAY)
+        if late:
+            problems.add(late[0], "missing", f"the prune marker at seq {seq} removed sealed entries (seq "
+                         f"{', '.join(map(str, late))}) that were written after its cutoff, {_when(cutoff)}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 
 
 def _when(epoch: Any) -> str:
