@@ -1,14 +1,16 @@
 """docs/operations.md: every operation of Rekognition's model, served or not.
 
 ``python -m faceprint.server.operations > docs/operations.md`` writes it from botocore's model
-and :data:`faceprint.server.dispatch.SERVED`; a test regenerates it and compares.
+and :data:`faceprint.server.dispatch.SERVED`, and the table of faceprint's own operations from the
+shipped ``FaceprintService`` model and :data:`faceprint.server.faceprint_ops.FACEPRINT_SERVED`; a
+test regenerates it and compares.
 """
 
 from __future__ import annotations
 
 import sys
 
-from faceprint.server.dispatch import NOT_SUPPORTED_MEMBERS, SERVED, STREAM_OPERATIONS, VIDEO_OPERATIONS
+from faceprint.server.dispatch import AUDITED, NOT_SUPPORTED_MEMBERS, SERVED, STREAM_OPERATIONS, VIDEO_OPERATIONS
 from faceprint.server.model import ServiceModel
 
 # What an unserved operation belongs to, by the first matching part of its name.
@@ -44,6 +46,11 @@ STREAM_NOTES = {
 """What the operations table says of the stream processor operations (faceprint's extensions among them)."""
 
 
+FACEPRINT_METHODS = {"ListAuditEntries": "audit_entries", "VerifyAudit": "verify_audit",
+                     "GetAuditReport": "audit_report"}
+"""FaceprintService operations whose Faceprint method is not the operation's name in snake case."""
+
+
 def _method(operation: str) -> str:
     snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
     return f"`Faceprint.{snake}`"
@@ -75,6 +82,8 @@ def render(model: ServiceModel | None = None) -> str:
         if op in SERVED:
             refused = NOT_SUPPORTED_MEMBERS.get(op, ())
             notes = [f"`{m}` refused (InvalidParameterException)" for m in refused]
+            if op in AUDITED:
+                notes.append("audited (docs/audit.md)")
             if op in VIDEO_OPERATIONS:
                 notes.append("stored video (docs/video.md)")
             if op in STREAM_OPERATIONS:
@@ -83,7 +92,43 @@ def render(model: ServiceModel | None = None) -> str:
             lines.append(f"| {op} | served | {_method(op)} | {note} |")
         else:
             lines.append(f"| {op} | not served | | {_family(op)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _faceprint_lines()) + "\n"
+
+
+def _faceprint_lines(model: ServiceModel | None = None) -> list[str]:
+    """The table of faceprint's own operations (``X-Amz-Target: FaceprintService.<Operation>``)."""
+    from faceprint.server.faceprint_ops import FACEPRINT_SERVED
+
+    model = model or ServiceModel.faceprint()
+    shapes = model.raw["shapes"]
+    meta = model.raw["metadata"]
+    lines = [
+        "",
+        "Audited operations are recorded in the home's audit log before they answer (who, purpose, case, "
+        "collection and its size, threshold and false-match rate, probe digest and quality, candidates); "
+        "they answer `X-Faceprint-Audit-Id` and, with a probe image, `X-Faceprint-Probe-*` headers "
+        "(docs/audit.md, docs/server.md).",
+        "",
+        f"## faceprint's own operations: `{meta['targetPrefix']}`",
+        "",
+        f"Operations Rekognition does not have: `X-Amz-Target: {meta['targetPrefix']}.<Operation>`, the same "
+        "JSON 1.1 protocol and SigV4 (signing name `rekognition`), described by the botocore-style model "
+        f"shipped in the package (`faceprint/data/{meta['serviceId']}/{meta['apiVersion']}/service-2.json`; "
+        f"`boto3.client(\"{meta['serviceId']}\")` once that folder is on botocore's data path, see docs/audit.md). "
+        "`?` marks an optional member.",
+        "",
+        "| operation | input | output | Python method |",
+        "|---|---|---|---|",
+    ]
+    for op in sorted(FACEPRINT_SERVED):
+        spec = model.raw["operations"][op]
+        inputs = shapes[spec["input"]["shape"]] if "input" in spec else {}
+        required = set(inputs.get("required", ()))
+        given = ", ".join(m if m in required else f"{m}?" for m in inputs.get("members", {})) or "(none)"
+        output = ", ".join(shapes[spec["output"]["shape"]].get("members", {})) if "output" in spec else ""
+        method = FACEPRINT_METHODS.get(op) or _method(op).strip("`").split(".", 1)[1]
+        lines.append(f"| {op} | {given} | {output} | `Faceprint.{method}` |")
+    return lines
 
 
 def main() -> int:
