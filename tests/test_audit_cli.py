@@ -91,6 +91,21 @@ def test_export_jsonl_and_csv_with_filters(capsys, home, tmp_path):
     assert status == 1 and json.loads(err)["__type"] == "InvalidParameterException"
 
 
+@pytest.mark.parametrize("typed", ["=1+1", " =1+1", "\u00a0@SUM(A1)", "\uff1dcmd|' /C calc'!A0", "\uff0b1",
+                                   "-2+3", "\n=1", "\t=1", "\r=1", "\u3000+1"])
+def test_export_quotes_every_formula_start(typed):
+    from faceprint.audit.export import cell
+
+    assert cell(typed) == "'" + typed
+
+
+@pytest.mark.parametrize("typed", ["K-1", "inquiry = yes", "", "{\"a\": 1}"])
+def test_export_leaves_other_text_as_typed(typed):
+    from faceprint.audit.export import cell
+
+    assert cell(typed) == typed and cell(None) == "" and cell(-1.5) == -1.5
+
+
 def test_report_and_prune(capsys, home):
     status, out, _ = faceprint(capsys, home, "audit", "report")
     report = json.loads(out)

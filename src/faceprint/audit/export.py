@@ -1,8 +1,9 @@
 """Export of the audit log: JSON lines (one ``Record.to_json()`` a line, everything) or CSV (one
 row an entry; candidates, probe quality and details as JSON in their cells).
 
-CSV cells that a spreadsheet would read as a formula (text starting with ``=``, ``+``, ``-``,
-``@``, a tab or a carriage return: actors, purposes and case references are what callers typed)
+CSV cells that a spreadsheet would read as a formula (text whose first character, after any
+spaces, is ``=``, ``+``, ``-``, ``@`` or their full-width forms, or that starts with a tab, a
+carriage return or a line feed: actors, purposes and case references are what callers typed)
 get a leading ``'``; JSON lines are exact.
 """
 
@@ -21,7 +22,9 @@ CSV_COLUMNS = ("Seq", "Started", "Ended", "Operation", "Actor", "ActorKind", "Ke
                "CollectionId", "CollectionSize", "Threshold", "FalseMatchRate", "ProbeSha256", "LowQuality",
                "CandidateCount", "Candidates", "ProbeQuality", "Details", "PrevHash", "Hash")
 PAGE = 1000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\t", "\r", "\n")
+SPACES = " \u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+"""Spaces a spreadsheet may skip before it reads a formula."""
 
 
 def matching(log: AuditLog, filters: AuditFilter | None = None) -> Iterator[Record]:
@@ -67,6 +70,6 @@ def cell(value: Any) -> Any:
     """A value for a CSV cell: None empty, text that looks like a formula quoted with ``'``."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.lstrip(SPACES).startswith(FORMULA_STARTS):
         return "'" + value
     return value
