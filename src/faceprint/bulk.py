@@ -21,11 +21,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.index.cache import SAVE_MIN
 from faceprint.processes import exit_with_parent
+
+if TYPE_CHECKING:
+    from faceprint.audit.caller import Caller
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.\-:]")
@@ -115,7 +118,8 @@ def _analyze(job: tuple[bytes, str, bool]) -> tuple[Any, list[bytes]]:
 class BulkImporter:
     def __init__(self, fp: Any, collection_id: str, workers: int | None = None, max_faces: int | None = None,
                  quality_filter: str = "AUTO", progress: Callable[[int, int, float], None] | None = None,
-                 on_image: Callable[[Path, dict[str, Any]], None] | None = None, caller: Any = None) -> None:
+                 on_image: Callable[[Path, dict[str, Any]], None] | None = None,
+                 caller: Caller | None = None) -> None:
         self.fp = fp
         self.collection_id = collection_id
         self.workers = workers or os.cpu_count() or 1
@@ -124,10 +128,10 @@ class BulkImporter:
         self.progress = progress or (lambda done, total, start: None)
         self.on_image = on_image or (lambda path, record: None)
         self.caller = caller
-        self.crops = False
-        """The collection keeps face crops: the workers make one of each face."""
         """Who imports (``faceprint.audit.caller.Caller``; default the OS user): each image's faces are
         recorded in the audit log as one IndexFaces entry (with the image's SHA-256) before they are stored."""
+        self.crops = False
+        """The collection keeps face crops: the workers make one of each face."""
 
     def run(self, images: list[Path], external_ids: dict[str, str] | None = None) -> Summary:
         from faceprint.audit.caller import resolve
