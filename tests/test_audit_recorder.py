@@ -171,3 +171,13 @@ def test_a_purpose_or_case_that_would_not_show_as_it_is_is_refused(text: str) ->
             resolve(ALICE, **given)
     persian = "\u067e\u0631\u0648\u0646\u062f\u0647\u200c\u06cc \u06f1\u06f2"  # with a ZWNJ, as Persian writes it
     assert resolve(ALICE, case=persian, purpose="\u05ea\u05d9\u05e7 \u200f12").case == persian
+
+
+def test_a_probe_used_again_is_kept_for_its_retention_from_the_last_search(tmp_path: Path) -> None:
+    rec = recorder(tmp_path, store_probes=True)
+    data = lfw_image("Aaron_Sorkin", 1).read_bytes()
+    rec.searched("SearchFacesByImage", ALICE, 1.0, "c", 10, 80.0, (), probe_bytes=data)
+    path = rec.probes.find(hashlib.sha256(data).hexdigest())
+    os.utime(path, (1_000.0, 1_000.0))  # first used long ago
+    rec.searched("SearchFacesByImage", ALICE, 2.0, "c", 10, 80.0, (), probe_bytes=data)  # and again now
+    assert rec.probes.prune(30) == 0 and path.exists()

@@ -5,8 +5,8 @@ operator turns it on (``AuditSettings.store_probes``), the probe itself, under
 The digest is of the bytes as submitted (an image file's or request's bytes); a numpy array given
 to the Python API is encoded as PNG first, and the digest (and stored probe) is that PNG's, so a
 stored probe always hashes to its name. A probe is stored once however many searches used it;
-``delete`` overwrites it with zeros before unlinking it (erasure), ``prune`` removes those older
-than the probe retention.
+``delete`` overwrites it with zeros before unlinking it (erasure), ``prune`` removes those not
+used by a search for longer than the probe retention.
 """
 
 from __future__ import annotations
@@ -94,9 +94,11 @@ class ProbeStore:
 
     def save(self, probe: Probe) -> bool:
         """Store ``probe`` (written to a temporary name, synced and renamed); False if it was
-        stored already (by an earlier search). OSError if it cannot be written."""
+        stored already (by an earlier search: its time is set to now, as retention counts from the
+        last search that used it). OSError if it cannot be written."""
         path = self.path(probe.sha256, probe.ext)
         if path.exists():
+            os.utime(path)
             return False
         private_folder(self.folder.parent)
         private_folder(self.folder)
@@ -148,7 +150,7 @@ class ProbeStore:
                       if p.name.count(".") == 1 and SHA256.fullmatch(p.name.split(".")[0]))
 
     def prune(self, older_than_days: float, now: float | None = None) -> int:
-        """Erase the probes stored more than ``older_than_days`` ago; answers how many."""
+        """Erase the probes last used by a search more than ``older_than_days`` ago; answers how many."""
         now = time.time() if now is None else now
         cutoff = now - older_than_days * 86400
         erased = 0
