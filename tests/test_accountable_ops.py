@@ -166,6 +166,11 @@ def test_a_log_that_cannot_be_written_gives_no_result(tmp_path: Path) -> None:
     with pytest.raises(AuditUnavailable):  # no entry, no enrolment: the faces are not stored
         broken.index_faces("c", lfw_image("Aaron_Sorkin", 1))
     assert [f.face_id for f in broken.list_faces("c").faces] == [face]
+    for delete in (lambda: broken.delete_faces("c", [face]), lambda: broken.delete_collection("c")):
+        with pytest.raises(AuditUnavailable) as caught:  # a deletion is made first: the error says it stands
+            delete()
+        assert "deletion was carried out" in caught.value.message and "not carried out" not in caught.value.message
+    assert broken.list_collections().collection_ids == []
 
 
 def test_a_low_quality_probe_is_flagged_and_refused_where_the_caller_asks(enrolled) -> None:

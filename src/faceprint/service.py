@@ -475,14 +475,14 @@ class Faceprint:
                           case: str | None = None) -> DeleteCollectionResult:
         """Rekognition DeleteCollection (audited): its faces, index, settings and face crops go. The
         entry is written after the deletion (what is deleted is gone even if the log cannot be written;
-        the call then raises ``AuditUnavailable``)."""
+        the call then raises ``AuditUnavailable`` saying that the deletion stands)."""
         who, started = resolve(caller, purpose, case), time.time()
         check_pattern("CollectionId", collection_id, COLLECTION_ID)  # a collection of any profile may go
         faces = self.store.count_faces(collection_id)
         result = self.collections.delete_collection(collection_id)
         self.settings_store.drop(collection_id)
         crops = self.crops.drop(collection_id)
-        self.recorder.changed("DeleteCollection", who, collection_id, {"FaceCount": faces, "CropsErased": crops},
+        self.recorder.deleted("DeleteCollection", who, collection_id, {"FaceCount": faces, "CropsErased": crops},
                               started)
         return result
 
@@ -546,7 +546,7 @@ class Faceprint:
         who, started = resolve(caller, purpose, case), time.time()
         result = self.collections.delete_faces(collection_id, face_ids)
         crops = self.crops.delete(collection_id, result.deleted_faces)
-        self.recorder.changed("DeleteFaces", who, collection_id, started=started, details={
+        self.recorder.deleted("DeleteFaces", who, collection_id, started=started, details={
             "FaceIds": list(result.deleted_faces), "NotDeleted": len(result.unsuccessful_face_deletions),
             "CropsErased": crops})
         return result

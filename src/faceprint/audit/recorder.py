@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 DEFAULT_VIDEO_THRESHOLD = 80.0
 """StartFaceSearch's FaceMatchThreshold when none is given (Rekognition's)."""
+DELETED_UNRECORDED = ("The deletion was carried out (what was deleted is gone), but its audit record could not "
+                      "be written.")
+"""The message of a deletion whose entry could not be written (not the log's "was not carried out")."""
 REFUSED_LOW_QUALITY = "low-quality probe"
 """``Details["Refused"]`` of a search refused because its probe fell under the quality floor."""
 
@@ -94,6 +97,15 @@ class Recorder:
         entry = Entry(operation=operation, caller=caller, started=now if started is None else started, ended=now,
                       collection_id=collection_id, details=dict(details or {}))
         return self.log.append(entry).seq
+
+    def deleted(self, operation: str, caller: Caller, collection_id: str | None, details: dict[str, Any],
+                started: float) -> int | None:
+        """Record a deletion already made (what is deleted is gone, entry or not); where the entry cannot
+        be written, the ``AuditUnavailable`` raised says that the deletion stands (:data:`DELETED_UNRECORDED`)."""
+        try:
+            return self.changed(operation, caller, collection_id, details, started)
+        except AuditUnavailable as exc:
+            raise AuditUnavailable(DELETED_UNRECORDED) from exc
 
     def _keep(self, probe: Probe) -> bool:
         """Store the probe where the settings ask for it; True if it is kept."""
