@@ -4,6 +4,7 @@ folder: search entries are appended to the log as the recorder would, so no mode
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,20 @@ def test_two_person_rule_needs_two_different_reviewers(home):
     assert home.reviews.get(search)[1].status == "pending"  # the other candidate is untouched
 
 
+@pytest.mark.parametrize("twin", ["ALICE", "\uff41\uff4c\uff49\uff43\uff45", "\uff21lice", " alice "])
+def test_look_alike_forms_of_one_name_are_one_person(home, twin):
+    search = home.search()
+    home.reviews.decide(search, FACE_A, "CONFIRMED", ALICE)
+    review = home.reviews.decide(search, FACE_A, "CONFIRMED", Caller(twin, "key", "AKIDTWIN"))
+    assert review.status == "awaiting-second" and review.confirmations == 1
+
+
+def test_a_note_may_join_letters_as_its_script_does(home):
+    search = home.search()
+    note = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # Persian, with a zero-width non-joiner
+    assert home.reviews.decide(search, FACE_A, "INCONCLUSIVE", ALICE, note=note).decisions[0]["Note"] == note
+
+
 def test_the_searcher_may_be_one_of_the_two(home):
     search = home.search()
     home.reviews.decide(search, FACE_A, "CONFIRMED", Caller("investigator"))
@@ -141,7 +156,8 @@ def test_bad_decisions_are_refused_and_leave_no_entry(home, search, face, decisi
     assert home.decisions() == []
 
 
-@pytest.mark.parametrize("note", ["", "x" * 1001, "bell\x07", 12])
+@pytest.mark.parametrize("note", ["", "x" * 1001, "bell\x07", 12, "not \u202eTON", "del\x7f", "c1\x85",
+                                  "\u2067isolate\u2069"])
 def test_a_bad_note_is_refused(home, note):
     with pytest.raises(InvalidParameterException, match="Note"):
         home.reviews.decide(home.search(), FACE_A, "CONFIRMED", ALICE, note=note)
@@ -245,6 +261,15 @@ def test_the_stricter_rule_applies_when_the_collection_changes(home):
     assert home.reviews.get(strict)[0].status == "awaiting-second"  # on when the review opened: still two
 
 
+def test_a_rule_turned_on_behind_the_reviews_back_still_holds_a_one_person_confirmation(home):
+    search = home.search(two_person=False)
+    home.reviews.decide(search, FACE_A, "CONFIRMED", ALICE)
+    home.settings.put("people", CollectionSettings(two_person_rule=True))  # without rule_changed
+    review = home.reviews.get(search)[0]
+    assert (review.status, review.required, review.confirmations) == ("awaiting-second", 2, 1)
+    assert [r.status for r in home.reviews.queue()] == ["awaiting-second"]
+
+
 def test_the_queue_is_rebuilt_from_the_log(home, tmp_path):
     search = home.search(faces=(FACE_A, FACE_B, FACE_C))
     home.reviews.request(search, [FACE_C], ALICE)
@@ -282,6 +307,33 @@ def test_concurrent_reviewers_are_ordered(home, tmp_path):
     first = statuses.index("confirmed")
     assert set(statuses[:first]) == {"awaiting-second"} and set(statuses[first:]) == {"confirmed"}
     assert home.reviews.get(search)[0].status == "confirmed" and len(home.reviews.get(search)[0].decisions) == 10
+
+
+def _confirm_as(root: str, search: int, name: str) -> None:
+    folder = Path(root)
+    reviews = Reviews(folder / "audit", AuditLog(folder / "audit"), SettingsStore(folder / "settings.db"))
+    for _ in range(5):
+        reviews.decide(search, FACE_A, "CONFIRMED", Caller(name, "key", f"AKID{name.upper()}"))
+
+
+def test_one_person_confirming_from_two_processes_at_once_is_still_one(home, tmp_path):
+    import multiprocessing
+
+    from faceprint.audit.verify import verify
+
+    search = home.search()
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_confirm_as, args=(str(tmp_path), search, name)) for name in ("alice", "ALICE")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    review = home.reviews.get(search)[0]
+    assert (review.status, review.confirmations, len(review.decisions)) == ("awaiting-second", 1, 10)
+    assert {e.entry.details["Status"] for e in home.decisions()} == {"awaiting-second"}
+    assert home.reviews.decide(search, FACE_A, "CONFIRMED", BOB).status == "confirmed"
+    assert verify(home.log).ok
 
 
 def test_reviews_of_pruned_searches_go_with_them(home, tmp_path):

@@ -10,9 +10,10 @@ How a candidate's status follows from its decisions (:func:`status_of`): only ea
 latest decision counts (all stay in the log); any REJECTED makes it "rejected"; as many different
 reviewers' CONFIRMED as required make it "confirmed" (two under the collection's two-person rule,
 else one); else any INCONCLUSIVE makes it "inconclusive", one CONFIRMED short of two
-"awaiting-second", and none "pending". Reviewers are told apart by name, case folded, whatever
-the channel (an access key's user, a console user or an OS user of the same name are one person),
-so that one person can never count twice. The person who ran the search may be one of the two.
+"awaiting-second", and none "pending". Reviewers are told apart by name (in its NFKC form, case
+folded: :func:`person`), whatever the channel (an access key's user, a console user or an OS user
+of the same name are one person), so that one person can never count twice. The person who ran
+the search may be one of the two.
 Once a candidate's review has needed two confirmations (the rule was on when it was requested or
 decided on), it always does; where it was off, turning the rule on asks for a second confirmation
 of the candidates already confirmed by one. Components (callers of kind "system") do not review.
@@ -21,15 +22,15 @@ of the candidates already confirmed by one. Components (callers of kind "system"
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from faceprint.audit.caller import Caller
-from faceprint.audit.log import AuditFilter, AuditLog, Entry, Record
+from faceprint.audit.log import AuditFilter, AuditLog, Entry, Record, iso
 from faceprint.audit.settings import SettingsStore
 from faceprint.collections import COLLECTION_ID, check_pattern, decode_token, encode_token
 from faceprint.errors import (
@@ -50,6 +51,7 @@ STATUSES = ("pending", "awaiting-second", "confirmed", "rejected", "inconclusive
 REQUESTED = "ReviewRequested"
 DECIDED = "ReviewDecision"
 MAX_NOTE = 1000
+DIRECTION_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_FACE_IDS = 4096
 MAX_PAGE = 1000
 MAX_SEQ = 2**63 - 1
@@ -117,12 +119,18 @@ class CandidateReview:
                 "Confirmations": self.confirmations, "Decisions": [dict(d) for d in self.decisions]}
 
 
+def person(reviewer: str) -> str:
+    """Who a reviewer's name stands for: its compatibility form (NFKC: full-width and other
+    look-alike forms of letters as the letters), case folded, without surrounding spaces."""
+    return unicodedata.normalize("NFKC", reviewer).casefold().strip()
+
+
 def latest_decisions(decisions: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Each reviewer's latest decision (``decisions``: (reviewer, decision), oldest first), by
-    reviewer name case folded."""
+    :func:`person`."""
     latest: dict[str, str] = {}
     for reviewer, decision in decisions:
-        latest[reviewer.casefold()] = decision
+        latest[person(reviewer)] = decision
     return latest
 
 
@@ -144,10 +152,6 @@ def candidate_id(candidate: dict) -> str | None:
     """The name of one of a search entry's candidates: its FaceId, or its UserId (SearchUsers)."""
     value = candidate.get("FaceId") or candidate.get("UserId")
     return value if isinstance(value, str) else None
-
-
-def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Reviews:
@@ -367,13 +371,17 @@ class Reviews:
     def _decisions(self, db: Any, row_id: int) -> list[dict]:
         rows = db.execute("SELECT reviewer, decision, time, note, audit_id FROM decisions WHERE candidate = ?"
                           " ORDER BY audit_id", (row_id,)).fetchall()
-        return [{"Reviewer": r[0], "Decision": r[1], "Time": iso_time(r[2]), "Note": r[3], "AuditId": r[4]}
+        return [{"Reviewer": r[0], "Decision": r[1], "Time": iso(r[2]), "Note": r[3], "AuditId": r[4]}
                 for r in rows]
 
     def _review(self, db: Any, row: tuple) -> CandidateReview:
+        """A queue row as a review, its status following from its decisions under the rule in force now
+        (the stored status may lag where the collection's settings changed without :meth:`rule_changed`)."""
         required = max(row[8], self._required(row[3]))
+        decisions = tuple(self._decisions(db, row[0]))
+        status = status_of(((d["Reviewer"], d["Decision"]) for d in decisions), required)
         return CandidateReview(search_id=row[1], face_id=row[2], collection_id=row[3], similarity=row[4],
-                               status=row[9], decisions=tuple(self._decisions(db, row[0])),
+                               status=status, decisions=decisions,
                                external_image_id=row[5], user_id=row[6], probe_sha256=row[7], required=required,
                                queue_id=row[0])
 
@@ -449,8 +457,10 @@ def check_decision(decision: Any) -> str:
 
 
 def check_note(note: Any) -> None:
+    """A note is 1 to :data:`MAX_NOTE` characters without control characters (line feeds and tabs
+    aside) or text direction controls (which would show the next reviewer other words)."""
     if note is None:
         return
     if not isinstance(note, str) or not 1 <= len(note) <= MAX_NOTE or any(
-            ord(c) < 32 and c not in "\n\t" for c in note):
+            (c not in "\n\t" and unicodedata.category(c) in ("Cc", "Cs")) or c in DIRECTION_CONTROLS for c in note):
         raise InvalidParameterException(f"Note must be 1 to {MAX_NOTE} characters, without control characters.")
