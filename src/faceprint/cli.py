@@ -336,8 +336,25 @@ def _serve_command(sub: Any) -> None:
     _connection_arguments(p)
     _video_arguments(p)
     _stream_arguments(p)
+    _audit_arguments(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="'warning' turns the access log off")
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    """The audit record's and retention's settings of ``faceprint serve`` (docs/audit.md)."""
+    p.add_argument("--store-probes", action="store_true",
+                   help="keep each search's probe image beside its digest in the audit record (HOME/audit/probes)")
+    p.add_argument("--audit-retention-days", type=int, default=183, metavar="DAYS",
+                   help="keep audit entries at least this long (default 183: six months)")
+    p.add_argument("--probe-retention-days", type=int, metavar="DAYS",
+                   help="erase stored probes after this many days (default: kept as long as their entries)")
+    p.add_argument("--quality-floor", type=float, default=90.0, metavar="PERCENT",
+                   help="flag probes whose measured rank-1 at their quality is under this (default 90)")
+    p.add_argument("--durable-audit", action="store_true",
+                   help="flush every audit entry to disk before answering (slower)")
+    p.add_argument("--retention-every", type=float, default=3600.0, metavar="SECONDS",
+                   help="apply the collections' face retention periods this often (default 3600; 0: never)")
 
 
 def _connection_arguments(p: argparse.ArgumentParser) -> None:
@@ -403,7 +420,10 @@ def _serve(args: argparse.Namespace) -> None:
                         video_workers=args.video_workers, max_video_jobs=args.max_video_jobs,
                         job_expiry=parse_job_expiry(args.job_expiry), max_video_bytes=args.max_video_bytes,
                         max_video_seconds=args.max_video_seconds, sns_topics=args.sns_topic,
-                        streams=args.stream, data_streams=args.data_stream, no_streams=args.no_streams))
+                        streams=args.stream, data_streams=args.data_stream, no_streams=args.no_streams,
+                        store_probes=args.store_probes, audit_retention_days=args.audit_retention_days,
+                        probe_retention_days=args.probe_retention_days, quality_floor=args.quality_floor,
+                        durable_audit=args.durable_audit, retention_every=args.retention_every))
 
 
 def main(argv: list[str] | None = None) -> int:

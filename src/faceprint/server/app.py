@@ -46,6 +46,7 @@ from faceprint.server.protocol import (
     internal_error_reply,
     response_headers,
 )
+from faceprint.server.retention import RetentionRunner
 from faceprint.server.streams import RunnerHolder
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class AppOptions:
     StartStreamProcessor this process answers starts it anyway. None: only that."""
     events: EventSettings = EventSettings()
     """The Server-Sent Events endpoint's client cap, heartbeat and polling."""
+    retention_every: float = 0.0
+    """Seconds between two runs of the collections' face retention (0: none from this app;
+    ``faceprint serve`` runs it hourly, from one process of the home)."""
 
 
 def body_limit(image_members: int, max_image_bytes: int) -> int:
@@ -124,6 +128,7 @@ class _State:
         self.light = ThreadPoolExecutor(options.light_threads, thread_name_prefix="fp-light")
         self.events = EventStreams(handler, options.events)
         self.streams = RunnerHolder(options.streams_runner)
+        self.retention = RetentionRunner(handler.fp, options.retention_every)
 
     def pool(self, operation: str | None) -> ThreadPoolExecutor:
         return self.inference if operation in self.image_ops else self.light
@@ -136,6 +141,7 @@ class _State:
             logging.getLogger("faceprint.server").exception("starting the video job runner failed")
 
     def shutdown(self) -> None:
+        self.retention.stop()
         self.inference.shutdown(wait=True)
         self.light.shutdown(wait=True)
         self.events.close()
@@ -163,6 +169,7 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
         if state.options.video_runner:
             await asyncio.get_running_loop().run_in_executor(state.light, state.start_video)
         watch = asyncio.create_task(_watch_streams(state)) if state.options.streams_start else None
+        state.retention.start()
         try:
             yield {STOPPING: state.events.stopping}  # the guard sets it when shutdown begins: SSE streams end
         finally:

@@ -104,6 +104,18 @@ class ServeSettings:
     """Run no stream host from this server (another process runs the home's processors)."""
     streams_file: str | None = None
     """Where a worker process reads the streams and data streams (a 0600 file of the server's)."""
+    store_probes: bool = False
+    """Keep each search's probe image beside its digest in the audit record (``HOME/audit/probes``)."""
+    audit_retention_days: int = 183
+    """Audit entries are kept at least this long (``faceprint audit prune`` refuses younger ones)."""
+    probe_retention_days: int | None = None
+    """Stored probes are erased after this many days (None: kept as long as their audit entries)."""
+    quality_floor: float = 90.0
+    """Measured rank-1 (percent) under which a probe is flagged low quality."""
+    durable_audit: bool = False
+    """Flush every audit entry to disk before answering (slower; see faceprint.audit.config)."""
+    retention_every: float = 3600.0
+    """Seconds between two runs of the collections' face retention (0: never from this server)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -133,7 +145,18 @@ def check_settings(settings: ServeSettings) -> None:
                                         "or more.")
     tls_context(guard_settings(settings, 1))  # fails here, clearly, on files that do not load
     check_video_settings(settings)
+    check_audit_settings(settings)
     stream_flags(settings.streams, settings.data_streams)
+
+
+def check_audit_settings(settings: ServeSettings) -> None:
+    if settings.audit_retention_days < 1 or (settings.probe_retention_days is not None
+                                             and settings.probe_retention_days < 1):
+        raise InvalidParameterException("--audit-retention-days and --probe-retention-days must be 1 or more.")
+    if not 0 <= settings.quality_floor <= 100:
+        raise InvalidParameterException("--quality-floor must be a percentage from 0 to 100.")
+    if settings.retention_every < 0:
+        raise InvalidParameterException("--retention-every must be 0 (never) or more seconds.")
 
 
 def check_video_settings(settings: ServeSettings) -> None:
@@ -214,7 +237,6 @@ def connection_cap(requested: int | None, fd_limit: int) -> int:
 
 def build_app(settings: ServeSettings) -> Starlette:
     """The app of one worker process, from its settings."""
-    from faceprint.audit.config import AuditSettings
     from faceprint.imaging import ImageLimits
     from faceprint.service import Faceprint
 
@@ -231,7 +253,7 @@ def build_app(settings: ServeSettings) -> Starlette:
     fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
                    threads=0 if settings.workers == 1 else share, region=settings.region,
                    video=video_settings(settings, buckets), streams=stream_settings(flags),
-                   audit=AuditSettings(two_person_default=True))  # new collections on the server: two-person rule
+                   audit=audit_settings(settings))
     keys = None
     if settings.auth:
         from faceprint.server.auth import KeyStore
@@ -239,8 +261,19 @@ def build_app(settings: ServeSettings) -> Starlette:
         keys = KeyStore(fp.home)
     options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None,
-                         video_runner=buckets is not None, **_streams_options(settings, fp, flags))
+                         video_runner=buckets is not None, retention_every=settings.retention_every,
+                         **_streams_options(settings, fp, flags))
     return create_app(fp, keys=keys, buckets=buckets, options=options)
+
+
+def audit_settings(settings: ServeSettings) -> Any:
+    """The server's :class:`faceprint.audit.config.AuditSettings`: the record on, and the two-person
+    rule on for the collections it creates."""
+    from faceprint.audit.config import AuditSettings
+
+    return AuditSettings(store_probes=settings.store_probes, retention_days=settings.audit_retention_days,
+                         probe_retention_days=settings.probe_retention_days, quality_floor=settings.quality_floor,
+                         two_person_default=True, durable=settings.durable_audit)
 
 
 def _streams_options(settings: ServeSettings, fp: Any, flags: StreamFlags) -> dict[str, Any]:
