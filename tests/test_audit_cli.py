@@ -125,14 +125,23 @@ def test_report_and_prune(capsys, home):
 def test_prune_removes_old_entries_and_verify_accepts_the_marker(capsys, tmp_path):
     import time
 
+    from faceprint.audit.probe_store import Probe, ProbeStore
+
     home = tmp_path / "home"
     log = AuditLog(home / "audit")
     old = time.time() - 300 * 86400
     log.append_many([Entry("SearchFaces", Caller("analyst"), old + n, old + n, "c") for n in range(3)]
                     + [Entry("SearchFaces", Caller("analyst"), time.time(), time.time(), "c")])
+    probes = ProbeStore(home / "audit" / "probes")  # stored probes follow the entries (no probe retention set)
+    stale, fresh = Probe.of(b"\xff\xd8\xff old search"), Probe.of(b"\xff\xd8\xff new search")
+    for probe in (stale, fresh):
+        probes.save(probe)
+    os.utime(probes.path(stale.sha256, "jpg"), (old, old))
     status, out, _ = faceprint(capsys, home, "audit", "prune", "--older-than-days", "250")
     assert status == 0 and json.loads(out) | {"Cutoff": None} == {"Pruned": 3, "FirstSeq": 1, "LastSeq": 3,
-                                                                   "Cutoff": None, "MarkerSeq": 5}
+                                                                   "Cutoff": None, "MarkerSeq": 5,
+                                                                   "ProbesErased": 1}
+    assert probes.digests() == [fresh.sha256]
     status, out, _ = faceprint(capsys, home, "audit", "verify")
     report = json.loads(out)
     assert status == 0 and report["Ok"] and (report["FirstSeq"], report["LastSeq"], report["Entries"]) == (4, 5, 2)

@@ -76,12 +76,7 @@ def run(args: argparse.Namespace) -> Any:
         return _export(fp, args)
     if command == "report":
         return fp.audit_report(parse_time(args.since, "--since"), parse_time(args.until, "--until"))
-    from faceprint.audit.retention import prune
-
-    result = prune(fp.audit_log, args.older_than_days, minimum_days=fp.audit_settings.retention_days)
-    if result["Pruned"]:
-        fp.reviews.refresh()  # the review queue's copy of pruned searches goes now
-    return result
+    return fp.prune_audit(args.older_than_days)
 
 
 def _printed(report: dict[str, Any]) -> Any:

@@ -760,6 +760,22 @@ class Faceprint:
 
         return audit_report(self.audit_log, since, until)
 
+    def prune_audit(self, older_than_days: float, caller: Caller | None = None) -> dict[str, Any]:
+        """Remove the audit entries started more than ``older_than_days`` ago (refused under
+        ``audit_settings.retention_days``), leaving a signed ``Prune`` marker
+        (``faceprint.audit.retention``); the review queue forgets their searches, and where stored
+        probes follow the entries (``probe_retention_days`` None) the probes no search used for as
+        long are erased too (``ProbesErased``)."""
+        from faceprint.audit.retention import prune
+
+        result = prune(self.audit_log, older_than_days, minimum_days=self.audit_settings.retention_days,
+                       caller=caller)
+        if result["Pruned"]:
+            self.reviews.refresh()  # the review queue's copy of pruned searches goes now
+        if self.audit_settings.probe_retention_days is None:
+            result["ProbesErased"] = self.probe_store.prune(older_than_days)
+        return result
+
     # -- review and collection settings (faceprint.audit.review, faceprint.audit.settings) -------
 
     @property
