@@ -49,3 +49,15 @@ def test_bad_filters_are_invalid_parameters(tmp_path, bad):
     with pytest.raises(InvalidParameterException):
         fp.audit_report(since=bad.since, until=bad.until) if bad.since is not None or bad.until is not None \
             else fp.audit_log.query(bad)
+
+
+def test_the_report_lists_so_many_purposes_and_counts_the_rest_together(tmp_path):
+    from faceprint.audit.report import MAX_GROUPS, OTHERS
+
+    fp = Faceprint(tmp_path / "home")
+    fp.audit_log.append_many(Entry("SearchFaces", Caller("u", purpose=f"purpose {n:05d}"), 1000.0 + n, 1000.5 + n,
+                                   "c") for n in range(MAX_GROUPS + 3))
+    report = fp.audit_report()
+    assert report["Totals"]["Searches"] == MAX_GROUPS + 3 and len(report["ByPurpose"]) == MAX_GROUPS + 1
+    others, = [p for p in report["ByPurpose"] if p["Purpose"] == OTHERS]
+    assert others["Searches"] == 3 and report["ByActor"][0]["Searches"] == MAX_GROUPS + 3

@@ -26,6 +26,10 @@ DELETIONS = frozenset({"DeleteFaces", "DeleteCollection", "Erase", "RetentionDel
 DECISION = "ReviewDecision"
 MAX_LISTED = 1000
 """Low-quality searches listed at most (all are counted)."""
+MAX_GROUPS = 1000
+"""Purposes, actors and collections listed at most, each: those first seen after are counted together
+under :data:`OTHERS` (purposes are what callers typed, so there may be as many as entries)."""
+OTHERS = "(others)"
 
 
 class _Tally:
@@ -64,6 +68,11 @@ def _kind(operation: str) -> str:
     return "Other"
 
 
+def _group(groups: dict[Any, _Tally], key: Any, others: Any) -> _Tally:
+    """The tally of ``key`` in ``groups``, or of ``others`` once :data:`MAX_GROUPS` keys have their own."""
+    return groups[key if key in groups or len(groups) < MAX_GROUPS else others]
+
+
 def audit_report(log: AuditLog, since: float | None = None, until: float | None = None) -> dict[str, Any]:
     """The report of the entries started within [since, until] (epoch seconds; None: open)."""
     purposes: dict[str, _Tally] = defaultdict(_Tally)
@@ -77,10 +86,10 @@ def audit_report(log: AuditLog, since: float | None = None, until: float | None 
         e = record.entry
         operations[e.operation] += 1
         total.add(record)
-        purposes[e.caller.purpose or "(none given)"].add(record)
-        actors[(e.caller.actor, e.caller.kind)].add(record)
+        _group(purposes, e.caller.purpose or "(none given)", OTHERS).add(record)
+        _group(actors, (e.caller.actor, e.caller.kind), (OTHERS, "")).add(record)
         if e.collection_id is not None:
-            collections[e.collection_id].add(record)
+            _group(collections, e.collection_id, OTHERS).add(record)
         if e.low_quality and e.operation in SEARCHES and len(low) < MAX_LISTED:
             low.append({"Seq": record.seq, "Started": iso(e.started), "Operation": e.operation,
                         "Actor": e.caller.actor, "Case": e.caller.case, "CollectionId": e.collection_id,
