@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from faceprint.attributes import requested
 from faceprint.attributes.engine import AttributeEngine
 from faceprint.audit.caller import resolve
 from faceprint.audit.config import AuditSettings
-from faceprint.audit.recorder import REFUSED_LOW_QUALITY, face_candidates, face_search_start, refusal, user_candidates
+from faceprint.audit.recorder import face_candidates, face_search_start, user_candidates
 from faceprint.audit.settings import KEEP
 from faceprint.collections import COLLECTION_ID, Collections, check_pattern
 from faceprint.engine import MAX_FACES, FaceEngine
@@ -83,7 +83,7 @@ if TYPE_CHECKING:
     from faceprint.audit.verify import VerifyReport
     from faceprint.crops import CropStore
     from faceprint.erasure import Eraser
-    from faceprint.probes import ProbeAssessor, ProbeQuality
+    from faceprint.probes import ProbeAssessor
     from faceprint.streams.service import StreamProcessors, StreamSettings
     from faceprint.streams.types import (
         CreateStreamProcessorResult,
@@ -294,22 +294,6 @@ class Faceprint:
 
         return read_probe(image, lambda path: _read_path(path, self.limits), self.load_image)
 
-    def _probe_check(self, operation: str, who: Caller, started: float, collection_id: str | None,
-                     threshold: Any, probe: Probe | None) -> Callable[[Analysis], ProbeQuality]:
-        """What assesses a search's probe once it is analysed: its quality, or, where the caller refuses
-        low-quality probes and this is one, an audit entry saying the search was refused and
-        InvalidParameterException."""
-        def check(analysis: Analysis) -> ProbeQuality:
-            assert analysis.image is not None
-            quality = self.probes.assess(analysis.image, analysis.faces[0])
-            if quality.low_quality and who.refuse_low_quality:
-                self.recorder.searched(operation, who, started, collection_id, None, float(threshold), (), probe,
-                                       quality, {"Refused": REFUSED_LOW_QUALITY})
-                raise InvalidParameterException(refusal(quality))
-            return quality
-
-        return check
-
     def _size(self, collection_id: str) -> int | None:
         """The collection's size for an audit entry (None with the record off: nothing to pay)."""
         return self.collections.size(collection_id) if self.recorder.enabled else None
@@ -365,7 +349,8 @@ class Faceprint:
         if not src.faces:
             why = " that passes the quality filter" if src.rejected else ""
             raise InvalidParameterException(f"There is no face in the source image{why}.")
-        quality = self._probe_check("CompareFaces", who, started, None, threshold, probe)(src)
+        check = self.recorder.probe_check(self.probes.assess, "CompareFaces", who, started, None, threshold, probe)
+        quality = check(src)
         result = self._compared(src, self.analyze(tgt_img, MAX_FACES, quality_filter), threshold)
         result.probe = quality
         candidates = [{"Similarity": m.similarity, "BoundingBox": m.face.bounding_box.to_dict()}
@@ -496,8 +481,8 @@ class Faceprint:
         who, started = resolve(caller, purpose, case), time.time()
         self.collections.collection(collection_id)
         source, image_probe = self._probe_input(image)
-        record = self._enrolment(who, started, collection_id, external_image_id,
-                                 image_probe.sha256 if image_probe else None)
+        record = self.recorder.enrolment(who, started, collection_id, external_image_id,
+                                         image_probe.sha256 if image_probe else None)
         result = self.collections.index_faces(collection_id, source, external_image_id, detection_attributes,
                                               max_faces, quality_filter, record=record)
         if result.face_records and self.settings_store.get(collection_id).keep_face_crops:
@@ -512,23 +497,13 @@ class Faceprint:
         (the bulk importer writes one entry per image this way); crops where the collection keeps them
         and the analysis still holds its image."""
         who, started = resolve(caller, purpose, case), time.time()
-        record = self._enrolment(who, started, collection_id, external_image_id, source_sha256)
+        record = self.recorder.enrolment(who, started, collection_id, external_image_id, source_sha256)
         result = self.collections.store_analysis(collection_id, analysis, external_image_id, max_faces,
                                                  source_sha256, record=record)
         if result.face_records and analysis.image is not None and \
                 self.settings_store.get(collection_id).keep_face_crops:
             self._keep_crops(collection_id, analysis.image, result)
         return result
-
-    def _enrolment(self, who: Caller, started: float, collection_id: str, external_image_id: str | None,
-                   image_sha256: str | None) -> Callable[[list[str], int], int | None]:
-        """What writes IndexFaces' entry once the new face ids are known (before they are stored)."""
-        def record(face_ids: list[str], unindexed: int) -> int | None:
-            return self.recorder.changed("IndexFaces", who, collection_id, started=started, details={
-                "FaceIds": face_ids, "ExternalImageId": external_image_id, "ImageSha256": image_sha256,
-                "UnindexedFaces": unindexed})
-
-        return record
 
     def _keep_crops(self, collection_id: str, image: DecodedImage, result: IndexFacesResult) -> None:
         from faceprint.crops import crop_jpeg
@@ -570,7 +545,8 @@ class Faceprint:
         who, started = resolve(caller, purpose, case), time.time()
         self.collections.collection(collection_id)
         source, probe = self._probe_input(image)
-        check = self._probe_check("SearchFacesByImage", who, started, collection_id, face_match_threshold, probe)
+        check = self.recorder.probe_check(self.probes.assess, "SearchFacesByImage", who, started, collection_id,
+                                          face_match_threshold, probe)
         result = self.collections.search_faces_by_image(collection_id, source, max_faces, face_match_threshold,
                                                         quality_filter, inspect=check)
         result.audit_id = self.recorder.searched(
@@ -620,7 +596,8 @@ class Faceprint:
         who, started = resolve(caller, purpose, case), time.time()
         self.collections.collection(collection_id)
         source, probe = self._probe_input(image)
-        check = self._probe_check("SearchUsersByImage", who, started, collection_id, user_match_threshold, probe)
+        check = self.recorder.probe_check(self.probes.assess, "SearchUsersByImage", who, started, collection_id,
+                                          user_match_threshold, probe)
         result = self.users.search_users_by_image(collection_id, source, user_match_threshold, max_users,
                                                   quality_filter, inspect=check)
         result.audit_id = self.recorder.searched(

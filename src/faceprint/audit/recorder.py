@@ -23,11 +23,13 @@ from faceprint.audit.caller import Caller
 from faceprint.audit.config import AuditSettings
 from faceprint.audit.fmr import bound, false_match_rate
 from faceprint.audit.probe_store import Probe, ProbeStore
-from faceprint.errors import AuditUnavailable
+from faceprint.errors import AuditUnavailable, InvalidParameterException
 
 if TYPE_CHECKING:
     from faceprint.audit.log import AuditLog
+    from faceprint.faces import Analysis
     from faceprint.models.profiles import Profile
+    from faceprint.probes import ProbeQuality
     from faceprint.types import FaceMatch, UserMatch
 
 DEFAULT_VIDEO_THRESHOLD = 80.0
@@ -106,6 +108,35 @@ class Recorder:
             return self.changed(operation, caller, collection_id, details, started)
         except AuditUnavailable as exc:
             raise AuditUnavailable(DELETED_UNRECORDED) from exc
+
+    def enrolment(self, caller: Caller, started: float, collection_id: str, external_image_id: str | None,
+                  image_sha256: str | None) -> Callable[[list[str], int], int | None]:
+        """What writes IndexFaces' entry once the new face ids are known, before they are stored
+        (``faceprint.collections.Record``)."""
+        def record(face_ids: list[str], unindexed: int) -> int | None:
+            return self.changed("IndexFaces", caller, collection_id, started=started, details={
+                "FaceIds": face_ids, "ExternalImageId": external_image_id, "ImageSha256": image_sha256,
+                "UnindexedFaces": unindexed})
+
+        return record
+
+    def probe_check(self, assess: Callable[[Any, Any], ProbeQuality], operation: str, caller: Caller,
+                    started: float, collection_id: str | None, threshold: float,
+                    probe: Probe | None) -> Callable[[Analysis], ProbeQuality]:
+        """What assesses a search's probe once it is analysed (``faceprint.collections.Inspect``): its
+        quality (``assess(image, face)``, ``faceprint.probes.ProbeAssessor.assess``), or, where the caller
+        refuses low-quality probes and this is one, an entry saying the search was refused and
+        InvalidParameterException."""
+        def check(analysis: Analysis) -> ProbeQuality:
+            assert analysis.image is not None
+            quality = assess(analysis.image, analysis.faces[0])
+            if quality.low_quality and caller.refuse_low_quality:
+                self.searched(operation, caller, started, collection_id, None, float(threshold), (), probe, quality,
+                              {"Refused": REFUSED_LOW_QUALITY})
+                raise InvalidParameterException(refusal(quality))
+            return quality
+
+        return check
 
     def _keep(self, probe: Probe) -> bool:
         """Store the probe where the settings ask for it; True if it is kept."""
