@@ -181,3 +181,16 @@ def test_a_probe_used_again_is_kept_for_its_retention_from_the_last_search(tmp_p
     os.utime(path, (1_000.0, 1_000.0))  # first used long ago
     rec.searched("SearchFacesByImage", ALICE, 2.0, "c", 10, 80.0, (), probe_bytes=data)  # and again now
     assert rec.probes.prune(30) == 0 and path.exists()
+
+
+def test_every_profile_is_calibrated_at_the_levels_the_rates_come_from() -> None:
+    """false_match_rate reads FMR_LEVELS whatever the profile: right only while every profile's
+    similarity knots sit at those levels (a recalibration that moves them must change fmr too)."""
+    from faceprint.models.profiles import PROFILES
+
+    for profile in PROFILES.values():
+        knots = profile.knots
+        assert {s for _, s in FMR_LEVELS} <= {s for _, s in knots}, profile.name
+        assert [s for s, _ in knots] == sorted(s for s, _ in knots), profile.name
+        for rate, similarity in FMR_LEVELS:
+            assert false_match_rate(profile, similarity) == pytest.approx(rate)
