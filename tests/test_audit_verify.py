@@ -137,6 +137,16 @@ def test_a_tail_cut_back_to_a_checkpoint_with_its_latest_head_shows(tmp_path):
     assert problems(log) == [(HEAD_EVERY + 1, "truncated")]
 
 
+def test_a_latest_head_at_a_checkpoint_is_signed_again_as_one_when_the_log_goes_on(tmp_path):
+    log = AuditLog(tmp_path / "audit", durable=False)
+    log.append_many(entry(n) for n in range(1, HEAD_EVERY + 1))  # the latest head is the checkpoint's
+    log.append(entry(HEAD_EVERY + 1))
+    assert [h.seq for h in log.signed_heads()] == [HEAD_EVERY, HEAD_EVERY + 1] and problems(log) == []
+    sql(log, "DELETE FROM entries WHERE seq > ?", (HEAD_EVERY,))
+    sql(log, "DELETE FROM heads WHERE seq > ?", (HEAD_EVERY,))
+    assert problems(log) == [(HEAD_EVERY + 1, "truncated")]
+
+
 def test_a_wiped_log_whose_key_remains_shows(log):
     sql(log, "DELETE FROM entries")
     sql(log, "DELETE FROM heads")
