@@ -157,6 +157,21 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+def test_every_audited_command_takes_case_and_purpose_and_serve_its_audit_settings() -> None:
+    import argparse
+
+    from faceprint.cli import AUDITED, build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    def options(name: str) -> set[str]:
+        return {o for action in commands[name]._actions for o in action.option_strings}
+
+    for name in AUDITED:
+        assert {"--case", "--purpose"} <= options(name) and "--store-probes" not in options(name), name
+    assert "--store-probes" in options("serve") and "--case" not in options("serve")
+
+
 def test_the_command_line_declares_case_and_purpose_and_bulk_imports_write_an_entry_per_image(
         tmp_path: Path, clip: Path) -> None:
     from faceprint.crops import CropStore

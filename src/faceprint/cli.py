@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target")
     p.add_argument("--similarity-threshold", type=float, default=80.0)
     p.add_argument("--quality-filter", default="NONE")
-    _audit_arguments(p)
+    _case_arguments(p)
 
     p = sub.add_parser("detect-text", help="DetectText: lines and words of text in an image ('-' reads stdin)")
     p.add_argument("image")
@@ -82,7 +82,8 @@ AUDITED = frozenset({"compare-faces", "delete-collection", "delete-faces", "sear
 """Commands recorded in the home's audit log: they take --case and --purpose."""
 
 
-def _audit_arguments(p: argparse.ArgumentParser) -> None:
+def _case_arguments(p: argparse.ArgumentParser) -> None:
+    """An audited command's ``--case`` and ``--purpose`` (not ``serve``'s audit settings: :func:`_audit_arguments`)."""
     p.add_argument("--case", help="the case reference this is for (kept in the audit record)")
     p.add_argument("--purpose", help="why this is done (kept in the audit record)")
 
@@ -98,7 +99,7 @@ def _collection_commands(sub: Any) -> None:
         if collection:
             p.add_argument("--collection-id", required=True)
         if name in AUDITED:
-            _audit_arguments(p)
+            _case_arguments(p)
         return p
 
     command("create-collection", "CreateCollection")
