@@ -154,6 +154,16 @@ def candidate_id(candidate: dict) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def candidates_of(search: Record) -> dict[str, dict]:
+    """A search entry's candidates by name (:func:`candidate_id`; the first of a name), in order."""
+    found: dict[str, dict] = {}
+    for candidate in search.entry.candidates:
+        name = candidate_id(candidate)
+        if name is not None:
+            found.setdefault(name, candidate)
+    return found
+
+
 class Reviews:
     """The review of search candidates over one home's audit log (``folder``: ``HOME/audit``)."""
 
@@ -182,7 +192,7 @@ class Reviews:
                                                     "RequiredConfirmations": required}))
             self._apply(db, record)
             self._advance(db, record.seq, record.hash)
-        return [self._read(search, face_id) for face_id in wanted]
+        return self._reads(search, wanted)
 
     def decide(self, search_id: int, face_id: str, decision: str, caller: Caller,
                note: str | None = None) -> CandidateReview:
@@ -223,8 +233,7 @@ class Reviews:
     def get(self, search_id: int) -> list[CandidateReview]:
         """Every candidate of a search and its review (candidates nobody asked about: "pending")."""
         search = self.search(search_id)
-        ids = [candidate_id(c) for c in search.entry.candidates]
-        return [self._read(search, face_id) for face_id in dict.fromkeys(i for i in ids if i)]
+        return self._reads(search, candidates_of(search))
 
     def queue(self, status: str | None = None, collection_id: str | None = None, after: int = 0,
               limit: int = 100) -> list[CandidateReview]:
@@ -334,8 +343,9 @@ class Reviews:
             return
         required = int(details.get("RequiredConfirmations", 1))
         if record.entry.operation == REQUESTED:
+            known = candidates_of(search)
             for face_id in details.get("FaceIds", ()):
-                self._open(db, search, face_id, required)
+                self._open(db, search, face_id, required, known)
             return
         row_id = self._open(db, search, details["FaceId"], required)
         db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
@@ -343,20 +353,20 @@ class Reviews:
                     details.get("Note")))
         self._restate(db, row_id, required, search.entry.collection_id)
 
-    def _open(self, db: Any, search: Record, face_id: str, required: int) -> int:
-        """The queue row of a candidate, made where there is none."""
+    def _open(self, db: Any, search: Record, face_id: str, required: int,
+              known: dict[str, dict] | None = None) -> int:
+        """The queue row of a candidate, made where there is none (pending: no decision yet)."""
         row = self._row(db, search.seq, face_id)
         if row is not None:
             if required > row[8]:
                 db.execute("UPDATE candidates SET required = ? WHERE id = ?", (required, row[0]))
             return row[0]
-        candidate = self._candidate(search, face_id)
-        status = status_of((), max(required, self._required(search.entry.collection_id)))
+        candidate = self._candidate(search, face_id, known)
         cursor = db.execute(
             "INSERT INTO candidates (search_id, face_id, collection_id, similarity, external_image_id, user_id,"
             " probe_sha256, required, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (search.seq, face_id, search.entry.collection_id, candidate.get("Similarity"),
-             candidate.get("ExternalImageId"), candidate.get("UserId"), search.entry.probe_sha256, required, status))
+             candidate.get("ExternalImageId"), candidate.get("UserId"), search.entry.probe_sha256, required, "pending"))
         return int(cursor.lastrowid)
 
     def _restate(self, db: Any, row_id: int, required: int, collection_id: str | None) -> None:
@@ -387,11 +397,19 @@ class Reviews:
 
     def _read(self, search: Record, face_id: str) -> CandidateReview:
         """The review of one candidate of a search (a "pending" one outside the queue if not in it)."""
+        return self._reads(search, [face_id])[0]
+
+    def _reads(self, search: Record, face_ids: Iterable[str]) -> list[CandidateReview]:
+        """The reviews of candidates of a search, as :meth:`_read` each, in one read transaction."""
+        known = candidates_of(search)
         with self.database.reading() as db:
-            row = self._row(db, search.seq, face_id)
-            if row is not None:
-                return self._review(db, row)
-        candidate = self._candidate(search, face_id)
+            rows = [(face_id, self._row(db, search.seq, face_id)) for face_id in face_ids]
+            return [self._review(db, row) if row is not None else self._pending(search, face_id, known)
+                    for face_id, row in rows]
+
+    def _pending(self, search: Record, face_id: str, known: dict[str, dict]) -> CandidateReview:
+        """The review of a candidate nobody asked about yet."""
+        candidate = self._candidate(search, face_id, known)
         return CandidateReview(search_id=search.seq, face_id=face_id, collection_id=search.entry.collection_id,
                                similarity=candidate.get("Similarity"), status="pending",
                                external_image_id=candidate.get("ExternalImageId"), user_id=candidate.get("UserId"),
@@ -403,21 +421,23 @@ class Reviews:
         """Confirmations the collection's current rule asks for."""
         return 2 if collection_id is not None and self.settings.get(collection_id).two_person_rule else 1
 
-    def _candidate(self, search: Record, face_id: Any) -> dict:
+    def _candidate(self, search: Record, face_id: Any, known: dict[str, dict] | None = None) -> dict:
+        """The candidate ``face_id`` of a search (``known``: its :func:`candidates_of`, where at hand)."""
         if not isinstance(face_id, str):
             raise InvalidParameterException(f"FaceId {shown(face_id)} must be a string.")
-        for candidate in search.entry.candidates:
-            if candidate_id(candidate) == face_id:
-                return candidate
-        raise ResourceNotFoundException(f"Face {shown(face_id)} is not a candidate of search {search.seq}.")
+        candidate = (candidates_of(search) if known is None else known).get(face_id)
+        if candidate is None:
+            raise ResourceNotFoundException(f"Face {shown(face_id)} is not a candidate of search {search.seq}.")
+        return candidate
 
     def _requested(self, search: Record, face_ids: Iterable[str] | None) -> list[str]:
+        known = candidates_of(search)
         if face_ids is None:
-            wanted = [i for i in (candidate_id(c) for c in search.entry.candidates) if i]
+            wanted = list(known)
         elif isinstance(face_ids, list | tuple) and len(face_ids) <= MAX_FACE_IDS:
             wanted = list(face_ids)
             for face_id in wanted:
-                self._candidate(search, face_id)
+                self._candidate(search, face_id, known)
         else:
             raise InvalidParameterException(f"FaceIds must be a list of at most {MAX_FACE_IDS} face ids.")
         if not wanted:
