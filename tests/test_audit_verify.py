@@ -60,6 +60,7 @@ def test_an_intact_log_verifies(log):
     assert report.ok and report.entries == 10 and (report.first_seq, report.last_seq) == (1, 10)
     assert report.head_hash == log.head()[1] and report.heads_checked == 1
     assert report.to_json()["Problems"] == [] and report.online_public_key == log.signer.public
+    assert report.latest_head == log.latest_head() and "LatestHead" not in report.to_json()
 
 
 def test_an_edited_entry_is_named(log):

@@ -119,7 +119,7 @@ def _seal(fp: Any, key_file: Path, seals: str | None) -> Any:
         print("The audit log has problems; it is not sealed.", file=sys.stderr)
         return _printed(report.to_json())
     fp.audit_log.sync()  # what is sealed is on disk first
-    head = fp.audit_log.latest_head()
+    head = report.latest_head  # the head verified, not one appended since
     if head is None:
         raise InvalidParameterException("The audit log is empty: there is nothing to seal.")
     seal = make_seal(head.seq, head.hash, head.time, head.signature, fp.audit_log.signer.public, key, time.time())

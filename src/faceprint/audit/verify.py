@@ -65,6 +65,8 @@ class VerifyReport:
     online_public_key: str | None = None
     more_problems: int = 0
     notes: list[str] = field(default_factory=list)
+    latest_head: SignedHead | None = None
+    """The latest signed head as verified (what ``faceprint audit seal`` countersigns)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"Ok": self.ok, "Entries": self.entries, "FirstSeq": self.first_seq, "LastSeq": self.last_seq,
@@ -134,7 +136,8 @@ def verify(log: AuditLog, seals: Path | str | None = None,
                         first_seq=scan.first[0] if scan.first else None, last_seq=scan.last[0] if scan.last else None,
                         head_hash=scan.last[1] if scan.last else None, heads_checked=len(heads),
                         seals_checked=sum(isinstance(s, dict) for s in seal_list), sealed_through=sealed,
-                        online_public_key=online, more_problems=problems.more, notes=notes)
+                        online_public_key=online, more_problems=problems.more, notes=notes,
+                        latest_head=heads[-1] if heads else None)
 
 
 def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan:
