@@ -194,3 +194,13 @@ def test_every_profile_is_calibrated_at_the_levels_the_rates_come_from() -> None
         assert [s for s, _ in knots] == sorted(s for s, _ in knots), profile.name
         for rate, similarity in FMR_LEVELS:
             assert false_match_rate(profile, similarity) == pytest.approx(rate)
+
+
+def test_a_probe_stored_for_an_entry_that_cannot_be_written_is_not_kept(tmp_path: Path) -> None:
+    (tmp_path / "audit").write_text("a file where the log's folder should be")
+    probes = ProbeStore(tmp_path / "probes")
+    rec = Recorder(AuditLog(tmp_path / "audit"), FAST, AuditSettings(store_probes=True), probes)
+    data = lfw_image("Aaron_Sorkin", 1).read_bytes()
+    with pytest.raises(AuditUnavailable):
+        rec.searched("SearchFacesByImage", ALICE, 1.0, "c", 10, 80.0, (), probe_bytes=data)
+    assert probes.digests() == []  # no entry, no probe image kept

@@ -76,7 +76,8 @@ class Recorder:
             details["FalseMatchRateBound"] = bound(threshold)
         probe = Probe.of(bytes(probe_bytes)) if isinstance(probe_bytes, bytes | bytearray | memoryview) \
             else probe_bytes
-        if probe is not None and self._keep(probe):
+        stored_now = self._keep(probe) if probe is not None else None
+        if stored_now is not None:
             details["ProbeStored"] = True
         entry = Entry(operation=operation, caller=caller, started=started, ended=self.clock(),
                       collection_id=collection_id, collection_size=collection_size,
@@ -86,7 +87,12 @@ class Recorder:
                       probe_quality=probe_quality.to_json() if probe_quality is not None else None,
                       low_quality=bool(probe_quality is not None and probe_quality.low_quality),
                       candidates=tuple(candidates), details=details)
-        return self.log.append(entry).seq
+        try:
+            return self.log.append(entry).seq
+        except AuditUnavailable:
+            if stored_now and probe is not None and self.probes is not None:  # kept for this entry alone
+                self.probes.delete(probe.sha256)  # no entry, no probe kept
+            raise
 
     def changed(self, operation: str, caller: Caller, collection_id: str | None = None,
                 details: dict[str, Any] | None = None, started: float | None = None) -> int | None:
@@ -138,16 +144,16 @@ class Recorder:
 
         return check
 
-    def _keep(self, probe: Probe) -> bool:
-        """Store the probe where the settings ask for it; True if it is kept."""
+    def _keep(self, probe: Probe) -> bool | None:
+        """Store the probe where the settings ask for it: None if they do not, else whether it was stored
+        now (False: an earlier search stored it)."""
         if not self.settings.store_probes or self.probes is None:
-            return False
+            return None
         try:
-            self.probes.save(probe)
+            return self.probes.save(probe)
         except OSError:
             raise AuditUnavailable("The probe image could not be kept for the audit record, so the search "
                                    "gives no result.") from None
-        return True
 
 
 def face_search_start(recorder: Recorder, caller: Caller, started: float, collection_id: str,
