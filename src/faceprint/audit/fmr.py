@@ -10,7 +10,9 @@ function answers 1e-1, a lower bound), above 99 *at most* 1e-6 (it answers 1e-6,
 
 The rate is per comparison: a search of a collection of N faces compares the probe with each, so
 the chance that some stranger reaches the threshold grows with N (about N x rate while that is
-small): :func:`expected_false_matches` gives that figure.
+small): :func:`expected_false_matches` gives that figure. A user search keeps each user's best face
+(over every query face, for SearchUsers by UserId), so a stranger with k faces, searched with q,
+reaches the threshold with about k x q x rate.
 """
 
 from __future__ import annotations
