@@ -10,7 +10,7 @@ import pytest
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
-from faceprint.audit.log import BROKEN, HEAD_EVERY, AuditFilter, AuditLog, Entry
+from faceprint.audit.log import BROKEN, HEAD_EVERY, NOT_AN_ENTRY, AuditFilter, AuditLog, Entry
 from faceprint.audit.signing import head_message, verifies
 from faceprint.errors import AuditUnavailable
 
@@ -175,3 +175,29 @@ def verify_ok(folder) -> bool:
     from faceprint.audit.verify import verify
 
     return verify(AuditLog(folder)).ok
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", '{"Seq": 2}', "[" * 100_000,
+                                  '{"Operation": "SearchFaces", "Actor": ["a"], "Started": 1, "Ended": 2}',
+                                  '{"Operation": "X", "Actor": "a", "Started": 1, "Ended": 2, "Candidates": 7}',
+                                  '{"Operation": "X", "Actor": "a", "Started": 1, "Ended": 2, "Details": [1]}'])
+def test_an_entry_edited_into_something_else_still_lists_with_the_others(tmp_path, body):
+    import io
+    import sqlite3
+    from contextlib import closing
+
+    from faceprint.audit.export import export
+    from faceprint.audit.report import audit_report
+    from faceprint.audit.verify import verify
+
+    log = AuditLog(tmp_path / "audit")
+    log.append_many([entry(n) for n in range(3)])
+    with closing(sqlite3.connect(log.path)) as db, db:
+        db.execute("UPDATE entries SET body = ? WHERE seq = 2", (body,))
+    records = log.query()
+    assert [r.entry.operation for r in records] == ["SearchFaces", NOT_AN_ENTRY, "SearchFaces"]
+    assert records[1].to_json()["Details"] == {"Body": body[:2000]} and records[1].to_json()["Started"] == "nan"
+    out = io.StringIO()
+    assert export(log, out, "csv") == 3 and export(log, io.StringIO(), "jsonl") == 3
+    assert audit_report(log)["Operations"] == {NOT_AN_ENTRY: 1, "SearchFaces": 2}
+    assert [(p.seq, p.kind) for p in verify(log).problems] == [(2, "edited")]

@@ -83,6 +83,21 @@ def test_an_entry_edited_and_rehashed_is_named(log):
     assert problems(log) == [(5, "edited")]
 
 
+@pytest.mark.parametrize("edit", ["UPDATE entries SET actor = x'41' WHERE seq = 4",
+                                  "UPDATE entries SET body = CAST(x'7bff' AS TEXT) WHERE seq = 4",
+                                  "UPDATE entries SET actor = CAST(x'ff' AS TEXT) WHERE seq = 4",
+                                  "UPDATE entries SET started = 'soon' WHERE seq = 4",
+                                  "UPDATE entries SET body = replace(hex(zeroblob(60000)), '00', '[') WHERE seq = 4"])
+def test_an_entry_edited_into_other_types_or_bytes_is_named_and_still_exported(log, edit):
+    import io
+
+    from faceprint.audit.export import export
+
+    sql(log, edit)
+    assert problems(log) == [(4, "edited")]
+    assert export(log, io.StringIO(), "csv") == 10 and export(log, io.StringIO(), "jsonl") == 10
+
+
 def test_a_removed_entry_is_named(log):
     sql(log, "DELETE FROM entries WHERE seq = 7")
     assert problems(log) == [(7, "missing")]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -45,6 +46,11 @@ MAX_TIME = 1e11
 BROKEN = "AuditChainBroken"
 """The operation of the entry an append writes first where the stored chain did not end at its
 latest signed head (``Details``: ``SignedHead`` and ``LastEntry``, each ``{"Seq", "Hash"}`` or None)."""
+
+NOT_AN_ENTRY = "(unreadable)"
+"""The operation and actor of a record read from a body that is not an entry (see ``Record.from_row``)."""
+MAX_SHOWN = 2000
+"""The characters of such a body a record holds."""
 
 UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
 UNREADABLE = "The audit record could not be read."
@@ -144,7 +150,45 @@ class Record:
 
     @classmethod
     def from_row(cls, seq: int, body: str, prev_hash: str, hash_: str) -> Record:
-        return cls(seq, Entry.from_fields(json.loads(body)), prev_hash, hash_)
+        """A stored row as a record; a body that is not an entry (it was edited: verify says so) is
+        read as a :data:`NOT_AN_ENTRY` one holding the start of the text, so that listings, exports
+        and reports still show every other entry, and this one for what it is."""
+        body, prev_hash, hash_ = as_text(body), as_text(prev_hash), as_text(hash_)
+        try:
+            fields = json.loads(body)
+        except (ValueError, RecursionError):
+            fields = None
+        if not readable(fields):
+            return cls(seq, Entry(NOT_AN_ENTRY, Caller(NOT_AN_ENTRY, "system"), math.nan, math.nan,
+                                  details={"Body": str(body)[:MAX_SHOWN]}), prev_hash, hash_)
+        return cls(seq, Entry.from_fields(fields), prev_hash, hash_)
+
+
+def as_text(value: Any) -> str:
+    """A stored value as text: SQLite keeps whatever type was written into a column, so an edited
+    row may hold bytes or a number where faceprint wrote text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def lenient_text(data: bytes) -> str:
+    """SQLite text as Python text, bytes that are not UTF-8 (written by hand) replaced."""
+    return data.decode("utf-8", "replace")
+
+
+def readable(fields: Any) -> bool:
+    """Whether ``fields`` (a parsed body) has the shape readers rely on: texts where they read
+    texts, candidates as objects, details as one."""
+    if not isinstance(fields, dict) or not isinstance(fields.get("Operation"), str) \
+            or not isinstance(fields.get("Actor"), str) or "Started" not in fields or "Ended" not in fields:
+        return False
+    texts = ("ActorKind", "KeyId", "Purpose", "Case", "CollectionId", "ProbeSha256")
+    candidates, details = fields.get("Candidates") or [], fields.get("Details") or {}
+    return (all(isinstance(fields.get(name), str | None) for name in texts) and isinstance(details, dict)
+            and isinstance(candidates, list) and all(isinstance(c, dict) for c in candidates))
 
 
 @dataclass(frozen=True)
@@ -287,7 +331,7 @@ class AuditLog:
             seq += 1
             body = canonical_json(entry.fields(seq))
             hash_ = link(prev, body)
-            record = Record.from_row(seq, body, prev, hash_)
+            record = Record(seq, Entry.from_fields(json.loads(body)), prev, hash_)
             e = record.entry
             rows.append((seq, e.started, e.operation, e.caller.actor, e.collection_id, e.caller.case, body, prev,
                          hash_))
@@ -452,6 +496,16 @@ class AuditLog:
 
     def _all(self, sql: str, params: tuple) -> list[tuple]:
         try:
-            return self._db().db().execute(sql, params).fetchall()
+            connection = self._db().db()
+            try:
+                return connection.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+            connection.text_factory = lenient_text  # text that is not UTF-8 was written in: read it anyway
+            try:
+                return connection.execute(sql, params).fetchall()
+            finally:
+                connection.text_factory = str
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(UNREADABLE) from exc

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from faceprint.audit.chain import GENESIS, link
 from faceprint.audit.config import DEFAULT_RETENTION_DAYS
-from faceprint.audit.log import BROKEN, AuditLog, SignedHead
+from faceprint.audit.log import BROKEN, AuditLog, SignedHead, as_text
 from faceprint.audit.signing import head_message, prune_message, public_hex, read_seals, seal_message, verifies
 
 DAY = 86400.0
@@ -144,7 +144,8 @@ def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan
     scan = _Scan()
     prev: tuple[int, str] | None = None  # the previous row's seq and stored hash
     prev_moved = False
-    for seq, body, prev_hash, hash_, *columns in rows:
+    for seq, stored_body, stored_prev, stored_hash, *columns in rows:
+        body, prev_hash, hash_ = as_text(stored_body), as_text(stored_prev), as_text(stored_hash)
         scan.entries += 1
         if scan.first is None:
             scan.first = (seq, prev_hash)
@@ -171,7 +172,7 @@ def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan
 def _fields(body: str) -> dict | None:
     try:
         fields = json.loads(body)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):  # not JSON, not text, nested past Python's stack
         return None
     return fields if isinstance(fields, dict) else None
 
@@ -180,6 +181,9 @@ def _agrees(seq: int, body: str, columns: list) -> bool:
     """The quick check of a row (no parsing): its body, in the canonical form faceprint writes,
     holds its seq and its indexed columns' values where they belong. False: look closer."""
     started, operation, actor, collection_id, case = columns
+    if not all(isinstance(v, str | None) for v in (operation, actor, collection_id, case)) \
+            or not isinstance(started, float):
+        return False  # an edited column of another type: the slow path names it
     dumps = json.dumps
     return (body.startswith('{"Actor":' + dumps(actor) + ',"ActorKind":')
             and (',"Case":' + dumps(case) + ',"CollectionId":' + dumps(collection_id) + ',"CollectionSize":') in body
@@ -196,7 +200,7 @@ def _check_row(seq: int, body: str, prev_hash: str, hash_: str, columns: list,
             problems.add(seq, "edited", f"entry {seq} was changed: its content does not match its hash")
         return False, None
     fields = _fields(body)
-    if fields is not None and fields.get("Seq") != seq:
+    if fields is not None and type(fields.get("Seq")) is int and fields["Seq"] != seq:
         problems.add(seq, "reordered", f"the entry at seq {seq} is entry {fields.get('Seq')}: entries were moved")
         return True, fields
     if fields is None or link(prev_hash, body) != hash_:
