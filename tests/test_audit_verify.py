@@ -232,6 +232,8 @@ def test_seals_are_checked_against_the_offline_key(log, tmp_path):
     assert problems(log, seals=seals, offline_public_key=mine.public_key()) == [(10, "bad-signature")]
     seals.write_text(seals.read_text().replace('"Seq":10', '"Seq":9') + "not json\n")
     assert problems(log, seals=seals) == [(9, "bad-signature"), (None, "bad-signature")]
+    seals.write_text("[" * 100_000 + "\n" + '{"Seq": 1}\n')
+    assert problems(log, seals=seals) == [(None, "bad-signature"), (None, "bad-signature")]
 
 
 def test_prune_keeps_the_retention_and_leaves_a_signed_marker(tmp_path):

@@ -178,7 +178,7 @@ def read_seals(path: Path) -> list[dict | str]:
                 continue
             try:
                 seal = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 out.append(f"line {number} of {path} is not JSON")
                 continue
             missing = [k for k in SEAL_KEYS if k not in seal] if isinstance(seal, dict) else list(SEAL_KEYS)
