@@ -248,3 +248,20 @@ def test_a_search_whose_record_cannot_be_written_fails_saying_so(tmp_path: Path)
     assert "audit record could not be written" in refused.value.stderr
     assert KeyStore(tmp_path).get(key["AccessKeyId"]).require_case is False
 
+
+
+def test_a_failure_other_than_the_record_is_a_generic_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Only AuditUnavailable says what failed; anything else (here a damaged home: its database is a
+    folder) answers InternalServerError with nothing of the cause, which goes to the server log."""
+    from faceprint.server.handler import HttpRequest, RekognitionHandler
+    from faceprint.server.protocol import INTERNAL_MESSAGE
+    from faceprint.service import Faceprint
+
+    (tmp_path / "faceprint.db").mkdir()
+    handler = RekognitionHandler(Faceprint(tmp_path, profile="fast"))
+    request = HttpRequest("POST", "/", "", {"x-amz-target": "RekognitionService.ListCollections",
+                                            "content-type": "application/x-amz-json-1.1"}, b"{}")
+    reply = handler.handle(request).reply
+    assert (reply.status, reply.body["__type"], reply.body["Message"]) == (500, "InternalServerError",
+                                                                            INTERNAL_MESSAGE)
+    assert "OperationalError" in caplog.text  # the cause is in the server log

@@ -137,9 +137,9 @@ class RekognitionHandler:
             outcome.reply = self._handle(request, outcome, signed)
         except FaceprintError as exc:  # AuthError included
             outcome.reply = error_reply(exc, self.model)
-        except Exception as exc:  # a bug: never a traceback on the wire
+        except Exception:  # a bug or a damaged home: never a traceback, nor what failed, on the wire
             log.exception("internal error in %s", outcome.operation)
-            outcome.reply = internal_error_reply(type(exc).__name__)
+            outcome.reply = internal_error_reply()
         return outcome
 
     def _handle(self, request: HttpRequest, outcome: Outcome, signed: Signed | None) -> Reply:
