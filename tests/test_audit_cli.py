@@ -148,3 +148,24 @@ def test_prune_removes_old_entries_and_verify_accepts_the_marker(capsys, tmp_pat
     status, out, _ = faceprint(capsys, home, "audit", "export", "--operation", "Prune")
     marker = json.loads(out)["Details"]
     assert (marker["FirstSeq"], marker["LastSeq"], marker["Count"]) == (1, 3, 3) and len(marker["Signature"]) == 128
+
+
+def test_a_log_that_does_not_verify_is_pruned_only_by_force_and_the_marker_says_so(capsys, tmp_path):
+    import time
+
+    home = tmp_path / "home"
+    log = AuditLog(home / "audit")
+    old = time.time() - 300 * 86400
+    log.append_many([Entry("SearchFaces", Caller("analyst"), old + n, old + n, "c") for n in range(4)]
+                    + [Entry("SearchFaces", Caller("analyst"), time.time(), time.time(), "c")])
+    with closing(sqlite3.connect(home / "audit" / "audit.db")) as db, db:
+        db.execute("UPDATE entries SET body = replace(body, 'analyst', 'someone') WHERE seq = 2")
+        db.execute("DELETE FROM entries WHERE seq = 4")  # the last of the old ones, by hand
+    status, _, err = faceprint(capsys, home, "audit", "prune", "--older-than-days", "250")
+    assert status == 1 and "does not verify" in json.loads(err)["Message"] and log.count() == 4
+    status, out, _ = faceprint(capsys, home, "audit", "prune", "--older-than-days", "250", "--force")
+    assert status == 0 and (json.loads(out)["Pruned"], json.loads(out)["LastSeq"]) == (3, 3)
+    marker = log.get(json.loads(out)["MarkerSeq"]).entry.details
+    assert (marker["Verified"], marker["Problems"]) == (False, 2)
+    status, out, _ = faceprint(capsys, home, "audit", "verify")
+    assert status == 1 and [(p["Seq"], p["Kind"]) for p in json.loads(out)["Problems"]] == [(1, "missing")]

@@ -49,6 +49,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--older-than-days", type=float, required=True,
                    help="remove entries started more than this many days ago (at least the retention, 183 days "
                    "by default)")
+    p.add_argument("--force", action="store_true", help="prune even a log that does not verify (the marker says so)")
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> Any:
         return _export(fp, args)
     if command == "report":
         return fp.audit_report(parse_time(args.since, "--since"), parse_time(args.until, "--until"))
-    return fp.prune_audit(args.older_than_days)
+    return fp.prune_audit(args.older_than_days, force=args.force)
 
 
 def _printed(report: dict[str, Any]) -> Any:

@@ -737,16 +737,23 @@ class Faceprint:
 
         return audit_report(self.audit_log, since, until)
 
-    def prune_audit(self, older_than_days: float, caller: Caller | None = None) -> dict[str, Any]:
+    def prune_audit(self, older_than_days: float, caller: Caller | None = None, *,
+                    force: bool = False) -> dict[str, Any]:
         """Remove the audit entries started more than ``older_than_days`` ago (refused under
         ``audit_settings.retention_days``), leaving a signed ``Prune`` marker
         (``faceprint.audit.retention``); the review queue forgets their searches, and where stored
         probes follow the entries (``probe_retention_days`` None) the probes no search used for as
-        long are erased too (``ProbesErased``)."""
+        long are erased too (``ProbesErased``). A log that does not verify is not pruned (that
+        would remove what shows the tampering) unless ``force``; the marker says whether it did."""
         from faceprint.audit.retention import prune
 
+        report = self.verify_audit()
+        if not report.ok and not force:
+            raise InvalidParameterException("The audit log does not verify (see faceprint audit verify): it is not "
+                                            "pruned, which would remove what shows. Prune it anyway with force.")
         result = prune(self.audit_log, older_than_days, minimum_days=self.audit_settings.retention_days,
-                       caller=caller)
+                       caller=caller, details={"Verified": report.ok,
+                                               "Problems": len(report.problems) + report.more_problems})
         if result["Pruned"]:
             self.reviews.refresh()  # the review queue's copy of pruned searches goes now
         if self.audit_settings.probe_retention_days is None:

@@ -408,6 +408,10 @@ class AuditLog:
         """The first seq of a record started at or after ``since`` (None: there is none)."""
         return self._one("SELECT min(seq) FROM entries WHERE started >= ?", (float(since),))[0]
 
+    def last_before(self, seq: int) -> int | None:
+        """The last seq of a record before ``seq`` (None: there is none)."""
+        return self._one("SELECT max(seq) FROM entries WHERE seq < ?", (int(seq),))[0]
+
     def query(self, filters: AuditFilter = AuditFilter(), after: int = 0, limit: int = 1000) -> list[Record]:
         """Up to ``limit`` records after seq ``after`` that match ``filters``, in seq order."""
         parts, params = filters.where()

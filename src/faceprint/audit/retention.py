@@ -21,9 +21,12 @@ DAY = 86400.0
 
 
 def prune(log: AuditLog, older_than_days: float, now: float | None = None, *,
-          minimum_days: float = DEFAULT_RETENTION_DAYS, caller: Caller | None = None) -> dict[str, Any]:
+          minimum_days: float = DEFAULT_RETENTION_DAYS, caller: Caller | None = None,
+          details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Remove the entries that started more than ``older_than_days`` before ``now`` (refused under
-    ``minimum_days``, the configured retention); returns what was removed and the marker's seq."""
+    ``minimum_days``, the configured retention); returns what was removed and the marker's seq.
+    ``details`` go into the marker beside the range (``faceprint.service`` says there whether the
+    log verified)."""
     if not isinstance(older_than_days, (int, float)) or older_than_days != older_than_days:
         raise InvalidParameterException("The age to prune from must be a number of days.")
     if older_than_days < minimum_days:
@@ -35,8 +38,10 @@ def prune(log: AuditLog, older_than_days: float, now: float | None = None, *,
     if last is None or first is None or last < first:
         return {"Pruned": 0, "Cutoff": iso(cutoff)}
     cut = log.get(last)
-    details = {"FirstSeq": first, "LastSeq": last, "LastHash": cut.hash, "Count": log.count_through(last),
-               "OlderThanDays": older_than_days, "Cutoff": iso(cutoff),
+    if cut is None:  # pruned meanwhile by another process
+        return {"Pruned": 0, "Cutoff": iso(cutoff)}
+    details = {**(details or {}), "FirstSeq": first, "LastSeq": last, "LastHash": cut.hash,
+               "Count": log.count_through(last), "OlderThanDays": older_than_days, "Cutoff": iso(cutoff),
                "Signature": log.signer.sign(prune_message(first, last, cut.hash))}
     started = log.clock()
     marker = log.append(Entry("Prune", caller or os_caller(), started, log.clock(), details=details))
@@ -51,5 +56,5 @@ def _range(log: AuditLog, cutoff: float) -> tuple[int | None, int | None]:
     if first is None:
         return None, None
     keep = log.first_started_since(cutoff)
-    last = log.head()[0] if keep is None else keep - 1
+    last = log.head()[0] if keep is None else log.last_before(keep)
     return first, last
