@@ -183,8 +183,17 @@ def test_tampering_at_the_tail_still_shows_after_the_next_append(log):
     rehash_from(log, 9, lambda text: text.replace("inquiry", "routine"))
     assert problems(log) == [(10, "edited")]
     log.append(entry(11))  # signs a head over the rewritten chain, but keeps what it found in it
-    assert problems(log) == [(10, "edited"), (10, "edited")]
+    assert problems(log) == [(10, "edited")]
     assert log.get(11).entry.operation == BROKEN and log.get(12).entry.details == {"n": 11}
+
+
+def test_a_cut_is_kept_in_the_chain_once_however_many_appends_follow(log):
+    sql(log, "DELETE FROM entries WHERE seq > 5")  # the head of seq 10 stays
+    for n in range(11, 14):
+        log.append(entry(n))
+    assert [r.seq for r in log.records() if r.entry.operation == BROKEN] == [6]
+    assert problems(log) == [(6, "truncated")]
+    assert "the latest signed head named seq 10 but the log ended at seq 5" in verify(log).problems[0].message
 
 
 def test_heads_removed_with_a_cut_tail_still_show_after_the_next_append(log):

@@ -324,6 +324,7 @@ class AuditLog:
         latest = (head[0], head[1]) if head else None
         if entries and latest != before:
             entries = [self._broken(latest, before), *entries]
+            self._drop_stale_heads(db, before)
         seq, prev = before or (0, GENESIS)
         records: list[Record] = []
         rows = []
@@ -350,6 +351,14 @@ class AuditLog:
         now = float(self.clock())
         return Entry(BROKEN, Caller("faceprint", "system"), now, now,
                      details={"SignedHead": _position(latest), "LastEntry": _position(before)})
+
+    @staticmethod
+    def _drop_stale_heads(db: sqlite3.Connection, before: tuple[int, str] | None) -> None:
+        """Remove the signed heads the stored chain no longer reaches or matches (past its end, or at
+        it with another hash): the :data:`BROKEN` entry written now says what the latest of them was,
+        so that one cut is reported once, not by every append until the log grows past it."""
+        end, hash_ = before or (0, GENESIS)
+        db.execute("DELETE FROM heads WHERE seq > ? OR (seq = ? AND hash != ?)", (end, end, hash_))
 
     def _sign_heads(self, db: sqlite3.Connection, before: tuple[int, str] | None, records: list[Record]) -> None:
         """Sign the new latest head, and as checkpoints those of ``records`` at every
