@@ -75,7 +75,8 @@ def test_two_person_rule_needs_two_different_reviewers(home):
     assert home.reviews.get(search)[1].status == "pending"  # the other candidate is untouched
 
 
-@pytest.mark.parametrize("twin", ["ALICE", "\uff41\uff4c\uff49\uff43\uff45", "\uff21lice", " alice "])
+@pytest.mark.parametrize("twin", ["ALICE", "\uff41\uff4c\uff49\uff43\uff45", "\uff21lice", " alice ", "ali\u200bce",
+                                  "\u2060alice\ufeff"])
 def test_look_alike_forms_of_one_name_are_one_person(home, twin):
     search = home.search()
     home.reviews.decide(search, FACE_A, "CONFIRMED", ALICE)

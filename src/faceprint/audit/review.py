@@ -121,8 +121,10 @@ class CandidateReview:
 
 def person(reviewer: str) -> str:
     """Who a reviewer's name stands for: its compatibility form (NFKC: full-width and other
-    look-alike forms of letters as the letters), case folded, without surrounding spaces."""
-    return unicodedata.normalize("NFKC", reviewer).casefold().strip()
+    look-alike forms of letters as the letters), case folded, without invisible format characters
+    (zero-width spaces and joiners) or surrounding spaces."""
+    folded = unicodedata.normalize("NFKC", reviewer).casefold()
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
 
 
 def latest_decisions(decisions: Iterable[tuple[str, str]]) -> dict[str, str]:
