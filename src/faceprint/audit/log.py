@@ -12,24 +12,38 @@ index it for queries; ``faceprint.audit.verify`` checks that they agree with it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
+from faceprint.audit.records import (
+    NOT_AN_ENTRY,
+    AuditFilter,
+    Entry,
+    Record,
+    as_text,
+    iso,
+    lenient_text,
+    page_request,
+)
 from faceprint.audit.signing import OnlineSigner
-from faceprint.errors import AuditUnavailable, InvalidParameterException
+from faceprint.errors import AuditUnavailable
 from faceprint.store.database import Database
+
+__all__ = ["BROKEN", "HEAD_EVERY", "NOT_AN_ENTRY", "AuditFilter", "AuditLog", "Entry", "Record", "SignedHead",
+           "as_text", "iso", "page_request"]  # what the records module holds is read from here too
+
+EVERYTHING = AuditFilter()
+"""The filter that every record matches."""
 
 HEAD_EVERY = 1000
 """Besides the latest, the signed head of every this many entries is kept."""
@@ -37,20 +51,9 @@ HEAD_EVERY = 1000
 PAGE = 2000
 """Rows read at a time when streaming the log."""
 
-MAX_FILTER = 1000
-"""The longest text a query filters on."""
-
-MAX_TIME = 1e11
-"""Times beyond this many epoch seconds (the year 5138) are no times."""
-
 BROKEN = "AuditChainBroken"
 """The operation of the entry an append writes first where the stored chain did not end at its
 latest signed head (``Details``: ``SignedHead`` and ``LastEntry``, each ``{"Seq", "Hash"}`` or None)."""
-
-NOT_AN_ENTRY = "(unreadable)"
-"""The operation and actor of a record read from a body that is not an entry (see ``Record.from_row``)."""
-MAX_SHOWN = 2000
-"""The characters of such a body a record holds."""
 
 UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
 UNREADABLE = "The audit record could not be read."
@@ -79,165 +82,6 @@ CREATE TABLE IF NOT EXISTS heads (
     signature TEXT NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What a caller asks to record: the operation (Rekognition's name, or faceprint's such as
-    ``ReviewDecision``, ``KeyCreated``, ``Erase``, ``Prune``), who and why (``caller``), when
-    (epoch seconds), the collection searched and its size, the threshold and the false-match
-    rate it stands for, the probe's SHA-256 and quality, the candidates returned
-    (``{"FaceId", "Similarity", "ExternalImageId"?, "UserId"?}``) and operation-specific details."""
-
-    operation: str
-    caller: Caller
-    started: float
-    ended: float
-    collection_id: str | None = None
-    collection_size: int | None = None
-    threshold: float | None = None
-    false_match_rate: float | None = None
-    probe_sha256: str | None = None
-    probe_quality: dict | None = None
-    low_quality: bool = False
-    candidates: tuple[dict, ...] = ()
-    details: dict = field(default_factory=dict)
-
-    def fields(self, seq: int) -> dict[str, Any]:
-        """The hashed fields with ``seq`` (PascalCase keys; times as epoch seconds)."""
-        return {"Seq": seq, "Operation": self.operation, "Actor": self.caller.actor, "ActorKind": self.caller.kind,
-                "KeyId": self.caller.key_id, "Purpose": self.caller.purpose, "Case": self.caller.case,
-                "Started": self.started, "Ended": self.ended, "CollectionId": self.collection_id,
-                "CollectionSize": self.collection_size, "Threshold": self.threshold,
-                "FalseMatchRate": self.false_match_rate, "ProbeSha256": self.probe_sha256,
-                "ProbeQuality": self.probe_quality, "LowQuality": bool(self.low_quality),
-                "Candidates": list(self.candidates), "Details": dict(self.details or {})}
-
-    @classmethod
-    def from_fields(cls, f: dict[str, Any]) -> Entry:
-        caller = Caller(f["Actor"], f.get("ActorKind") or "os", f.get("KeyId"), f.get("Purpose"), f.get("Case"))
-        return cls(f["Operation"], caller, f["Started"], f["Ended"], f.get("CollectionId"), f.get("CollectionSize"),
-                   f.get("Threshold"), f.get("FalseMatchRate"), f.get("ProbeSha256"), f.get("ProbeQuality"),
-                   bool(f.get("LowQuality")), tuple(f.get("Candidates") or ()), dict(f.get("Details") or {}))
-
-
-def iso(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-12-02T06:44:05.123Z``)."""
-    if epoch is None:
-        return None
-    try:
-        when = dt.datetime.fromtimestamp(epoch, dt.UTC)
-    except (OverflowError, ValueError, OSError, TypeError):
-        return str(epoch)  # no date: as it was given
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One stored entry: its sequence number (1, 2, ...), the entry, the hash before it and its own."""
-
-    seq: int
-    entry: Entry
-    prev_hash: str
-    hash: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Flat JSON with PascalCase keys; ``Started`` and ``Ended`` in ISO 8601 UTC."""
-        out = self.entry.fields(self.seq)
-        out["Started"], out["Ended"] = iso(self.entry.started), iso(self.entry.ended)
-        out["PrevHash"], out["Hash"] = self.prev_hash, self.hash
-        return out
-
-    @classmethod
-    def from_row(cls, seq: int, body: str, prev_hash: str, hash_: str) -> Record:
-        """A stored row as a record; a body that is not an entry (it was edited: verify says so) is
-        read as a :data:`NOT_AN_ENTRY` one holding the start of the text, so that listings, exports
-        and reports still show every other entry, and this one for what it is."""
-        body, prev_hash, hash_ = as_text(body), as_text(prev_hash), as_text(hash_)
-        try:
-            fields = json.loads(body)
-        except (ValueError, RecursionError):
-            fields = None
-        if not readable(fields):
-            return cls(seq, Entry(NOT_AN_ENTRY, Caller(NOT_AN_ENTRY, "system"), math.nan, math.nan,
-                                  details={"Body": str(body)[:MAX_SHOWN]}), prev_hash, hash_)
-        return cls(seq, Entry.from_fields(fields), prev_hash, hash_)
-
-
-def as_text(value: Any) -> str:
-    """A stored value as text: SQLite keeps whatever type was written into a column, so an edited
-    row may hold bytes or a number where faceprint wrote text."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def lenient_text(data: bytes) -> str:
-    """SQLite text as Python text, bytes that are not UTF-8 (written by hand) replaced."""
-    return data.decode("utf-8", "replace")
-
-
-def readable(fields: Any) -> bool:
-    """Whether ``fields`` (a parsed body) has the shape readers rely on: texts where they read
-    texts, candidates as objects, details as one."""
-    if not isinstance(fields, dict) or not isinstance(fields.get("Operation"), str) \
-            or not isinstance(fields.get("Actor"), str) or "Started" not in fields or "Ended" not in fields:
-        return False
-    texts = ("ActorKind", "KeyId", "Purpose", "Case", "CollectionId", "ProbeSha256")
-    candidates, details = fields.get("Candidates") or [], fields.get("Details") or {}
-    return (all(isinstance(fields.get(name), str | None) for name in texts) and isinstance(details, dict)
-            and isinstance(candidates, list) and all(isinstance(c, dict) for c in candidates))
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    """Which records a query returns: started within [since, until] (epoch seconds), and the
-    exact actor, operation, collection and case reference where given."""
-
-    since: float | None = None
-    until: float | None = None
-    actor: str | None = None
-    operation: str | None = None
-    collection_id: str | None = None
-    case: str | None = None
-
-    def where(self) -> tuple[list[str], list[Any]]:
-        """SQL conditions and their parameters (InvalidParameterException for values of the wrong kind)."""
-        self.check()
-        parts: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (("started", ">=", self.since), ("started", "<=", self.until),
-                                  ("actor", "=", self.actor), ("operation", "=", self.operation),
-                                  ("collection_id", "=", self.collection_id), ("case_ref", "=", self.case)):
-            if value is not None:
-                parts.append(f"{column} {op} ?")
-                params.append(float(value) if column == "started" else value)
-        return parts, params
-
-    def check(self) -> AuditFilter:
-        """This filter, once its values are of the right kinds (else InvalidParameterException)."""
-        for name, value in (("StartTime", self.since), ("EndTime", self.until)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not abs(value) <= MAX_TIME):  # NaN, inf and huge ints too
-                raise InvalidParameterException(f"{name} must be a time (epoch seconds).")
-        for name, value in (("Actor", self.actor), ("Operation", self.operation),
-                            ("CollectionId", self.collection_id), ("CaseReference", self.case)):
-            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= MAX_FILTER):
-                raise InvalidParameterException(f"{name} must be text of 1 to {MAX_FILTER} characters.")
-        return self
-
-
-def page_request(max_results: Any, next_token: Any, most: int = 1000) -> tuple[int, int]:
-    """``(after, limit)`` of a paged listing: MaxResults 1 to ``most``, NextToken a seq given before."""
-    if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= most:
-        raise InvalidParameterException(f"MaxResults must be an integer from 1 to {most}.")
-    if next_token is None:
-        return 0, max_results
-    if not isinstance(next_token, str) or not next_token.isascii() or not next_token.isdigit() or len(next_token) > 18:
-        raise InvalidParameterException("The pagination token is not valid.")
-    return int(next_token), max_results
 
 
 def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
@@ -421,7 +265,7 @@ class AuditLog:
         """The last seq of a record before ``seq`` (None: there is none)."""
         return self._one("SELECT max(seq) FROM entries WHERE seq < ?", (int(seq),))[0]
 
-    def query(self, filters: AuditFilter = AuditFilter(), after: int = 0, limit: int = 1000) -> list[Record]:
+    def query(self, filters: AuditFilter = EVERYTHING, after: int = 0, limit: int = 1000) -> list[Record]:
         """Up to ``limit`` records after seq ``after`` that match ``filters``, in seq order."""
         parts, params = filters.where()
         sql = ("SELECT seq, body, prev_hash, hash FROM entries WHERE " + " AND ".join(["seq > ?", *parts])
