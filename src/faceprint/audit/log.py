@@ -4,7 +4,10 @@ or enrols (``HOME/audit/audit.db``).
 Each appended :class:`Entry` becomes a :class:`Record` with the next sequence number, the hash
 of the record before it, and its own hash (``faceprint.audit.chain``), in one write
 transaction that also stores the new head signed with the online key (``signing``): the
-latest head and one every :data:`HEAD_EVERY` entries are kept, so entries cut off the end show.
+latest head and one every :data:`HEAD_EVERY` entries (a checkpoint, signed as one) are kept, so
+entries cut off the end show. An append that finds the stored chain not ending at the latest
+signed head (edited, cut or added to behind faceprint's back) writes a :data:`BROKEN` entry
+first, so that what it found stays in the chain that its new head signs.
 Writing fails with :class:`~faceprint.errors.AuditUnavailable` and nothing else: no entry, no
 result. The columns beside the stored body (time, actor, operation, collection, case) only
 index it for queries; ``faceprint.audit.verify`` checks that they agree with it.
