@@ -73,7 +73,32 @@ def search(page, site, probe, case="CASE-2026-0042", threshold="80.0", drop=Fals
     page.wait_for_load_state()
 
 
-def test_sign_in_wrong_password_and_lock_out(site, browser):
+@pytest.fixture(scope="module")
+def lou_locked(site, browser):
+    """lou signs in six times, with five wrong passwords and then the right one: whether each page
+    said the account is locked, and where the browser ended. Once per module, for whichever test
+    asks first (the lock-out test, or the users test, which unlocks lou)."""
+    lou = browser.new_context().new_page()
+    lou.goto(f"{site.console}/sign-in")
+    locked = []
+    for attempt in range(1, 7):
+        lou.fill("input[name=name]", "lou")
+        lou.fill("input[name=password]", PASSWORD if attempt == 6 else f"wrong password {attempt}")
+        lou.click("button[type=submit]")
+        lou.wait_for_load_state()
+        locked.append("locked for 15 more minutes" in text_of(lou))
+    return locked, lou.url
+
+
+def send_to_review(page) -> int:
+    """On a search's result page: tick :data:`PERSON`'s candidate, send it to review; the search's id."""
+    page.locator("li.card", has_text=PERSON).locator("input[name=face_ids]").check()
+    page.click("text=Send ticked candidates to review")
+    page.wait_for_load_state()
+    return int(page.url.split("/searches/")[1].split("?")[0])
+
+
+def test_sign_in_wrong_password_and_lock_out(site, browser, lou_locked):
     page = browser.new_context().new_page()
     page.goto(f"{site.console}/search")  # not signed in: to the sign-in page, and back after it
     assert "/console/sign-in" in page.url
@@ -89,15 +114,9 @@ def test_sign_in_wrong_password_and_lock_out(site, browser):
     cookie = next(c for c in page.context.cookies() if c["name"] == "faceprint_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console/"
     assert not cookie["secure"]  # plain HTTP here; over HTTPS it is Secure (test_console_tls.py)
-    lou = browser.new_context().new_page()  # five wrong passwords lock lou out, then the right one is refused too
-    lou.goto(f"{site.console}/sign-in")
-    for attempt in range(1, 7):
-        lou.fill("input[name=name]", "lou")
-        lou.fill("input[name=password]", PASSWORD if attempt == 6 else f"wrong password {attempt}")
-        lou.click("button[type=submit]")
-        lou.wait_for_load_state()
-        assert ("locked for 15 more minutes" in text_of(lou)) == (attempt >= 5), attempt
-    assert "/sign-in" in lou.url
+    locked, url = lou_locked  # five wrong passwords lock lou out, then the right one is refused too
+    assert locked == [False, False, False, False, True, True]
+    assert "/sign-in" in url
     page.click("header button")  # sign out: the session ends on the server, not only in this browser
     page.goto(f"{site.console}/search")
     assert "/console/sign-in" in page.url
@@ -134,12 +153,9 @@ def test_search_shows_candidates_beside_the_probe_and_sends_them_to_review(site,
     assert "false-match rate 1 in 10,000 comparisons" in text  # the threshold 80, with its rate
     assert "Low-quality probe" not in text
     shot(page, "search-result")
-    card.locator("input[name=face_ids]").check()
-    page.click("text=Send ticked candidates to review")
-    page.wait_for_load_state()
+    search_id = send_to_review(page)
     assert "Sent to review" in text_of(page)
     assert "review: pending" in page.locator("li.card", has_text=PERSON).first.inner_text().lower()
-    search_id = int(page.url.split("/searches/")[1].split("?")[0])
     entries = site.faceprint().list_audit_entries(Operation="SearchFacesByImage")["Entries"]
     entry = next(e for e in entries if e["Seq"] == search_id)
     assert (entry["Actor"], entry["ActorKind"], entry["Case"]) == ("ivy", "console", "CASE-2026-0042")
@@ -170,56 +186,90 @@ def test_low_quality_probe_is_flagged(site, browser, tmp_path):
     assert [e["Details"].get("Refused") for e in refused] == ["low-quality probe"]
 
 
-def test_two_person_review(site, browser):
+@pytest.fixture(scope="module")
+def reviewed(site, browser):
+    """The two-person review of a search of ivy's: she sends :data:`PERSON`'s candidate to review,
+    rita confirms it twice (the second time with a note), then rob confirms it. What each page showed,
+    by step; once per module, for the review test or the audit test, whichever comes first."""
+    ivy = sign_in(browser, site, "ivy")
+    search(ivy, site, str(PROBE), case="CASE-2026-0045")
+    search_id = send_to_review(ivy)
+    row = f"li.review[data-search='{search_id}'][data-face='{site.faces[PERSON]}']"
     rita, rob = sign_in(browser, site, "rita"), sign_in(browser, site, "rob")
-    assert "/console/review" in rita.url
-    item = rita.locator("li.review", has_text=PERSON).first
-    assert "probe not kept" in item.inner_text() and PROBE_SHA256 in item.inner_text()  # its digest, at least
+    seen = {"rita's start page": rita.url, "queued": rita.locator(row).inner_text()}
     from faceprint.audit.probe_store import Probe, ProbeStore
 
     ProbeStore(site.home / "audit" / "probes").save(Probe.of(PROBE.read_bytes()))  # as with store_probes on
     rita.reload()
-    item = rita.locator("li.review", has_text=PERSON).first
-    assert item.locator("figure.probe img").evaluate("img => img.naturalWidth") > 0  # the probe beside it
-    assert item.locator("figure.candidate img").evaluate("img => img.naturalWidth") > 0
+    item = rita.locator(row)
+    seen["probe width"] = item.locator("figure.probe img").evaluate("img => img.naturalWidth")  # beside it
+    seen["candidate width"] = item.locator("figure.candidate img").evaluate("img => img.naturalWidth")
     shot(rita, "review-queue")
     item.locator("button[value=confirm]").click()
     rita.wait_for_load_state()
-    assert "it is now awaiting-second (1 of 2 confirmations)" in text_of(rita)
-    item = rita.locator("li.review", has_text=PERSON).first
+    seen["rita confirms"] = text_of(rita)
+    item = rita.locator(row)
     item.locator("input[name=note]").fill("same ears, same scar")
     item.locator("button[value=confirm]").click()  # the same reviewer again: still one confirmation
     rita.wait_for_load_state()
-    assert "it is now awaiting-second (1 of 2 confirmations)" in text_of(rita)
+    seen["rita confirms again"] = text_of(rita)
     rob.reload()
-    item = rob.locator("li.review", has_text=PERSON).first
-    assert "rita: CONFIRMED" in item.inner_text()
+    item = rob.locator(row)
+    seen["rob sees"] = item.inner_text()
     item.locator("button[value=confirm]").click()
     rob.wait_for_load_state()
-    assert "it is now confirmed (2 of 2 confirmations)" in text_of(rob)
-    rob.goto(f"{rob.url.split('/console/')[0]}/console/review?status=confirmed")
-    assert PERSON in text_of(rob)
+    seen["rob confirms"] = text_of(rob)
+    rob.goto(f"{site.console}/review?status=confirmed")
+    seen["confirmed"] = text_of(rob)
+    seen["confirmed row"] = rob.locator(row).count()
     shot(rob, "review-confirmed")
+    return search_id, seen
 
 
-def test_admin_deletes_a_face(site, browser):
+def test_two_person_review(site, reviewed):
+    search_id, seen = reviewed
+    assert "/console/review" in seen["rita's start page"]
+    assert "probe not kept" in seen["queued"] and PROBE_SHA256 in seen["queued"]  # its digest, at least
+    assert seen["probe width"] > 0 and seen["candidate width"] > 0  # once kept, the probe beside the candidate
+    assert "it is now awaiting-second (1 of 2 confirmations)" in seen["rita confirms"]
+    assert "it is now awaiting-second (1 of 2 confirmations)" in seen["rita confirms again"]
+    assert "rita: CONFIRMED" in seen["rob sees"] and "same ears, same scar" in seen["rob sees"]
+    assert "it is now confirmed (2 of 2 confirmations)" in seen["rob confirms"]
+    assert PERSON in seen["confirmed"] and seen["confirmed row"] == 1
+    review = site.faceprint().get_review(SearchId=search_id)["Candidates"]
+    assert [(c["FaceId"], c["Status"]) for c in review if c["Status"] != "pending"] == [
+        (site.faces[PERSON], "confirmed")]
+
+
+@pytest.fixture(scope="module")
+def face_deleted(site, browser):
+    """max deletes Adam_Sandler's face on the collection's page: what the page showed, by step. Once
+    per module, for the deletion test or the audit test (which edits its entry), whichever comes first."""
     page = sign_in(browser, site, "max")
     page.goto(f"{site.console}/collections")
     page.click(f"text={COLLECTION}")
     face_id = site.faces["Adam_Sandler"]
     card = page.locator(f"li.face[data-face='{face_id}']")
-    assert card.locator("img").evaluate("img => img.naturalWidth") > 0
+    seen = {"crop width": card.locator("img").evaluate("img => img.naturalWidth")}
     card.locator("input[name=face_ids]").check()
     page.fill("input[name=reason]", "enrolled by mistake")
     shot(page, "collection", full_page=False)
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("text=Delete ticked faces")
     page.wait_for_load_state()
-    assert "Deleted 1 face" in text_of(page)
-    assert page.locator(f"li.face[data-face='{face_id}']").count() == 0
+    seen["deleted"] = text_of(page)
+    seen["cards left"] = page.locator(f"li.face[data-face='{face_id}']").count()
+    seen["crop status"] = page.request.get(f"{site.console}/crop?c={COLLECTION}&f={face_id}").status
+    return face_id, seen
+
+
+def test_admin_deletes_a_face(site, face_deleted):
+    face_id, seen = face_deleted
+    assert seen["crop width"] > 0
+    assert "Deleted 1 face" in seen["deleted"] and seen["cards left"] == 0
     faces = site.client().list_faces(CollectionId=COLLECTION)["Faces"]
     assert face_id not in {f["FaceId"] for f in faces}
-    assert page.request.get(f"{site.console}/crop?c={COLLECTION}&f={face_id}").status == 404  # its crop went too
+    assert seen["crop status"] == 404  # its crop went too
     entry = site.faceprint().list_audit_entries(Operation="DeleteFaces")["Entries"][-1]
     assert (entry["Actor"], entry["Purpose"]) == ("max", "enrolled by mistake")
 
@@ -253,7 +303,7 @@ def test_video_page_shows_who_appears_when(site, browser):
     assert "Stream processor lobby-door" in text_of(page) and "No one from the collection was matched" in text_of(page)
 
 
-def test_admin_manages_console_users_and_a_user_changes_their_password(site, browser):
+def test_admin_manages_console_users_and_a_user_changes_their_password(site, browser, lou_locked):
     admin = sign_in(browser, site, "max")
     admin.click("header >> text=Users")
     assert "locked until" in admin.locator("tr[data-user=lou]").inner_text()  # from the lock-out test
@@ -297,7 +347,7 @@ def test_admin_manages_console_users_and_a_user_changes_their_password(site, bro
     assert "nia's first password" not in recorded and "second password" not in recorded
 
 
-def test_audit_page_verifies_and_reports(site, browser):
+def test_audit_page_verifies_and_reports(site, browser, reviewed, face_deleted):
     page = sign_in(browser, site, "ada")
     assert "/console/audit" in page.url
     page.select_option("select[name=operation]", "ReviewDecision")
