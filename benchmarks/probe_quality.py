@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -104,36 +105,54 @@ def measure(profile: str, gallery: list[Path], probes: list[Path], widths: tuple
            "original_width_median": float(np.median([v["original_width"] for v in usable.values()])),
            "conditions": {}}
     for key in (0, *widths):
-        hits, sharp, no_face = [], [], 0
-        for path, view in usable.items():
-            vector, sharpness, _ = view[key]
-            if vector is None:
-                no_face += 1
-                hits.append(False)
-                continue
-            sharp.append(sharpness)
-            hits.append(bool(names[int(np.argmax(matrix @ vector))] == path.parent.name))
-        out["conditions"][key] = {"rank1": 100.0 * float(np.mean(hits)), "no_face": no_face,
-                                  "sharpness": float(np.median(sharp)) if sharp else 0.0,
-                                  "sharpness_p10_p90": [float(np.percentile(sharp, q)) if sharp else 0.0
-                                                        for q in (10, 90)]}
+        rows = [(view[key], path.parent.name) for path, view in usable.items()]
+        hits = [v is not None and bool(names[int(np.argmax(matrix @ v))] == name) for (v, _, _), name in rows]
+        sharp = [s for (v, s, _), _ in rows if v is not None]
+        out["conditions"][key] = {
+            "rank1": 100.0 * float(np.mean(hits)), "no_face": sum(v is None for (v, _, _), _ in rows),
+            "sharpness": float(np.median(sharp)) if sharp else 0.0,
+            "sharpness_p10_p90": [float(np.percentile(sharp, q)) if sharp else 0.0 for q in (10, 90)],
+            "probes": [(s, w, hit) for ((v, s, w), _), hit in zip(rows, hits, strict=True)]}
     out["seconds"] = time.perf_counter() - started
     return out
 
 
-def print_table(profile: str, result: dict, widths: tuple[int, ...]) -> None:
+def flagged(result: dict, widths: tuple[int, ...], floor: float) -> dict:
+    """Per condition: (share of probes flagged low quality by this run's own curve, rank-1 of the
+    flagged, rank-1 of the others), a probe rated at its detected face width and its sharpness (probes
+    with no face found are left out: the product answers them with an error)."""
+    from faceprint.probes import ProbeCurve
+
+    c = result["conditions"]
+    curve = ProbeCurve("run", tuple(float(w) for w in widths), tuple(c[w]["rank1"] for w in widths),
+                       tuple(c[w]["sharpness"] for w in widths))
+    out = {}
+    for key in (0, *widths):
+        low = [(hit, curve.rank1_at(width, sharp) < floor) for sharp, width, hit in c[key]["probes"] if width]
+        flagged_hits = [hit for hit, is_low in low if is_low]
+        other_hits = [hit for hit, is_low in low if not is_low]
+        out[key] = (100.0 * len(flagged_hits) / len(low),
+                    100.0 * float(np.mean(flagged_hits)) if flagged_hits else float("nan"),
+                    100.0 * float(np.mean(other_hits)) if other_hits else float("nan"))
+    return out
+
+
+def print_table(profile: str, result: dict, widths: tuple[int, ...], floor: float = 90.0) -> None:
     base = result["conditions"][0]
+    flags = flagged(result, widths, floor)
     print(f"\n## {profile}: {result['probes']} probes ({result['probes_no_face']} without a face on the original "
           f"left out), {result['gallery']} enrolled, median original face width "
           f"{result['original_width_median']:.0f} px, {result['seconds']:.0f} s")
-    print("\n| face width | rank-1 | ratio to undegraded | no face found | sharpness median (p10-p90) |")
-    print("|---|---|---|---|---|")
+    print(f"\n| face width | rank-1 | ratio to undegraded | no face found | sharpness median (p10-p90) "
+          f"| flagged under {floor:.0f}% | rank-1 flagged / not |")
+    print("|---|---|---|---|---|---|---|")
     for key in (0, *widths):
         c = result["conditions"][key]
         label = "undegraded" if key == 0 else f"{key} px"
         p10, p90 = c["sharpness_p10_p90"]
         print(f"| {label} | {c['rank1']:.1f}% | {c['rank1'] / base['rank1']:.3f} | {c['no_face']} "
-              f"| {c['sharpness']:.1f} ({p10:.1f}-{p90:.1f}) |", flush=True)
+              f"| {c['sharpness']:.1f} ({p10:.1f}-{p90:.1f}) | {flags[key][0]:.1f}% "
+              f"| {flags[key][1]:.1f}% / {flags[key][2]:.1f}% |", flush=True)
 
 
 def write_curve(profile: str, result: dict, widths: tuple[int, ...], command: str) -> None:
@@ -148,11 +167,26 @@ def write_curve(profile: str, result: dict, widths: tuple[int, ...], command: st
         "probes": result["probes"],
         "gallery": result["gallery"],
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
         "command": command,
     }
     data["profiles"][profile].pop("source", None)
-    CURVE_FILE.write_text(json.dumps(data, indent=2) + "\n")
+    CURVE_FILE.write_text(dump(data))
+
+
+def dump(data: dict) -> str:
+    """JSON with two-space indents and each list of numbers on one line."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return re.sub(r"\[\s+([-0-9.eE,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                      if line.startswith("model name")), model)
+    return f"{model}, {os.cpu_count()} CPUs"
 
 
 def main() -> None:
@@ -166,7 +200,7 @@ def main() -> None:
     widths = tuple(sorted(int(w) for w in args.widths.split(",")))
     gallery, probes = gallery_and_probes(args.max_probes)
     print(f"# Probe quality on LFW View 1 (dev), {time.strftime('%Y-%m-%d')}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{machine()}; "
           f"{len(gallery)} enrolled, {len(probes)} mated probes")
     for profile in args.profiles.split(","):
         result = measure(profile, gallery, probes, widths, args.workers)

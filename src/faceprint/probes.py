@@ -10,9 +10,11 @@ blur of radius 0.6 at that size, JPEG quality 30, scaled back up), and stores th
 - ``sharpness`` (0-100): how much detail the face holds for its size. The face is cropped,
   resampled to 112 px (area averaging to shrink, bicubic to enlarge, so a small face looks as soft
   as it is), and the variance of its Laplacian over the variance of its pixels (so that contrast
-  does not count) is mapped onto 0-100 as ``100 * (1 - exp(-ratio / 0.05))``. A sharp face scores
-  about the same whatever its size in pixels; a face blown up from a few pixels scores low. LFW's
-  own photos score 40-90 (median about 63); a face 24 px wide, blurred and scaled up, about 12.
+  does not count) is mapped onto 0-100 as ``100 * (1 - exp(-ratio / 0.05))``. A face of 112 px or
+  more is measured at 112 px, so the same photo scores about the same at any larger size; a smaller
+  face, or one blown up from a few pixels, scores low. LFW's
+  own photos score 47-93 (10th-90th percentile; median 72); degraded to a face 24 px wide and scaled
+  back up, 9-22 (median 14).
 - ``expected_rank1``: the profile's measured rank-1 at the probe's *effective* width: its face
   width, or less where its sharpness is that of a face degraded to a smaller width (the benchmark
   stores the median sharpness of its probes at each width), since a still scaled up after the fact
