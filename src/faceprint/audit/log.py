@@ -86,6 +86,13 @@ CREATE TABLE IF NOT EXISTS heads (
 );
 """
 
+LAST = ("SELECT (SELECT seq FROM entries ORDER BY seq DESC LIMIT 1), "
+        "(SELECT hash FROM entries ORDER BY seq DESC LIMIT 1), "
+        "(SELECT seq FROM heads ORDER BY seq DESC LIMIT 1), (SELECT hash FROM heads ORDER BY seq DESC LIMIT 1)")
+"""The last entry's seq and hash and the latest signed head's (NULLs where there is none), in one statement."""
+INSERT = ("INSERT INTO entries (seq, started, operation, actor, collection_id, case_ref, body, prev_hash, hash) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
 
 def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
     return None if found is None else {"Seq": found[0], "Hash": found[1]}
@@ -131,8 +138,19 @@ class AuditLog:
 
     def append_many(self, entries: Iterable[Entry]) -> list[Record]:
         """Record ``entries`` in order in one transaction (the chain as for one ``append`` each;
-        the head signed after the last, and at every :data:`HEAD_EVERY`-th seq)."""
-        entries = list(entries)
+        the head signed after the last, and at every :data:`HEAD_EVERY`-th seq). The records hold
+        the entries as stored (read back from their bodies: numpy numbers as Python's...)."""
+        return [Record(seq, Entry.from_fields(json.loads(body)), prev, hash_)
+                for seq, body, prev, hash_ in self._write(list(entries))]
+
+    def append_seq(self, entry: Entry) -> int:
+        """:meth:`append`, answering only the new entry's seq (no record read back: the audited
+        operations' path, which needs no more)."""
+        return self._write([entry])[0][0]
+
+    def _write(self, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
+        """Append ``entries``: their stored rows (seq, body, prev_hash, hash); AuditUnavailable when
+        they cannot be written."""
         try:
             database = self._db()
             self._same_file()
@@ -162,34 +180,32 @@ class AuditLog:
             self._database, self._identity = None, None
             self.signer = OnlineSigner(self.signer.path)
 
-    def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[Record]:
+    def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
         """Chain ``entries`` after the last stored one; where the stored chain does not end at its
         latest signed head, an :data:`BROKEN` entry saying so goes first (see :meth:`_broken`)."""
-        row = db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-        before = (row[0], row[1]) if row else None
-        head = db.execute("SELECT seq, hash FROM heads ORDER BY seq DESC LIMIT 1").fetchone()
-        latest = (head[0], head[1]) if head else None
+        last_seq, last_hash, head_seq, head_hash = db.execute(LAST).fetchone()
+        before = None if last_seq is None else (last_seq, last_hash)
+        latest = None if head_seq is None else (head_seq, head_hash)
         if entries and latest != before:
             entries = [self._broken(latest, before), *entries]
             self._drop_stale_heads(db, before)
         seq, prev = before or (0, GENESIS)
-        records: list[Record] = []
+        written: list[tuple[int, str, str, str]] = []
         rows = []
         for entry in entries:
             seq += 1
             body = canonical_json(entry.fields(seq))
             hash_ = link(prev, body)
-            record = Record(seq, Entry.from_fields(json.loads(body)), prev, hash_)
-            e = record.entry
-            rows.append((seq, e.started, e.operation, e.caller.actor, e.collection_id, e.caller.case, body, prev,
-                         hash_))
-            records.append(record)
+            rows.append((seq, *entry.columns(body), body, prev, hash_))
+            written.append((seq, body, prev, hash_))
             prev = hash_
-        db.executemany("INSERT INTO entries (seq, started, operation, actor, collection_id, case_ref, body, "
-                       "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        if records:
-            self._sign_heads(db, before if latest == before else None, records)
-        return records
+        if len(rows) == 1:
+            db.execute(INSERT, rows[0])
+        else:
+            db.executemany(INSERT, rows)
+        if written:
+            self._sign_heads(db, before if latest == before else None, [(w[0], w[3]) for w in written])
+        return written
 
     def _broken(self, latest: tuple[int, str] | None, before: tuple[int, str] | None) -> Entry:
         """The entry that keeps, in the chain, what an append found: a stored chain that does not end
@@ -207,23 +223,31 @@ class AuditLog:
         end, hash_ = before or (0, GENESIS)
         db.execute("DELETE FROM heads WHERE seq > ? OR (seq = ? AND hash != ?)", (end, end, hash_))
 
-    def _sign_heads(self, db: sqlite3.Connection, before: tuple[int, str] | None, records: list[Record]) -> None:
-        """Sign the new latest head, and as checkpoints those of ``records`` at every
-        :data:`HEAD_EVERY`-th seq. The latest head before them (``before``: its seq and hash, None
-        where the chain did not end at it) retires: a checkpoint's is signed again as one, any
-        other's goes; one the stored entries no longer matched stays, for verify to show."""
+    def _sign_heads(self, db: sqlite3.Connection, before: tuple[int, str] | None,
+                    heads: list[tuple[int, str]]) -> None:
+        """Sign the new latest head (the last of ``heads``, the (seq, hash) of the entries written),
+        and as checkpoints those at every :data:`HEAD_EVERY`-th seq. The latest head before them
+        (``before``: its seq and hash, None where the chain did not end at it) retires: a
+        checkpoint's is signed again as one, any other's row becomes the new latest head's; one the
+        stored entries no longer matched stays, for verify to show."""
         now = float(self.clock())
         sign = self.signer.sign_head
-        signed = [(r.seq, r.hash, now, sign(r.seq, r.hash, now, latest=False))
-                  for r in records[:-1] if r.seq % HEAD_EVERY == 0]
+        signed = [(seq, hash_, now, sign(seq, hash_, now, latest=False))
+                  for seq, hash_ in heads[:-1] if seq % HEAD_EVERY == 0]
+        retired = None
         if before is not None:
             if before[0] % HEAD_EVERY == 0:
                 signed.append((*before, now, sign(*before, now, latest=False)))
             else:
-                db.execute("DELETE FROM heads WHERE seq = ?", (before[0],))
-        last = records[-1]
-        signed.append((last.seq, last.hash, now, sign(last.seq, last.hash, now)))
-        db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", signed)
+                retired = before[0]
+        if signed:
+            db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", signed)
+        seq, hash_ = heads[-1]
+        latest = (seq, hash_, now, sign(seq, hash_, now))
+        if retired is None:
+            db.execute("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", latest)
+        else:  # one statement: no heads past it (it was the latest), so the new seq is free
+            db.execute("UPDATE heads SET seq = ?, hash = ?, time = ?, signature = ? WHERE seq = ?", (*latest, retired))
 
     def delete_through(self, seq: int) -> int:
         """Remove the records up to ``seq`` and the heads they hold (retention's job: see

@@ -88,7 +88,7 @@ class Recorder:
                       low_quality=bool(probe_quality is not None and probe_quality.low_quality),
                       candidates=tuple(candidates), details=details)
         try:
-            return self.log.append(entry).seq
+            return self.log.append_seq(entry)
         except AuditUnavailable:
             if stored_now and probe is not None and self.probes is not None:  # kept for this entry alone
                 self.probes.delete(probe.sha256)  # no entry, no probe kept
@@ -104,7 +104,7 @@ class Recorder:
         now = self.clock()
         entry = Entry(operation=operation, caller=caller, started=now if started is None else started, ended=now,
                       collection_id=collection_id, details=dict(details or {}))
-        return self.log.append(entry).seq
+        return self.log.append_seq(entry)
 
     def deleted(self, operation: str, caller: Caller, collection_id: str | None, details: dict[str, Any],
                 started: float) -> int | None:

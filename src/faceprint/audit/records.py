@@ -58,6 +58,18 @@ class Entry:
                 "ProbeQuality": self.probe_quality, "LowQuality": bool(self.low_quality),
                 "Candidates": list(self.candidates), "Details": dict(self.details or {})}
 
+    def columns(self, body: str) -> tuple[Any, ...]:
+        """The indexed columns (started, operation, actor, collection, case) of this entry stored as
+        ``body`` (its canonical JSON): its own values where they are plain (a finite float, texts),
+        else those the body holds (what JSON made of them), so that the columns always agree with it."""
+        values = (self.started, self.operation, self.caller.actor, self.collection_id, self.caller.case)
+        if type(values[0]) is float and math.isfinite(values[0]) \
+                and all(type(v) is str or v is None for v in values[1:]) and values[1] is not None \
+                and values[2] is not None:
+            return values
+        f = json.loads(body)
+        return f["Started"], f["Operation"], f["Actor"], f.get("CollectionId"), f.get("Case")
+
     @classmethod
     def from_fields(cls, f: dict[str, Any]) -> Entry:
         caller = Caller(f["Actor"], f.get("ActorKind") or "os", f.get("KeyId"), f.get("Purpose"), f.get("Case"))
