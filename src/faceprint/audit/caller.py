@@ -8,6 +8,7 @@ user (:func:`os_caller`), with the ``purpose`` and ``case`` the call gives.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import getpass
 import os
 import re
@@ -73,11 +74,24 @@ def printable(text: str) -> bool:
 
 
 def os_user() -> str:
-    """The OS user running this process (``uid:N`` when the name cannot be found)."""
+    """The OS user running this process (``uid:N`` when the name cannot be found): as
+    ``getpass.getuser`` finds it, looked up once for each uid and environment it depends on
+    (``getpass`` reads the password database each time: microseconds a search)."""
+    environ = os.environ
+    return _user(os.getuid(), *(environ.get(name) for name in USER_VARIABLES))
+
+
+USER_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
+"""The environment variables ``getpass.getuser`` reads, in its order."""
+
+
+@functools.lru_cache(maxsize=8)
+def _user(uid: int, *variables: str | None) -> str:
+    """The user name ``getpass.getuser`` gives for ``uid`` and the values of :data:`USER_VARIABLES`."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
-        return f"uid:{os.getuid()}"
+        return f"uid:{uid}"
 
 
 def os_caller(purpose: str | None = None, case: str | None = None) -> Caller:
