@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -34,7 +36,14 @@ def head_message(seq: int, hash_: str, time_: float, latest: bool = True) -> byt
     as a checkpoint kept after later entries. The two differ, so that a checkpoint's signature
     cannot stand for a latest head once the entries after it are cut off."""
     context = HEAD_CONTEXT if latest else CHECKPOINT_CONTEXT
+    if type(seq) is int and type(time_) is float and math.isfinite(time_) and type(hash_) is str \
+            and HEX.fullmatch(hash_):  # what faceprint signs: canonical JSON written straight out
+        return context + f'{{"Hash":"{hash_}","Seq":{seq},"Time":{time_!r}}}'.encode("ascii")
     return context + canonical_json({"Seq": seq, "Hash": hash_, "Time": time_}).encode("ascii")
+
+
+HEX = re.compile("[0-9a-f]*")
+"""A hash as the chain writes it (lowercase hex): canonical JSON holds it as it is."""
 
 
 def public_hex(key: Ed25519PublicKey) -> str:
