@@ -67,6 +67,29 @@ def test_values_are_stored_as_plain_json(tmp_path):
     assert log.get(1) == record
 
 
+def test_columns_agree_with_the_body_whatever_the_entry_holds(tmp_path):
+    import numpy as np
+
+    from faceprint.audit.verify import verify
+
+    log = AuditLog(tmp_path / "audit")
+    plain = log.append_seq(entry(0, case="K-1"))
+    odd = log.append_seq(Entry("IndexFaces", Caller("bob", case="K-2"), np.float32(1.5), np.float64(2.0),
+                               collection_id="c9"))
+    assert (plain, odd) == (1, 2) and log.head()[0] == 2
+    row = log._one("SELECT started, operation, actor, collection_id, case_ref FROM entries WHERE seq = 2", ())
+    assert row == (1.5, "IndexFaces", "bob", "c9", "K-2") and type(row[0]) is float
+    assert log.query(AuditFilter(case="K-1"))[0].seq == 1 and verify(log).ok
+
+
+@pytest.mark.parametrize("seq, hash_, time_", [(7, "ab" * 32, 1_800_000_000.123456), (10**15, "0" * 64, 1e-7),
+                                               (3, "AB", 1.0), (3, 'a"b', 1.0), (True, "ab", 1.0), (2, "ab", 5)])
+def test_a_head_message_is_its_canonical_json(seq, hash_, time_):
+    for latest, context in ((True, b"faceprint-audit-head:v1:"), (False, b"faceprint-audit-checkpoint:v1:")):
+        expected = context + canonical_json({"Seq": seq, "Hash": hash_, "Time": time_}).encode("ascii")
+        assert head_message(seq, hash_, time_, latest) == expected
+
+
 def test_query_filters_and_pages(tmp_path):
     log = AuditLog(tmp_path / "audit")
     log.append_many([entry(0, actor="alice", case="K-1"), entry(1, actor="bob", collection="c2"),
