@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faceprint.home import create_private, private_folder
+from faceprint.home import private_folder, write_private
 
 if TYPE_CHECKING:
     from faceprint.imaging import DecodedImage
@@ -78,18 +78,7 @@ class CropStore:
         path = self.path(collection_id, face_id)
         private_folder(self.folder)
         private_folder(path.parent)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            with os.fdopen(create_private(tmp), "wb") as out:
-                out.write(jpeg)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        write_private(path, lambda out: out.write(jpeg))
         return path
 
     def get(self, collection_id: str, face_id: str) -> bytes | None:

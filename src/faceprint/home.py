@@ -13,7 +13,10 @@ import fcntl
 import logging
 import os
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, BinaryIO
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
@@ -51,6 +54,24 @@ def create_private(path: Path) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     os.fchmod(fd, FILE_MODE)
     return fd
+
+
+def write_private(path: Path, write: Callable[[BinaryIO], Any], tmp_name: str | None = None) -> None:
+    """Write a private file (0600) atomically: ``write(out)`` fills a temporary file beside ``path``
+    (``tmp_name``, default ``.NAME.PID-THREAD.tmp``), which is flushed, fsynced and renamed over
+    ``path``, so a crash leaves the old file or the new one, never a torn one."""
+    tmp = path.with_name(tmp_name or f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a writer of this pid and thread that died
+    try:
+        with os.fdopen(create_private(tmp), "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def tighten(path: Path) -> None:

@@ -11,7 +11,6 @@ used by a search for longer than the probe retention.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.home import create_private, private_folder
+from faceprint.home import private_folder, write_private
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = ("jpg", "png", "img")
@@ -102,18 +101,7 @@ class ProbeStore:
             return False
         private_folder(self.folder.parent)
         private_folder(self.folder)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            with os.fdopen(create_private(tmp), "wb") as out:
-                out.write(probe.data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        write_private(path, lambda out: out.write(probe.data))
         return True
 
     def find(self, sha256: str) -> Path | None:

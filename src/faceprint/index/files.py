@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.home import create_private, private_folder
+from faceprint.home import private_folder, write_private
 from faceprint.index.hybrid import CollectionIndex
 
 FORMAT = 3
@@ -44,18 +44,7 @@ def save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Non
     arrays["meta"] = np.frombuffer(json.dumps({**meta, "format": FORMAT}).encode(), np.uint8)
     private_folder(path.parent)
     _remove_orphans(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # left by a writer of this pid and thread that died
-    try:
-        with os.fdopen(create_private(tmp), "wb") as out:
-            np.savez(out, **arrays)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_private(path, lambda out: np.savez(out, **arrays), f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)  # the rename itself survives a power cut
