@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +57,15 @@ def lfw_pairs(split: str) -> list[tuple[Path, Path, bool]]:
         elif len(parts) == 4:
             pairs.append((lfw_image(parts[0], int(parts[1])), lfw_image(parts[2], int(parts[3])), False))
     return pairs
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """``check()``'s first truthy answer, asked every 0.1 s; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        time.sleep(0.1)

@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import LFW, models_dir
+from conftest import LFW, models_dir, wait_for
 from faceprint.audit.caller import Caller
 from faceprint.audit.log import AuditFilter, AuditLog
 from faceprint.errors import AccessDeniedException
@@ -29,17 +28,6 @@ from videokit import Walker, photos_of, walking_clip
 
 PERSON = "Aaron_Peirsol"
 ACCOUNT = "123456789012"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}")
-        time.sleep(0.1)
 
 
 def entries(home: Path, operation: str) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
+import conftest
 from conftest import LFW, models_dir
 from serverkit import free_port
 from videokit import Walker, photos_of, walking_clip
@@ -46,14 +47,7 @@ def face_search(collection: str, threshold: float = 80.0) -> dict[str, Any]:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}")
-        time.sleep(0.1)
+    return conftest.wait_for(what, check, timeout)
 
 
 def records(path: Path) -> list[dict[str, Any]]:
