@@ -119,6 +119,21 @@ def test_nan_rows_from_the_detector_are_dropped(fast) -> None:
             assert fast.detect_faces(np.zeros((80, 4000, 3), np.uint8)).face_details == []
 
 
+def test_boxes_with_their_landmarks_outside_the_picture_are_dropped(fast) -> None:
+    """The garbage YuNet once answered in CI on a blank 4000 x 80 strip: a box reaching far below
+    the picture with all five landmarks there. A face cut by the frame (two landmarks out) stays."""
+    from faceprint.models.detector import Detections, _clip
+
+    garbage = [[2556, 55, 178, 250], [[2486, 143], [2570, 92], [2524, 250], [2688, 254], [2705, 202]]]
+    cut = [[100, 40, 60, 70], [[115, 60], [145, 60], [130, 75], [118, 90], [142, 90]]]
+    found = Detections(np.array([garbage[0], cut[0]], np.float32),
+                       np.array([garbage[1], cut[1]], np.float32), np.array([0.9, 0.9], np.float32))
+    kept = _clip(found, 4000, 80)
+    assert len(kept) == 1 and kept.boxes[0].tolist() == [100, 40, 60, 40]
+    assert fast.engine.detector.scales(4000, 80)[1] is None  # no coarse pass on a strip
+    assert fast.engine.detector.scales(4000, 3000)[1] is not None
+
+
 def test_sideways_jpeg_with_exif_is_detected_upright(fp, data) -> None:
     upright = Image.open(lfw_image("Aaron_Peirsol", 1))
     exif = Image.Exif()

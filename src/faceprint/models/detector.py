@@ -103,6 +103,8 @@ class YuNetDetector:
         long_side = max(width, height)
         fine = min(1.0, s.max_side / long_side)
         coarse = s.coarse_side / long_side if long_side * fine > 1.5 * s.coarse_side else None
+        if coarse is not None and min(width, height) * coarse < MIN_PASS_SIDE:
+            coarse = None  # a strip: its faces are small enough for the fine pass
         return fine, coarse
 
     def detect(self, bgr: np.ndarray) -> Detections:
@@ -136,6 +138,9 @@ class YuNetDetector:
         return Detections(faces[:, 0:4].copy(), faces[:, 4:14].reshape(-1, 5, 2).copy(),
                           faces[:, 14].copy())
 
+
+MIN_PASS_SIDE = 32
+"""The coarse pass is skipped where it would see the picture less than this high (or wide)."""
 
 LANDMARK_MARGIN = 0.5
 """A row's five landmarks must lie within the box grown by this share of its size on each side."""
@@ -183,13 +188,17 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
 
 
 def _clip(det: Detections, width: int, height: int) -> Detections:
-    """Clip boxes to the image; drop any that end up empty."""
+    """Clip boxes to the image; drop any that end up empty, and any with fewer than three of its
+    five landmarks in the picture (a face cut by the frame keeps its eyes or its nose and mouth;
+    YuNet's garbage on a blank 4000 x 80 strip, seen once in CI, had all five below it)."""
     if not len(det):
         return det
+    lx, ly = det.landmarks[:, :, 0], det.landmarks[:, :, 1]
+    seen = ((lx >= 0) & (lx <= width) & (ly >= 0) & (ly <= height)).sum(axis=1) >= 3
     x1 = np.clip(det.boxes[:, 0], 0, width)
     y1 = np.clip(det.boxes[:, 1], 0, height)
     x2 = np.clip(det.boxes[:, 0] + det.boxes[:, 2], 0, width)
     y2 = np.clip(det.boxes[:, 1] + det.boxes[:, 3], 0, height)
     boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
-    keep = np.nonzero((boxes[:, 2] > 1) & (boxes[:, 3] > 1))[0]
+    keep = np.nonzero((boxes[:, 2] > 1) & (boxes[:, 3] > 1) & seen)[0]
     return Detections(boxes, det.landmarks, det.scores).take(keep)
