@@ -24,6 +24,7 @@ from faceprint.audit.caller import resolve
 from faceprint.audit.config import AuditSettings
 from faceprint.audit.recorder import face_candidates, face_search_start, user_candidates
 from faceprint.audit.settings import KEEP
+from faceprint.backends import INDEX_ENV, STORE_ENV, open_indexes, open_store
 from faceprint.collections import COLLECTION_ID, Collections, check_pattern
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
@@ -39,14 +40,12 @@ from faceprint.faces import (
 from faceprint.home import private_folder
 from faceprint.imaging import DecodedImage, ImageInput, ImageLimits, load_image
 from faceprint.index import Indexes
-from faceprint.index.cache import IndexCache
 from faceprint.models.catalog import ALL_MODELS
 from faceprint.models.detector import DetectorSettings
 from faceprint.models.profiles import DEFAULT_PROFILE, Profile, get_profile
 from faceprint.models.store import ModelStore
 from faceprint.models.text import TEXT_MODEL_VERSION, TextReader
 from faceprint.store import Store
-from faceprint.store.sqlite import SQLiteStore
 from faceprint.text import TextFilters, assemble, parse_filters
 from faceprint.types import (
     AssociateFacesResult,
@@ -120,9 +119,12 @@ class Faceprint:
     ``"accurate"`` (default) or ``"fast"``; ``limits`` sets the image limits;
     ``threads`` caps the threads of one inference call (0: all cores);
     ``max_text_words`` caps DetectText's words (Rekognition's 100); ``store`` replaces the
-    embedded SQLite store of collections and faces; ``index_settings`` tunes the collection
+    embedded SQLite store of collections and faces, or ``store_url`` names one
+    (``faceprint.backends``: ``sqlite:///PATH``, ``postgresql://...``; default: ``FACEPRINT_STORE``,
+    else ``HOME/faceprint.db``); ``index_settings`` tunes the collection
     index (``exact_below``, ``tail_limit``, ``rerank``: see ``faceprint.index.hybrid``) and
-    ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``); ``region`` is the
+    ``indexes`` replaces the embedded indexes (``faceprint.index.Indexes``), or ``index_url`` names
+    them (default: ``FACEPRINT_INDEX``, else the embedded index in ``HOME/indexes``); ``region`` is the
     region of collection ARNs (``arn:aws:rekognition:REGION:ACCOUNT:collection/ID``, with the
     home's account id, ``faceprint.account``); ``video`` sets the stored-video jobs
     (``faceprint.video.service.VideoSettings``: workers, job limit, expiry, size limits, SNS topics);
@@ -152,7 +154,8 @@ class Faceprint:
                  max_text_words: int = MAX_TEXT_WORDS, store: Store | None = None,
                  index_settings: dict[str, int] | None = None, indexes: Indexes | None = None,
                  region: str = DEFAULT_REGION, video: VideoSettings | None = None,
-                 streams: StreamSettings | None = None, audit: AuditSettings | None = None) -> None:
+                 streams: StreamSettings | None = None, audit: AuditSettings | None = None,
+                 store_url: str | None = None, index_url: str | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.arns = CollectionArns(self.home, region)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
@@ -168,6 +171,8 @@ class Faceprint:
         self._attributes: AttributeEngine | None = None
         self._attributes_lock = threading.Lock()
         self._store = store
+        self.store_url = store_url if store_url is not None else os.environ.get(STORE_ENV) or None
+        self.index_url = index_url if index_url is not None else os.environ.get(INDEX_ENV) or None
         self._index_settings = dict(index_settings or {})
         self._index_cache: Indexes | None = indexes
         self._index_lock = threading.RLock()
@@ -183,21 +188,23 @@ class Faceprint:
 
     @property
     def store(self) -> Store:
-        """Collections and faces: by default SQLite at ``HOME/faceprint.db``, opened on first use."""
+        """Collections and faces: the store ``store_url`` names (by default SQLite at
+        ``HOME/faceprint.db``), opened on first use."""
         if self._store is None:
             with self._index_lock:
                 if self._store is None:
-                    self._store = SQLiteStore(private_folder(self.home) / "faceprint.db")
+                    self._store = open_store(self.store_url, self.home)
         return self._store
 
     @property
     def index_cache(self) -> Indexes:
-        """Each collection's vector index, derived from the store; files in ``HOME/indexes``."""
+        """Each collection's vector index, derived from the store: the indexes ``index_url`` names (by
+        default the embedded index, its files in ``HOME/indexes``)."""
         if self._index_cache is None:
             with self._index_lock:
                 if self._index_cache is None:
-                    folder = private_folder(self.home / "indexes")
-                    self._index_cache = IndexCache(self.store, folder, self.profile.dim, **self._index_settings)
+                    self._index_cache = open_indexes(self.index_url, self.store, self.home, self.profile.dim,
+                                                     **self._index_settings)
         return self._index_cache
 
     @property
