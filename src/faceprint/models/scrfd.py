@@ -5,7 +5,11 @@ per anchor point (two anchors per grid cell), as distances from the anchor's cen
 the stride. Decoding follows insightface's ``SCRFD.detect`` (``distance2bbox`` and
 ``distance2kps``), but the network sees the picture at its own resolution, padded at the right and
 bottom to a multiple of 32 (scaled down only when its longer side exceeds ``max_side``), not
-letterboxed into 640 x 640: small faces stay as large as the picture has them.
+letterboxed into 640 x 640: small faces stay as large as the picture has them. SCRFD misses
+faces much larger than its biggest anchors (about 400 pixels: a portrait at 600 x 600 that the face
+fills was missed), so a picture whose longer side exceeds 1.5 x ``coarse_side`` is also seen whole
+at ``coarse_side`` (a tenth of the cost of a 1024-pixel picture's pass) and the passes' faces are
+merged by non-maximum suppression, as YuNet's passes are.
 
 The model's outputs are identified on load by a trial run on a small blank picture, by their
 shapes (rows = anchor points of one stride, columns 1, 4 or 10), so exports that order them
@@ -20,7 +24,7 @@ import cv2
 import numpy as np
 
 from faceprint.errors import ModelUnavailableError
-from faceprint.models.detector import Detections, _clip, _nms
+from faceprint.models.detector import MIN_PASS_SIDE, Detections, _clip, _concat, _nms
 
 STRIDES = (8, 16, 32)
 PAD = 32
@@ -36,39 +40,51 @@ class ScrfdDetector:
     Thread-safe: one onnxruntime session, whose ``run`` may be called from many threads."""
 
     def __init__(self, model_path: Path, score_threshold: float = 0.5, nms_threshold: float = 0.4,
-                 max_side: int = 1920, threads: int = 0) -> None:
-        if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_threshold <= 1.0 or max_side < PAD:
+                 max_side: int = 1920, threads: int = 0, coarse_side: int = 320) -> None:
+        if (not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_threshold <= 1.0
+                or not PAD <= coarse_side <= max_side):
             raise ValueError("SCRFD: score_threshold must be in [0, 1], nms_threshold in (0, 1], "
-                             f"max_side at least {PAD}")
+                             f"{PAD} <= coarse_side <= max_side")
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_side = int(max_side)
+        self.coarse_side = int(coarse_side)
         self._session = _session(Path(model_path), threads)
         self._input = self._session.get_inputs()[0].name
         self._order, self.anchors = self._identify_outputs(Path(model_path).name)
 
-    def scale(self, width: int, height: int) -> float:
-        """The factor the picture is resized by before the network sees it (1 or less)."""
-        return min(1.0, self.max_side / max(width, height, 1))
+    def scales(self, width: int, height: int) -> tuple[float, float | None]:
+        """The fine pass's scale factor (1 or less), and the coarse pass's (None when not needed)."""
+        long_side = max(width, height, 1)
+        fine = min(1.0, self.max_side / long_side)
+        coarse = self.coarse_side / long_side
+        if long_side * fine <= 1.5 * self.coarse_side or min(width, height) * coarse < MIN_PASS_SIDE:
+            return fine, None
+        return fine, coarse
 
     def detect(self, bgr: np.ndarray) -> Detections:
         height, width = bgr.shape[:2]
         if not height or not width:
             return Detections.empty()
-        scale = self.scale(width, height)
-        outputs = self._run(bgr, scale)
-        found = self._decode(outputs)
+        parts = [self._detect_at(bgr, scale) for scale in self.scales(width, height) if scale]
+        found = _concat(parts)
         if not len(found):
             return found
         found = found.take(_nms(found.boxes, found.scores, self.nms_threshold))
-        found = Detections(found.boxes / np.float32(scale), found.landmarks / np.float32(scale),
-                           found.scores)
         return _clip(found, width, height)
+
+    def _detect_at(self, bgr: np.ndarray, scale: float) -> Detections:
+        found = self._decode(self._run(bgr, scale))
+        if not len(found) or scale == 1.0:
+            return found
+        return Detections(found.boxes / np.float32(scale), found.landmarks / np.float32(scale),
+                          found.scores)
 
     def _run(self, bgr: np.ndarray, scale: float) -> tuple[list[np.ndarray], int, int]:
         """The outputs in (score, box, kps) x strides order, and the input's height and width."""
         if scale < 1.0:
-            bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         blob = _blob(bgr)
         raw = self._session.run(None, {self._input: blob})
         return [_rows(raw[i]) for i in self._order], blob.shape[2], blob.shape[3]
