@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="faceprint", description="Face and text recognition with Rekognition's operations; "
                      "every command prints Rekognition's JSON.")
     parser.add_argument("--home", help="faceprint home folder (default $FACEPRINT_HOME or ~/.faceprint)")
-    parser.add_argument("--profile", help="model profile: accurate (default) or fast")
+    parser.add_argument("--profile", help="model profile: accurate (default), fast or an operator profile "
+                        "(`faceprint models list`)")
     parser.add_argument("--max-image-bytes", type=int, help="largest encoded image accepted (default 5 MB)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -58,15 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_commands(sub)
     _serve_command(sub)
 
-    models = sub.add_parser("models", help="list or pre-fetch the pinned model files")
-    msub = models.add_subparsers(dest="models_command", required=True, parser_class=_Parser)
-    msub.add_parser("list", help="the model files, where they come from, whether present")
-    pull = msub.add_parser("pull", help="fetch and verify the model files now")
-    pull.add_argument("--from", dest="source_dir", metavar="DIR",
-                      help="install from a folder of model files or their distributions (air-gapped)")
-    pull.add_argument("--all", action="store_true", help="every profile's files, not only the active one")
-    pull.add_argument("--attributes", action="store_true",
-                      help="also the attribute models (DetectFaces ALL: age, gender, face mesh, expression)")
+    from faceprint import cli_models
+
+    cli_models.add_commands(sub)
     return parser
 
 
@@ -467,6 +462,10 @@ def _run(args: argparse.Namespace) -> Any:
     for module in _accountability_clis():
         if args.command in module.COMMANDS:
             return module.run(args)
+    if args.command == "models":
+        from faceprint import cli_models
+
+        return cli_models.run(args)
     fp = _faceprint(args)
     if args.command == "detect-faces":
         return fp.detect_faces(_image(args.image), args.attributes).to_dict()
@@ -484,7 +483,7 @@ def _run(args: argparse.Namespace) -> Any:
         return _index_faces(fp, args)
     if args.command == "detect-text":
         return fp.detect_text(_image(args.image), _json_arg("--filters", args.filters)).to_dict()
-    return _models(fp, args)
+    raise InvalidParameterException(f"unknown command {args.command!r}")
 
 
 _COLLECTION_COMMANDS = {
@@ -565,31 +564,6 @@ def _faceprint(args: argparse.Namespace) -> Any:
 
 def _image(arg: str) -> Any:
     return sys.stdin.buffer.read() if arg == "-" else arg
-
-
-def _models(fp: Any, args: argparse.Namespace) -> Any:
-    from faceprint.models.profiles import PROFILES
-
-    profiles = list(PROFILES.values()) if getattr(args, "all", False) else [fp.profile]
-    if args.models_command == "pull":
-        specs = dict.fromkeys(f for p in profiles for f in p.model_files())
-        if args.attributes:  # AgeRange and Gender align their chips with dlib's shape predictor
-            from faceprint.models.catalog import ATTRIBUTE_MODELS, DLIB_SHAPE5, SFACE
-
-            specs.update(dict.fromkeys((*ATTRIBUTE_MODELS, DLIB_SHAPE5, SFACE)))
-        paths = fp.models.pull(specs, source_dir=args.source_dir)
-        return {"Models": [{"Name": s.name, "Path": str(p), "Sha256": s.sha256}
-                           for s, p in zip(specs, paths, strict=True)]}
-    rows = []
-    for spec in dict.fromkeys(f for p in PROFILES.values() for f in p.model_files()):
-        rows.append({
-            "Name": spec.name, "Role": spec.role, "Distribution": spec.distribution,
-            "Member": spec.member, "Sha256": spec.sha256, "Size": spec.size, "Licence": spec.licence,
-            "Profiles": [p.name for p in PROFILES.values() if spec in p.model_files()],
-            "Present": fp.models.is_present(spec), "Path": str(fp.models.root / spec.name),
-        })
-    return {"ActiveProfile": fp.profile.name, "FaceModelVersion": fp.face_model_version,
-            "Models": rows}
 
 
 def _print_error(exc: FaceprintError) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,10 @@ class Analysis:
     vectors: np.ndarray
 
 
-def measure(image: DecodedImage, faces: Detections) -> list[MeasuredFace]:
+def measure(image: DecodedImage, faces: Detections,
+            confidence: Callable[[float], float] = face_confidence) -> list[MeasuredFace]:
+    """Each face's Rekognition measures; ``confidence`` maps the detector's raw score to Confidence
+    (YuNet's measured table by default; ``FaceEngine.face_confidence`` for the profile's detector)."""
     w, h = float(image.width), float(image.height)
     out = []
     for i in range(len(faces)):
@@ -77,7 +81,7 @@ def measure(image: DecodedImage, faces: Detections) -> list[MeasuredFace]:
             index=i,
             box_px=faces.boxes[i],
             landmarks_px=pts,
-            confidence=face_confidence(float(faces.scores[i])),  # calibrated: the chance the box is a face
+            confidence=confidence(float(faces.scores[i])),  # calibrated: the chance the box is a face
             bounding_box=BoundingBox(width=bw / w, height=bh / h, left=x / w, top=y / h),
             landmarks=[Landmark(type=t, x=float(px) / w, y=float(py) / h)
                        for t, (px, py) in zip(LANDMARK_TYPES, pts, strict=True)],

@@ -116,7 +116,8 @@ class Faceprint:
     """Face recognition with Rekognition's operations, on this machine.
 
     ``home`` holds the model cache (and, later, collections); ``profile`` is
-    ``"accurate"`` (default) or ``"fast"``; ``limits`` sets the image limits;
+    ``"accurate"`` (default), ``"fast"`` or an operator profile registered in ``home``
+    (``faceprint models add``); ``limits`` sets the image limits;
     ``threads`` caps the threads of one inference call (0: all cores);
     ``max_text_words`` caps DetectText's words (Rekognition's 100); ``store`` replaces the
     embedded SQLite store of collections and faces, or ``store_url`` names one
@@ -159,7 +160,7 @@ class Faceprint:
         self.home = Path(home) if home is not None else default_home()
         self.arns = CollectionArns(self.home, region)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
-                                            or DEFAULT_PROFILE)
+                                            or DEFAULT_PROFILE, self.home)  # built-in, or HOME/profiles/NAME
         self.models = ModelStore(Path(models_dir) if models_dir else default_models_dir(self.home),
                                  catalog=ALL_MODELS, home=self.home)
         self.limits = limits or ImageLimits()
@@ -388,7 +389,7 @@ class Faceprint:
         decoded = self.load_image(image)
         detections = self.engine.detect(decoded, max_faces)
         kept, rejected = [], []
-        for face in measure(decoded, detections):
+        for face in measure(decoded, detections, self.engine.face_confidence):
             reason = quality_reason(face, quality_filter)
             if reason is None:
                 kept.append(face)

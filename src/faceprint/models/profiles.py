@@ -12,6 +12,12 @@ knots sit at measured false-match rates: 50, 60, 70, 80, 90 and 99 are where
 1e-1, 1e-2, 1e-3, 1e-4, 1e-5 and 1e-6 of impostor pairs score as high. Means
 and knots come from ``benchmarks/calibrate.py`` (``calibration.json`` beside
 this file); ``docs/models.md`` gives the rates measured on held-out people.
+
+Operator profiles (``faceprint.models.operator``, registered under ``HOME/profiles`` by
+``faceprint.models.registry``) have one component, their recogniser, and take their knots from
+their own calibration (``faceprint calibrate``); until calibrated, the provisional map
+``PROVISIONAL_KNOTS`` (cosine -1..1 onto 0..100) stands and ``Profile.calibrated`` is False: its
+thresholds mean no measured false-match rate.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,15 +34,20 @@ from faceprint.errors import InvalidParameterException
 from faceprint.models import catalog
 from faceprint.models.store import ModelFile
 
+if TYPE_CHECKING:
+    from faceprint.models.operator import OperatorSpec
+
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 FMR_LEVELS = ((1e-1, 50.0), (1e-2, 60.0), (1e-3, 70.0), (1e-4, 80.0), (1e-5, 90.0), (1e-6, 99.0))
 """(false-match rate, similarity) pairs that the calibration pins."""
+PROVISIONAL_KNOTS = ((-1.0, 0.0), (1.0, 100.0))
+"""An uncalibrated operator profile's map: cosine -1..1 onto similarity 0..100 (no measured rate)."""
 
 
 @dataclass(frozen=True)
 class Component:
     embedder: str
-    """"sface", "sface-flip" or "dlib"."""
+    """"sface", "sface-flip" or "dlib"; "arcface" for an operator profile's recogniser."""
     weight: float
     centred: bool = False
 
@@ -47,12 +58,41 @@ class Profile:
     face_model_version: str
     components: tuple[Component, ...]
     description: str = field(default="", compare=False)
+    operator: OperatorSpec | None = None
+    """None for the built-in profiles."""
+    folder: Path | None = field(default=None, compare=False)
+    """An operator profile's folder (``HOME/profiles/NAME``): its files and calibration."""
+    calibration_data: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """An operator profile's calibration (``calibration.json`` in its folder), None if uncalibrated."""
+
+    @classmethod
+    def from_operator(cls, spec: OperatorSpec, folder: Path, calibration_data: dict[str, Any] | None) -> Profile:
+        return cls(name=spec.name, face_model_version=spec.face_model_version,
+                   components=(Component(spec.recogniser.kind, 1.0),),
+                   description=spec.description or f"operator profile {spec.name} ({spec.licence})",
+                   operator=spec, folder=folder, calibration_data=calibration_data)
 
     @property
     def dim(self) -> int:
+        if self.operator is not None:
+            return self.operator.recogniser.output_dim
         return 128 * len(self.components)
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether similarity thresholds mean measured false-match rates (built-ins: always)."""
+        return self.operator is None or self.calibration_data is not None
+
+    def file_path(self, role: str) -> Path:
+        """An operator profile's ``detector`` or ``recogniser`` file in its folder."""
+        if self.operator is None or self.folder is None or role not in self.operator.files():
+            raise ValueError(f"profile {self.name!r} has no operator {role} file")
+        return self.folder / self.operator.files()[role][0]
+
     def model_files(self) -> tuple[ModelFile, ...]:
+        """The pinned package-index files it needs (an operator profile's own files are in its folder)."""
+        if self.operator is not None:
+            return (catalog.YUNET,) if self.operator.detector.kind == "yunet" else ()
         files = [catalog.YUNET]
         for comp in self.components:
             if comp.embedder.startswith("sface"):
@@ -77,6 +117,10 @@ class Profile:
     @property
     def knots(self) -> tuple[tuple[float, float], ...]:
         """(score, similarity) pairs, both increasing."""
+        if self.operator is not None:
+            if self.calibration_data is None:
+                return PROVISIONAL_KNOTS
+            return tuple((float(s), float(v)) for s, v in self.calibration_data["knots"])
         return tuple((float(s), float(v)) for s, v in calibration()["profiles"][self.name]["knots"])
 
     def similarity(self, score: np.ndarray | float) -> np.ndarray | float:
@@ -119,10 +163,16 @@ PROFILES = {p.name: p for p in (ACCURATE, FAST)}
 DEFAULT_PROFILE = ACCURATE.name
 
 
-def get_profile(name: str) -> Profile:
-    try:
+def get_profile(name: str, home: Path | None = None) -> Profile:
+    """A built-in profile, or (given the faceprint ``home``) an operator profile registered there;
+    InvalidParameterException naming the choices otherwise."""
+    if name in PROFILES:
         return PROFILES[name]
-    except KeyError:
-        raise InvalidParameterException(
-            f"Unknown model profile {name!r}; choose one of {', '.join(PROFILES)}."
-        ) from None
+    if home is not None:
+        from faceprint.models.registry import ProfileRegistry
+
+        return ProfileRegistry(home).get(name)
+    raise InvalidParameterException(
+        f"Unknown model profile {str(name)[:80]!r}; choose one of {', '.join(PROFILES)} "
+        f"(or an operator profile of the faceprint home: `faceprint models list`)."
+    )
