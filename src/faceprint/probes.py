@@ -106,7 +106,11 @@ class ProbeCurve:
     @classmethod
     def load(cls, profile_name: str, path: Path = CURVE_FILE) -> ProbeCurve | None:
         """The curve stored for ``profile_name``, or None where there is none."""
-        entry = json.loads(path.read_text()).get("profiles", {}).get(profile_name)
+        return cls.from_entry(profile_name, json.loads(path.read_text()).get("profiles", {}).get(profile_name))
+
+    @classmethod
+    def from_entry(cls, profile_name: str, entry: dict[str, Any] | None) -> ProbeCurve | None:
+        """The curve of a stored entry (``widths``, ``rank1``, optional ``sharpness``); None for None."""
         if entry is None:
             return None
         sharp = entry.get("sharpness")
@@ -156,14 +160,22 @@ def face_sharpness(bgr: np.ndarray, box: np.ndarray) -> float:
 
 
 class ProbeAssessor:
-    """Rates a search's probe face against the profile's measured curve."""
+    """Rates a search's probe face against the profile's measured curve: a built-in profile's from
+    ``models/probe_quality.json``; an operator profile's from its calibration (``calibration``: the
+    profile's ``calibration_data``, key ``probe_quality``, written by ``benchmarks/probe_quality.py
+    --home HOME --profiles NAME --write``)."""
 
-    def __init__(self, profile_name: str, floor: float = DEFAULT_FLOOR, curve: ProbeCurve | None = None) -> None:
+    def __init__(self, profile_name: str, floor: float = DEFAULT_FLOOR, curve: ProbeCurve | None = None,
+                 calibration: dict[str, Any] | None = None) -> None:
         if not isinstance(floor, (int, float)) or math.isnan(floor) or not 0.0 <= floor <= 100.0:
             raise ValueError(f"the probe-quality floor must be a percentage from 0 to 100, not {floor!r}")
         self.profile_name = profile_name
         self.floor = float(floor)
-        self.curve = curve if curve is not None else ProbeCurve.load(profile_name)
+        if curve is None and calibration is not None:
+            curve = ProbeCurve.from_entry(profile_name, calibration.get("probe_quality"))
+        elif curve is None:
+            curve = ProbeCurve.load(profile_name)
+        self.curve = curve
 
     def assess(self, image: DecodedImage, face: MeasuredFace) -> ProbeQuality:
         """The quality of ``face``, found in ``image`` (the probe as decoded)."""
