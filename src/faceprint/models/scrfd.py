@@ -125,7 +125,8 @@ class ScrfdDetector:
                 f"input: {exc})") from exc
         shapes = [tuple(_rows(r).shape) if _rows_ok(r) else tuple(np.shape(r)) for r in raw]
         cells = {stride: (PROBE_SIDE // stride) ** 2 for stride in STRIDES}
-        anchors = shapes[0][0] // cells[8] if shapes and len(shapes[0]) == 2 else 0
+        rows = [shape[0] for shape in shapes if len(shape) == 2]
+        anchors = max(rows) // cells[8] if rows else 0  # stride 8 has the most rows
         order: list[int] = []
         for stride in STRIDES:
             for columns in (1, 4, 10):
