@@ -84,6 +84,8 @@ def _collections_of(home: Path, registry: Any, name: str) -> list[str]:
     """The ids of the home's collections that hold profile ``name``'s vectors."""
     from faceprint.service import Faceprint
 
+    if name not in registry.operator_names():  # remove() says why it cannot be removed
+        return []
     version = registry.get(name).face_model_version
     fp = Faceprint(home, profile="fast")  # listing collections loads no model
     found, token = [], None
