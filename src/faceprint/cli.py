@@ -307,7 +307,8 @@ def _serve_command(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     # --home and --profile may also follow the subcommand; SUPPRESS keeps one given before it
     p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home: collections and access keys")
-    p.add_argument("--profile", default=argparse.SUPPRESS, help="model profile: accurate (default) or fast")
+    p.add_argument("--profile", default=argparse.SUPPRESS,
+                   help="model profile: accurate (default), fast or an operator profile (faceprint models list)")
     p.add_argument("--max-image-bytes", type=int, default=argparse.SUPPRESS,
                    help="largest Image.Bytes accepted (default 5 MB; may be raised or lowered)")
     p.add_argument("--bucket", action="append", default=[], metavar="NAME=DIR",
