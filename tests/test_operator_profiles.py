@@ -302,3 +302,18 @@ def test_the_recipe_is_never_fetched_without_its_licence(tmp_path: Path) -> None
     assert registry.operator_names() == []
     done = cli("models", "add", "buffalo_l", home=tmp_path / "home")
     assert "--accept-licence insightface-non-commercial" in error_of(done)["Message"]
+
+
+def test_the_server_serves_the_operator_profile(fp, home: Path) -> None:
+    from serverkit import Server
+
+    server = Server(home, "--no-auth", profile=NAME)
+    try:
+        client = server.client()
+        answer = client.search_faces_by_image(CollectionId="people", Image={"Bytes": lfw_image("Abel_Pacheco", 3)
+                                                                          .read_bytes()}, FaceMatchThreshold=0)
+        assert answer["FaceModelVersion"] == fp.profile.face_model_version
+        assert answer["FaceMatches"][0]["Face"]["ExternalImageId"] == "Abel_Pacheco"
+        assert client.describe_collection(CollectionId="people")["FaceModelVersion"] == fp.profile.face_model_version
+    finally:
+        server.stop()
