@@ -317,3 +317,21 @@ def test_the_server_serves_the_operator_profile(fp, home: Path) -> None:
         assert client.describe_collection(CollectionId="people")["FaceModelVersion"] == fp.profile.face_model_version
     finally:
         server.stop()
+
+
+def test_bulk_import_moves_pictures_into_an_operator_profile_collection(fp, home: Path, tmp_path: Path) -> None:
+    """docs/models.md's way to move a collection: re-index the source pictures under the new profile,
+    with the same ExternalImageIds."""
+    env = {"FACEPRINT_PROFILE": NAME}
+    assert cli("create-collection", "--collection-id", "moved", home=home, env=env).returncode == 0
+    pictures = [str(lfw_image(name, 1)) for name in PEOPLE[:2]]
+    ids = tmp_path / "ids.csv"
+    ids.write_text("path,external_image_id\n" + "".join(f"{p},{n}\n" for p, n in zip(pictures, PEOPLE, strict=False)))
+    done = cli("index-faces", "--collection-id", "moved", *pictures, "--external-ids", str(ids), "--workers", "1",
+               home=home, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["Summary"]["FacesIndexed"] == 2
+    faces = fp.list_faces("moved").faces
+    assert sorted(f.external_image_id for f in faces) == sorted(PEOPLE[:2])
+    hits = fp.search_faces_by_image("moved", lfw_image(PEOPLE[0], 2), face_match_threshold=0).face_matches
+    assert hits[0].face.external_image_id == PEOPLE[0]
