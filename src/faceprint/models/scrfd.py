@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from faceprint.errors import ModelUnavailableError
+from faceprint.models.arcface import load_session
 from faceprint.models.detector import MIN_PASS_SIDE, Detections, _clip, _concat, _nms
 
 STRIDES = (8, 16, 32)
@@ -142,16 +143,7 @@ class ScrfdDetector:
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile...: no common public base
-        raise ModelUnavailableError(f"{path.name}: not a loadable ONNX model ({exc})") from exc
+    session = load_session(path, threads)
     inputs = session.get_inputs()
     shape = inputs[0].shape if len(inputs) == 1 else []
     if len(shape) != 4 or shape[1] not in (3, None) and not isinstance(shape[1], str):
