@@ -335,3 +335,17 @@ def test_bulk_import_moves_pictures_into_an_operator_profile_collection(fp, home
     assert sorted(f.external_image_id for f in faces) == sorted(PEOPLE[:2])
     hits = fp.search_faces_by_image("moved", lfw_image(PEOPLE[0], 2), face_match_threshold=0).face_matches
     assert hits[0].face.external_image_id == PEOPLE[0]
+
+
+def test_a_profile_may_keep_yunet_and_bring_its_recogniser(tmp_path: Path) -> None:
+    from faceprint.service import Faceprint
+
+    text = profile_toml(name="fr-yunet").replace(f'file = "{DETECTOR[0]}"\nsha256 = "{DETECTOR[1]}"\n', "")
+    (tmp_path / "yunet.toml").write_text(text.replace('kind = "scrfd"', 'kind = "yunet"'))
+    ProfileRegistry(tmp_path).add(tmp_path / "yunet.toml", LICENCE, MODELS)
+    fp = Faceprint(tmp_path, profile="fr-yunet", models_dir=models_dir())
+    assert type(fp.engine.detector).__name__ == "YuNetDetector" and "yunet-2023mar" in fp.face_model_version
+    assert fp.detect_faces(lfw_image("Adam_Sandler", 1)).face_details[0].confidence > 99  # YuNet's table
+    same = fp.compare_faces(lfw_image("Adam_Sandler", 1), lfw_image("Adam_Sandler", 3), similarity_threshold=0)
+    other = fp.compare_faces(lfw_image("Adam_Sandler", 1), lfw_image("Aaron_Peirsol", 1), similarity_threshold=0)
+    assert same.face_matches[0].similarity > other.face_matches[0].similarity + 10
