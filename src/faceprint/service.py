@@ -290,7 +290,8 @@ class Faceprint:
         if self._probes is None:
             from faceprint.probes import ProbeAssessor
 
-            self._probes = ProbeAssessor(self.profile.name, floor=self.audit_settings.quality_floor)
+            self._probes = ProbeAssessor(self.profile.name, floor=self.audit_settings.quality_floor,
+                                         calibration=self.profile.calibration_data)  # operator: its curve
         return self._probes
 
     def _probe_input(self, image: Any) -> tuple[Any, Probe | None]:
