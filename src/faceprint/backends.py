@@ -47,8 +47,11 @@ def open_store(url: str | None, home: Path) -> Store:
     scheme = url_scheme(url, STORE_SCHEMES, "store")
     if scheme == "sqlite":
         return SQLiteStore(sqlite_path(url))
-    from faceprint.store.postgres import PostgresStore
-
+    try:
+        from faceprint.store.postgres import PostgresStore
+    except ImportError as e:
+        raise InvalidParameterException(f"The PostgreSQL store needs psycopg 3 and psycopg-pool: "
+                                        f"pip install 'faceprint[postgres]' ({e}).") from None
     return PostgresStore(url)
 
 

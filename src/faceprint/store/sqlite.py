@@ -1,4 +1,5 @@
-"""The embedded store: one SQLite database (WAL) holding collections, faces and their vectors.
+"""The embedded store: one SQLite database (WAL) holding collections, faces and their vectors;
+its schema is versioned (``faceprint.store.migrations.sqlite``), migrated when opened.
 
 Every write is one transaction with ``synchronous=FULL``: once a call returns, its faces
 survive a crash or ``kill -9``. Connections are per thread; SQLite's WAL lets readers run
@@ -22,58 +23,11 @@ import numpy as np
 from faceprint.errors import ResourceAlreadyExistsException, ResourceNotFoundException
 from faceprint.store import CollectionRow, FaceRow
 from faceprint.store.database import Database
+from faceprint.store.migrations.sqlite import SCHEMA_V1 as SCHEMA
+from faceprint.store.migrations.sqlite import migrate
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    collection_id TEXT PRIMARY KEY,
-    arn TEXT NOT NULL,
-    face_model_version TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    created REAL NOT NULL,
-    generation INTEGER NOT NULL DEFAULT 0,  -- bumped by every write to the collection's faces
-    deletions INTEGER NOT NULL DEFAULT 0    -- bumped by every delete of faces
-);
-CREATE TABLE IF NOT EXISTS faces (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    face_id TEXT NOT NULL UNIQUE,
-    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
-    image_id TEXT NOT NULL,
-    external_image_id TEXT,
-    width REAL NOT NULL, height REAL NOT NULL, left_ REAL NOT NULL, top REAL NOT NULL,
-    confidence REAL NOT NULL,
-    user_id TEXT,
-    vector BLOB NOT NULL,
-    created REAL  -- epoch seconds the face was stored (face retention); added by a later version
-);
-CREATE INDEX IF NOT EXISTS faces_by_collection ON faces(collection_id, seq);
-CREATE TABLE IF NOT EXISTS users (
-    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
-    user_id TEXT NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (collection_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS request_tokens (
-    collection_id TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    token TEXT NOT NULL,
-    parameters TEXT NOT NULL,
-    response TEXT NOT NULL,
-    PRIMARY KEY (collection_id, operation, token)
-);
-CREATE TABLE IF NOT EXISTS deleted_faces (  -- lets another process's index drop just these
-    collection_id TEXT NOT NULL,
-    deletion INTEGER NOT NULL,  -- the collection's deletions counter after the delete
-    face_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deleted_faces_by_collection ON deleted_faces(collection_id, deletion);
-CREATE TABLE IF NOT EXISTS imports (
-    collection_id TEXT NOT NULL REFERENCES collections(collection_id) ON DELETE CASCADE,
-    source_sha256 TEXT NOT NULL,
-    image_id TEXT,
-    outcome TEXT NOT NULL,
-    PRIMARY KEY (collection_id, source_sha256)
-);
-"""
+__all__ = ["SCHEMA", "SQLiteStore"]
+
 
 DELETION_LOG = 10_000
 """Delete calls remembered per collection; an index further behind rebuilds its list of faces."""
@@ -88,23 +42,10 @@ class SQLiteStore:
         dates the faces stored (for face retention)."""
         self.path = Path(path)
         self.clock = clock
-        self._database = Database(self.path, SCHEMA)
+        self._database = Database(self.path, "")
         self._db, self._tx, self._erase_wal = self._database.db, self._database.tx, self._database.erase_wal
-        self._add_created()
-
-    def _add_created(self) -> None:
-        """A database of an earlier version gets the faces' ``created`` column; the faces it holds
-        count as stored now (their retention runs from the upgrade: never shorter than asked)."""
-        if "created" in self._face_columns(self._db()):
-            return
-        with self._tx() as db:
-            if "created" not in self._face_columns(db):  # another process may have added it meanwhile
-                db.execute("ALTER TABLE faces ADD COLUMN created REAL")
-                db.execute("UPDATE faces SET created = ?", (self.clock(),))
-
-    @staticmethod
-    def _face_columns(db: sqlite3.Connection) -> set[str]:
-        return {r[1] for r in db.execute("PRAGMA table_info(faces)")}
+        self.schema_version = migrate(self._database, clock)
+        """The schema version (``faceprint.store.migrations.sqlite``): the latest once opened."""
 
     def create_collection(self, row: CollectionRow) -> None:
         try:
@@ -279,7 +220,7 @@ class SQLiteStore:
         with self._tx() as db:
             marks = ",".join("?" * len(face_ids))
             found = [r[0] for r in db.execute(
-                f"SELECT face_id FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
+                f"SELECT face_id FROM faces WHERE +collection_id = ? AND face_id IN ({marks}) ORDER BY face_id",
                 (collection_id, *face_ids))]
             db.execute(f"DELETE FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
                        (collection_id, *face_ids))
