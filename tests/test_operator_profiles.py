@@ -182,6 +182,9 @@ def test_wrong_digest_is_refused_and_nothing_kept(tmp_path: Path) -> None:
     toml = tmp_path / "bad.toml"
     toml.write_text(profile_toml(det_sha="0" * 64))
     registry = ProfileRegistry(tmp_path / "home")
+    left = tmp_path / "home" / "profiles" / ".add-x-killed"  # what a killed add leaves: swept a day later
+    left.mkdir(parents=True)
+    os.utime(left, (0, 0))
     with pytest.raises(InvalidParameterException, match=f"SHA-256 {DETECTOR[1]}, the profile pins 0000"):
         registry.add(toml, LICENCE, MODELS)
     assert registry.operator_names() == [] and not list((tmp_path / "home" / "profiles").iterdir())

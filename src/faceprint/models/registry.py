@@ -42,6 +42,8 @@ CALIBRATION_FILE = "calibration.json"
 REGISTRATION_FILE = "registration.json"
 _CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT = 60.0
+STALE_SECONDS = 24 * 3600
+"""A hidden staging or removal folder this old was left by a process that died."""
 
 Fetch = Callable[[str, Path, int], None]
 """``fetch(url, destination, max_bytes)``: download a recipe's archive."""
@@ -202,11 +204,19 @@ class ProfileRegistry:
         """A hidden folder beside the profiles, removed unless it was renamed into place."""
         private_folder(self.home)
         private_folder(self.root)
+        self._sweep()
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=f".add-{name}-"))
         try:
             yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        """Remove what an add or a remove killed midway left behind (hidden folders a day old)."""
+        for left in [*self.root.glob(".add-*"), *self.root.glob(".removed-*")]:
+            with contextlib.suppress(OSError):
+                if time.time() - left.stat().st_mtime > STALE_SECONDS:
+                    shutil.rmtree(left, ignore_errors=True)
 
     # -- removing and calibrating ----------------------------------------------------------------
     def remove(self, name: str, in_use: Iterable[str] = ()) -> None:
