@@ -184,6 +184,7 @@ def calibration_summary(data: dict[str, Any] | None) -> dict[str, Any] | None:
             "thresholds": "Thresholds"}
     out = {label: data[key] for key, label in keys.items() if key in data}
     out["Knots"] = data["knots"]
+    out["ProbeQualityCurve"] = "probe_quality" in data
     if "groups" in data:
         out["Groups"] = sorted(data["groups"]) if isinstance(data["groups"], dict) else data["groups"]
     return out
