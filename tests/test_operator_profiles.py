@@ -254,6 +254,11 @@ def test_calibration_makes_the_profile_calibrated(tmp_path: Path) -> None:
     assert calibrated.score_for(90.0) == pytest.approx(0.4)
     assert calibrated.face_model_version == profile.face_model_version  # the vectors did not change
     assert oct((registry.folder(NAME) / "calibration.json").stat().st_mode & 0o777) == "0o600"
+    done = cli("models", "show", NAME, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)["Profile"]
+    assert shown["Calibrated"] is True and shown["Calibration"]["DataSha256"] == "ab" * 32
+    assert shown["Calibration"]["Genuine"] == 10 and shown["Calibration"]["Knots"] == knots
 
 
 def test_models_list_show_and_remove(fp, home: Path) -> None:
