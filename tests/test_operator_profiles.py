@@ -357,3 +357,40 @@ def test_a_profile_may_keep_yunet_and_bring_its_recogniser(tmp_path: Path) -> No
     same = fp.compare_faces(lfw_image("Adam_Sandler", 1), lfw_image("Adam_Sandler", 3), similarity_threshold=0)
     other = fp.compare_faces(lfw_image("Adam_Sandler", 1), lfw_image("Aaron_Peirsol", 1), similarity_threshold=0)
     assert same.face_matches[0].similarity > other.face_matches[0].similarity + 10
+
+
+def test_a_recipe_registers_from_its_fetched_archive(tmp_path: Path) -> None:
+    """The recipe path end to end without a network: a recipe like buffalo_l's over a local zip of the
+    test models, 'fetched' by copying; its archive digest and its pinned member digest are checked."""
+    import dataclasses
+    import zipfile
+
+    from faceprint.models.recipes import Member
+    from faceprint.models.store import sha256_of
+
+    archive = tmp_path / "pack.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, _ in (DETECTOR, RECOGNISER):
+            zf.write(MODELS / name, f"pack/{name}")
+    recipe = dataclasses.replace(
+        BUFFALO_L, name="pack", url="https://example.invalid/pack.zip", archive="pack.zip",
+        archive_sha256=sha256_of(archive), members=(Member("detector", DETECTOR[0]),
+                                                   Member("recogniser", RECOGNISER[0], RECOGNISER[1])),
+        recogniser=dataclasses.replace(BUFFALO_L.recogniser, mean=(127.0,) * 3, std=(128.0,) * 3))
+    fetched = []
+
+    def fetch(url: str, destination: Path, max_bytes: int) -> None:
+        fetched.append(url)
+        shutil.copyfile(archive, destination)
+
+    registry = ProfileRegistry(tmp_path / "home", fetch=fetch)
+    profile = registry.add_recipe(recipe, recipe.licence)
+    assert fetched == [recipe.url] and profile.operator.files()["detector"][:2] == DETECTOR  # the digest it measured
+    assert registry.registration("pack")["origin"]["archive"] == recipe.url
+    assert not (registry.folder("pack") / "pack.zip").exists()  # the archive is not kept
+    assert registry.add_recipe(recipe, recipe.licence) == profile and fetched == [recipe.url]  # registered: no fetch
+    wrong = dataclasses.replace(recipe, name="pack2", members=(recipe.members[0], Member("recogniser", RECOGNISER[0],
+                                                                                        "1" * 64)))
+    with pytest.raises(ModelUnavailableError, match="the profile pins 1111"):
+        registry.add_recipe(wrong, recipe.licence)
+    assert registry.operator_names() == ["pack"]
