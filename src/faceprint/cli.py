@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="model profile: accurate (default), fast or an operator profile "
                         "(`faceprint models list`)")
     parser.add_argument("--max-image-bytes", type=int, help="largest encoded image accepted (default 5 MB)")
+    _backend_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("detect-faces", help="DetectFaces on an image file ('-' reads stdin)")
@@ -301,6 +302,18 @@ def _keys_audit(home: Any) -> Any:
     return record
 
 
+def _backend_arguments(p: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """``--store URL`` and ``--index URL`` (docs/scale.md); after ``serve`` too, SUPPRESS keeping one given before."""
+    default = argparse.SUPPRESS if after_command else None
+    p.add_argument("--store", metavar="URL", default=default,
+                   help="where collections and faces are kept: sqlite:///PATH or postgresql://[USER@]HOST[:PORT]/DB "
+                   "(credentials from libpq's environment: PGPASSWORD, PGPASSFILE...; default $FACEPRINT_STORE, "
+                   "else HOME/faceprint.db)")
+    p.add_argument("--index", metavar="URL", default=default,
+                   help="which engine indexes the faces: file:///FOLDER for the embedded index elsewhere than "
+                   "HOME/indexes (default $FACEPRINT_INDEX, else the embedded index)")
+
+
 def _serve_command(sub: Any) -> None:
     p = sub.add_parser("serve", help="a Rekognition-compatible HTTP server (boto3 and the AWS CLI work against it)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -311,6 +324,7 @@ def _serve_command(sub: Any) -> None:
                    help="model profile: accurate (default), fast or an operator profile (faceprint models list)")
     p.add_argument("--max-image-bytes", type=int, default=argparse.SUPPRESS,
                    help="largest Image.Bytes accepted (default 5 MB; may be raised or lowered)")
+    _backend_arguments(p, after_command=True)
     p.add_argument("--bucket", action="append", default=[], metavar="NAME=DIR",
                    help="serve Image.S3Object from a local folder as bucket NAME (repeatable); a bare NAME "
                    "limits the S3 endpoint to the buckets so named")
@@ -406,6 +420,7 @@ def _serve(args: argparse.Namespace) -> None:
     from faceprint.server.run import ServeSettings, parse_job_expiry, serve
 
     serve(ServeSettings(host=args.host, port=args.port, home=args.home, profile=args.profile,
+                        store_url=args.store, index_url=args.index,
                         max_image_bytes=args.max_image_bytes, buckets=args.bucket,
                         s3_endpoint_url=args.s3_endpoint_url, s3_region=args.s3_region,
                         s3_access_key_id=args.s3_access_key_id, s3_secret_access_key=args.s3_secret_access_key,
@@ -561,7 +576,7 @@ def _faceprint(args: argparse.Namespace) -> Any:
     from faceprint.service import Faceprint
 
     limits = ImageLimits(max_bytes=args.max_image_bytes) if args.max_image_bytes else None
-    return Faceprint(args.home, profile=args.profile, limits=limits)
+    return Faceprint(args.home, profile=args.profile, limits=limits, store_url=args.store, index_url=args.index)
 
 
 def _image(arg: str) -> Any:

@@ -54,6 +54,10 @@ class ServeSettings:
     home: str | None = None
     profile: str | None = None
     max_image_bytes: int | None = None
+    store_url: str | None = field(default=None, repr=False)
+    index_url: str | None = field(default=None, repr=False)
+    """Where collections and faces are kept and what indexes them (``faceprint.backends``; None:
+    ``FACEPRINT_STORE`` / ``FACEPRINT_INDEX``, else the embedded default); may hold a password: never logged."""
     buckets: list[str] = field(default_factory=list)
     """``NAME=DIR`` local buckets (or ``NAME`` for a bucket of the S3 endpoint)."""
     s3_endpoint_url: str | None = None
@@ -147,6 +151,17 @@ def check_settings(settings: ServeSettings) -> None:
     check_video_settings(settings)
     check_audit_settings(settings)
     stream_flags(settings.streams, settings.data_streams)
+    check_backends(settings)
+
+
+def check_backends(settings: ServeSettings) -> None:
+    """``--store`` and ``--index`` name known kinds of store and index (reached when the app is built)."""
+    from faceprint.backends import INDEX_SCHEMES, STORE_SCHEMES, url_scheme
+
+    if settings.store_url:
+        url_scheme(settings.store_url, STORE_SCHEMES, "store")
+    if settings.index_url:
+        url_scheme(settings.index_url, INDEX_SCHEMES, "index")
 
 
 def check_audit_settings(settings: ServeSettings) -> None:
@@ -253,7 +268,9 @@ def build_app(settings: ServeSettings) -> Starlette:
     fp = Faceprint(settings.home, profile=settings.profile, limits=limits,
                    threads=0 if settings.workers == 1 else share, region=settings.region,
                    video=video_settings(settings, buckets), streams=stream_settings(flags),
-                   audit=audit_settings(settings))
+                   audit=audit_settings(settings), store_url=settings.store_url, index_url=settings.index_url)
+    if fp.store_url:  # a store elsewhere is reached (and migrated) now: a bad URL or login fails at start
+        fp.store  # noqa: B018
     keys = None
     if settings.auth:
         from faceprint.server.auth import KeyStore
