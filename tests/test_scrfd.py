@@ -14,7 +14,7 @@ from conftest import DATA, FACES, lfw_pairs, models_dir
 from faceprint.errors import ModelUnavailableError
 from faceprint.models import catalog
 from faceprint.models.detector import Detections, YuNetDetector
-from faceprint.models.onnx_edit import field, spans
+from faceprint.models.onnx_edit import encode_varint, field, spans
 from faceprint.models.scrfd import ScrfdDetector
 from faceprint.models.store import ModelStore
 from groundtruth import dlib_boxes, matched, wider_boxes
@@ -157,6 +157,40 @@ def test_settings_out_of_range_are_refused() -> None:
                      {"coarse_side": 4000}):
         with pytest.raises(ValueError, match="SCRFD"):
             ScrfdDetector(MODELS / "det_500m.onnx", **settings)
+
+
+def test_a_fixed_input_size_export_is_refused_clearly(tmp_path) -> None:
+    fixed = tmp_path / "fixed.onnx"
+    fixed.write_bytes(edit(model_bytes(), 7, lambda graph: edit(graph, 11, fix_shape, first=True)))
+    with pytest.raises(ModelUnavailableError, match="faceprint can run: its input is fixed at 640 x 640"):
+        ScrfdDetector(fixed)
+
+
+def model_bytes() -> bytes:
+    return (MODELS / "det_500m.onnx").read_bytes()
+
+
+def fix_shape(value_info: bytes) -> bytes:
+    """A graph input (ValueInfoProto) with height and width made 640: type 2, tensor_type 1,
+    shape 2, dim 1 (dim_value 1)."""
+    def dims(shape: bytes) -> bytes:
+        parts = [(n, w, shape[a:b]) for n, w, a, b in spans(shape, 0, len(shape))]
+        sized = [(n, w, field(1, 0, encode_varint(640)) if n == 1 and k >= 2 else p)
+                 for k, (n, w, p) in enumerate(parts)]
+        return b"".join(field(n, w, p) for n, w, p in sized)
+    return edit(value_info, 2, lambda kind: edit(kind, 1, lambda tensor: edit(tensor, 2, dims)))
+
+
+def edit(message: bytes, number: int, change, first: bool = False) -> bytes:
+    """Protobuf ``message`` with the payload of its length-delimited field ``number`` (every one,
+    or the first only) passed through ``change``."""
+    out, done = bytearray(), False
+    for n, wire, a, b in spans(message, 0, len(message)):
+        payload = message[a:b]
+        if n == number and wire == 2 and not done:
+            payload, done = change(payload), first
+        out += field(n, wire, payload)
+    return bytes(out)
 
 
 def edit_outputs(model: bytes, change) -> bytes:

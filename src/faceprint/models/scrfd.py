@@ -100,7 +100,8 @@ class ScrfdDetector:
                 raise ModelUnavailableError(
                     f"SCRFD model answered {len(score)} rows at stride {stride} for a "
                     f"{width} x {height} input, expected {len(centres)}")
-            keep = np.nonzero(score[:, 0] >= self.score_threshold)[0]
+            finite = np.isfinite(dist).all(axis=1) & np.isfinite(points).all(axis=1)
+            keep = np.nonzero((score[:, 0] >= self.score_threshold) & finite)[0]
             if not keep.size:
                 continue
             centre = centres[keep]
@@ -139,6 +140,10 @@ class ScrfdDetector:
                         f"{want[0] if anchors else 'N'} x {columns} for stride {stride} "
                         f"(score, box and 5 keypoints at strides 8, 16, 32), got outputs {shapes}")
                 order.append(match[0])
+        scores = np.concatenate([_rows(raw[i]) for i in order[0::3]])
+        if not (np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()):
+            raise ModelUnavailableError(f"{label}: not an SCRFD detector: its face scores on a blank "
+                                        "picture are not probabilities in [0, 1]")
         return order, anchors
 
 
@@ -150,6 +155,11 @@ def _session(path: Path, threads: int):
         raise ModelUnavailableError(
             f"{path.name}: not an SCRFD detector: expected one N x 3 x H x W input, got "
             f"{[(i.name, i.shape) for i in inputs]}")
+    if isinstance(shape[2], int) and isinstance(shape[3], int):
+        raise ModelUnavailableError(
+            f"{path.name}: not an SCRFD detector faceprint can run: its input is fixed at {shape[3]} x "
+            f"{shape[2]}, and SCRFD runs at each picture's own size, which needs a dynamic height "
+            "and width (insightface's buffalo det files have them; re-export an SCRFD so)")
     return session
 
 
