@@ -75,7 +75,11 @@ class PostgresStore:
             raise StoreUnavailable(f"Cannot connect to the PostgreSQL store: {e}".strip()) from None
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT,
                                     kwargs={"connect_timeout": int(CONNECT_TIMEOUT)}, open=True, name="faceprint")
-        self.schema_version = migrate(self._pool.connection, clock)
+        try:
+            self.schema_version = migrate(self._pool.connection, clock)
+        except BaseException:
+            self._pool.close()
+            raise
         """The schema version (``faceprint.store.migrations.postgres``): the latest once opened."""
 
     def close(self) -> None:
