@@ -394,3 +394,6 @@ def test_a_recipe_registers_from_its_fetched_archive(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailableError, match="the profile pins 1111"):
         registry.add_recipe(wrong, recipe.licence)
     assert registry.operator_names() == ["pack"]
+    # from --from DIR: the operator's archive is read, not moved nor removed
+    registry.add_recipe(dataclasses.replace(recipe, name="pack3"), recipe.licence, tmp_path)
+    assert archive.is_file() and len(fetched) == 2 and registry.operator_names() == ["pack", "pack3"]

@@ -141,28 +141,29 @@ class ProfileRegistry:
         if self._registered_recipe(recipe, pinned):
             return self.get(recipe.name)
         with self._staging(recipe.name) as staging:
-            archive, error = self._recipe_archive(recipe, staging, source_dir)
-            got = sha256_of(archive)
-            if got != recipe.archive_sha256:
-                raise error(f"{archive.name} has SHA-256 {got}, the {recipe.name} recipe pins "
-                            f"{recipe.archive_sha256}; refusing it.")
+            archive = self._recipe_archive(recipe, staging, source_dir)
             digests = _extract_members(archive, recipe, staging)
-            archive.unlink()
+            archive.unlink()  # the copy in staging: an archive in --from DIR stays where it is
             origin = {"kind": "recipe", "recipe": recipe.name, "archive": str(source_dir or recipe.url),
                       "archive_sha256": recipe.archive_sha256}
             return self._finish(recipe.spec(digests), staging, accept_licence or "", origin)
 
-    def _recipe_archive(self, recipe: Recipe, staging: Path,
-                        source_dir: Path | str | None) -> tuple[Path, type[Exception]]:
-        if source_dir is not None:
-            archive = Path(source_dir) / recipe.archive
-            if not archive.is_file():
-                raise InvalidParameterException(f"{source_dir} does not hold {recipe.archive}.")
-            return archive, InvalidParameterException
+    def _recipe_archive(self, recipe: Recipe, staging: Path, source_dir: Path | str | None) -> Path:
+        """The recipe's archive, copied (from ``source_dir``) or fetched into ``staging``, its digest checked."""
         archive = staging / recipe.archive
+        pinned_by = f"the {recipe.name} recipe"
+        if source_dir is not None:
+            source = Path(source_dir) / recipe.archive
+            with _open_source(source, f"{recipe.name} recipe's archive") as src:
+                _copy_checked(src, archive, recipe.archive_sha256, str(source), InvalidParameterException, pinned_by)
+            return archive
         self._log(f"faceprint: fetching {recipe.url} (licence {recipe.licence}, accepted)")
         self._fetch(recipe.url, archive, recipe.archive_size)
-        return archive, ModelUnavailableError
+        got = sha256_of(archive)
+        if got != recipe.archive_sha256:
+            raise ModelUnavailableError(f"{recipe.url} has SHA-256 {got}, {pinned_by} pins "
+                                        f"{recipe.archive_sha256}; refusing it.")
+        return archive
 
     def _finish(self, spec: OperatorSpec, staging: Path, accepted: str, origin: dict[str, Any]) -> Profile:
         _try_load(spec, staging)
@@ -314,7 +315,7 @@ def _open_source(path: Path, role: str):
 
 
 def _copy_checked(src: IO[bytes], target: Path, sha256: str, label: str,
-                  error: type[Exception]) -> str:
+                  error: type[Exception], pinned_by: str = "the profile") -> str:
     """Copy ``src`` to ``target``, hashing; ``error`` (and nothing kept) when ``sha256`` is given and
     differs. Returns the digest."""
     digest = hashlib.sha256()
@@ -327,7 +328,7 @@ def _copy_checked(src: IO[bytes], target: Path, sha256: str, label: str,
     got = digest.hexdigest()
     if sha256 and got != sha256:
         target.unlink()
-        raise error(f"{label} has SHA-256 {got}, the profile pins {sha256}; refusing it.")
+        raise error(f"{label} has SHA-256 {got}, {pinned_by} pins {sha256}; refusing it.")
     return got
 
 
