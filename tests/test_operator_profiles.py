@@ -325,6 +325,7 @@ def test_the_server_serves_the_operator_profile(fp, home: Path) -> None:
         assert client.describe_collection(CollectionId="people")["FaceModelVersion"] == fp.profile.face_model_version
     finally:
         server.stop()
+    assert f"profile {NAME} is not calibrated" in server.log.read_text()  # said once, at startup
 
 
 def test_bulk_import_moves_pictures_into_an_operator_profile_collection(fp, home: Path, tmp_path: Path) -> None:

@@ -354,6 +354,20 @@ def _hint_workers(settings: ServeSettings) -> None:
             os.cpu_count(), os.cpu_count())
 
 
+def _warn_uncalibrated(settings: ServeSettings) -> None:
+    """An operator profile not yet calibrated: its thresholds mean no measured false-match rate."""
+    from faceprint.models.profiles import DEFAULT_PROFILE, get_profile
+    from faceprint.service import default_home
+
+    home = Path(settings.home) if settings.home else default_home()
+    profile = get_profile(settings.profile or os.environ.get("FACEPRINT_PROFILE") or DEFAULT_PROFILE, home)
+    if not profile.calibrated:
+        logging.getLogger("faceprint.server").warning(
+            "profile %s is not calibrated: its similarity is a provisional map of the cosine and its thresholds "
+            "mean no measured false-match rate; run `faceprint calibrate --profile %s` (docs/models.md)",
+            profile.name, profile.name)
+
+
 def configure_logging(level: str) -> None:
     access = logging.getLogger(ACCESS_LOG)
     if not access.handlers:
@@ -378,6 +392,7 @@ def serve(settings: ServeSettings) -> None:
     configure_logging(settings.log_level)
     _warn_without_keys(settings)
     _hint_workers(settings)
+    _warn_uncalibrated(settings)
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_level": settings.log_level,
                               "access_log": False, "timeout_graceful_shutdown": settings.graceful_timeout}
     if settings.workers == 1:
