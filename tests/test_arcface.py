@@ -15,6 +15,7 @@ from faceprint.errors import ModelUnavailableError
 from faceprint.imaging import DecodedImage
 from faceprint.models.arcface import ArcFaceEmbedder, Conventions
 from faceprint.models.embedders import ARCFACE_TEMPLATE
+from faceprint.models.onnx_edit import encode_varint, field, spans
 from faceprint.models.scrfd import ScrfdDetector
 
 MODELS = DATA / "models-test"
@@ -108,6 +109,44 @@ def test_the_crop_follows_the_conventions(detector, embedder) -> None:
     # the same face in the wrong colour order is still a face, but not the same vector
     similarity = float(bgr_embedder.embed(image, box, landmarks) @ embedder.embed(image, box, landmarks))
     assert 0.3 < similarity < 0.999
+
+
+def test_an_nhwc_recogniser_gets_its_layout(detector, embedder, tmp_path) -> None:
+    nhwc = tmp_path / "nhwc.onnx"
+    nhwc.write_bytes(nhwc_model(RECOGNISER.read_bytes()))
+    other = ArcFaceEmbedder(nhwc, Conventions(mean=(127,) * 3, std=(128,) * 3, layout="NHWC"))
+    image, box, landmarks = face(detector, lfw_pairs("DevTest")[0][0])
+    np.testing.assert_allclose(other.embed(image, box, landmarks), embedder.embed(image, box, landmarks),
+                               atol=1e-5)
+    with pytest.raises(ModelUnavailableError, match=r"N x 3 x 112 x 112 \(NCHW\)"):
+        ArcFaceEmbedder(nhwc, FACEPLUGIN)
+
+
+def nhwc_model(model: bytes) -> bytes:
+    """The NCHW recogniser behind a Transpose from an NHWC input named input_nhwc (ONNX fields:
+    ModelProto.graph 7; GraphProto node 1, input 11; NodeProto input 1, output 2, name 3, op_type 4,
+    attribute 5; AttributeProto name 1, ints 8, type 20 (INTS 7); ValueInfoProto name 1, type 2)."""
+    def dim(value: int) -> bytes:
+        return field(1, 2, field(1, 0, encode_varint(value)))
+
+    shape = b"".join(dim(v) for v in (1, 112, 112, 3))
+    value_info = field(1, 2, b"input_nhwc") + field(2, 2, field(1, 2, field(1, 0, encode_varint(1))
+                                                                  + field(2, 2, shape)))
+    perm = field(1, 2, b"perm") + field(20, 0, encode_varint(7)) + b"".join(
+        field(8, 0, encode_varint(v)) for v in (0, 3, 1, 2))
+    node = (field(1, 2, b"input_nhwc") + field(2, 2, b"input") + field(3, 2, b"to_nchw")
+            + field(4, 2, b"Transpose") + field(5, 2, perm))
+
+    def graph(payload: bytes) -> bytes:
+        out = bytearray(field(1, 2, node))
+        for n, wire, a, b in spans(payload, 0, len(payload)):
+            part = payload[a:b]
+            named_input = n == 11 and part.startswith(field(1, 2, b"input"))  # the name comes first
+            out += field(11, 2, value_info) if named_input else field(n, wire, part)
+        return bytes(out)
+
+    return b"".join(field(n, w, graph(model[a:b]) if n == 7 else model[a:b])
+                    for n, w, a, b in spans(model, 0, len(model)))
 
 
 def test_templates_scale_as_insightface_does() -> None:
