@@ -43,14 +43,31 @@ def images_of(names: set[str]) -> list[Path]:
     return sorted(p for name in sorted(names) for p in (LFW / "images" / name).glob("*.jpg"))
 
 
-def _init(profile: str, threads: int) -> None:
+def make_faceprint(profile: str, home: Path | str | None = None, threads: int = 0):
+    """A Faceprint of ``profile``: a built-in, or an operator profile registered in ``home``; the
+    usual model cache either way (no second download)."""
+    from faceprint.service import Faceprint, default_home, default_models_dir
+
+    return Faceprint(home, profile=profile, threads=threads, models_dir=default_models_dir(default_home()))
+
+
+def profile_names(home: Path | str | None) -> list[str]:
+    """Every registered profile: the built-ins, then the operator profiles of ``home``."""
+    from faceprint.models.profiles import PROFILES
+
+    if home is None:
+        return list(PROFILES)
+    from faceprint.models.registry import ProfileRegistry
+
+    return ProfileRegistry(Path(home)).names()
+
+
+def _init(profile: str, threads: int, home: Path | str | None = None) -> None:
     global _worker
     import cv2
 
-    from faceprint.service import Faceprint
-
     cv2.setNumThreads(threads)
-    _worker = Faceprint(profile=profile, threads=threads)
+    _worker = make_faceprint(profile, home, threads)
     _worker.engine.load()
 
 
@@ -76,10 +93,12 @@ def _call(job):
     return fn(_worker, path)
 
 
-def map_images(fn, profile: str, paths: list[Path], workers: int = 2) -> dict[Path, object]:
-    """``fn(faceprint, path)`` for every path, in ``workers`` processes of one thread each."""
+def map_images(fn, profile: str, paths: list[Path], workers: int = 2, home: Path | str | None = None
+               ) -> dict[Path, object]:
+    """``fn(faceprint, path)`` for every path, in ``workers`` processes of one thread each (``home``:
+    where an operator profile is registered)."""
     out: dict[Path, object] = {}
-    with ProcessPoolExecutor(workers, initializer=_init, initargs=(profile, 1)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init, initargs=(profile, 1, home)) as pool:
         for i, value in enumerate(pool.map(_call, [(fn, p) for p in paths], chunksize=16)):
             out[paths[i]] = value
             if (i + 1) % 500 == 0:
@@ -87,8 +106,9 @@ def map_images(fn, profile: str, paths: list[Path], workers: int = 2) -> dict[Pa
     return out
 
 
-def embed_all(profile: str, paths: list[Path], workers: int = 2) -> dict[Path, np.ndarray | None]:
-    return map_images(centre_face_vector, profile, paths, workers)  # type: ignore[return-value]
+def embed_all(profile: str, paths: list[Path], workers: int = 2, home: Path | str | None = None
+              ) -> dict[Path, np.ndarray | None]:
+    return map_images(centre_face_vector, profile, paths, workers, home)  # type: ignore[return-value]
 
 
 def impostor_scores(vectors: dict[Path, np.ndarray | None]) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Probe quality: 1:N rank-1 on LFW against the probe face's width, probes degraded as CCTV stills.
 
 Run: python benchmarks/probe_quality.py [--profiles fast,accurate] [--widths 20,24,...] [--max-probes N]
-     [--workers 2] [--write]
+     [--workers 2] [--write] [--home HOME --profile NAME]
 
 Per profile: the first photo of every LFW View 1 (dev) person is enrolled (the face nearest the
 centre, LFW's protocol; people with one photo are distractors), and every other photo of a person
@@ -12,7 +12,10 @@ size. The probe is searched as SearchFacesByImage does: its largest face, found 
 profile's engine (``Faceprint.analyze``); a probe with no face found is a miss. Search is exact (the
 probe's vector against every enrolled vector, no index): rank-1 = the best-scoring enrolled face is
 the same person, at any score. ``--max-probes`` keeps a fixed pseudo-random subset (by a hash of
-the file name). ``--write`` stores each profile's curve in src/faceprint/models/probe_quality.json.
+the file name). ``--write`` stores each profile's curve: a built-in's in
+src/faceprint/models/probe_quality.json, an operator profile's (registered in ``--home HOME``; name
+it with ``--profile NAME`` or in ``--profiles``) in its calibration (``HOME/profiles/NAME/
+calibration.json``, key ``probe_quality``; calibrate it first), where faceprint.probes reads it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lfw_data import LFW, centre_face, embed_all, map_images  # noqa: E402
+from lfw_data import LFW, centre_face, embed_all, map_images, profile_names  # noqa: E402
 
 CURVE_FILE = Path(__file__).resolve().parent.parent / "src" / "faceprint" / "models" / "probe_quality.json"
 WIDTHS = (20, 24, 28, 32, 40, 48, 64, 80, 110)
@@ -93,12 +96,12 @@ def probe_views(fp, path: Path, widths: tuple[int, ...]) -> dict | None:
 
 
 def measure(profile: str, gallery: list[Path], probes: list[Path], widths: tuple[int, ...],
-            workers: int) -> dict:
+            workers: int, home: Path | None = None) -> dict:
     started = time.perf_counter()
-    enrolled = {p: v for p, v in embed_all(profile, gallery, workers).items() if v is not None}
+    enrolled = {p: v for p, v in embed_all(profile, gallery, workers, home).items() if v is not None}
     names = np.array([p.parent.name for p in enrolled])
     matrix = np.stack(list(enrolled.values())).astype(np.float32)
-    views = map_images(functools.partial(probe_views, widths=widths), profile, probes, workers)
+    views = map_images(functools.partial(probe_views, widths=widths), profile, probes, workers, home)
     usable = {p: v for p, v in views.items() if v is not None}
     out = {"gallery": len(enrolled), "gallery_no_face": len(gallery) - len(enrolled), "probes": len(usable),
            "probes_no_face": len(probes) - len(usable),
@@ -155,10 +158,30 @@ def print_table(profile: str, result: dict, widths: tuple[int, ...], floor: floa
               f"| {flags[key][1]:.1f}% / {flags[key][2]:.1f}% |", flush=True)
 
 
-def write_curve(profile: str, result: dict, widths: tuple[int, ...], command: str) -> None:
+def write_curve(profile: str, result: dict, widths: tuple[int, ...], command: str, home: Path | None = None) -> None:
+    entry = curve_entry(result, widths, command)
+    from faceprint.models.profiles import PROFILES
+
+    if profile not in PROFILES:  # an operator profile: into its calibration
+        from faceprint.models.registry import ProfileRegistry
+        from faceprint.service import default_home
+
+        registry = ProfileRegistry(home or default_home())
+        calibration = registry.calibration(profile)
+        if calibration is None:
+            raise SystemExit(f"profile {profile} is not calibrated: run `faceprint calibrate --profile {profile}` "
+                             "first (its probe-quality curve is kept in its calibration)")
+        calibration["probe_quality"] = entry
+        registry.save_calibration(profile, calibration)
+        return
     data = json.loads(CURVE_FILE.read_text()) if CURVE_FILE.exists() else {}
+    data.setdefault("profiles", {})[profile] = entry
+    CURVE_FILE.write_text(dump(data))
+
+
+def curve_entry(result: dict, widths: tuple[int, ...], command: str) -> dict:
     conditions = result["conditions"]
-    data.setdefault("profiles", {})[profile] = {
+    return {
         "widths": list(widths),
         "rank1": [round(conditions[w]["rank1"], 2) for w in widths],
         "sharpness": [round(conditions[w]["sharpness"], 2) for w in widths],
@@ -170,8 +193,6 @@ def write_curve(profile: str, result: dict, widths: tuple[int, ...], command: st
         "machine": machine(),
         "command": command,
     }
-    data["profiles"][profile].pop("source", None)
-    CURVE_FILE.write_text(dump(data))
 
 
 def dump(data: dict) -> str:
@@ -191,7 +212,10 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="fast,accurate")
+    parser.add_argument("--profiles", default="fast,accurate",
+                        help="comma-separated; 'all': every registered profile (with --home: operator ones too)")
+    parser.add_argument("--profile", help="one profile (e.g. an operator profile of --home); overrides --profiles")
+    parser.add_argument("--home", type=Path, help="the faceprint home where operator profiles are registered")
     parser.add_argument("--widths", default=",".join(map(str, WIDTHS)))
     parser.add_argument("--max-probes", type=int, default=None, help="a fixed subset of the probes (default: all)")
     parser.add_argument("--workers", type=int, default=2)
@@ -202,11 +226,14 @@ def main() -> None:
     print(f"# Probe quality on LFW View 1 (dev), {time.strftime('%Y-%m-%d')}, "
           f"{machine()}; "
           f"{len(gallery)} enrolled, {len(probes)} mated probes")
-    for profile in args.profiles.split(","):
-        result = measure(profile, gallery, probes, widths, args.workers)
+    names = [args.profile] if args.profile else profile_names(args.home) if args.profiles == "all" \
+        else args.profiles.split(",")
+    for profile in names:
+        result = measure(profile, gallery, probes, widths, args.workers, args.home)
         print_table(profile, result, widths)
         if args.write:
-            write_curve(profile, result, widths, "python benchmarks/probe_quality.py " + " ".join(sys.argv[1:]))
+            write_curve(profile, result, widths, "python benchmarks/probe_quality.py " + " ".join(sys.argv[1:]),
+                        args.home)
 
 
 if __name__ == "__main__":
