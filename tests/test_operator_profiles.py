@@ -130,6 +130,8 @@ def test_index_and_search_with_the_operator_profile(fp) -> None:
     assert [m[0] for m in matches][0] == "Adam_Sandler", matches
     assert matches[0][1] > matches[1][1] + 10, matches  # the same person stands out
     assert result.face_model_version == fp.profile.face_model_version
+    # uncalibrated: the audit record states no false-match rate for the threshold (it has none measured)
+    assert fp.audit_log.get(result.audit_id).entry.false_match_rate is None
     # SCRFD's Confidence is its score x 100 (YuNet's measured table is YuNet's alone)
     faces = fp.detect_faces(lfw_image("Adam_Sandler", 2)).face_details
     raw = fp.engine.detect(fp.load_image(lfw_image("Adam_Sandler", 2))).scores

@@ -82,7 +82,8 @@ class Recorder:
         entry = Entry(operation=operation, caller=caller, started=started, ended=self.clock(),
                       collection_id=collection_id, collection_size=collection_size,
                       threshold=None if threshold is None else float(threshold),
-                      false_match_rate=None if threshold is None else false_match_rate(self.profile, threshold),
+                      false_match_rate=None if threshold is None or not self.profile.calibrated  # no measured rate
+                      else false_match_rate(self.profile, threshold),
                       probe_sha256=probe.sha256 if probe is not None else None,
                       probe_quality=probe_quality.to_json() if probe_quality is not None else None,
                       low_quality=bool(probe_quality is not None and probe_quality.low_quality),
