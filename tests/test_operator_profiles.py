@@ -219,6 +219,7 @@ def test_files_relative_to_the_toml_and_a_misdeclared_output_are_refused(tmp_pat
     (('licence = "test-research-only"', 'licence = "two words"'), "licence"),
     (('kind = "scrfd"', 'kind = "retina"'), "kind must be one of scrfd, yunet"),
     (('output_dim = 512', 'output_dim = 0'), "output_dim"),
+    (('score_threshold = 0.5', 'max_side = 100'), r"max_side must be an integer in \[320, 8192\]"),
     (('colour = "RGB"', 'colour = "rgb"'), "colour"),
     (('std = [128.0, 128.0, 128.0]', 'std = [128.0, 0, 128.0]'), "std"),
     (('template = "arcface"', 'templat = "arcface"'), "templat is not a profile key"),

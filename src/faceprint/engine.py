@@ -111,8 +111,8 @@ def operator_detector(profile: Profile, threads: int = 0, verify: bool = True) -
 
     det = spec.detector
     path = profile.file_path("detector")
-    return ScrfdDetector(verified(path, det.sha256) if verify else path, det.score_threshold,
-                         det.nms_threshold, det.max_side, threads)
+    return ScrfdDetector(verified(path, det.sha256) if verify else path, score_threshold=det.score_threshold,
+                         nms_threshold=det.nms_threshold, max_side=det.max_side, threads=threads)
 
 
 def operator_recogniser(profile: Profile, threads: int = 0, verify: bool = True) -> ArcFaceEmbedder:

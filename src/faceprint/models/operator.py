@@ -13,7 +13,7 @@ The format (``docs/models.md``, "Operator profiles")::
     sha256 = "..."            # 64 hex digits
     score_threshold = 0.5     # optional, (0, 1]
     nms_threshold = 0.4       # optional, (0, 1]
-    max_side = 1920           # optional, 32..8192: larger pictures are scaled down for the detector
+    max_side = 1920           # optional, 320..8192: larger pictures are scaled down for the detector
 
     [recogniser]
     kind = "arcface"          # five-point aligned crop -> one vector
@@ -185,7 +185,7 @@ class _Reader:
         return DetectorSpec(kind, file, sha,
                             self.number(t, s, "score_threshold", 0.5, 0.0, 1.0, low_open=True),
                             self.number(t, s, "nms_threshold", 0.4, 0.0, 1.0, low_open=True),
-                            int(self.number(t, s, "max_side", 1920, 32, 8192, integer=True)), source)
+                            int(self.number(t, s, "max_side", 1920, 320, 8192, integer=True)), source)
 
     def recogniser(self, t: dict[str, Any]) -> RecogniserSpec:
         s = "[recogniser] "
