@@ -256,6 +256,11 @@ def test_calibration_makes_the_profile_calibrated(tmp_path: Path) -> None:
     assert calibrated.calibrated and calibrated.similarity(0.3) == pytest.approx(70.0)
     assert calibrated.score_for(90.0) == pytest.approx(0.4)
     assert calibrated.face_model_version == profile.face_model_version  # the vectors did not change
+    # the rate a threshold stands for: none measured before calibration, the calibrated levels after
+    from faceprint.audit.fmr import describe_rate, expected_false_matches, false_match_rate
+    assert false_match_rate(profile, 80) is None and expected_false_matches(None, 1000) is None
+    assert describe_rate(profile, 80) == "not measured (the profile is not calibrated)"
+    assert false_match_rate(calibrated, 80) == 1e-4 and describe_rate(calibrated, 80).endswith("10,000 comparisons")
     assert oct((registry.folder(NAME) / "calibration.json").stat().st_mode & 0o777) == "0o600"
     done = cli("models", "show", NAME, home=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -27,11 +27,13 @@ HIGHEST_LEVEL = FMR_LEVELS[-1][1]
 """Over this similarity the rate is only known to be at most ``FMR_LEVELS[-1][0]``."""
 
 
-def false_match_rate(profile: Profile | None, similarity_threshold: float) -> float:
+def false_match_rate(profile: Profile | None, similarity_threshold: float) -> float | None:
     """The share of impostor comparisons that reach ``similarity_threshold`` on ``profile``'s
-    calibrated scale (every profile is calibrated to the same levels; the profile is named so that
-    a profile calibrated otherwise can answer its own)."""
-    del profile  # every shipped profile is pinned to FMR_LEVELS
+    calibrated scale (the shipped profiles and every calibrated operator profile are pinned to the
+    same levels); None for an operator profile not yet calibrated (``faceprint calibrate``): its
+    similarity is a plain map of the cosine and stands for no measured rate."""
+    if profile is not None and not profile.calibrated:
+        return None
     threshold = float(similarity_threshold)
     if math.isnan(threshold):
         raise ValueError("the similarity threshold is not a number")
@@ -60,11 +62,15 @@ def bound(similarity_threshold: float) -> str:
 def describe_rate(profile: Profile | None, similarity_threshold: float) -> str:
     """The rate in words, e.g. ``"about 1 in 10,000 comparisons"`` (``"at least 1 in 10"`` under 50)."""
     rate = false_match_rate(profile, similarity_threshold)
+    if rate is None:
+        return "not measured (the profile is not calibrated)"
     words = {"at-least": "at least", "at-most": "at most", "about": "about"}[bound(similarity_threshold)]
     return f"{words} 1 in {round(1 / rate):,} comparisons"
 
 
-def expected_false_matches(rate: float, collection_size: int) -> float:
+def expected_false_matches(rate: float | None, collection_size: int) -> float | None:
     """The expected number of strangers reaching the threshold in one search of ``collection_size``
-    faces (each comparison independent: ``size x rate``)."""
+    faces (each comparison independent: ``size x rate``); None where the rate is not measured."""
+    if rate is None:
+        return None
     return max(0, int(collection_size)) * float(rate)
