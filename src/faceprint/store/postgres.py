@@ -186,14 +186,16 @@ class PostgresStore:
         return self.list_faces(collection_id, 0, len(face_ids), face_ids) if face_ids else []
 
     def delete_faces(self, collection_id: str, face_ids: list[str]) -> list[str]:
+        """Delete the faces of ``face_ids`` that the collection has; those, in the order asked."""
         if not face_ids:
             return []
         with self._tx() as db:
             if not _lock_collection(db, collection_id):
                 return []
-            found = sorted(r[0] for r in db.execute(
+            present = {r[0] for r in db.execute(
                 "DELETE FROM faces WHERE collection_id = %s AND face_id = ANY(%s) RETURNING face_id",
-                (collection_id, list(face_ids))))
+                (collection_id, list(face_ids)))}
+            found = [f for f in dict.fromkeys(face_ids) if f in present]  # in the order asked, as SQLite
             if not found:
                 return []
             deletion, uncompacted = db.execute(

@@ -217,11 +217,13 @@ class SQLiteStore:
         return self.list_faces(collection_id, 0, len(face_ids), face_ids) if face_ids else []
 
     def delete_faces(self, collection_id: str, face_ids: list[str]) -> list[str]:
+        """Delete the faces of ``face_ids`` that the collection has; those, in the order asked."""
         with self._tx() as db:
             marks = ",".join("?" * len(face_ids))
-            found = [r[0] for r in db.execute(
-                f"SELECT face_id FROM faces WHERE +collection_id = ? AND face_id IN ({marks}) ORDER BY face_id",
-                (collection_id, *face_ids))]
+            present = {r[0] for r in db.execute(
+                f"SELECT face_id FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
+                (collection_id, *face_ids))}
+            found = [f for f in dict.fromkeys(face_ids) if f in present]  # in the order asked
             db.execute(f"DELETE FROM faces WHERE +collection_id = ? AND face_id IN ({marks})",
                        (collection_id, *face_ids))
             if found:
