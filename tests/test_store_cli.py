@@ -5,12 +5,15 @@ server nodes (separate homes) sharing one real PostgreSQL server (``tests/pg.py`
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import FACES
+from conftest import FACES, ROOT, lfw_image, models_dir
 from faceprint.cli import main
 from pg import pg  # noqa: F401
 from serverkit import Server
@@ -94,3 +97,26 @@ def test_two_nodes_share_one_postgresql_store(nodes) -> None:
     assert a.describe_collection(CollectionId="cast")["FaceCount"] == 0
     b.delete_collection(CollectionId="cast")
     assert a.list_collections()["CollectionIds"] == []
+
+
+def test_a_video_job_searches_the_store_the_flag_names(pg, tmp_path: Path) -> None:  # noqa: F811
+    """``faceprint --store URL video search-faces``: the job runs in other processes (a runner and its
+    worker, each with its own Faceprint on the home), which search the same PostgreSQL store."""
+    from faceprint.service import Faceprint
+    from test_video_server import face_clip
+
+    url = pg.database()
+    enrolled = Faceprint(tmp_path / "enrolling-home", profile="fast", models_dir=models_dir(), store_url=url)
+    enrolled.create_collection("swimmers")
+    enrolled.index_faces("swimmers", lfw_image("Aaron_Peirsol", 1), "peirsol")
+    clip = face_clip(tmp_path / "peirsol.mp4")
+    env = {k: v for k, v in os.environ.items() if k not in ("FACEPRINT_STORE", "FACEPRINT_INDEX")}
+    done = subprocess.run([sys.executable, "-m", "faceprint.cli", "--home", str(tmp_path / "home"), "--profile",
+                           "fast", "--store", url, "video", "search-faces", "--collection-id", "swimmers", str(clip)],
+                          capture_output=True, text=True, env=env | {"FACEPRINT_MODELS_DIR": str(models_dir())},
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["JobStatus"] == "SUCCEEDED"
+    assert {m["Face"]["ExternalImageId"] for p in answer["Persons"] for m in p.get("FaceMatches", [])} == {"peirsol"}
+    assert not (tmp_path / "home" / "faceprint.db").exists()  # the home's own store was never opened

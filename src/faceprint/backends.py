@@ -20,6 +20,9 @@ connected until these functions are called (``Faceprint`` calls them on first us
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -66,6 +69,25 @@ def open_indexes(url: str | None, store: Store, home: Path, dim: int, **settings
     if scheme == "file":
         return IndexCache(store, private_folder(local_path(url, "index")), dim, **settings)
     raise AssertionError(scheme)  # url_scheme accepts only the schemes handled above
+
+
+@contextmanager
+def exported(store_url: str | None, index_url: str | None) -> Iterator[None]:
+    """``FACEPRINT_STORE`` / ``FACEPRINT_INDEX`` set to the URLs given (None: left as they are) for
+    the block, so that the processes it starts (video job runners and workers, stream hosts, server
+    workers: each opens its own ``Faceprint`` on the home) use the same store and index; then as before."""
+    saved = {name: os.environ.get(name) for name in (STORE_ENV, INDEX_ENV)}
+    for name, url in ((STORE_ENV, store_url), (INDEX_ENV, index_url)):
+        if url:
+            os.environ[name] = url
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def url_scheme(url: str, known: tuple[str, ...], what: str) -> str:

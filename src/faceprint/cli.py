@@ -440,9 +440,12 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from faceprint.backends import exported
+
     args = build_parser().parse_args(argv)
     try:
-        output = _run(args)
+        with exported(args.store, args.index):  # the processes a command starts use them too
+            output = _run(args)
     except FaceprintError as exc:
         _print_error(exc)
         return 1
