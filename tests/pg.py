@@ -64,6 +64,11 @@ class PgServer:
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")
 
+    def restart(self) -> None:
+        """Stop (fast: sessions are cut) and start again, as a failover or an upgrade would."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-m", "fast", "-w",
+                  "-t", "60", "restart")
+
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 

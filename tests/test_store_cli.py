@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FACES, ROOT, lfw_image, models_dir
+from faceprint.backends import open_store
 from faceprint.cli import main
 from pg import pg  # noqa: F401
 from serverkit import Server
@@ -120,3 +121,16 @@ def test_a_video_job_searches_the_store_the_flag_names(pg, tmp_path: Path) -> No
     assert answer["JobStatus"] == "SUCCEEDED"
     assert {m["Face"]["ExternalImageId"] for p in answer["Persons"] for m in p.get("FaceMatches", [])} == {"peirsol"}
     assert not (tmp_path / "home" / "faceprint.db").exists()  # the home's own store was never opened
+
+
+def test_the_store_carries_on_after_postgresql_restarts(pg, tmp_path: Path) -> None:  # noqa: F811
+    """Pooled connections cut by a restart are replaced, not lent: the next calls just work."""
+    from faceprint.store import CollectionRow
+
+    store = open_store(pg.database(), tmp_path)
+    store.create_collection(CollectionRow("before", "arn", "v", 2, 1.0))
+    pg.restart()
+    assert [c.collection_id for c in store.list_collections(None, 10)] == ["before"]
+    store.create_collection(CollectionRow("after", "arn", "v", 2, 1.0))
+    assert store.get_collection("after") is not None
+    store.close()

@@ -74,7 +74,8 @@ class PostgresStore:
         except psycopg.Error as e:
             raise StoreUnavailable(f"Cannot connect to the PostgreSQL store: {e}".strip()) from None
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT,
-                                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT)}, open=True, name="faceprint")
+                                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT)}, open=True, name="faceprint",
+                                    check=ConnectionPool.check_connection)  # after a restart: no dead one lent
         try:
             self.schema_version = migrate(self._pool.connection, clock)
         except BaseException:
