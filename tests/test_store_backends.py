@@ -107,6 +107,18 @@ def test_faces_round_trip_exactly_in_seq_order(store) -> None:
     assert [f.face_id for f in store.faces_before("c", 102.5, 2)] == ["f000", "f001"]
 
 
+def test_any_collection_id_is_only_data(store) -> None:
+    """The store is below the API's id checks: quotes, semicolons and long ids are data, not SQL
+    (PostgreSQL names each collection's partition by number, and quotes the id in its bound)."""
+    odd = ["o'brien", 'x"); DROP TABLE faces; --', "ü" * 255, "a" * 300]
+    for cid in odd:
+        store.create_collection(collection(cid))
+        store.add_faces([face(odd.index(cid), cid)])
+    assert sorted(c.collection_id for c in store.list_collections(None, 10)) == sorted(odd)
+    assert [store.count_faces(cid) for cid in odd] == [1, 1, 1, 1]
+    assert all(store.delete_collection(cid) for cid in odd) and store.list_collections(None, 10) == []
+
+
 def test_writes_to_a_missing_collection_are_refused(store) -> None:
     with pytest.raises(ResourceNotFoundException):
         store.add_faces([face(1, "gone")])
