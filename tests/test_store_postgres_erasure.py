@@ -74,3 +74,32 @@ def test_compact_rewrites_a_collection_on_demand(pg, filled) -> None:  # noqa: F
     assert traces(pg, database, found["a"][last:]) == 1
     store.compact("a")
     assert traces(pg, database, found["a"][last:]) == 0 and traces(pg, database, found["a"]) == last
+
+
+def test_rewriting_one_collection_leaves_the_others_alone(pg, filled) -> None:  # noqa: F811
+    """While a collection's partition is locked for a rewrite, reads and writes of another go on:
+    queries are planned for their collection's partition alone (no server-side generic plans, which
+    would lock every partition)."""
+    import threading
+
+    import psycopg
+
+    store, found, database = filled
+    (part,) = pg.sql("SELECT part FROM collections WHERE collection_id = 'a'", database)[0]
+    with psycopg.connect(pg.url(database)) as locker:
+        locker.execute(f"LOCK TABLE faces_{part} IN ACCESS EXCLUSIVE MODE")  # as VACUUM FULL holds it
+        answers: list[int] = []
+
+        def other() -> None:
+            for i in range(30):  # past psycopg's prepare threshold and the server's five custom plans
+                answers.append(store.count_faces("b"))
+                store.get_faces("b", [f"b{i}"])
+            store.add_faces([FaceRow("b-new", "b", "img", None, (0.5, 0.5, 0.1, 0.1), 99.0, found["b"][0])])
+
+        worker = threading.Thread(target=other, daemon=True)
+        worker.start()
+        worker.join(20)
+        blocked = worker.is_alive()
+        locker.rollback()
+    worker.join(20)
+    assert not blocked and answers == [PER_COLLECTION] * 30 and store.count_faces("b") == PER_COLLECTION + 1

@@ -7,6 +7,10 @@ Connections come from a pool (``psycopg_pool``); what the URL leaves out (host, 
 password, database, TLS) comes from libpq's environment (``PGHOST``, ``PGUSER``, ``PGPASSWORD``,
 ``PGPASSFILE``, ...). The schema is created and migrated on open (``faceprint.store.migrations.postgres``).
 
+Statements are not prepared on the server (``prepare_threshold=None``): each is planned with its
+values, for its collection's partition alone, where a generic plan of a prepared statement would
+lock every partition and wait for a rewrite (``compact``) of any collection.
+
 Every write is one transaction. Writes to a collection's faces lock its ``collections`` row
 first, so that they commit in ``seq`` order: an index that catches up with ``faces_after(seq)``
 never skips a face committed late (as SQLite's single writer guarantees).
@@ -74,7 +78,8 @@ class PostgresStore:
         except psycopg.Error as e:
             raise StoreUnavailable(f"Cannot connect to the PostgreSQL store: {e}".strip()) from None
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT,
-                                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT)}, open=True, name="faceprint",
+                                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT), "prepare_threshold": None},
+                                    open=True, name="faceprint",
                                     check=ConnectionPool.check_connection)  # after a restart: no dead one lent
         try:
             self.schema_version = migrate(self._pool.connection, clock)
