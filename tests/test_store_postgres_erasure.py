@@ -103,3 +103,32 @@ def test_rewriting_one_collection_leaves_the_others_alone(pg, filled) -> None:  
         locker.rollback()
     worker.join(20)
     assert not blocked and answers == [PER_COLLECTION] * 30 and store.count_faces("b") == PER_COLLECTION + 1
+
+
+def test_creating_a_collection_waits_out_a_long_read_then_gives_up(pg, filled,  # noqa: F811
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition is made (or dropped) under the faces table's exclusive lock, tried for LOCK_TIMEOUT
+    at a time so that other reads are not held up behind it: a read that ends in time is waited
+    out; one that does not makes CreateCollection answer ThrottlingException, with nothing made."""
+    import threading
+    import time
+
+    import psycopg
+
+    from faceprint.store import postgres
+
+    store, _, database = filled
+    with psycopg.connect(pg.url(database)) as reader:
+        reader.execute("SELECT count(*) FROM faces WHERE collection_id = 'b'").fetchall()  # a read in progress
+        threading.Timer(3.0, reader.rollback).start()  # ends after the first try's 2 s
+        started = time.monotonic()
+        store.create_collection(CollectionRow("late", "arn", "v", DIM, 1.0))
+        assert time.monotonic() - started >= 2.0 and store.get_collection("late") is not None
+    monkeypatch.setattr(postgres, "LOCK_TRIES", 2)
+    with psycopg.connect(pg.url(database)) as reader:
+        reader.execute("SELECT count(*) FROM faces WHERE collection_id = 'b'").fetchall()
+        with pytest.raises(postgres.StoreBusy) as caught:
+            store.create_collection(CollectionRow("never", "arn", "v", DIM, 1.0))
+        assert caught.value.code == "ThrottlingException"
+        reader.rollback()
+    assert store.get_collection("never") is None and store.count_faces("b") == PER_COLLECTION

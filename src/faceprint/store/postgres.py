@@ -49,8 +49,12 @@ COMPACT_SHARE = 0.1
 """Share of a collection's faces deleted since its partition was last rewritten that makes a delete
 rewrite it (``VACUUM FULL``)."""
 
-LOCK_TIMEOUT = "30s"
-"""How long creating or dropping a collection's partition waits for the faces table's lock."""
+LOCK_TIMEOUT = "2s"
+"""How long one try at creating or dropping a collection's partition waits for the faces table's
+exclusive lock (reads of every collection queue behind a waiting try: it must be short)."""
+
+LOCK_TRIES = 10
+"""Tries (a second apart) before CreateCollection / DeleteCollection answer ``ThrottlingException``."""
 
 _PARTITION_SETTINGS = "autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1"
 
@@ -66,6 +70,13 @@ _SMALL_TABLES = "users, request_tokens, imports, deleted_faces, collections"
 
 class StoreUnavailable(FaceprintError):
     """The PostgreSQL store cannot be reached or logged in to (libpq's message says why)."""
+
+
+class StoreBusy(FaceprintError):
+    """The faces table stayed in use too long for a collection's partition to be made or dropped:
+    try again (the AWS SDKs retry ``ThrottlingException`` by themselves)."""
+
+    code = "ThrottlingException"
 
 
 class PostgresStore:
@@ -104,6 +115,9 @@ class PostgresStore:
     # -- collections -----------------------------------------------------------------------------
     def create_collection(self, row: CollectionRow) -> None:
         """The collection's row and its faces' partition, in one transaction."""
+        self._retrying(lambda: self._create_collection(row))
+
+    def _create_collection(self, row: CollectionRow) -> None:
         with self._tx() as db:
             created = db.execute(
                 f"INSERT INTO collections ({_COLLECTION_COLUMNS}) VALUES (%s, %s, %s, %s, %s) "
@@ -127,6 +141,12 @@ class PostgresStore:
 
     def delete_collection(self, collection_id: str) -> bool:
         """Drop the collection's partition (its faces' files go) and delete the rest of it."""
+        if not self._retrying(lambda: self._delete_collection(collection_id)):
+            return False
+        self._vacuum(_SMALL_TABLES)
+        return True
+
+    def _delete_collection(self, collection_id: str) -> bool:
         with self._tx() as db:
             found = _lock_collection(db, collection_id)
             if not found:
@@ -135,8 +155,21 @@ class PostgresStore:
             db.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_partition(found[0][0])))
             for table in ("users", "request_tokens", "imports", "deleted_faces", "collections"):
                 db.execute(f"DELETE FROM {table} WHERE collection_id = %s", (collection_id,))
-        self._vacuum(_SMALL_TABLES)
         return True
+
+    def _retrying(self, change: Callable[[], Any]) -> Any:
+        """Run a transaction that makes or drops a partition, again while the faces table's lock
+        cannot be had within LOCK_TIMEOUT (running reads hold it shared); then StoreBusy."""
+        for _ in range(LOCK_TRIES - 1):
+            try:
+                return change()
+            except psycopg.errors.LockNotAvailable:
+                time.sleep(1.0)
+        try:
+            return change()
+        except psycopg.errors.LockNotAvailable:
+            raise StoreBusy("The faces table is busy: the collection could not be created or deleted now; "
+                            "try again.") from None
 
     def generation(self, collection_id: str) -> tuple[int, int]:
         """(writes, deletes) so far: lets a cached index see another process's changes cheaply."""
