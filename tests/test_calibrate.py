@@ -239,6 +239,8 @@ def test_cli_calibrate_writes_the_profile(home: Path, calibrated: dict, small_pe
 
 def test_cli_refuses_bad_input(home: Path, small_people, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     people, _ = small_people
+    (tmp_path / "huge.csv").write_bytes(b"person,group\n\"" + b"x" * 200_000 + b"\",x\n")  # over csv's field limit
+    (tmp_path / "three.csv").write_text("a,b,c\n")
     cases = [
         (["calibrate", "--profile", PROFILE, "--pairs", str(LFW / "pairsDevTest.txt")], "--pairs needs --images"),
         (["calibrate", "--people", str(people)], "needs --profile"),
@@ -246,6 +248,11 @@ def test_cli_refuses_bad_input(home: Path, small_people, tmp_path: Path, capsys:
         (["calibrate", "--profile", PROFILE, "--people", str(tmp_path / "none")], "not a folder"),
         (["calibrate", "--profile", PROFILE, "--people", str(people), "--groups", str(tmp_path / "g.csv")],
          "no such file"),
+        (["calibrate", "--profile", PROFILE, "--people", str(people), "--groups", str(tmp_path / "huge.csv")],
+         "not a CSV file"),
+        (["calibrate", "--profile", PROFILE, "--people", str(people), "--groups", str(tmp_path / "three.csv")],
+         "line 1: not 'person,group'"),
+        (["calibrate", "--profile", PROFILE, "--people", str(people), "--images", str(people)], "goes with --pairs"),
     ]
     for argv, message in cases:
         assert main(["--home", str(home), *argv]) == 1, argv

@@ -122,12 +122,15 @@ def read_groups(path: Path) -> dict[str, str]:
         raise InvalidParameterException(f"--groups {path}: no such file")
     out: dict[str, str] = {}
     with path.open(newline="", errors="replace") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            if not row or (line_no == 1 and [c.strip().lower() for c in row] == ["person", "group"]):
-                continue
-            if len(row) != 2 or not row[0].strip() or not row[1].strip():
-                raise InvalidParameterException(f"--groups {path} line {line_no}: not 'person,group'")
-            out[row[0].strip()] = row[1].strip()
+        try:
+            for line_no, row in enumerate(csv.reader(handle), start=1):
+                if not row or (line_no == 1 and [c.strip().lower() for c in row] == ["person", "group"]):
+                    continue
+                if len(row) != 2 or not row[0].strip() or not row[1].strip():
+                    raise InvalidParameterException(f"--groups {path} line {line_no}: not 'person,group'")
+                out[row[0].strip()] = row[1].strip()
+        except csv.Error as exc:
+            raise InvalidParameterException(f"--groups {path}: not a CSV file ({exc})") from None
     return out
 
 
@@ -218,7 +221,7 @@ def scores_of(faces: LabelledFaces, vectors: list[np.ndarray | None], groups: di
 
 def _pair_group(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A pair's group: the group of both, -2 for two different groups, -1 where either has none."""
-    return np.where((a < 0) | (b < 0), -1, np.where(a == b, a, -2))
+    return np.where((a < 0) | (b < 0), -1, np.where(a == b, a, -2)).astype(np.int16)
 
 
 def _genuine(faces: LabelledFaces, keep: list[int], labels: np.ndarray, matrix: np.ndarray
@@ -256,8 +259,8 @@ def _impostors(labels: np.ndarray, matrix: np.ndarray, max_pairs: int, seed: int
             upper = (rows[:, None] < np.arange(n)[None, :]) & (labels[rows][:, None] != labels[None, :])
             i, j = np.nonzero(upper)
             scores.append((matrix[rows] @ matrix.T)[i, j])
-            rows_a.append(rows[i])
-            rows_b.append(j)
+            rows_a.append(rows[i].astype(np.int32))
+            rows_b.append(j.astype(np.int32))
         return np.concatenate(scores), (np.concatenate(rows_a), np.concatenate(rows_b)), total
     rng = np.random.default_rng(seed)
     a_parts, b_parts, found = [], [], 0
@@ -267,7 +270,8 @@ def _impostors(labels: np.ndarray, matrix: np.ndarray, max_pairs: int, seed: int
         a_parts.append(a[ok])
         b_parts.append(b[ok])
         found += int(ok.sum())
-    a, b = np.concatenate(a_parts)[:max_pairs], np.concatenate(b_parts)[:max_pairs]
+    a = np.concatenate(a_parts)[:max_pairs].astype(np.int32)
+    b = np.concatenate(b_parts)[:max_pairs].astype(np.int32)
     scores = np.concatenate([np.einsum("ij,ij->i", matrix[a[s:s + 1_000_000]], matrix[b[s:s + 1_000_000]])
                              for s in range(0, len(a), 1_000_000)])
     return scores, (a, b), total
