@@ -163,14 +163,18 @@ def centre_face_vector(engine: Any, load: Callable[[Path], Any], path: Path) -> 
     return engine.embed(image, faces.take([int(np.argmin(((centres - target) ** 2).sum(1)))]))[0]
 
 
-def embed(engine: Any, load: Callable[[Path], Any], paths: Iterable[Path], workers: int = 1
-          ) -> list[np.ndarray | None]:
-    """:func:`centre_face_vector` of each path, in order, on ``workers`` threads."""
+def embed(engine: Any, load: Callable[[Path], Any], paths: Iterable[Path], workers: int = 1,
+          progress: Callable[[int, int], None] | None = None) -> list[np.ndarray | None]:
+    """:func:`centre_face_vector` of each path, in order, on ``workers`` threads (``progress(done,
+    total)`` after each image)."""
     paths = list(paths)
-    if workers <= 1:
-        return [centre_face_vector(engine, load, p) for p in paths]
-    with ThreadPoolExecutor(workers, thread_name_prefix="calibrate") as pool:
-        return list(pool.map(lambda p: centre_face_vector(engine, load, p), paths))
+    out: list[np.ndarray | None] = []
+    with ThreadPoolExecutor(max(workers, 1), thread_name_prefix="calibrate") as pool:
+        for vector in pool.map(lambda p: centre_face_vector(engine, load, p), paths):
+            out.append(vector)
+            if progress is not None:
+                progress(len(out), len(paths))
+    return out
 
 
 @dataclass

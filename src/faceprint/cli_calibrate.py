@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ def calibrate(home: Path, name: str, *, people: str | None = None, pairs: str | 
     from faceprint import calibrate as cal
     from faceprint.det_plot import write_det
     from faceprint.models.registry import ProfileRegistry
+    from faceprint.progress import ProgressBar
     from faceprint.service import Faceprint
 
     registry = ProfileRegistry(home)
@@ -72,7 +74,9 @@ def calibrate(home: Path, name: str, *, people: str | None = None, pairs: str | 
     faces = cal.read_people(Path(people)) if people else cal.read_pairs(Path(pairs or ""), Path(images or ""))
     group_of = cal.read_groups(Path(groups)) if groups else None
     fp = Faceprint(home, profile=name, threads=1)
-    vectors = cal.embed(fp.engine, fp.load_image, faces.paths, workers)
+    bar = ProgressBar(sys.stderr, unit="images")
+    vectors = cal.embed(fp.engine, fp.load_image, faces.paths, workers, progress=bar.update)
+    bar.finish()
     scores = cal.scores_of(faces, vectors, group_of)
     built_in = getattr(profile, "operator", None) is None
     calibration = cal.calibration_of(scores, cal.data_digest(faces, group_of),
