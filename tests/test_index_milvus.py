@@ -156,7 +156,7 @@ def test_unreachable_milvus_is_a_clear_error(tmp_path: Path, caplog) -> None:
     assert store.count_faces("nowhere") == 0 and store.get_collection("nowhere") is not None
 
 
-def test_index_urls() -> None:
+def test_index_urls(tmp_path: Path) -> None:
     assert parse_url("milvus://db.example:19531") == {"host": "db.example", "port": 19531, "user": "",
                                                       "password": ""}
     assert parse_url("milvus://u:p%40ss@h?prefix=fp_a")["password"] == "p@ss"
@@ -164,6 +164,12 @@ def test_index_urls() -> None:
     for bad in ("milvus://", "milvus://h:99999", "milvus://h/x", "milvus://h?prefix=1x", "milvus://h?user=x"):
         with pytest.raises(InvalidParameterException):
             parse_url(bad)
+    from faceprint.backends import open_indexes
+
+    opened = open_indexes("milvus://db.example:19531?prefix=fp_a", SQLiteStore(tmp_path / "faceprint.db"), tmp_path,
+                          DIM, rerank=500)  # the embedded index's settings are left out; nothing connects yet
+    assert isinstance(opened, MilvusIndexes) and opened.address == "db.example:19531"
+    assert opened.settings.prefix == "fp_a"
     assert milvus_name("faceprint_", "a.b") != milvus_name("faceprint_", "a-b")
     assert len(milvus_name("faceprint_", "x" * 255)) < 100
 

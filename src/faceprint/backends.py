@@ -12,7 +12,9 @@ Store URLs (``faceprint serve --store URL``, ``FACEPRINT_STORE``, ``Faceprint(st
 Index URLs (``--index URL``, ``FACEPRINT_INDEX``, ``Faceprint(index_url=...)``):
 
 - none: the embedded index (``faceprint.index.cache``), its files in ``HOME/indexes``;
-- ``file:///FOLDER``: the embedded index with its files in ``FOLDER``.
+- ``file:///FOLDER``: the embedded index with its files in ``FOLDER``;
+- ``milvus://[USER:PASSWORD@]HOST[:PORT][?prefix=NAME]``: a Milvus 2.3 server (port 19530 by
+  default; ``faceprint.index.milvus``, needs ``pip install 'faceprint[milvus]'``).
 
 Anything else is an ``InvalidParameterException`` naming the schemes known. Nothing is opened or
 connected until these functions are called (``Faceprint`` calls them on first use).
@@ -37,8 +39,7 @@ if TYPE_CHECKING:
 STORE_ENV = "FACEPRINT_STORE"
 INDEX_ENV = "FACEPRINT_INDEX"
 STORE_SCHEMES = ("sqlite", "postgresql", "postgres")
-INDEX_SCHEMES = ("file",)
-"""Index schemes known here (``backends`` adds ``milvus`` where that engine is installed)."""
+INDEX_SCHEMES = ("file", "milvus")
 
 
 def open_store(url: str | None, home: Path) -> Store:
@@ -60,7 +61,7 @@ def open_store(url: str | None, home: Path) -> Store:
 
 def open_indexes(url: str | None, store: Store, home: Path, dim: int, **settings: Any) -> Indexes:
     """The indexes ``url`` names over ``store`` (None or empty: the embedded index in ``HOME/indexes``);
-    ``settings`` tune the embedded index (``faceprint.index.hybrid``)."""
+    ``settings`` tune the embedded index (``faceprint.index.hybrid``; not Milvus's)."""
     from faceprint.index.cache import IndexCache
 
     if not url:
@@ -68,6 +69,10 @@ def open_indexes(url: str | None, store: Store, home: Path, dim: int, **settings
     scheme = url_scheme(url, INDEX_SCHEMES, "index")
     if scheme == "file":
         return IndexCache(store, private_folder(local_path(url, "index")), dim, **settings)
+    if scheme == "milvus":  # the embedded index's ``settings`` do not apply
+        from faceprint.index.milvus import MilvusIndexes
+
+        return MilvusIndexes(url, store, dim)
     raise AssertionError(scheme)  # url_scheme accepts only the schemes handled above
 
 
