@@ -77,7 +77,10 @@ def test_columns_agree_with_the_body_whatever_the_entry_holds(tmp_path):
     odd = log.append_seq(Entry("IndexFaces", Caller("bob", case="K-2"), np.float32(1.5), np.float64(2.0),
                                collection_id="c9"))
     assert (plain, odd) == (1, 2) and log.head()[0] == 2
-    row = log._one("SELECT started, operation, actor, collection_id, case_ref FROM entries WHERE seq = 2", ())
+    assert log.query(AuditFilter(case="K-2"))[0].seq == 2 and log.index_top() == 0  # found past the index
+    log.index()
+    assert log.index_top() == 2
+    row = log._one("SELECT started, operation, actor, collection_id, case_ref FROM entry_columns WHERE seq = 2", ())
     assert row == (1.5, "IndexFaces", "bob", "c9", "K-2") and type(row[0]) is float
     assert log.query(AuditFilter(case="K-1"))[0].seq == 1 and verify(log).ok
 
@@ -224,3 +227,85 @@ def test_an_entry_edited_into_something_else_still_lists_with_the_others(tmp_pat
     assert export(log, out, "csv") == 3 and export(log, io.StringIO(), "jsonl") == 3
     assert audit_report(log)["Operations"] == {NOT_AN_ENTRY: 1, "SearchFaces": 2}
     assert [(p.seq, p.kind) for p in verify(log).problems] == [(2, "edited")]
+
+
+def test_queries_read_through_the_filter_index_and_past_its_top(tmp_path):
+    from faceprint.audit.columns import INDEX_EVERY
+
+    log = AuditLog(tmp_path / "audit")
+    for n in range(INDEX_EVERY + 10):  # one batch indexed by the append that filled it, ten past it
+        log.append_seq(entry(n, actor=("alice", "bob")[n % 2], case=f"K-{n % 3}"))
+    top = log.index_top()
+    assert top == INDEX_EVERY and log.count() == INDEX_EVERY + 10
+    alices = [n + 1 for n in range(INDEX_EVERY + 10) if n % 2 == 0]
+    seqs = lambda records: [r.seq for r in records]  # noqa: E731
+    assert seqs(log.query(AuditFilter(actor="alice"))) == alices
+    assert seqs(log.query(AuditFilter(actor="alice"), after=top - 4, limit=4)) == [s for s in alices if s > top - 4][:4]
+    paged, after = [], 0
+    while page := log.query(AuditFilter(actor="alice", case="K-0"), after=after, limit=7):
+        paged, after = paged + seqs(page), page[-1].seq
+    assert paged == [s for s in alices if (s - 1) % 3 == 0]
+    assert log.first_started_since(1_800_000_000.0 + top + 2) == top + 3  # past the top
+    assert log.first_started_since(1_800_000_000.0 + 5) == 6  # under it
+    log.index()
+    assert log.index_top() == INDEX_EVERY + 10 and seqs(log.query(AuditFilter(actor="alice"))) == alices
+
+
+def test_entries_another_writer_appended_are_indexed_from_their_bodies(tmp_path):
+    from faceprint.audit.columns import INDEX_EVERY
+    from faceprint.audit.verify import verify
+
+    one, other = AuditLog(tmp_path / "audit"), AuditLog(tmp_path / "audit")
+    for n in range(2 * INDEX_EVERY):
+        (one if n % 3 else other).append_seq(entry(n, actor=f"a{n % 5}", collection=f"c{n % 4}"))
+    rows = dict((r[0], r[1:]) for r in one._all("SELECT seq, started, operation, actor, collection_id, case_ref "
+                                                 "FROM entry_columns", ()))
+    assert len(rows) >= INDEX_EVERY
+    for record in one.query(limit=len(rows)):
+        e = record.entry
+        assert rows[record.seq] == (e.started, e.operation, e.caller.actor, e.collection_id, e.caller.case)
+    assert verify(one).ok
+
+
+def test_a_log_of_the_first_layout_is_moved_to_the_filter_index_when_opened(tmp_path):
+    import sqlite3
+    from contextlib import closing
+
+    from faceprint.audit.verify import verify
+
+    log = AuditLog(tmp_path / "audit")
+    log.append_many([entry(n, actor=("alice", "bob")[n % 2]) for n in range(5)])
+    log.close()
+    with closing(sqlite3.connect(log.path, isolation_level=None)) as db:  # as the first layout kept them
+        db.executescript("""
+            CREATE TABLE old (seq INTEGER PRIMARY KEY, started REAL NOT NULL, operation TEXT NOT NULL,
+                actor TEXT NOT NULL, collection_id TEXT, case_ref TEXT, body TEXT NOT NULL, prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL);
+            INSERT INTO old SELECT seq, json_extract(body, '$.Started'), json_extract(body, '$.Operation'),
+                json_extract(body, '$.Actor'), json_extract(body, '$.CollectionId'), json_extract(body, '$.Case'),
+                body, prev_hash, hash FROM entries;
+            DROP TABLE entries; DROP TABLE entry_columns; ALTER TABLE old RENAME TO entries;
+            CREATE INDEX entries_actor ON entries(actor, seq);""")
+    moved = AuditLog(tmp_path / "audit")
+    assert moved.index_top() == 5 and [r.seq for r in moved.query(AuditFilter(actor="bob"))] == [2, 4]
+    assert verify(moved).ok and moved.append_seq(entry(5)) == 6 and verify(moved).ok
+    names = {row[1] for row in moved._all("PRAGMA table_info(entries)", ())}
+    assert names == {"seq", "body", "prev_hash", "hash"}
+
+
+def test_the_latest_head_is_kept_with_a_mac_and_given_out_signed(tmp_path):
+    log = AuditLog(tmp_path / "audit", clock=lambda: 1_800_000_100.0)
+    log.append_many(entry(n) for n in range(3))
+    (stored,) = log.signed_heads()
+    assert stored.signature.startswith("hmac-sha256:") and len(stored.signature) == len("hmac-sha256:") + 64
+    signer = log.signer
+    assert signer.verifies_head(stored.seq, stored.hash, stored.time, stored.signature)
+    assert not signer.verifies_head(stored.seq, stored.hash, stored.time, stored.signature, latest=False)
+    assert not signer.verifies_head(stored.seq - 1, stored.hash, stored.time, stored.signature)
+    assert not signer.verifies_head(stored.seq, stored.hash, stored.time, stored.signature[:-1] + "é")
+    given = log.latest_head()
+    assert (given.seq, given.hash, given.time) == (stored.seq, stored.hash, stored.time)
+    assert verifies(signer.public, given.signature, head_message(given.seq, given.hash, given.time))
+    other = AuditLog(tmp_path / "other")
+    other.append(entry(0))
+    assert not other.signer.verifies_head(stored.seq, stored.hash, stored.time, stored.signature)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import numbers
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 GENESIS = "0" * 64
@@ -21,6 +22,8 @@ GENESIS = "0" * 64
 def canonical_json(value: Any) -> str:
     """``value`` (made JSON-able as :func:`jsonable` says) as canonical JSON text."""
     try:  # the usual case, plain values, straight through the C encoder
+        if _ENCODE is not None:  # json.dumps's own encoder, made once (no circular-reference check)
+            return "".join(_ENCODE(value, 0))
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False,
                           default=_default)
     except (TypeError, ValueError):  # NaN, keys of mixed types...: the slow way
@@ -49,6 +52,12 @@ def jsonable(value: Any) -> Any:
         items = [jsonable(v) for v in value]
         return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
     return str(value)
+
+
+_ENCODE = None if c_make_encoder is None else c_make_encoder(
+    None, _default, encode_basestring_ascii, None, ":", ",", True, False, False)
+"""The C encoder json.dumps makes for canonical JSON on every call: markers (none), default, string
+encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan."""
 
 
 def link(prev_hash: str, body: str) -> str:

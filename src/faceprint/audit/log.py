@@ -3,14 +3,16 @@ or enrols (``HOME/audit/audit.db``).
 
 Each appended :class:`Entry` becomes a :class:`Record` with the next sequence number, the hash
 of the record before it, and its own hash (``faceprint.audit.chain``), in one write
-transaction that also stores the new head signed with the online key (``signing``): the
-latest head and one every :data:`HEAD_EVERY` entries (a checkpoint, signed as one) are kept, so
-entries cut off the end show. An append that finds the stored chain not ending at the latest
+transaction that also stores the new head signed with the online key (``signing``: the latest
+head with a MAC under a key derived from it, a checkpoint every :data:`HEAD_EVERY` entries with an
+Ed25519 signature as one); the latest head and the checkpoints are kept, so entries cut off the
+end show. An append that finds the stored chain not ending at the latest
 signed head (edited, cut or added to behind faceprint's back) writes a :data:`BROKEN` entry
 first, so that what it found stays in the chain that its new head signs.
 Writing fails with :class:`~faceprint.errors.AuditUnavailable` and nothing else: no entry, no
-result. The columns beside the stored body (time, actor, operation, collection, case) only
-index it for queries; ``faceprint.audit.verify`` checks that they agree with it.
+result. The columns that queries filter on (time, actor, operation, collection, case) are kept
+beside the chain and filled in batches (``faceprint.audit.columns``); they only index the stored
+bodies, and ``faceprint.audit.verify`` checks that they agree with them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceprint.audit import columns as index
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
 from faceprint.audit.records import (
@@ -64,34 +67,25 @@ UNREADABLE = "The audit record could not be read."
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY,
-    started REAL NOT NULL,
-    operation TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    collection_id TEXT,
-    case_ref TEXT,
     body TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS entries_started ON entries(started);
-CREATE INDEX IF NOT EXISTS entries_actor ON entries(actor, seq);
-CREATE INDEX IF NOT EXISTS entries_operation ON entries(operation, seq);
-CREATE INDEX IF NOT EXISTS entries_collection ON entries(collection_id, seq);
-CREATE INDEX IF NOT EXISTS entries_case ON entries(case_ref, seq);
 CREATE TABLE IF NOT EXISTS heads (
     seq INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
     time REAL NOT NULL,
     signature TEXT NOT NULL
 );
-"""
+""" + index.SCHEMA
 
 LAST = ("SELECT (SELECT seq FROM entries ORDER BY seq DESC LIMIT 1), "
         "(SELECT hash FROM entries ORDER BY seq DESC LIMIT 1), "
-        "(SELECT seq FROM heads ORDER BY seq DESC LIMIT 1), (SELECT hash FROM heads ORDER BY seq DESC LIMIT 1)")
-"""The last entry's seq and hash and the latest signed head's (NULLs where there is none), in one statement."""
-INSERT = ("INSERT INTO entries (seq, started, operation, actor, collection_id, case_ref, body, prev_hash, hash) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        "(SELECT seq FROM heads ORDER BY seq DESC LIMIT 1), (SELECT hash FROM heads ORDER BY seq DESC LIMIT 1), "
+        "(SELECT max(seq) FROM entry_columns)")
+"""The last entry's seq and hash, the latest signed head's, and the filter index's top (NULLs where
+there is none), in one statement."""
+INSERT = "INSERT INTO entries (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 
 
 def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
@@ -128,6 +122,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._identity: tuple[int, int] | None = None
+        self._pending: dict[int, tuple[str, index.Columns]] = {}  # seq: (hash, columns) appended, not indexed
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -183,29 +178,62 @@ class AuditLog:
     def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
         """Chain ``entries`` after the last stored one; where the stored chain does not end at its
         latest signed head, an :data:`BROKEN` entry saying so goes first (see :meth:`_broken`)."""
-        last_seq, last_hash, head_seq, head_hash = db.execute(LAST).fetchone()
+        last_seq, last_hash, head_seq, head_hash, top = db.execute(LAST).fetchone()
         before = None if last_seq is None else (last_seq, last_hash)
+        top = self._index_top(db, top or 0, last_seq or 0)
+        if len(self._pending) > 4 * index.INDEX_EVERY:  # another process indexed them
+            self._pending = {k: v for k, v in self._pending.items() if k > top}
         latest = None if head_seq is None else (head_seq, head_hash)
         if entries and latest != before:
             entries = [self._broken(latest, before), *entries]
             self._drop_stale_heads(db, before)
         seq, prev = before or (0, GENESIS)
         written: list[tuple[int, str, str, str]] = []
-        rows = []
         for entry in entries:
             seq += 1
             body = canonical_json(entry.fields(seq))
             hash_ = link(prev, body)
-            rows.append((seq, *entry.columns(body), body, prev, hash_))
             written.append((seq, body, prev, hash_))
+            self._pending[seq] = (hash_, entry.columns(body))
             prev = hash_
-        if len(rows) == 1:
-            db.execute(INSERT, rows[0])
+        if len(written) == 1:
+            db.execute(INSERT, written[0])
         else:
-            db.executemany(INSERT, rows)
+            db.executemany(INSERT, written)
         if written:
             self._sign_heads(db, before if latest == before else None, [(w[0], w[3]) for w in written])
+            if seq - top >= index.INDEX_EVERY:
+                self._catch_up(db, top)
         return written
+
+    def _index_top(self, db: sqlite3.Connection, top: int, last: int) -> int:
+        """The filter index's top, once no row of it lies past the last entry (entries cut off the
+        end, or rows added to the index by hand: their seqs are the next entries')."""
+        if top > last:
+            db.execute("DELETE FROM entry_columns WHERE seq > ?", (last,))
+            return last
+        return top
+
+    def _catch_up(self, db: sqlite3.Connection, top: int) -> None:
+        """Index the entries after ``top`` (``columns.catch_up``), with the columns this log knows."""
+        pending = self._pending
+
+        def known(seq: int, hash_: str) -> index.Columns | None:
+            found = pending.get(seq)
+            return found[1] if found is not None and found[0] == hash_ else None
+
+        new_top = index.catch_up(db, top, known)
+        for seq in [s for s in pending if s <= new_top]:
+            pending.pop(seq, None)
+
+    def index(self) -> None:
+        """Index every entry now (queries do not need it: they read the entries past the index)."""
+        try:
+            with self._db().tx() as db:
+                last_seq, _, _, _, top = db.execute(LAST).fetchone()
+                self._catch_up(db, self._index_top(db, top or 0, last_seq or 0))
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditUnavailable(UNAVAILABLE) from exc
 
     def _broken(self, latest: tuple[int, str] | None, before: tuple[int, str] | None) -> Entry:
         """The entry that keeps, in the chain, what an append found: a stored chain that does not end
@@ -243,7 +271,7 @@ class AuditLog:
         if signed:
             db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", signed)
         seq, hash_ = heads[-1]
-        latest = (seq, hash_, now, sign(seq, hash_, now))
+        latest = (seq, hash_, now, self.signer.mac_head(seq, hash_, now))  # a MAC: see ``signing``
         if retired is None:
             db.execute("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", latest)
         else:  # one statement: no heads past it (it was the latest), so the new seq is free
@@ -256,6 +284,7 @@ class AuditLog:
             database = self._db()
             with database.tx() as db:
                 gone = db.execute("DELETE FROM entries WHERE seq <= ?", (seq,)).rowcount
+                db.execute("DELETE FROM entry_columns WHERE seq <= ?", (seq,))
                 db.execute("DELETE FROM heads WHERE seq <= ?", (seq,))
             database.erase_wal()
             return gone
@@ -286,18 +315,36 @@ class AuditLog:
 
     def first_started_since(self, since: float) -> int | None:
         """The first seq of a record started at or after ``since`` (None: there is none)."""
-        return self._one("SELECT min(seq) FROM entries WHERE started >= ?", (float(since),))[0]
+        found = self.query(AuditFilter(since=float(since)), limit=1)
+        return found[0].seq if found else None
 
     def last_before(self, seq: int) -> int | None:
         """The last seq of a record before ``seq`` (None: there is none)."""
         return self._one("SELECT max(seq) FROM entries WHERE seq < ?", (int(seq),))[0]
 
     def query(self, filters: AuditFilter = EVERYTHING, after: int = 0, limit: int = 1000) -> list[Record]:
-        """Up to ``limit`` records after seq ``after`` that match ``filters``, in seq order."""
+        """Up to ``limit`` records after seq ``after`` that match ``filters``, in seq order: through
+        the filter index up to its top, then by reading the bodies of the entries past it."""
         parts, params = filters.where()
-        sql = ("SELECT seq, body, prev_hash, hash FROM entries WHERE " + " AND ".join(["seq > ?", *parts])
-               + " ORDER BY seq LIMIT ?")
-        return [Record.from_row(*row) for row in self._all(sql, (int(after), *params, int(limit)))]
+        after, limit = int(after), int(limit)
+        if not parts:
+            rows = self._all("SELECT seq, body, prev_hash, hash FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                             (after, limit))
+            return [Record.from_row(*row) for row in rows]
+        top = self._one(index.TOP, ())[0] or 0
+        sql = ("SELECT e.seq, e.body, e.prev_hash, e.hash FROM entry_columns c JOIN entries e ON e.seq = c.seq "
+               "WHERE " + " AND ".join(["c.seq > ?", "c.seq <= ?", *[f"c.{p}" for p in parts]])
+               + " ORDER BY c.seq LIMIT ?")
+        rows = self._all(sql, (after, top, *params, limit)) if after < top else []
+        start = max(after, top)
+        while len(rows) < limit:
+            page = self._all("SELECT seq, body, prev_hash, hash FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                             (start, PAGE))
+            rows += index.tail(page, filters)[:limit - len(rows)]
+            if len(page) < PAGE:
+                break
+            start = page[-1][0]
+        return [Record.from_row(*row) for row in rows]
 
     def records(self, start: int = 0) -> Iterator[Record]:
         """Every record from seq ``start`` on, in seq order, read a page at a time."""
@@ -306,23 +353,38 @@ class AuditLog:
 
     def rows(self, start: int = 0) -> Iterator[tuple]:
         """The stored rows from seq ``start`` on: (seq, body, prev_hash, hash, started, operation,
-        actor, collection_id, case_ref), a page at a time (for verification)."""
+        actor, collection_id, case_ref), a page at a time (for verification); the five columns are
+        the filter index's, all None where it holds no row for the entry (see :meth:`index_top`)."""
         after = int(start) - 1
         while True:
-            page = self._all("SELECT seq, body, prev_hash, hash, started, operation, actor, collection_id, case_ref "
-                             "FROM entries WHERE seq > ? ORDER BY seq LIMIT ?", (after, PAGE))
+            page = self._all("SELECT e.seq, e.body, e.prev_hash, e.hash, c.started, c.operation, c.actor, "
+                             "c.collection_id, c.case_ref FROM entries e LEFT JOIN entry_columns c ON c.seq = e.seq "
+                             "WHERE e.seq > ? ORDER BY e.seq LIMIT ?", (after, PAGE))
             yield from page
             if len(page) < PAGE:
                 return
             after = page[-1][0]
+
+    def index_top(self) -> int:
+        """The last seq the filter index holds (0: none); entries past it are not indexed yet."""
+        return self._one(index.TOP, ())[0] or 0
 
     def signed_heads(self) -> list[SignedHead]:
         """The kept signed heads, in seq order."""
         return [SignedHead(*row) for row in self._all("SELECT seq, hash, time, signature FROM heads ORDER BY seq", ())]
 
     def latest_head(self) -> SignedHead | None:
+        """The latest head with its Ed25519 signature (made now where it is stored with a MAC)."""
         row = self._one("SELECT seq, hash, time, signature FROM heads ORDER BY seq DESC LIMIT 1", ())
-        return SignedHead(*row) if row else None
+        return self.ed25519(SignedHead(*row)) if row else None
+
+    def ed25519(self, head: SignedHead) -> SignedHead:
+        """``head`` as the latest head, signed with Ed25519 (itself where it is; see ``signing``)."""
+        try:
+            signature = self.signer.signed_latest(head.seq, head.hash, head.time, head.signature)
+        except (OSError, ValueError) as exc:
+            raise AuditUnavailable(UNREADABLE) from exc
+        return SignedHead(head.seq, head.hash, head.time, signature)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -366,7 +428,9 @@ class AuditLog:
         if self._database is None:
             with self._lock:
                 if self._database is None:
-                    self._database = Database(self.path, SCHEMA)
+                    database = Database(self.path, SCHEMA)
+                    index.migrate(database.db())
+                    self._database = database
         if not self.durable:
             connection = self._database.db()
             if getattr(self._local, "relaxed", None) is not connection:

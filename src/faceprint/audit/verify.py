@@ -30,7 +30,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from faceprint.audit.chain import GENESIS, link
 from faceprint.audit.config import DEFAULT_RETENTION_DAYS
 from faceprint.audit.log import BROKEN, AuditLog, SignedHead, as_text
-from faceprint.audit.signing import head_message, prune_message, public_hex, read_seals, seal_message, verifies
+from faceprint.audit.signing import (
+    OnlineSigner,
+    head_message,
+    prune_message,
+    public_hex,
+    read_seals,
+    seal_message,
+    verifies,
+)
 
 DAY = 86400.0
 
@@ -117,11 +125,12 @@ def verify(log: AuditLog, seals: Path | str | None = None,
         heads = log.signed_heads()
         wanted = {h.seq for h in heads} | {s["Seq"] for s in seal_list
                                            if isinstance(s, dict) and isinstance(s["Seq"], int)}
-        scan = _scan(log.rows(), wanted, problems)
+        scan = _scan(log.rows(), wanted, log.index_top(), problems)
     _check_start(scan, online, problems)
     _check_breaks(scan, problems)
     notes: list[str] = []
-    _check_heads(scan, heads, online, problems)
+    signer = log.signer if online is not None else None
+    _check_heads(scan, heads, signer, problems)
     offline = public_hex(offline_public_key) if isinstance(offline_public_key, Ed25519PublicKey) else offline_public_key
     sealed, whole = _check_seals(scan, seal_list, online, offline, problems)
     _check_prunes(scan, whole, minimum_days, log.clock() if now is None else now, problems)
@@ -137,10 +146,12 @@ def verify(log: AuditLog, seals: Path | str | None = None,
                         head_hash=scan.last[1] if scan.last else None, heads_checked=len(heads),
                         seals_checked=sum(isinstance(s, dict) for s in seal_list), sealed_through=sealed,
                         online_public_key=online, more_problems=problems.more, notes=notes,
-                        latest_head=heads[-1] if heads else None)
+                        latest_head=_latest(log, heads, signer))
 
 
-def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan:
+def _scan(rows: Iterator[tuple], wanted: set[int], top: int, problems: _Problems) -> _Scan:
+    """One pass over the rows; their filter-index columns are checked up to the index's ``top``
+    (the entries after it are not indexed yet)."""
     scan = _Scan()
     prev: tuple[int, str] | None = None  # the previous row's seq and stored hash
     prev_moved = False
@@ -149,7 +160,7 @@ def _scan(rows: Iterator[tuple], wanted: set[int], problems: _Problems) -> _Scan
         scan.entries += 1
         if scan.first is None:
             scan.first = (seq, prev_hash)
-        moved, fields = _check_row(seq, body, prev_hash, hash_, columns, problems)
+        moved, fields = _check_row(seq, body, prev_hash, hash_, columns if seq <= top else None, problems)
         if fields is None and columns[1] in ("Prune", BROKEN):
             fields = _fields(body)
         if prev is not None and not moved and not prev_moved:
@@ -191,11 +202,12 @@ def _agrees(seq: int, body: str, columns: list) -> bool:
             and body.startswith(f',"Seq":{seq},"Started":{started!r},"Threshold":', body.rfind(',"Seq":')))
 
 
-def _check_row(seq: int, body: str, prev_hash: str, hash_: str, columns: list,
+def _check_row(seq: int, body: str, prev_hash: str, hash_: str, columns: list | None,
                problems: _Problems) -> tuple[bool, dict | None]:
     """One row on its own: whether it holds another seq's entry (reordered), and its parsed body
-    (None when the quick check passed and it was not parsed, or when it is not JSON)."""
-    if _agrees(seq, body, columns):
+    (None when the quick check passed and it was not parsed, or when it is not JSON). ``columns``:
+    its filter-index row (None: the entry is past the index's top, so there is none to check)."""
+    if columns is not None and _agrees(seq, body, columns):
         if link(prev_hash, body) != hash_:
             problems.add(seq, "edited", f"entry {seq} was changed: its content does not match its hash")
         return False, None
@@ -205,6 +217,10 @@ def _check_row(seq: int, body: str, prev_hash: str, hash_: str, columns: list,
         return True, fields
     if fields is None or link(prev_hash, body) != hash_:
         problems.add(seq, "edited", f"entry {seq} was changed: its content does not match its hash")
+    elif columns is None:
+        pass
+    elif not any(v is not None for v in columns) and any(fields.get(name) is not None for name, _ in COLUMNS):
+        problems.add(seq, "edited", f"entry {seq} was taken out of the filter index: queries would not find it")
     elif any(fields.get(name) != columns[i - 4] for name, i in COLUMNS):
         differ = [name for name, i in COLUMNS if fields.get(name) != columns[i - 4]]
         problems.add(seq, "edited", f"entry {seq} was changed: its indexed {', '.join(differ)} differ from "
@@ -237,7 +253,7 @@ def _check_start(scan: _Scan, online: str | None, problems: _Problems) -> None:
     _missing(1, seq - 1, problems)
 
 
-def _check_heads(scan: _Scan, heads: list[SignedHead], online: str | None, problems: _Problems) -> None:
+def _check_heads(scan: _Scan, heads: list[SignedHead], online: OnlineSigner | None, problems: _Problems) -> None:
     """Each signed head against the chain: the last must be signed as the latest head (a
     checkpoint's signature does not stand for one), the others as either."""
     last = scan.last[0] if scan.last else 0
@@ -268,10 +284,18 @@ def _check_heads(scan: _Scan, heads: list[SignedHead], online: str | None, probl
                      "its entries were removed (or its first entry could not be written)")
 
 
-def _signed(head: SignedHead, online: str | None, latest: bool) -> bool:
-    """Whether the online key signed ``head`` as the latest head (``latest``) or as a checkpoint."""
-    return online is not None and verifies(online, head.signature,
-                                           head_message(head.seq, head.hash, head.time, latest))
+def _signed(head: SignedHead, online: OnlineSigner | None, latest: bool) -> bool:
+    """Whether the online key signed ``head`` as the latest head (``latest``: with Ed25519 or its
+    MAC) or as a checkpoint (Ed25519 only)."""
+    return online is not None and online.verifies_head(head.seq, head.hash, head.time, head.signature, latest)
+
+
+def _latest(log: AuditLog, heads: list[SignedHead], online: OnlineSigner | None) -> SignedHead | None:
+    """The last head, with its Ed25519 signature where it verifies as the latest head (what a seal
+    countersigns: a MAC is no signature that the online public key checks)."""
+    if not heads:
+        return None
+    return log.ed25519(heads[-1]) if _signed(heads[-1], online, True) else heads[-1]
 
 
 def _bad_head(head: SignedHead, checkpoint_last: bool, problems: _Problems) -> None:
