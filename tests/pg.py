@@ -35,8 +35,11 @@ def pg_bin() -> Path | None:
 
 
 class PgServer:
-    def __init__(self, folder: Path, bin_dir: Path, run_as: pwd.struct_passwd | None) -> None:
+    def __init__(self, folder: Path, bin_dir: Path, run_as: pwd.struct_passwd | None,
+                 settings: dict[str, str] | None = None) -> None:
+        """``settings``: postgresql.conf lines over the tests' (e.g. durability back on for a benchmark)."""
         self.folder, self.bin, self.run_as = folder, bin_dir, run_as
+        self.overrides = settings or {}
         self.data, self.socket_dir = folder / "data", folder / "socket"
         self._names = itertools.count(1)
 
@@ -59,7 +62,7 @@ class PgServer:
         hba.write_text(f"local all {SUPERUSER} trust\nlocal all all scram-sha-256\n")
         settings = {"listen_addresses": "''", "unix_socket_directories": f"'{self.socket_dir}'",
                     "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-                    "max_connections": "200", "shared_buffers": "64MB"}
+                    "max_connections": "200", "shared_buffers": "64MB"} | self.overrides
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "60", "start")

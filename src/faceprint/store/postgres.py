@@ -109,8 +109,9 @@ class PostgresStore:
             yield db
 
     def _rows(self, sql: str, args: tuple | list = ()) -> list[tuple]:
-        with self._pool.connection() as db:
-            return db.execute(sql, args).fetchall()
+        """One read; results in binary (vectors come as their bytes, not hex text)."""
+        with self._pool.connection() as db, db.cursor(binary=True) as cursor:
+            return cursor.execute(sql, args).fetchall()
 
     # -- collections -----------------------------------------------------------------------------
     def create_collection(self, row: CollectionRow) -> None:
@@ -203,17 +204,19 @@ class PostgresStore:
                            "DO UPDATE SET image_id = EXCLUDED.image_id, outcome = EXCLUDED.outcome",
                            (source[0], source[1], faces[0].image_id if faces else None, source[2]))
             now = self.clock()
-            with db.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO faces (face_id, collection_id, image_id, external_image_id, width, height, left_, "
-                    f"top, confidence, user_id, vector, created) VALUES ({', '.join(['%s'] * 12)})",
-                    [(f.face_id, f.collection_id, f.image_id, f.external_image_id, *map(float, f.box),
-                      float(f.confidence), f.user_id, np.asarray(f.vector, np.float32).tobytes(),
-                      now if f.created is None else f.created) for f in faces])
+            with db.cursor() as cursor, cursor.copy(
+                    "COPY faces (face_id, collection_id, image_id, external_image_id, width, height, left_, top, "
+                    "confidence, user_id, vector, created) FROM STDIN") as copy:
+                for f in faces:
+                    copy.write_row((f.face_id, f.collection_id, f.image_id, f.external_image_id, *map(float, f.box),
+                                    float(f.confidence), f.user_id, np.asarray(f.vector, np.float32).tobytes(),
+                                    now if f.created is None else f.created))
 
     def list_faces(self, collection_id: str, after_seq: int, limit: int,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> list[FaceRow]:
-        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = %s AND seq > %s"
+        # with face ids, the (collection, face id) index must drive the query, not (collection, seq)
+        column = "seq + 0" if face_ids else "seq"
+        sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = %s AND {column} > %s"
         args: list[object] = [collection_id, after_seq]
         if user_id is not None:
             sql, args = sql + " AND user_id = %s", [*args, user_id]
