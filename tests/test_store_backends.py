@@ -149,6 +149,9 @@ def test_deletes_are_logged_for_other_processes_indexes(store) -> None:
     assert store.deleted_since("c", 1) == ["f002"] and store.deleted_since("c", 2) == []
     assert store.deleted_since("c", -1) is None  # further back than the log
     assert [f.face_id for f in store.list_faces("c", 0, 10)] == ["f000", "f003", "f005"]
+    assert store.count_faces("c") == 3 and store.count_faces("nope") == 0
+    assert [f.face_id for f in store.list_faces("c", 0, -1, face_ids=["f005", "f000", "f001"])] == ["f000", "f005"]
+    assert [f.face_id for f in store.list_faces("c", 0, 1, face_ids=["f005", "f000"])] == ["f000"]
 
 
 def test_users_and_their_faces(store) -> None:

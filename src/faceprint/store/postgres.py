@@ -183,7 +183,9 @@ class PostgresStore:
 
     # -- faces -----------------------------------------------------------------------------------
     def count_faces(self, collection_id: str) -> int:
-        return int(self._rows("SELECT COUNT(*) FROM faces WHERE collection_id = %s", (collection_id,))[0][0])
+        """The collection's count, kept by every write (a COUNT(*) would read every face)."""
+        found = self._rows("SELECT face_count FROM collections WHERE collection_id = %s", (collection_id,))
+        return int(found[0][0]) if found else 0
 
     def add_faces(self, faces: list[FaceRow], source: tuple[str, str, str] | None = None) -> None:
         """Store ``faces``; with ``source`` = (collection_id, sha256, outcome), record in the same
@@ -193,8 +195,8 @@ class PostgresStore:
         collection_id = source[0] if source is not None else faces[0].collection_id
         with self._tx() as db:
             if faces:  # the row lock orders this collection's writes: seq order is commit order
-                bumped = db.execute("UPDATE collections SET generation = generation + 1 WHERE collection_id = %s",
-                                    (faces[0].collection_id,)).rowcount
+                bumped = db.execute("UPDATE collections SET generation = generation + 1, face_count = face_count + %s "
+                                    "WHERE collection_id = %s", (len(faces), faces[0].collection_id)).rowcount
             else:
                 bumped = len(_lock_collection(db, collection_id))
             if not bumped:
@@ -214,14 +216,14 @@ class PostgresStore:
 
     def list_faces(self, collection_id: str, after_seq: int, limit: int,
                    face_ids: list[str] | None = None, user_id: str | None = None) -> list[FaceRow]:
-        # with face ids, the (collection, face id) index must drive the query, not (collection, seq)
-        column = "seq + 0" if face_ids else "seq"
+        column = "seq + 0" if face_ids else "seq"  # with face ids: no (collection, seq) range for the planner
         sql = f"SELECT {_FACE_COLUMNS} FROM faces WHERE collection_id = %s AND {column} > %s"
         args: list[object] = [collection_id, after_seq]
         if user_id is not None:
             sql, args = sql + " AND user_id = %s", [*args, user_id]
-        if face_ids:
-            sql, args = sql + " AND face_id = ANY(%s)", [*args, list(face_ids)]
+        if face_ids:  # ordered here: ORDER BY seq LIMIT would draw the planner to walk (collection, seq)
+            rows = self._rows(sql + " AND face_id = ANY(%s)", [*args, list(face_ids)])
+            return [_face(r) for r in (sorted(rows) if limit < 0 else sorted(rows)[:limit])]
         return [_face(r) for r in self._rows(sql + " ORDER BY seq LIMIT %s", [*args, limit])]
 
     def get_faces(self, collection_id: str, face_ids: list[str]) -> list[FaceRow]:
@@ -240,14 +242,14 @@ class PostgresStore:
             found = [f for f in dict.fromkeys(face_ids) if f in present]  # in the order asked, as SQLite
             if not found:
                 return []
-            deletion, uncompacted = db.execute(
-                "UPDATE collections SET generation = generation + 1, deletions = deletions + 1, "
-                "uncompacted = uncompacted + %s WHERE collection_id = %s RETURNING deletions, uncompacted",
-                (len(found), collection_id)).fetchone()
+            deletion, uncompacted, left = db.execute(
+                "UPDATE collections SET generation = generation + 1, deletions = deletions + 1, uncompacted = "
+                "uncompacted + %s, face_count = face_count - %s WHERE collection_id = %s "
+                "RETURNING deletions, uncompacted, face_count", (len(found), len(found), collection_id)).fetchone()
             db.execute("INSERT INTO deleted_faces SELECT %s, %s, unnest(%s::text[])", (collection_id, deletion, found))
             db.execute("DELETE FROM deleted_faces WHERE collection_id = %s AND deletion <= %s",
                        (collection_id, deletion - DELETION_LOG))
-        if uncompacted >= COMPACT_SHARE * (uncompacted + self.count_faces(collection_id)):
+        if uncompacted >= COMPACT_SHARE * (uncompacted + left):
             self.compact(collection_id)
         return found
 

@@ -30,7 +30,8 @@ CREATE TABLE collections (
     generation BIGINT NOT NULL DEFAULT 0,
     deletions BIGINT NOT NULL DEFAULT 0,
     part BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,  -- its faces are in the partition faces_PART
-    uncompacted BIGINT NOT NULL DEFAULT 0  -- faces deleted since its partition was last rewritten
+    uncompacted BIGINT NOT NULL DEFAULT 0,  -- faces deleted since its partition was last rewritten
+    face_count BIGINT NOT NULL DEFAULT 0  -- its faces, kept with every write (COUNT(*) reads them all)
 );
 CREATE SEQUENCE faces_seq;
 CREATE TABLE faces (
