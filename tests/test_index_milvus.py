@@ -21,6 +21,8 @@ from faceprint.store.sqlite import SQLiteStore
 from milvuskit import free_port, milvus_url  # noqa: F401
 
 DIM = 128
+pytestmark = [pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:UserWarning"),  # pymilvus 2.3's imports
+              pytest.mark.filterwarnings("ignore:The '__version_info__' attribute:DeprecationWarning")]
 
 
 def unit(rng: np.random.Generator, count: int, dim: int = DIM) -> np.ndarray:
@@ -154,6 +156,27 @@ def test_unreachable_milvus_is_a_clear_error(tmp_path: Path, caplog) -> None:
     assert str(port) not in error.message and "Traceback" not in error.message
     assert f"127.0.0.1:{port}" in caplog.text  # the operator finds the address in the log
     assert store.count_faces("nowhere") == 0 and store.get_collection("nowhere") is not None
+
+
+def test_deletes_while_milvus_is_down_reach_it_later(milvus_url, tmp_path: Path) -> None:  # noqa: F811
+    """The store is the truth: DeleteFaces and DeleteCollection succeed while Milvus is unreachable;
+    the vectors leave Milvus once a process reaches it again."""
+    from pymilvus import utility
+
+    store, rng = SQLiteStore(tmp_path / "faceprint.db"), np.random.default_rng(4)
+    kept, gone = new_collection(store, "kept"), new_collection(store, "gone")
+    kept_ids = add(store, kept.collection_id, unit(rng, 50))
+    add(store, gone.collection_id, unit(rng, 50))
+    up = MilvusIndexes(milvus_url, store, DIM)
+    up.get(kept), up.get(gone)
+    down = MilvusIndexes(f"milvus://127.0.0.1:{free_port()}", store, DIM, timeout=1.0)
+    down.removed(kept.collection_id, store.delete_faces(kept.collection_id, kept_ids[:5]))  # no error
+    store.delete_collection(gone.collection_id)
+    down.drop(gone.collection_id)  # no error
+    later = MilvusIndexes(milvus_url, store, DIM)  # a process that reaches Milvus
+    assert later.get(kept).search(unit(rng, 1)[0], 50, -1.0) and milvus_count(later, kept.collection_id) == 45
+    assert not utility.has_collection(milvus_name("faceprint_", gone.collection_id), using=later._alias)
+    later.drop(kept.collection_id)
 
 
 def test_index_urls(tmp_path: Path) -> None:

@@ -30,7 +30,12 @@ source of truth; Milvus holds a derived, rebuildable copy of the vectors.
   for ``rocksmq.retentionTimeInMinutes`` (3 days by default): set it to the deletion deadline you
   need (docs/privacy.md).
 - Milvus not answering is ``IndexUnavailable`` (Rekognition's ``InternalServerError`` with a
-  message that names no address; the address and the cause go to the log).
+  message that names no address; the address and the cause go to the log) for searches and
+  index reads. Deletes are the store's first: a delete whose Milvus half fails still succeeds (the
+  faces are gone from the store, so from every answer); Milvus deletes them on the next call that
+  reaches it (the store's deletion log), and a collection deleted meanwhile is dropped from Milvus
+  by the next process that connects (it drops the Milvus collections under its prefix whose
+  faceprint collection the store no longer has). So one ``prefix`` is one deployment (one store).
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ class _State:
     """One collection as this process knows it in Milvus."""
 
     name: str
+    collection_id: str
     created: float
     collection: Any  # pymilvus.Collection
     writes: int = -1
@@ -172,7 +178,8 @@ class MilvusIndexes:
             if state.writes != writes:
                 self._catch_up(cid, state)
                 state.writes = writes
-            if self.store.generation(cid)[1] != state.deletes:  # read after the adds (module doc)
+                deletes = self.store.generation(cid)[1]  # read again after the adds (``_reconcile``)
+            if deletes != state.deletes:
                 self._reconcile(cid, state)
             self._maybe_compact(state)
         return MilvusIndex(self, cid, state)
@@ -186,28 +193,53 @@ class MilvusIndexes:
         if row is None:
             return
         state = self._state(row)
-        if state.collection is None:  # not opened here: opening it applies the store's deletes
-            self.get(row)
-            return
-        with state.lock, self._calls():
-            self._delete(state, face_ids)
-            if state.writes >= 0 and self.store.generation(collection_id)[1] == state.deletes + 1:
-                state.deletes += 1  # ours was the only delete since: nothing more to reconcile
-                self._mark(state)
-            self._maybe_compact(state)
+        try:
+            if state.collection is None:  # not opened here: opening it applies the store's deletes
+                self.get(row)
+                return
+            with state.lock, self._calls():
+                self._delete(state, face_ids)
+                if state.writes >= 0 and self.store.generation(collection_id)[1] == state.deletes + 1:
+                    state.deletes += 1  # ours was the only delete since: nothing more to reconcile
+                    self._mark(state)
+                self._maybe_compact(state)
+        except IndexUnavailable:  # the store has deleted them: no search returns them (exact re-rank)
+            log.warning("%d faces deleted from collection %s are deleted in Milvus by the next call that "
+                        "reaches it (the store's deletion log)", len(face_ids), collection_id)
 
     def drop(self, collection_id: str) -> None:
         """The collection is gone: drop its Milvus collection (its files go at Milvus's next
-        garbage collection)."""
-        from pymilvus import utility
-
+        garbage collection); if Milvus does not answer, the next process to connect drops it."""
         with self._lock:
             self._states.pop(collection_id, None)
-        name = milvus_name(self.settings.prefix, collection_id)
-        with self._calls():
-            if utility.has_collection(name, using=self._alias, timeout=self.settings.timeout):
-                utility.drop_collection(name, using=self._alias, timeout=self.settings.timeout)
-            self._sync_collection().delete(f"key in {json.dumps([name])}", timeout=self.settings.timeout)
+        try:
+            with self._calls():
+                self._drop(milvus_name(self.settings.prefix, collection_id))
+        except IndexUnavailable:
+            log.warning("the Milvus collection of deleted collection %s is dropped when a faceprint process "
+                        "next connects to Milvus", collection_id)
+
+    def _drop(self, name: str) -> None:
+        from pymilvus import utility
+
+        if utility.has_collection(name, using=self._alias, timeout=self.settings.timeout):
+            utility.drop_collection(name, using=self._alias, timeout=self.settings.timeout)
+        self._sync_collection().delete(f"key in {json.dumps([name])}", timeout=self.settings.timeout)
+
+    def _sweep(self) -> None:
+        """Drop the Milvus collections (under this prefix) of collections gone from the store: those
+        deleted while Milvus did not answer. Run once a process, when it connects."""
+        marks = self._sync_collection().query('key != ""', output_fields=["key", "mark"], consistency_level="Strong",
+                                              timeout=self.settings.timeout)
+        for found in marks:
+            mark = _meta(found["mark"]) or {}
+            collection_id = mark.get("collection_id")
+            if not isinstance(collection_id, str):
+                continue
+            row = self.store.get_collection(collection_id)
+            if row is None or row.created != mark.get("created"):
+                log.info("dropping Milvus collection %s: collection %s is gone", found["key"], collection_id)
+                self._drop(found["key"])
 
     def save_all(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Flush the collections of ``min_faces`` or more used here: their new rows become sealed,
@@ -261,8 +293,7 @@ class MilvusIndexes:
             yield
         except (MilvusException, grpc.RpcError, OSError, TimeoutError) as error:
             log.error("Milvus at %s failed: %s", self.address, error)
-            raise IndexUnavailable("The vector index (Milvus) is unavailable or failed; try again later. "
-                                   "Nothing stored was changed by the failed step.") from None
+            raise IndexUnavailable("The vector index (Milvus) is unavailable or failed; try again later.") from None
 
     def _connect(self) -> None:
         from pymilvus import connections
@@ -273,13 +304,14 @@ class MilvusIndexes:
                 connections.connect(alias=self._alias, host=c["host"], port=str(c["port"]), user=c["user"],
                                     password=c["password"], timeout=self.settings.timeout)
                 self._connected = True
+                self._sweep()
 
     def _state(self, row: CollectionRow) -> _State:
         cid = row.collection_id
         with self._lock:
             state = self._states.get(cid)
             if state is None or state.created != row.created:
-                state = self._states[cid] = _State(milvus_name(self.settings.prefix, cid), row.created, None)
+                state = self._states[cid] = _State(milvus_name(self.settings.prefix, cid), cid, row.created, None)
         return state
 
     def _open(self, row: CollectionRow, state: _State) -> None:
@@ -359,7 +391,10 @@ class MilvusIndexes:
             state.collection.upsert(data, timeout=max(60.0, self.settings.timeout))
 
     def _reconcile(self, collection_id: str, state: _State) -> None:
-        """Delete in Milvus the faces deleted from the store since ``state.deletes``."""
+        """Delete in Milvus the faces deleted from the store since ``state.deletes``. Called after
+        adding faces, with the deletes counted after the adds: a face deleted (by another node)
+        while this one was adding it is deleted again here, after its add, so no add brings a
+        deleted face back into Milvus."""
         _, deletes = self.store.generation(collection_id)  # read first: the log is at least as new
         gone = self.store.deleted_since(collection_id, state.deletes)
         if gone is None:  # the log does not reach back that far
@@ -453,7 +488,8 @@ class MilvusIndexes:
         return _meta(found[0]["mark"]) if found else None
 
     def _mark(self, state: _State) -> None:
-        mark = json.dumps({"created": state.created, "max_seq": state.max_seq, "deletes": state.deletes})
+        mark = json.dumps({"collection_id": state.collection_id, "created": state.created, "max_seq": state.max_seq,
+                           "deletes": state.deletes})
         self._sync_collection().upsert([[state.name], [mark], [[0.0, 0.0]]], timeout=self.settings.timeout)
 
 
