@@ -310,8 +310,8 @@ def _backend_arguments(p: argparse.ArgumentParser, after_command: bool = False) 
                    "(credentials from libpq's environment: PGPASSWORD, PGPASSFILE...; default $FACEPRINT_STORE, "
                    "else HOME/faceprint.db)")
     p.add_argument("--index", metavar="URL", default=default,
-                   help="which engine indexes the faces: file:///FOLDER for the embedded index elsewhere than "
-                   "HOME/indexes (default $FACEPRINT_INDEX, else the embedded index)")
+                   help="which engine indexes the faces: milvus://HOST[:PORT], or file:///FOLDER for the embedded "
+                   "index elsewhere than HOME/indexes (default $FACEPRINT_INDEX, else the embedded index)")
 
 
 def _serve_command(sub: Any) -> None:
