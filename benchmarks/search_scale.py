@@ -1,6 +1,8 @@
 """1:N search at scale: collections of 10k / 100k / 1M faces, and bulk import throughput.
 
 Run: python benchmarks/search_scale.py [--sizes 10000,100000,1000000] [--people 300] [--synthetic 10000]
+     [--vectors-cache FILE.npz] [--index-only]
+The 5M run of docs/benchmarks.md: ``--sizes 1000000,5000000 --index-only --vectors-cache /tmp/lfw.npz``.
 
 Vectors are the default (accurate) profile's 256-d vectors.
 - Real mates: LFW View 1 people with two or more images, the first image enrolled, the second
@@ -18,16 +20,21 @@ For each size: time to open (build the index from SQLite in a fresh Faceprint, t
 from the index file), latency of the index step (p50 / p99, 80 results as Rekognition's
 default), identity recall against exact search (of the probes whose mate exact search ranks
 first, the share the index also ranks first), top-1 agreement with exact search over all
-probes, memory per face of the index, beside plain numpy brute force over the same matrix in
-the same run. Then end-to-end ``search_faces_by_image`` latency, and bulk import images/s with
-both cores against one worker process.
+probes, beside two baselines measured in the same run on the same index: the same quantized
+codes scanned in full (every cell of the inverted file: what the index did before it had
+cells) and plain numpy brute force over the same matrix. Then the bytes a face costs: in the
+index's memory, in the index file and in the SQLite store (database and WAL files). Then
+end-to-end ``search_faces_by_image`` latency, and bulk import images/s with both cores against
+one worker process (``--index-only`` leaves those two out).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -69,8 +76,14 @@ def real_people(count: int) -> list[tuple[str, Path, Path]]:
     return out
 
 
-RERANK_SWEEP = (250, 500, 2000)
+RERANK_SWEEP = (500, 2000)
 """Other numbers of re-ranked candidates tried on the quantized collections (default: 1000)."""
+PROBES_SWEEP = (0.25, 0.75)
+"""Other shares of the cells scanned tried on the quantized collections (default: ``quantized.PROBE_SHARE``)."""
+BASELINE_PROBES = 300
+"""Probes the full scan of the quantized codes times (a baseline)."""
+NUMPY_PROBES = 50
+"""Probes numpy brute force times (at 5M faces it reads 5 GB a probe)."""
 
 
 def gaussian_like(base: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,20 +109,32 @@ def synthetic_mates(base: np.ndarray, gallery: np.ndarray, probes: np.ndarray, c
     return enrolled, (similarity * enrolled + np.sqrt(1 - similarity ** 2) * direction).astype(np.float32)
 
 
-def fill(fp, collection: str, gallery: dict[str, np.ndarray], extra: np.ndarray) -> None:
+def fill(fp, collection: str, gallery: dict[str, np.ndarray], base: np.ndarray, extra: int,
+         rng: np.random.Generator) -> None:
+    """The gallery, then ``extra`` distractors drawn like ``base`` (made 20,000 at a time)."""
     from faceprint.store import FaceRow
 
     image_id = str(uuid.uuid4())
     rows = [FaceRow(str(uuid.uuid4()), collection, image_id, name, (0.4, 0.5, 0.3, 0.2), 99.0, vec)
             for name, vec in gallery.items()]
     fp.store.add_faces(rows)
-    for start in range(0, len(extra), 20_000):
+    for start in range(0, extra, 20_000):
         fp.store.add_faces([FaceRow(str(uuid.uuid4()), collection, image_id, None, (0.4, 0.5, 0.3, 0.2), 99.0, v)
-                            for v in extra[start:start + 20_000]])
+                            for v in gaussian_like(base, min(20_000, extra - start), rng)])
 
 
-def exact_top1(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.argmax(queries[i:i + 256] @ matrix.T, axis=1) for i in range(0, len(queries), 256)])
+def exact_top1(matrix: np.ndarray, queries: np.ndarray, rows: int = 250_000) -> np.ndarray:
+    """The row of each query's best match, ``rows`` rows of ``matrix`` at a time (bounded memory)."""
+    best, where = np.full(len(queries), -np.inf, np.float32), np.zeros(len(queries), np.int64)
+    for start in range(0, len(matrix), rows):
+        block = matrix[start:start + rows]
+        for i in range(0, len(queries), 512):
+            scores = queries[i:i + 512] @ block.T
+            top = np.argmax(scores, axis=1)
+            value = scores[np.arange(len(top)), top]
+            better = value > best[i:i + 512]
+            best[i:i + 512][better], where[i:i + 512][better] = value[better], start + top[better]
+    return where
 
 
 def measure(home: Path, collection: str, names: list[str], queries: np.ndarray) -> dict[str, float]:
@@ -118,27 +143,46 @@ def measure(home: Path, collection: str, names: list[str], queries: np.ndarray) 
     index = fp.collections.index(collection)  # built from SQLite: the first open
     built = time.perf_counter() - start
     fp.save_indexes()
+    del fp, index
+    gc.collect()  # the first index's memory back before the second opens
     fp = make(home)
     start = time.perf_counter()
     index = fp.collections.index(collection)  # from the index file, brought up to date from SQLite
     opened = time.perf_counter() - start
-    result = {"built_s": built, "open_s": opened, "quantized": index.quantized,
+    result = {"built_s": built, "open_s": opened, "quantized": index.quantized, **disk_bytes(home, len(index)),
               "bytes_per_face": index.memory_bytes() / len(index)}
     state = index._state
     truth = exact_top1(state.vectors[: state.count], queries)
     result.update(run_queries(index, names, queries, truth, True))
     if index.quantized:
-        default = index.rerank
+        result["cells"] = sum(s.index.nlist for s in state.quantized.shards) / len(state.quantized.shards)
+        default, probes = index.rerank, index.probes
         for rerank in RERANK_SWEEP:
             index.rerank = rerank
             result[f"rerank {rerank}"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
         index.rerank = default
+        for share in PROBES_SWEEP:
+            index.probes = int(np.ceil(share * result["cells"]))
+            result[f"probes {share}"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
+        index.probes = int(result["cells"])  # every cell: the full scan of the quantized codes
+        result["full scan"] = run_queries(index, names, queries[:: max(1, len(queries) // BASELINE_PROBES)],
+                                          truth[:: max(1, len(queries) // BASELINE_PROBES)], False,
+                                          mates=np.arange(0, len(queries), max(1, len(queries) // BASELINE_PROBES)))
+        index.probes = probes
     return result
 
 
-def run_queries(index, names: list[str], queries: np.ndarray, truth: np.ndarray, baseline: bool
-                ) -> dict[str, float]:
-    """Latency of the index step and recall against exact search (and the numpy baseline)."""
+def disk_bytes(home: Path, faces: int) -> dict[str, float]:
+    """Bytes a face of the SQLite store (database, WAL) and of the index files, after a save."""
+    store = sum(p.stat().st_size for p in home.glob("faceprint.db*") if p.is_file())
+    indexes = sum(p.stat().st_size for p in (home / "indexes").glob("*.fpindex"))
+    return {"store_per_face": store / faces, "file_per_face": indexes / faces}
+
+
+def run_queries(index, names: list[str], queries: np.ndarray, truth: np.ndarray, baseline: bool,
+                mates: np.ndarray | None = None) -> dict[str, float]:
+    """Latency of the index step and recall against exact search (and the numpy baseline, on at
+    most ``BASELINE_PROBES`` probes); ``mates``: the row of each probe's mate (default: its own)."""
     state = index._state
     matrix, ids = state.vectors[: state.count], state.ids
     mate_row = {face_id: row for row, face_id in enumerate(ids[: len(names)])}  # enrolled first
@@ -149,13 +193,14 @@ def run_queries(index, names: list[str], queries: np.ndarray, truth: np.ndarray,
         ours.append(time.perf_counter() - t0)
         found.append(mate_row.get(hits[0][0], -1) if hits else -1)
         agree += bool(hits) and hits[0][0] == ids[truth[i]]
-    for query in queries[::10] if baseline else ():  # after, not interleaved: a full scan evicts the caches
+    step = max(1, len(queries) // NUMPY_PROBES)
+    for query in queries[::step] if baseline else ():  # after, not interleaved: a full scan evicts the caches
         t0 = time.perf_counter()
         scores = matrix @ query
         top = np.argpartition(-scores, 80)[:80]
         top = top[np.argsort(-scores[top])]
         base.append(time.perf_counter() - t0)
-    found_arr, mates = np.array(found), np.arange(len(queries))
+    found_arr, mates = np.array(found), np.arange(len(queries)) if mates is None else mates
     exact_hits = truth == mates
     return {"p50_ms": 1e3 * float(np.median(ours)), "p99_ms": 1e3 * float(np.percentile(ours, 99)),
             "numpy_p50_ms": 1e3 * float(np.median(base)) if base else float("nan"),
@@ -190,30 +235,66 @@ def bulk_rates(images: list[Path]) -> dict[int, float]:
     return rates
 
 
+def lfw_vectors(people: list[tuple[str, Path, Path]], count: int, cache: Path | None
+                ) -> tuple[list[tuple[str, Path, Path]], np.ndarray, np.ndarray, np.ndarray]:
+    """(people with a face in both images, strangers' vectors, the people's enrolled and probe
+    vectors), from ``cache`` if it holds them (made by an earlier run), else embedded now."""
+    if cache is not None and cache.is_file():
+        with np.load(cache) as data:
+            kept = set(data["names"].tolist())
+            return [p for p in people if p[0] in kept], data["base"], data["gallery"], data["probes"]
+    others = strangers({name for name, _, _ in people}, 3 * count)
+    vectors = map_images(centre_face_vector, "accurate", [p for _, a, b in people for p in (a, b)] + others)
+    base = np.stack([vectors[p] for p in others if vectors[p] is not None])
+    people = [p for p in people if vectors[p[1]] is not None and vectors[p[2]] is not None]
+    gallery, probes = np.stack([vectors[a] for _, a, _ in people]), np.stack([vectors[b] for _, _, b in people])
+    if cache is not None:
+        np.savez(cache, base=base, gallery=gallery, probes=probes, names=np.array([n for n, _, _ in people]))
+    return people, base, gallery, probes
+
+
+def print_size(size: int, r: dict) -> None:
+    from faceprint.index import quantized as pq
+
+    kind = f"IVF, {pq.PROBE_SHARE:.0%} of {r['cells']:,.0f} cells scanned" if r["quantized"] else "exact"
+    print(f"| {size:,} ({kind}) | {r['built_s']:.1f} s / {r['open_s']:.1f} s "
+          f"| {r['p50_ms']:.2f} / {r['p99_ms']:.2f} "
+          f"| {r['numpy_p50_ms']:.2f} / {r['numpy_p99_ms']:.2f} | {r['p50_ms'] / r['numpy_p50_ms']:.3f} "
+          f"| {r['recall']:.4f} ({r['misses']:.0f} of {r['probes']:.0f}) | {r['vs_exact']:.4f} "
+          f"| {r['exact_rank1']:.4f} | {r['bytes_per_face']:.0f} / {r['file_per_face']:.0f} "
+          f"/ {r['store_per_face']:.0f} |", flush=True)
+    rows = [(f"every cell scanned (the flat scan; {r['full scan']['probes']:.0f} probes)", "full scan")] if (
+        r["quantized"]) else []
+    rows += [(f"{n} candidates re-ranked", f"rerank {n}") for n in RERANK_SWEEP if r["quantized"]]
+    rows += [(f"{n:.0%} of the cells scanned", f"probes {n}") for n in PROBES_SWEEP if r["quantized"]]
+    for label, key in rows:
+        sweep = r[key]
+        print(f"| {size:,}: {label} | | {sweep['p50_ms']:.2f} / {sweep['p99_ms']:.2f} "
+              f"| | {r['p50_ms'] / sweep['p50_ms']:.3f} (default / this) "
+              f"| {sweep['recall']:.4f} ({sweep['misses']:.0f} of {sweep['probes']:.0f}) "
+              f"| {sweep['vs_exact']:.4f} | | |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--people", type=int, default=300)
     parser.add_argument("--synthetic", type=int, default=10_000)
+    parser.add_argument("--vectors-cache", type=Path, help="keep the LFW vectors here between runs (.npz)")
+    parser.add_argument("--index-only", action="store_true", help="leave out end to end search and bulk import")
     args = parser.parse_args()
-    people = real_people(args.people)
-    others = strangers({name for name, _, _ in people}, 3 * args.people)
-    vectors = map_images(centre_face_vector, "accurate", [p for _, a, b in people for p in (a, b)] + others)
-    base = np.stack([vectors[p] for p in others if vectors[p] is not None])
-    people = [p for p in people if vectors[p[1]] is not None and vectors[p[2]] is not None]
+    people, base, real_gallery, real_probes = lfw_vectors(real_people(args.people), args.people, args.vectors_cache)
     rng = np.random.default_rng(0)
-    real_gallery = np.stack([vectors[a] for _, a, _ in people])
-    real_probes = np.stack([vectors[b] for _, _, b in people])
     synth_gallery, synth_probes = synthetic_mates(base, real_gallery, real_probes, args.synthetic, rng)
     names = [name for name, _, _ in people] + [f"synthetic-{i}" for i in range(args.synthetic)]
     gallery = dict(zip(names, np.concatenate([real_gallery, synth_gallery]), strict=True))
     queries = np.concatenate([real_probes, synth_probes])
-    print(f"# 1:N search benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} CPUs; "
-          f"{len(people)} LFW people + {args.synthetic} synthetic mates enrolled and probed, "
-          "256-d accurate-profile vectors\n")
+    print(f"# 1:N search benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}; {len(people)} LFW people + {args.synthetic} synthetic mates enrolled "
+          "and probed, 256-d accurate-profile vectors\n")
     print("| faces | open: from SQLite / from index file | index p50 / p99 ms | numpy brute force p50 / p99 ms "
           "| ratio p50 | identity recall vs exact (misses) | top-1 agrees with exact | mate at rank 1 (exact) "
-          "| index bytes / face |")
+          "| bytes / face: index RAM / index file / SQLite store |")
     print("|---|---|---|---|---|---|---|---|---|")
     e2e: tuple[Path, int] | None = None
     for size in (int(s) for s in args.sizes.split(",")):
@@ -221,24 +302,20 @@ def main() -> None:
         fp = make(home)
         fp.create_collection("scale")
         enrolled = min(len(names), size // 2)  # small collections take fewer synthetic mates
-        fill(fp, "scale", {n: gallery[n] for n in names[:enrolled]}, gaussian_like(base, size - enrolled, rng))
-        r = measure(home, "scale", names[:enrolled], queries[:enrolled])
-        kind = "quantized + exact re-rank" if r["quantized"] else "exact"
-        print(f"| {size:,} ({kind}) | {r['built_s']:.1f} s / {r['open_s']:.1f} s "
-              f"| {r['p50_ms']:.2f} / {r['p99_ms']:.2f} "
-              f"| {r['numpy_p50_ms']:.2f} / {r['numpy_p99_ms']:.2f} | {r['p50_ms'] / r['numpy_p50_ms']:.2f} "
-              f"| {r['recall']:.4f} ({r['misses']:.0f} of {r['probes']:.0f}) | {r['vs_exact']:.4f} "
-              f"| {r['exact_rank1']:.4f} | {r['bytes_per_face']:.0f} |", flush=True)
-        for rerank in RERANK_SWEEP if r["quantized"] else ():
-            sweep = r[f"rerank {rerank}"]
-            print(f"| {size:,} with {rerank} candidates re-ranked | | {sweep['p50_ms']:.2f} / {sweep['p99_ms']:.2f} "
-                  f"| | | {sweep['recall']:.4f} ({sweep['misses']:.0f} of {sweep['probes']:.0f}) "
-                  f"| {sweep['vs_exact']:.4f} | | |", flush=True)
-        if size == 100_000 or e2e is None:
+        fill(fp, "scale", {n: gallery[n] for n in names[:enrolled]}, base, size - enrolled, rng)
+        del fp
+        print_size(size, measure(home, "scale", names[:enrolled], queries[:enrolled]))
+        if not args.index_only and (size == 100_000 or e2e is None):
+            if e2e is not None:
+                shutil.rmtree(e2e[0])
             e2e = (home, size)
-    assert e2e is not None
+        else:
+            shutil.rmtree(home)
+    if e2e is None:
+        return
     print(f"\nsearch_faces_by_image end to end (decode, detect, embed, search; {e2e[1]:,} faces): "
           f"p50 {end_to_end(e2e[0], 'scale', people):.0f} ms")
+    shutil.rmtree(e2e[0])
     rates = bulk_rates([p for _, a, _ in people[:200] for p in (a,)])
     print(f"bulk import, accurate profile, 200 LFW images: 1 worker {rates[1]:.1f} images/s, "
           f"2 workers {rates[2]:.1f} images/s (ratio {rates[2] / rates[1]:.2f})")

@@ -127,17 +127,31 @@ def shards_in(data: bytes, path: Path) -> list:
 
 
 def stored_codes(shard) -> set[bytes]:
-    """The code of every row of a shard, unpacked from faiss's 32-row blocks."""
+    """The code of every row of a shard (a flat index or an inverted file's lists), unpacked from
+    faiss's 32-row blocks."""
     import faiss
 
     packer = shard.get_CodePacker()
-    blocks = faiss.vector_to_array(shard.codes).reshape(-1, packer.block_size)
-    return {bytes(np.asarray(packer.unpack_1(blocks, i), np.uint8)) for i in range(shard.ntotal)}
+    if not hasattr(shard, "invlists"):
+        return unpacked(packer, faiss.vector_to_array(shard.codes), shard.ntotal)
+    lists, out = shard.invlists, set()
+    for cell in range(shard.nlist):
+        size = lists.list_size(cell)
+        blocks = -(-size // packer.nvec) * packer.block_size
+        out |= unpacked(packer, faiss.rev_swig_ptr(lists.get_codes(cell), blocks).copy(), size)
+    return out
+
+
+def unpacked(packer, codes: np.ndarray, count: int) -> set[bytes]:
+    blocks = np.asarray(codes, np.uint8).reshape(-1, packer.block_size)
+    return {bytes(np.asarray(packer.unpack_1(blocks, i), np.uint8)) for i in range(count)}
 
 
 def encode(codebook, faces: list[np.ndarray]) -> list[bytes]:
-    """Each face's quantized code as the index computes it (``sa_encode``: its codebooks)."""
-    return [bytes(code) for code in codebook.sa_encode(np.stack(faces).astype(np.float32))]
+    """Each face's quantized code as the index computes it (``sa_encode``: its codebooks; of an
+    inverted file's, the code without the number of its cell)."""
+    skip = codebook.coarse_code_size() if hasattr(codebook, "coarse_code_size") else 0
+    return [bytes(code[skip:]) for code in codebook.sa_encode(np.stack(faces).astype(np.float32))]
 
 
 def traces(home: Path, faces: list[np.ndarray], codebooks: list) -> list[str]:
@@ -165,7 +179,8 @@ def traces(home: Path, faces: list[np.ndarray], codebooks: list) -> list[str]:
 
 def pieces_in_codebooks(home: Path, faces: list[np.ndarray]) -> list[str]:
     """Index files whose codebooks hold a piece of a face of ``faces`` as one of their centroids (a
-    codebook trained on few faces can: a cluster of one face's piece is that piece)."""
+    codebook trained on few faces can: a cluster of one face's piece is that piece), or whose inverted
+    file has the face (within float rounding) as the centroid of a cell."""
     import faiss
 
     found = []
@@ -173,10 +188,13 @@ def pieces_in_codebooks(home: Path, faces: list[np.ndarray]) -> list[str]:
         for shard in shards_in(path.read_bytes(), path):
             pq = shard.pq
             centroids = faiss.vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
+            cells = shard.quantizer.reconstruct_n(0, shard.nlist) if hasattr(shard, "nlist") else np.zeros((0, 1))
             for n, vector in enumerate(faces):
                 pieces = vector.reshape(pq.M, 1, pq.dsub)
                 if (centroids == pieces).all(axis=2).any():
                     found.append(f"{path.name}: a piece of face {n} is a centroid")
+                if len(cells) and (np.abs(cells - vector).max(axis=1) < 1e-5).any():
+                    found.append(f"{path.name}: face {n} is the centroid of a cell")
     return found
 
 

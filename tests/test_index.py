@@ -83,7 +83,7 @@ def test_shards_give_the_results_of_one_index() -> None:
     for index in (one, three):
         for start in range(0, 6000, 1000):  # the tail goes to the smallest shard each time
             index.add(ids[start:start + 1000], vectors[start:start + 1000])
-    sizes = [len(s.rows) for s in three._state.quantized.shards]
+    sizes = [s.index.ntotal for s in three._state.quantized.shards]
     assert len(sizes) == 3 and max(sizes) - min(sizes) <= 1000 and sum(sizes) == three._state.quantized.count
     for query in queries:
         assert one.search(query, 10, -1.0) == three.search(query, 10, -1.0)

@@ -158,10 +158,12 @@ class IndexCache:
             if meta.get("created") == row.created and meta.get("face_model_version") == row.face_model_version:
                 cached.index, cached.writes, cached.deletes, cached.max_seq = (
                     index, meta["writes"], meta["deletes"], meta["max_seq"])
-                if meta["deletes"] == deletes and not meta["deleted_rows"]:
+                current = meta["deletes"] == deletes and not meta["deleted_rows"]
+                if current and meta["format"] == files.FORMAT:
                     cached.saved_size, cached.saved_at = len(index), (meta["writes"], meta["deletes"])
-                else:  # it holds deleted faces: read, it goes (``get`` removes them here and saves anew)
+                elif not current:  # it holds deleted faces: read, it goes (``get`` removes them here and saves anew)
                     files.erase(path)
+                # else an older layout: kept until the index is saved anew in this one
                 return
         if path.exists():  # unreadable, or another collection's of the same id: it may hold deleted faces
             files.erase(path)

@@ -26,7 +26,10 @@ import numpy as np
 from faceprint.home import private_folder, write_private
 from faceprint.index.hybrid import CollectionIndex
 
-FORMAT = 3
+FORMAT = 4
+"""4: the quantized copy is an inverted file (``index.quantized``). A file of format 3 (flat
+quantized shards) is read too: its vectors and ids are kept and quantized again as format 4."""
+READS = (3, FORMAT)
 META_KEYS = ("created", "writes", "deletes", "max_seq")
 ORPHAN_AGE = 3600.0
 """A temporary file this old whose writer's pid is gone is removed (pids can repeat across
@@ -60,7 +63,7 @@ def load(path: Path, dim: int, **settings: int) -> tuple[CollectionIndex, dict[s
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode())
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("dim") != dim:
+            if not isinstance(meta, dict) or meta.get("format") not in READS or meta.get("dim") != dim:
                 return None
             for key in META_KEYS:
                 if not isinstance(meta.get(key), int | float):

@@ -1,10 +1,11 @@
 """The collection index: exact while that is fast, then quantized candidates re-ranked exactly.
 
 Below ``exact_below`` faces every search scans all vectors (the reference). From there on a
-product-quantized copy of the vectors (``index.quantized``: faiss ``IndexPQFastScan``, 4 bits
-for every 4 dimensions, 1/32 of the float32 size, in shards scanned on all cores) is scanned in
-full, which is many times faster than the exact scan and never depends on a graph being
-navigable, and the best ``rerank`` candidates are then scored exactly against the float32
+product-quantized copy of the vectors (``index.quantized``: an inverted file over faiss
+4-bit fast-scan PQ codes, 1/32 of the float32 size, in shards scanned on all cores) is scanned in
+the ``probes`` cells nearest the query, which is many times faster than the exact scan, grows
+with the size of a cell rather than of the collection, and never depends on a graph being
+navigable; the best ``rerank`` candidates are then scored exactly against the float32
 vectors. Faces added since the quantized copy was last
 extended (at most ``tail_limit``) are scanned exactly. So every returned score is exact; only
 the candidate list is approximate (benchmarks/search_scale.py measures its recall).
@@ -45,6 +46,8 @@ those codebooks are kept until the collection grows tenfold (``RETRAIN_GROWTH``)
 RERANK = 1000
 """Quantized candidates scored exactly per search (at least twice the faces asked for). At 1M
 faces 1000 finds the mate exact search finds for 0.9995 of probes; see docs/benchmarks.md."""
+PROBES = 0
+"""Cells of the inverted file scanned a query; 0: ``quantized.PROBE_SHARE`` of them."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,9 @@ class CollectionIndex:
     """A collection's faces for inner-product search (see the module's docstring)."""
 
     def __init__(self, dim: int, *, exact_below: int = EXACT_BELOW, tail_limit: int = TAIL_LIMIT,
-                 rerank: int = RERANK, shards: int = 0) -> None:
+                 rerank: int = RERANK, shards: int = 0, probes: int = PROBES) -> None:
         self.dim = dim
-        self.exact_below, self.tail_limit, self.rerank = exact_below, tail_limit, rerank
+        self.exact_below, self.tail_limit, self.rerank, self.probes = exact_below, tail_limit, rerank, probes
         self.shards = shards or pq.default_shards()
         self._state = _State(np.zeros((0, dim), np.float32), np.zeros(0, bool), [], 0)
         self._lock = threading.Lock()
@@ -135,7 +138,7 @@ class CollectionIndex:
                     quantized is not None and live >= RETRAIN_GROWTH * quantized.trained_on):
                 vectors = state.vectors[: state.count]
                 template = pq.train(self.dim, vectors[state.alive[: state.count]] if state.dead else vectors)
-                quantized = pq.build(template, vectors, np.arange(state.count), self.shards, trained_on=live)
+                quantized = pq.build(template, vectors, self.shards, trained_on=live)
             elif quantized is not None and state.count - quantized.count >= self.tail_limit:
                 quantized = pq.extend(quantized, state.vectors[quantized.count: state.count])
         except (MemoryError, RuntimeError) as error:
@@ -155,8 +158,7 @@ class CollectionIndex:
         template, trained_on = state.quantized.shards[0].index, state.quantized.trained_on
         if trained_on < ERASE_RETRAIN_BELOW:
             template, trained_on = pq.train(self.dim, vectors), len(keep)
-        return replace(fresh, quantized=pq.build(template, vectors, np.arange(len(keep)), self.shards,
-                                                 trained_on=trained_on))
+        return replace(fresh, quantized=pq.build(template, vectors, self.shards, trained_on=trained_on))
 
     # -- reads -------------------------------------------------------------------------------
     def search(self, query: np.ndarray, k: int, min_score: float) -> list[tuple[str, float]]:
@@ -188,7 +190,7 @@ class CollectionIndex:
             with self._lock:
                 self._pool = self._pool or ThreadPoolExecutor(len(state.quantized.shards) - 1,
                                                               thread_name_prefix="fp-index-scan")
-        found = pq.scan(state.quantized, query, wanted, self._pool)
+        found = pq.scan(state.quantized, query, wanted, self._pool, self.probes)
         return np.concatenate([found, np.arange(state.quantized.count, state.count)])
 
     def memory_bytes(self) -> int:
@@ -231,6 +233,8 @@ class CollectionIndex:
         if quantized is not None and quantized.count > len(ids):
             raise ValueError("quantized rows past the vectors")
         index._state = _State(vectors, alive, ids, len(ids), int((~alive).sum()), quantized)
+        if quantized is None:  # small, or a file of the flat layout: quantized (again) if large
+            index.quantize()
         return index
 
     def keep_only(self, live: set[str]) -> None:

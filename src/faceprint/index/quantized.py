@@ -1,11 +1,22 @@
-"""The quantized copy of a large collection's vectors, in shards scanned in parallel.
+"""The quantized copy of a large collection's vectors: an inverted file over 4-bit PQ codes.
 
-Each shard is a faiss ``IndexPQFastScan`` (4 bits for every 4 dimensions) over some of the
-collection's rows. A scan runs every shard at once (one in the caller's thread, the others in a
-small pool; faiss releases the GIL), so one query uses all cores, and merges the shards'
-candidates by their approximate scores: the result is the same candidate list one big index
-would give, in about half the time on two cores. Everything here is immutable: growing makes a
-new shard object (``faiss.clone_index`` + add) and leaves the old one to running searches.
+Each shard is a faiss ``IndexIVFPQFastScan``: the vectors are split among ``lists`` cells by the
+nearest of as many centroids (spherical k-means, about ``LIST_SIZE`` faces a cell, at most
+``MAX_LISTS`` cells), and each is kept as a product-quantized code (4 bits for every 4 dimensions,
+1/32 of the float32 size) in its cell's list. A scan looks at the ``probes`` cells whose centroids
+are nearest the query (by default ``PROBE_SHARE`` of them), not at every code. Faces' vectors are
+not clustered tightly enough for a few cells to hold a probe's mate (a mate at similarity 0.7 is
+often in another cell than its probe): measured on synthetic mates, 3% of 1,000 cells find 0.87
+of the mates exact search finds, 37% of 256 cells 0.997; so a scan still reads a large share of
+the codes, and the gain over reading all of them is bounded (docs/benchmarks.md). The faiss ids of
+the codes are the collection's rows. The shards share their centroids and codebooks (copies of one
+trained index); a scan runs every shard at once (one in the caller's thread, the others in a small
+pool; faiss releases the GIL) and merges their candidates by approximate score: the same candidate
+list one big index would give. Everything here is immutable: growing makes a new shard object
+(``faiss.clone_index`` + add) and leaves the old one to running searches.
+
+Index files of the previous layout (one flat ``IndexPQFastScan`` a shard, scanning every code) are
+not read back as such: ``from_arrays`` answers None and the collection index quantizes again.
 """
 
 from __future__ import annotations
@@ -18,16 +29,40 @@ from typing import Any
 import numpy as np
 
 TRAIN_SAMPLE = 100_000
+"""The codebooks are trained on at most this many rows, and the centroids on at most
+``TRAIN_PER_LIST`` a cell (faiss samples 256 a cell anyway)."""
+TRAIN_PER_LIST = 64
+LIST_SIZE = 4_000
+"""Faces a cell holds on average when the centroids are trained (so a centroid is the mean of
+thousands of faces: see ``hybrid.ERASE_RETRAIN_BELOW``)."""
+MAX_LISTS = 512
+"""At most this many cells: every added face is compared with every centroid (at 5M faces and
+512 cells, minutes on two cores), and a larger share of fewer, larger cells is scanned."""
+PROBE_SHARE = 0.5
+"""The share of the cells scanned by default (``probes=0``); see the module's docstring."""
+TIES = 64
+"""Candidates asked of each shard beyond those wanted, so that ties at the cut (fast-scan scores are
+coarse) are settled the same way however the rows are sharded."""
+ADD_BLOCK = 65_536
+"""Rows encoded at a time (bounded memory while quantizing millions of faces)."""
 
 
 def default_shards() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def lists_for(count: int) -> int:
+    return int(min(MAX_LISTS, max(1, count // LIST_SIZE)))
+
+
+def probes_for(lists: int, probes: int = 0) -> int:
+    """Cells a scan reads: ``probes`` (at most all), or by default ``PROBE_SHARE`` of them."""
+    return min(lists, probes) if probes > 0 else max(1, int(np.ceil(lists * PROBE_SHARE)))
+
+
 @dataclass(frozen=True)
 class Shard:
-    index: Any  # faiss.IndexPQFastScan
-    rows: np.ndarray  # int64: the collection row of each code
+    index: Any  # faiss.IndexIVFPQFastScan; its ids are collection rows
 
 
 @dataclass(frozen=True)
@@ -37,50 +72,74 @@ class Quantized:
     trained_on: int  # how many faces the collection had when the codebooks were trained
 
 
-def train(dim: int, sample: np.ndarray) -> Any:
-    """An empty, trained quantizer (the codebooks come from at most 100k sample rows)."""
+def train(dim: int, sample: np.ndarray, lists: int | None = None) -> Any:
+    """An empty, trained quantizer: ``lists`` cells (by default one a ``LIST_SIZE`` sample rows),
+    centroids and codebooks from at most ``max(TRAIN_SAMPLE, TRAIN_PER_LIST * lists)`` sample rows."""
     import faiss
 
-    index = faiss.IndexPQFastScan(dim, dim // 4, 4, faiss.METRIC_INNER_PRODUCT)
-    pick = np.sort(np.random.default_rng(0).permutation(len(sample))[:TRAIN_SAMPLE])
+    lists = lists or lists_for(len(sample))
+    index = faiss.index_factory(dim, f"IVF{lists},PQ{dim // 4}x4fs", faiss.METRIC_INNER_PRODUCT)
+    index.cp.spherical, index.cp.niter = True, 10  # unit vectors; 10 rounds are plenty for cells
+    take = max(TRAIN_SAMPLE, TRAIN_PER_LIST * lists)
+    pick = np.sort(np.random.default_rng(0).permutation(len(sample))[:take])
     index.train(np.ascontiguousarray(sample[pick], np.float32))
     return index
 
 
-def build(template: Any, vectors: np.ndarray, rows: np.ndarray, shards: int, trained_on: int) -> Quantized:
-    """``vectors`` (of collection ``rows``) split into ``shards`` equal shards."""
+def _filled(template: Any, vectors: np.ndarray, first: int, rows: np.ndarray | None = None) -> Any:
+    """A copy of ``template`` (codes dropped) holding ``vectors`` as rows ``first...`` (or ``rows``)."""
     import faiss
 
+    index = faiss.clone_index(template)
+    index.reset()
+    _add(index, vectors, first, rows)
+    return index
+
+
+def _add(index: Any, vectors: np.ndarray, first: int, rows: np.ndarray | None = None) -> None:
+    for start in range(0, len(vectors), ADD_BLOCK):
+        block = np.ascontiguousarray(vectors[start:start + ADD_BLOCK], np.float32)
+        ids = (np.arange(first + start, first + start + len(block), dtype=np.int64) if rows is None
+               else np.ascontiguousarray(rows[start:start + ADD_BLOCK], np.int64))
+        index.add_with_ids(block, ids)
+
+
+def build(template: Any, vectors: np.ndarray, shards: int, trained_on: int) -> Quantized:
+    """Rows ``[0, len(vectors))`` split into ``shards`` shards of consecutive rows."""
     out = []
-    for part in np.array_split(np.arange(len(rows)), max(1, min(shards, len(rows)))):
-        index = faiss.clone_index(template)
-        index.reset()
-        index.add(np.ascontiguousarray(vectors[part], np.float32))
-        out.append(Shard(index, np.asarray(rows[part], np.int64)))
-    return Quantized(tuple(out), int(rows[-1]) + 1 if len(rows) else 0, trained_on)
+    for part in np.array_split(np.arange(len(vectors)), max(1, min(shards, len(vectors)))):
+        first = int(part[0]) if len(part) else 0
+        out.append(Shard(_filled(template, vectors[first:first + len(part)], first)))
+    return Quantized(tuple(out), len(vectors), trained_on)
 
 
 def extend(quantized: Quantized, vectors: np.ndarray) -> Quantized:
     """Rows ``[quantized.count, quantized.count + len(vectors))`` added to the smallest shard."""
     import faiss
 
-    which = min(range(len(quantized.shards)), key=lambda i: len(quantized.shards[i].rows))
-    old = quantized.shards[which]
-    index = faiss.clone_index(old.index)  # running searches keep the old shard
-    index.add(np.ascontiguousarray(vectors, np.float32))
-    rows = np.concatenate([old.rows, np.arange(quantized.count, quantized.count + len(vectors))])
-    shards = quantized.shards[:which] + (Shard(index, rows),) + quantized.shards[which + 1:]
-    return Quantized(shards, quantized.count + len(vectors), quantized.trained_on)
+    shards = quantized.shards
+    which = min(range(len(shards)), key=lambda i: shards[i].index.ntotal)
+    index = faiss.clone_index(shards[which].index)  # running searches keep the old shard
+    _add(index, vectors, quantized.count)
+    return Quantized(shards[:which] + (Shard(index),) + shards[which + 1:], quantized.count + len(vectors),
+                     quantized.trained_on)
 
 
-def scan(quantized: Quantized, query: np.ndarray, wanted: int, pool: ThreadPoolExecutor | None) -> np.ndarray:
-    """The collection rows of the ``wanted`` best candidates by approximate score."""
+def scan(quantized: Quantized, query: np.ndarray, wanted: int, pool: ThreadPoolExecutor | None,
+         probes: int = 0) -> np.ndarray:
+    """The collection rows of the ``wanted`` best candidates by approximate score among the codes
+    of the ``probes`` cells nearest ``query`` (0: the default share); of candidates tied at the cut, the lowest rows (so
+    that the shards' merged candidates are one index's, whatever order faiss found ties in)."""
+    import faiss
+
     query = query[None]
 
     def one(shard: Shard) -> tuple[np.ndarray, np.ndarray]:
-        scores, found = shard.index.search(query, min(wanted, len(shard.rows)))
+        params = faiss.SearchParametersIVF(nprobe=probes_for(shard.index.nlist, probes))
+        take = max(1, min(wanted + TIES, shard.index.ntotal))
+        scores, found = shard.index.search(query, take, params=params)
         keep = found[0] >= 0
-        return scores[0][keep], shard.rows[found[0][keep]]
+        return scores[0][keep], found[0][keep]
 
     shards = quantized.shards
     if pool is None or len(shards) == 1:
@@ -88,38 +147,54 @@ def scan(quantized: Quantized, query: np.ndarray, wanted: int, pool: ThreadPoolE
     else:
         futures = [pool.submit(one, s) for s in shards[1:]]
         parts = [one(shards[0])] + [f.result() for f in futures]
-    if len(parts) == 1:
-        return parts[0][1]
     scores, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    if len(rows) > wanted:
-        rows = rows[np.argpartition(-scores, wanted - 1)[:wanted]]
-    return rows
+    return _best(scores, rows, wanted)
+
+
+def _best(scores: np.ndarray, rows: np.ndarray, wanted: int) -> np.ndarray:
+    """``rows`` of the ``wanted`` highest ``scores``; of those tied at the cut, the lowest rows."""
+    if len(rows) <= wanted:
+        return rows
+    cut = -np.partition(-scores, wanted - 1)[wanted - 1]
+    above = scores > cut
+    tied = np.flatnonzero(scores == cut)
+    tied = tied[np.argsort(rows[tied], kind="stable")[: wanted - int(above.sum())]]
+    return np.concatenate([rows[above], rows[tied]])
 
 
 def nbytes(quantized: Quantized) -> int:
-    return sum(s.index.codes.size() + s.rows.nbytes for s in quantized.shards)
+    """Bytes of the codes (in faiss's blocks of 32), their ids and each shard's centroids."""
+    total = 0
+    for shard in quantized.shards:
+        index = shard.index
+        lists = index.invlists
+        blocks = sum(-(-lists.list_size(i) // index.bbs) for i in range(index.nlist))
+        total += blocks * index.bbs * index.code_size + index.ntotal * 8 + index.nlist * index.d * 4
+    return total
 
 
 def to_arrays(quantized: Quantized) -> dict[str, np.ndarray]:
     import faiss
 
-    out = {"quantized_count": np.array(quantized.count), "shards": np.array(len(quantized.shards)),
+    out = {"quantized_count": np.array(quantized.count), "ivf_shards": np.array(len(quantized.shards)),
            "trained_on": np.array(quantized.trained_on)}
     for i, shard in enumerate(quantized.shards):
-        out[f"shard_{i}"], out[f"shard_rows_{i}"] = faiss.serialize_index(shard.index), shard.rows
+        out[f"shard_{i}"] = faiss.serialize_index(shard.index)
     return out
 
 
 def from_arrays(arrays: dict[str, np.ndarray], dim: int) -> Quantized | None:
-    if "shards" not in arrays:
+    """The quantized copy a file holds; None if it holds none, or one of the previous (flat) layout."""
+    if "ivf_shards" not in arrays:
         return None
     import faiss
 
-    shards = []
-    for i in range(int(arrays["shards"])):
+    shards, count = [], int(arrays["quantized_count"])
+    for i in range(int(arrays["ivf_shards"])):
         index = faiss.deserialize_index(np.asarray(arrays[f"shard_{i}"], np.uint8))
-        rows = np.asarray(arrays[f"shard_rows_{i}"], np.int64)
-        if index.d != dim or index.ntotal != len(rows):
-            raise ValueError("quantized shard does not match its rows")
-        shards.append(Shard(index, rows))
-    return Quantized(tuple(shards), int(arrays["quantized_count"]), int(arrays["trained_on"]))
+        if not isinstance(index, faiss.IndexIVFPQFastScan) or index.d != dim:
+            raise ValueError("quantized shard of another kind")
+        shards.append(Shard(index))
+    if sum(s.index.ntotal for s in shards) != count:
+        raise ValueError("quantized shards do not hold their rows")
+    return Quantized(tuple(shards), count, int(arrays["trained_on"]))
