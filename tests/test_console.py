@@ -364,7 +364,8 @@ def test_audit_page_verifies_and_reports(site, browser, reviewed, face_deleted):
     report = json.loads(download.value.path().read_text())
     assert report and "ivy" in json.dumps(report)
     db = sqlite3.connect(site.home / "audit" / "audit.db")  # someone edits an entry behind faceprint's back
-    seq, body = db.execute("SELECT seq, body FROM entries WHERE operation = 'DeleteFaces'").fetchone()
+    seq, body = db.execute("SELECT seq, body FROM entries "
+                           "WHERE json_extract(body, '$.Operation') = 'DeleteFaces'").fetchone()
     db.execute("UPDATE entries SET body = ? WHERE seq = ?", (body.replace("enrolled by mistake", "routine"), seq))
     db.commit()
     db.close()
