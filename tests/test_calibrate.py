@@ -237,6 +237,31 @@ def test_cli_calibrate_writes_the_profile(home: Path, calibrated: dict, small_pe
         registry.save_calibration(PROFILE, calibrated)
 
 
+def test_cli_calibrate_from_a_pairs_file(home: Path, small_people, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from faceprint.models.registry import ProfileRegistry
+
+    before = ProfileRegistry(home).calibration(PROFILE)
+
+    people, _ = small_people
+    numbers = {p.name: [int(f.stem.rsplit("_", 1)[1]) for f in sorted(p.iterdir())] for p in people.iterdir()}
+    names = sorted(numbers)
+    lines = [f"{name} {numbers[name][0]} {j}" for name in names for j in numbers[name][1:]]  # 32 same-person pairs
+    lines += [f"{a} {numbers[a][0]} {b} {numbers[b][2]}" for a, b in zip(names, names[1:], strict=False)]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join([str(len(lines)), *lines]) + "\n")
+    try:
+        assert main(["--home", str(home), "calibrate", "--profile", PROFILE, "--pairs", str(pairs),
+                     "--images", str(people), "--workers", "1"]) == 0
+        saved = json.loads(capsys.readouterr().out)["Calibration"]
+        assert saved == ProfileRegistry(home).calibration(PROFILE)
+        assert saved["genuine"] == 32 and saved["faces"] == 48 and saved["impostor"] == 48 * 47 // 2 - 48
+        assert saved["data_sha256"] == cal.data_digest(cal.read_pairs(pairs, people))
+    finally:
+        if before is not None:
+            ProfileRegistry(home).save_calibration(PROFILE, before)
+
+
 def test_cli_refuses_bad_input(home: Path, small_people, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     people, _ = small_people
     (tmp_path / "huge.csv").write_bytes(b"person,group\n\"" + b"x" * 200_000 + b"\",x\n")  # over csv's field limit
