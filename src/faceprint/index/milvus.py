@@ -89,7 +89,7 @@ class MilvusSettings:
     """Milvus's index of each sealed segment: ``IVF_SQ8``, ``IVF_FLAT`` (``nlist``, searched with
     ``nprobe``) or ``HNSW`` (``hnsw_m``, ``ef_construction``, searched with ``ef``)."""
     nlist: int = 1024
-    nprobe: int = 128
+    nprobe: int = 512
     hnsw_m: int = 16
     ef_construction: int = 128
     ef: int = 128
