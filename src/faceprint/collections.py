@@ -298,16 +298,17 @@ class Collections:
     def search_faces(self, collection_id: str, face_id: str, max_faces: int = 80,
                      face_match_threshold: float = 80.0) -> SearchFacesResult:
         """Rekognition SearchFaces: the faces of the collection most like a stored face."""
-        self.collection(collection_id)
+        row = self.collection(collection_id)
         check_pattern("FaceId", face_id, FACE_ID)
         check_int("MaxFaces", max_faces, 1, 4096)
         threshold = _threshold(face_match_threshold)
         found = self.store.get_faces(collection_id, [face_id])
         if not found:
             raise ResourceNotFoundException(f"Face {face_id} is not in collection {collection_id!r}.")
-        matches = self.search(collection_id, found[0].vector, max_faces + 1, threshold)
+        matches, compared = self.search_sized(row, found[0].vector, max_faces + 1, threshold)
         return SearchFacesResult(searched_face_id=face_id, face_model_version=self.face_model_version,
-                                 face_matches=[m for m in matches if m.face.face_id != face_id][:max_faces])
+                                 face_matches=[m for m in matches if m.face.face_id != face_id][:max_faces],
+                                 compared=compared)
 
     def search_faces_by_image(self, collection_id: str, image: Any, max_faces: int = 80,
                               face_match_threshold: float = 80.0, quality_filter: str = "NONE",
@@ -315,7 +316,7 @@ class Collections:
         """Rekognition SearchFacesByImage: the largest face of ``image`` against the collection.
         ``inspect(analysis)`` sees the probe's analysis before the search (it may refuse it by
         raising) and answers the result's ``probe`` (its quality)."""
-        self.collection(collection_id)
+        row = self.collection(collection_id)
         check_int("MaxFaces", max_faces, 1, 4096)
         threshold = _threshold(face_match_threshold)
         validate_quality_filter(quality_filter)
@@ -325,10 +326,10 @@ class Collections:
                                             (" that pass the quality filter." if analysis.rejected else "."))
         probe = inspect(analysis) if inspect is not None else None
         face = analysis.faces[0]
+        matches, compared = self.search_sized(row, analysis.vectors[0], max_faces, threshold)
         return SearchFacesByImageResult(
             searched_face_bounding_box=face.bounding_box, searched_face_confidence=face.confidence,
-            face_matches=self.search(collection_id, analysis.vectors[0], max_faces, threshold),
-            face_model_version=self.face_model_version, probe=probe)
+            face_matches=matches, face_model_version=self.face_model_version, probe=probe, compared=compared)
 
     # -- helpers -------------------------------------------------------------------------------
     def collection(self, collection_id: str) -> CollectionRow:
@@ -354,14 +355,23 @@ class Collections:
 
     def search(self, collection_id: str, query: np.ndarray, k: int, threshold: float
                 ) -> list[FaceMatch]:
-        hits = self.index(collection_id).search(query, k, self.profile.score_for(threshold))
+        return self.search_sized(self.collection(collection_id), query, k, threshold)[0]
+
+    def search_sized(self, row: CollectionRow, query: np.ndarray, k: int, threshold: float
+                     ) -> tuple[list[FaceMatch], int]:
+        """:meth:`search` on a collection already looked up, and how many faces it compared with
+        (the index's size at the search: what an audit entry records, without asking again)."""
+        collection_id = row.collection_id
+        index = self.indexes.get(row)
+        hits = index.search(query, k, self.profile.score_for(threshold))
+        compared = len(index)
         rows = {r.face_id: r for r in self.store.get_faces(collection_id, [h[0] for h in hits])}
         matches = []
         for face_id, score in hits:
             similarity = round(float(self.profile.similarity(score)), 4)
             if face_id in rows and similarity >= threshold:  # a face deleted meanwhile is left out
                 matches.append(FaceMatch(similarity=similarity, face=self._face(rows[face_id])))
-        return matches
+        return matches, compared
 
     def _face(self, row: FaceRow) -> Face:
         w, h, left, top = row.box

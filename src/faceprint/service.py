@@ -303,9 +303,12 @@ class Faceprint:
 
         return read_probe(image, lambda path: _read_path(path, self.limits), self.load_image)
 
-    def _size(self, collection_id: str) -> int | None:
-        """The collection's size for an audit entry (None with the record off: nothing to pay)."""
-        return self.collections.size(collection_id) if self.recorder.enabled else None
+    def _size(self, collection_id: str, compared: int | None = None) -> int | None:
+        """The collection's size for an audit entry: what the search compared with where it says,
+        else asked of the index (None with the record off: nothing to pay)."""
+        if not self.recorder.enabled:
+            return None
+        return compared if compared is not None else self.collections.size(collection_id)
 
     def save_indexes(self, min_faces: int = 0, grown_only: bool = False) -> None:
         """Write the index files of the collections loaded here (of ``min_faces`` or more) that
@@ -542,7 +545,8 @@ class Faceprint:
         who, started = resolve(caller, purpose, case), time.time()
         result = self.collections.search_faces(collection_id, face_id, max_faces, face_match_threshold)
         result.audit_id = self.recorder.searched(
-            "SearchFaces", who, started, collection_id, self._size(collection_id), face_match_threshold,
+            "SearchFaces", who, started, collection_id, self._size(collection_id, result.compared),
+            face_match_threshold,
             face_candidates(result.face_matches), details={"FaceId": face_id, "MaxFaces": max_faces})
         return result
 
@@ -559,7 +563,8 @@ class Faceprint:
         result = self.collections.search_faces_by_image(collection_id, source, max_faces, face_match_threshold,
                                                         quality_filter, inspect=check)
         result.audit_id = self.recorder.searched(
-            "SearchFacesByImage", who, started, collection_id, self._size(collection_id), face_match_threshold,
+            "SearchFacesByImage", who, started, collection_id, self._size(collection_id, result.compared),
+            face_match_threshold,
             face_candidates(result.face_matches), probe, result.probe, {"MaxFaces": max_faces})
         return result
 

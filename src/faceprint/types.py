@@ -247,6 +247,8 @@ class SearchFacesResult(RekognitionShape):
     face_model_version: str | None = None
     audit_id: int | None = field(default=None, metadata={"internal": True})
     """The audit entry of this call (faceprint.audit; None when the record is off)."""
+    compared: int | None = field(default=None, metadata={"internal": True})
+    """How many faces the search compared with (the collection's index at the search)."""
 
 
 @dataclass
@@ -257,6 +259,8 @@ class SearchFacesByImageResult(RekognitionShape):
     face_model_version: str | None = None
     audit_id: int | None = field(default=None, metadata={"internal": True})
     """The audit entry of this call (faceprint.audit; None when the record is off)."""
+    compared: int | None = field(default=None, metadata={"internal": True})
+    """How many faces the search compared with (the collection's index at the search)."""
     probe: Any = field(default=None, metadata={"internal": True})
     """The probe's quality (faceprint.probes.ProbeQuality) where the call searched by image."""
 
