@@ -357,6 +357,8 @@ def test_the_runner_restarts_a_killed_host_and_another_runner_takes_over(tmp_pat
         runners[0].start()
         first = wait_for("the host", lambda: runners[0].pid)
         assert str(clip) not in Path(f"/proc/{first}/cmdline").read_bytes().decode(errors="replace")
+        arenas = f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '2')}".encode()
+        assert arenas in Path(f"/proc/{first}/environ").read_bytes().split(b"\0")  # memory stays flat
         fp.streams.start_stream_processor("p")
         wait_for("RUNNING", status_is(fp, "p", "RUNNING"))
         wait_for("records", lambda: records(out))

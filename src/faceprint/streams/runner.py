@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -44,6 +45,10 @@ BACKOFF = (1.0, 30.0)
 STEADY = 60.0
 """A host that ran this long resets the back-off."""
 KILL_AFTER = 10.0
+MALLOC_ARENAS = "2"
+"""glibc's malloc arenas in the host (``MALLOC_ARENA_MAX``, unless the environment sets it): with the
+default (8 per core) the host's many decoder and sink threads each grew an arena and its memory
+rose for the first hour of a soak; two keep it flat (benchmarks/streams_soak.py)."""
 """Seconds a host has to stop after SIGTERM (then SIGKILL)."""
 
 
@@ -145,7 +150,7 @@ class StreamRunner:
                 if self._closed.is_set():
                     return None
                 process = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=output, stderr=output,
-                                           close_fds=True, start_new_session=True)
+                                           close_fds=True, start_new_session=True, env=host_environment())
                 self._process = process
                 self.starts += 1
             try:
@@ -201,3 +206,8 @@ def _how(code: int | None) -> str:
     if code is None:
         return "not started"
     return f"exit code {code}" if code >= 0 else f"signal {-code}"
+
+
+def host_environment() -> dict[str, str]:
+    """The host's environment: this process's, with :data:`MALLOC_ARENAS` unless already set."""
+    return {"MALLOC_ARENA_MAX": MALLOC_ARENAS, **os.environ}
