@@ -69,3 +69,22 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout:g} s for {what}")
         time.sleep(0.1)
+
+
+def same_from_threads(work: Callable[[], list[Any]], atol: float, threads: int = 4) -> None:
+    """``work()`` run in ``threads`` threads at once answers what it answers alone (within ``atol``)."""
+    import threading
+
+    import numpy as np
+
+    expected = work()
+    answers: list[list[Any]] = []
+    workers = [threading.Thread(target=lambda: answers.append(work())) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(answers) == threads
+    for answer in answers:
+        for got, want in zip(answer, expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=atol)

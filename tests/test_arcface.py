@@ -3,14 +3,13 @@ SCRFD-500M: LFW View 1 DevTest verification, unit and repeatable vectors, conven
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, lfw_pairs
+from conftest import DATA, lfw_pairs, same_from_threads
 from faceprint.errors import ModelUnavailableError
 from faceprint.imaging import DecodedImage
 from faceprint.models.arcface import ArcFaceEmbedder, Conventions
@@ -84,20 +83,7 @@ def test_vectors_are_repeatable_across_threads(detector, embedder) -> None:
     faces = [face(detector, a) for a, _, _ in lfw_pairs("DevTest")[:3]]
     expected = [embedder.embed(*f) for f in faces]
     assert all(np.array_equal(embedder.embed(*f), e) for f, e in zip(faces, expected, strict=True))
-    answers: list[list[np.ndarray]] = []
-
-    def run() -> None:
-        answers.append([embedder.embed(*f) for f in faces])
-
-    workers = [threading.Thread(target=run) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert len(answers) == 4
-    for answer in answers:
-        for got, want in zip(answer, expected, strict=True):
-            np.testing.assert_allclose(got, want, atol=1e-6)
+    same_from_threads(lambda: [embedder.embed(*f) for f in faces], atol=1e-6)
 
 
 def test_the_crop_follows_the_conventions(detector, embedder) -> None:

@@ -3,14 +3,13 @@ real group photos against their ground-truth boxes, landmarks against YuNet's, f
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, FACES, lfw_pairs, models_dir
+from conftest import DATA, FACES, lfw_pairs, models_dir, same_from_threads
 from faceprint.errors import ModelUnavailableError
 from faceprint.models import catalog
 from faceprint.models.detector import Detections, YuNetDetector
@@ -106,21 +105,7 @@ def test_blank_tiny_and_strip_pictures_have_no_faces(small, shape) -> None:
 
 def test_threads_share_one_detector(small) -> None:
     pictures = [cv2.imread(str(p)) for p in sorted((GROUPS / "dlib_faces").glob("2008_00*.jpg"))[:3]]
-    expected = [small.detect(p).boxes for p in pictures]
-    answers: list[list[np.ndarray]] = []
-
-    def run() -> None:
-        answers.append([small.detect(p).boxes for p in pictures])
-
-    workers = [threading.Thread(target=run) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert len(answers) == 4
-    for answer in answers:
-        for got, want in zip(answer, expected, strict=True):
-            np.testing.assert_allclose(got, want, atol=1e-3)
+    same_from_threads(lambda: [small.detect(p).boxes for p in pictures], atol=1e-3)
 
 
 def test_outputs_are_found_by_shape_not_order(small, tmp_path) -> None:
