@@ -44,8 +44,9 @@ faces are compacted away: with 16 centroids per 4 dimensions, a centroid trained
 one face's piece. Trained on more, a centroid is the mean of over a thousand faces' pieces on average;
 those codebooks are kept until the collection grows tenfold (``RETRAIN_GROWTH``)."""
 RERANK = 1000
-"""Quantized candidates scored exactly per search (at least twice the faces asked for). At 1M
-faces 1000 finds the mate exact search finds for 0.9995 of probes; see docs/benchmarks.md."""
+"""Quantized candidates scored exactly per search (at least twice the faces asked for). With half
+the inverted file's cells scanned, 1000 finds the mate exact search finds for 0.9998 of probes at
+5M faces (search_scale.py's synthetic mates; docs/benchmarks.md, "The embedded index at 5M faces")."""
 PROBES = 0
 """Cells of the inverted file scanned a query; 0: ``quantized.PROBE_SHARE`` of them."""
 
