@@ -44,10 +44,14 @@ class PgServer:
         self._names = itertools.count(1)
 
     def _run(self, *args: str) -> None:
-        user = self.run_as.pw_uid if self.run_as else None
-        group = self.run_as.pw_gid if self.run_as else None
-        done = subprocess.run([str(self.bin / args[0]), *args[1:]], user=user, group=group, capture_output=True,
-                              text=True, cwd=self.folder, timeout=120)
+        """Run a PostgreSQL program, as ``run_as`` through util-linux's ``setpriv``: subprocess's own
+        ``user=`` makes Python fork() rather than vfork(), and a forked child of a test process that
+        has talked to Milvus over gRPC died of SIGSEGV in the fork handlers before exec (CI)."""
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.run_as:
+            command = ["setpriv", f"--reuid={self.run_as.pw_uid}", f"--regid={self.run_as.pw_gid}",
+                       "--init-groups", *command]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=self.folder, timeout=120)
         if done.returncode:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stdout}\n{done.stderr}")
 
