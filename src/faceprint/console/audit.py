@@ -16,10 +16,11 @@ def record_user_change(home: Path, change: str, name: str, details: dict[str, An
                        caller: Caller | None = None, log: Any = None) -> int | None:
     """Append the entry to ``log`` (default: the home's audit log); its sequence number.
     Raises ``AuditUnavailable`` when it cannot be written."""
-    from faceprint.audit.log import AuditLog, Entry
+    from faceprint.audit.backend import open_audit_log
+    from faceprint.audit.log import Entry
 
     now = time.time()
-    log = log if log is not None else AuditLog(Path(home) / "audit")
+    log = log if log is not None else open_audit_log(Path(home))  # the store's where FACEPRINT_STORE names one
     record = log.append(Entry(operation=OPERATION, caller=caller or os_caller(), started=now, ended=now,
                               details={"ConsoleUser": name, "Change": change, **(details or {})}))
     return record.seq
