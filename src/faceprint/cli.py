@@ -68,10 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _accountability_clis() -> list[Any]:
     """The command modules of accountability: audit, review and collection settings, erase, console users;
-    and calibrate (each has ``add_commands``, ``COMMANDS`` and ``run``)."""
-    from faceprint import cli_audit, cli_calibrate, cli_console, cli_erase, cli_review
+    calibrate; migrate, backup, restore and doctor (each has ``add_commands``, ``COMMANDS`` and ``run``)."""
+    from faceprint import cli_audit, cli_calibrate, cli_console, cli_erase, cli_ops, cli_review
 
-    return [cli_audit, cli_review, cli_erase, cli_console, cli_calibrate]
+    return [cli_audit, cli_review, cli_erase, cli_console, cli_calibrate, cli_ops]
 
 
 AUDITED = frozenset({"compare-faces", "delete-collection", "delete-faces", "search-faces", "search-faces-by-image",

@@ -1,0 +1,48 @@
+"""``faceprint migrate`` (an embedded deployment to PostgreSQL), ``faceprint backup`` / ``restore``
+and ``faceprint doctor``: see ``faceprint.ops`` and docs/scale.md, "Moving, backing up, checking"."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+COMMANDS: frozenset[str] = frozenset({"migrate"})
+"""The top-level command names this module adds."""
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("migrate", help="move an embedded deployment (SQLite store and home) to PostgreSQL, "
+                                       "without embedding faces again; checks counts and digests")
+    p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home folder")
+    p.add_argument("--from", dest="source", metavar="URL",
+                   help="the embedded store, sqlite:///PATH (default: the home's faceprint.db)")
+    p.add_argument("--to", dest="target", metavar="URL", required=False,
+                   help="the PostgreSQL database (postgresql://...; default $FACEPRINT_STORE); an empty one")
+    p.add_argument("--no-index", action="store_true",
+                   help="do not bring the index (--index, or the home's) up to date from the new store afterwards")
+
+
+def run(args: argparse.Namespace) -> Any:
+    from faceprint.service import default_home
+
+    home = Path(args.home) if getattr(args, "home", None) else default_home()
+    if args.command == "migrate":
+        return _migrate(home, args)
+    raise AssertionError(args.command)
+
+
+def _migrate(home: Path, args: argparse.Namespace) -> Any:
+    import os
+
+    from faceprint.backends import INDEX_ENV, STORE_ENV
+    from faceprint.ops.migrate import migrate, rebuild_indexes
+
+    target = args.target or os.environ.get(STORE_ENV)
+    moved = migrate(home, args.source, target, log=lambda line: print(line, file=sys.stderr))
+    out: dict[str, Any] = {"Moved": [m.to_dict() for m in moved]}
+    if not args.no_index:
+        index = args.index or os.environ.get(INDEX_ENV)
+        out["Indexed"] = rebuild_indexes(home, target, index)  # target checked by migrate
+    return out
