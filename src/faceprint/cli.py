@@ -288,11 +288,12 @@ def _keys_audit(home: Any) -> Any:
     import time
 
     def record(operation: str, key: Any, details: dict[str, Any]) -> None:
+        from faceprint.audit.backend import open_audit_log
         from faceprint.audit.caller import os_caller
-        from faceprint.audit.log import AuditLog, Entry
+        from faceprint.audit.log import Entry
 
         now = time.time()
-        log = AuditLog(home / "audit")
+        log = open_audit_log(home)  # the store's where --store / FACEPRINT_STORE names PostgreSQL
         try:
             log.append(Entry(operation, os_caller(), now, now, details={
                 "AccessKeyId": key.access_key_id, "UserName": key.user_name, **details}))
