@@ -65,7 +65,8 @@ class StreamHost:
     def __init__(self, fp: Any, store: Any, config: Any, *, region: str, clock: Callable[[], float] = time.time,
                  poll: float = 0.25, connect_timeout: float = 30.0, metrics_path: Path | None = None,
                  source_factory: Callable[..., Any] | None = None, sink_factory: Callable[..., Any] | None = None,
-                 live_settings: Any = None, lock: HostLock | None = None) -> None:
+                 live_settings: Any = None, lock: HostLock | None = None, leases: Any = None) -> None:
+        from faceprint.streams.leases import LocalLeases
         from faceprint.streams.live import LiveSettings
 
         self.fp = fp
@@ -81,6 +82,7 @@ class StreamHost:
         self.sink_factory = sink_factory or _default_sinks()
         self.live_settings = live_settings or LiveSettings()
         self.lock = lock or HostLock(self.home)
+        self.leases = leases or LocalLeases()
         self._runs: dict[str, ProcessorRun] = {}
         self._ending: list[ProcessorRun] = []
         self._stop = threading.Event()
@@ -103,6 +105,7 @@ class StreamHost:
                     self._report()
                 except Exception as exc:  # a store hiccup (locked, disk) must not end the host
                     self._log_failure(exc)
+                    self._drop_if_lapsed()
                 self._stop.wait(self.poll)
         finally:
             self._shutdown()
@@ -116,6 +119,14 @@ class StreamHost:
         self._failure = (what, now)
         log.error("Reconciling the stream processors failed", exc_info=exc)
 
+    def _drop_if_lapsed(self) -> None:
+        """The store out of reach for a lease's time: another node may run these processors now."""
+        if self._runs and self.leases.lapsed():
+            log.warning("The processor store was out of reach for %g s: stopping %d runs (their leases lapsed).",
+                        self.leases.ttl, len(self._runs))
+            for run in list(self._runs.values()):
+                self._end(run)
+
     # -- reconcile ---------------------------------------------------------------------------------------
 
     def _reconcile(self) -> None:
@@ -126,16 +137,30 @@ class StreamHost:
         check_mapping = self.clock() - self._last_mapping >= MAPPING_EVERY
         if check_mapping:
             self._last_mapping = self.clock()
+        mine, others = self.leases.settle(rows, self._busy(), self._resolvable)
         for name, run in list(self._runs.items()):
-            self._follow(run, rows.get(name), check_mapping)
-        busy = {run.row.name for run in self._ending} | set(self._runs)
+            if name in mine:
+                self._follow(run, rows.get(name), check_mapping)
+            else:  # deleted, or its lease is another node's now (that node writes its status)
+                self._end(run)
+        busy = self._busy()
         for row in rows.values():
             if row.name in busy:
                 continue
             if row.desired == RUNNING and row.status not in (STOPPED, FAILED):
-                self._start(row)
-            elif row.desired != RUNNING and row.status == STOPPING:  # its run is gone (or never was)
-                self.store.set_status(row.name, STOPPED, None, generation=row.generation)
+                if row.name in mine:
+                    self._start(row)
+            elif row.desired != RUNNING and row.status == STOPPING and row.name not in others:
+                self.store.set_status(row.name, STOPPED, None, generation=row.generation)  # its run is gone
+
+    def _busy(self) -> set[str]:
+        """The processors this host runs or is stopping."""
+        return {run.row.name for run in self._ending} | set(self._runs)
+
+    def _resolvable(self, row: ProcessorRow) -> bool:
+        """Whether this host knows ``row``'s camera and sinks."""
+        return self._mapping(row)[2] is None
+
 
     def _follow(self, run: ProcessorRun, row: ProcessorRow | None, check_mapping: bool) -> None:
         """Stop, update or restart ``run`` as its row now says."""
@@ -231,6 +256,8 @@ class StreamHost:
         self._ending.clear()
         with contextlib.suppress(Exception):
             self._write_metrics({"updated": self.clock(), "processors": {}})
+        with contextlib.suppress(Exception):
+            self.leases.close()  # others take them at their next look
         self.lock.release()
 
 
@@ -316,17 +343,31 @@ def _make_host(home: Path, args: argparse.Namespace, config: dict[str, Any], loc
     import cv2
 
     from faceprint.service import Faceprint
-    from faceprint.streams.config import StreamConfig, streams_folder
-    from faceprint.streams.store import ProcessorStore
+    from faceprint.streams.config import StreamConfig
+    from faceprint.streams.leases import LEASE_TTL, leases_for, node_id
+    from faceprint.streams.store import is_shared, open_processor_store
 
     cv2.setNumThreads(max(1, args.threads))  # one analysis thread per processor: N cameras on few cores
     region = str(config.get("region") or "us-east-1")
     fp = Faceprint(home, profile=args.profile, models_dir=args.models_dir, threads=max(1, args.threads), region=region)
-    store = ProcessorStore(streams_folder(home) / "processors.db")
+    node = node_id(home) if is_shared(fp.store_url) else None
+    store = open_processor_store(home, fp.store_url, node=node)  # FACEPRINT_STORE from the runner's environment
     stream_config = StreamConfig(home, sources=config.get("sources") or {},
                                  data_streams=config.get("data_streams") or {})
     connect_timeout = float(config.get("connect_timeout") or 30.0)
-    return StreamHost(fp, store, stream_config, region=region, lock=lock, connect_timeout=connect_timeout)
+    leases = leases_for(store, lambda: published(stream_config), ttl=float(config.get("lease_seconds") or LEASE_TTL))
+    return StreamHost(fp, store, stream_config, region=region, lock=lock, connect_timeout=connect_timeout,
+                      leases=leases)
+
+
+def published(config: Any) -> tuple[list[str], list[str]]:
+    """The names of the streams and data streams ``config`` resolves, as a host publishes them (a
+    damaged home file: the server's flags alone)."""
+    try:
+        return list(config.sources()), list(config.data_streams())
+    except FaceprintError:
+        sources, data_streams = config.overrides()
+        return list(sources), list(data_streams)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -107,7 +107,8 @@ class StreamProcessors:
         self.arns = arns
         self.settings = settings or StreamSettings()
         self.clock = clock
-        self.host_running = host_running or (lambda: host_holds_lock(self.home))
+        self.host_running = host_running or (store.host_running if store.shared else
+                                             lambda: host_holds_lock(self.home))
         self.models_dir = models_dir
         self.profile = profile
         self.threads = threads
@@ -144,7 +145,7 @@ class StreamProcessors:
     def _input(self, value: Any) -> dict[str, Any]:
         arn = members.arn_member(value, "Input", "KinesisVideoStream")
         stream = kvs_stream_name(arn)
-        if self.config.source_url(stream) is None:
+        if not self._mapped("sources", stream):
             raise InvalidParameterException(
                 f"The Kinesis video stream {stream} is not mapped to a camera: add it with "
                 f"`faceprint streams add {stream} URL` or `faceprint serve --stream {stream}=URL`.")
@@ -156,7 +157,7 @@ class StreamProcessors:
                                             "face search records go to Output.KinesisDataStream.")
         arn = members.arn_member(value, "Output", "KinesisDataStream")
         stream = kinesis_stream_name(arn)
-        if not self.config.sinks_of(stream):
+        if not self._mapped("data_streams", stream):
             raise InvalidParameterException(
                 f"The Kinesis data stream {stream} is not mapped to any sink: add one with "
                 f"`faceprint data-streams add {stream} SINK` or `faceprint serve --data-stream {stream}=SINK`.")
@@ -220,11 +221,17 @@ class StreamProcessors:
                               started_at=now, updated=now, health={})
         return StartStreamProcessorResult(session_id=session)
 
+    def _mapped(self, kind: str, name: str) -> bool:
+        """Whether stream (``kind`` "sources") or data stream ("data_streams") ``name`` is mapped here
+        or, with several nodes, by a live node's stream host (which publishes the names it maps)."""
+        here = self.config.source_url(name) is not None if kind == "sources" else bool(self.config.sinks_of(name))
+        return here or self.store.mapped_elsewhere(kind, name)
+
     def _check_mapped(self, row: ProcessorRow) -> None:
-        if self.config.source_url(row.video_stream) is None:
+        if not self._mapped("sources", row.video_stream):
             raise InvalidParameterException(f"The Kinesis video stream {row.video_stream} is no longer mapped to "
                                             "a camera (faceprint streams add NAME URL).")
-        if row.data_stream is not None and not self.config.sinks_of(row.data_stream):
+        if row.data_stream is not None and not self._mapped("data_streams", row.data_stream):
             raise InvalidParameterException(f"The Kinesis data stream {row.data_stream} is no longer mapped to a "
                                             "sink (faceprint data-streams add NAME SINK).")
 

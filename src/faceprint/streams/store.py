@@ -75,9 +75,37 @@ def _to_db(row: ProcessorRow) -> tuple:
                  for n in _NAMES)
 
 
+def is_shared(store_url: str | None) -> bool:
+    """Whether ``store_url`` names PostgreSQL (``faceprint.store.pgshared.is_postgres``, without
+    importing psycopg): then the processors live there, shared by every node."""
+    return bool(store_url) and store_url.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def open_processor_store(home: Path, store_url: str | None, *, node: str | None = None,
+                         existing: bool = False) -> Any:
+    """The processor store of ``home``: in PostgreSQL when ``store_url`` names it
+    (:class:`faceprint.streams.store_pg.PgProcessorStore`, ``node`` the stream host's node id
+    whose writes its leases fence), else :class:`ProcessorStore` at ``HOME/streams/processors.db``
+    (with ``existing``: None when that file does not exist)."""
+    from faceprint.home import private_folder
+    from faceprint.streams.config import STREAMS_DIR, streams_folder
+
+    if is_shared(store_url):
+        from faceprint.streams.store_pg import PgProcessorStore
+
+        return PgProcessorStore(store_url, node=node)
+    if existing:
+        path = Path(home) / STREAMS_DIR / "processors.db"
+        return ProcessorStore(path) if path.is_file() else None
+    return ProcessorStore(streams_folder(private_folder(Path(home))) / "processors.db")
+
+
 class ProcessorStore:
     """Stream processors and their recent events in SQLite at ``path``. Thread-safe (a connection per
     thread) and shared by processes (SQLite's locks; writes are ``BEGIN IMMEDIATE`` transactions)."""
+
+    shared = False
+    """One home's: its one stream host (the home's host lock) runs every processor."""
 
     def __init__(self, path: Path | str, *, erase_every: float = ERASE_EVERY,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -196,6 +224,10 @@ class ProcessorStore:
         with self._tx() as db:
             changed = db.execute(f"UPDATE processors SET {updates} WHERE {where}", params).rowcount
         return changed > 0
+
+    def mapped_elsewhere(self, kind: str, name: str) -> bool:
+        """Whether another node's stream host resolves the stream ``name`` (one home: none does)."""
+        return False
 
     def set_health(self, name: str, health: dict[str, Any]) -> None:
         with self._tx() as db:
