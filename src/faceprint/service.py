@@ -253,11 +253,12 @@ class Faceprint:
     def _make_streams(self) -> StreamProcessors:
         from faceprint.streams.config import StreamConfig, streams_folder
         from faceprint.streams.service import StreamProcessors, StreamSettings
-        from faceprint.streams.store import ProcessorStore
+        from faceprint.streams.store import open_processor_store
 
         settings = self._stream_settings or StreamSettings()
         config = StreamConfig(self.home, settings.sources, settings.data_streams)
-        store = ProcessorStore(streams_folder(private_folder(self.home)) / "processors.db")
+        streams_folder(private_folder(self.home))  # the server starts a stream host for a home that has it
+        store = open_processor_store(self.home, self.store_url)
         return StreamProcessors(self.home, store, config, self.collections, self.arns, settings, clock=time.time,
                                 models_dir=self.models.root, profile=self.profile.name, threads=self.threads)
 
@@ -877,15 +878,13 @@ class Faceprint:
         """The :class:`faceprint.erasure.Eraser` of this home (its video results and stream events
         where the home has them), recording through :attr:`recorder`."""
         from faceprint.erasure import Eraser
-        from faceprint.streams.config import STREAMS_DIR
-        from faceprint.streams.store import ProcessorStore
+        from faceprint.streams.store import open_processor_store
         from faceprint.video.runner import store_path
         from faceprint.video.store import JobStore
 
         jobs = self._video.store if self._video is not None else (
             JobStore(store_path(self.home)) if store_path(self.home).is_file() else None)
-        events_path = self.home / STREAMS_DIR / "processors.db"
-        events = ProcessorStore(events_path) if events_path.is_file() else None
+        events = open_processor_store(self.home, self.store_url, existing=True)
         recorder = self.recorder
         return Eraser(self.store, self.index_cache, self._index_lock, self.crops, self.settings_store,
                       recorder.changed, log=recorder.log, probes=self.probe_store, jobs=jobs, events=events,
