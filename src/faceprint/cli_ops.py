@@ -4,11 +4,14 @@ and ``faceprint doctor``: see ``faceprint.ops`` and docs/scale.md, "Moving, back
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-COMMANDS: frozenset[str] = frozenset({"migrate"})
+from faceprint.backends import INDEX_ENV, STORE_ENV
+
+COMMANDS: frozenset[str] = frozenset({"migrate", "backup", "restore"})
 """The top-level command names this module adds."""
 
 
@@ -23,6 +26,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-index", action="store_true",
                    help="do not bring the index (--index, or the home's) up to date from the new store afterwards")
 
+    p = sub.add_parser("backup", help="a consistent copy of the home's databases and files and of the store "
+                                      "(SQLite online backup; pg_dump for PostgreSQL), taken while it runs")
+    p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home folder")
+    p.add_argument("dest", metavar="DEST", help="a new (or empty) folder for the backup")
+    p = sub.add_parser("restore", help="put a backup back into a home and its store (--store; an empty target "
+                                       "unless --force)")
+    p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home folder")
+    p.add_argument("source", metavar="SRC", help="the backup's folder")
+    p.add_argument("--force", action="store_true", help="replace what the home and the database hold")
+
 
 def run(args: argparse.Namespace) -> Any:
     from faceprint.service import default_home
@@ -30,13 +43,19 @@ def run(args: argparse.Namespace) -> Any:
     home = Path(args.home) if getattr(args, "home", None) else default_home()
     if args.command == "migrate":
         return _migrate(home, args)
+    store = args.store or os.environ.get(STORE_ENV)
+    if args.command == "backup":
+        from faceprint.ops.backup import backup
+
+        return backup(home, store, Path(args.dest))
+    if args.command == "restore":
+        from faceprint.ops.restore import restore
+
+        return restore(Path(args.source), home, store, force=args.force)
     raise AssertionError(args.command)
 
 
 def _migrate(home: Path, args: argparse.Namespace) -> Any:
-    import os
-
-    from faceprint.backends import INDEX_ENV, STORE_ENV
     from faceprint.ops.migrate import migrate, rebuild_indexes
 
     target = args.target or os.environ.get(STORE_ENV)

@@ -53,11 +53,7 @@ class StoreMover:
             return tally(db.execute, db.execute)
 
     def target_tally(self) -> Tally:
-        with psycopg.connect(self.target_url) as db:
-            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot
-            with db.cursor(binary=True) as small, db.cursor("faces", binary=True) as big:
-                big.itersize = BATCH  # a server-side cursor: the faces stream, a batch at a time
-                return tally(small.execute, big.execute)
+        return pg_tally(self.target_url)
 
     def target_empty(self) -> bool:
         with psycopg.connect(self.target_url) as db:
@@ -99,6 +95,15 @@ class StoreMover:
 
     def close(self) -> None:
         pass
+
+
+def pg_tally(url: str) -> Tally:
+    """The tally of the PostgreSQL store at ``url`` (one snapshot)."""
+    with psycopg.connect(url) as db:
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one snapshot
+        with db.cursor(binary=True) as small, db.cursor("faces", binary=True) as big:
+            big.itersize = BATCH  # a server-side cursor: the faces stream, a batch at a time
+            return tally(small.execute, big.execute)
 
 
 def tally(query: Any, stream: Any) -> Tally:
