@@ -34,12 +34,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from faceprint.backends import STORE_ENV
 from faceprint.errors import FaceprintError
 from faceprint.home import FileLock, lock_held, private_file, private_folder
 from faceprint.video.analysers import ANALYSERS
 from faceprint.video.decode import VideoLimits
 from faceprint.video.notify import Notifier
-from faceprint.video.store import FAILED, RUNNING, SUCCEEDED, JobRow, JobStore
+from faceprint.video.store import FAILED, RUNNING, SUCCEEDED, JobRow, JobStore, open_job_store
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class VideoRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sweep = float("-inf")
+        self._last_lease = float("-inf")
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -160,13 +162,29 @@ class VideoRunner:
     def _take_lock(self) -> bool:
         if not self.lock.acquire():
             return False
-        now = self.clock()
-        for row in self.store.recover(now, MAX_ATTEMPTS, ORPHANED):
+        self._recover()
+        return True
+
+    def _recover(self) -> None:
+        """Requeue (or fail) the jobs of dead runners; send the notifications no one is sending."""
+        for row in self.store.recover(self.clock(), MAX_ATTEMPTS, ORPHANED):
             log.warning("Job %s failed: its runner died while it ran, twice.", row.job_id)
             self.store.delete_input(row.job_id)  # notified below, with the others pending
+        self._send_pending()
+
+    def _send_pending(self) -> None:
         for row in self.store.pending_notifications():
             self.notifier.notify(row)
-        return True
+
+    def _leases(self) -> None:
+        """A store shared by several nodes (PostgreSQL): renew this runner's leases, and look for jobs
+        whose node died (lease lapsed) and notifications no node sends, every third of a lease."""
+        lease = self.store.lease_seconds
+        if not lease or time.monotonic() - self._last_lease < lease / 3:
+            return
+        self._last_lease = time.monotonic()
+        self.store.renew([run.row.owner for run in list(self._runs.values()) if run.row.owner])
+        self._recover()
 
     def _idle(self) -> bool:
         return not self._runs and self.store.claimable(self.kinds) == 0
@@ -193,6 +211,7 @@ class VideoRunner:
                 log.info("Job %s expired: deleted.", job_id)
         for job_id in [j for j, r in self._runs.items() if not r.is_alive()]:
             del self._runs[job_id]
+        self._leases()
         while len(self._runs) < max(1, self.settings.workers):
             row = self.store.claim(uuid.uuid4().hex, self.clock(), self.kinds)
             if row is None:
@@ -235,7 +254,10 @@ class VideoRunner:
     def _finalize(self, row: JobRow) -> None:
         if row.source_kind in ("input", "s3"):
             self.store.delete_input(row.job_id)
-        self.notifier.notify(row)
+        if self.store.shared:  # claimed from the store, so that one node sends it
+            self._send_pending()
+        else:
+            self.notifier.notify(row)
 
     def fail(self, row: JobRow, message: str) -> None:
         if self.store.finish(row.job_id, row.owner, FAILED, message, self.clock()):
@@ -250,7 +272,8 @@ class VideoRunner:
         return {"job_id": row.job_id, "owner": row.owner, "analyser": self.settings.analysers[row.api],
                 "path": str(path), "params": row.params, "profile": row.profile, "home": str(self.home),
                 "models_dir": str(self.settings.models_dir) if self.settings.models_dir else None,
-                "limits": row.limits, "threads": threads, "db": str(self.store.path)}
+                "limits": row.limits, "threads": threads,
+                "db": str(self.store.path) if self.store.path is not None else None}  # None: FACEPRINT_STORE
 
 
 class _Cancelled(Exception):
@@ -304,6 +327,8 @@ class _JobRun(threading.Thread):
         row, store = self.row, self.runner.store
         if row.source_kind == "path":
             return Path(row.source)
+        if row.source_kind == "input":
+            return store.fetch_input(row.job_id, self._copying)  # another node's Start: from the database
         if row.source_kind == "s3":
             private_folder(store.inputs)
             store.delete_input(row.job_id)
@@ -319,8 +344,10 @@ class _JobRun(threading.Thread):
 
     def _work(self, path: Path) -> int | None:
         job = json.dumps(self.runner.worker_job(self.row, path))
+        store = self.runner.store
+        env = {**os.environ, STORE_ENV: store.url} if store.shared else None  # not on its command line
         process = subprocess.Popen([sys.executable, "-m", "faceprint.video.worker", "--parent", str(os.getpid())],
-                                   stdin=subprocess.PIPE, close_fds=True)
+                                   stdin=subprocess.PIPE, close_fds=True, env=env)
         self._process = process
         if self._cancelled.is_set():
             process.send_signal(signal.SIGTERM)
@@ -365,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home = Path(args.home)
-    store = JobStore(private_folder(video_folder(home)) / "jobs.db")
+    store = open_job_store(private_folder(home), os.environ.get(STORE_ENV))
     runner = VideoRunner(home, store, RunnerSettings(workers=args.workers, models_dir=args.models_dir,
                                                      exit_when_idle=args.exit_when_idle))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())

@@ -33,10 +33,10 @@ from faceprint.errors import (
     VideoTooLargeException,
 )
 from faceprint.faces import validate_percent
-from faceprint.home import create_private, private_folder
+from faceprint.home import private_folder
 from faceprint.video.decode import VideoLimits
-from faceprint.video.runner import RunnerSettings, VideoRunner, store_path
-from faceprint.video.store import QUEUED, SUCCEEDED, JobRow, JobStore, new_secret
+from faceprint.video.runner import RunnerSettings, VideoRunner
+from faceprint.video.store import QUEUED, SUCCEEDED, JobRow, JobStore, new_secret, open_job_store
 from faceprint.video.types import (
     AudioMetadata,
     GetFaceDetectionResult,
@@ -126,14 +126,15 @@ class VideoJobs:
 
     def __init__(self, home: str | os.PathLike, profile: str, models_dir: str | os.PathLike | None,
                  collections: Any, settings: VideoSettings | None = None,
-                 clock: Callable[[], float] = time.time, store: JobStore | None = None) -> None:
+                 clock: Callable[[], float] = time.time, store: JobStore | None = None,
+                 store_url: str | None = None) -> None:
         self.home = private_folder(Path(home))
         self.profile = profile
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.collections = collections
         self.settings = settings or VideoSettings()
         self.clock = clock
-        self.store = store or JobStore(store_path(self.home))
+        self.store = store or open_job_store(self.home, store_url)  # PostgreSQL's when store_url names it
         self._runner: VideoRunner | None = None
         self._lock = threading.Lock()
 
@@ -226,7 +227,8 @@ class VideoJobs:
              notification: dict[str, str] | None, source: _Source) -> JobRow:
         return JobRow(job_id=job_id, api=api, status=QUEUED, status_message=None, params=params, request_hash=digest,
                       client_token=token, job_tag=tag, notification=notification, notify_pending=False,
-                      source_kind=source.kind, source=source.source, profile=self.profile, owner=None,
+                      source_kind="input" if source.kind == "path" and self.store.shared else source.kind,
+                      source=source.source, profile=self.profile, owner=None,
                       secret=new_secret(), created=self.clock(), started=None, finished=None,
                       expiry_seconds=float(self.settings.expiry_seconds), expires=None, attempts=0, frames_done=0,
                       frames_total=0, metadata=None, limits=asdict(self.settings.limits))
@@ -273,13 +275,13 @@ class VideoJobs:
         if source.kind == "input":
             assert source.data is not None
             _check_size(len(source.data), limits)
-            path = private_folder(self.store.inputs) / job_id
-            with os.fdopen(create_private(path), "wb") as fh:
-                fh.write(source.data)
+            path = self.store.write_input(job_id, source.data)
         else:
             path = Path(source.source)
             _check_size(_regular_file_size(path), limits)
         _probe(path, limits)
+        if source.kind == "path" and self.store.shared:  # kept for whichever node runs the job
+            self.store.write_input(job_id, path, limits.max_bytes)
 
     def _kick(self) -> None:
         if self.settings.run_jobs:

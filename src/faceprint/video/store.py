@@ -20,7 +20,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 
 from faceprint.collections import MAX_SEQ, decode_token, encode_token
 from faceprint.errors import InvalidPaginationTokenException, LimitExceededException
+from faceprint.home import create_private, private_folder
 from faceprint.store.database import Database
 from faceprint.video.context import Item
 
@@ -134,6 +135,19 @@ class JobRow:
         return tuple(json.dumps(v) if i in _JSON and v is not None else v for i, v in enumerate(values))
 
 
+def open_job_store(home: Path | str, store_url: str | None, **pg: Any) -> Any:
+    """The job store of ``home``: in PostgreSQL when ``store_url`` names it (shared by every node:
+    ``faceprint.video.store_pg.PgJobStore``, its input files under ``HOME/video/inputs``; ``pg``:
+    its keyword arguments), else this module's :class:`JobStore` at ``HOME/video/jobs.db``."""
+    from faceprint.video.runner import store_path, video_folder
+
+    if store_url and store_url.split(":", 1)[0].lower() in ("postgresql", "postgres"):  # pgshared.is_postgres,
+        from faceprint.video.store_pg import PgJobStore  # without importing psycopg for SQLite
+
+        return PgJobStore(str(store_url), video_folder(Path(home)) / "inputs", **pg)
+    return JobStore(store_path(Path(home)))
+
+
 def new_secret() -> str:
     return secrets.token_hex(16)
 
@@ -158,9 +172,29 @@ class JobStore:
         """Close this thread's connection (others close when their thread's storage goes)."""
         self._database.close()
 
+    shared = False
+    """Jobs are this home's alone (a PostgreSQL job store's are shared by every node)."""
+    lease_seconds: float | None = None
+    """No leases: the home's runner lock says which process runs jobs, and what it finds RUNNING when
+    it takes the lock was left by a dead runner (``recover``)."""
+
     def input_path(self, job_id: str) -> Path:
         """Where a job's own copy of its video lives (bytes given to Start, an S3 object fetched)."""
         return self.inputs / job_id
+
+    def write_input(self, job_id: str, data: bytes) -> Path:
+        """Write the video bytes a Start was given to the job's input file; its path."""
+        path = private_folder(self.inputs) / job_id
+        with os.fdopen(create_private(path), "wb") as fh:
+            fh.write(data)
+        return path
+
+    def fetch_input(self, job_id: str, on_chunk: Callable[[int], None] | None = None) -> Path:
+        """The job's input file, for its worker (on this machine already)."""
+        return self.input_path(job_id)
+
+    def renew(self, owners: Iterable[str]) -> None:
+        """Leases: none here (see ``lease_seconds``)."""
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -337,10 +371,7 @@ class JobStore:
         """Remove from every face-search job's results the matches of ``face_ids`` (and of faces with
         ``external_image_id``), as an erasure of that person asks: the person stays in the
         results, unmatched. Answers ``{"Jobs": [job ids], "Matches": how many were removed}``."""
-        needles = list(dict.fromkeys(face_ids))
-        wanted = set(needles)
-        if external_image_id is not None:
-            needles.append(json.dumps(external_image_id))
+        needles, wanted = erase_needles(face_ids, external_image_id)
         if not needles:
             return {"Jobs": [], "Matches": 0}
         jobs, removed = set(), 0
@@ -352,14 +383,11 @@ class JobStore:
                     "WHERE j.api = 'StartFaceSearch' AND instr(i.body, ?) > 0", (needle,)))
             for seq in sorted(seqs):
                 job_id, body = db.execute("SELECT job_id, body FROM items WHERE seq = ?", (seq,)).fetchone()
-                item = json.loads(body)
-                matches = item.get("FaceMatches") or []
-                kept = [m for m in matches if not _names(m.get("Face") or {}, wanted, external_image_id)]
-                if len(kept) != len(matches):
-                    db.execute("UPDATE items SET body = ? WHERE seq = ?",
-                               (json.dumps(item | {"FaceMatches": kept}), seq))
+                changed, gone = without_matches(body, wanted, external_image_id)
+                if gone:
+                    db.execute("UPDATE items SET body = ? WHERE seq = ?", (changed, seq))
                     jobs.add(job_id)
-                    removed += len(matches) - len(kept)
+                    removed += gone
         if removed:
             self._erase_wal()
         return {"Jobs": sorted(jobs), "Matches": removed}
@@ -405,28 +433,53 @@ class JobStore:
         found = self._db().execute(query, (row.job_id, *after, limit + 1)).fetchall()
         more = len(found) > limit
         found = found[:limit]
-        token = self._token(row, sort, found[-1][:3]) if more else None
+        token = page_token(row, sort, found[-1][:3]) if more else None
         return [json.loads(r[3]) for r in found], token
 
-    @staticmethod
-    def _mac(row: JobRow, sort: str, position: Iterable[int]) -> str:
-        text = ":".join([row.job_id, sort, *(str(p) for p in position)])
-        return hmac.new(bytes.fromhex(row.secret), text.encode(), hashlib.sha256).hexdigest()[:32]
-
-    def _token(self, row: JobRow, sort: str, position: tuple[int, int, int]) -> str:
-        return encode_token([*position, self._mac(row, sort, position)])
-
     def position(self, row: JobRow, sort: str, token: str | None) -> tuple[int, int, int]:
-        """Where ``token`` points in the job's items in ``sort`` order (the start for None), or
-        ``InvalidPaginationTokenException`` unless it was issued for this job and order."""
-        if token is None:
-            return (-MAX_SEQ - 1, -MAX_SEQ - 1, -1)
-        value = decode_token(token, _is_position)
-        position = tuple(value[:3])
-        if not hmac.compare_digest(value[3], self._mac(row, sort, position)):
-            raise InvalidPaginationTokenException(
-                "NextToken is not one this service issued for this job and sort order.")
-        return position  # type: ignore[return-value]
+        return token_position(row, sort, token)
+
+
+def _mac(row: JobRow, sort: str, position: Iterable[int]) -> str:
+    text = ":".join([row.job_id, sort, *(str(p) for p in position)])
+    return hmac.new(bytes.fromhex(row.secret), text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def page_token(row: JobRow, sort: str, position: tuple[int, int, int]) -> str:
+    """The NextToken of the page after ``position``, signed with the job's secret (kept in its row:
+    a token issued by one node is good on every node of the job store)."""
+    return encode_token([*position, _mac(row, sort, position)])
+
+
+def token_position(row: JobRow, sort: str, token: str | None) -> tuple[int, int, int]:
+    """Where ``token`` points in the job's items in ``sort`` order (the start for None), or
+    ``InvalidPaginationTokenException`` unless it was issued for this job and order."""
+    if token is None:
+        return (-MAX_SEQ - 1, -MAX_SEQ - 1, -1)
+    value = decode_token(token, _is_position)
+    position = tuple(value[:3])
+    if not hmac.compare_digest(value[3], _mac(row, sort, position)):
+        raise InvalidPaginationTokenException(
+            "NextToken is not one this service issued for this job and sort order.")
+    return position  # type: ignore[return-value]
+
+
+def erase_needles(face_ids: Iterable[str], external_image_id: str | None) -> tuple[list[str], set[str]]:
+    """What to look for in items' JSON (face ids, the external image id as JSON) and the face ids."""
+    needles = list(dict.fromkeys(face_ids))
+    wanted = set(needles)
+    if external_image_id is not None:
+        needles.append(json.dumps(external_image_id))
+    return needles, wanted
+
+
+def without_matches(body: str, wanted: set[str], external_image_id: str | None) -> tuple[str, int]:
+    """An item's JSON without the matches of ``wanted`` faces (or of ``external_image_id``), and
+    how many were removed."""
+    item = json.loads(body)
+    matches = item.get("FaceMatches") or []
+    kept = [m for m in matches if not _names(m.get("Face") or {}, wanted, external_image_id)]
+    return json.dumps(item | {"FaceMatches": kept}), len(matches) - len(kept)
 
 
 def _names(face: dict[str, Any], face_ids: set[str], external_image_id: str | None) -> bool:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -19,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from faceprint.backends import STORE_ENV
 from faceprint.errors import FaceprintError
 from faceprint.processes import exit_with_parent
 from faceprint.video.decode import VideoLimits
-from faceprint.video.store import FAILED, SUCCEEDED, JobStore
+from faceprint.video.store import FAILED, SUCCEEDED, JobStore, open_job_store
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,8 @@ def worker_main(parent: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     exit_with_parent(parent)
     job = json.loads(sys.stdin.read())
-    ctx = StoreContext(JobStore(job["db"]), job, None, stop)
+    store = JobStore(job["db"]) if job["db"] is not None else open_job_store(job["home"], os.environ.get(STORE_ENV))
+    ctx = StoreContext(store, job, None, stop)
     status, message = _analyse(job, ctx)
     if status is not None and not stop.is_set():
         if ctx.audit is not None and ctx.fp is None:  # it failed before its Faceprint was made
