@@ -712,10 +712,10 @@ class Faceprint:
             with self._index_lock:
                 log = self.__dict__.get("_audit_log")
                 if log is None:
-                    from faceprint.audit.log import AuditLog
+                    from faceprint.audit.backend import open_audit_log
 
-                    log = self._audit_log = AuditLog(self.home / "audit", clock=time.time,
-                                                     durable=self.audit_settings.durable)
+                    log = self._audit_log = open_audit_log(self.home, self.store_url, clock=time.time,
+                                                           durable=self.audit_settings.durable)
         return log
 
     def audit_entries(self, filters: AuditFilter | None = None, max_results: int = 100,
