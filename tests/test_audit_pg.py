@@ -225,3 +225,41 @@ def test_the_store_url_chooses_the_log(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEPRINT_STORE", "postgresql://nobody@/nothing")
     assert isinstance(open_audit_log(tmp_path), PgAuditLog)  # nothing connected yet
     assert isinstance(open_audit_log(tmp_path, ""), AuditLog)
+
+
+def test_the_cli_records_and_verifies_in_the_stores_log(pg_url, tmp_path, capsys, monkeypatch):
+    import json
+
+    from faceprint.cli import main
+    from faceprint.service import Faceprint
+
+    monkeypatch.delenv("FACEPRINT_STORE", raising=False)
+    home = tmp_path / "home"
+    assert isinstance(Faceprint(home, store_url=pg_url).audit_log, PgAuditLog)
+    assert main(["--home", str(home), "--store", pg_url, "keys", "create", "--name", "desk-7"]) == 0
+    log = PgAuditLog(pg_url, home / "audit")
+    assert [r.entry.operation for r in log.records()] == ["KeyCreated"]
+    capsys.readouterr()
+    assert main(["--home", str(home), "--store", pg_url, "audit", "verify"]) == 0
+    assert json.loads(capsys.readouterr().out)["Entries"] == 1
+    key, seals = tmp_path / "offline" / "seal.pem", tmp_path / "kept-elsewhere.jsonl"
+    key.parent.mkdir()
+    assert main(["audit", "keygen", "--out", str(key)]) == 0
+    assert main(["--home", str(home), "--store", pg_url, "audit", "seal", "--offline-key", str(key),
+                 "--seals", str(seals)]) == 0
+    capsys.readouterr()
+    assert main(["--home", str(home), "--store", pg_url, "audit", "verify", "--seals", str(seals),
+                 "--offline-public-key", f"{key}.pub"]) == 0
+    assert json.loads(capsys.readouterr().out)["SealedThrough"] == 1
+    with psycopg_connect(pg_url) as db:
+        db.execute("UPDATE audit_entries SET body = replace(body, 'desk-7', 'desk-8') WHERE seq = 1")
+    assert main(["--home", str(home), "--store", pg_url, "audit", "verify"]) == 1
+    assert [p["Kind"] for p in json.loads(capsys.readouterr().out)["Problems"]] == ["edited"]
+    assert not (home / "audit" / "audit.db").exists()
+    log.close()
+
+
+def psycopg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
