@@ -11,7 +11,7 @@ from typing import Any
 
 from faceprint.backends import INDEX_ENV, STORE_ENV
 
-COMMANDS: frozenset[str] = frozenset({"migrate", "backup", "restore"})
+COMMANDS: frozenset[str] = frozenset({"migrate", "backup", "restore", "doctor"})
 """The top-level command names this module adds."""
 
 
@@ -35,6 +35,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home folder")
     p.add_argument("source", metavar="SRC", help="the backup's folder")
     p.add_argument("--force", action="store_true", help="replace what the home and the database hold")
+    p = sub.add_parser("doctor", help="check a deployment: store and parts (reachable, schema versions), home "
+                                      "databases, index freshness, model files (SHA-256), disk, file modes; "
+                                      "exit 0 ok, 2 warnings, 1 failures")
+    p.add_argument("--home", default=argparse.SUPPRESS, help="faceprint home folder")
+    p.add_argument("--profile", default=argparse.SUPPRESS, help="the model profile whose files to check")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
 
 def run(args: argparse.Namespace) -> Any:
@@ -52,6 +58,25 @@ def run(args: argparse.Namespace) -> Any:
         from faceprint.ops.restore import restore
 
         return restore(Path(args.source), home, store, force=args.force)
+    return _doctor(home, store, args)
+
+
+def _doctor(home: Path, store: str | None, args: argparse.Namespace) -> Any:
+    import json
+
+    from faceprint.cli_video import Printed
+    from faceprint.models.profiles import DEFAULT_PROFILE
+    from faceprint.ops.doctor import Deployment, doctor, exit_status, table
+    from faceprint.service import default_models_dir
+
+    profile = getattr(args, "profile", None) or os.environ.get("FACEPRINT_PROFILE") or DEFAULT_PROFILE
+    found = doctor(Deployment(home, store, args.index or os.environ.get(INDEX_ENV), profile,
+                              default_models_dir(home)))
+    if args.json:
+        print(json.dumps({"Findings": [f.to_dict() for f in found], "Status": exit_status(found)}, indent=2))
+    else:
+        print(table(found))
+    return Printed(exit_status(found))
     raise AssertionError(args.command)
 
 
