@@ -263,3 +263,17 @@ def psycopg_connect(url: str) -> Any:
     import psycopg
 
     return psycopg.connect(url, autocommit=True)
+
+
+def test_an_append_behind_a_hung_node_fails_in_time_and_writes_nothing(pg_url, tmp_path, monkeypatch):
+    from faceprint.audit import pglog
+
+    log = PgAuditLog(pg_url, tmp_path)
+    log.append(entry(1))
+    monkeypatch.setattr(pglog, "LOCK_CHAIN", pglog.LOCK_CHAIN.replace(pglog.LOCK_WAIT, "200ms"))
+    with psycopg_connect(pg_url) as hung:  # a node that took the chain's lock and stopped
+        hung.execute("SELECT pg_advisory_lock(%s)", (pglog.CHAIN_LOCK,))
+        with pytest.raises(AuditUnavailable, match="could not be written"):
+            log.append(entry(2))
+    assert log.count() == 1 and log.append(entry(3)).seq == 2 and problems(log) == []
+    log.close()

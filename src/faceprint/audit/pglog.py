@@ -43,6 +43,10 @@ PART = "audit"
 PAGE = 2000
 CHAIN_LOCK = zlib.crc32(b"faceprint audit chain")
 """The advisory lock every append holds while it extends the chain."""
+LOCK_WAIT = "10s"
+"""How long an append waits for the chain's lock (held by a node that hangs) before it fails."""
+LOCK_CHAIN = f"SET LOCAL lock_timeout = '{LOCK_WAIT}'; SELECT pg_advisory_xact_lock({CHAIN_LOCK})"
+"""Take the chain's lock (one round trip: no parameters)."""
 
 UNAVAILABLE = "The audit record could not be written, so the operation was not carried out."
 UNREADABLE = "The audit record could not be read."
@@ -172,9 +176,7 @@ class PgAuditLog:
             part = self._part()
             self.signer.key  # noqa: B018 - read (or made) before the chain's lock is taken
             with part.tx() as db:
-                db.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
-                if not self.durable:
-                    db.execute("SET LOCAL synchronous_commit = off")
+                db.execute(LOCK_CHAIN if self.durable else "SET LOCAL synchronous_commit = off; " + LOCK_CHAIN)
                 return self._append(db, entries)[-len(entries):]
         except (psycopg.Error, AuditUnavailable, OSError, ValueError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
@@ -234,7 +236,7 @@ class PgAuditLog:
 
         try:
             with self._part().tx() as db:
-                db.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+                db.execute(LOCK_CHAIN)
                 gone = db.execute("DELETE FROM audit_entries WHERE seq <= %s", (int(seq),)).rowcount
                 db.execute("DELETE FROM audit_heads WHERE seq <= %s", (int(seq),))
             with self._part().tx() as db:
