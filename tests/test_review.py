@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.log import AuditFilter, AuditLog, Entry
+from faceprint.audit.pgparts import open_reviews, open_settings
 from faceprint.audit.review import Reviews, list_page, status_of
 from faceprint.audit.settings import CollectionSettings, SettingsStore
 from faceprint.errors import (
@@ -19,6 +21,7 @@ from faceprint.errors import (
     InvalidParameterException,
     ResourceNotFoundException,
 )
+from pg import pg  # noqa: F401
 
 FACE_A = "11111111-1111-4111-8111-111111111111"
 FACE_B = "22222222-2222-4222-8222-222222222222"
@@ -27,13 +30,31 @@ ALICE, BOB, CAROL = Caller("alice"), Caller("bob", "console"), Caller("carol", "
 
 
 class Home:
-    """An audit folder with a log, settings and reviews, and helpers to record searches."""
+    """An audit folder with a log, settings and reviews (in the home's files, or in PostgreSQL where
+    ``url`` names a database: the same tests run on both), and helpers to record searches."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, url=None):
+        self.root, self.url = root, url
         self.log = AuditLog(root / "audit")
-        self.settings = SettingsStore(root / "settings.db")
-        self.reviews = Reviews(root / "audit", self.log, self.settings)
+        self.settings = self.open_settings()
+        self.reviews = self.open_reviews()
+
+    def open_settings(self) -> SettingsStore:
+        return open_settings(self.root, self.url or f"sqlite:///{self.root}")
+
+    def open_reviews(self, log=None, settings=None) -> Reviews:
+        """Another process's (or node's) view of the same queue."""
+        return open_reviews(self.root, self.url or f"sqlite:///{self.root}", log or self.log, settings or self.settings)
+
+    def drop_queue(self) -> None:
+        """Lose the review queue (not the log)."""
+        self.reviews.close()
+        if self.url is None:
+            for name in ("reviews.db", "reviews.db-wal", "reviews.db-shm"):
+                (self.root / "audit" / name).unlink(missing_ok=True)
+        else:
+            with psycopg.connect(self.url) as db:
+                db.execute("TRUNCATE review_decisions, review_candidates, review_log_position")
 
     def search(self, collection="people", faces=(FACE_A, FACE_B), two_person=True, case="case-7",
                operation="SearchFacesByImage") -> int:
@@ -49,9 +70,20 @@ class Home:
         return self.log.query(AuditFilter(operation="ReviewDecision"))
 
 
-@pytest.fixture
-def home(tmp_path):
-    h = Home(tmp_path)
+@pytest.fixture(scope="module")
+def pg_url(request) -> str:
+    """One database for the module's PostgreSQL runs (emptied before each: see ``home``)."""
+    return request.getfixturevalue("pg").database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def home(tmp_path, request):
+    h = Home(tmp_path, request.getfixturevalue("pg_url") if request.param == "postgres" else None)
+    if h.url is not None:
+        h.drop_queue()
+        with psycopg.connect(h.url) as db:
+            db.execute("TRUNCATE settings_collections")
+        h.reviews = h.open_reviews()
     yield h
     h.reviews.close()
     h.settings.close()
@@ -278,17 +310,15 @@ def test_the_queue_is_rebuilt_from_the_log(home, tmp_path):
     home.reviews.decide(search, FACE_A, "CONFIRMED", BOB, note="same scar")
     home.reviews.decide(search, FACE_B, "REJECTED", BOB)
     before = [r.to_json() for r in home.reviews.queue()]
-    home.reviews.close()
-    for name in ("reviews.db", "reviews.db-wal", "reviews.db-shm"):
-        (tmp_path / "audit" / name).unlink(missing_ok=True)
-    home.reviews = Reviews(tmp_path / "audit", home.log, home.settings)
+    home.drop_queue()
+    home.reviews = home.open_reviews()
     assert [r.to_json() for r in home.reviews.queue()] == before
     assert [r["Status"] for r in before] == ["pending", "confirmed", "rejected"]
 
 
 def test_concurrent_reviewers_are_ordered(home, tmp_path):
     search = home.search()
-    other = Reviews(tmp_path / "audit", AuditLog(tmp_path / "audit"), SettingsStore(tmp_path / "settings.db"))
+    other = home.open_reviews(AuditLog(tmp_path / "audit"), home.open_settings())
     errors = []
 
     def confirm(reviews, caller):
@@ -310,9 +340,9 @@ def test_concurrent_reviewers_are_ordered(home, tmp_path):
     assert home.reviews.get(search)[0].status == "confirmed" and len(home.reviews.get(search)[0].decisions) == 10
 
 
-def _confirm_as(root: str, search: int, name: str) -> None:
-    folder = Path(root)
-    reviews = Reviews(folder / "audit", AuditLog(folder / "audit"), SettingsStore(folder / "settings.db"))
+def _confirm_as(root: str, url: str | None, search: int, name: str) -> None:
+    home = Home(Path(root), url)  # another node when url names PostgreSQL
+    reviews = home.reviews
     for _ in range(5):
         reviews.decide(search, FACE_A, "CONFIRMED", Caller(name, "key", f"AKID{name.upper()}"))
 
@@ -324,7 +354,8 @@ def test_one_person_confirming_from_two_processes_at_once_is_still_one(home, tmp
 
     search = home.search()
     ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=_confirm_as, args=(str(tmp_path), search, name)) for name in ("alice", "ALICE")]
+    workers = [ctx.Process(target=_confirm_as, args=(str(tmp_path), home.url, search, name))
+               for name in ("alice", "ALICE")]
     for w in workers:
         w.start()
     for w in workers:
@@ -360,7 +391,7 @@ def test_a_replaced_log_is_indexed_afresh(home, tmp_path):
         path.unlink()
     home.log = AuditLog(tmp_path / "audit")
     search = home.search(faces=(FACE_C,))  # seq 1 again, another search
-    home.reviews = Reviews(tmp_path / "audit", home.log, home.settings)
+    home.reviews = home.open_reviews()
     assert home.reviews.queue() == []
     assert [(r.face_id, r.status) for r in home.reviews.get(search)] == [(FACE_C, "pending")]
 

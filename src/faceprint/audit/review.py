@@ -169,12 +169,18 @@ def candidates_of(search: Record) -> dict[str, dict]:
 class Reviews:
     """The review of search candidates over one home's audit log (``folder``: ``HOME/audit``)."""
 
-    def __init__(self, folder: Path, log: AuditLog, settings: SettingsStore,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, folder: Path | None, log: AuditLog, settings: SettingsStore,
+                 clock: Callable[[], float] = time.time, *, database: Any = None) -> None:
+        """The queue in ``folder/reviews.db``, or in ``database`` (one with :class:`Database`'s interface:
+        the shared PostgreSQL one, :func:`faceprint.audit.pgparts.open_reviews`)."""
         self.log = log
         self.settings = settings
         self.clock = clock
-        self.database = Database(Path(folder) / "reviews.db", SCHEMA)
+        if database is None:
+            if folder is None:
+                raise TypeError("Reviews needs a folder or a database")
+            database = Database(Path(folder) / "reviews.db", SCHEMA)
+        self.database = database
         self.refresh()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -327,7 +333,8 @@ class Reviews:
 
     def _advance(self, db: Any, seq: int, hash_: str) -> None:
         """The queue holds every review entry up to ``seq`` (whose hash is ``hash_``)."""
-        db.execute("INSERT OR REPLACE INTO log_position VALUES ('log', ?, ?)", (seq, hash_))
+        db.execute("INSERT INTO log_position VALUES ('log', ?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq,"
+                   " hash = excluded.hash", (seq, hash_))
 
     def _replay(self, db: Any, record: Record) -> None:
         """Index a review entry found in the log; one this code did not write (it names no candidate of
@@ -350,7 +357,7 @@ class Reviews:
                 self._open(db, search, face_id, required, known)
             return
         row_id = self._open(db, search, details["FaceId"], required)
-        db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                    (record.seq, row_id, record.entry.caller.actor, details["Decision"], record.entry.started,
                     details.get("Note")))
         self._restate(db, row_id, required, search.entry.collection_id)
@@ -366,10 +373,10 @@ class Reviews:
         candidate = self._candidate(search, face_id, known)
         cursor = db.execute(
             "INSERT INTO candidates (search_id, face_id, collection_id, similarity, external_image_id, user_id,"
-            " probe_sha256, required, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " probe_sha256, required, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (search.seq, face_id, search.entry.collection_id, candidate.get("Similarity"),
              candidate.get("ExternalImageId"), candidate.get("UserId"), search.entry.probe_sha256, required, "pending"))
-        return int(cursor.lastrowid)
+        return int(cursor.fetchone()[0])
 
     def _restate(self, db: Any, row_id: int, required: int, collection_id: str | None) -> None:
         decisions = [(d["Reviewer"], d["Decision"]) for d in self._decisions(db, row_id)]

@@ -84,8 +84,10 @@ class CollectionSettings:
 class SettingsStore:
     """The settings of every collection of one home, in SQLite (safe across threads and processes)."""
 
-    def __init__(self, path: Path) -> None:
-        self.database = Database(path, SCHEMA)
+    def __init__(self, path: Path | None = None, *, database: Any = None) -> None:
+        """``HOME/settings.db`` at ``path``, or ``database`` (one with :class:`Database`'s interface: the
+        shared PostgreSQL one, :func:`faceprint.audit.pgparts.open_settings`)."""
+        self.database = database if database is not None else Database(_required(path), SCHEMA)
 
     def get(self, collection_id: str) -> CollectionSettings:
         """The collection's settings (the defaults where none were written)."""
@@ -98,7 +100,7 @@ class SettingsStore:
         """Write the collection's settings (replacing what it had)."""
         settings.checked()
         with self.database.tx() as db:
-            db.execute("INSERT OR REPLACE INTO collection_settings VALUES (?, ?, ?, ?)",
+            db.execute(UPSERT,
                        (collection_id, int(settings.two_person_rule), int(settings.keep_face_crops),
                         settings.face_retention_days))
 
@@ -115,7 +117,7 @@ class SettingsStore:
             if after == before:
                 return before, False
             record(before, after)
-            db.execute("INSERT OR REPLACE INTO collection_settings VALUES (?, ?, ?, ?)",
+            db.execute(UPSERT,
                        (collection_id, int(after.two_person_rule), int(after.keep_face_crops),
                         after.face_retention_days))
         return after, True
@@ -134,6 +136,17 @@ class SettingsStore:
 
     def close(self) -> None:
         self.database.close()
+
+
+UPSERT = ("INSERT INTO collection_settings VALUES (?, ?, ?, ?) ON CONFLICT (collection_id) DO UPDATE SET "
+          "two_person_rule = excluded.two_person_rule, keep_face_crops = excluded.keep_face_crops, "
+          "face_retention_days = excluded.face_retention_days")
+
+
+def _required(path: Path | None) -> Path:
+    if path is None:
+        raise TypeError("SettingsStore needs a path or a database")
+    return path
 
 
 def settings_of(row: tuple) -> CollectionSettings:
