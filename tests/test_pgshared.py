@@ -67,3 +67,16 @@ def test_a_failed_transaction_leaves_nothing(server) -> None:
 def test_is_postgres() -> None:
     assert is_postgres("postgresql://x@/db") and is_postgres("postgres://") and is_postgres("PostgreSQL:///d")
     assert not is_postgres(None) and not is_postgres("") and not is_postgres("sqlite:///x")
+
+
+def test_nodes_on_one_postgresql_store_share_the_account_and_so_the_arns(server, tmp_path) -> None:
+    from faceprint import Faceprint
+
+    url = server.database()
+    a = Faceprint(tmp_path / "a", profile="fast", store_url=url)
+    b = Faceprint(tmp_path / "b", profile="fast", store_url=url)
+    arn = a.create_collection("shared").collection_arn
+    assert b.describe_collection("shared").collection_arn == arn
+    assert arn.split(":")[4] == (tmp_path / "a" / "account-id").read_text().strip()  # the first node's id
+    alone = Faceprint(tmp_path / "c", profile="fast")  # an embedded home keeps its own
+    assert alone.arns.account == (tmp_path / "c" / "account-id").read_text().strip() != a.arns.account

@@ -13,6 +13,7 @@ import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from faceprint.errors import FaceprintError, InvalidParameterException
@@ -69,11 +70,12 @@ def _create(path: Path) -> str:
 
 class CollectionArns:
     """``arns(collection_id)``: the collection's ARN in ``region``, with the account id of ``home``
-    (read on first use)."""
+    (read on first use), or the one ``account`` gives (a deployment's shared id: several nodes)."""
 
-    def __init__(self, home: Path, region: str = DEFAULT_REGION) -> None:
+    def __init__(self, home: Path, region: str = DEFAULT_REGION, account: Callable[[], str] | None = None) -> None:
         self.home = home
         self.region = check_region(region)
+        self._source = account or (lambda: account_id(self.home))
         self._account: str | None = None
         self._lock = threading.Lock()
 
@@ -82,7 +84,7 @@ class CollectionArns:
         if self._account is None:
             with self._lock:
                 if self._account is None:
-                    self._account = account_id(self.home)
+                    self._account = self._source()
         return self._account
 
     def __call__(self, collection_id: str) -> str:

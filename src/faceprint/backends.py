@@ -95,6 +95,11 @@ def exported(store_url: str | None, index_url: str | None) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def is_postgres(url: str | None) -> bool:
+    """Whether a store URL names PostgreSQL (then the home's shared state lives there too)."""
+    return bool(url) and url.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
 def url_scheme(url: str, known: tuple[str, ...], what: str) -> str:
     """The URL's scheme, lower case, if it is one of ``known``; else InvalidParameterException."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""

@@ -161,18 +161,19 @@ def _processor(args: argparse.Namespace) -> Any:
     return fp.delete_stream_processor(name).to_dict()
 
 
-def arns(home: Path, region: str, stream: str, data_stream: str) -> tuple[str, str, str]:
-    """The Kinesis video stream, Kinesis data stream and IAM role ARNs for these names."""
-    from faceprint.account import account_id, check_region, partition
+def arns(account: str, region: str, stream: str, data_stream: str) -> tuple[str, str, str]:
+    """The Kinesis video stream, Kinesis data stream and IAM role ARNs for these names, in ``account``
+    (the home's, or the deployment's on a PostgreSQL store: ``Faceprint.arns.account``)."""
+    from faceprint.account import check_region, partition
 
-    account, part = account_id(home), partition(check_region(region))
+    part = partition(check_region(region))
     return (f"arn:{part}:kinesisvideo:{region}:{account}:stream/{stream}",
             f"arn:{part}:kinesis:{region}:{account}:stream/{data_stream}",
             f"arn:{part}:iam::{account}:role/{DEFAULT_ROLE}")
 
 
 def _create(fp: Any, args: argparse.Namespace) -> Any:
-    video, data, role = arns(fp.home, args.region, args.stream, args.data_stream)
+    video, data, role = arns(fp.arns.account, args.region, args.stream, args.data_stream)
     settings = {"FaceSearch": {"CollectionId": args.collection, "FaceMatchThreshold": args.threshold}}
     return fp.create_stream_processor({"KinesisVideoStream": {"Arn": video}}, {"KinesisDataStream": {"Arn": data}},
                                       args.name, settings, args.role_arn or role,

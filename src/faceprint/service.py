@@ -24,7 +24,7 @@ from faceprint.audit.caller import resolve
 from faceprint.audit.config import AuditSettings
 from faceprint.audit.recorder import face_candidates, face_search_start, user_candidates
 from faceprint.audit.settings import KEEP
-from faceprint.backends import INDEX_ENV, STORE_ENV, open_indexes, open_store
+from faceprint.backends import INDEX_ENV, STORE_ENV, is_postgres, open_indexes, open_store
 from faceprint.collections import COLLECTION_ID, Collections, check_pattern
 from faceprint.engine import MAX_FACES, FaceEngine
 from faceprint.errors import FaceprintError, InvalidParameterException
@@ -158,7 +158,8 @@ class Faceprint:
                  streams: StreamSettings | None = None, audit: AuditSettings | None = None,
                  store_url: str | None = None, index_url: str | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
-        self.arns = CollectionArns(self.home, region)
+        self.store_url = store_url if store_url is not None else os.environ.get(STORE_ENV) or None
+        self.arns = CollectionArns(self.home, region, self._shared_account if is_postgres(self.store_url) else None)
         self.profile: Profile = get_profile(profile or os.environ.get("FACEPRINT_PROFILE")
                                             or DEFAULT_PROFILE, self.home)  # built-in, or HOME/profiles/NAME
         self.models = ModelStore(Path(models_dir) if models_dir else default_models_dir(self.home),
@@ -172,7 +173,6 @@ class Faceprint:
         self._attributes: AttributeEngine | None = None
         self._attributes_lock = threading.Lock()
         self._store = store
-        self.store_url = store_url if store_url is not None else os.environ.get(STORE_ENV) or None
         self.index_url = index_url if index_url is not None else os.environ.get(INDEX_ENV) or None
         self._index_settings = dict(index_settings or {})
         self._index_cache: Indexes | None = indexes
@@ -186,6 +186,12 @@ class Faceprint:
         self.audit_settings = audit or AuditSettings()
         self._recorder: Recorder | None = None
         self._probes: ProbeAssessor | None = None
+
+    def _shared_account(self) -> str:
+        """The deployment's account id, kept in the PostgreSQL store (the same on every node)."""
+        from faceprint.store.pgshared import shared_account_id
+
+        return shared_account_id(self.store_url, self.home)
 
     @property
     def store(self) -> Store:

@@ -20,11 +20,14 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from faceprint.account import account_id
+from faceprint.backends import is_postgres  # noqa: F401 (re-exported: where the parts' users look for it)
 from faceprint.store.migrations import Migration, latest, pending
 
 PARTS_TABLE = "faceprint_parts"
@@ -105,6 +108,18 @@ class PgPart:
                 return todo[0].version
 
 
-def is_postgres(url: str | None) -> bool:
-    """Whether a store URL names PostgreSQL (then the home's shared state lives there too)."""
-    return bool(url) and url.split(":", 1)[0].lower() in ("postgresql", "postgres")
+ACCOUNT = Migration(1, "the deployment's account id", statements(
+    "CREATE TABLE account_id (single BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single), account TEXT NOT NULL);\n"))
+
+
+def shared_account_id(url: str, home: Path) -> str:
+    """The account id of a deployment on PostgreSQL, the same for every node: the first node (or
+    ``faceprint migrate``) to ask stores its home's own id (``faceprint.account.account_id``), and
+    every node answers that one from then on, so a collection's ARN is the same on every node."""
+    part = PgPart(url, "account", [ACCOUNT], pool_size=1)
+    try:
+        with part.tx() as db:
+            db.execute("INSERT INTO account_id (account) VALUES (%s) ON CONFLICT DO NOTHING", (account_id(home),))
+            return db.execute("SELECT account FROM account_id").fetchone()[0]
+    finally:
+        part.close()
