@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from faceprint.errors import (
     InvalidParameterException,
@@ -129,10 +130,16 @@ def check_password(password: str) -> str:
 class ConsoleUsers:
     """The console's users and sessions in ``folder/users.db`` (``folder`` = ``HOME/console``)."""
 
-    def __init__(self, folder: Path, clock: Callable[[], float] = time.time,
-                 hasher: PasswordHasher | None = None) -> None:
-        self.folder = private_folder(Path(folder))
-        self.db = Database(self.folder / "users.db", SCHEMA)
+    def __init__(self, folder: Path | None, clock: Callable[[], float] = time.time,
+                 hasher: PasswordHasher | None = None, *, database: Any = None) -> None:
+        """``database``: one with :class:`Database`'s interface in place of ``folder/users.db`` (the shared
+        PostgreSQL one, :func:`faceprint.console.pgusers.open_console_users`; ``folder`` is then None)."""
+        self.folder = private_folder(Path(folder)) if folder is not None else None
+        if database is None:
+            if self.folder is None:
+                raise TypeError("ConsoleUsers needs a folder or a database")
+            database = Database(self.folder / "users.db", SCHEMA)
+        self.db = database
         self.clock = clock
         self.hasher = hasher or PasswordHasher()
         self._dummy_salt = os.urandom(16)

@@ -1,0 +1,250 @@
+"""Access keys, console users and their sessions, and collection settings as two nodes share them: two
+instances on one home (SQLite, JSON: two processes of one machine) or on one PostgreSQL database (two
+nodes anywhere, ``faceprint.server.pgkeys``, ``faceprint.console.pgusers``, ``faceprint.audit.pgparts``).
+The same tests run on both."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from faceprint.audit.pgparts import open_settings
+from faceprint.audit.settings import CollectionSettings
+from faceprint.console.pgusers import open_console_users, signing_secret
+from faceprint.console.sessions import Sessions
+from faceprint.console.users import MAX_FAILURES, ConsoleUsers, PasswordHasher, SignInRefused
+from faceprint.errors import FaceprintError, ResourceAlreadyExistsException, ResourceNotFoundException
+from faceprint.server.auth import AuthError
+from faceprint.server.pgkeys import REFRESH, PgKeyStore, open_keys
+from pg import pg  # noqa: F401
+from test_auth import check, sign
+
+PASSWORD = "correct horse battery staple"
+CHEAP = PasswordHasher(params={"n": 2**4, "r": 8, "p": 1, "maxmem": 1 << 20, "dklen": 32})
+"""Real scrypt at a cost that keeps these tests quick (the lock-out logic is what is tested here)."""
+
+
+@pytest.fixture(scope="module")
+def pg_url(request) -> str:
+    return request.getfixturevalue("pg").database()
+
+
+@pytest.fixture(params=["files", "postgres"])
+def open_node(request, tmp_path) -> Callable[[str], object]:
+    """``open_node(kind)``: a new node's ``keys``, ``users`` or ``settings`` over the shared state (an
+    emptied database for the PostgreSQL runs)."""
+    url = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        with psycopg.connect(url, autocommit=True) as db:
+            for table in ("keys_access_keys", "console_sessions", "console_users", "settings_collections"):
+                db.execute(f"DO $$ BEGIN IF to_regclass('{table}') IS NOT NULL THEN DELETE FROM {table}; END IF; "
+                           "END $$")
+    store_url = url or f"sqlite:///{tmp_path}"
+    opened: list = []
+
+    def node(kind: str):
+        if kind == "keys":
+            made = open_keys(tmp_path, store_url)
+        elif kind == "users":
+            made = open_console_users(tmp_path, store_url)
+            made.hasher = CHEAP
+        else:
+            made = open_settings(tmp_path, store_url)
+        opened.append(made)
+        return made
+
+    node.postgres = url is not None  # type: ignore[attr-defined]
+    yield node
+    for made in opened:
+        if hasattr(made, "close"):
+            made.close()
+        elif isinstance(made, ConsoleUsers):
+            made.db.close()
+
+
+def within_a_second(probe: Callable[[], bool]) -> bool:
+    """Whether ``probe()`` holds within the keys' refresh period (and a little)."""
+    deadline = time.monotonic() + REFRESH + 0.5
+    while not probe():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+# -- access keys ----------------------------------------------------------------------------------------
+
+def test_a_key_made_disabled_or_deleted_on_one_node_is_honoured_by_the_other(open_node):
+    a, b = open_node("keys"), open_node("keys")
+    assert b.list() == []  # b has read (and, on PostgreSQL, cached) the keys before a makes one
+    key = a.create("alice", operations=["DetectFaces"])
+    assert within_a_second(lambda: b.get(key.access_key_id) == key)
+    assert check(sign(key.access_key_id, key.secret_access_key), b) == key  # SigV4 verified on b
+    a.update(key.access_key_id, status="Inactive")
+    assert within_a_second(lambda: b.get(key.access_key_id).status == "Inactive")
+    with pytest.raises(AuthError) as refused:
+        check(sign(key.access_key_id, key.secret_access_key), b)
+    assert refused.value.code == "UnrecognizedClientException"
+    new = b.rotate(key.access_key_id)
+    assert [k.access_key_id for k in a.list()] == [key.access_key_id, new.access_key_id]  # creation order
+    b.delete(key.access_key_id)
+    assert within_a_second(lambda: a.get(key.access_key_id) is None)
+    with pytest.raises(ResourceNotFoundException):
+        a.delete(key.access_key_id)
+
+
+def test_keys_made_at_once_on_two_nodes_are_all_kept(open_node):
+    nodes, made, errors = [open_node("keys"), open_node("keys")], [], []
+
+    def create(store, n: int) -> None:
+        try:
+            for i in range(6):
+                made.append(store.create(f"node{n}-{i}").access_key_id)
+        except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(store, n)) for n, store in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    fresh = open_node("keys")
+    assert sorted(k.access_key_id for k in fresh.list()) == sorted(made) and len(made) == 12
+
+
+def test_a_change_whose_audit_record_fails_is_not_made(open_node):
+    store = open_node("keys")
+    kept = store.create("kept")
+
+    def fail(*_args) -> None:
+        raise FaceprintError("the audit log is unavailable")
+
+    store.on_change = fail
+    with pytest.raises(FaceprintError):
+        store.create("lost")
+    with pytest.raises(FaceprintError):
+        store.delete(kept.access_key_id)
+    assert [k.user_name for k in open_node("keys").list()] == ["kept"]
+
+
+def test_damaged_keys_are_a_clear_error(open_node, pg_url):
+    if not open_node.postgres:
+        pytest.skip("the keys file's damage is tests/test_auth.py's")
+    store = open_node("keys")
+    assert isinstance(store, PgKeyStore)
+    with psycopg.connect(pg_url) as db:
+        db.execute("INSERT INTO keys_access_keys (access_key_id, record) VALUES ('FPAKBROKEN', '{\"UserName\": 1')")
+    with pytest.raises(FaceprintError, match="damaged"):
+        store.list()
+
+
+# -- console users and sessions -----------------------------------------------------------------------------
+
+def test_wrong_passwords_on_two_nodes_count_together_and_an_unlock_holds_everywhere(open_node):
+    a, b = open_node("users"), open_node("users")
+    a.add("alice", "reviewer", PASSWORD)
+    with pytest.raises(ResourceAlreadyExistsException):
+        b.add("alice", "admin", PASSWORD)
+    for i in range(MAX_FAILURES - 1):
+        with pytest.raises(SignInRefused):
+            (a, b)[i % 2].authenticate("alice", "wrong password!")
+    assert a.get("alice").failures == MAX_FAILURES - 1
+    with pytest.raises(SignInRefused) as locked:
+        b.authenticate("alice", "wrong password!")
+    assert locked.value.locked
+    with pytest.raises(SignInRefused):
+        a.authenticate("alice", PASSWORD)  # the right password, on the other node, while locked
+    b.unlock("alice")
+    assert a.authenticate("alice", PASSWORD).name == "alice"
+
+
+def test_wrong_passwords_at_once_are_each_counted(open_node):
+    a, b = open_node("users"), open_node("users")
+    a.add("bob", "investigator", PASSWORD)
+    errors = []
+
+    def fail_twice(users: ConsoleUsers) -> None:
+        for _ in range(2):
+            try:
+                users.authenticate("bob", "wrong password!")
+            except SignInRefused:
+                pass
+            except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+                errors.append(exc)
+
+    threads = [threading.Thread(target=fail_twice, args=(users,)) for users in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and a.get("bob").failures == 4
+
+
+def test_a_session_opened_on_one_node_is_good_on_the_other_until_it_ends_anywhere(open_node):
+    a, b = open_node("users"), open_node("users")
+    assert signing_secret(a) == signing_secret(b) and len(signing_secret(a)) == 32
+    user = a.add("carol", "admin", PASSWORD)
+    on_a, on_b = Sessions(a, signing_secret(a)), Sessions(b, signing_secret(b))
+    cookie = on_a.open(user)
+    assert on_b.find(cookie).user == user
+    assert on_b.find(cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")) is None  # forged
+    on_b.close(cookie)
+    assert on_a.find(cookie) is None
+    again = on_a.open(user)
+    b.set_password("carol", PASSWORD + "!")  # a new password ends every session
+    assert on_a.find(again) is None and on_b.find(again) is None
+    b.delete("carol")
+    with pytest.raises(ResourceNotFoundException):
+        a.update("carol", role="reviewer")
+
+
+# -- collection settings ----------------------------------------------------------------------------------
+
+def test_settings_changed_on_one_node_hold_on_the_other(open_node):
+    a, b = open_node("settings"), open_node("settings")
+    assert b.get("people") == CollectionSettings()
+    a.put("people", CollectionSettings(two_person_rule=True, face_retention_days=30))
+    assert b.get("people") == CollectionSettings(True, False, 30)
+    records = []
+    after, changed = b.change("people", lambda s: s.updated(keep_face_crops=True), lambda *c: records.append(c))
+    assert changed and after == CollectionSettings(True, True, 30) and len(records) == 1
+    assert b.change("people", lambda s: s, lambda *c: records.append(c)) == (after, False) and len(records) == 1
+
+    def refuse(*_changes) -> None:
+        raise FaceprintError("no audit entry, no change")
+
+    with pytest.raises(FaceprintError):
+        a.change("people", lambda s: s.updated(two_person_rule=False), refuse)
+    assert b.get("people").two_person_rule is True
+    a.put("others", CollectionSettings())
+    assert list(b.all()) == ["others", "people"]
+    b.drop("people")
+    assert a.get("people") == CollectionSettings() and list(a.all()) == ["others"]
+
+
+def test_settings_changed_at_once_on_two_nodes_lose_nothing(open_node):
+    nodes, errors = [open_node("settings"), open_node("settings")], []
+
+    def later(settings: CollectionSettings) -> CollectionSettings:
+        time.sleep(0.02)  # read, then write a while later: another node's change in between would be lost
+        return settings.updated(face_retention_days=(settings.face_retention_days or 0) + 1)
+
+    def bump(store) -> None:
+        try:
+            for _ in range(5):
+                store.change("people", later, lambda *c: None)
+        except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=bump, args=(store,)) for store in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and nodes[0].get("people").face_retention_days == 10
