@@ -55,7 +55,8 @@ def home(fast, tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="module")
 def moved(home: dict, request: pytest.FixtureRequest) -> dict:
     url = request.getfixturevalue("pg").database()
-    return {"url": url, "report": migrate(home["folder"], None, url)}
+    report = migrate(home["folder"], None, url)
+    return {"url": url, "report": report, "again": migrate(home["folder"], None, url)}
 
 
 def test_the_store_moves_with_every_row_and_the_digest_checked(moved: dict) -> None:
@@ -96,11 +97,23 @@ def test_vectors_are_byte_identical_and_tokens_still_answer(home: dict, moved: d
         new.close()
 
 
+def test_the_audit_chain_moves_with_its_hashes(home: dict, moved: dict) -> None:
+    from faceprint.audit.log import AuditLog
+    from faceprint.audit.pglog import PgAuditLog
+    from faceprint.audit.verify import verify
+
+    audit = {m.part: m for m in moved["report"]}["audit"]
+    assert audit.outcome == "moved" and audit.counts["audit_entries"] > 10 and audit.counts["audit_heads"] >= 1
+    source, target = AuditLog(home["folder"] / "audit"), PgAuditLog(moved["url"], home["folder"] / "audit")
+    assert [r[:4] for r in target.rows()][:audit.counts["audit_entries"]] == [r[:4] for r in source.rows()]
+    assert verify(target).ok
+
+
 def test_running_it_again_finds_it_moved_and_other_data_is_refused(home: dict, moved: dict,
                                                                     request: pytest.FixtureRequest) -> None:
-    again = migrate(home["folder"], None, moved["url"])
-    assert [(m.part, m.outcome) for m in again][:1] == [("store", "already moved")]
-    assert again[0].digest == moved["report"][0].digest
+    again = moved["again"]
+    assert {m.outcome for m in again} <= {"already moved", "nothing to move"}
+    assert [m.digest for m in again] == [m.digest for m in moved["report"]]
     other = request.getfixturevalue("pg").database()
     from faceprint.store import CollectionRow
     from faceprint.store.postgres import PostgresStore
@@ -117,12 +130,15 @@ def test_the_index_is_rebuilt_from_the_new_store(home: dict, moved: dict, tmp_pa
     assert len(list((tmp_path / "indexes").glob("*.fpindex"))) >= 1
 
 
-def test_the_command_line_moves_and_refuses_bad_urls(home: dict, moved: dict, capsys) -> None:
+def test_the_command_line_moves_and_refuses_bad_urls(home: dict, moved: dict, capsys,
+                                                     request: pytest.FixtureRequest) -> None:
     from faceprint.cli import main
 
-    assert main(["--home", str(home["folder"]), "migrate", "--to", moved["url"]]) == 0
+    url = request.getfixturevalue("pg").database()
+    assert main(["--home", str(home["folder"]), "migrate", "--to", url]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["Moved"][0]["Outcome"] == "already moved"
+    assert out["Moved"][0]["Outcome"] == "moved" and out["Indexed"] == {"cast": 11, "empty": 0}
+    assert url not in json.dumps(out)
     assert main(["--home", str(home["folder"]), "migrate", "--to", "sqlite:///tmp/x.db"]) == 1
     assert "InvalidParameterException" in capsys.readouterr().err
     assert main(["--home", str(home["folder"]), "migrate", "--from", "sqlite:///nowhere/x.db", "--to",

@@ -31,7 +31,7 @@ from typing import Any
 from faceprint.errors import InvalidParameterException
 from faceprint.home import private_file, private_folder
 from faceprint.models.store import sha256_of
-from faceprint.store.pgshared import is_postgres
+from faceprint.ops import is_postgres
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -39,14 +39,13 @@ class Tally:
 
 
 def canonical(row: tuple) -> bytes:
-    """A row's bytes: each value tagged with its type, its length where it has one."""
+    """A row's bytes: each value tagged with its type (a bool as the integer SQLite stores), its length
+    where it has one."""
     out = bytearray()
     for value in row:
         if value is None:
             out += b"N;"
-        elif isinstance(value, bool):
-            out += b"B1;" if value else b"B0;"
-        elif isinstance(value, int):
+        elif isinstance(value, int):  # bools too: SQLite keeps them as 0 / 1
             out += b"I%d;" % value
         elif isinstance(value, float):
             out += b"F" + value.hex().encode() + b";"

@@ -26,8 +26,9 @@ from typing import Any, Protocol
 
 from faceprint.backends import STORE_SCHEMES, sqlite_path, url_scheme
 from faceprint.errors import FaceprintError, InvalidParameterException
+from faceprint.ops import is_postgres
 from faceprint.ops.digest import Tally
-from faceprint.store.pgshared import is_postgres
+from faceprint.ops.part_movers import NothingToMove
 
 
 class TargetNotEmpty(FaceprintError):
@@ -56,7 +57,8 @@ class Mover(Protocol):
 class Moved:
     part: str
     outcome: str
-    """``moved``, or ``already moved`` (the target held the same)."""
+    """``moved``, ``already moved`` (the target held the same), ``nothing to move`` (the home never
+    used that part) or ``not moved: ...`` (no PostgreSQL twin for it)."""
     counts: dict[str, int]
     digest: str
     seconds: float
@@ -105,6 +107,10 @@ def migrate(home: Path, source_url: str | None, target: str | None,
 def move(mover: Mover, log: Callable[[str], None]) -> Moved:
     start = time.monotonic()
     try:
+        if isinstance(mover, NothingToMove):
+            if mover.outcome != "nothing to move":
+                log(f"{mover.name}: {mover.outcome}")
+            return Moved(mover.name, mover.outcome, {}, Tally().digest(), 0.0)
         if mover.target_empty():
             log(f"{mover.name}: copying")
             copied, outcome = mover.copy(), "moved"

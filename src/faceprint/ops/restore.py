@@ -21,8 +21,8 @@ from typing import Any
 from faceprint.errors import InvalidParameterException
 from faceprint.home import private_file, private_folder
 from faceprint.models.store import sha256_of
+from faceprint.ops import is_postgres
 from faceprint.ops.backup import EXTERNAL_STORE, FORMAT, MANIFEST, PG_DUMP, SKIPPED_FOLDERS, copy_database
-from faceprint.store.pgshared import is_postgres
 
 
 class TargetInUse(InvalidParameterException):
