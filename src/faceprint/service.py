@@ -243,7 +243,7 @@ class Faceprint:
                     from faceprint.video.service import VideoJobs
 
                     self._video = VideoJobs(self.home, self.profile.name, self.models.root, self.collections,
-                                            self._video_settings, clock=time.time)
+                                            self._video_settings, clock=time.time, store_url=self.store_url)
         return self._video
 
     @property
@@ -885,11 +885,10 @@ class Faceprint:
         where the home has them), recording through :attr:`recorder`."""
         from faceprint.erasure import Eraser
         from faceprint.streams.store import open_processor_store
-        from faceprint.video.runner import store_path
-        from faceprint.video.store import JobStore
+        from faceprint.video.store import open_job_store
 
-        jobs = self._video.store if self._video is not None else (
-            JobStore(store_path(self.home)) if store_path(self.home).is_file() else None)
+        jobs = self._video.store if self._video is not None else open_job_store(self.home, self.store_url,
+                                                                                existing=True)
         events = open_processor_store(self.home, self.store_url, existing=True)
         recorder = self.recorder
         return Eraser(self.store, self.index_cache, self._index_lock, self.crops, self.settings_store,

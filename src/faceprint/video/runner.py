@@ -11,6 +11,12 @@ job store. A worker exits by itself when its runner dies (``kill -9`` included).
 job's final status the runner deletes the job's input copy and posts its notification. Results
 past their expiry are swept (rows and input files deleted).
 
+With a PostgreSQL store (``faceprint.video.store_pg``) the jobs are every node's: each node's
+runner (one per home, as above) claims queued jobs while it has a free worker, renews the leases of
+the jobs it runs every third of a lease, and requeues (or fails) the jobs whose lease lapsed (their
+node died); the job's video comes from the database, and its worker is told the store's URL in its
+environment (``FACEPRINT_STORE``), never on its command line.
+
 ``python -m faceprint.video.runner --home H [--models-dir D] [--workers N] [--exit-when-idle]``
 runs a runner in the foreground; :func:`ensure_runner` starts one detached
 (the CLI's ``faceprint video start-*`` do) when none holds the lock.
@@ -142,22 +148,32 @@ class VideoRunner:
         ``exit_when_idle``, until nothing is left that this runner can run)."""
         try:
             while not self._stop.is_set():
-                if not self.lock.held and not self._take_lock():
-                    if self.settings.exit_when_idle:
+                try:
+                    if self._turn():
                         return
+                except Exception:  # the job store out of reach for a while (a PostgreSQL store's server)
+                    log.exception("The video runner could not use the job store; trying again in %s s.", LOCK_POLL)
                     self._stop.wait(LOCK_POLL)
-                    continue
-                self._step()
-                if self.settings.exit_when_idle and self._idle() and self._leave():
-                    return
-                if self._idle() and self._others_wait():
-                    self.lock.release()  # for a runner that can fetch them
-                    self._stop.wait(YIELD)
-                    continue
-                self._wake.wait(POLL)
-                self._wake.clear()
         finally:
             self._shutdown()
+
+    def _turn(self) -> bool:
+        """One look at the lock and the queue (then a wait); True once this runner is done."""
+        if not self.lock.held and not self._take_lock():
+            if self.settings.exit_when_idle:
+                return True
+            self._stop.wait(LOCK_POLL)
+            return False
+        self._step()
+        if self.settings.exit_when_idle and self._idle() and self._leave():
+            return True
+        if self._idle() and self._others_wait():
+            self.lock.release()  # for a runner that can fetch them
+            self._stop.wait(YIELD)
+            return False
+        self._wake.wait(POLL)
+        self._wake.clear()
+        return False
 
     def _take_lock(self) -> bool:
         if not self.lock.acquire():

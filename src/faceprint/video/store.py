@@ -135,17 +135,19 @@ class JobRow:
         return tuple(json.dumps(v) if i in _JSON and v is not None else v for i, v in enumerate(values))
 
 
-def open_job_store(home: Path | str, store_url: str | None, **pg: Any) -> Any:
+def open_job_store(home: Path | str, store_url: str | None, *, existing: bool = False, **pg: Any) -> Any:
     """The job store of ``home``: in PostgreSQL when ``store_url`` names it (shared by every node:
     ``faceprint.video.store_pg.PgJobStore``, its input files under ``HOME/video/inputs``; ``pg``:
-    its keyword arguments), else this module's :class:`JobStore` at ``HOME/video/jobs.db``."""
+    its keyword arguments), else this module's :class:`JobStore` at ``HOME/video/jobs.db`` (with
+    ``existing``: None if that file is not there, as in a home that never ran a job)."""
     from faceprint.video.runner import store_path, video_folder
 
     if store_url and store_url.split(":", 1)[0].lower() in ("postgresql", "postgres"):  # pgshared.is_postgres,
         from faceprint.video.store_pg import PgJobStore  # without importing psycopg for SQLite
 
         return PgJobStore(str(store_url), video_folder(Path(home)) / "inputs", **pg)
-    return JobStore(store_path(Path(home)))
+    path = store_path(Path(home))
+    return None if existing and not path.is_file() else JobStore(path)
 
 
 def new_secret() -> str:
