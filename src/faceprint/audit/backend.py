@@ -41,7 +41,7 @@ def copy_log(source: AuditLog, target: PgAuditLog) -> dict[str, Any]:
     (``InvalidParameterException``) a target that holds entries, heads or another online key.
     The counts copied."""
     from faceprint.audit.columns import of_body
-    from faceprint.audit.pglog import CHAIN_LOCK, INSERT, PUT_HEAD, _cells
+    from faceprint.audit.pglog import CHAIN_LOCK, PUT_HEAD, _cells, _insert
     from faceprint.audit.pgsigning import MAKE, ONLINE, READ
     from faceprint.audit.records import as_text
     from faceprint.errors import InvalidParameterException
@@ -63,9 +63,9 @@ def copy_log(source: AuditLog, target: PgAuditLog) -> dict[str, Any]:
                 body = as_text(body)
                 page.append((seq, body, as_text(prev_hash), as_text(hash_), *_cells(of_body(body))))
                 if len(page) >= 1000:
-                    cursor.executemany(INSERT, page)
+                    cursor.executemany(_insert(1), page)
                     count, page = count + len(page), []
-            cursor.executemany(INSERT, page)
+            cursor.executemany(_insert(1), page)
             count += len(page)
             cursor.executemany(PUT_HEAD, [(h.seq, h.hash, h.time, h.signature) for h in heads])
     target.signer = type(target.signer)(target._part, target.clock)  # noqa: SLF001 - read the key copied

@@ -86,11 +86,12 @@ ENDS = ("SELECT (SELECT seq FROM audit_entries ORDER BY seq DESC LIMIT 1), "
         "(SELECT seq FROM audit_heads ORDER BY seq DESC LIMIT 1), "
         "(SELECT hash FROM audit_heads ORDER BY seq DESC LIMIT 1)")
 """The last entry's seq and hash and the latest signed head's (NULLs where there is none)."""
-INSERT = ("INSERT INTO audit_entries (seq, body, prev_hash, hash, started, operation, actor, collection_id, case_ref) "
-          "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
-PUT_HEAD = ("INSERT INTO audit_heads (seq, hash, time, signature) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (seq) DO UPDATE SET hash = EXCLUDED.hash, time = EXCLUDED.time, "
-            "signature = EXCLUDED.signature")
+INSERT = "INSERT INTO audit_entries (seq, body, prev_hash, hash, started, operation, actor, collection_id, case_ref)"
+PUT_HEADS = "INSERT INTO audit_heads (seq, hash, time, signature) VALUES"
+ON_HEAD = "ON CONFLICT (seq) DO UPDATE SET hash = EXCLUDED.hash, time = EXCLUDED.time, signature = EXCLUDED.signature"
+PUT_HEAD = f"{PUT_HEADS} (%s, %s, %s, %s) {ON_HEAD}"
+ROWS = 1000
+"""Entries written by one INSERT at most (9 parameters each: PostgreSQL takes at most 65,535)."""
 SELECT = "SELECT seq, body, prev_hash, hash FROM audit_entries"
 EVERYTHING = AuditFilter()
 
@@ -99,6 +100,11 @@ def migrations() -> list[Migration]:
     from faceprint.store.pgshared import statements
 
     return [Migration(1, "the audit chain, its signed heads and its online key", statements(SCHEMA))]
+
+
+def _insert(count: int) -> str:
+    """An INSERT of ``count`` entries."""
+    return f"{INSERT} VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s, %s)'] * count)}"
 
 
 def _cells(columns: tuple) -> tuple:
@@ -119,6 +125,21 @@ def _searchable(value: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return "\x00" not in value
+
+
+def _store(db: Any, rows: list[tuple], retired: int | None, heads: list[tuple]) -> None:
+    """Write the entries' ``rows`` and the ``heads`` (removing the head row at seq ``retired``): one
+    statement, unless the batch is longer than :data:`ROWS` entries."""
+    for start in range(0, len(rows) - ROWS, ROWS):  # a long batch: all but the last rows alone
+        db.execute(_insert(len(rows[start:start + ROWS])), [v for row in rows[start:start + ROWS] for v in row])
+    last = rows[(len(rows) - 1) // ROWS * ROWS:]
+    sql = f"WITH e AS ({_insert(len(last))})"
+    params: list[Any] = [v for row in last for v in row]
+    if retired is not None:
+        sql += ", r AS (DELETE FROM audit_heads WHERE seq = %s)"
+        params.append(retired)
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(heads))
+    db.execute(f"{sql} {PUT_HEADS} {values} {ON_HEAD}", [*params, *[v for head in heads for v in head]])
 
 
 class PgAuditLog:
@@ -176,15 +197,18 @@ class PgAuditLog:
             part = self._part()
             self.signer.key  # noqa: B018 - read (or made) before the chain's lock is taken
             with part.tx() as db:
-                db.execute(LOCK_CHAIN if self.durable else "SET LOCAL synchronous_commit = off; " + LOCK_CHAIN)
                 return self._append(db, entries)[-len(entries):]
         except (psycopg.Error, AuditUnavailable, OSError, ValueError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
 
     def _append(self, db: Any, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
         """Chain ``entries`` after the last stored one (under the chain's lock); where the stored
-        chain does not end at its latest signed head, a :data:`BROKEN` entry saying so goes first."""
-        last_seq, last_hash, head_seq, head_hash = db.execute(ENDS).fetchone()
+        chain does not end at its latest signed head, a :data:`BROKEN` entry saying so goes first.
+        Two round trips: the lock with the chain's ends; the rows with the commit."""
+        ends = db.execute(("" if self.durable else "SET LOCAL synchronous_commit = off; ") + LOCK_CHAIN + "; " + ENDS)
+        while ends.nextset():  # to the last statement's result: the ends, read once the lock is held
+            pass
+        last_seq, last_hash, head_seq, head_hash = ends.fetchone()
         before = None if last_seq is None else (int(last_seq), last_hash)
         latest = None if head_seq is None else (int(head_seq), head_hash)
         if latest != before:
@@ -200,9 +224,10 @@ class PgAuditLog:
             written.append((seq, body, prev, hash_))
             rows.append((seq, body, prev, hash_, *_cells(entry.columns(body))))
             prev = hash_
-        with db.cursor() as cursor:
-            cursor.executemany(INSERT, rows)
-        self._sign_heads(db, before if latest == before else None, [(w[0], w[3]) for w in written])
+        retired, heads = self._sign_heads(before if latest == before else None, [(w[0], w[3]) for w in written])
+        with db.pipeline():  # the rows and the commit in one round trip
+            _store(db, rows, retired, heads)
+            db.commit()
         return written
 
     def _broken(self, latest: tuple[int, str] | None, before: tuple[int, str] | None) -> Entry:
@@ -211,23 +236,25 @@ class PgAuditLog:
         return Entry(BROKEN, Caller("faceprint", "system"), now, now,
                      details={"SignedHead": position[0], "LastEntry": position[1]})
 
-    def _sign_heads(self, db: Any, before: tuple[int, str] | None, heads: list[tuple[int, str]]) -> None:
+    def _sign_heads(self, before: tuple[int, str] | None,
+                    heads: list[tuple[int, str]]) -> tuple[int | None, list[tuple[int, str, float, str]]]:
         """As the embedded log does: the new latest head with its MAC, checkpoints (every
-        :data:`HEAD_EVERY`-th seq) signed with Ed25519; the latest head before retires (signed
-        again as a checkpoint where it is one, else removed)."""
+        :data:`HEAD_EVERY`-th seq) signed with Ed25519; the latest head before (``before``) retires:
+        signed again as a checkpoint where it is one, else removed. The seq of the head row to remove
+        (None: none) and the head rows to write."""
         now = float(self.clock())
         sign = self.signer.sign_head
         signed = [(seq, hash_, now, sign(seq, hash_, now, latest=False))
                   for seq, hash_ in heads[:-1] if seq % HEAD_EVERY == 0]
+        retired = None
         if before is not None:
             if before[0] % HEAD_EVERY == 0:
                 signed.append((*before, now, sign(*before, now, latest=False)))
             else:
-                db.execute("DELETE FROM audit_heads WHERE seq = %s", (before[0],))
+                retired = before[0]
         seq, hash_ = heads[-1]
         signed.append((seq, hash_, now, self.signer.mac_head(seq, hash_, now)))
-        with db.cursor() as cursor:
-            cursor.executemany(PUT_HEAD, signed)
+        return retired, signed
 
     def delete_through(self, seq: int) -> int:
         """Remove the records up to ``seq`` and the heads they hold (retention's job: see
