@@ -288,3 +288,38 @@ def test_a_face_search_started_on_one_node_runs_and_reads_on_another(request: py
     finally:
         b.video.close()
         a.video.close()
+
+
+def test_an_embedded_homes_jobs_move_to_postgresql(pg_nodes, tmp_path: Path) -> None:
+    """``copy_jobs`` (faceprint migrate's mover): rows as stored (tokens stay good), results, videos."""
+    from faceprint.errors import InvalidParameterException
+    from faceprint.video.store_pg import MOVED_PATH_GONE, copy_jobs
+
+    home = JobStore(tmp_path / "home" / "video" / "jobs.db")
+    done, queued, running = home.insert(row(created=1.0), 9), home.insert(row(created=2.0), 9), home.insert(
+        row(created=3.0, kind="path"), 9)
+    gone = home.insert(row(created=4.0, kind="path", notification=ARN), 9)
+    home.claim("r1", 5.0, ("input",))
+    home.finish(done.job_id, "r1", SUCCEEDED, None, 6.0, items(3))
+    home.write_input(queued.job_id, b"queued video")
+    (tmp_path / "clip.mp4").write_bytes(b"running video")
+    home._db().execute("UPDATE jobs SET source = ? WHERE job_id = ?", (str(tmp_path / "clip.mp4"), running.job_id))
+    home._db().execute("UPDATE jobs SET source = ? WHERE job_id = ?", (str(tmp_path / "nothing"), gone.job_id))
+    home.claim("r2", 7.0, ("path",))
+    home.add_items(running.job_id, "r2", items(2))
+    before, token = home.page(home.get(done.job_id), "TIMESTAMP", 1, None)
+    target = pg_nodes()
+    assert copy_jobs(home, target) == {"Jobs": 4, "Items": 3, "InputBytes": 25}
+    moved = target.get(done.job_id)
+    assert moved == home.get(done.job_id)
+    assert target.page(moved, "TIMESTAMP", 1, None) == (before, token)
+    assert [p["Timestamp"] for p in target.page(moved, "TIMESTAMP", 5, token)[0]] == [20, 30]
+    assert target.fetch_input(queued.job_id).read_bytes() == b"queued video"
+    again = target.get(running.job_id)
+    assert (again.status, again.source_kind, again.attempts, again.owner) == (QUEUED, "input", 0, None)
+    assert target.fetch_input(running.job_id).read_bytes() == b"running video"
+    failed = target.get(gone.job_id)
+    assert (failed.status, failed.status_message, failed.notify_pending) == (FAILED, MOVED_PATH_GONE, True)
+    with pytest.raises(InvalidParameterException):
+        copy_jobs(home, target)
+    home.close()

@@ -367,6 +367,17 @@ class JobStore:
         with contextlib.suppress(FileNotFoundError):
             self.input_path(job_id).unlink()
 
+    # -- moving to PostgreSQL (faceprint.video.store_pg.copy_jobs) ----------------------------------
+
+    def all_jobs(self) -> list[JobRow]:
+        """Every job, oldest first."""
+        return [JobRow.from_db(r) for r in self._db().execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY created, rowid")]
+
+    def all_items(self, job_id: str) -> list[tuple[int, int, str]]:
+        """A job's items as stored: (timestamp_ms, idx, body JSON), in the order they were written."""
+        return self._db().execute("SELECT timestamp_ms, idx, body FROM items WHERE job_id = ? ORDER BY seq",
+                                  (job_id,)).fetchall()
+
     # -- erasure -------------------------------------------------------------------------------------
 
     def erase_matches(self, face_ids: Iterable[str], external_image_id: str | None = None) -> dict[str, Any]:

@@ -434,3 +434,61 @@ def _insert_items(db: Any, job_id: str, items: Iterable[Item]) -> None:
         with db.cursor() as cursor:
             cursor.executemany("INSERT INTO video_items (job_id, timestamp_ms, idx, body) VALUES (%s, %s, %s, %s)",
                                rows)
+
+
+MOVED_PATH_GONE = "The job's video file could not be read when the jobs moved to PostgreSQL: start it again."
+
+
+def copy_jobs(source: Any, target: PgJobStore) -> dict[str, int]:
+    """Move an embedded home's jobs (``source``: a ``JobStore``, its runner stopped) into ``target``
+    (``faceprint migrate``), in one transaction: every job row as stored (its NextToken secret
+    included, so tokens issued before stay good), the results of finished jobs, and the videos of
+    jobs not finished (an input file, or the file a path names: the job then keeps its video in
+    the database). A job left RUNNING is queued again (its partial results dropped, the attempt not
+    counted); one whose path cannot be read is FAILED, saying so. ``InvalidParameterException``
+    if ``target`` holds jobs already. Answers ``{"Jobs", "Items", "InputBytes"}``."""
+    from faceprint.errors import InvalidParameterException
+
+    rows = source.all_jobs()
+    counts = {"Jobs": 0, "Items": 0, "InputBytes": 0}
+    with target._part.tx() as db:
+        if db.execute("SELECT EXISTS (SELECT 1 FROM video_jobs)").fetchone()[0]:
+            raise InvalidParameterException("The PostgreSQL store holds video jobs already: nothing was moved.")
+        for row in rows:
+            moved = _moved_row(row, source, db, counts)
+            values = list(moved.to_db())
+            values[_NAMES.index("notify_pending")] = bool(moved.notify_pending)
+            db.execute(f"INSERT INTO video_jobs ({_COLUMNS}) VALUES ({', '.join(['%s'] * len(_NAMES))})", values)
+            if moved.status == SUCCEEDED:
+                found = source.all_items(row.job_id)
+                with db.cursor() as cursor:
+                    cursor.executemany("INSERT INTO video_items (job_id, timestamp_ms, idx, body) VALUES "
+                                       "(%s, %s, %s, %s)", [(row.job_id, *f) for f in found])
+                counts["Items"] += len(found)
+            counts["Jobs"] += 1
+    return counts
+
+
+def _moved_row(row: JobRow, source: Any, db: Any, counts: dict[str, int]) -> JobRow:
+    """``row`` as the target keeps it, its video (if it is still to run) written to ``video_inputs``."""
+    import dataclasses
+
+    if row.status == RUNNING:
+        row = dataclasses.replace(row, status=QUEUED, owner=None, started=None, attempts=max(0, row.attempts - 1),
+                                  frames_done=0, frames_total=0, metadata=None)
+    if row.status != QUEUED or row.source_kind == "s3":
+        return row
+    path = source.input_path(row.job_id) if row.source_kind == "input" else Path(row.source)
+    size, n = 0, 0
+    try:
+        with open(path, "rb") as video:
+            while piece := video.read(CHUNK):
+                db.execute("INSERT INTO video_inputs VALUES (%s, %s, %s, %s)", (row.job_id, n, piece, time.time()))
+                size, n = size + len(piece), n + 1
+    except OSError:
+        db.execute("DELETE FROM video_inputs WHERE job_id = %s", (row.job_id,))
+        now = time.time()
+        return dataclasses.replace(row, status=FAILED, status_message=MOVED_PATH_GONE, finished=now,
+                                   expires=now + row.expiry_seconds, notify_pending=row.notification is not None)
+    counts["InputBytes"] += size
+    return dataclasses.replace(row, source_kind="input")
