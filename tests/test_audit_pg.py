@@ -277,3 +277,23 @@ def test_an_append_behind_a_hung_node_fails_in_time_and_writes_nothing(pg_url, t
             log.append(entry(2))
     assert log.count() == 1 and log.append(entry(3)).seq == 2 and problems(log) == []
     log.close()
+
+
+def test_two_nodes_record_into_one_chain_and_each_lists_the_others_entries(pg_url, tmp_path, capsys, monkeypatch):
+    import json
+
+    from faceprint.cli import main
+
+    monkeypatch.delenv("FACEPRINT_STORE", raising=False)
+    a, b = (["--home", str(tmp_path / name), "--store", pg_url] for name in ("a", "b"))
+    for n in range(2):
+        assert main([*a, "create-collection", "--collection-id", f"c{n}"]) == 0
+    assert main([*b, "delete-collection", "--collection-id", "c0", "--case", "K-1"]) == 0
+    assert main([*a, "delete-collection", "--collection-id", "c1"]) == 0
+    capsys.readouterr()
+    assert main([*a, "audit", "export", "--operation", "DeleteCollection"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [(e["Seq"], e["CollectionId"], e["Case"]) for e in lines] == [(1, "c0", "K-1"), (2, "c1", None)]
+    assert lines[1]["PrevHash"] == lines[0]["Hash"]
+    assert main([*b, "audit", "verify"]) == 0
+    assert not any((tmp_path / name / "audit" / "audit.db").exists() for name in ("a", "b"))
