@@ -244,6 +244,20 @@ def test_a_notification_is_claimed_by_one_node(pg_nodes) -> None:
     assert sorted(len(g) for g in got) == [0, 1]  # one node sends it; the other does not see it
 
 
+def test_a_stopped_fetch_leaves_no_partial_file(pg_nodes) -> None:
+    a, b = pg_nodes(), pg_nodes()
+    job = a.insert(row(), 9)
+    a.write_input(job.job_id, b"video" * 10)
+
+    def stop(done: int) -> None:
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError):
+        b.fetch_input(job.job_id, stop)
+    assert list(b.inputs.iterdir()) == []
+    assert b.fetch_input(job.job_id).read_bytes() == b"video" * 10
+
+
 # -- a face search across two nodes ------------------------------------------------------------------------
 
 
@@ -272,7 +286,16 @@ def test_a_face_search_started_on_one_node_runs_and_reads_on_another(request: py
         dead = PgJobStore(url, tmp_path / "dead", lease_seconds=0.0)  # a node that claims it, then dies
         assert dead.claim("dead-run", time.time(), ("input",)).job_id == job_id
         dead.close()
+        b.video.store.lease_seconds = 3.0  # renewed every second while it runs
         b.video.start_runner()  # node b takes over the lapsed job, and runs it from the input kept in PostgreSQL
+        watcher = PgJobStore(url, tmp_path / "watcher")  # a third node, looking for lapsed leases all along
+        while (found := watcher.get(job_id)).owner in (None, "dead-run"):
+            time.sleep(0.05)
+        while found.status == RUNNING:
+            assert watcher.recover(time.time(), 2, "lapsed") == [], "node b's lease lapsed while it ran the job"
+            time.sleep(0.2)
+            found = watcher.get(job_id)
+        watcher.close()
         assert a.video.wait(job_id, 120) == "SUCCEEDED"
         first = a.get_face_search(job_id, max_results=1)
         rest = b.get_face_search(job_id, max_results=1000, next_token=first.next_token)

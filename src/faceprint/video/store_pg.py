@@ -316,8 +316,18 @@ class PgJobStore:
         partial = private_folder(self.inputs) / f".{job_id}.part"
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+        try:
+            self._stream(job_id, count, partial, on_chunk)
+        except BaseException:  # stopped, or the database went: nothing half-written is left
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            raise
+        os.replace(partial, path)
+        return path
+
+    def _stream(self, job_id: str, count: int, path: Path, on_chunk: Callable[[int], None] | None) -> None:
         done = 0
-        with os.fdopen(create_private(partial), "wb") as fh:
+        with os.fdopen(create_private(path), "wb") as fh:
             for n in range(count):
                 piece = self._part.one("SELECT data FROM video_inputs WHERE job_id = %s AND n = %s", (job_id, n))
                 if piece is None:
@@ -326,8 +336,6 @@ class PgJobStore:
                 done += len(piece[0])
                 if on_chunk is not None:
                     on_chunk(done)
-        os.replace(partial, path)
-        return path
 
     def delete_input(self, job_id: str) -> None:
         """Erase the job's input: its pieces in the database and this node's file."""
