@@ -297,3 +297,23 @@ def test_two_nodes_record_into_one_chain_and_each_lists_the_others_entries(pg_ur
     assert lines[1]["PrevHash"] == lines[0]["Hash"]
     assert main([*b, "audit", "verify"]) == 0
     assert not any((tmp_path / name / "audit" / "audit.db").exists() for name in ("a", "b"))
+
+
+def test_checkpoints_are_kept_across_long_batches(backend):
+    log = backend.open()
+    log.append_many([entry(n) for n in range(1, 1501)])  # past a checkpoint, and more rows than one INSERT takes
+    assert [h.seq for h in log.signed_heads()] == [1000, 1500]
+    log.append_many([entry(n) for n in range(1501, 2001)])  # ends at a checkpoint's seq: the latest head for now
+    log.append(entry(2001))  # ...then signed again as a checkpoint
+    assert [h.seq for h in log.signed_heads()] == [1000, 2000, 2001]
+    assert problems(log) == [] and log.count() == 2001
+    log.close()
+
+
+def test_appends_go_on_after_the_database_restarts(request, tmp_path):
+    server: PgServer = request.getfixturevalue("pg")
+    log = PgAuditLog(server.database(), tmp_path)
+    log.append(entry(1))
+    server.restart()  # a failover: every connection of the pool is cut
+    assert log.append(entry(2)).seq == 2 and problems(log) == []
+    log.close()
