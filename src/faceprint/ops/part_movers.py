@@ -66,10 +66,9 @@ class TableMover:
 
     def __init__(self, spec: PartSpec, source: Path, url: str, tables: dict[str, str],
                  refuse: Callable[[sqlite3.Connection], str | None] | None = None) -> None:
-        from faceprint.store.pgshared import PgPart
 
         self.name, self.source, self.url, self.tables, self.refuse = spec.name, source, url, tables, refuse
-        PgPart(url, spec.name, _migrations(spec)).close()  # the part's schema, by its own migrations
+        make_schema(spec, url)
         with closing(self._sqlite()) as src, psycopg.connect(url) as dst:
             self.columns = {t: _common_columns(src, dst, t, pg) for t, pg in tables.items()}
 
@@ -146,37 +145,38 @@ class KeysMover:
 
     def __init__(self, spec: PartSpec, home: Path, url: str) -> None:
         from faceprint.server.keys import KeyStore
-        from faceprint.store.pgshared import PgPart
 
-        self.keys = KeyStore(home).list()
-        self.part = PgPart(url, spec.name, _migrations(spec))
-        self.table = importlib.import_module(spec.module).TABLE
+        self.keys, self.url = KeyStore(home).list(), url
+        make_schema(spec, url)
+        self.table = sql.Identifier(importlib.import_module(spec.module).TABLE)
 
     def _rows(self) -> list[tuple]:
         return [(k.access_key_id, json.dumps(k.to_record())) for k in self.keys]
 
     def target_empty(self) -> bool:
-        return self.part.one(f"SELECT COUNT(*) FROM {self.table}") == (0,)
+        with psycopg.connect(self.url) as db:
+            return not db.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(self.table)).fetchone()[0]
 
     def source_tally(self) -> Tally:
         found = Tally()
-        found.add(self.table, sorted(self._rows(), key=sort_key))
+        found.add("keys_access_keys", sorted(self._rows(), key=sort_key))
         return found
 
     def target_tally(self) -> Tally:
+        with psycopg.connect(self.url) as db:
+            rows = db.execute(sql.SQL("SELECT access_key_id, record FROM {}").format(self.table)).fetchall()
         found = Tally()
-        rows = self.part.rows(f"SELECT access_key_id, record FROM {self.table}")
-        found.add(self.table, sorted(((k, json.dumps(json.loads(r))) for k, r in rows), key=sort_key))
+        found.add("keys_access_keys", sorted(((k, json.dumps(json.loads(r))) for k, r in rows), key=sort_key))
         return found
 
     def copy(self) -> Tally:
-        with self.part.tx() as db:
+        with psycopg.connect(self.url) as db:
             for row in self._rows():  # in the file's order: the order of creation
-                db.execute(f"INSERT INTO {self.table} (access_key_id, record) VALUES (%s, %s)", row)
+                db.execute(sql.SQL("INSERT INTO {} (access_key_id, record) VALUES (%s, %s)").format(self.table), row)
         return self.source_tally()
 
     def close(self) -> None:
-        self.part.close()
+        pass
 
 
 class AuditMover:
@@ -277,9 +277,52 @@ def _video_in_progress(db: sqlite3.Connection) -> str | None:
     return None
 
 
-def _migrations(spec: PartSpec) -> Any:
-    found = getattr(importlib.import_module(spec.module), spec.migrations)
-    return found() if callable(found) else found
+def make_schema(spec: PartSpec, url: str) -> None:
+    """The part's tables, made (or migrated) by the part's own code: its migrations where the module
+    publishes them, else by opening the part through its module's factory."""
+    from faceprint.store.pgshared import PgPart
+
+    found = getattr(importlib.import_module(spec.module), spec.migrations, None)
+    if found is not None:
+        PgPart(url, spec.name, found() if callable(found) else found).close()
+    else:
+        OPENERS[spec.name](url)
+
+
+def _open_keys(url: str) -> None:
+    from faceprint.server.pgkeys import open_keys
+
+    getattr(open_keys(NO_HOME, url), "close", lambda: None)()
+
+
+def _open_console(url: str) -> None:
+    from faceprint.console.pgusers import open_console_users
+
+    open_console_users(NO_HOME, url).db.close()
+
+
+def _open_settings(url: str) -> None:
+    from faceprint.audit.pgparts import open_settings
+
+    open_settings(NO_HOME, url).close()
+
+
+def _open_review(url: str) -> None:
+    from faceprint.audit.backend import open_audit_log
+    from faceprint.audit.pgparts import open_reviews, open_settings
+
+    log, settings = open_audit_log(NO_HOME, url), open_settings(NO_HOME, url)
+    try:
+        open_reviews(NO_HOME, url, log, settings).database.close()
+    finally:
+        settings.close()
+        getattr(log, "close", lambda: None)()
+
+
+NO_HOME = Path("/nonexistent/faceprint-home")
+"""The home given to a factory that only needs the URL (nothing is written there)."""
+OPENERS: dict[str, Callable[[str], None]] = {"keys": _open_keys, "console": _open_console,
+                                              "settings": _open_settings, "review": _open_review}
 
 
 def _common_columns(src: sqlite3.Connection, dst: psycopg.Connection, table: str, pg: str) -> list[str]:
