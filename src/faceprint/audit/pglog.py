@@ -198,7 +198,7 @@ class PgAuditLog:
             self.signer.key  # noqa: B018 - read (or made) before the chain's lock is taken
             with part.tx() as db:
                 return self._append(db, entries)[-len(entries):]
-        except (psycopg.Error, AuditUnavailable, OSError, ValueError) as exc:
+        except (psycopg.Error, AuditUnavailable, OSError, ValueError, OverflowError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
 
     def _append(self, db: Any, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
