@@ -224,8 +224,8 @@ def _rate_arguments(p: argparse.ArgumentParser) -> Any:
 def _keys(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
-    from faceprint.server.auth import KeyStore
     from faceprint.server.keys import KEEP, expiration_from, parse_duration
+    from faceprint.server.pgkeys import open_keys
     from faceprint.server.ratelimit import RateLimit
     from faceprint.service import default_home
 
@@ -233,7 +233,7 @@ def _keys(args: argparse.Namespace) -> Any:
         return None if value is None else value.split(",")
 
     home = Path(args.home) if args.home else default_home()
-    store = KeyStore(home, on_change=_keys_audit(home))
+    store = open_keys(home, args.store, on_change=_keys_audit(home))
     if args.keys_command == "create":
         if args.burst is not None and args.rate is None:
             raise InvalidParameterException("--burst needs --rate.")

@@ -55,10 +55,11 @@ def add_commands(sub: Any) -> None:
 def run(args: argparse.Namespace) -> Any:
     """Run ``console-users``; returns what the CLI prints as JSON. A change is checked, then written
     to the audit log (``ConsoleUserChanged``, by the OS user), then made: no entry, no change."""
-    from faceprint.console.users import ConsoleUsers, check_password, check_role
+    from faceprint.console.pgusers import open_console_users
+    from faceprint.console.users import check_password, check_role
 
     home = _home(args)
-    users = ConsoleUsers(home / "console")
+    users = open_console_users(home, getattr(args, "store", None))
     now = users.clock()
     command = args.console_command
     if command == "list":

@@ -27,7 +27,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceprint.console.sessions import IDLE_SECONDS, LIFETIME_SECONDS, Sessions, load_secret
+from faceprint.console.pgusers import open_console_users, signing_secret
+from faceprint.console.sessions import IDLE_SECONDS, LIFETIME_SECONDS, Sessions
 from faceprint.console.users import ConsoleUsers
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class Console:
         """``HOME/console/users.db``, opened on first use (a server without console users makes nothing)."""
         with self._lock:
             if self._users is None:
-                self._users = ConsoleUsers(self.fp.home / "console", clock=self.clock)
+                self._users = open_console_users(self.fp.home, self.fp.store_url, clock=self.clock)
             return self._users
 
     @property
@@ -99,7 +100,7 @@ class Console:
         users = self.users
         with self._lock:
             if self._sessions is None:
-                self._sessions = Sessions(users, load_secret(self.fp.home / "console"), self.options.idle_seconds,
+                self._sessions = Sessions(users, signing_secret(users), self.options.idle_seconds,
                                           self.options.lifetime_seconds)
             return self._sessions
 

@@ -16,10 +16,9 @@ from faceprint.console.sessions import load_secret
 from faceprint.console.users import ConsoleUsers
 from faceprint.store.migrations import Migration
 from faceprint.store.pgdb import PgDatabase, shared_url
-from faceprint.store.pgshared import PgPart, statements
 
 TABLES = {"users": "console_users", "sessions": "console_sessions"}
-MIGRATIONS = [Migration(1, "console users, sessions and the cookie secret", statements("""
+V1 = ("""
 CREATE TABLE console_users (
     name TEXT PRIMARY KEY,
     role TEXT NOT NULL,
@@ -39,7 +38,7 @@ CREATE TABLE console_sessions (
 );
 CREATE INDEX console_sessions_name ON console_sessions (name);
 CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret BYTEA NOT NULL);
-"""))]
+""")
 
 
 def open_console_users(home: Path, store_url: str | None, clock: Callable[[], float] = time.time) -> ConsoleUsers:
@@ -48,7 +47,10 @@ def open_console_users(home: Path, store_url: str | None, clock: Callable[[], fl
     url = shared_url(store_url)
     if url is None:
         return ConsoleUsers(Path(home) / "console", clock=clock)
-    return ConsoleUsers(None, clock=clock, database=PgDatabase(PgPart(url, "console", MIGRATIONS), TABLES))
+    from faceprint.store.pgshared import PgPart, statements
+
+    part = PgPart(url, "console", [Migration(1, "console users, sessions and the cookie secret", statements(V1))])
+    return ConsoleUsers(None, clock=clock, database=PgDatabase(part, TABLES))
 
 
 def signing_secret(users: ConsoleUsers) -> bytes:

@@ -273,9 +273,9 @@ def build_app(settings: ServeSettings) -> Starlette:
         fp.store  # noqa: B018
     keys = None
     if settings.auth:
-        from faceprint.server.auth import KeyStore
+        from faceprint.server.pgkeys import open_keys
 
-        keys = KeyStore(fp.home)
+        keys = open_keys(fp.home, fp.store_url)
     options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None,
                          video_runner=buckets is not None, retention_every=settings.retention_every,
@@ -332,11 +332,11 @@ def app_from_environment() -> Starlette:
 def _warn_without_keys(settings: ServeSettings) -> None:
     if not settings.auth:
         return
-    from faceprint.server.auth import KeyStore
+    from faceprint.server.pgkeys import open_keys
     from faceprint.service import default_home
 
     home = Path(settings.home) if settings.home else default_home()
-    store = KeyStore(home)
+    store = open_keys(home, settings.store_url)
     if not store.list():
         logging.getLogger("faceprint.server").warning(
             "no access keys in %s: every request is refused until you create one with "

@@ -20,11 +20,12 @@ import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # psycopg is the optional [postgres] extra: imported only where PostgreSQL is used
+    import psycopg
 
-from faceprint.store.pgshared import PgPart
+    from faceprint.store.pgshared import PgPart
 
 
 class Result:
@@ -112,7 +113,7 @@ def shared_url(store_url: str | None) -> str | None:
     import os
 
     from faceprint.backends import STORE_ENV
-    from faceprint.store.pgshared import is_postgres
 
     url = store_url if store_url is not None else os.environ.get(STORE_ENV) or None
-    return url if is_postgres(url) else None
+    # faceprint.store.pgshared.is_postgres, without importing psycopg for the embedded default
+    return url if url and url.split(":", 1)[0].lower() in ("postgresql", "postgres") else None
