@@ -251,6 +251,7 @@ def test_the_api_sees_other_nodes_hosts_and_maps(server: PgServer, tmp_path: Pat
     """A node without any camera flag accepts a processor whose camera another node's host maps, and
     its Stop waits for that host (STOPPING), as on one machine with the home's own host."""
     from faceprint.service import Faceprint
+    from faceprint.streams.runner import host_environment
 
     url = server.database()
     fp = Faceprint(tmp_path / "api", store_url=url)
@@ -261,6 +262,8 @@ def test_the_api_sees_other_nodes_hosts_and_maps(server: PgServer, tmp_path: Pat
                "role_arn": "arn:aws:iam::123456789012:role/r"}
     with pytest.raises(InvalidParameterException, match="not mapped to a camera"):
         fp.streams.create_stream_processor(**members)
+    runner = fp.streams.make_runner()  # its host gets the store's URL in its environment, not its command line
+    assert host_environment(runner.store_url)["FACEPRINT_STORE"] == url and url not in " ".join(runner.command())
     host = Node(url, tmp_path / "host", ["cam"])
     try:
         host.look()

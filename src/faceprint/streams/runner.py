@@ -67,12 +67,14 @@ class StreamRunner:
 
     def __init__(self, home: Path, *, models_dir: Path | None = None, profile: str = "fast", region: str = "us-east-1",
                  sources: Mapping[str, str] | None = None, data_streams: Mapping[str, Sequence[str]] | None = None,
-                 threads: int = 0, log_path: Path | None = None, connect_timeout: float = 30.0) -> None:
+                 threads: int = 0, log_path: Path | None = None, connect_timeout: float = 30.0,
+                 store_url: str | None = None) -> None:
         self.home = Path(home)
         self.models_dir = Path(models_dir) if models_dir else None
         self.profile = profile
         self.threads = threads
         self.log_path = log_path
+        self.store_url = store_url
         self.config: dict[str, Any] = {
             "sources": dict(sources or {}),
             "data_streams": {name: list(specs) for name, specs in (data_streams or {}).items()},
@@ -150,7 +152,7 @@ class StreamRunner:
                 if self._closed.is_set():
                     return None
                 process = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=output, stderr=output,
-                                           close_fds=True, start_new_session=True, env=host_environment())
+                                           close_fds=True, start_new_session=True, env=host_environment(self.store_url))
                 self._process = process
                 self.starts += 1
             try:
@@ -208,6 +210,9 @@ def _how(code: int | None) -> str:
     return f"exit code {code}" if code >= 0 else f"signal {-code}"
 
 
-def host_environment() -> dict[str, str]:
-    """The host's environment: this process's, with :data:`MALLOC_ARENAS` unless already set."""
-    return {"MALLOC_ARENA_MAX": MALLOC_ARENAS, **os.environ}
+def host_environment(store_url: str | None = None) -> dict[str, str]:
+    """The host's environment: this process's, with :data:`MALLOC_ARENAS` unless already set, and
+    ``FACEPRINT_STORE`` set to ``store_url`` when given (the host's store: its URL never on a command line)."""
+    from faceprint.backends import STORE_ENV
+
+    return {"MALLOC_ARENA_MAX": MALLOC_ARENAS, **os.environ, **({STORE_ENV: store_url} if store_url else {})}

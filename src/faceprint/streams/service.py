@@ -317,7 +317,8 @@ class StreamProcessors:
         sources, data_streams = self.config.overrides()
         return StreamRunner(self.home, models_dir=self.models_dir, profile=self.profile, region=self.arns.region,
                             sources=sources, data_streams=data_streams, threads=self.threads,
-                            connect_timeout=self.settings.connect_timeout)
+                            connect_timeout=self.settings.connect_timeout,
+                            store_url=self.store.url if self.store.shared else None)
 
     def close(self) -> None:
         """Stop this process's runner (its host stops the processors, which stay wanted: they resume at
