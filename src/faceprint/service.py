@@ -791,9 +791,9 @@ class Faceprint:
             with self._index_lock:
                 store = self.__dict__.get("_settings_store")
                 if store is None:
-                    from faceprint.audit.settings import SettingsStore
+                    from faceprint.audit.pgparts import open_settings
 
-                    store = self._settings_store = SettingsStore(private_folder(self.home) / "settings.db")
+                    store = self._settings_store = open_settings(self.home, self.store_url)
         return store
 
     @property
@@ -804,10 +804,10 @@ class Faceprint:
             with self._index_lock:
                 reviews = self.__dict__.get("_reviews")
                 if reviews is None:
-                    from faceprint.audit.review import Reviews
+                    from faceprint.audit.pgparts import open_reviews
 
-                    reviews = self._reviews = Reviews(private_folder(self.home / "audit"), self.audit_log,
-                                                      self.settings_store, clock=time.time)
+                    reviews = self._reviews = open_reviews(self.home, self.store_url, self.audit_log,
+                                                           self.settings_store, clock=time.time)
         return reviews
 
     def request_review(self, search_id: int, face_ids: list[str] | None = None, caller: Caller | None = None, *,
