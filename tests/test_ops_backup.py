@@ -148,3 +148,36 @@ def test_postgresql_round_trip_and_the_command_line(request: pytest.FixtureReque
     assert main(["--home", str(tmp_path / "third"), "--store", target, "restore", "--force",
                  str(tmp_path / "b")]) == 0
     assert mover_tally(source).same(mover_tally(target))
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "home/../../outside", "other/x"])
+def test_a_manifest_naming_paths_outside_the_backup_is_refused(sqlite_backup: dict, tmp_path: Path,
+                                                                path: str) -> None:
+    import shutil
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(sqlite_backup["dest"], crafted)
+    manifest = json.loads((crafted / "manifest.json").read_text())
+    manifest["Files"][0]["Path"] = path
+    (crafted / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InvalidParameterException, match="outside it"):
+        restore(crafted, tmp_path / "t", None)
+    (crafted / "manifest.json").write_text('{"Format": 1, "Files": [{}]}')
+    with pytest.raises(InvalidParameterException, match="malformed"):
+        restore(crafted, tmp_path / "t", None)
+
+
+def test_a_store_outside_the_home_is_backed_up_and_not_overwritten(tmp_path: Path) -> None:
+    from faceprint.store.sqlite import SQLiteStore
+
+    url = f"sqlite://{tmp_path}/elsewhere/faces.db"
+    store = SQLiteStore(tmp_path / "elsewhere" / "faces.db")
+    store.create_collection(CollectionRow("c", "arn:c", "6.0", DIM, 1.0))
+    fill(store, 0, 20)
+    (tmp_path / "home").mkdir()
+    manifest = backup(tmp_path / "home", url, tmp_path / "b")
+    assert [f["Path"] for f in manifest["Files"]] == ["store/faceprint.db"]
+    with pytest.raises(TargetInUse, match="faces.db exists"):
+        restore(tmp_path / "b", tmp_path / "home2", None)
+    restore(tmp_path / "b", tmp_path / "home2", f"sqlite://{tmp_path}/moved.db")
+    assert SQLiteStore(tmp_path / "moved.db").count_faces("c") == 20

@@ -61,8 +61,9 @@ def backup(home: Path, store_url: str | None, dest: Path) -> dict[str, Any]:
         path = sqlite_path(store_url)
         if not path.is_file():
             raise InvalidParameterException(f"There is no SQLite store at {path}.")
-        store = {"Kind": "sqlite", "Path": str(path)}
-        files.append(_copy(path, dest / EXTERNAL_STORE, EXTERNAL_STORE, in_home=False))
+        if not path.resolve().is_relative_to(home.resolve()):  # one in the home is among its files
+            store = {"Kind": "sqlite", "Path": str(path)}
+            files.append(_copy(path, dest / EXTERNAL_STORE, EXTERNAL_STORE, in_home=False))
     manifest = {"Format": FORMAT, "Faceprint": __version__, "Created": time.time(), "Store": store,
                 "Files": files}
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2))

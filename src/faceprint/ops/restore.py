@@ -44,14 +44,18 @@ def restore(source: Path, home: Path, store_url: str | None, force: bool = False
     if not force and _home_in_use(home):
         raise TargetInUse(f"The home {home} already holds a deployment: restore into an empty one, or add --force "
                           "to replace it.")
+    external = _external_store(store_url, manifest) if kind == "sqlite" and manifest["Store"].get("Path") else None
+    if not force and external is not None and external.is_file() and external.stat().st_size:
+        raise TargetInUse(f"The SQLite store {external} exists: restore into a new path (--store sqlite:///PATH), "
+                          "or add --force to replace it.")
     if kind == "postgresql" and store_url:
         _pg_restore(source / PG_DUMP, store_url, force)
     private_folder(home)
     for entry in manifest["Files"]:
         if entry["Path"].startswith("home/"):
             _put(source / entry["Path"], home / entry["Path"][len("home/"):], entry["Kind"])
-        elif entry["Path"] == EXTERNAL_STORE:
-            _put(source / EXTERNAL_STORE, _external_store(store_url, manifest), "sqlite")
+        elif entry["Path"] == EXTERNAL_STORE and external is not None:
+            _put(source / EXTERNAL_STORE, external, "sqlite")
     _drop_index_files(home)
     return {"Restored": len(manifest["Files"]), "Store": kind, "Home": str(home)}
 
@@ -64,11 +68,22 @@ def read_manifest(source: Path) -> dict[str, Any]:
         raise InvalidParameterException(f"{source} is not a faceprint backup ({MANIFEST}: {e}).") from None
     if manifest.get("Format") != FORMAT:
         raise InvalidParameterException(f"{source}: backup format {manifest.get('Format')!r} is not {FORMAT}.")
-    for entry in manifest["Files"]:
-        path = source / entry["Path"]
-        if ".." in Path(entry["Path"]).parts or not path.is_file() or sha256_of(path) != entry["SHA256"]:
-            raise InvalidParameterException(f"The backup is damaged: {entry['Path']} is missing or changed "
-                                            "(its SHA-256 is not the manifest's); nothing was restored.")
+    try:
+        for entry in manifest["Files"]:
+            rel = Path(entry["Path"])
+            if rel.is_absolute() or ".." in rel.parts or not (rel.parts[0] == "home" or entry["Path"] in (
+                    EXTERNAL_STORE, PG_DUMP)):
+                raise InvalidParameterException(f"The backup's manifest names a path outside it: {entry['Path']!r}.")
+            path = source / rel
+            if not path.is_file() or path.is_symlink() or sha256_of(path) != entry["SHA256"]:
+                raise InvalidParameterException(f"The backup is damaged: {entry['Path']} is missing or changed "
+                                                "(its SHA-256 is not the manifest's); nothing was restored.")
+        if manifest["Store"]["Kind"] not in ("sqlite", "postgresql"):
+            raise InvalidParameterException(f"{source}: the backup's store kind {manifest['Store']['Kind']!r} is "
+                                            "not sqlite or postgresql.")
+    except (KeyError, TypeError, IndexError) as e:
+        raise InvalidParameterException(f"{source}: the backup's manifest is malformed ({type(e).__name__}: {e}).") \
+            from None
     return manifest
 
 
