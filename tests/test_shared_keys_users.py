@@ -248,3 +248,54 @@ def test_settings_changed_at_once_on_two_nodes_lose_nothing(open_node):
     for t in threads:
         t.join()
     assert errors == [] and nodes[0].get("people").face_retention_days == 10
+
+
+# -- where the commands and Faceprint keep them ------------------------------------------------------------
+
+def test_the_commands_keep_keys_and_console_users_in_the_store_when_it_is_postgresql(pg_url, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for table in ("keys_access_keys", "console_users"):
+        with psycopg.connect(pg_url, autocommit=True) as db:
+            db.execute(f"DO $$ BEGIN IF to_regclass('{table}') IS NOT NULL THEN DELETE FROM {table}; END IF; END $$")
+    env = {**os.environ, "FACEPRINT_STORE": pg_url}
+
+    def faceprint(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "faceprint.cli", *args], input=stdin, env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    home = tmp_path / "node-a"
+    made = faceprint("keys", "create", "--name", "ops", "--home", str(home))
+    assert made.returncode == 0, made.stderr
+    key_id = json.loads(made.stdout)["AccessKey"]["AccessKeyId"]
+    added = faceprint("console-users", "add", "dora", "--role", "reviewer", "--password-stdin", "--home", str(home),
+                      stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    assert not (home / "auth" / "keys.json").exists() and not (home / "console" / "users.db").exists()
+    other = tmp_path / "node-b"  # another machine's home, the same database
+    keys, users = open_keys(other, pg_url), open_console_users(other, pg_url)
+    assert [k.access_key_id for k in keys.list()] == [key_id]
+    assert users.authenticate("dora", PASSWORD).role == "reviewer"
+    keys.close()
+    users.db.close()
+
+
+def test_faceprint_keeps_collection_settings_in_the_store_when_it_is_postgresql(pg_url, tmp_path):
+    from faceprint.service import Faceprint
+    from faceprint.store.pgdb import PgDatabase
+
+    a, b = Faceprint(tmp_path / "a", store_url=pg_url), Faceprint(tmp_path / "b", store_url=pg_url)
+    assert isinstance(a.settings_store.database, PgDatabase)
+    a.settings_store.put("shared", CollectionSettings(keep_face_crops=True))
+    assert b.settings_store.get("shared").keep_face_crops is True
+    assert not (tmp_path / "a" / "settings.db").exists()
+    default = Faceprint(tmp_path / "c")  # the embedded default keeps them in the home
+    assert default.settings_store.get("shared") == CollectionSettings()
+    assert (tmp_path / "c" / "settings.db").exists()
+    for fp in (a, b, default):
+        fp.settings_store.close()
