@@ -389,3 +389,19 @@ def test_an_embedded_homes_jobs_move_to_postgresql(pg_nodes, tmp_path: Path) -> 
     with pytest.raises(InvalidParameterException):
         copy_jobs(home, target)
     home.close()
+
+
+def test_open_job_store_picks_the_back_end_and_makes_the_homes_video_folder(request: pytest.FixtureRequest,
+                                                                            tmp_path: Path) -> None:
+    """The runner's lock and log and the node's input files live in ``HOME/video`` (private) either way."""
+    from faceprint.video.store import open_job_store
+    from faceprint.video.store_pg import PgJobStore
+
+    assert open_job_store(tmp_path / "none", None, existing=True) is None
+    sqlite = open_job_store(tmp_path / "embedded", None)
+    shared = open_job_store(tmp_path / "node", request.getfixturevalue("pg").database())
+    assert type(sqlite) is JobStore and type(shared) is PgJobStore and shared.inputs == tmp_path / "node/video/inputs"
+    for home in ("embedded", "node"):
+        assert (tmp_path / home / "video").stat().st_mode & 0o777 == 0o700
+    sqlite.close()
+    shared.close()

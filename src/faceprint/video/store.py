@@ -145,7 +145,8 @@ def open_job_store(home: Path | str, store_url: str | None, *, existing: bool = 
     if store_url and store_url.split(":", 1)[0].lower() in ("postgresql", "postgres"):  # pgshared.is_postgres,
         from faceprint.video.store_pg import PgJobStore  # without importing psycopg for SQLite
 
-        return PgJobStore(str(store_url), video_folder(Path(home)) / "inputs", **pg)
+        # HOME/video holds the runner's lock and log, and this node's input files
+        return PgJobStore(str(store_url), private_folder(video_folder(Path(home))) / "inputs", **pg)
     path = store_path(Path(home))
     return None if existing and not path.is_file() else JobStore(path)
 
