@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import socket
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
@@ -65,8 +66,10 @@ def doctor(d: Deployment) -> list[Finding]:
     if is_postgres(d.store_url) and store_ok:
         _run(found, "parts", lambda: check_parts(d.store_url or ""))
     _run(found, "databases", lambda: check_databases(d.home))
-    if store_ok:
-        _run(found, "index", lambda: check_index(d))
+    if store_ok and all(f.status == OK for f in found if f.check.startswith("store")):
+        _run(found, "index", lambda: check_index(d))  # opening a store migrates it: only a current one
+    elif store_ok:
+        found.append(Finding("index", WARN, "not checked: the store's schema is not current"))
     _run(found, "models", lambda: check_models(d))
     _run(found, "disk", lambda: check_disk(d.home))
     _run(found, "modes", lambda: check_modes(d.home))
@@ -236,13 +239,14 @@ def _embedded(folder: Path, store: Any, row: Any) -> Finding:
 
 
 def _milvus(url: str, store: Any, rows: list[Any]) -> Iterator[Finding]:
-    from pymilvus import Collection, connections, utility
-
     from faceprint.index.milvus import MilvusSettings, milvus_name, parse_url
 
     c = parse_url(url)
     alias = f"doctor-{id(store)}"
     try:
+        socket.create_connection((c["host"], int(c["port"])), timeout=CONNECT_TIMEOUT).close()  # fails fast
+        from pymilvus import Collection, connections, utility
+
         connections.connect(alias=alias, host=c["host"], port=str(c["port"]), user=c["user"],
                             password=c["password"], timeout=CONNECT_TIMEOUT)
     except Exception as e:  # noqa: BLE001 - pymilvus raises its own kinds

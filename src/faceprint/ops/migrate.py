@@ -148,6 +148,7 @@ def rebuild_indexes(home: Path, store_url: str, index_url: str | None) -> dict[s
             counts[row.collection_id] = len(by_dim[row.dim].get(row))
         for indexes in by_dim.values():
             indexes.save_all()
+            getattr(indexes, "close", lambda: None)()
     finally:
         getattr(store, "close", lambda: None)()
     return counts
