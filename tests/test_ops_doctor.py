@@ -108,3 +108,21 @@ def test_postgresql_healthy_then_newer_then_unreachable(capsys, home: Path, requ
 def test_an_unreachable_milvus_fails(capsys, home: Path) -> None:
     status, found = doctor(capsys, home, "--index", "milvus://127.0.0.1:9")
     assert status == 1 and found["index"][0] == "fail" and "cannot reach Milvus at 127.0.0.1:9" in found["index"][1]
+
+
+def test_a_store_from_before_versions_shows_migrations_pending_and_is_left_alone(capsys, tmp_path: Path) -> None:
+    import sqlite3
+
+    from faceprint.store.migrations.sqlite import SCHEMA_V1
+
+    home = tmp_path / "old"
+    home.mkdir(mode=0o700)
+    with sqlite3.connect(home / "faceprint.db") as db:  # a home written before versions were recorded
+        db.executescript(SCHEMA_V1)
+    (home / "faceprint.db").chmod(0o600)
+    status, found = doctor(capsys, home)
+    assert status == 2 and found["store schema"] == (
+        "warn", "version 0, migrations pending to 1 (applied when a node opens it)")
+    assert found["index"] == ("warn", "not checked: the store's schema is not current")
+    with sqlite3.connect(home / "faceprint.db") as db:  # doctor migrated nothing
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() is None
