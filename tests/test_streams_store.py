@@ -228,6 +228,7 @@ def test_a_stopping_host_releases_at_once_and_unresolvable_ones_go_to_one_that_c
         start(api, "p1")
         assert a.look()[0] | b.look()[0] == {"p1"}  # c cannot resolve cam
         assert c.look()[0] == {"d"}  # only c resolves door
+        assert a.leases.elsewhere(api.get("p1")) and not c.leases.elsewhere(api.get("d"))  # (b maps cam; none door)
         holder = a if "p1" in a.busy else b
         holder.leases.close()  # a clean stop: leases and heartbeat released
         other = b if holder is a else a
@@ -277,3 +278,16 @@ def test_the_api_sees_other_nodes_hosts_and_maps(server: PgServer, tmp_path: Pat
     finally:
         host.store.close()
         fp.streams.close()
+
+
+def test_a_host_that_cannot_renew_for_a_lease_knows_its_leases_lapsed(nodes: tuple[Any, list[Node]]) -> None:
+    _, (a, _) = nodes
+    now = [0.0]
+    leases = PgLeases(a.store.part, "z", lambda: ([], []), ttl=2.0, clock=lambda: now[0])
+    leases.settle({}, set(), lambda r: True)
+    now[0] = 1.9
+    assert not leases.lapsed()
+    now[0] = 2.0  # no beat for the lease's time (the database out of reach): stop the runs
+    assert leases.lapsed()
+    leases.settle({}, set(), lambda r: True)
+    assert not leases.lapsed()

@@ -175,7 +175,9 @@ class StreamHost:
                 self._end(run)
         elif check_mapping:
             url, specs, problem = self._mapping(row)
-            if problem is not None:
+            if problem is not None and self.leases.elsewhere(row):
+                self._end(run)  # unmapped here, mapped by another node's host: its lease goes, another takes it
+            elif problem is not None:
                 self._end(run, FAILED, problem, run.target_generation)
             elif url != run.url or [s.text for s in specs] != [s.text for s in run.specs]:
                 self._end(run)  # the camera or the sinks changed: the next look starts it again

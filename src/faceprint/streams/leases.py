@@ -37,6 +37,8 @@ from typing import Any
 
 from faceprint.streams.types import FAILED, RUNNING, STOPPED, ProcessorRow
 
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+"""The database's clock (seconds since the epoch) in SQL: leases and heartbeats are dated by it."""
 LEASE_TTL = 15.0
 """Seconds a lease and a heartbeat last after their last renewal (renewed every third of it)."""
 NODE_FILE = "node-id"
@@ -58,6 +60,10 @@ class LocalLeases:
                resolvable: Callable[[ProcessorRow], bool]) -> tuple[set[str], set[str]]:
         """The names this host may run, and those another host holds (here: all, none)."""
         return set(rows), set()
+
+    def elsewhere(self, row: ProcessorRow) -> bool:
+        """Whether another live host resolves ``row``'s camera and data stream (here: there is none)."""
+        return False
 
     def lapsed(self) -> bool:
         return False
@@ -93,6 +99,10 @@ class PgLeases:
             mine |= self._take(rows, free, len(mine), resolvable)
         return mine, others
 
+    def elsewhere(self, row: ProcessorRow) -> bool:
+        """Whether another live host publishes ``row``'s camera and data stream names."""
+        return any(_resolves(published, row) for published in self._hosts()[1])
+
     def lapsed(self) -> bool:
         """Whether this host's leases may have been taken (no renewal for ``ttl``)."""
         return self.clock() - self._renewed >= self.ttl
@@ -107,8 +117,6 @@ class PgLeases:
     # -- the steps ---------------------------------------------------------------------------------
 
     def _beat(self, busy: Collection[str]) -> None:
-        from faceprint.streams.store_pg import NOW
-
         started = self.clock()
         sources, data_streams = self.names()
         published = (json.dumps(sorted(sources)), json.dumps(sorted(data_streams)))
@@ -122,8 +130,6 @@ class PgLeases:
         self._beaten = self._renewed = started
 
     def _look(self) -> tuple[set[str], set[str]]:
-        from faceprint.streams.store_pg import NOW
-
         held: set[str] = set()
         others: set[str] = set()
         for name, node in self.part.rows(f"SELECT name, lease_node FROM streams_processors WHERE lease_node IS NOT "
@@ -139,20 +145,19 @@ class PgLeases:
               resolvable: Callable[[ProcessorRow], bool]) -> set[str]:
         """Claim some of ``free``: within the balance those this host resolves, and those no live
         host resolves (to fail them, saying why)."""
-        from faceprint.streams.store_pg import NOW
-
-        hosts = self.part.rows(f"SELECT node, sources, data_streams FROM streams_hosts WHERE expires >= {NOW}")
-        live = max(1, len(hosts) + (self.node not in {h[0] for h in hosts}))
+        live, others = self._hosts()
         room = math.ceil(sum(wanted(r) for r in rows.values()) / live) - holding
-        others = [(set(json.loads(s)), set(json.loads(d))) for node, s, d in hosts if node != self.node]
         own = [r.name for r in free if resolvable(r)][:max(0, room)]
-        orphans = [r.name for r in free if not resolvable(r) and not any(
-            r.video_stream in s and (r.data_stream is None or r.data_stream in d) for s, d in others)]
+        orphans = [r.name for r in free if not resolvable(r) and not any(_resolves(p, r) for p in others)]
         return self._claim(own) | self._claim(orphans)
 
-    def _claim(self, names: list[str]) -> set[str]:
-        from faceprint.streams.store_pg import NOW
+    def _hosts(self) -> tuple[int, list[tuple[set[str], set[str]]]]:
+        """How many hosts are live (this one included), and the names each other live host maps."""
+        hosts = self.part.rows(f"SELECT node, sources, data_streams FROM streams_hosts WHERE expires >= {NOW}")
+        live = max(1, len(hosts) + (self.node not in {h[0] for h in hosts}))
+        return live, [(set(json.loads(s)), set(json.loads(d))) for node, s, d in hosts if node != self.node]
 
+    def _claim(self, names: list[str]) -> set[str]:
         if not names:
             return set()
         with self.part.tx() as db:
@@ -164,6 +169,11 @@ class PgLeases:
                 db.execute(f"UPDATE streams_processors SET lease_node = %s, lease_expires = {NOW} + %s "
                            "WHERE name = ANY(%s)", (self.node, self.ttl, found))
         return set(found)
+
+
+def _resolves(published: tuple[set[str], set[str]], row: ProcessorRow) -> bool:
+    sources, data_streams = published
+    return row.video_stream in sources and (row.data_stream is None or row.data_stream in data_streams)
 
 
 def node_id(home: Path) -> str:

@@ -31,12 +31,11 @@ import psycopg
 from faceprint.errors import LimitExceededException, ResourceInUseException, ResourceNotFoundException
 from faceprint.store.migrations import Migration
 from faceprint.store.pgshared import PgPart, statements
+from faceprint.streams.leases import NOW
 from faceprint.streams.store import _COLUMNS, _NAMES, EVENT_RING, _from_db, _in_use, _to_db
 from faceprint.streams.types import FAILED, RUNNING, STOPPED, ProcessorRow
 
 PART = "streams"
-NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
-"""The database's clock (seconds since the epoch) in SQL: leases and heartbeats are dated by it."""
 INSERT_LOCK = 0x5f5e_0001
 """Advisory lock serialising creates (the ``max_processors`` cap holds across nodes)."""
 
