@@ -263,6 +263,7 @@ def test_the_api_sees_other_nodes_hosts_and_maps(server: PgServer, tmp_path: Pat
                "role_arn": "arn:aws:iam::123456789012:role/r"}
     with pytest.raises(InvalidParameterException, match="not mapped to a camera"):
         fp.streams.create_stream_processor(**members)
+    assert fp.eraser().events is fp.streams.store  # an erasure reaches the shared events, on the Faceprint's pool
     runner = fp.streams.make_runner()  # its host gets the store's URL in its environment, not its command line
     assert host_environment(runner.store_url)["FACEPRINT_STORE"] == url and url not in " ".join(runner.command())
     host = Node(url, tmp_path / "host", ["cam"])

@@ -884,12 +884,13 @@ class Faceprint:
         """The :class:`faceprint.erasure.Eraser` of this home (its video results and stream events
         where the home has them), recording through :attr:`recorder`."""
         from faceprint.erasure import Eraser
-        from faceprint.streams.store import open_processor_store
+        from faceprint.streams.store import is_shared, open_processor_store
         from faceprint.video.store import open_job_store
 
         jobs = self._video.store if self._video is not None else open_job_store(self.home, self.store_url,
                                                                                 existing=True)
-        events = open_processor_store(self.home, self.store_url, existing=True)
+        events = (self.streams.store if is_shared(self.store_url)  # one connection pool a Faceprint, not one an erasure
+                  else open_processor_store(self.home, self.store_url, existing=True))
         recorder = self.recorder
         return Eraser(self.store, self.index_cache, self._index_lock, self.crops, self.settings_store,
                       recorder.changed, log=recorder.log, probes=self.probe_store, jobs=jobs, events=events,
