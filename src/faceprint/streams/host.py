@@ -14,6 +14,11 @@ generation they answer, so a run never overwrites a newer request. A stopping ho
 without touching their desired state: the next host resumes them (STARTING → RUNNING; a camera
 that was reached before is retried forever, not FAILED).
 
+With the PostgreSQL store (``FACEPRINT_STORE`` in its environment) every node's host looks at the
+same processors and runs only those it holds a lease on (:mod:`faceprint.streams.leases`: taken
+when free or lapsed, renewed, released when the run ends or the host stops); the config line's
+``lease_seconds`` sets the lease's time (default 15).
+
 Each second it writes every run's health to the store and ``HOME/streams/metrics.json`` (0600,
 replaced atomically): per processor its status, camera counters, records, alerts, latency from frame
 capture to record handed to the sinks (histogram: ``buckets`` are upper bounds in seconds,

@@ -45,11 +45,11 @@ BACKOFF = (1.0, 30.0)
 STEADY = 60.0
 """A host that ran this long resets the back-off."""
 KILL_AFTER = 10.0
+"""Seconds a host has to stop after SIGTERM (then SIGKILL)."""
 MALLOC_ARENAS = "2"
 """glibc's malloc arenas in the host (``MALLOC_ARENA_MAX``, unless the environment sets it): with the
 default (8 per core) the host's many decoder and sink threads each grew an arena and its memory
 rose for the first hour of a soak; two keep it flat (benchmarks/streams_soak.py)."""
-"""Seconds a host has to stop after SIGTERM (then SIGKILL)."""
 
 
 class HostLock(FileLock):

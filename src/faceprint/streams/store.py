@@ -9,6 +9,10 @@ the host writes what *is* (:meth:`set_status`, conditional on the generation it 
 clients (:meth:`add_events`, :meth:`events_after`). Rows hold ARNs and settings, never a camera URL
 or a sink spec. Deleted rows and events are erased as the main store's faces are (``secure_delete``,
 and the WAL emptied after a delete).
+
+With the PostgreSQL store the same lives in the database, shared by every node
+(:class:`faceprint.streams.store_pg.PgProcessorStore`, same methods): :func:`open_processor_store`
+picks one.
 """
 
 from __future__ import annotations
