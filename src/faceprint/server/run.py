@@ -299,7 +299,7 @@ def _streams_options(settings: ServeSettings, fp: Any, flags: StreamFlags) -> di
     if settings.no_streams or settings.streams_file is not None:
         return {}
     factory = runner_factory(fp.home, flags, profile=fp.profile.name, region=settings.region,
-                             models_dir=fp.models.root)
+                             models_dir=fp.models.root, store_url=fp.store_url)
     return {"streams_runner": factory, "streams_start": lambda: wants_runner(fp.home, flags)}
 
 
@@ -424,7 +424,7 @@ def _supervisor_runner(settings: ServeSettings, flags: StreamFlags) -> RunnerHol
         return RunnerHolder(None)
     home = Path(settings.home) if settings.home else default_home()
     holder = RunnerHolder(runner_factory(home, flags, profile=settings.profile, region=settings.region,
-                                         models_dir=models_dir()))
+                                         models_dir=models_dir(), store_url=settings.store_url))
     holder.ensure_started()
     return holder
 
