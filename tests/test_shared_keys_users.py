@@ -299,3 +299,32 @@ def test_faceprint_keeps_collection_settings_in_the_store_when_it_is_postgresql(
     assert (tmp_path / "c" / "settings.db").exists()
     for fp in (a, b, default):
         fp.settings_store.close()
+
+
+def test_a_serve_node_honours_a_key_changed_on_another_node_within_a_second(pg_url, tmp_path):
+    from botocore.exceptions import ClientError
+
+    from serverkit import Server
+
+    keys = open_keys(tmp_path / "admin", pg_url)  # `faceprint --store URL keys ...` on another machine
+    key = keys.create("shared-key", operations=["ListCollections"])
+    (tmp_path / "node").mkdir()
+    node = Server(tmp_path / "node", "--store", pg_url)  # a node started after the key was made
+    try:
+        client = node.client(key.access_key_id, key.secret_access_key)
+        assert client.list_collections()["CollectionIds"] == []
+        keys.update(key.access_key_id, status="Inactive")
+
+        def refused() -> bool:
+            try:
+                client.list_collections()
+            except ClientError as e:
+                return e.response["Error"]["Code"] == "UnrecognizedClientException"
+            return False
+
+        assert within_a_second(refused)
+        keys.update(key.access_key_id, status="Active")
+        assert within_a_second(lambda: not refused())
+    finally:
+        node.stop()
+        keys.close()

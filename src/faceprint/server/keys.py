@@ -274,6 +274,10 @@ class KeyStore:
     def get(self, access_key_id: str) -> AccessKey | None:
         return self._current().get(access_key_id)
 
+    def close(self) -> None:
+        """Nothing held between calls here (the PostgreSQL keys, :class:`~faceprint.server.pgkeys.PgKeyStore`,
+        close their connections)."""
+
     def _changed(self, operation: str, key: AccessKey, details: dict[str, Any]) -> None:
         if self.on_change is not None:
             self.on_change(operation, key, details)

@@ -337,7 +337,9 @@ def _warn_without_keys(settings: ServeSettings) -> None:
 
     home = Path(settings.home) if settings.home else default_home()
     store = open_keys(home, settings.store_url)
-    if not store.list():
+    found = store.list()
+    store.close()
+    if not found:
         logging.getLogger("faceprint.server").warning(
             "no access keys in %s: every request is refused until you create one with "
             "`faceprint keys create --name NAME --home %s`", store.path, home)
