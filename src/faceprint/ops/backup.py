@@ -11,7 +11,8 @@
   API copies their content), lock files and temporary files.
 - A store elsewhere: an SQLite store outside the home (``sqlite:///PATH``) likewise, as
   ``store/faceprint.db``; a PostgreSQL store (and with it every part of the home kept there) with
-  ``pg_dump -Fc`` as ``store.pgdump`` (one snapshot of the database).
+  ``pg_dump -Fc -Z0`` as ``store.pgdump`` (one snapshot of the database; uncompressed: face vectors
+  hardly compress, and compressing cost pg_dump 7 times the time in benchmarks/migrate.py).
 
 ``manifest.json`` lists every file with its size and SHA-256; ``restore`` checks them first.
 """
@@ -114,5 +115,5 @@ def _pg_dump(url: str, target: Path) -> dict[str, Any]:
     from faceprint.ops.pgtools import run_tool
 
     private_file(target)
-    run_tool("pg_dump", ["--format=custom", "--no-owner", "--no-privileges", f"--file={target}"], url)
+    run_tool("pg_dump", ["--format=custom", "--compress=0", "--no-owner", "--no-privileges", f"--file={target}"], url)
     return {"Path": PG_DUMP, "Kind": "pg_dump", "Bytes": target.stat().st_size, "SHA256": sha256_of(target)}
