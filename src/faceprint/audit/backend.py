@@ -39,7 +39,7 @@ def copy_log(source: AuditLog, target: PgAuditLog) -> dict[str, Any]:
     heads, and its online key, which signed them) into ``target``, an empty PostgreSQL log, in one
     transaction, so that ``faceprint audit verify`` finds the same chain there. Refuses
     (``InvalidParameterException``) a target that holds entries, heads or another online key.
-    The counts copied."""
+    The filter columns are taken from the entries' bodies, as appends write them. The counts copied."""
     from faceprint.audit.columns import of_body
     from faceprint.audit.pglog import CHAIN_LOCK, PUT_HEAD, _cells, _insert
     from faceprint.audit.pgsigning import MAKE, ONLINE, READ
@@ -47,8 +47,8 @@ def copy_log(source: AuditLog, target: PgAuditLog) -> dict[str, Any]:
     from faceprint.errors import InvalidParameterException
 
     pem = source.signer.path.read_text("ascii") if source.signer.existing_public() else None
-    heads = source.signed_heads()
-    with target._part().tx() as db:  # noqa: SLF001 - the module's own pair
+    with source.snapshot(), target._part().tx() as db:  # the source as of one moment  # noqa: SLF001
+        heads = source.signed_heads()
         db.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
         stored = db.execute(READ, (ONLINE,)).fetchone()
         held = db.execute("SELECT (SELECT count(*) FROM audit_entries) + (SELECT count(*) FROM audit_heads)")
