@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from faceprint.audit.settings import SettingsStore
 from faceprint.home import private_folder
 from faceprint.store.migrations import Migration
-from faceprint.store.pgdb import PgDatabase, shared_url
+from faceprint.store.pgdb import PgDatabase, ddl, shared_url
 
 if TYPE_CHECKING:
     from faceprint.audit.log import AuditLog
@@ -62,11 +62,16 @@ CREATE TABLE review_log_position (name TEXT PRIMARY KEY, seq BIGINT NOT NULL, ha
 """)
 
 
-def _part(url: str, name: str, description: str, ddl: str) -> PgDatabase:
-    from faceprint.store.pgshared import PgPart, statements
+SETTINGS_MIGRATIONS = [Migration(1, "collection settings", ddl(SETTINGS_V1))]
+REVIEW_MIGRATIONS = [Migration(1, "the review queue", ddl(REVIEW_V1))]
 
-    tables = SETTINGS_TABLES if name == "settings" else REVIEW_TABLES
-    return PgDatabase(PgPart(url, name, [Migration(1, description, statements(ddl))]), tables)
+
+def _part(url: str, name: str) -> PgDatabase:
+    from faceprint.store.pgshared import PgPart
+
+    if name == "settings":
+        return PgDatabase(PgPart(url, name, SETTINGS_MIGRATIONS), SETTINGS_TABLES)
+    return PgDatabase(PgPart(url, name, REVIEW_MIGRATIONS), REVIEW_TABLES)
 
 
 def open_settings(home: Path, store_url: str | None) -> SettingsStore:
@@ -75,7 +80,7 @@ def open_settings(home: Path, store_url: str | None) -> SettingsStore:
     url = shared_url(store_url)
     if url is None:
         return SettingsStore(private_folder(Path(home)) / "settings.db")
-    return SettingsStore(database=_part(url, "settings", "collection settings", SETTINGS_V1))
+    return SettingsStore(database=_part(url, "settings"))
 
 
 def open_reviews(home: Path, store_url: str | None, log: AuditLog, settings: SettingsStore,
@@ -87,4 +92,4 @@ def open_reviews(home: Path, store_url: str | None, log: AuditLog, settings: Set
     if url is None:
         return Reviews(private_folder(Path(home) / "audit"), log, settings, clock=clock)
     return Reviews(None, log, settings, clock=clock,
-                   database=_part(url, "review", "the review queue", REVIEW_V1))
+                   database=_part(url, "review"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from faceprint.console.sessions import load_secret
 from faceprint.console.users import ConsoleUsers
 from faceprint.store.migrations import Migration
-from faceprint.store.pgdb import PgDatabase, shared_url
+from faceprint.store.pgdb import PgDatabase, ddl, shared_url
 
 TABLES = {"users": "console_users", "sessions": "console_sessions"}
 V1 = ("""
@@ -39,6 +39,7 @@ CREATE TABLE console_sessions (
 CREATE INDEX console_sessions_name ON console_sessions (name);
 CREATE TABLE console_secret (id INTEGER PRIMARY KEY CHECK (id = 1), secret BYTEA NOT NULL);
 """)
+MIGRATIONS = [Migration(1, "console users, sessions and the cookie secret", ddl(V1))]
 
 
 def open_console_users(home: Path, store_url: str | None, clock: Callable[[], float] = time.time) -> ConsoleUsers:
@@ -47,10 +48,9 @@ def open_console_users(home: Path, store_url: str | None, clock: Callable[[], fl
     url = shared_url(store_url)
     if url is None:
         return ConsoleUsers(Path(home) / "console", clock=clock)
-    from faceprint.store.pgshared import PgPart, statements
+    from faceprint.store.pgshared import PgPart
 
-    part = PgPart(url, "console", [Migration(1, "console users, sessions and the cookie secret", statements(V1))])
-    return ConsoleUsers(None, clock=clock, database=PgDatabase(part, TABLES))
+    return ConsoleUsers(None, clock=clock, database=PgDatabase(PgPart(url, "console", MIGRATIONS), TABLES))
 
 
 def signing_secret(users: ConsoleUsers) -> bytes:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.server.keys import AccessKey, KeyStore
 from faceprint.store.migrations import Migration
-from faceprint.store.pgdb import shared_url
+from faceprint.store.pgdb import ddl, shared_url
 
 if TYPE_CHECKING:
     from faceprint.store.pgshared import PgPart
@@ -37,6 +37,7 @@ CREATE TABLE {TABLE} (
     record TEXT NOT NULL
 );
 """)
+MIGRATIONS = [Migration(1, "access keys", ddl(V1))]
 SELECT = f"SELECT access_key_id, record FROM {TABLE} ORDER BY position"
 WRITE_LOCK = zlib.crc32(b"faceprint part keys writes")
 
@@ -99,6 +100,6 @@ def open_keys(home: Path, store_url: str | None,
     url = shared_url(store_url)
     if url is None:
         return KeyStore(home, on_change=on_change)
-    from faceprint.store.pgshared import PgPart, statements
+    from faceprint.store.pgshared import PgPart
 
-    return PgKeyStore(PgPart(url, "keys", [Migration(1, "access keys", statements(V1))]), on_change=on_change)
+    return PgKeyStore(PgPart(url, "keys", MIGRATIONS), on_change=on_change)

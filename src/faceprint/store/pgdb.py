@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,16 @@ if TYPE_CHECKING:  # psycopg is the optional [postgres] extra: imported only whe
     import psycopg
 
     from faceprint.store.pgshared import PgPart
+
+
+def ddl(text: str) -> Callable[[Any, Callable[[], float]], None]:
+    """:func:`faceprint.store.pgshared.statements` (a migration's ``apply`` running ``text``'s statements,
+    separated by ``;`` at a line's end), without importing psycopg where the store is not PostgreSQL."""
+    def apply(db: Any, clock: Callable[[], float]) -> None:
+        for statement in text.split(";\n"):
+            if statement.strip():
+                db.execute(statement)
+    return apply
 
 
 class Result:
