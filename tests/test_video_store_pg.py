@@ -405,3 +405,36 @@ def test_open_job_store_picks_the_back_end_and_makes_the_homes_video_folder(requ
         assert (tmp_path / home / "video").stat().st_mode & 0o777 == 0o700
     sqlite.close()
     shared.close()
+
+
+def test_two_serve_nodes_share_video_jobs(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """``faceprint serve --store postgresql://`` twice (two homes, the same bucket folder): a job
+    started on one node is run by a node's runner and read, page by page, from both."""
+    import numpy as np
+
+    from serverkit import Server
+    from videokit import background, write_video
+
+    url = request.getfixturevalue("pg").database()
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    scenes = [background(160, 120, s) for s in range(3)]
+    black = np.zeros((120, 160, 3), np.uint8)
+    write_video(bucket / "clip.mp4", (black if 50 <= i < 75 else scenes[i // 25 % 3] for i in range(100)))
+    servers: list[Server] = []
+    try:
+        for name in ("node-a", "node-b"):
+            (tmp_path / name).mkdir()
+            servers.append(Server(tmp_path / name, "--no-auth", "--store", url, "--bucket", f"cctv={bucket}"))
+        a, b = (s.client() for s in servers)
+        job = a.start_segment_detection(Video={"S3Object": {"Bucket": "cctv", "Name": "clip.mp4"}},
+                                        SegmentTypes=["SHOT", "TECHNICAL_CUE"])["JobId"]
+        wait_until(lambda: b.get_segment_detection(JobId=job)["JobStatus"] != "IN_PROGRESS", "the job did not end")
+        first = b.get_segment_detection(JobId=job, MaxResults=1)
+        assert first["JobStatus"] == "SUCCEEDED" and len(first["Segments"]) == 1
+        rest = a.get_segment_detection(JobId=job, NextToken=first["NextToken"])
+        types = [s["Type"] for s in first["Segments"] + rest["Segments"]]
+        assert types.count("SHOT") >= 3 and types.count("TECHNICAL_CUE") == 1
+    finally:
+        for server in servers:
+            server.stop()
