@@ -162,7 +162,7 @@ class Node:
     """A stream host's view of the store (as ``StreamHost`` calls its leases), without cameras."""
 
     def __init__(self, url: str, home: Path, sources: list[str], ttl: float = 2.0) -> None:
-        self.node = node_id(home)
+        self.node, self.home = node_id(home), home
         self.store = open_processor_store(home, url, node=self.node)
         self.leases = leases_for(self.store, lambda: (sources, ["out"]), ttl=ttl)
         self.sources = sources
@@ -203,6 +203,11 @@ def test_wanted_processors_are_split_held_once_and_move_when_a_node_dies(nodes: 
     assert len(mine_a) == 2 and len(mine_b) == 2 and not mine_a & mine_b  # balance: ceil(4 / 2) each
     assert others_b == mine_a
     assert a.look()[0] == mine_a and b.look()[0] == mine_b  # held, not taken again
+    restarted = Node(a.store.url, a.home, ["cam"])  # a's host restarted on its home: its own back at once
+    try:
+        assert restarted.node == a.node and restarted.look()[0] == mine_a
+    finally:
+        restarted.store.close()
     time.sleep(2.2)  # a dies: it beats no more; its leases lapse after the ttl (2 s here)
     mine_b, others_b = b.look()
     assert mine_b == {"p1", "p2", "p3", "p4"} and others_b == set()

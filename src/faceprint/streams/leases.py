@@ -85,18 +85,19 @@ class PgLeases:
 
     def settle(self, rows: Mapping[str, ProcessorRow], busy: Collection[str],
                resolvable: Callable[[ProcessorRow], bool]) -> tuple[set[str], set[str]]:
-        """Beat when due, release what this host no longer runs, take what it should: the names this
-        host holds now (``busy``'s that it still holds, and those it just took), and the names
-        other live hosts hold."""
+        """Beat when due, take what it should, release what it holds and no longer runs: the names
+        this host holds now (``busy``'s that it still holds, and those it just took: its own first,
+        as after a restart on the same home), and the names other live hosts hold."""
         if self.clock() - self._beaten >= self.ttl / 3:
             self._beat(busy)
         held, others = self._look()
         mine = held & set(busy)
-        if held - mine:
-            self._release(held - mine)
-        free = [row for name, row in sorted(rows.items()) if wanted(row) and name not in held and name not in others]
+        free = sorted((row for name, row in rows.items() if wanted(row) and name not in mine and name not in others),
+                      key=lambda row: (row.name not in held, row.name))
         if free:
             mine |= self._take(rows, free, len(mine), resolvable)
+        if held - mine:
+            self._release(held - mine)
         return mine, others
 
     def elsewhere(self, row: ProcessorRow) -> bool:
