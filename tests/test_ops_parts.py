@@ -68,7 +68,8 @@ def moved(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 def test_every_part_is_moved_and_counted(moved: dict) -> None:
     report = moved["report"]
     assert {k: m.outcome for k, m in report.items()} == {
-        "store": "moved", "keys": "moved", "console": "moved", "settings": "moved", "audit": "nothing to move",
+        "store": "moved", "account": "nothing to move", "keys": "moved", "console": "moved", "settings": "moved",
+        "audit": "nothing to move",
         "review": "nothing to move", "video": "moved", "streams": "moved"}
     assert report["video"].counts == {"video_jobs": 1, "video_items": 5}
     assert report["streams"].counts == {"streams_processors": 1, "streams_events": 2}

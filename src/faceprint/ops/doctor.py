@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprint.ops import is_postgres
+from faceprint.store.migrations import Migration
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 256 * 2**20
@@ -31,6 +32,7 @@ DISK_WARN_SHARE = 0.05
 CONNECT_TIMEOUT = 5
 
 PARTS = {  # the home's parts kept in PostgreSQL: where their migrations are
+    "account": ("faceprint.store.pgshared", "ACCOUNT"),
     "keys": ("faceprint.server.pgkeys", "MIGRATIONS"),
     "console": ("faceprint.console.pgusers", "MIGRATIONS"),
     "settings": ("faceprint.audit.pgparts", "SETTINGS_MIGRATIONS"),
@@ -168,7 +170,8 @@ def _part_migrations(part: str) -> Any:
         found = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return None
-    return found() if callable(found) else found
+    found = found() if callable(found) else found
+    return [found] if isinstance(found, Migration) else found
 
 
 def check_databases(home: Path) -> Iterator[Finding]:

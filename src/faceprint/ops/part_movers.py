@@ -1,6 +1,6 @@
 """The movers of the home's parts that have a PostgreSQL twin (see ``faceprint.ops.migrate``), in
-order: access keys, console users (and the cookie secret), collection settings, the audit chain,
-the review queue, stored-video jobs, stream processors.
+order: the account id (so ARNs stay the same), access keys, console users (and the cookie secret),
+collection settings, the audit chain, the review queue, stored-video jobs, stream processors.
 
 Most parts are SQLite databases of the home whose tables the twin keeps under its part's prefix
 with the same columns (:class:`TableMover`): rows are copied as they are (numbered rows keep their
@@ -179,6 +179,45 @@ class KeysMover:
         pass
 
 
+class AccountMover:
+    """The home's account id (``HOME/account-id``) as the deployment's (``shared_account_id``), so that
+    every collection's and stream processor's ARN stays what it was."""
+
+    name = "account"
+
+    def __init__(self, home: Path, url: str) -> None:
+        from faceprint.account import ACCOUNT_FILE
+        from faceprint.store.pgshared import ACCOUNT, PgPart
+
+        self.home, self.url = home, url
+        self.account = (home / ACCOUNT_FILE).read_text().strip()
+        PgPart(url, "account", [ACCOUNT], pool_size=1).close()
+
+    def _tally(self, rows: list[tuple]) -> Tally:
+        found = Tally()
+        found.add("account_id", rows)
+        return found
+
+    def target_empty(self) -> bool:
+        return not self.target_tally().counts["account_id"]
+
+    def source_tally(self) -> Tally:
+        return self._tally([(self.account,)])
+
+    def target_tally(self) -> Tally:
+        with psycopg.connect(self.url) as db:
+            return self._tally(db.execute("SELECT account FROM account_id").fetchall())
+
+    def copy(self) -> Tally:
+        from faceprint.store.pgshared import shared_account_id
+
+        shared_account_id(self.url, self.home)
+        return self.source_tally()
+
+    def close(self) -> None:
+        pass
+
+
 class AuditMover:
     """The audit chain (``HOME/audit``) through ``faceprint.audit.backend.copy_log``: entries with
     their bodies and hashes as stored, signed heads, the online key; verified afterwards."""
@@ -233,6 +272,7 @@ REVIEW = PartSpec("review", "faceprint.audit.pgparts", "REVIEW_MIGRATIONS")
 VIDEO = PartSpec("video", "faceprint.video.store_pg", "MIGRATIONS")
 STREAMS = PartSpec("streams", "faceprint.streams.store_pg", "MIGRATIONS")
 AUDIT = PartSpec("audit", "faceprint.audit.pglog", "migrations")
+ACCOUNT = PartSpec("account", "faceprint.store.pgshared", "ACCOUNT")
 
 
 def part_movers(home: Path, target: str) -> list[Callable[[], Any]]:
@@ -241,6 +281,7 @@ def part_movers(home: Path, target: str) -> list[Callable[[], Any]]:
         return _if(spec, path, lambda: cls(spec, path, target, names, **kw))
 
     return [
+        _if(ACCOUNT, home / "account-id", lambda: AccountMover(home, target)),
         _if(KEYS, home / "auth" / "keys.json", lambda: KeysMover(KEYS, home, target)),
         tables(CONSOLE, home / "console" / "users.db", {"users": "console_users", "sessions": "console_sessions"},
                ConsoleMover),
