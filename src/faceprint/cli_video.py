@@ -83,7 +83,8 @@ def add_video_commands(sub: Any) -> None:
 
 def _analysis_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("file", metavar="FILE", help="the video file ('-' reads stdin)" if name in SYNC else
-                   "the video file (read where it is when the job runs: leave it there)")
+                   "the video file (read where it is when the job runs: leave it there; with a "
+                   "PostgreSQL store, copied into the database at once)")
     if name.endswith("search-faces") or name.endswith("face-search"):
         p.add_argument("--collection-id", required=True)
         p.add_argument("--face-match-threshold", type=float, metavar="S", help="lowest similarity (default 80)")
