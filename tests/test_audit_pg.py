@@ -320,3 +320,48 @@ def test_appends_go_on_after_the_database_restarts(request, tmp_path):
     server.restart()  # a failover: every connection of the pool is cut
     assert log.append(entry(2)).seq == 2 and problems(log) == []
     log.close()
+
+
+NODE = """
+import os, sys, time
+from pathlib import Path
+from faceprint.audit.caller import Caller
+from faceprint.audit.log import Entry
+from faceprint.audit.pglog import PgAuditLog
+
+log = PgAuditLog(os.environ["FACEPRINT_STORE"], Path(sys.argv[1]))
+n = 0
+while True:
+    now = time.time()
+    log.append_many([Entry("SearchFaces", Caller("doomed-node"), now, now)] * (1 + n % 3))
+    n += 1
+    if n == 20:
+        print("appending", flush=True)
+"""
+
+
+def test_a_node_killed_while_appending_leaves_one_chain_that_others_go_on(pg_url, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = PgAuditLog(pg_url, tmp_path / "survivor")
+    node = subprocess.Popen([sys.executable, "-c", NODE, str(tmp_path / "doomed")], stdout=subprocess.PIPE,
+                            env={**os.environ, "FACEPRINT_STORE": pg_url}, text=True)
+    try:
+        assert node.stdout.readline() == "appending\n"
+        for n in range(10):  # appending beside it
+            log.append(entry(n))
+        time.sleep(0.05)
+    finally:
+        node.send_signal(signal.SIGKILL)  # mid-append, most likely: it does nothing else
+        node.wait()
+    started = time.monotonic()
+    seq = log.append(entry(99)).seq
+    assert time.monotonic() - started < 5  # the dead node's lock went with its connection
+    records = list(log.records())
+    assert [r.seq for r in records] == list(range(1, seq + 1)) and problems(log) == []
+    assert {r.entry.caller.actor for r in records} >= {"doomed-node", "user0"}
+    log.close()
