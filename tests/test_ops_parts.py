@@ -1,5 +1,6 @@
 """``faceprint migrate`` moves the home's parts into their PostgreSQL twins: access keys, console
-users (their passwords still work) and the cookie secret, collection settings, finished video jobs
+users (their passwords still work) and the cookie secret, collection settings, the review queue with
+the audit chain it reviews (a second reviewer completes the two-person rule there), finished video jobs
 with their results, stream processors with their events (event ids kept); each read back through
 the twin's own class. A video job still in progress stops the move of the video part."""
 
@@ -105,3 +106,34 @@ def test_a_video_job_in_progress_stops_the_video_part(tmp_path: Path, request: p
     with pytest.raises(InvalidParameterException, match="video: 1 video jobs are queued or running"):
         migrate(tmp_path / "busy", None, request.getfixturevalue("pg").database())
 
+
+
+def test_the_review_queue_moves_with_the_audit_chain_it_reviews(tmp_path: Path,
+                                                                request: pytest.FixtureRequest) -> None:
+    from faceprint.audit.backend import open_audit_log
+    from faceprint.audit.caller import Caller
+    from faceprint.audit.log import AuditLog
+    from faceprint.audit.pgparts import open_reviews, open_settings
+    from faceprint.audit.records import Entry
+    from faceprint.audit.settings import CollectionSettings
+
+    home = tmp_path / "reviewed"
+    SQLiteStore(home / "faceprint.db")
+    log, settings = AuditLog(home / "audit"), open_settings(home, f"sqlite:///{home}")
+    settings.put("people", CollectionSettings(two_person_rule=True))
+    face = "11111111-1111-4111-8111-111111111111"
+    search = log.append(Entry("SearchFacesByImage", Caller("investigator", purpose="p", case="c"), 1.0, 2.0,
+                              collection_id="people", collection_size=10, threshold=80.0, probe_sha256="ab" * 32,
+                              candidates=({"FaceId": face, "Similarity": 99.0, "ExternalImageId": "x"},))).seq
+    reviews = open_reviews(home, f"sqlite:///{home}", log, settings)
+    assert reviews.decide(search, face, "CONFIRMED", Caller("alice")).status == "awaiting-second"
+    before = [c.to_json() for c in reviews.get(search)]
+    reviews.close(), settings.close(), log.close()
+    url = request.getfixturevalue("pg").database()
+    report = {m.part: m for m in migrate(home, None, url)}
+    assert report["review"].outcome == "moved" and report["review"].counts["review_decisions"] == 1
+    pg_log, pg_settings = open_audit_log(home, url), open_settings(home, url)
+    moved = open_reviews(home, url, pg_log, pg_settings)
+    assert [c.to_json() for c in moved.get(search)] == before
+    assert moved.decide(search, face, "CONFIRMED", Caller("bob")).status == "confirmed"  # the second reviewer
+    moved.close(), pg_settings.close()
