@@ -71,7 +71,8 @@ def doctor(d: Deployment) -> list[Finding]:
     if store_ok and all(f.status == OK for f in found if f.check.startswith("store")):
         _run(found, "index", lambda: check_index(d))  # opening a store migrates it: only a current one
     elif store_ok:
-        found.append(Finding("index", WARN, "not checked: the store's schema is not current"))
+        found.append(Finding("index", WARN, "not checked: the store is missing or its schema is not current "
+                                            "(opening it would make or migrate it)"))
     _run(found, "models", lambda: check_models(d))
     _run(found, "disk", lambda: check_disk(d.home))
     _run(found, "modes", lambda: check_modes(d.home))
