@@ -328,3 +328,25 @@ def test_a_serve_node_honours_a_key_changed_on_another_node_within_a_second(pg_u
     finally:
         node.stop()
         keys.close()
+
+
+def test_a_database_gone_is_store_unavailable_not_a_crash(request, tmp_path, monkeypatch):
+    from faceprint.store import pgshared
+    from faceprint.store.postgres import StoreUnavailable
+
+    monkeypatch.setattr(pgshared, "CONNECT_TIMEOUT", 1.0)  # each call waits this long for a connection
+    server = request.getfixturevalue("pg")
+    url = server.database()
+    keys, users, settings = open_keys(tmp_path, url), open_console_users(tmp_path, url), open_settings(tmp_path, url)
+    keys.create("before")
+    name = url.split("?")[0].rsplit("/", 1)[1]
+    server.sql(f"DROP DATABASE {name} WITH (FORCE)")
+    time.sleep(REFRESH)  # the keys' cache has lapsed
+    for call in (keys.list, lambda: keys.create("after"), lambda: users.get("alice"),
+                 lambda: users.add("alice", "admin", PASSWORD), lambda: signing_secret(users),
+                 lambda: settings.get("people"), lambda: settings.put("people", CollectionSettings())):
+        with pytest.raises(StoreUnavailable, match="PostgreSQL store is unavailable"):
+            call()
+    for made in (keys, settings):
+        made.close()
+    users.db.close()

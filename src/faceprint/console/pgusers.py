@@ -15,7 +15,7 @@ from pathlib import Path
 from faceprint.console.sessions import load_secret
 from faceprint.console.users import ConsoleUsers
 from faceprint.store.migrations import Migration
-from faceprint.store.pgdb import PgDatabase, ddl, shared_url
+from faceprint.store.pgdb import PgDatabase, ddl, reaching, shared_url
 
 TABLES = {"users": "console_users", "sessions": "console_sessions"}
 V1 = ("""
@@ -59,8 +59,9 @@ def signing_secret(users: ConsoleUsers) -> bytes:
     if not isinstance(users.db, PgDatabase):
         return load_secret(users.folder)
     part = users.db.part
-    part.execute("INSERT INTO console_secret VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (os.urandom(32),))
-    row = part.one("SELECT secret FROM console_secret WHERE id = 1")
+    with reaching():
+        part.execute("INSERT INTO console_secret VALUES (1, %s) ON CONFLICT (id) DO NOTHING", (os.urandom(32),))
+        row = part.one("SELECT secret FROM console_secret WHERE id = 1")
     if row is None or len(row[0]) < 32:
         raise ValueError("The console's signing secret in PostgreSQL is damaged (under 32 bytes); delete the row "
                          "of console_secret to make a new one (signs everyone out).")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.server.keys import AccessKey, KeyStore
 from faceprint.store.migrations import Migration
-from faceprint.store.pgdb import ddl, shared_url
+from faceprint.store.pgdb import ddl, reaching, shared_url
 
 if TYPE_CHECKING:
     from faceprint.store.pgshared import PgPart
@@ -60,13 +60,15 @@ class PgKeyStore(KeyStore):
         with self._lock:
             now = self.clock()
             if self._read_at is None or now - self._read_at >= self.refresh:
-                self._keys, self._read_at = self._parse_rows(self.part.rows(SELECT)), now
+                with reaching():
+                    rows = self.part.rows(SELECT)
+                self._keys, self._read_at = self._parse_rows(rows), now
             return self._keys
 
     @contextmanager
     def _writing(self) -> Iterator[dict[str, AccessKey]]:
         """Lock the part, yield the keys as stored now, then write what changed (one transaction)."""
-        with self.part.tx() as db:
+        with reaching(), self.part.tx() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             before = self._parse_rows(db.execute(SELECT).fetchall())
             keys = dict(before)

@@ -38,6 +38,20 @@ def ddl(text: str) -> Callable[[Any, Callable[[], float]], None]:
     return apply
 
 
+@contextmanager
+def reaching() -> Iterator[None]:
+    """A lost or refused connection (the server down, the database gone, no pooled connection within
+    the pool's timeout) as ``StoreUnavailable`` with libpq's message, rather than psycopg's error."""
+    import psycopg
+
+    from faceprint.store.postgres import StoreUnavailable
+
+    try:
+        yield
+    except psycopg.OperationalError as e:  # psycopg_pool.PoolTimeout is one too
+        raise StoreUnavailable(f"The PostgreSQL store is unavailable: {e}".strip()) from None
+
+
 class Result:
     """A statement's rows (all fetched) and the rows it touched: what the classes read of a cursor."""
 
@@ -81,7 +95,7 @@ class Autocommit:
         self._part, self._dialect = part, dialect
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:
-        with self._part.tx() as db:
+        with reaching(), self._part.tx() as db:
             return Connection(db, self._dialect).execute(sql, args)
 
 
@@ -98,14 +112,14 @@ class PgDatabase:
     def tx(self) -> Iterator[Connection]:
         """A write transaction, after every other node's write transaction of this part (rolled back
         on any exception)."""
-        with self.part.tx() as db:
+        with reaching(), self.part.tx() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
             yield Connection(db, self.dialect)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
         """One read transaction: one snapshot of the database for everything read inside."""
-        with self.part.tx() as db:
+        with reaching(), self.part.tx() as db:
             db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield Connection(db, self.dialect)
 
