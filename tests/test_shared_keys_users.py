@@ -350,3 +350,27 @@ def test_a_database_gone_is_store_unavailable_not_a_crash(request, tmp_path, mon
     for made in (keys, settings):
         made.close()
     users.db.close()
+
+
+def test_two_nodes_share_one_review_queue_and_one_person_confirming_on_both_counts_once(request, tmp_path):
+    from faceprint.audit.caller import Caller
+    from faceprint.audit.log import Entry
+    from faceprint.service import Faceprint
+
+    url = request.getfixturevalue("pg").database()  # its own audit chain
+    a, b = Faceprint(tmp_path / "a", store_url=url), Faceprint(tmp_path / "b", store_url=url)
+    face = "11111111-1111-4111-8111-111111111111"
+    a.settings_store.put("people", CollectionSettings(two_person_rule=True))
+    search = a.audit_log.append(Entry("SearchFacesByImage", Caller("investigator", purpose="inquiry", case="c-1"),
+                                      1.0, 2.0, collection_id="people", collection_size=10, threshold=80.0,
+                                      candidates=({"FaceId": face, "Similarity": 99.0},))).seq
+    assert a.review_candidate(search, face, "CONFIRMED", caller=Caller("alice"))["Candidate"]["Status"] \
+        == "awaiting-second"
+    again = b.review_candidate(search, face, "CONFIRMED", caller=Caller("ALICE", "console"))["Candidate"]
+    assert (again["Status"], again["Confirmations"]) == ("awaiting-second", 1)  # one person, two nodes: once
+    assert b.review_candidate(search, face, "CONFIRMED", caller=Caller("bob"))["Candidate"]["Status"] == "confirmed"
+    assert [c["Status"] for c in a.list_reviews()["Candidates"]] == ["confirmed"]
+    assert not (tmp_path / "a" / "audit" / "reviews.db").exists()
+    for fp in (a, b):
+        fp.reviews.close()
+        fp.settings_store.close()
