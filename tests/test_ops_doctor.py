@@ -12,6 +12,7 @@ import pytest
 
 from conftest import FACES, models_dir
 from faceprint.cli import main
+from milvuskit import milvus_url  # noqa: F401
 from pg import pg  # noqa: F401
 
 BBT = FACES / "identities" / "faceapi_bbt" / "identities"
@@ -126,3 +127,19 @@ def test_a_store_from_before_versions_shows_migrations_pending_and_is_left_alone
     assert found["index"][1].startswith("not checked: the store is missing or its schema is not current")
     with sqlite3.connect(home / "faceprint.db") as db:  # doctor migrated nothing
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() is None
+
+
+def test_a_milvus_index_is_checked_per_collection(capsys, home: Path, request: pytest.FixtureRequest,
+                                                  tmp_path: Path) -> None:
+    from faceprint.service import Faceprint
+
+    url = request.getfixturevalue("milvus_url") + "?prefix=doctor_"
+    status, found = doctor(capsys, home, "--index", url)
+    assert found["index"][0] == "ok" and found["index"][1].startswith("Milvus at 127.0.0.1:")
+    assert found["index cast"] == ("warn", "no Milvus collection: filled from the store when first opened (2 faces)")
+    fp = Faceprint(home, profile="fast", models_dir=models_dir(), index_url=url)
+    fp.search_faces_by_image("cast", sorted((BBT / "penny").glob("*"))[2])  # made and filled from the store
+    fp.save_indexes()
+    status, found = doctor(capsys, home, "--index", url)
+    assert found["index cast"] == ("ok", "2 rows in Milvus (deleted ones included until compaction), 2 faces in "
+                                         "the store")
