@@ -120,9 +120,10 @@ class _Source:
 
 
 class VideoJobs:
-    """The eight stored-video operations over ``HOME/video/jobs.db``. ``profile`` is the face
-    profile jobs run with, ``models_dir`` where workers find models, ``collections`` checks face
-    search's collection, ``clock`` dates jobs and decides expiry."""
+    """The eight stored-video operations over ``HOME/video/jobs.db``, or over the PostgreSQL
+    database ``store_url`` names (shared by every node: ``faceprint.video.store_pg``). ``profile`` is
+    the face profile jobs run with, ``models_dir`` where workers find models, ``collections`` checks
+    face search's collection, ``clock`` dates jobs and decides expiry."""
 
     def __init__(self, home: str | os.PathLike, profile: str, models_dir: str | os.PathLike | None,
                  collections: Any, settings: VideoSettings | None = None,

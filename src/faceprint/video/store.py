@@ -1,5 +1,7 @@
 """The video job store: one SQLite database (WAL) at ``HOME/video/jobs.db``, shared by every
-process using the home (the API that starts jobs, the runner, its workers).
+process using the home (the API that starts jobs, the runner, its workers). With a PostgreSQL store
+the jobs live in its database instead, shared by every node (``faceprint.video.store_pg``, the same
+public methods; :func:`open_job_store` picks one).
 
 A job is QUEUED, RUNNING (claimed by one run of one runner: ``owner``), then SUCCEEDED or FAILED;
 the API shows QUEUED and RUNNING as ``IN_PROGRESS``. Every write a worker makes is conditional on
