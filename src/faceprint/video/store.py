@@ -142,10 +142,11 @@ def open_job_store(home: Path | str, store_url: str | None, *, existing: bool = 
     ``faceprint.video.store_pg.PgJobStore``, its input files under ``HOME/video/inputs``; ``pg``:
     its keyword arguments), else this module's :class:`JobStore` at ``HOME/video/jobs.db`` (with
     ``existing``: None if that file is not there, as in a home that never ran a job)."""
+    from faceprint.backends import is_postgres
     from faceprint.video.runner import store_path, video_folder
 
-    if store_url and store_url.split(":", 1)[0].lower() in ("postgresql", "postgres"):  # pgshared.is_postgres,
-        from faceprint.video.store_pg import PgJobStore  # without importing psycopg for SQLite
+    if is_postgres(store_url):
+        from faceprint.video.store_pg import PgJobStore  # psycopg is imported for PostgreSQL only
 
         # HOME/video holds the runner's lock and log, and this node's input files
         return PgJobStore(str(store_url), private_folder(video_folder(Path(home))) / "inputs", **pg)
