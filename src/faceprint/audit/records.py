@@ -181,9 +181,19 @@ class AuditFilter:
                 raise InvalidParameterException(f"{name} must be a time (epoch seconds).")
         for name, value in (("Actor", self.actor), ("Operation", self.operation),
                             ("CollectionId", self.collection_id), ("CaseReference", self.case)):
-            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= MAX_FILTER):
+            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= MAX_FILTER
+                                      or not encodable(value)):  # a lone surrogate is no text SQLite can hold
                 raise InvalidParameterException(f"{name} must be text of 1 to {MAX_FILTER} characters.")
         return self
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def page_request(max_results: Any, next_token: Any, most: int = 1000) -> tuple[int, int]:
