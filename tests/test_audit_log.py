@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import stat
 import threading
@@ -12,7 +13,7 @@ from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
 from faceprint.audit.log import BROKEN, HEAD_EVERY, NOT_AN_ENTRY, AuditFilter, AuditLog, Entry
 from faceprint.audit.signing import head_message, verifies
-from faceprint.errors import AuditUnavailable
+from faceprint.errors import AuditUnavailable, InvalidParameterException
 
 
 def entry(n: int = 0, operation: str = "SearchFaces", actor: str = "alice", collection: str | None = "c1",
@@ -107,6 +108,9 @@ def test_query_filters_and_pages(tmp_path):
     assert seqs(log.query(AuditFilter(case="K-1", actor="alice"))) == [1, 4]
     assert seqs(log.query(AuditFilter(since=1_800_000_001.0, until=1_800_000_002.0))) == [2, 3]
     assert seqs(log.query(AuditFilter(actor="nobody"))) == []
+    for bad in (AuditFilter(case="\ud800"), AuditFilter(actor="a\udfff")):  # lone surrogates: no text to look for
+        with pytest.raises(InvalidParameterException):
+            log.query(bad)
 
 
 def test_threads_append_one_unbroken_chain(tmp_path):
@@ -299,6 +303,8 @@ def test_the_latest_head_is_kept_with_a_mac_and_given_out_signed(tmp_path):
     (stored,) = log.signed_heads()
     assert stored.signature.startswith("hmac-sha256:") and len(stored.signature) == len("hmac-sha256:") + 64
     signer = log.signer
+    message = head_message(stored.seq, stored.hash, stored.time)  # RFC 2104 HMAC-SHA256, as hmac makes it
+    assert stored.signature == "hmac-sha256:" + hmac.new(signer.mac_key, message, "sha256").hexdigest()
     assert signer.verifies_head(stored.seq, stored.hash, stored.time, stored.signature)
     assert not signer.verifies_head(stored.seq, stored.hash, stored.time, stored.signature, latest=False)
     assert not signer.verifies_head(stored.seq - 1, stored.hash, stored.time, stored.signature)

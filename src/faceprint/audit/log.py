@@ -17,6 +17,7 @@ bodies, and ``faceprint.audit.verify`` checks that they agree with them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -31,6 +32,7 @@ from typing import Any
 from faceprint.audit import columns as index
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
+from faceprint.audit.journal import Head, Journal
 from faceprint.audit.records import (
     NOT_AN_ENTRY,
     AuditFilter,
@@ -86,10 +88,39 @@ LAST = ("SELECT (SELECT seq FROM entries ORDER BY seq DESC LIMIT 1), "
 """The last entry's seq and hash, the latest signed head's, and the filter index's top (NULLs where
 there is none), in one statement."""
 INSERT = "INSERT INTO entries (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
+MOVE = "INSERT OR REPLACE INTO entries (seq, prev_hash, hash, body) VALUES (?, ?, ?, ?)"
+"""A journal line (seq, prev_hash, hash, body) into the chain table."""
+PUT_HEAD = "INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)"
+
+JOURNAL_BATCH = 128
+"""A relaxed log moves its journal into ``audit.db`` once it holds this many entries (and before any read)."""
 
 
 def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
     return None if found is None else {"Seq": found[0], "Hash": found[1]}
+
+
+def _stat(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes when a file is written, replaced or removed: device, inode, size, mtime (None: no file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@dataclass(frozen=True)
+class _Fast:
+    """What a relaxed log knows after its own last write: the files as it left them (``keys``: the
+    journal's inode and size, the WAL's and ``audit.db``'s :func:`_stat`: any other writer, faceprint
+    or not, changes one of them), the chain's end (``seq``, ``hash``: also the latest head, in the
+    head file) and the entries in the journal. (The head file alone edited by hand is overwritten by
+    the next append, which puts back what the chain says.)"""
+
+    keys: tuple
+    seq: int
+    hash: str
+    count: int
 
 
 @dataclass(frozen=True)
@@ -110,16 +141,33 @@ class AuditLog:
     one fsync of the WAL an entry). False: ``synchronous=NORMAL``, an append is in the WAL (the
     OS's cache) when it returns, so it outlives the process but the last entries can be lost
     with the machine (power loss, kernel crash), and costs a fraction of a millisecond instead
-    of the disk's fsync time; :meth:`sync` puts everything on disk (``seal`` does)."""
+    of the disk's fsync time; :meth:`sync` puts everything on disk (``seal`` does).
 
-    def __init__(self, folder: Path, clock: Callable[[], float] = time.time, *, durable: bool = True) -> None:
+    A relaxed log appends an entry (one at a time: ``append``, ``append_seq``) to its journal
+    (``faceprint.audit.journal``: one ``write`` of the chained line and one ``pwrite`` of the new
+    latest head with its MAC, under the journal's lock) when the files are as its own last write left
+    them; the journal's entries move into ``audit.db`` every :data:`JOURNAL_BATCH` entries and
+    before anything is read, so every reader sees them. Any other append (several entries at once,
+    a durable log, files changed by another process or by hand) moves the journal first and is
+    written to ``audit.db`` as before, finding there what changed. ``journaled`` False: a relaxed log
+    writes every append to ``audit.db`` (what it did before the journal; for measurements)."""
+
+    def __init__(self, folder: Path, clock: Callable[[], float] = time.time, *, durable: bool = True,
+                 journaled: bool = True) -> None:
         self.folder = Path(folder)
         self.path = self.folder / "audit.db"
+        self.wal_path = self.path.with_name(self.path.name + "-wal")
+        self.journal = Journal(self.folder)
         self.clock = clock
         self.durable = durable
+        self.journaled = journaled  # False: a relaxed log writes every append to audit.db too (as durable ones do)
         self.signer = OnlineSigner(self.folder / "online-ed25519.pem")
         self._database: Database | None = None
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer a process at a time (the journal's flock: across them)
+        self._writer: int | None = None  # the thread inside _exclusive
+        self._fast: _Fast | None = None  # where the next single append may go to the journal
+        self._latest: tuple[int, str, float, str] | None = None  # the latest head the last commit signed
         self._local = threading.local()
         self._identity: tuple[int, int] | None = None
         self._pending: dict[int, tuple[str, index.Columns]] = {}  # seq: (hash, columns) appended, not indexed
@@ -147,13 +195,146 @@ class AuditLog:
         """Append ``entries``: their stored rows (seq, body, prev_hash, hash); AuditUnavailable when
         they cannot be written."""
         try:
+            if len(entries) == 1 and self._fast is not None and self.journaled:
+                written = self._fast_write(entries[0])
+                if written is not None:
+                    return [written]
             database = self._db()
-            self._same_file()
             self.signer.key  # noqa: B018 - made (or read) before the write lock is taken
-            with database.tx() as db:
-                return self._append(db, entries)[-len(entries):] if entries else []
+            with self._exclusive():
+                fast = self._fast if len(entries) == 1 and self.journaled and not self.durable else None
+                if fast is not None and self._keys() == fast.keys:
+                    return [self._to_journal(fast, entries[0])]
+                return self._committed(database, entries)
         except (sqlite3.Error, OSError, ValueError) as exc:
+            self._fast = None
             raise AuditUnavailable(UNAVAILABLE) from exc
+
+    def _fast_write(self, entry: Entry) -> tuple[int, str, str, str] | None:
+        """:meth:`_to_journal` where the files are as this log's last write left them (what
+        :meth:`_exclusive` does, written out: this is a search's path); None where they are not."""
+        with self._write_lock:
+            fd = self.journal.fd
+            if fd is None:
+                return None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._writer = threading.get_ident()
+            try:
+                fast = self._fast
+                if fast is None or self._keys() != fast.keys:
+                    return None
+                return self._to_journal(fast, entry)
+            finally:
+                self._writer = None
+                with suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """This log's writer: the thread lock, and the journal's lock across processes."""
+        with self._write_lock:
+            if self.journal.fd is None:
+                self.journal.open()
+            with self.journal.locked():
+                self._writer = threading.get_ident()
+                try:
+                    yield
+                finally:
+                    self._writer = None
+
+    def _keys(self) -> tuple | None:
+        """The files as they are now (see :class:`_Fast`); None when the journal is gone."""
+        try:
+            return self.journal.key(), _stat(self.wal_path), _stat(self.path)
+        except OSError:
+            return None
+
+    def _to_journal(self, fast: _Fast, entry: Entry) -> tuple[int, str, str, str]:
+        """Append ``entry`` to the journal after the chain's end that ``fast`` knows, with the new
+        latest head; the journal moved into ``audit.db`` once it holds :data:`JOURNAL_BATCH` entries."""
+        seq, prev = fast.seq + 1, fast.hash
+        body = canonical_json(entry.fields(seq))
+        hash_ = link(prev, body)
+        journal_key, wal, db = fast.keys
+        size = self.journal.append(seq, prev, hash_, body)
+        try:
+            now = float(self.clock())
+            self.journal.write_head(seq, hash_, now, self.signer.mac_head(seq, hash_, now))
+        except BaseException:
+            with suppress(OSError):  # no line without its head
+                os.ftruncate(self.journal.fd, journal_key[1])  # type: ignore[arg-type]
+            raise
+        self._pending[seq] = (hash_, entry.columns(body))
+        self._fast = _Fast(((journal_key[0], journal_key[1] + size), wal, db), seq, hash_, fast.count + 1)
+        if fast.count + 1 >= JOURNAL_BATCH:
+            with suppress(sqlite3.Error, OSError, ValueError):  # written; a later call moves it where this fails
+                self._drain(self._db())
+        return seq, body, prev, hash_
+
+    def _committed(self, database: Database, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
+        """Append ``entries`` in one ``audit.db`` transaction (the journal moved there first), finding
+        there any change made since (see :meth:`_append`); a relaxed log then knows the files again."""
+        self._fast = None
+        self._same_file()
+        self._drain(database)
+        with database.tx() as db:
+            written = self._append(db, entries)
+        if written and self.journaled and not self.durable and self._latest is not None:
+            with suppress(OSError):  # no head file: the next append comes here again
+                self.journal.write_head(*self._latest)
+                keys = self._keys()
+                if keys is not None:
+                    self._fast = _Fast(keys, written[-1][0], written[-1][3], 0)
+        return written[-len(entries):] if entries else []
+
+    def _drain(self, database: Database) -> None:
+        """Move the journal's entries into ``audit.db`` (the caller holds :meth:`_exclusive`), with
+        the latest head: signed anew where the journal follows the stored chain and ends at the head
+        file's head; else the head file's head as it is (or, with no head file, the stored heads
+        left as they are), so that the next append finds what does not match (see :meth:`_append`)."""
+        lines = self.journal.lines()
+        if not lines:
+            return
+        head = self.journal.head()
+        end = (lines[-1][0], lines[-1][2])
+        with database.tx() as db:
+            last_seq, last_hash, head_seq, head_hash, top = db.execute(LAST).fetchone()
+            before = None if last_seq is None else (last_seq, last_hash)
+            latest = None if head_seq is None else (head_seq, head_hash)
+            db.executemany(MOVE, lines)
+            follows = (before or (0, GENESIS)) == (lines[0][0] - 1, lines[0][1]) and latest == before
+            intact = follows and head is not None and (head[0], head[1]) == end
+            if intact:
+                self._sign_heads(db, before, [(seq, hash_) for seq, _, hash_, _ in lines])
+            elif head is not None:
+                self._install_head(db, latest, head)
+            last = max(last_seq or 0, *(line[0] for line in lines))
+            top = self._index_top(db, top or 0, last)
+            if last - top >= index.INDEX_EVERY:
+                self._catch_up(db, top)
+        self.journal.clear()
+        fast = self._fast
+        keys = self._keys() if intact and fast is not None and (fast.seq, fast.hash) == end else None
+        self._fast = None if keys is None or fast is None else _Fast(keys, fast.seq, fast.hash, 0)
+
+    def _install_head(self, db: sqlite3.Connection, latest: tuple[int, str] | None, head: Head) -> None:
+        """Make the head file's ``head`` the stored latest head, as it is; the one before retires (a
+        checkpoint's signed again as one, any other's removed)."""
+        if latest is not None and latest[0] != head[0]:
+            if latest[0] % HEAD_EVERY == 0:
+                now = float(self.clock())
+                db.execute(PUT_HEAD, (*latest, now, self.signer.sign_head(*latest, now, latest=False)))
+            else:
+                db.execute("DELETE FROM heads WHERE seq = ?", (latest[0],))
+        db.execute(PUT_HEAD, head)
+
+    def _settle(self) -> None:
+        """Move the journal into ``audit.db`` before a read (best effort: a reader that cannot write
+        reads what ``audit.db`` holds)."""
+        if self._writer == threading.get_ident() or not self.journal.pending():
+            return
+        with suppress(sqlite3.Error, OSError, ValueError), self._exclusive():
+            self._drain(self._db())
 
     def _same_file(self) -> None:
         """OSError when ``audit.db`` is gone or another file since it was opened (SQLite would go on
@@ -172,8 +353,9 @@ class AuditLog:
     def _forget(self) -> None:
         """Open the database and the online key anew next time."""
         with self._lock:
-            self._database, self._identity = None, None
+            self._database, self._identity, self._fast = None, None, None
             self.signer = OnlineSigner(self.signer.path)
+            self.journal.close()
 
     def _append(self, db: sqlite3.Connection, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
         """Chain ``entries`` after the last stored one; where the stored chain does not end at its
@@ -229,9 +411,12 @@ class AuditLog:
     def index(self) -> None:
         """Index every entry now (queries do not need it: they read the entries past the index)."""
         try:
-            with self._db().tx() as db:
-                last_seq, _, _, _, top = db.execute(LAST).fetchone()
-                self._catch_up(db, self._index_top(db, top or 0, last_seq or 0))
+            database = self._db()
+            with self._exclusive():
+                self._drain(database)
+                with database.tx() as db:
+                    last_seq, _, _, _, top = db.execute(LAST).fetchone()
+                    self._catch_up(db, self._index_top(db, top or 0, last_seq or 0))
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
 
@@ -269,11 +454,12 @@ class AuditLog:
             else:
                 retired = before[0]
         if signed:
-            db.executemany("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", signed)
+            db.executemany(PUT_HEAD, signed)
         seq, hash_ = heads[-1]
         latest = (seq, hash_, now, self.signer.mac_head(seq, hash_, now))  # a MAC: see ``signing``
+        self._latest = latest
         if retired is None:
-            db.execute("INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?, ?, ?, ?)", latest)
+            db.execute(PUT_HEAD, latest)
         else:  # one statement: no heads past it (it was the latest), so the new seq is free
             db.execute("UPDATE heads SET seq = ?, hash = ?, time = ?, signature = ? WHERE seq = ?", (*latest, retired))
 
@@ -282,11 +468,14 @@ class AuditLog:
         ``faceprint.audit.retention``, which records the cut first); the WAL is emptied of them."""
         try:
             database = self._db()
-            with database.tx() as db:
-                gone = db.execute("DELETE FROM entries WHERE seq <= ?", (seq,)).rowcount
-                db.execute("DELETE FROM entry_columns WHERE seq <= ?", (seq,))
-                db.execute("DELETE FROM heads WHERE seq <= ?", (seq,))
-            database.erase_wal()
+            with self._exclusive():
+                self._fast = None
+                self._drain(database)
+                with database.tx() as db:
+                    gone = db.execute("DELETE FROM entries WHERE seq <= ?", (seq,)).rowcount
+                    db.execute("DELETE FROM entry_columns WHERE seq <= ?", (seq,))
+                    db.execute("DELETE FROM heads WHERE seq <= ?", (seq,))
+                database.erase_wal()
             return gone
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
@@ -391,6 +580,7 @@ class AuditLog:
         """Reads inside (on this thread) see the log as it was at the first: one read transaction,
         so that entries appended meanwhile do not show without their signed head."""
         try:
+            self._settle()
             reading = self._db().reading()
             reading.__enter__()
         except (sqlite3.Error, OSError) as exc:
@@ -409,8 +599,13 @@ class AuditLog:
     # -- the database ----------------------------------------------------------------------------
 
     def sync(self) -> None:
-        """Everything appended so far on disk (an fsync of the WAL)."""
-        wal = self.path.with_name(self.path.name + "-wal")
+        """Everything appended so far on disk (an fsync of the journal, its head and the WAL)."""
+        wal = self.wal_path
+        try:
+            with self._write_lock:
+                self.journal.sync()
+        except OSError as exc:
+            raise AuditUnavailable(UNAVAILABLE) from exc
         try:
             fd = os.open(wal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
@@ -445,6 +640,8 @@ class AuditLog:
     def _all(self, sql: str, params: tuple) -> list[tuple]:
         try:
             connection = self._db().db()
+            if not connection.in_transaction:
+                self._settle()
             try:
                 return connection.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:

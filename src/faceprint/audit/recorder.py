@@ -53,6 +53,16 @@ class Recorder:
         self.settings = settings
         self.probes = probes
         self.clock = clock
+        self._rates: dict[float, float | None] = {}  # threshold: its false-match rate on this profile
+
+    def rate(self, threshold: float) -> float | None:
+        """The false-match rate ``threshold`` stands for on this profile (None: not calibrated)."""
+        rate = self._rates.get(threshold, self)
+        if rate is self:
+            rate = None if not self.profile.calibrated else false_match_rate(self.profile, threshold)
+            if len(self._rates) < 1000:
+                self._rates[threshold] = rate
+        return rate  # type: ignore[return-value]
 
     @property
     def enabled(self) -> bool:
@@ -79,11 +89,10 @@ class Recorder:
         stored_now = self._keep(probe) if probe is not None else None
         if stored_now is not None:
             details["ProbeStored"] = True
+        threshold = None if threshold is None else float(threshold)
         entry = Entry(operation=operation, caller=caller, started=started, ended=self.clock(),
-                      collection_id=collection_id, collection_size=collection_size,
-                      threshold=None if threshold is None else float(threshold),
-                      false_match_rate=None if threshold is None or not self.profile.calibrated  # no measured rate
-                      else false_match_rate(self.profile, threshold),
+                      collection_id=collection_id, collection_size=collection_size, threshold=threshold,
+                      false_match_rate=None if threshold is None else self.rate(threshold),
                       probe_sha256=probe.sha256 if probe is not None else None,
                       probe_quality=probe_quality.to_json() if probe_quality is not None else None,
                       low_quality=bool(probe_quality is not None and probe_quality.low_quality),

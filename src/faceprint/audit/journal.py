@@ -1,0 +1,163 @@
+"""The audit log's journal: where a relaxed (not ``durable``) log appends an entry on a search's
+path, moved into ``audit.db`` in batches (``faceprint.audit.log``).
+
+``HOME/audit/audit.journal`` holds one line an entry, ``SEQ PREV_HASH HASH BODY`` (the body is
+the entry's canonical JSON, ASCII with no line breaks), appended with one ``write(2)``;
+``HOME/audit/audit.head`` holds the latest head (``SEQ HASH TIME SIGNATURE``, the signature a
+MAC as in ``audit.db``'s ``heads``), overwritten in place with one ``pwrite(2)``. Both are
+written under an exclusive ``flock`` of the journal, which every writer of the log takes (the
+log's thread lock orders the threads of one process). An entry is written once its line is in
+the file: in the OS's cache, as SQLite's WAL with ``synchronous=NORMAL`` keeps a commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+HEAD_SIZE = 256
+"""The head file's size: one line, padded with spaces."""
+MOST_SEQ = 2 ** 62
+"""A line whose seq is not a number from 1 to this (edited by hand) takes the seq after the line before."""
+
+Line = tuple[int, str, str, str]
+"""(seq, prev_hash, hash, body) of one journal line."""
+Head = tuple[int, str, float, str]
+"""(seq, hash, time, signature) of the head file."""
+
+
+class Journal:
+    """``audit.journal`` and ``audit.head`` in ``folder``, opened by :meth:`open`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / "audit.journal"
+        self.head_path = Path(folder) / "audit.head"
+        self.fd: int | None = None
+        self.head_fd: int | None = None
+
+    def open(self) -> None:
+        """Open (or create, 0600) both files."""
+        self.close()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, flags | os.O_APPEND, 0o600)
+        try:
+            self.head_fd = os.open(self.head_path, flags, 0o600)
+        except OSError:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in (self.fd, self.head_fd):
+            if fd is not None:
+                with suppress(OSError):
+                    os.close(fd)
+        self.fd = self.head_fd = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The journal's exclusive lock (across processes), held inside."""
+        fd = self.fd
+        assert fd is not None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            with suppress(OSError):  # closed inside (the log forgot its files): the lock went with it
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def pending(self) -> bool:
+        """Whether the journal (by its path) holds anything."""
+        try:
+            return os.stat(self.path).st_size > 0
+        except OSError:
+            return False
+
+    def key(self) -> tuple[int, int]:
+        """The journal's inode and size, by its path (OSError when it is gone)."""
+        st = os.stat(self.path)
+        return st.st_ino, st.st_size
+
+    def append(self, seq: int, prev_hash: str, hash_: str, body: str) -> int:
+        """Write one entry's line (one ``write``); the bytes written. A short write is undone (the
+        file cut back) and raised as OSError, so that no half line stays."""
+        assert self.fd is not None
+        line = f"{seq} {prev_hash} {hash_} {body}\n".encode("ascii")
+        written = os.write(self.fd, line)
+        if written != len(line):
+            with suppress(OSError):
+                os.ftruncate(self.fd, os.fstat(self.fd).st_size - written)
+            raise OSError(f"short write to {self.path}")
+        return written
+
+    def lines(self) -> list[Line]:
+        """The journal's entries, in file order. A last line without its line break (a write cut
+        short by a crash) was never written and is left out; a line edited by hand is read as
+        well as it can be (``faceprint.audit.verify`` finds what is wrong with it)."""
+        assert self.fd is not None
+        size = os.fstat(self.fd).st_size
+        data = os.pread(self.fd, size, 0) if size else b""
+        end = data.rfind(b"\n") + 1
+        out: list[Line] = []
+        for raw in data[:end].split(b"\n")[:-1]:
+            out.append(parse_line(raw.decode("utf-8", "replace"), out[-1][0] if out else 0))
+        return out
+
+    def clear(self) -> None:
+        """Empty the journal (its entries are in ``audit.db``)."""
+        assert self.fd is not None
+        os.ftruncate(self.fd, 0)
+
+    def write_head(self, seq: int, hash_: str, time_: float, signature: str) -> bytes:
+        """Overwrite the head file with this head; its bytes (as :meth:`read_head` reads them back)."""
+        assert self.head_fd is not None
+        data = f"{seq} {hash_} {time_!r} {signature}".encode("ascii").ljust(HEAD_SIZE - 1) + b"\n"
+        if os.pwrite(self.head_fd, data, 0) != len(data):
+            raise OSError(f"short write to {self.head_path}")
+        return data
+
+    def read_head(self) -> bytes:
+        assert self.head_fd is not None
+        return os.pread(self.head_fd, HEAD_SIZE + 1, 0)
+
+    def head(self) -> Head | None:
+        """The head file's head (None: there is none, or it is not one)."""
+        return parse_head(self.read_head())
+
+    def sync(self) -> None:
+        """Both files on disk."""
+        for fd in (self.fd, self.head_fd):
+            if fd is not None:
+                os.fsync(fd)
+
+
+def parse_line(text: str, before: int) -> Line:
+    """One journal line; ``before``: the seq of the line before it."""
+    parts = text.split(" ", 3)
+    while len(parts) < 4:
+        parts.insert(0, "")
+    seq_text, prev_hash, hash_, body = parts
+    try:
+        seq = int(seq_text)
+    except ValueError:
+        seq = 0
+    if not 0 < seq < MOST_SEQ or not seq_text.isdigit():
+        seq = before + 1
+    return seq, prev_hash, hash_, body
+
+
+def parse_head(data: bytes) -> Head | None:
+    """A head file's head, or None."""
+    parts = data.decode("ascii", "replace").split()
+    if len(parts) != 4 or not parts[0].isdigit():
+        return None
+    try:
+        return int(parts[0]), parts[1], float(parts[2]), parts[3]
+    except ValueError:
+        return None

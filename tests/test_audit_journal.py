@@ -1,0 +1,204 @@
+"""A relaxed audit log's journal: single appends go to ``audit.journal`` (one line each, the latest
+head in ``audit.head``), move into ``audit.db`` in batches and before any read, and tampering with
+them still shows."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from faceprint.audit.caller import Caller
+from faceprint.audit.log import BROKEN, JOURNAL_BATCH, AuditLog, Entry
+from faceprint.audit.verify import verify
+from faceprint.errors import AuditUnavailable
+
+T0 = 1_800_000_000.0
+
+
+def entry(n: int, actor: str = "alice") -> Entry:
+    return Entry("SearchFaces", Caller(actor, "key", "AKIA1", purpose="inquiry", case=f"K-{n}"), T0 + n, T0 + n + 0.1,
+                 collection_id="c1", collection_size=100, threshold=80.0, false_match_rate=1e-4,
+                 candidates=({"FaceId": f"face-{n}", "Similarity": 91.5},), details={"n": n})
+
+
+def stored(log: AuditLog) -> list[int]:
+    """The seqs in audit.db itself, read by another connection (no journal moved)."""
+    with closing(sqlite3.connect(log.path)) as db:
+        return [row[0] for row in db.execute("SELECT seq FROM entries ORDER BY seq")]
+
+
+def journal_lines(log: AuditLog) -> list[str]:
+    return log.journal.path.read_text().splitlines()
+
+
+def problems(log: AuditLog) -> list[tuple]:
+    return [(p.seq, p.kind) for p in verify(log).problems]
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> AuditLog:
+    return AuditLog(tmp_path / "audit", durable=False)
+
+
+def test_single_appends_go_to_the_journal_and_every_read_sees_them(log):
+    assert log.append_seq(entry(1)) == 1  # the first goes to audit.db, and signs its head there
+    assert [log.append_seq(entry(n)) for n in range(2, 6)] == [2, 3, 4, 5]
+    assert stored(log) == [1] and [line.split(" ")[0] for line in journal_lines(log)] == ["2", "3", "4", "5"]
+    for path in (log.journal.path, log.journal.head_path):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert log.head()[0] == 5  # a read moves the journal into audit.db first
+    assert stored(log) == [1, 2, 3, 4, 5] and journal_lines(log) == []
+    assert [r.entry.details["n"] for r in log.records()] == [1, 2, 3, 4, 5]
+    assert log.latest_head().seq == 5 and problems(log) == []
+
+
+def test_the_journal_moves_every_batch_and_the_chain_verifies(log):
+    log.append_seq(entry(0))
+    for n in range(1, JOURNAL_BATCH + 3):
+        log.append_seq(entry(n))
+    assert stored(log) == list(range(1, JOURNAL_BATCH + 2)) and len(journal_lines(log)) == 2
+    assert verify(log).ok and verify(log).entries == JOURNAL_BATCH + 3
+
+
+def test_another_log_on_the_same_folder_continues_the_chain(tmp_path, log):
+    other = AuditLog(tmp_path / "audit", durable=False)
+    durable = AuditLog(tmp_path / "audit")
+    for n in range(12):
+        (log, other, durable)[n % 3].append_seq(entry(n))
+        (log, other)[n % 2].append_seq(entry(100 + n))
+    records = list(AuditLog(tmp_path / "audit").records())
+    assert [r.seq for r in records] == list(range(1, 25)) and BROKEN not in {r.entry.operation for r in records}
+    assert problems(log) == []
+
+
+def test_entries_left_in_the_journal_by_a_process_that_ended_are_read_and_kept(tmp_path, log):
+    for n in range(4):
+        log.append_seq(entry(n))
+    del log  # its files are closed, the journal stays as it was
+    again = AuditLog(tmp_path / "audit", durable=False)
+    assert again.count() == 4 and problems(again) == []
+
+
+def test_a_line_cut_short_by_a_crash_was_never_written(log):
+    for n in range(3):
+        log.append_seq(entry(n))
+    with open(log.journal.path, "ab") as journal:
+        journal.write(b"4 abc def {\"Operation\":")  # a write the machine did not finish
+    assert log.count() == 3 and problems(log) == []
+    assert log.append_seq(entry(9)) == 4 and problems(log) == []
+
+
+def test_an_edited_journal_line_shows_once_moved(log):
+    for n in range(4):
+        log.append_seq(entry(n))
+    text = log.journal.path.read_text()
+    log.journal.path.write_text(text.replace('"K-2"', '"K-X"'))
+    assert problems(log) == [(3, "edited")]
+
+
+def test_journal_lines_cut_off_the_end_show_and_stay_in_the_chain(log):
+    for n in range(5):
+        log.append_seq(entry(n))
+    lines = journal_lines(log)
+    log.journal.path.write_text("\n".join(lines[:-2]) + "\n")  # entries 4 and 5 gone, the head file says 5
+    assert problems(log) == [(4, "truncated")]
+    assert log.append_seq(entry(9)) == 5  # the append records what it found
+    broken = log.get(4).entry
+    assert broken.operation == BROKEN and broken.details["SignedHead"]["Seq"] == 5
+    assert broken.details["LastEntry"]["Seq"] == 3 and problems(log) == [(4, "truncated")]
+
+
+def test_a_removed_head_file_shows(log):
+    for n in range(4):
+        log.append_seq(entry(n))
+    log.journal.head_path.unlink()
+    fresh = AuditLog(log.folder, durable=False)  # another process: the head it would read is gone
+    assert problems(fresh) == [(2, "bad-signature")]  # entries past the last head it can vouch for
+
+
+def test_audit_db_changed_by_hand_while_entries_wait_in_the_journal(log):
+    for n in range(3):
+        log.append_seq(entry(n))
+    log.index()  # all in audit.db
+    for n in range(3, 6):
+        log.append_seq(entry(n))
+    with closing(sqlite3.connect(log.path)) as db, db:
+        db.execute("DELETE FROM entries WHERE seq = 3")
+    assert log.append_seq(entry(9)) == 7  # audit.db changed: this append goes there, after the journal
+    assert (3, "missing") in problems(log)
+
+
+def test_a_removed_folder_fails_the_next_append_then_a_new_log_starts(tmp_path, log):
+    for n in range(3):
+        log.append_seq(entry(n))
+    shutil.rmtree(tmp_path / "audit")
+    with pytest.raises(AuditUnavailable):
+        log.append_seq(entry(3))
+    assert log.append_seq(entry(4)) == 1 and AuditLog(tmp_path / "audit").count() == 1
+
+
+def test_a_journal_that_cannot_grow_fails_the_append_and_leaves_no_half_line(tmp_path, log):
+    for n in range(3):
+        log.append_seq(entry(n))
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from faceprint.audit.caller import Caller\n"
+        "from faceprint.audit.log import AuditLog, Entry\n"
+        "from faceprint.errors import AuditUnavailable\n"
+        "log = AuditLog(Path(sys.argv[1]), durable=False)\n"
+        "log.append_seq(Entry('SearchFaces', Caller('bob'), 1.0, 2.0))\n"
+        "log.count()\n"
+        "log.append_seq(Entry('SearchFaces', Caller('bob'), 1.0, 2.0))\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "limit = log.journal.path.stat().st_size + 2000\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+        "try:\n"
+        "    log.append_seq(Entry('SearchFaces', Caller('bob'), 1.0, 2.0, details={'x': 'y' * 100_000}))\n"
+        "except AuditUnavailable:\n"
+        "    print('refused')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "audit")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "refused", done.stderr
+    assert len(journal_lines(log)) == 1 and log.journal.path.read_bytes().endswith(b"\n")  # the one before
+    assert log.count() == 5 and problems(log) == []
+
+
+def _append_some(folder: str, actor: str) -> None:
+    log = AuditLog(Path(folder), durable=False)
+    for n in range(40):
+        log.append_seq(entry(n, actor))
+
+
+def test_processes_and_threads_append_one_chain(tmp_path, log):
+    import threading
+
+    log.append_seq(entry(0))
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_append_some, args=(str(tmp_path / "audit"), f"p{i}")) for i in range(2)]
+    threads = [threading.Thread(target=lambda: [log.append_seq(entry(n, "t")) for n in range(40)]) for _ in range(2)]
+    for w in workers + threads:
+        w.start()
+    for t in threads:
+        t.join(60)
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    report = verify(AuditLog(tmp_path / "audit"))
+    assert report.ok and report.entries == 161
+
+
+def test_a_durable_log_writes_no_journal(tmp_path):
+    log = AuditLog(tmp_path / "audit")
+    for n in range(3):
+        log.append_seq(entry(n))
+    assert stored(log) == [1, 2, 3] and journal_lines(log) == []
