@@ -129,7 +129,7 @@ def test_processors_are_split_and_a_killed_hosts_move_within_the_lease(hosts: tu
         print(f"failover with a {LEASE:g} s lease: lease taken {leased:.1f} s, first record {recorded:.1f} s "
               "after the kill")
         assert leased <= LEASE + 3.0, leased  # the lease's expiry, the other host's poll, a busy machine
-        assert running(homes["b"]) == {"p1", "p2"}
+        conftest.wait_for("node b's metrics listing both", lambda: running(homes["b"]) == {"p1", "p2"}, 10)
         assert fp.streams.describe_stream_processor(moved).status == "RUNNING"
         # a host that stops cleanly hands its processors back at once (no lease to wait for): none is left
         made["b"].stdin.close()
