@@ -58,7 +58,6 @@ def open_node(request, tmp_path) -> Callable[[str], object]:
         opened.append(made)
         return made
 
-    node.postgres = url is not None  # type: ignore[attr-defined]
     yield node
     for made in opened:
         if hasattr(made, "close"):
@@ -133,15 +132,15 @@ def test_a_change_whose_audit_record_fails_is_not_made(open_node):
     assert [k.user_name for k in open_node("keys").list()] == ["kept"]
 
 
-def test_damaged_keys_are_a_clear_error(open_node, pg_url):
-    if not open_node.postgres:
-        pytest.skip("the keys file's damage is tests/test_auth.py's")
-    store = open_node("keys")
+def test_damaged_keys_are_a_clear_error(request, tmp_path):  # a damaged keys file: tests/test_auth.py
+    url = request.getfixturevalue("pg").database()
+    store = open_keys(tmp_path, url)
     assert isinstance(store, PgKeyStore)
-    with psycopg.connect(pg_url) as db:
+    with psycopg.connect(url) as db:
         db.execute("INSERT INTO keys_access_keys (access_key_id, record) VALUES ('FPAKBROKEN', '{\"UserName\": 1')")
     with pytest.raises(FaceprintError, match="damaged"):
         store.list()
+    store.close()
 
 
 # -- console users and sessions -----------------------------------------------------------------------------
