@@ -51,7 +51,7 @@ def not_ok(findings: dict) -> dict:
 def test_a_healthy_embedded_deployment_passes(capsys, home: Path) -> None:
     status, found = doctor(capsys, home)
     assert not_ok(found) == {} and status in (0, 2)
-    assert found["store schema"] == ("ok", "version 1 (current)")
+    assert found["store schema"] == ("ok", "version 1 (current)") and found["faceprint"][1].startswith("version 0.")
     assert found["index cast"][1].startswith("current (2 faces")
     assert found["db faceprint.db"] == ("ok", "quick_check ok")
     assert found["model face_recognition_sface_2021dec.onnx"][1].startswith("sha256 0ba9fbfa")

@@ -63,7 +63,9 @@ class Deployment:
 
 
 def doctor(d: Deployment) -> list[Finding]:
-    found: list[Finding] = []
+    from faceprint import __version__
+
+    found = [Finding("faceprint", OK, f"version {__version__}, home {d.home}, profile {d.profile}")]
     store_ok = _run(found, "store", lambda: check_store(d))
     if is_postgres(d.store_url) and store_ok:
         _run(found, "parts", lambda: check_parts(d.store_url or ""))
