@@ -373,3 +373,62 @@ def test_two_nodes_share_one_review_queue_and_one_person_confirming_on_both_coun
     for fp in (a, b):
         fp.reviews.close()
         fp.settings_store.close()
+
+
+def _asgi(app, method: str, path: str, cookies: dict[str, str], form: dict[str, str] | None = None):
+    """One request to an ASGI app in this process: (status, headers as (name, value) pairs, body)."""
+    import asyncio
+    from urllib.parse import urlencode
+
+    body = urlencode(form or {}).encode()
+    headers = [(b"host", b"node"), (b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode())]
+    if form is not None:
+        headers += [(b"content-type", b"application/x-www-form-urlencoded"), (b"content-length", b"%d" % len(body))]
+    scope = {"type": "http", "http_version": "1.1", "method": method, "scheme": "http", "path": path,
+             "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "server": ("node", 80), "client": ("127.0.0.1", 5000)}
+    answer: dict = {"body": b""}
+    sent = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        return sent.pop(0) if sent else {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"], answer["headers"] = message["status"], message["headers"]
+        elif message["type"] == "http.response.body":
+            answer["body"] += message.get("body", b"")
+
+    asyncio.run(app(scope, receive, send))
+    return answer["status"], [(k.decode(), v.decode()) for k, v in answer["headers"]], answer["body"]
+
+
+def test_a_console_sign_in_on_one_node_holds_on_the_other(request, tmp_path):
+    import re
+
+    from faceprint.console.app import Console
+    from faceprint.console.csrf import PRE_COOKIE
+    from faceprint.console.sessions import COOKIE
+    from faceprint.service import Faceprint
+
+    url = request.getfixturevalue("pg").database()
+    consoles = [Console(Faceprint(tmp_path / name, store_url=url)) for name in ("a", "b")]
+    a, b = (console.app for console in consoles)
+    consoles[0].users.add("erin", "reviewer", PASSWORD)
+    status, headers, page = _asgi(a, "GET", "/sign-in", {})
+    pre = re.search(f"{PRE_COOKIE}=([0-9a-f]+)", dict(headers)["set-cookie"]).group(1)
+    token = re.search(rb'name="csrf" value="([^"]+)"', page).group(1).decode()
+    # the form node a made is posted to node b (a balancer in between): b checks a's token
+    status, headers, _ = _asgi(b, "POST", "/sign-in", {PRE_COOKIE: pre},
+                               {"name": "erin", "password": PASSWORD, "csrf": token})
+    assert status == 303
+    cookie = next(re.search(f"{COOKIE}=([^;]+)", v).group(1) for k, v in headers
+                  if k == "set-cookie" and v.startswith(COOKIE))
+    status, headers, _ = _asgi(a, "GET", "/", {COOKIE: cookie})  # signed in on a with b's cookie
+    assert status in (302, 303, 307) and dict(headers)["location"].endswith("/review")
+    consoles[1].users.set_password("erin", PASSWORD + "?")  # ends the session everywhere
+    status, headers, _ = _asgi(a, "GET", "/", {COOKIE: cookie})
+    assert "sign-in" in dict(headers).get("location", "")
+    for console in consoles:
+        console.close()
+        console.users.db.close()
