@@ -2,8 +2,9 @@
 
 A reviewer marks a candidate of a recorded search (an entry of the audit log whose operation is
 one of :data:`SEARCH_OPERATIONS`) CONFIRMED, REJECTED or INCONCLUSIVE. Every decision is an audit
-entry ("ReviewDecision"), written first: no entry, no decision. ``HOME/audit/reviews.db`` is an
-index of those entries (the review queue); it is rebuilt from the log where it lacks any (deleted,
+entry ("ReviewDecision"), written first: no entry, no decision. ``HOME/audit/reviews.db`` (or the
+store's database when it is PostgreSQL: :func:`faceprint.audit.pgparts.open_reviews`) is an index
+of those entries (the review queue); it is rebuilt from the log where it lacks any (deleted,
 or a process stopped between the two writes).
 
 How a candidate's status follows from its decisions (:func:`status_of`): only each reviewer's

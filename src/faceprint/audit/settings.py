@@ -1,5 +1,6 @@
 """Per-collection settings that Rekognition does not have: the two-person rule of review, whether
-the collection keeps face crops, and its face retention period (``HOME/settings.db``).
+the collection keeps face crops, and its face retention period (``HOME/settings.db``, or the store's
+database when it is PostgreSQL: :func:`faceprint.audit.pgparts.open_settings`).
 
 A collection without a row has the defaults (:class:`CollectionSettings()`): collections made
 before these settings existed keep working as they did. ``Faceprint.create_collection`` writes

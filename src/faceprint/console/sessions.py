@@ -1,7 +1,8 @@
 """Console sessions: a signed cookie naming a session kept in ``users.db``.
 
 The cookie holds a random session id and its HMAC-SHA256 under the console's secret
-(``HOME/console/secret``, 32 random bytes made on first use, 0600): a cookie that was not made
+(``HOME/console/secret``, 32 random bytes made on first use, 0600; in the store's database when it
+is PostgreSQL: :func:`faceprint.console.pgusers.signing_secret`): a cookie that was not made
 here, or was edited, is refused before the database is asked. The session itself (who, since
 when, last use) stays on the server, so that signing out, a password change or deleting the user
 ends it for good. A session ends after ``idle`` seconds without a request and, whatever its use,

@@ -1,7 +1,8 @@
 """Console users: who may sign in to ``/console``, with which role.
 
 Not Rekognition's "users" (the faces of one person in a collection): these are the people who
-use the console. They live in ``HOME/console/users.db`` (private, 0600). A password is kept only
+use the console. They live in ``HOME/console/users.db`` (private, 0600), or in the store's database
+when it is PostgreSQL (:func:`faceprint.console.pgusers.open_console_users`). A password is kept only
 as its scrypt digest (n=2**15, r=8, p=1: 32 MiB and about 0.1 s per try, so that a stolen file
 is slow to attack), with a random 16-byte salt per user, and compared in constant time. After
 ``MAX_FAILURES`` wrong passwords in a row an account is locked for ``LOCK_SECONDS``; a right

@@ -2,7 +2,9 @@
 
 Keys live in ``<home>/auth/keys.json`` (folder 0700, file 0600, written atomically under a
 file lock). A running server sees keys created or deleted by ``faceprint keys`` in another
-process: :meth:`KeyStore.get` reloads the file when it changes on disk.
+process: :meth:`KeyStore.get` reloads the file when it changes on disk. With a PostgreSQL store
+they live in its database instead (:class:`faceprint.server.pgkeys.PgKeyStore`, opened by
+:func:`faceprint.server.pgkeys.open_keys`), shared by every node.
 
 A key may expire (``Expiration``), be rotated (a new key with the same name, policy and rate
 limit, while the old one expires after a grace period) and carry a request rate limit
