@@ -220,9 +220,10 @@ def main() -> int:  # noqa: PLR0915 (one linear script)
     durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
     pg = PgServer(folder, pg_bin(), run_as, settings=durable)
     pg.start()
-    milvus = None if args.no_milvus else milvuskit.start(Path(tempfile.mkdtemp(prefix="fp-2n-milvus-")))
-    servers: list[Any] = []
+    milvus, servers = None, []
     try:
+        if not args.no_milvus:
+            milvus = milvuskit.start(Path(tempfile.mkdtemp(prefix="fp-2n-milvus-")))
         url = pg.database()
         flags = ["--no-auth", "--store", url] + ([] if milvus is None else ["--index", f"milvus://127.0.0.1:{milvus.listen_port}"])
         for name in ("a", "b"):
