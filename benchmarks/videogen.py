@@ -79,7 +79,13 @@ SETS: dict[str, list[ClipSpec]] = {
     "full": [ClipSpec(f"720p-{i}", 1280, 720, 30, 12, 100 + i) for i in range(8)]
     + [ClipSpec(f"1080p-{i}", 1920, 1080, 30, 14, 200 + i) for i in range(4)],
     "quick": [ClipSpec("720p-q", 1280, 720, 20, 10, 900), ClipSpec("1080p-q", 1920, 1080, 12, 10, 901)],
+    "tune": [ClipSpec(f"720p-t{i}", 1280, 720, 30, 12, 500 + i) for i in range(8)]
+    + [ClipSpec(f"1080p-t{i}", 1920, 1080, 30, 14, 600 + i) for i in range(4)],
 }
+"""``tune``: a set for tuning rules, made like ``full`` but with other seeds and other people (those
+after ``full``'s in the cast order), so that rules tuned on it are measured on ``full`` unseen."""
+DISJOINT = {"tune": "full"}
+"""Sets cast from the people after another set's."""
 
 
 # -- people --------------------------------------------------------------------------------------
@@ -470,7 +476,9 @@ def build(set_name: str = "full", root: Path | None = None, log=print) -> list[P
         return out
     who = people()
     photos = Photos()
-    for spec, (enrolled, held_out, shown), path in zip(specs, _cast(specs, who, photos), out, strict=True):
+    before = SETS[DISJOINT[set_name]] if set_name in DISJOINT else []
+    cast = _cast(before + specs, who, photos)[len(before):]
+    for spec, (enrolled, held_out, shown), path in zip(specs, cast, out, strict=True):
         if path.exists() and path.with_suffix(".mp4").exists():
             continue
         start = time.perf_counter()

@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from faceprint.service import Faceprint
 
 
+VIDEO_MATCH = MatchRules(best_views=8, lead=2.4)
+"""Stored video decides a track's identity once, from up to 8 views (their quality-weighted
+mean), and names it by the collection-size bar or by its lead over the best other person
+(``faceprint.video.identity``; tuned on benchmarks/videogen.py's ``tune`` set)."""
+
+
 @dataclass(frozen=True)
 class FaceVideoSettings:
     detect_fps: float = 5.0
@@ -68,7 +74,7 @@ class FaceVideoSettings:
     max_buffered: int = 3000
     """A track's entries held before its identity is decided early and they are emitted."""
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
-    match: MatchRules = field(default_factory=MatchRules)
+    match: MatchRules = field(default_factory=lambda: VIDEO_MATCH)
 
 
 # -- frames and faces ---------------------------------------------------------------------------

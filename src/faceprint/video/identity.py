@@ -2,7 +2,8 @@
 
 A track keeps its few best views (crops of the full-resolution frame, ranked by face size,
 pose, sharpness and detector confidence) while it runs. When it ends, the views are embedded
-with the profile and the mean vector of the views that agree is searched in the collection.
+with the profile and the quality-weighted mean vector of the views that agree is searched in the
+collection.
 
 The request's threshold alone is not enough to name a track's person: similarity 80 is a
 false-match rate of 1e-4 per pair of faces, so against a collection of 2,500 people about one
@@ -11,8 +12,15 @@ person for as long as it lasts. So the similarity a track must reach grows with 
 it is the similarity whose false-match rate, times the number of faces, is ``stranger_rate``
 (the share of people who are not in the collection that may be named all the same), by the
 profile's calibration; never less than the request's threshold, at most 99. For 2,500 faces that
-is about 92, for 100 faces about 78 (so the threshold, 80, rules). Matches are reported with
-every face of that person at or above the request's threshold.
+is about 92, for 100 faces about 78 (so the threshold, 80, rules).
+
+Below that bar, a track may still be named by its *lead* (``MatchRules.lead``, on for stored
+video): a stranger's best match is one lookalike among many faces that score nearly as well, a
+person's own face stands out. The track is named when its best match's score leads the best face
+of another person (another UserId; a face with the same ExternalImageId that looks alike is the
+same person) by ``lead`` steps of the calibration between similarity 80 and 90, and the match
+reaches the looser bar of ``lead_stranger_rate``. Matches are reported with every face of that
+person at or above the request's threshold.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from faceprint.faces import MeasuredFace
 from faceprint.imaging import DecodedImage
 from faceprint.models.detector import Detections, raw_score
 from faceprint.models.profiles import FMR_LEVELS
-from faceprint.types import FaceMatch
+from faceprint.store import FaceRow
+from faceprint.types import Face, FaceMatch
 from faceprint.video.tracker import Track
 
 if TYPE_CHECKING:
@@ -44,9 +53,13 @@ class MatchRules:
     stranger_rate: float = 0.015
     """The share of strangers (people not in the collection) that may be matched: sets the
     similarity a track needs from the collection's size (see the module's docstring)."""
-    margin: float = 0.0
-    """Similarity points by which the match must lead the best face of another person (measured on
-    generated LFW clips, a margin cost recall and gained no precision: off)."""
+    lead: float | None = None
+    """A track whose best match is below that similarity is matched all the same when its score
+    leads the best face of another person by this much, in steps of the profile's calibration from
+    similarity 80 to 90 (a tenfold false-match rate each: 2.4 is a match about 250 times likelier
+    than the runner-up), and when it reaches ``lead_stranger_rate``'s similarity (None: off)."""
+    lead_stranger_rate: float = 0.05
+    """The looser share of strangers that sets the similarity a track matched by its lead needs."""
     view_agreement: float = 80.0
     """Two views of a track are of one person when this similar; a track's identity is decided
     from the largest group of views that agree (more than half of them): a view of someone else
@@ -107,65 +120,92 @@ class Identifier:
         self.rules = rules
         self.sure = threshold
         """The similarity a track must reach to be matched."""
+        self.loose = threshold
+        """The similarity a track matched by its lead must reach (see :class:`MatchRules`)."""
         self.recount()
 
     def recount(self) -> int:
         """The collection's face count, read again (it may have changed), and ``sure`` from it."""
         faces = self.fp.collections.describe_collection(self.collection_id).face_count
         self.sure = max(self.threshold, sure_similarity(faces, self.rules.stranger_rate))
+        self.loose = max(self.threshold, sure_similarity(faces, self.rules.lead_stranger_rate))
         return faces
 
     def vectors(self, views: list[View]) -> np.ndarray:
         return np.concatenate([self.fp.engine.embed(v.image, v.face) for v in views])
 
     def template(self, views: list[View]) -> np.ndarray | None:
-        """The mean vector of the agreeing views (None: no views, or no majority that agrees)."""
+        """The mean vector of the agreeing views, weighted by their quality (None: no views, or no
+        majority that agrees)."""
         if not views:
             return None
-        return self.template_of(self.vectors(views))
+        return self.template_of(self.vectors(views), np.array([v.quality for v in views], np.float32))
 
-    def template_of(self, vectors: np.ndarray) -> np.ndarray | None:
-        """The mean of the agreeing vectors among ``vectors`` (one a view; see ``template``)."""
+    def template_of(self, vectors: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | None:
+        """The mean of the agreeing vectors among ``vectors`` (one a view; see ``template``),
+        weighted by ``weights`` when given."""
         if not len(vectors):
             return None
         group = agreeing(np.asarray(self.fp.profile.similarity(vectors @ vectors.T)) >= self.rules.view_agreement)
         if len(group) * 2 <= len(vectors):
             return None
-        return _unit(vectors[group].mean(0))
+        w = np.ones(len(group), np.float32) if weights is None else np.maximum(weights[group], 1e-6)
+        return _unit((vectors[group] * w[:, None]).sum(0))
 
     def match(self, template: np.ndarray) -> list[FaceMatch]:
         """The collection faces of the template's person if the match is sure (see the module)."""
-        sure = self.sure
-        floor = max(0.0, sure - self.rules.margin)
-        hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, floor)
-        if not hits or hits[0].similarity < sure:
+        loose = self.sure if self.rules.lead is None else min(self.sure, self.loose)
+        hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates,
+                                          0.0 if self.rules.lead is not None else loose)
+        if not hits or hits[0].similarity < loose:
             return []
-        same = self._same_person(hits)
-        rivals = [h.similarity for h in hits if h.face.face_id not in same]
-        if rivals and hits[0].similarity - rivals[0] < self.rules.margin:
+        rows = self._rows(hits)
+        if hits[0].similarity < self.sure and not self._leads(hits, rows, self.rules.lead or 0.0):
             return []
+        same = self._same_person(hits, rows)
         return [h for h in hits if h.face.face_id in same and h.similarity >= self.threshold]
+
+    def _leads(self, hits: list[FaceMatch], rows: dict[str, FaceRow], lead: float) -> bool:
+        """Whether the top hit leads the best face of another person by ``rules.lead`` (see
+        :class:`MatchRules`). Another person: not the top face's UserId, and, unless both share an
+        ExternalImageId and look alike, any other face (a group photo's faces share the id)."""
+        top = hits[0].face
+        rival = next((h for h in hits[1:] if not self._one_person(top, h.face, rows)), None)
+        if rival is None:
+            return True
+        profile = self.fp.profile
+        step = profile.score_for(90.0) - profile.score_for(80.0)
+        return (profile.score_for(hits[0].similarity) - profile.score_for(rival.similarity)) >= lead * step
+
+    def _one_person(self, top: Face, other: Face, rows: dict[str, FaceRow]) -> bool:
+        if top.user_id and other.user_id == top.user_id:
+            return True
+        if top.external_image_id is None or other.external_image_id != top.external_image_id:
+            return False
+        return self._alike(top.face_id, other.face_id, rows)
+
+    def _alike(self, a: str, b: str, rows: dict[str, FaceRow]) -> bool:
+        if a not in rows or b not in rows:
+            return False
+        return self.fp.profile.similarity(float(rows[a].vector @ rows[b].vector)) >= self.rules.same_person
 
     def confirm(self, template: np.ndarray, face_id: str) -> list[FaceMatch]:
         """The collection faces of ``face_id``'s person if the template's best match is that face
         at the request's threshold (for a track that continues a person already identified)."""
         hits = self.fp.collections.search(self.collection_id, template, self.rules.candidates, self.threshold)
-        same = self._same_person(hits) if hits else set()
+        same = self._same_person(hits, self._rows(hits)) if hits else set()
         return [h for h in hits if h.face.face_id in same] if face_id in same else []
 
-    def _same_person(self, hits: list[FaceMatch]) -> set[str]:
+    def _rows(self, hits: list[FaceMatch]) -> dict[str, FaceRow]:
+        return {r.face_id: r for r in self.fp.store.get_faces(self.collection_id, [h.face.face_id for h in hits])}
+
+    def _same_person(self, hits: list[FaceMatch], rows: dict[str, FaceRow]) -> set[str]:
         """The hits that are the top hit's person: the same UserId, or faces as alike as
         ``same_person`` similarity (ExternalImageId says nothing: a group photo's faces share it)."""
         top = hits[0].face
-        rows = {r.face_id: r for r in self.fp.store.get_faces(self.collection_id, [h.face.face_id for h in hits])}
         same = {top.face_id}
-        if top.face_id not in rows:
-            return same
-        top_vector = rows[top.face_id].vector
         for hit in hits[1:]:
-            row = rows.get(hit.face.face_id)
-            alike = self.fp.profile.similarity(float(row.vector @ top_vector)) if row is not None else 0.0
-            if (top.user_id and hit.face.user_id == top.user_id) or alike >= self.rules.same_person:
+            if (top.user_id and hit.face.user_id == top.user_id) or self._alike(top.face_id, hit.face.face_id, rows):
                 same.add(hit.face.face_id)
         return same
 
