@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import socket
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faceprint.ops import is_postgres
+from faceprint.ops.doctor_index import check_index
+from faceprint.ops.findings import CONNECT_TIMEOUT, FAIL, OK, WARN, Deployment, Finding
 from faceprint.store.migrations import Migration
 
-OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 256 * 2**20
 DISK_WARN_BYTES = 2 * 2**30
 DISK_WARN_SHARE = 0.05
-CONNECT_TIMEOUT = 5
 
 PARTS = {  # the home's parts kept in PostgreSQL: where their migrations are
     "account": ("faceprint.store.pgshared", "ACCOUNT"),
@@ -41,25 +39,6 @@ PARTS = {  # the home's parts kept in PostgreSQL: where their migrations are
     "video": ("faceprint.video.store_pg", "MIGRATIONS"),
     "streams": ("faceprint.streams.store_pg", "MIGRATIONS"),
 }
-
-
-@dataclass
-class Finding:
-    check: str
-    status: str
-    detail: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"Check": self.check, "Status": self.status, "Detail": self.detail}
-
-
-@dataclass
-class Deployment:
-    home: Path
-    store_url: str | None
-    index_url: str | None
-    profile: str
-    models_dir: Path
 
 
 def doctor(d: Deployment) -> list[Finding]:
@@ -188,91 +167,6 @@ def check_databases(home: Path) -> Iterator[Finding]:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
         yield Finding(f"db {rel}", OK if result == "ok" else FAIL, "quick_check ok" if result == "ok" else result)
-
-
-# -- the index -------------------------------------------------------------------------------------------
-def check_index(d: Deployment) -> Iterator[Finding]:
-    from faceprint.backends import INDEX_SCHEMES, local_path, open_store, url_scheme
-
-    store = open_store(d.store_url, d.home)
-    try:
-        rows = _collections(store)
-        if d.index_url and url_scheme(d.index_url, INDEX_SCHEMES, "index") == "milvus":
-            yield from _milvus(d.index_url, store, rows)
-            return
-        folder = local_path(d.index_url, "index") if d.index_url else d.home / "indexes"
-        for row in rows:
-            yield _embedded(folder, store, row)
-        if not rows:
-            yield Finding("index", OK, "no collections")
-    finally:
-        getattr(store, "close", lambda: None)()
-
-
-def _collections(store: Any) -> list[Any]:
-    rows, after = [], None
-    while page := store.list_collections(after, 1000):
-        rows += page
-        after = page[-1].collection_id
-    return rows
-
-
-def _embedded(folder: Path, store: Any, row: Any) -> Finding:
-    import json
-
-    import numpy as np
-
-    from faceprint.index.files import index_path
-
-    name, faces = f"index {row.collection_id}", store.count_faces(row.collection_id)
-    path = index_path(folder, row.collection_id)
-    if not path.is_file():
-        if not faces:
-            return Finding(name, OK, "empty collection, no index file")
-        return Finding(name, WARN, f"no index file: rebuilt from the store when first opened ({faces} faces)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-    except Exception as e:  # noqa: BLE001 - any damage: the index is rebuilt
-        return Finding(name, WARN, f"index file unreadable ({type(e).__name__}): rebuilt from the store when opened")
-    writes, deletes = store.generation(row.collection_id)
-    if meta.get("created") != row.created or meta.get("face_model_version") != row.face_model_version:
-        return Finding(name, WARN, "index file of another collection of this id or model: rebuilt when opened")
-    if (meta.get("writes"), meta.get("deletes")) == (writes, deletes):
-        return Finding(name, OK, f"current ({faces} faces, generation {writes}/{deletes})")
-    return Finding(name, WARN, f"index file at generation {meta.get('writes')}/{meta.get('deletes')}, store at "
-                               f"{writes}/{deletes} ({faces} faces): caught up from the store when opened")
-
-
-def _milvus(url: str, store: Any, rows: list[Any]) -> Iterator[Finding]:
-    from faceprint.index.milvus import MilvusSettings, milvus_name, parse_url
-
-    c = parse_url(url)
-    alias = f"doctor-{id(store)}"
-    try:
-        socket.create_connection((c["host"], int(c["port"])), timeout=CONNECT_TIMEOUT).close()  # fails fast
-        from pymilvus import Collection, connections, utility
-
-        connections.connect(alias=alias, host=c["host"], port=str(c["port"]), user=c["user"],
-                            password=c["password"], timeout=CONNECT_TIMEOUT)
-    except Exception as e:  # noqa: BLE001 - pymilvus raises its own kinds
-        yield Finding("index", FAIL, f"cannot reach Milvus at {c['host']}:{c['port']} ({type(e).__name__})")
-        return
-    try:
-        version = utility.get_server_version(using=alias)
-        yield Finding("index", OK, f"Milvus at {c['host']}:{c['port']}, server {version}")
-        for row in rows:
-            name = milvus_name(c.get("prefix", MilvusSettings.prefix), row.collection_id)
-            faces = store.count_faces(row.collection_id)
-            if not utility.has_collection(name, using=alias):
-                yield Finding(f"index {row.collection_id}", WARN,
-                              f"no Milvus collection: filled from the store when first opened ({faces} faces)")
-            else:
-                rows_held = Collection(name, using=alias).num_entities
-                yield Finding(f"index {row.collection_id}", OK, f"{rows_held} rows in Milvus (deleted ones included "
-                                                                f"until compaction), {faces} faces in the store")
-    finally:
-        connections.disconnect(alias)
 
 
 # -- models, disk, modes ---------------------------------------------------------------------------------

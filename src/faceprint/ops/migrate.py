@@ -28,7 +28,7 @@ from faceprint.backends import STORE_SCHEMES, sqlite_path, url_scheme
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.ops import is_postgres
 from faceprint.ops.digest import Tally
-from faceprint.ops.part_movers import NothingToMove
+from faceprint.ops.tables import NothingToMove
 
 
 class TargetNotEmpty(FaceprintError):
