@@ -146,6 +146,8 @@ class VideoRunner:
     def run(self) -> None:
         """Take the lock (or wait for it), then run jobs until :meth:`stop` (or, with
         ``exit_when_idle``, until nothing is left that this runner can run)."""
+        if self.store.lease_seconds:
+            threading.Thread(target=self._heartbeat, name="faceprint-video-leases", daemon=True).start()
         try:
             while not self._stop.is_set():
                 try:
@@ -193,14 +195,24 @@ class VideoRunner:
             self.notifier.notify(row)
 
     def _leases(self) -> None:
-        """A store shared by several nodes (PostgreSQL): renew this runner's leases, and look for jobs
-        whose node died (lease lapsed) and notifications no node sends, every third of a lease."""
+        """A store shared by several nodes (PostgreSQL): look for jobs whose node died (lease lapsed)
+        and notifications no node sends, every third of a lease."""
         lease = self.store.lease_seconds
         if not lease or time.monotonic() - self._last_lease < lease / 3:
             return
         self._last_lease = time.monotonic()
-        self.store.renew([run.row.owner for run in list(self._runs.values()) if run.row.owner])
         self._recover()
+
+    def _heartbeat(self) -> None:
+        """A thread of its own renews the leases of this runner's jobs every third of a lease, so that
+        a long sweep or claim on the runner's thread never lets them lapse."""
+        lease = self.store.lease_seconds
+        assert lease
+        while not self._stop.wait(lease / 3):
+            try:
+                self.store.renew([run.row.owner for run in list(self._runs.values()) if run.row.owner])
+            except Exception:  # the database out of reach: the next beat tries again (the lease may lapse)
+                log.exception("The video runner could not renew its jobs' leases.")
 
     def _idle(self) -> bool:
         return not self._runs and self.store.claimable(self.kinds) == 0
