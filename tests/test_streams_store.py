@@ -297,3 +297,25 @@ def test_a_host_that_cannot_renew_for_a_lease_knows_its_leases_lapsed(nodes: tup
     assert leases.lapsed()
     leases.settle({}, set(), lambda r: True)
     assert not leases.lapsed()
+
+
+def test_an_embedded_homes_processors_move_to_postgresql(server: PgServer, tmp_path: Path) -> None:
+    from faceprint.streams.store_pg import copy_processors
+
+    source = open_processor_store(tmp_path, None)
+    start(source, "live", "stopping")
+    source.transition("stopping", {STARTING}, status=STOPPING, desired=STOPPED, generation=2)
+    source.set_health("live", {"session": "s", "last_frame": 5.0})
+    source.add_events("live", [("record", json.dumps({"n": n})) for n in range(5)])
+    target = open_processor_store(tmp_path, server.database())
+    try:
+        assert copy_processors(source, target) == {"Processors": 2, "Events": 5}
+        assert target.get("live") == source.get("live") and target.get("live").health["last_frame"] == 5.0
+        assert (target.get("stopping").status, target.get("stopping").desired) == (STOPPED, STOPPED)
+        assert target.events_after("live", 0) == source.events_after("live", 0)  # seqs kept
+        target.add_events("live", [("record", "{}")])
+        assert target.last_seq("live") > source.last_seq("live")
+        with pytest.raises(InvalidParameterException, match="already"):
+            copy_processors(source, target)
+    finally:
+        target.close()

@@ -80,9 +80,11 @@ def _to_db(row: ProcessorRow) -> tuple:
 
 
 def is_shared(store_url: str | None) -> bool:
-    """Whether ``store_url`` names PostgreSQL (``faceprint.store.pgshared.is_postgres``, without
-    importing psycopg): then the processors live there, shared by every node."""
-    return bool(store_url) and store_url.split(":", 1)[0].lower() in ("postgresql", "postgres")
+    """Whether ``store_url`` names PostgreSQL (``faceprint.backends.is_postgres``): then the
+    processors live there, shared by every node."""
+    from faceprint.backends import is_postgres
+
+    return is_postgres(store_url)
 
 
 def open_processor_store(home: Path, store_url: str | None, *, node: str | None = None,
@@ -277,6 +279,11 @@ class ProcessorStore:
         if doomed:
             self._database.erase_wal()
         return len(doomed)
+
+    def all_events(self) -> list[tuple[int, str, str, str]]:
+        """Every processor's kept events, oldest first: ``(seq, name, kind, json)`` (for ``faceprint migrate``)."""
+        rows = self._db().execute("SELECT seq, name, kind, body FROM events ORDER BY seq").fetchall()
+        return [(int(s), str(n), str(k), str(b)) for s, n, k, b in rows]
 
     def last_seq(self, name: str) -> int:
         """The seq of processor ``name``'s last event (0 if none): an SSE client starting now waits for more."""
