@@ -438,3 +438,15 @@ def test_two_serve_nodes_share_video_jobs(request: pytest.FixtureRequest, tmp_pa
     finally:
         for server in servers:
             server.stop()
+
+
+def test_the_job_store_carries_on_after_postgresql_restarts(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from faceprint.video.store_pg import PgJobStore
+
+    server = request.getfixturevalue("pg")
+    store = PgJobStore(server.database(), tmp_path / "inputs")
+    job = store.insert(row(), 9)
+    server.restart()  # pooled connections are cut: the next calls get new ones
+    assert store.claim("run", 1.0, ("input",)).job_id == job.job_id
+    assert store.finish(job.job_id, "run", SUCCEEDED, None, 2.0, items(2))
+    store.close()
