@@ -450,3 +450,15 @@ def test_the_job_store_carries_on_after_postgresql_restarts(request: pytest.Fixt
     assert store.claim("run", 1.0, ("input",)).job_id == job.job_id
     assert store.finish(job.job_id, "run", SUCCEEDED, None, 2.0, items(2))
     store.close()
+
+
+def test_deleted_inputs_are_vacuumed_soon(pg_nodes) -> None:
+    """The input pieces live in video_inputs' TOAST table: it, like the tables, is set to be vacuumed
+    after any delete (autovacuum's defaults would wait for 50 dead rows and a fifth of the table)."""
+    store = pg_nodes()
+    found = store._part.rows("SELECT c.relname, t.reloptions FROM pg_class c JOIN pg_class t ON t.oid = "
+                             "c.reltoastrelid WHERE c.relname IN ('video_jobs', 'video_items', 'video_inputs') "
+                             "ORDER BY c.relname")
+    assert [name for name, _ in found] == ["video_inputs", "video_items", "video_jobs"]
+    for _, options in found:
+        assert {"autovacuum_vacuum_threshold=1", "autovacuum_vacuum_scale_factor=0"} <= set(options)

@@ -99,7 +99,16 @@ CREATE TABLE video_inputs (
 ) WITH ({_VACUUM});
 ALTER TABLE video_inputs ALTER COLUMN data SET STORAGE EXTERNAL;
 """
-MIGRATIONS = (Migration(1, "video jobs, their items and input videos", statements(SCHEMA_V1)),)
+_TOAST = "toast.autovacuum_vacuum_scale_factor = 0, toast.autovacuum_vacuum_threshold = 1"
+SCHEMA_V2 = f"""
+ALTER TABLE video_jobs SET ({_TOAST});
+ALTER TABLE video_items SET ({_TOAST});
+ALTER TABLE video_inputs SET ({_TOAST});
+"""
+"""The input pieces (and long items) live in the tables' TOAST tables, whose autovacuum settings are
+their own: vacuumed after any delete too."""
+MIGRATIONS = (Migration(1, "video jobs, their items and input videos", statements(SCHEMA_V1)),
+              Migration(2, "their TOAST tables vacuumed after any delete", statements(SCHEMA_V2)))
 _IN_PROGRESS = f"status IN ('{QUEUED}', '{RUNNING}')"
 
 
