@@ -319,3 +319,13 @@ def test_an_embedded_homes_processors_move_to_postgresql(server: PgServer, tmp_p
             copy_processors(source, target)
     finally:
         target.close()
+
+
+def test_leases_and_the_api_outlive_a_database_restart(nodes: tuple[Any, list[Node]], server: PgServer) -> None:
+    api, (a, b) = nodes
+    a.look(), b.look()
+    start(api, "p1", "p2")
+    held = {n: n.look()[0] for n in (a, b)}
+    server.restart()  # sessions cut, as a failover or an upgrade of the database does
+    assert {n: n.look()[0] for n in (a, b)} == held  # each keeps its own (leases are rows, not sessions)
+    assert api.transition("p1", {STARTING}, status=STOPPING, desired=STOPPED, generation=2).status == STOPPING
