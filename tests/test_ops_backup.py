@@ -181,3 +181,36 @@ def test_a_store_outside_the_home_is_backed_up_and_not_overwritten(tmp_path: Pat
         restore(tmp_path / "b", tmp_path / "home2", None)
     restore(tmp_path / "b", tmp_path / "home2", f"sqlite://{tmp_path}/moved.db")
     assert SQLiteStore(tmp_path / "moved.db").count_faces("c") == 20
+
+
+def test_an_audit_chain_written_during_the_backup_restores_and_verifies(tmp_path: Path) -> None:
+    from faceprint.audit.caller import Caller
+    from faceprint.audit.log import AuditLog
+    from faceprint.audit.records import Entry
+    from faceprint.audit.verify import verify
+
+    home = tmp_path / "home"
+    log = AuditLog(home / "audit", durable=False)  # entries go to the journal first
+    search = Entry("SearchFacesByImage", Caller("investigator", purpose="p", case="c"), 1.0, 2.0,
+                   collection_id="people", collection_size=10, threshold=80.0, probe_sha256="ab" * 32)
+    for _ in range(20):
+        log.append(search)
+    stop, appended = threading.Event(), [0]
+
+    def writer() -> None:
+        while not stop.is_set():
+            log.append(search)
+            appended[0] += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        backup(home, None, tmp_path / "b")
+    finally:
+        stop.set()
+        thread.join()
+        log.close()
+    restore(tmp_path / "b", tmp_path / "restored", None)
+    restored = AuditLog(tmp_path / "restored" / "audit")
+    assert 20 <= restored.count() <= 20 + appended[0]
+    assert verify(restored).ok

@@ -3,7 +3,9 @@
 - Every SQLite database of the home (the store ``faceprint.db``, the audit log, video jobs, stream
   processors, console users, settings, reviews, ...: any file that starts as an SQLite database
   does) through SQLite's online backup API, one read snapshot each (writers go on meanwhile).
-- The home's other files as they are (access keys ``auth/keys.json``, the audit's signing key,
+- The audit chain's files (``audit/``: its database, journal, head and signing key) together, no
+  entry written meanwhile (the journal's lock, held for the copy).
+- The home's other files as they are (access keys ``auth/keys.json``,
   the console's session secret, ``account-id``, operator profiles, crops, stored probes, ...):
   faceprint replaces them atomically, so each is copied whole.
 - Left out: ``models/`` (pinned files, fetched again and checked by SHA-256), ``indexes/``
@@ -19,13 +21,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".lock", ".tmp")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP = "store.pgdump"
 EXTERNAL_STORE = "store/faceprint.db"
+AUDIT = "audit"
 
 
 def backup(home: Path, store_url: str | None, dest: Path) -> dict[str, Any]:
@@ -53,7 +57,11 @@ def backup(home: Path, store_url: str | None, dest: Path) -> dict[str, Any]:
     if not home.is_dir():
         raise InvalidParameterException(f"There is no faceprint home at {home}.")
     private_folder(dest)
-    files = [_copy(home / rel, dest / "home" / rel, rel) for rel in home_files(home)]
+    rels = list(home_files(home))
+    chain = [rel for rel in rels if Path(rel).parent == Path(AUDIT)]
+    files = [_copy(home / rel, dest / "home" / rel, rel) for rel in rels if rel not in chain]
+    with _audit_quiet(home / AUDIT / "audit.journal"):  # the chain's database, journal and head as one
+        files += [_copy(home / rel, dest / "home" / rel, rel) for rel in chain]
     store: dict[str, Any] = {"Kind": "sqlite", "Path": None}
     if store_url and is_postgres(store_url):
         store = {"Kind": "postgresql"}
@@ -84,6 +92,22 @@ def home_files(home: Path) -> Iterator[str]:
             if name.endswith(SKIPPED_SUFFIXES) or ".tmp" in name or not path.is_file() or path.is_symlink():
                 continue
             yield str(rel_folder / name)
+
+
+@contextmanager
+def _audit_quiet(journal: Path) -> Iterator[None]:
+    """No audit entry written inside (a shared ``flock`` of the journal, whose exclusive lock every
+    writer of the log takes: a search waits the few milliseconds the copy takes)."""
+    try:
+        fd = os.open(journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
 
 
 def is_sqlite(path: Path) -> bool:
