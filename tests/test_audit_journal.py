@@ -1,6 +1,6 @@
 """A relaxed audit log's journal: single appends go to ``audit.journal`` (one line each, the latest
-head in ``audit.head``), move into ``audit.db`` in batches and before any read, and tampering with
-them still shows."""
+head at its start), move into ``audit.db`` in batches and before any read, and tampering with it
+still shows."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from faceprint.audit.caller import Caller
+from faceprint.audit.journal import HEAD_SIZE
 from faceprint.audit.log import BROKEN, JOURNAL_BATCH, AuditLog, Entry
 from faceprint.audit.verify import verify
 from faceprint.errors import AuditUnavailable
@@ -37,7 +38,14 @@ def stored(log: AuditLog) -> list[int]:
 
 
 def journal_lines(log: AuditLog) -> list[str]:
-    return log.journal.path.read_text().splitlines()
+    """The entries' lines (after the head)."""
+    return log.journal.path.read_bytes()[HEAD_SIZE:].decode().splitlines()
+
+
+def rewrite_lines(log: AuditLog, lines: list[str]) -> None:
+    """Replace the entries' lines by hand, the head left as it is."""
+    head = log.journal.path.read_bytes()[:HEAD_SIZE]
+    log.journal.path.write_bytes(head + "".join(line + "\n" for line in lines).encode())
 
 
 def problems(log: AuditLog) -> list[tuple]:
@@ -53,8 +61,8 @@ def test_single_appends_go_to_the_journal_and_every_read_sees_them(log):
     assert log.append_seq(entry(1)) == 1  # the first goes to audit.db, and signs its head there
     assert [log.append_seq(entry(n)) for n in range(2, 6)] == [2, 3, 4, 5]
     assert stored(log) == [1] and [line.split(" ")[0] for line in journal_lines(log)] == ["2", "3", "4", "5"]
-    for path in (log.journal.path, log.journal.head_path):
-        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(log.journal.path).st_mode) == 0o600
+    assert log.journal.head()[0] == 5
     assert log.head()[0] == 5  # a read moves the journal into audit.db first
     assert stored(log) == [1, 2, 3, 4, 5] and journal_lines(log) == []
     assert [r.entry.details["n"] for r in log.records()] == [1, 2, 3, 4, 5]
@@ -93,6 +101,7 @@ def test_a_line_cut_short_by_a_crash_was_never_written(log):
         log.append_seq(entry(n))
     with open(log.journal.path, "ab") as journal:
         journal.write(b"4 abc def {\"Operation\":")  # a write the machine did not finish
+    assert len(journal_lines(log)) == 3
     assert log.count() == 3 and problems(log) == []
     assert log.append_seq(entry(9)) == 4 and problems(log) == []
 
@@ -100,16 +109,14 @@ def test_a_line_cut_short_by_a_crash_was_never_written(log):
 def test_an_edited_journal_line_shows_once_moved(log):
     for n in range(4):
         log.append_seq(entry(n))
-    text = log.journal.path.read_text()
-    log.journal.path.write_text(text.replace('"K-2"', '"K-X"'))
+    rewrite_lines(log, [line.replace('"K-2"', '"K-X"') for line in journal_lines(log)])
     assert problems(log) == [(3, "edited")]
 
 
 def test_journal_lines_cut_off_the_end_show_and_stay_in_the_chain(log):
     for n in range(5):
         log.append_seq(entry(n))
-    lines = journal_lines(log)
-    log.journal.path.write_text("\n".join(lines[:-2]) + "\n")  # entries 4 and 5 gone, the head file says 5
+    rewrite_lines(log, journal_lines(log)[:-2])  # entries 4 and 5 gone, the head says 5
     assert problems(log) == [(4, "truncated")]
     assert log.append_seq(entry(9)) == 5  # the append records what it found
     broken = log.get(4).entry
@@ -117,11 +124,12 @@ def test_journal_lines_cut_off_the_end_show_and_stay_in_the_chain(log):
     assert broken.details["LastEntry"]["Seq"] == 3 and problems(log) == [(4, "truncated")]
 
 
-def test_a_removed_head_file_shows(log):
+def test_a_wiped_head_shows(log):
     for n in range(4):
         log.append_seq(entry(n))
-    log.journal.head_path.unlink()
-    fresh = AuditLog(log.folder, durable=False)  # another process: the head it would read is gone
+    with open(log.journal.path, "r+b") as journal:
+        journal.write(b" " * HEAD_SIZE)
+    fresh = AuditLog(log.folder, durable=False)  # another process: the head it reads is gone
     assert problems(fresh) == [(2, "bad-signature")]  # entries past the last head it can vouch for
 
 
@@ -170,6 +178,7 @@ def test_a_journal_that_cannot_grow_fails_the_append_and_leaves_no_half_line(tmp
                           timeout=120)
     assert done.stdout.strip() == "refused", done.stderr
     assert len(journal_lines(log)) == 1 and log.journal.path.read_bytes().endswith(b"\n")  # the one before
+    assert log.journal.head()[0] == 5  # the head of the line before, not of the refused one
     assert log.count() == 5 and problems(log) == []
 
 
@@ -201,4 +210,4 @@ def test_a_durable_log_writes_no_journal(tmp_path):
     log = AuditLog(tmp_path / "audit")
     for n in range(3):
         log.append_seq(entry(n))
-    assert stored(log) == [1, 2, 3] and journal_lines(log) == []
+    assert stored(log) == [1, 2, 3] and journal_lines(log) == [] and log.journal.head()[0] == 3  # its head moves

@@ -1,13 +1,14 @@
 """The audit log's journal: where a relaxed (not ``durable``) log appends an entry on a search's
 path, moved into ``audit.db`` in batches (``faceprint.audit.log``).
 
-``HOME/audit/audit.journal`` holds one line an entry, ``SEQ PREV_HASH HASH BODY`` (the body is
-the entry's canonical JSON, ASCII with no line breaks), appended with one ``write(2)``;
-``HOME/audit/audit.head`` holds the latest head (``SEQ HASH TIME SIGNATURE``, the signature a
-MAC as in ``audit.db``'s ``heads``), overwritten in place with one ``pwrite(2)``. Both are
-written under an exclusive ``flock`` of the journal, which every writer of the log takes (the
-log's thread lock orders the threads of one process). An entry is written once its line is in
-the file: in the OS's cache, as SQLite's WAL with ``synchronous=NORMAL`` keeps a commit.
+``HOME/audit/audit.journal`` starts with the latest head (its first :data:`HEAD_SIZE` bytes: one
+line ``SEQ HASH TIME SIGNATURE``, the signature a MAC as in ``audit.db``'s ``heads``, padded with
+spaces), overwritten in place with one ``pwrite(2)`` by every append, and then holds one line an
+entry not yet moved into ``audit.db``, ``SEQ PREV_HASH HASH BODY`` (the body is the entry's
+canonical JSON, ASCII with no line breaks), appended with one ``write(2)``. It is written under an
+exclusive ``flock`` of itself, which every writer of the log takes (the log's thread lock orders
+the threads of one process). An entry is written once its line is in the file: in the OS's
+cache, as SQLite's WAL with ``synchronous=NORMAL`` keeps a commit.
 """
 
 from __future__ import annotations
@@ -19,32 +20,32 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 HEAD_SIZE = 256
-"""The head file's size: one line, padded with spaces."""
+"""The head's bytes at the start of the journal: one line, padded with spaces."""
 MOST_SEQ = 2 ** 62
 """A line whose seq is not a number from 1 to this (edited by hand) takes the seq after the line before."""
 
 Line = tuple[int, str, str, str]
 """(seq, prev_hash, hash, body) of one journal line."""
 Head = tuple[int, str, float, str]
-"""(seq, hash, time, signature) of the head file."""
+"""(seq, hash, time, signature) of the journal's head."""
 
 
 class Journal:
-    """``audit.journal`` and ``audit.head`` in ``folder``, opened by :meth:`open`."""
+    """``audit.journal`` in ``folder``, opened by :meth:`open`: ``fd`` appends lines, ``head_fd``
+    (the same file, not in append mode) writes the head at its start."""
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / "audit.journal"
-        self.head_path = Path(folder) / "audit.head"
         self.fd: int | None = None
         self.head_fd: int | None = None
 
     def open(self) -> None:
-        """Open (or create, 0600) both files."""
+        """Open (or create, 0600) the journal."""
         self.close()
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.path, flags | os.O_APPEND, 0o600)
+        cloexec = getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | cloexec, 0o600)
         try:
-            self.head_fd = os.open(self.head_path, flags, 0o600)
+            self.head_fd = os.open(self.path, os.O_RDWR | cloexec)
         except OSError:
             os.close(fd)
             raise
@@ -73,9 +74,9 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def pending(self) -> bool:
-        """Whether the journal (by its path) holds anything."""
+        """Whether the journal (by its path) holds entries."""
         try:
-            return os.stat(self.path).st_size > 0
+            return os.stat(self.path).st_size > HEAD_SIZE
         except OSError:
             return False
 
@@ -85,8 +86,9 @@ class Journal:
         return st.st_ino, st.st_size
 
     def append(self, seq: int, prev_hash: str, hash_: str, body: str) -> int:
-        """Write one entry's line (one ``write``); the bytes written. A short write is undone (the
-        file cut back) and raised as OSError, so that no half line stays."""
+        """Write one entry's line (one ``write``) after the head (written first: see :meth:`write_head`);
+        the bytes written. A short write is undone (the file cut back) and raised as OSError, so that
+        no half line stays."""
         assert self.fd is not None
         line = f"{seq} {prev_hash} {hash_} {body}\n".encode("ascii")
         written = os.write(self.fd, line)
@@ -102,7 +104,7 @@ class Journal:
         well as it can be (``faceprint.audit.verify`` finds what is wrong with it)."""
         assert self.fd is not None
         size = os.fstat(self.fd).st_size
-        data = os.pread(self.fd, size, 0) if size else b""
+        data = os.pread(self.fd, size - HEAD_SIZE, HEAD_SIZE) if size > HEAD_SIZE else b""
         end = data.rfind(b"\n") + 1
         out: list[Line] = []
         for raw in data[:end].split(b"\n")[:-1]:
@@ -110,31 +112,31 @@ class Journal:
         return out
 
     def clear(self) -> None:
-        """Empty the journal (its entries are in ``audit.db``)."""
+        """Empty the journal of entries (they are in ``audit.db``); the head stays."""
         assert self.fd is not None
-        os.ftruncate(self.fd, 0)
+        os.ftruncate(self.fd, HEAD_SIZE)
 
     def write_head(self, seq: int, hash_: str, time_: float, signature: str) -> bytes:
-        """Overwrite the head file with this head; its bytes (as :meth:`read_head` reads them back)."""
+        """Overwrite the head with this one (a journal shorter than the head grows to it); its bytes
+        (as :meth:`read_head` reads them back)."""
         assert self.head_fd is not None
         data = f"{seq} {hash_} {time_!r} {signature}".encode("ascii").ljust(HEAD_SIZE - 1) + b"\n"
-        if os.pwrite(self.head_fd, data, 0) != len(data):
-            raise OSError(f"short write to {self.head_path}")
+        if len(data) != HEAD_SIZE or os.pwrite(self.head_fd, data, 0) != HEAD_SIZE:
+            raise OSError(f"the head could not be written to {self.path}")
         return data
 
     def read_head(self) -> bytes:
         assert self.head_fd is not None
-        return os.pread(self.head_fd, HEAD_SIZE + 1, 0)
+        return os.pread(self.head_fd, HEAD_SIZE, 0)
 
     def head(self) -> Head | None:
-        """The head file's head (None: there is none, or it is not one)."""
+        """The journal's head (None: there is none, or it is not one)."""
         return parse_head(self.read_head())
 
     def sync(self) -> None:
-        """Both files on disk."""
-        for fd in (self.fd, self.head_fd):
-            if fd is not None:
-                os.fsync(fd)
+        """The journal on disk."""
+        if self.fd is not None:
+            os.fsync(self.fd)
 
 
 def parse_line(text: str, before: int) -> Line:
@@ -153,7 +155,7 @@ def parse_line(text: str, before: int) -> Line:
 
 
 def parse_head(data: bytes) -> Head | None:
-    """A head file's head, or None."""
+    """A head as :meth:`Journal.write_head` wrote it, or None."""
     parts = data.decode("ascii", "replace").split()
     if len(parts) != 4 or not parts[0].isdigit():
         return None

@@ -100,22 +100,12 @@ def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
     return None if found is None else {"Seq": found[0], "Hash": found[1]}
 
 
-def _stat(path: Path) -> tuple[int, int, int, int] | None:
-    """What changes when a file is written, replaced or removed: device, inode, size, mtime (None: no file)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
 @dataclass(frozen=True)
 class _Fast:
-    """What a relaxed log knows after its own last write: the files as it left them (``keys``: the
-    journal's inode and size, the WAL's and ``audit.db``'s :func:`_stat`: any other writer, faceprint
-    or not, changes one of them), the chain's end (``seq``, ``hash``: also the latest head, in the
-    head file) and the entries in the journal. (The head file alone edited by hand is overwritten by
-    the next append, which puts back what the chain says.)"""
+    """What a relaxed log knows after its own last write: the journal as it left it (``keys``: its
+    inode and size, and its head's bytes: every writer of the chain, in any process, moves the head,
+    which names the chain's end, and every append or move changes the size), the chain's end
+    (``seq``, ``hash``: also the latest head) and the entries in the journal."""
 
     keys: tuple
     seq: int
@@ -243,9 +233,9 @@ class AuditLog:
                     self._writer = None
 
     def _keys(self) -> tuple | None:
-        """The files as they are now (see :class:`_Fast`); None when the journal is gone."""
+        """The journal as it is now (see :class:`_Fast`); None when it is gone."""
         try:
-            return self.journal.key(), _stat(self.wal_path), _stat(self.path)
+            return self.journal.key(), self.journal.read_head()
         except OSError:
             return None
 
@@ -255,17 +245,17 @@ class AuditLog:
         seq, prev = fast.seq + 1, fast.hash
         body = canonical_json(entry.fields(seq))
         hash_ = link(prev, body)
-        journal_key, wal, db = fast.keys
+        journal_key = fast.keys[0]
         size = self.journal.append(seq, prev, hash_, body)
         try:
             now = float(self.clock())
-            self.journal.write_head(seq, hash_, now, self.signer.mac_head(seq, hash_, now))
+            head = self.journal.write_head(seq, hash_, now, self.signer.mac_head(seq, hash_, now))
         except BaseException:
             with suppress(OSError):  # no line without its head
                 os.ftruncate(self.journal.fd, journal_key[1])  # type: ignore[arg-type]
             raise
         self._pending[seq] = (hash_, entry.columns(body))
-        self._fast = _Fast(((journal_key[0], journal_key[1] + size), wal, db), seq, hash_, fast.count + 1)
+        self._fast = _Fast(((journal_key[0], journal_key[1] + size), head), seq, hash_, fast.count + 1)
         if fast.count + 1 >= JOURNAL_BATCH:
             with suppress(sqlite3.Error, OSError, ValueError):  # written; a later call moves it where this fails
                 self._drain(self._db())
@@ -279,11 +269,11 @@ class AuditLog:
         self._drain(database)
         with database.tx() as db:
             written = self._append(db, entries)
-        if written and self.journaled and not self.durable and self._latest is not None:
-            with suppress(OSError):  # no head file: the next append comes here again
+        if written and self._latest is not None:  # the journal's head moves with the chain, whoever writes it
+            with suppress(OSError):  # no head: the next append comes here again
                 self.journal.write_head(*self._latest)
                 keys = self._keys()
-                if keys is not None:
+                if keys is not None and self.journaled and not self.durable:
                     self._fast = _Fast(keys, written[-1][0], written[-1][3], 0)
         return written[-len(entries):] if entries else []
 
@@ -295,6 +285,7 @@ class AuditLog:
         lines = self.journal.lines()
         if not lines:
             return
+        self._same_file()  # not into an audit.db removed or replaced since it was opened
         head = self.journal.head()
         end = (lines[-1][0], lines[-1][2])
         with database.tx() as db:
@@ -603,7 +594,7 @@ class AuditLog:
         wal = self.wal_path
         try:
             with self._write_lock:
-                self.journal.sync()
+                self.journal.sync()  # the entries not moved yet, and the head
         except OSError as exc:
             raise AuditUnavailable(UNAVAILABLE) from exc
         try:
