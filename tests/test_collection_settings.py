@@ -91,6 +91,7 @@ def test_a_change_is_recorded_first_and_a_non_change_is_not(fp):
 def test_no_entry_no_change(fp):
     fp.create_collection("people")
     fp.audit_log.append(Entry("Marker", Caller("alice"), 1.0, 2.0))
+    fp.audit_log.journaled = False  # every append goes to audit.db (not the journal: faceprint.audit.log)
     fp.audit_log._db().db().execute("PRAGMA query_only=ON")  # readable, no longer writable
     with pytest.raises(AuditUnavailable):
         fp.update_collection_settings("people", two_person_rule=False)
