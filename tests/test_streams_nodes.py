@@ -2,8 +2,9 @@
 (``python -m faceprint.streams.host``, the camera and sinks on its stdin as a server's runner sends
 them, the store through ``FACEPRINT_STORE``), real models, a real clip played at its real rate. The
 processors, created through a third home's API (no camera flag of its own: it accepts the camera
-that the hosts publish), are split between the hosts; one host is killed (SIGKILL) and its
-processor moves to the other within the lease's time."""
+that the hosts publish), are split between the hosts; one host is paused past its lease (SIGSTOP):
+its processor moves, and the host, resumed, stops its own run; then the other is killed (SIGKILL) and
+its processors move within the lease's time."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def hosts(request: pytest.FixtureRequest, tmp_path: Path, clip: Path) -> Iterato
                 host.wait(30)
 
 
-def test_processors_are_split_and_a_killed_hosts_move_within_the_lease(hosts: tuple[str, dict[str, Any]]) -> None:
+def test_processors_are_split_and_move_from_a_paused_or_killed_host(hosts: tuple[str, dict[str, Any]]) -> None:
     from faceprint.service import Faceprint
     from faceprint.streams.store_pg import PgProcessorStore
 
@@ -116,24 +117,37 @@ def test_processors_are_split_and_a_killed_hosts_move_within_the_lease(hosts: tu
     (moved,) = split["a"]
     conftest.wait_for("records", lambda: records_after(tmp / f"{moved}.jsonl", 0), WAIT)
     store = PgProcessorStore(url)
+    node = {n: (h / "streams" / "node-id").read_text().strip() for n, h in homes.items()}
+
+    def lease(name: str) -> str | None:
+        return store.part.one("SELECT lease_node FROM streams_processors WHERE name = %s", (name,))[0]
+
     try:
-        node_b = (homes["b"] / "streams" / "node-id").read_text().strip()
-        made["a"].send_signal(signal.SIGKILL)  # node a dies: no release, its lease lapses
-        made["a"].wait(30)
+        # node a pauses past its lease (SIGSTOP): b takes its processor; a, resumed, stops its own run
+        made["a"].send_signal(signal.SIGSTOP)
+        conftest.wait_for("the paused node's lease on node b", lambda: lease(moved) == node["b"], WAIT)
+        made["a"].send_signal(signal.SIGCONT)
+        conftest.wait_for("the resumed node a running nothing", lambda: running(homes["a"]) == set(), 15)
+        conftest.wait_for("node b running both", lambda: running(homes["b"]) == {"p1", "p2"}, 15)
+        assert made["a"].poll() is None and lease(moved) == node["b"]
+        # node b dies (SIGKILL: no release): both move to a within the lease
+        made["b"].send_signal(signal.SIGKILL)
+        made["b"].wait(30)
         killed = time.time()
-        conftest.wait_for("the lease on node b", lambda: store.part.one(
-            "SELECT lease_node FROM streams_processors WHERE name = %s", (moved,)) == (node_b,), WAIT)
+        conftest.wait_for("both leases on node a", lambda: {lease("p1"), lease("p2")} == {node["a"]}, WAIT)
         leased = time.time() - killed
-        conftest.wait_for(f"{moved}'s records from node b", lambda: records_after(tmp / f"{moved}.jsonl", killed), WAIT)
+        for name in ("p1", "p2"):
+            conftest.wait_for(f"{name}'s records from node a", lambda n=name: records_after(tmp / f"{n}.jsonl", killed),
+                              WAIT)
         recorded = time.time() - killed
-        print(f"failover with a {LEASE:g} s lease: lease taken {leased:.1f} s, first record {recorded:.1f} s "
+        print(f"failover with a {LEASE:g} s lease: leases taken {leased:.1f} s, first records {recorded:.1f} s "
               "after the kill")
         assert leased <= LEASE + 3.0, leased  # the lease's expiry, the other host's poll, a busy machine
-        conftest.wait_for("node b's metrics listing both", lambda: running(homes["b"]) == {"p1", "p2"}, 10)
-        assert fp.streams.describe_stream_processor(moved).status == "RUNNING"
+        conftest.wait_for("node a's metrics listing both", lambda: running(homes["a"]) == {"p1", "p2"}, 10)
+        assert {fp.streams.describe_stream_processor(n).status for n in ("p1", "p2")} == {"RUNNING"}
         # a host that stops cleanly hands its processors back at once (no lease to wait for): none is left
-        made["b"].stdin.close()
-        assert made["b"].wait(30) == 0
+        made["a"].stdin.close()
+        assert made["a"].wait(30) == 0
         assert store.part.rows("SELECT name FROM streams_processors WHERE lease_node IS NOT NULL") == []
         assert not store.host_running() and fp.streams.describe_stream_processor(moved).status == "RUNNING"
     finally:
