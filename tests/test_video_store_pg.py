@@ -350,6 +350,10 @@ def test_a_face_search_started_on_one_node_runs_and_reads_on_another(request: py
         inputs = [tmp_path / n / "video" / "inputs" / job_id for n in "bc"]
         wait_until(lambda: b.video.store._part.rows("SELECT count(*) FROM video_inputs") == [(0,)]
                    and not any(i.exists() for i in inputs), "the job's input was not erased")
+        erased = node("d", False).erase(external_image_id="beckham")  # a node that never opened its video jobs
+        assert erased["VideoJobs"] == [job_id] and erased["VideoMatchesErased"] >= 1
+        after = a.get_face_search(job_id).persons
+        assert not [m for p in after for m in p.get("FaceMatches") or [] if m["Face"]["FaceId"] == face_id]
     finally:
         for fp in (c, b, a):
             fp.video.close()

@@ -887,8 +887,8 @@ class Faceprint:
         from faceprint.streams.store import is_shared, open_processor_store
         from faceprint.video.store import open_job_store
 
-        jobs = self._video.store if self._video is not None else open_job_store(self.home, self.store_url,
-                                                                                existing=True)
+        jobs = (self.video.store if self._video is not None or is_postgres(self.store_url)  # one pool a Faceprint
+                else open_job_store(self.home, self.store_url, existing=True))
         events = (self.streams.store if is_shared(self.store_url)  # one connection pool a Faceprint, not one an erasure
                   else open_processor_store(self.home, self.store_url, existing=True))
         recorder = self.recorder
