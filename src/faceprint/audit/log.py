@@ -135,8 +135,8 @@ class AuditLog:
 
     A relaxed log appends an entry (one at a time: ``append``, ``append_seq``) to its journal
     (``faceprint.audit.journal``: one ``write`` of the chained line and one ``pwrite`` of the new
-    latest head with its MAC, under the journal's lock) when the files are as its own last write left
-    them; the journal's entries move into ``audit.db`` every :data:`JOURNAL_BATCH` entries and
+    latest head with its MAC at the journal's start, under the journal's lock) when the journal is
+    as its own last write left it; the journal's entries move into ``audit.db`` every :data:`JOURNAL_BATCH` entries and
     before anything is read, so every reader sees them. Any other append (several entries at once,
     a durable log, files changed by another process or by hand) moves the journal first and is
     written to ``audit.db`` as before, finding there what changed. ``journaled`` False: a relaxed log
@@ -279,9 +279,9 @@ class AuditLog:
 
     def _drain(self, database: Database) -> None:
         """Move the journal's entries into ``audit.db`` (the caller holds :meth:`_exclusive`), with
-        the latest head: signed anew where the journal follows the stored chain and ends at the head
-        file's head; else the head file's head as it is (or, with no head file, the stored heads
-        left as they are), so that the next append finds what does not match (see :meth:`_append`)."""
+        the latest head: signed anew where the journal follows the stored chain and ends at its own
+        head; else the journal's head as it is (or, with none there, the stored heads left as they
+        are), so that the next append finds what does not match (see :meth:`_append`)."""
         lines = self.journal.lines()
         if not lines:
             return
@@ -309,7 +309,7 @@ class AuditLog:
         self._fast = None if keys is None or fast is None else _Fast(keys, fast.seq, fast.hash, 0)
 
     def _install_head(self, db: sqlite3.Connection, latest: tuple[int, str] | None, head: Head) -> None:
-        """Make the head file's ``head`` the stored latest head, as it is; the one before retires (a
+        """Make the journal's ``head`` the stored latest head, as it is; the one before retires (a
         checkpoint's signed again as one, any other's removed)."""
         if latest is not None and latest[0] != head[0]:
             if latest[0] % HEAD_EVERY == 0:
