@@ -53,6 +53,7 @@ def home_with_parts(folder: Path, video_status: str = "SUCCEEDED") -> dict:
     processors = ProcessorStore(folder / "streams" / "processors.db")
     processors.insert(ProcessorRow("door", "arn:door", "STOPPED", None, 1.0, 2.0, {"Input": {}}), 10)
     processors.add_events("door", [("record", '{"n": 1}'), ("alert", '{"n": 2}')])
+    processors.insert(ProcessorRow("gate", "arn:gate", "STOPPING", None, 1.0, 2.0, {"Input": {}}, "RUNNING"), 10)
     return {"key": key, "secret": load_secret(folder / "console"), "job": jobs.get("j1"),
             "events": processors.events_after("door", 0), "processor": processors.get("door")}
 
@@ -73,7 +74,7 @@ def test_every_part_is_moved_and_counted(moved: dict) -> None:
         "audit": "nothing to move",
         "review": "nothing to move", "video": "moved", "streams": "moved"}
     assert report["video"].counts == {"video_jobs": 1, "video_items": 5}
-    assert report["streams"].counts == {"streams_processors": 1, "streams_events": 2}
+    assert report["streams"].counts == {"streams_processors": 2, "streams_events": 2}
     assert report["console"].counts == {"console_users": 1, "console_sessions": 0}
 
 
@@ -97,6 +98,7 @@ def test_the_twins_read_what_was_moved(moved: dict, tmp_path: Path) -> None:
     processors = PgProcessorStore(url)
     assert processors.get("door") == moved["processor"]
     assert processors.events_after("door", 0) == moved["events"]  # the same event ids
+    assert (processors.get("gate").status, processors.get("gate").desired) == ("STOPPED", "STOPPED")  # host gone
     processors.add_events("door", [("record", '{"n": 3}')])
     assert processors.last_seq("door") > moved["events"][-1][0]  # numbering goes on past them
 

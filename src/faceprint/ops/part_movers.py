@@ -1,6 +1,7 @@
 """The movers of the home's parts that have a PostgreSQL twin (see ``faceprint.ops.migrate``), in
 order: the account id (so ARNs stay the same), access keys, console users (and the cookie secret),
-collection settings, the audit chain, the review queue, stored-video jobs, stream processors.
+collection settings, the audit chain, the review queue, stored-video jobs, stream processors
+(through their module's own copy).
 
 Most parts are SQLite databases of the home whose tables the twin keeps under its part's prefix
 with the same columns (:class:`TableMover`): rows are copied as they are (numbered rows keep their
@@ -26,6 +27,37 @@ from psycopg import sql
 from faceprint.errors import InvalidParameterException
 from faceprint.ops.digest import Tally, sort_key
 from faceprint.ops.tables import ConsoleMover, NothingToMove, PartSpec, TableMover, make_schema
+
+
+class StreamsMover(TableMover):
+    """Stream processors and their events through ``faceprint.streams.store_pg.copy_processors``
+    (rows as stored, but one left STOPPING is STOPPED: its host is gone; events with their seqs);
+    checked like any table mover, with that one change made to what was read."""
+
+    def copy(self) -> Tally:
+        from faceprint.streams.store import ProcessorStore
+        from faceprint.streams.store_pg import PgProcessorStore, copy_processors
+
+        source, target = ProcessorStore(self.source), PgProcessorStore(self.url)
+        try:
+            copy_processors(source, target)
+        finally:
+            source.close(), target.close()
+        return self.source_tally()
+
+    def _tally(self, read: Callable[[str, list[str]], list[tuple]], target: bool) -> Tally:
+        if target:
+            return super()._tally(read, target)
+        columns = self.columns["processors"]
+        status, desired = columns.index("status"), columns.index("desired")
+
+        def settled(table: str, cols: list[str]) -> list[tuple]:
+            rows = read(table, cols)
+            if table != "processors":
+                return rows
+            return [tuple("STOPPED" if i in (status, desired) and r[status] == "STOPPING" else v
+                          for i, v in enumerate(r)) for r in rows]
+        return super()._tally(settled, target)
 
 
 class KeysMover:
@@ -183,7 +215,7 @@ def part_movers(home: Path, target: str) -> list[Callable[[], Any]]:
         tables(VIDEO, home / "video" / "jobs.db", {"jobs": "video_jobs", "items": "video_items"},
                refuse=_video_in_progress),
         tables(STREAMS, home / "streams" / "processors.db", {"processors": "streams_processors",
-                                                             "events": "streams_events"}),
+                                                             "events": "streams_events"}, StreamsMover),
     ]
 
 
