@@ -33,11 +33,15 @@ def home(fast, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def doctor(capsys, home: Path, *extra: str, models: Path | None = None) -> tuple[int, dict[str, tuple[str, str]]]:
+    saved = os.environ.get("FACEPRINT_MODELS_DIR")
     os.environ["FACEPRINT_MODELS_DIR"] = str(models or models_dir())
     try:
         status = main(["--home", str(home), *extra, "doctor", "--profile", "fast", "--json"])
     finally:
-        os.environ.pop("FACEPRINT_MODELS_DIR")
+        if saved is None:
+            os.environ.pop("FACEPRINT_MODELS_DIR")
+        else:
+            os.environ["FACEPRINT_MODELS_DIR"] = saved
     out = json.loads(capsys.readouterr().out)
     assert out["Status"] == status
     return status, {f["Check"]: (f["Status"], f["Detail"]) for f in out["Findings"]}
