@@ -152,7 +152,7 @@ def _processor(args: argparse.Namespace) -> Any:
     if command == "start":
         stop = {"MaxDurationInSeconds": args.max_duration} if args.max_duration is not None else None
         answer = fp.start_stream_processor(name, None, stop).to_dict()
-        _hint_host(fp.home)
+        _hint_host(fp.home, fp.streams.host_running())  # with PostgreSQL: any node's host
         return answer
     if command == "stop":
         return fp.stop_stream_processor(name).to_dict()
@@ -190,10 +190,8 @@ def _update(fp: Any, args: argparse.Namespace) -> Any:
                                       ).to_dict()
 
 
-def _hint_host(home: Path) -> None:
-    from faceprint.streams.config import host_running
-
-    if not host_running(home):
+def _hint_host(home: Path, running: bool) -> None:
+    if not running:
         print(f"faceprint: no stream host runs for {home}: the processor starts when one does "
               "(`faceprint serve` or `faceprint stream-processor run`).", file=sys.stderr)
 
