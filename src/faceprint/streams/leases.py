@@ -81,7 +81,6 @@ class PgLeases:
         self.part, self.node, self.names, self.ttl, self.clock = part, node, names, ttl, clock
         self._beaten = -math.inf
         self._renewed = clock()
-        self._published: tuple[str, str] = ("[]", "[]")
 
     def settle(self, rows: Mapping[str, ProcessorRow], busy: Collection[str],
                resolvable: Callable[[ProcessorRow], bool]) -> tuple[set[str], set[str]]:
