@@ -166,7 +166,6 @@ class StreamHost:
         """Whether this host knows ``row``'s camera and sinks."""
         return self._mapping(row)[2] is None
 
-
     def _follow(self, run: ProcessorRun, row: ProcessorRow | None, check_mapping: bool) -> None:
         """Stop, update or restart ``run`` as its row now says."""
         if row is None:  # deleted
