@@ -337,10 +337,16 @@ def test_a_database_gone_is_store_unavailable_not_a_crash(request, tmp_path, mon
     server = request.getfixturevalue("pg")
     url = server.database()
     keys, users, settings = open_keys(tmp_path, url), open_console_users(tmp_path, url), open_settings(tmp_path, url)
-    keys.create("before")
+    key = keys.create("before")
     name = url.split("?")[0].rsplit("/", 1)[1]
     server.sql(f"DROP DATABASE {name} WITH (FORCE)")
     time.sleep(REFRESH)  # the keys' cache has lapsed
+    with pytest.raises(StoreUnavailable):
+        keys.get(key.access_key_id)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        keys.get(key.access_key_id)  # a request just after: refused at once, not after another wait
+    assert time.monotonic() - started < 0.5
     for call in (keys.list, lambda: keys.create("after"), lambda: users.get("alice"),
                  lambda: users.add("alice", "admin", PASSWORD), lambda: signing_secret(users),
                  lambda: settings.get("people"), lambda: settings.put("people", CollectionSettings())):

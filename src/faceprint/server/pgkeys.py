@@ -52,17 +52,27 @@ class PgKeyStore(KeyStore):
         self._lock = threading.Lock()
         self._keys: dict[str, AccessKey] = {}
         self._read_at: float | None = None
+        self._failed: tuple[float, FaceprintError] | None = None
 
     def close(self) -> None:
         self.part.close()
 
     def _current(self) -> dict[str, AccessKey]:
+        """The keys as read at most ``refresh`` seconds ago. Where the database could not be read, the
+        calls of the next ``refresh`` seconds fail at once the same way (requests are refused, not
+        verified with keys that may have been revoked, nor queued one behind another's wait)."""
         with self._lock:
             now = self.clock()
             if self._read_at is None or now - self._read_at >= self.refresh:
-                with reaching():
-                    rows = self.part.rows(SELECT)
-                self._keys, self._read_at = self._parse_rows(rows), now
+                if self._failed is not None and now - self._failed[0] < self.refresh:
+                    raise self._failed[1]
+                try:
+                    with reaching():
+                        rows = self.part.rows(SELECT)
+                except FaceprintError as exc:
+                    self._failed = (self.clock(), exc)  # from when the wait ended
+                    raise
+                self._keys, self._read_at, self._failed = self._parse_rows(rows), now, None
             return self._keys
 
     @contextmanager
