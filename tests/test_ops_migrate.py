@@ -11,7 +11,6 @@ import pytest
 
 from conftest import FACES, models_dir
 from faceprint.ops.migrate import TargetNotEmpty, migrate, rebuild_indexes
-from milvuskit import milvus_url  # noqa: F401
 from pg import pg  # noqa: F401
 
 BBT = FACES / "identities" / "faceapi_bbt" / "identities"
@@ -123,12 +122,9 @@ def test_running_it_again_finds_it_moved_and_other_data_is_refused(home: dict, m
         migrate(home["folder"], None, other)
 
 
-def test_the_index_is_rebuilt_from_the_new_store(home: dict, moved: dict, tmp_path: Path,
-                                                 request: pytest.FixtureRequest) -> None:
+def test_the_index_is_rebuilt_from_the_new_store(home: dict, moved: dict, tmp_path: Path) -> None:
     assert rebuild_indexes(tmp_path, moved["url"], None) == {"cast": 11, "empty": 0}
     assert len(list((tmp_path / "indexes").glob("*.fpindex"))) >= 1
-    milvus = request.getfixturevalue("milvus_url") + "?prefix=migrated_"
-    assert rebuild_indexes(tmp_path, moved["url"], milvus) == {"cast": 11, "empty": 0}
 
 
 def test_the_command_line_moves_and_refuses_bad_urls(home: dict, moved: dict, capsys,
