@@ -329,3 +329,23 @@ def test_leases_and_the_api_outlive_a_database_restart(nodes: tuple[Any, list[No
     server.restart()  # sessions cut, as a failover or an upgrade of the database does
     assert {n: n.look()[0] for n in (a, b)} == held  # each keeps its own (leases are rows, not sessions)
     assert api.transition("p1", {STARTING}, status=STOPPING, desired=STOPPED, generation=2).status == STOPPING
+
+
+def test_hosts_that_map_nothing_do_not_keep_processors_waiting(server: PgServer, tmp_path: Path) -> None:
+    """A live host that maps no camera counts in the balance; the one that maps it takes the rest
+    once they have waited a lease's time."""
+    url = server.database()
+    api = open_processor_store(tmp_path / "api", url)
+    able, idle = Node(url, tmp_path / "able", ["cam"]), Node(url, tmp_path / "idle", [])
+    try:
+        able.look(), idle.look()
+        start(api, "p1", "p2")
+        assert able.look()[0] == {"p1"} and idle.look()[0] == set()  # ceil(2 / 2): one
+        time.sleep(1.0)
+        assert idle.look()[0] == set() and able.look()[0] == {"p1"}  # balance first: another may take it yet
+        time.sleep(1.1)
+        assert idle.look()[0] == set() and able.look()[0] == {"p1", "p2"}  # idle still live: waited a lease
+    finally:
+        for n in (able, idle):
+            n.store.close()
+        api.close()

@@ -10,8 +10,9 @@ columns ``lease_node`` and ``lease_expires`` of its row, dated by the database's
   the renewal of the leases of the processors it runs (or is stopping).
 - It takes wanted processors that nobody holds or whose lease lapsed (``FOR UPDATE SKIP LOCKED``:
   hosts claiming at once never take the same one), at most ``ceil(wanted / live hosts)`` in all
-  (balance), only those whose camera and data stream it can resolve, except a processor that no
-  live host can resolve (that one it takes, to fail it with the reason, as on one machine).
+  (balance), only those whose camera and data stream it can resolve. Beyond the balance it takes
+  one left free for ``ttl`` (the hosts with room do not map its camera), and one that no live
+  host can resolve (to fail it with the reason, as on one machine).
 - A host that finds a processor it runs leased to another (its lease lapsed and was taken: the host
   was cut off or paused) stops that run at once without writing its status; its store is fenced
   (``PgProcessorStore(node=...)``) so it cannot overwrite the new holder's writes.
@@ -81,6 +82,7 @@ class PgLeases:
         self.part, self.node, self.names, self.ttl, self.clock = part, node, names, ttl, clock
         self._beaten = -math.inf
         self._renewed = clock()
+        self._free_since: dict[str, float] = {}
 
     def settle(self, rows: Mapping[str, ProcessorRow], busy: Collection[str],
                resolvable: Callable[[ProcessorRow], bool]) -> tuple[set[str], set[str]]:
@@ -93,6 +95,8 @@ class PgLeases:
         mine = held & set(busy)
         free = sorted((row for name, row in rows.items() if wanted(row) and name not in mine and name not in others),
                       key=lambda row: (row.name not in held, row.name))
+        now = self.clock()
+        self._free_since = {row.name: self._free_since.get(row.name, now) for row in free}
         if free:
             mine |= self._take(rows, free, len(mine), resolvable)
         if held - mine:
@@ -143,13 +147,15 @@ class PgLeases:
 
     def _take(self, rows: Mapping[str, ProcessorRow], free: list[ProcessorRow], holding: int,
               resolvable: Callable[[ProcessorRow], bool]) -> set[str]:
-        """Claim some of ``free``: within the balance those this host resolves, and those no live
-        host resolves (to fail them, saying why)."""
+        """Claim some of ``free``: within the balance those this host resolves, beyond it those left
+        free for a lease's time (the hosts with room cannot resolve them), and those no live host
+        resolves (to fail them, saying why)."""
         live, others = self._hosts()
         room = math.ceil(sum(wanted(r) for r in rows.values()) / live) - holding
-        own = [r.name for r in free if resolvable(r)][:max(0, room)]
+        mapped = [r.name for r in free if resolvable(r)]
+        waited = [n for n in mapped[max(0, room):] if self.clock() - self._free_since[n] >= self.ttl]
         orphans = [r.name for r in free if not resolvable(r) and not any(_resolves(p, r) for p in others)]
-        return self._claim(own) | self._claim(orphans)
+        return self._claim(mapped[:max(0, room)] + waited) | self._claim(orphans)
 
     def _hosts(self) -> tuple[int, list[tuple[set[str], set[str]]]]:
         """How many hosts are live (this one included), and the names each other live host maps."""
