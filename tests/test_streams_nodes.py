@@ -145,11 +145,15 @@ def test_processors_are_split_and_move_from_a_paused_or_killed_host(hosts: tuple
         assert leased <= LEASE + 3.0, leased  # the lease's expiry, the other host's poll, a busy machine
         conftest.wait_for("node a's metrics listing both", lambda: running(homes["a"]) == {"p1", "p2"}, 10)
         assert {fp.streams.describe_stream_processor(n).status for n in ("p1", "p2")} == {"RUNNING"}
+        # stopped through the API of a node that runs no host: the holder stops it and writes STOPPED
+        fp.streams.stop_stream_processor("p1")
+        conftest.wait_for("p1 STOPPED", lambda: fp.streams.describe_stream_processor("p1").status == "STOPPED", WAIT)
+        conftest.wait_for("p1's lease released", lambda: lease("p1") is None, 10)
         # a host that stops cleanly hands its processors back at once (no lease to wait for): none is left
         made["a"].stdin.close()
         assert made["a"].wait(30) == 0
         assert store.part.rows("SELECT name FROM streams_processors WHERE lease_node IS NOT NULL") == []
-        assert not store.host_running() and fp.streams.describe_stream_processor(moved).status == "RUNNING"
+        assert not store.host_running() and fp.streams.describe_stream_processor("p2").status == "RUNNING"
     finally:
         store.close()
         fp.streams.close()
