@@ -34,11 +34,13 @@ import argparse
 import gc
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +166,11 @@ def measure(home: Path, collection: str, names: list[str], queries: np.ndarray) 
         for share in PROBES_SWEEP:
             index.probes = int(np.ceil(share * result["cells"]))
             result[f"probes {share}"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
+        index.probes = probes
+        pool, index._pool = index._pool, ThreadPoolExecutor(len(state.quantized.shards))
+        result["nested omp"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
+        index._pool.shutdown()
+        index._pool = pool
         index.probes = int(result["cells"])  # every cell: the full scan of the quantized codes
         result["full scan"] = run_queries(index, names, queries[:: max(1, len(queries) // BASELINE_PROBES)],
                                           truth[:: max(1, len(queries) // BASELINE_PROBES)], False,
@@ -265,6 +272,7 @@ def print_size(size: int, r: dict) -> None:
           f"/ {r['store_per_face']:.0f} |", flush=True)
     rows = [(f"every cell scanned (the flat scan; {r['full scan']['probes']:.0f} probes)", "full scan")] if (
         r["quantized"]) else []
+    rows += [("shards scanned with faiss's default OpenMP threads (nested)", "nested omp")] if r["quantized"] else []
     rows += [(f"{n} candidates re-ranked", f"rerank {n}") for n in RERANK_SWEEP if r["quantized"]]
     rows += [(f"{n:.0%} of the cells scanned", f"probes {n}") for n in PROBES_SWEEP if r["quantized"]]
     for label, key in rows:
@@ -305,6 +313,9 @@ def main() -> None:
         fill(fp, "scale", {n: gallery[n] for n in names[:enrolled]}, base, size - enrolled, rng)
         del fp
         print_size(size, measure(home, "scale", names[:enrolled], queries[:enrolled]))
+        print(f"\n{size:,} faces done {time.strftime('%H:%M')}: load average {os.getloadavg()[0]:.1f}, "
+              f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB\n",
+              flush=True)
         if not args.index_only and (size == 100_000 or e2e is None):
             if e2e is not None:
                 shutil.rmtree(e2e[0])

@@ -189,8 +189,7 @@ class CollectionIndex:
         wanted = max(self.rerank, 2 * k) * state.count // (state.count - state.dead)  # dead rows take slots
         if self._pool is None and len(state.quantized.shards) > 1:
             with self._lock:
-                self._pool = self._pool or ThreadPoolExecutor(len(state.quantized.shards) - 1,
-                                                              thread_name_prefix="fp-index-scan")
+                self._pool = self._pool or pq.scan_pool(len(state.quantized.shards))
         found = pq.scan(state.quantized, query, wanted, self._pool, self.probes)
         return np.concatenate([found, np.arange(state.quantized.count, state.count)])
 
