@@ -38,6 +38,11 @@ class Journal:
         self.path = Path(folder) / "audit.journal"
         self.fd: int | None = None
         self.head_fd: int | None = None
+        self.pid = 0  # the process that opened it: a child forked since shares its lock, and opens its own
+
+    def usable(self) -> bool:
+        """Whether the journal is open, by this process (not inherited through a fork)."""
+        return self.fd is not None and self.pid == os.getpid()
 
     def open(self) -> None:
         """Open (or create, 0600) the journal."""
@@ -49,16 +54,17 @@ class Journal:
         except OSError:
             os.close(fd)
             raise
-        self.fd = fd
+        self.fd, self.pid = fd, os.getpid()
 
     def __del__(self) -> None:
         self.close()
 
     def close(self) -> None:
-        for fd in (self.fd, self.head_fd):
-            if fd is not None:
-                with suppress(OSError):
-                    os.close(fd)
+        if self.pid == os.getpid():  # a child's copies are closed with it, its parent's lock untouched
+            for fd in (self.fd, self.head_fd):
+                if fd is not None:
+                    with suppress(OSError):
+                        os.close(fd)
         self.fd = self.head_fd = None
 
     @contextmanager

@@ -205,7 +205,7 @@ class AuditLog:
         :meth:`_exclusive` does, written out: this is a search's path); None where they are not."""
         with self._write_lock:
             fd = self.journal.fd
-            if fd is None:
+            if fd is None or not self.journal.usable():
                 return None
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._writer = threading.get_ident()
@@ -223,7 +223,8 @@ class AuditLog:
     def _exclusive(self) -> Iterator[None]:
         """This log's writer: the thread lock, and the journal's lock across processes."""
         with self._write_lock:
-            if self.journal.fd is None:
+            if not self.journal.usable():
+                self._fast = None
                 self.journal.open()
             with self.journal.locked():
                 self._writer = threading.get_ident()
