@@ -4,6 +4,7 @@ folder: search entries are appended to the log as the recorder would, so no mode
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -316,9 +317,26 @@ def test_the_queue_is_rebuilt_from_the_log(home, tmp_path):
     assert [r["Status"] for r in before] == ["pending", "confirmed", "rejected"]
 
 
+class SlowLog:
+    """An audit log whose appends start a little late: a decision made meanwhile by another reviewer
+    (thread, process or node) would be missed by one that does not wait for it."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def append(self, entry: Entry):
+        time.sleep(0.01)
+        return self.log.append(entry)
+
+    def __getattr__(self, name: str):
+        return getattr(self.log, name)
+
+
 def test_concurrent_reviewers_are_ordered(home, tmp_path):
     search = home.search()
-    other = home.open_reviews(AuditLog(tmp_path / "audit"), home.open_settings())
+    home.reviews.close()
+    home.reviews = home.open_reviews(SlowLog(home.log))
+    other = home.open_reviews(SlowLog(AuditLog(tmp_path / "audit")), home.open_settings())
     errors = []
 
     def confirm(reviews, caller):
@@ -337,6 +355,8 @@ def test_concurrent_reviewers_are_ordered(home, tmp_path):
     statuses = [e.entry.details["Status"] for e in home.decisions()]
     first = statuses.index("confirmed")
     assert set(statuses[:first]) == {"awaiting-second"} and set(statuses[first:]) == {"confirmed"}
+    made = [(e.entry.caller.actor, e.entry.details["Decision"]) for e in home.decisions()]
+    assert statuses == [status_of(made[:n], 2) for n in range(1, 11)]  # each saw every decision before it
     assert home.reviews.get(search)[0].status == "confirmed" and len(home.reviews.get(search)[0].decisions) == 10
 
 
