@@ -238,12 +238,6 @@ def test_a_stopping_host_releases_at_once_and_unresolvable_ones_go_to_one_that_c
         holder.leases.close()  # a clean stop: leases and heartbeat released
         other = b if holder is a else a
         assert other.look()[0] == {"p1"}
-        # nobody resolves a camera: one host takes it (to fail it with the reason)
-        api.insert(row("x"), 100)
-        api.transition("x", {STOPPED}, status=STARTING, desired=RUNNING, generation=1,
-                       request=lambda r: {**r.request, "Input": {"KinesisVideoStream": {
-                           "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/nowhere/1"}}})
-        assert "x" in other.look()[0]
         # a processor no longer wanted: its lease is released once its run is over
         api.transition("p1", {STARTING}, status=STOPPING, desired=STOPPED, generation=2)
         assert "p1" in other.look()[0]  # still stopping
@@ -348,4 +342,25 @@ def test_hosts_that_map_nothing_do_not_keep_processors_waiting(server: PgServer,
     finally:
         for n in (able, idle):
             n.store.close()
+        api.close()
+
+
+def test_a_processor_no_live_host_maps_is_taken_to_fail_after_four_leases(server: PgServer, tmp_path: Path) -> None:
+    """Not at once (the node that maps its camera may be restarting): after four lease times."""
+    from faceprint.streams.leases import ORPHAN_LEASES
+
+    url = server.database()
+    api, host = open_processor_store(tmp_path / "api", url), Node(url, tmp_path / "host", ["cam"], ttl=0.5)
+    try:
+        api.insert(row("x"), 100)
+        api.transition("x", {STOPPED}, status=STARTING, desired=RUNNING, generation=1,
+                       request=lambda r: {**r.request, "Input": {"KinesisVideoStream": {
+                           "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/nowhere/1"}}})
+        assert host.look()[0] == set()
+        time.sleep(ORPHAN_LEASES * 0.5 * 0.6)
+        assert host.look()[0] == set()
+        time.sleep(ORPHAN_LEASES * 0.5 * 0.5)
+        assert host.look()[0] == {"x"}  # its host fails it, saying why
+    finally:
+        host.store.close()
         api.close()

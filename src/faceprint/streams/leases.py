@@ -12,7 +12,8 @@ columns ``lease_node`` and ``lease_expires`` of its row, dated by the database's
   hosts claiming at once never take the same one), at most ``ceil(wanted / live hosts)`` in all
   (balance), only those whose camera and data stream it can resolve. Beyond the balance it takes
   one left free for ``ttl`` (the hosts with room do not map its camera), and one that no live
-  host can resolve (to fail it with the reason, as on one machine).
+  host has mapped for ``ORPHAN_LEASES`` lease times (to fail it with the reason, as on one machine;
+  not at once: the node that maps it may be restarting).
 - A host that finds a processor it runs leased to another (its lease lapsed and was taken: the host
   was cut off or paused) stops that run at once without writing its status; its store is fenced
   (``PgProcessorStore(node=...)``) so it cannot overwrite the new holder's writes.
@@ -43,6 +44,9 @@ NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 LEASE_TTL = 15.0
 """Seconds a lease and a heartbeat last after their last renewal (renewed every third of it)."""
 NODE_FILE = "node-id"
+ORPHAN_LEASES = 4
+"""A processor that no live host maps is failed (with the reason) once it has waited this many lease
+times (60 s by default): the node that maps it may be restarting."""
 FORGET_AFTER = 3600.0
 """Seconds after which a dead host's heartbeat row is deleted."""
 
@@ -149,12 +153,13 @@ class PgLeases:
               resolvable: Callable[[ProcessorRow], bool]) -> set[str]:
         """Claim some of ``free``: within the balance those this host resolves, beyond it those left
         free for a lease's time (the hosts with room cannot resolve them), and those no live host
-        resolves (to fail them, saying why)."""
+        has resolved for ``ORPHAN_LEASES`` lease times (to fail them, saying why)."""
         live, others = self._hosts()
         room = math.ceil(sum(wanted(r) for r in rows.values()) / live) - holding
         mapped = [r.name for r in free if resolvable(r)]
         waited = [n for n in mapped[max(0, room):] if self.clock() - self._free_since[n] >= self.ttl]
-        orphans = [r.name for r in free if not resolvable(r) and not any(_resolves(p, r) for p in others)]
+        orphans = [r.name for r in free if not resolvable(r) and not any(_resolves(p, r) for p in others)
+                   and self.clock() - self._free_since[r.name] >= ORPHAN_LEASES * self.ttl]
         return self._claim(mapped[:max(0, room)] + waited) | self._claim(orphans)
 
     def _hosts(self) -> tuple[int, list[tuple[set[str], set[str]]]]:
