@@ -320,12 +320,20 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="skip the clips of ../shared/data/video")
     parser.add_argument("--details", action="store_true", help="list false and missed pairs")
     parser.add_argument("--cache", type=Path, help=f"default {videogen.cache_root()}")
+    parser.add_argument("--set", help="the clips: full (default; quick with --quick) or tune (videogen.py's sets)")
+    parser.add_argument("--available", action="store_true",
+                        help="only the set's clips made already (none is made; e.g. while videogen.py makes the rest)")
+    parser.add_argument("--heights", help="only clips of these frame heights, e.g. 720 or 720,1080")
     args = parser.parse_args()
     profiles = (args.profiles or ("fast" if args.quick else "accurate,fast")).split(",")
     naive_s = args.naive_seconds if args.naive_seconds is not None else (1.0 if args.quick else 2.0)
     root = args.cache or videogen.cache_root()
-    set_name = "quick" if args.quick else "full"
-    paths = videogen.build(set_name, root, log)
+    set_name = args.set or ("quick" if args.quick else "full")
+    folder = root / f"v{videogen.VERSION}" / set_name
+    paths = (sorted(p for p in folder.glob("*.json") if p.with_suffix(".mp4").exists()) if args.available
+             else videogen.build(set_name, root, log))
+    if args.heights:
+        paths = [p for p in paths if any(p.stem.startswith(f"{h}p") for h in args.heights.split(","))]
     truths = load_truths(paths)
     clips = [(t, p.with_suffix(".mp4")) for t, p in zip(truths, paths, strict=True)]
     print(f"# Stored video face search, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "

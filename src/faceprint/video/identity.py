@@ -14,13 +14,14 @@ it is the similarity whose false-match rate, times the number of faces, is ``str
 profile's calibration; never less than the request's threshold, at most 99. For 2,500 faces that
 is about 92, for 100 faces about 78 (so the threshold, 80, rules).
 
-Below that bar, a track may still be named by its *lead* (``MatchRules.lead``, on for stored
-video): a stranger's best match is one lookalike among many faces that score nearly as well, a
-person's own face stands out. The track is named when its best match's score leads the best face
-of another person (another UserId; a face with the same ExternalImageId that looks alike is the
-same person) by ``lead`` steps of the calibration between similarity 80 and 90, and the match
-reaches the looser bar of ``lead_stranger_rate``. Matches are reported with every face of that
-person at or above the request's threshold.
+Below that bar, a track may still be named by its *lead* (``MatchRules.lead``; off by default
+and for stored video, where it named a stranger of the benchmark's evaluation set): a stranger's
+best match is one lookalike among many faces that score nearly as well, a person's own face
+stands out. The track is named when its best match's score leads the best face of another
+person (another UserId; a face with the same ExternalImageId that looks alike is the same person)
+by ``lead`` steps of the calibration between similarity 80 and 90, and the match reaches the
+looser bar of ``lead_stranger_rate``. Matches are reported with every face of that person at or
+above the request's threshold.
 """
 
 from __future__ import annotations
