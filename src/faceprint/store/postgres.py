@@ -56,7 +56,10 @@ exclusive lock (reads of every collection queue behind a waiting try: it must be
 LOCK_TRIES = 10
 """Tries (a second apart) before CreateCollection / DeleteCollection answer ``ThrottlingException``."""
 
-_PARTITION_SETTINGS = "autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1"
+_PARTITION_SETTINGS = ("autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1, "
+                       "toast.autovacuum_vacuum_scale_factor = 0, toast.autovacuum_vacuum_threshold = 1")
+"""Every partition (and its TOAST table, where vectors of 512 dimensions and more are kept out of
+line) is vacuumed after any delete."""
 
 POOL_SIZE = 16
 CONNECT_TIMEOUT = 10.0

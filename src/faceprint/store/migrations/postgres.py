@@ -87,8 +87,17 @@ def _baseline(db: Any, clock: Callable[[], float]) -> None:
             db.execute(statement)
 
 
+def _toast_vacuum(db: Any, clock: Callable[[], float]) -> None:
+    """Partitions made before version 2: their TOAST tables (vectors of 512 dimensions and more are
+    stored there, out of line) vacuumed after any delete, as the partitions themselves are."""
+    for (part,) in db.execute("SELECT part FROM collections").fetchall():
+        db.execute(f"ALTER TABLE faces_{int(part)} SET (toast.autovacuum_vacuum_scale_factor = 0, "
+                   "toast.autovacuum_vacuum_threshold = 1)")
+
+
 MIGRATIONS = (
     Migration(1, "collections, faces (vectors), users, request tokens, deletion log, imports", _baseline),
+    Migration(2, "faces partitions' TOAST tables vacuumed after any delete", _toast_vacuum),
 )
 
 
