@@ -81,7 +81,7 @@ def real_people(count: int) -> list[tuple[str, Path, Path]]:
 RERANK_SWEEP = (500, 2000)
 """Other numbers of re-ranked candidates tried on the quantized collections (default: 1000)."""
 PROBES_SWEEP = (0.25, 0.75)
-"""Other shares of the cells scanned tried on the quantized collections (default: ``quantized.PROBE_SHARE``)."""
+"""Other shares of the cells scanned tried on the quantized collections (default: ``quantized.probes_for``)."""
 BASELINE_PROBES = 300
 """Probes the full scan of the quantized codes times (a baseline)."""
 NUMPY_PROBES = 50
@@ -263,7 +263,8 @@ def lfw_vectors(people: list[tuple[str, Path, Path]], count: int, cache: Path | 
 def print_size(size: int, r: dict) -> None:
     from faceprint.index import quantized as pq
 
-    kind = f"IVF, {pq.PROBE_SHARE:.0%} of {r['cells']:,.0f} cells scanned" if r["quantized"] else "exact"
+    cells = int(r.get("cells", 0))
+    kind = f"IVF, {pq.probes_for(cells)} of {cells:,} cells scanned" if r["quantized"] else "exact"
     print(f"| {size:,} ({kind}) | {r['built_s']:.1f} s / {r['open_s']:.1f} s "
           f"| {r['p50_ms']:.2f} / {r['p99_ms']:.2f} "
           f"| {r['numpy_p50_ms']:.2f} / {r['numpy_p99_ms']:.2f} | {r['p50_ms'] / r['numpy_p50_ms']:.3f} "

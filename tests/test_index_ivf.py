@@ -39,7 +39,11 @@ def index(faces) -> CollectionIndex:
 
 def test_cells_follow_the_collection_size() -> None:
     assert pq.lists_for(10) == 1 and pq.lists_for(1_000_000) == 250 and pq.lists_for(5_000_000) == pq.MAX_LISTS
-    assert pq.probes_for(250) == 125 and pq.probes_for(250, 300) == 250 and pq.probes_for(1) == 1
+    assert pq.probes_for(250, 300) == 250 and pq.probes_for(250, 10) == 10 and pq.probes_for(1) == 1
+    assert pq.probes_for(7) == 7 and pq.probes_for(pq.ALL_CELLS_UP_TO) == pq.ALL_CELLS_UP_TO  # few cells: all
+    assert pq.probes_for(pq.MAX_LISTS) == pq.MAX_LISTS // 2  # the most cells: half of them
+    shares = [pq.probes_for(n) / n for n in range(pq.ALL_CELLS_UP_TO, pq.MAX_LISTS + 1, 16)]
+    assert shares == sorted(shares, reverse=True) and 0.7 < pq.probes_for(250) / 250 < 0.9
 
 
 def test_a_query_scans_only_the_cells_nearest_it(faces) -> None:
@@ -67,11 +71,32 @@ def test_a_query_scans_only_the_cells_nearest_it(faces) -> None:
     assert every == ids[:200] and sum(a == b for a, b in zip(few, ids[:200], strict=True)) >= 190
 
 
+def test_with_few_cells_the_default_scan_finds_what_the_flat_scan_finds() -> None:
+    """Unclustered vectors (as faces are, in the large) and probes only loosely like their mates: with
+    7 cells, half of them miss mates that another cell holds; the default scans all 7."""
+    rng = np.random.default_rng(5)
+    vectors = unit(rng.standard_normal((8000, 64)))
+    queries = unit(0.6 * vectors[:300] + 0.8 * unit(rng.standard_normal((300, 64))))
+    pq.LIST_SIZE, saved = 1100, pq.LIST_SIZE  # 7 cells for 8,000 faces
+    try:
+        cells = CollectionIndex(64, **SETTINGS)
+        cells.add([str(uuid.UUID(int=i)) for i in range(8000)], vectors)
+    finally:
+        pq.LIST_SIZE = saved
+    assert cells._state.quantized.shards[0].index.nlist == 7
+    default = [cells.search(q, 1, -1.0)[0][0] for q in queries]
+    cells.probes = 7
+    every = [cells.search(q, 1, -1.0)[0][0] for q in queries]
+    cells.probes = 4
+    half = [cells.search(q, 1, -1.0)[0][0] for q in queries]
+    assert default == every and half != every  # the old default (half the cells) lost some
+
+
 def test_the_quantized_copy_is_an_inverted_file_with_exact_scores(faces, index) -> None:
     ids, vectors, queries = faces
     shards = index._state.quantized.shards
     assert len(shards) == 2 and all(s.index.nlist == pq.lists_for(8000) for s in shards)
-    default = [index.search(query, 5, -1.0) for query in queries]  # half the cells scanned
+    default = [index.search(query, 5, -1.0) for query in queries]  # the default share of the cells
     assert sum(found[0][0] == ids[i] for i, found in enumerate(default)) >= 190
     index.probes = shards[0].index.nlist  # every cell: the flat scan
     try:

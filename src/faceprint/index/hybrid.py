@@ -48,7 +48,7 @@ RERANK = 1000
 the inverted file's cells scanned, 1000 finds the mate exact search finds for 0.9998 of probes at
 5M faces (search_scale.py's synthetic mates; docs/benchmarks.md, "The embedded index at 5M faces")."""
 PROBES = 0
-"""Cells of the inverted file scanned a query; 0: ``quantized.PROBE_SHARE`` of them."""
+"""Cells of the inverted file scanned a query; 0: ``quantized.probes_for``'s default share of them."""
 
 
 @dataclass(frozen=True)

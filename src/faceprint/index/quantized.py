@@ -4,7 +4,7 @@ Each shard is a faiss ``IndexIVFPQFastScan``: the vectors are split among ``list
 nearest of as many centroids (spherical k-means, about ``LIST_SIZE`` faces a cell, at most
 ``MAX_LISTS`` cells), and each is kept as a product-quantized code (4 bits for every 4 dimensions,
 1/32 of the float32 size) in its cell's list. A scan looks at the ``probes`` cells whose centroids
-are nearest the query (by default ``PROBE_SHARE`` of them), not at every code. Faces' vectors are
+are nearest the query (by default a share of them: ``probes_for``), not at every code. Faces' vectors are
 not clustered tightly enough for a few cells to hold a probe's mate (a mate at similarity 0.7 is
 often in another cell than its probe): measured on synthetic mates, 3% of 1,000 cells find 0.87
 of the mates exact search finds, 37% of 256 cells 0.997; so a scan still reads a large share of
@@ -41,7 +41,13 @@ MAX_LISTS = 512
 """At most this many cells: every added face is compared with every centroid (at 5M faces and
 512 cells, minutes on two cores), and a larger share of fewer, larger cells is scanned."""
 PROBE_SHARE = 0.5
-"""The share of the cells scanned by default (``probes=0``); see the module's docstring."""
+"""The share of the cells scanned by default (``probes=0``) at ``MAX_LISTS`` cells; see the module's
+docstring. Fewer, larger cells hold a probe's mate less often in the same share (search_scale.py's
+synthetic mates at 30,000 faces: 4 of 7 cells found 0.973 of the mates exact search finds, 6 of 7
+0.998), so the share rises to every cell at ``ALL_CELLS_UP_TO`` cells and below."""
+ALL_CELLS_UP_TO = 128
+"""Up to this many cells (512,000 faces) every cell is scanned: the flat scan of the codes, about a
+millisecond on a quiet machine."""
 TIES = 64
 """Candidates asked of each shard beyond those wanted, so that ties at the cut (fast-scan scores are
 coarse) are settled the same way however the rows are sharded."""
@@ -58,8 +64,12 @@ def lists_for(count: int) -> int:
 
 
 def probes_for(lists: int, probes: int = 0) -> int:
-    """Cells a scan reads: ``probes`` (at most all), or by default ``PROBE_SHARE`` of them."""
-    return min(lists, probes) if probes > 0 else max(1, int(np.ceil(lists * PROBE_SHARE)))
+    """Cells a scan reads: ``probes`` (at most all), or by default a share of them that falls from
+    all at ``ALL_CELLS_UP_TO`` cells to ``PROBE_SHARE`` at ``MAX_LISTS``."""
+    if probes > 0:
+        return min(lists, probes)
+    fewer = min(1.0, max(0.0, (MAX_LISTS - lists) / (MAX_LISTS - ALL_CELLS_UP_TO)))
+    return max(1, int(np.ceil(lists * (PROBE_SHARE + (1 - PROBE_SHARE) * fewer))))
 
 
 @dataclass(frozen=True)
