@@ -272,3 +272,39 @@ def test_identity_recall_against_exact_search(milvus_url, tmp_path: Path) -> Non
     recall = np.mean([f == ids[i] for f, i in zip(found, mated, strict=True)])
     assert recall >= 0.999, recall
     indexes.drop(row.collection_id)
+
+
+def test_nodes_opening_one_collection_at_once_share_it_and_never_drop_it(milvus_url, tmp_path: Path,  # noqa: F811
+                                                                        caplog) -> None:
+    """Two processes (nodes) that find the Milvus collection missing at the same moment both make and fill
+    it: the collection is made once, never dropped by the other (which once rebuilt it while its maker had
+    not written its fill mark yet, failing every search with "collection not loaded"), one row a face."""
+    import threading
+
+    store, rng = SQLiteStore(tmp_path / "faceprint.db"), np.random.default_rng(5)
+    row = new_collection(store, "shared")
+    vectors = unit(rng, 500)
+    ids = add(store, row.collection_id, vectors)
+    nodes = [MilvusIndexes(milvus_url, store, DIM) for _ in range(3)]
+    found: list[list[str]] = []
+    errors: list[Exception] = []
+
+    def search(node: MilvusIndexes, i: int) -> None:
+        try:
+            found.append([hit[0] for hit in node.get(row).search(vectors[i], 1, 0.99)])
+        except Exception as e:  # noqa: BLE001 (collected for the assertion)
+            errors.append(e)
+
+    with caplog.at_level(logging.INFO, logger="faceprint.index.milvus"):
+        threads = [threading.Thread(target=search, args=(node, i)) for i, node in enumerate(nodes * 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == [] and sorted(found) == sorted([[ids[i]] for i in range(6)])
+    assert not [r for r in caplog.records if "rebuilding" in r.getMessage()]
+    assert milvus_count(nodes[0], row.collection_id) == 500  # no face twice
+    more = add(store, row.collection_id, unit(rng, 5))  # written through one node, searched on another
+    assert nodes[2].get(row).search(store.get_faces(row.collection_id, more[:1])[0].vector, 1, 0.99)[0][0] == more[0]
+    for node in nodes:
+        node.close()

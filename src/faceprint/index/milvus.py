@@ -8,7 +8,10 @@ source of truth; Milvus holds a derived, rebuildable copy of the vectors.
   Milvus refuses replaced + a digest of the id (distinct ids never share one). Its description
   records the faceprint collection's ``created`` time, model and dimension: a collection of the
   same id created again (here or by another process) gets a new Milvus collection.
-- Created on first use and filled from the store; later calls add the faces stored since
+- Created on first use and filled from the store (upserts, one row a face: two nodes that find it
+  missing at the same moment both make and fill the same one; a collection whose description is
+  this collection's is never dropped, even before its maker has recorded how far it is filled);
+  later calls add the faces stored since
   (``store.faces_after``) and delete those deleted since (``store.deleted_since``), seen through
   the store's (writes, deletes) counters, exactly like the embedded ``faceprint.index.cache``.
   How far a collection is filled (highest face ``seq``, deletes applied) is kept in Milvus
@@ -114,8 +117,6 @@ class _State:
     deletes: int = 0
     max_seq: int = 0
     count: int = 0
-    fresh: bool = False
-    """Created by this process and not yet shared: plain inserts, no upserts, while it fills."""
     pending: int = 0
     pending_since: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -326,14 +327,16 @@ class MilvusIndexes:
         mark = None
         if utility.has_collection(state.name, using=self._alias, timeout=timeout):
             collection = Collection(state.name, using=self._alias)
-            mark = self._read_mark(state.name)
-            if _meta(collection.description) != meta or mark is None or mark.get("created") != row.created:
+            if _meta(collection.description) != meta:  # an earlier collection of the same id: never this one's
                 log.info("rebuilding Milvus collection %s (%s): not this collection's", state.name, row.collection_id)
                 utility.drop_collection(state.name, using=self._alias, timeout=timeout)
-                mark = None
+            else:  # this collection's, perhaps being made or filled by another node right now: never dropped
+                mark = self._read_mark(state.name)
+                if mark is None or mark.get("created") != row.created:
+                    mark = {"deletes": deletes, "max_seq": 0}  # no mark yet: fill it again, upserting
         if mark is None:
             state.collection = self._create(state.name, json.dumps(meta, sort_keys=True))
-            state.deletes, state.max_seq, state.count, state.fresh = deletes, 0, 0, True
+            state.deletes, state.max_seq, state.count = deletes, 0, 0
             self._mark(state)
             return  # ``get`` fills it from the store
         state.collection = Collection(state.name, using=self._alias)
@@ -380,15 +383,13 @@ class MilvusIndexes:
             if len(ids) < BATCH:
                 break
         if added:
-            state.fresh = False
             self._mark(state)
 
     def _write(self, state: _State, ids: list[str], seqs: list[int], vectors: np.ndarray) -> None:
         data = [ids, seqs, np.asarray(vectors, np.float32).reshape(len(ids), self.dim).tolist()]  # 10x faster to send
-        if state.fresh:
-            state.collection.insert(data, timeout=max(60.0, self.settings.timeout))
-        else:  # another process may have added some of them already: one row a face whatever happens
-            state.collection.upsert(data, timeout=max(60.0, self.settings.timeout))
+        # Always an upsert, even into a collection this process just made: another node may be making and
+        # filling the same one at the same moment (both find it missing), and one row a face must hold.
+        state.collection.upsert(data, timeout=max(60.0, self.settings.timeout))
 
     def _reconcile(self, collection_id: str, state: _State) -> None:
         """Delete in Milvus the faces deleted from the store since ``state.deletes``. Called after
