@@ -1,6 +1,7 @@
 """Stored video face search: accuracy against exact ground truth, speed against a naive loop, real clips.
 
 Run: python benchmarks/video.py [--quick] [--profiles accurate,fast] [--threshold 80] [--details]
+     [--set full|tune] [--available] [--heights 720,1080]
      (full: about 20 minutes on 2 cores once the clips and galleries are cached; --quick: a
      couple of minutes, fast profile, two short clips)
 
