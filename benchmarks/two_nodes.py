@@ -3,17 +3,18 @@ writing and searching at once, and one node killed mid-run (issue 14).
 
     python benchmarks/two_nodes.py [--seconds 90] [--clients 8] [--kill-at 0.5] [--no-milvus]
 
-Starts a real PostgreSQL (Debian's, as the tests do: ``tests/pg.py``, durable: fsync on) and a
-real Milvus 2.3 (``tests/milvuskit.py``), then two nodes (``faceprint serve --store postgresql://...
---index milvus://...``, each with its own home). Each client, a thread with its own boto3 client,
-loops: IndexFaces of an LFW dev photo no one else indexes (ExternalImageId unique) on its node, then
-SearchFaces by the new FaceId on the OTHER node, repeated until that node finds it (the time this
-takes is the cross-node visibility lag; the issue's bar is one second; before the clients start,
-one face is indexed and searched on both nodes, so that each has opened the collection, as serving
-nodes have), and a SearchFacesByImage of
-the photo on the other node now and then. At ``--kill-at`` of the run node B is killed (SIGKILL);
-its clients move to node A (a client whose request got no answer records the outcome as unknown
-and does not retry it, since IndexFaces is not idempotent).
+Starts a real PostgreSQL (Debian's, as the tests do: ``tests/pg.py``, durable: fsync on) and a real
+Milvus 2.3 (``tests/milvuskit.py``), then two nodes (``faceprint serve --store postgresql://...
+--index milvus://...``, each with its own home), and one access key made through node A's home (so
+kept in PostgreSQL) that signs every request to both nodes (SigV4; ``--no-auth`` for none). Each
+client, a thread with its own boto3 client, loops: IndexFaces of an LFW dev photo no one else
+indexes (ExternalImageId unique) on its node, then SearchFaces by the new FaceId on the OTHER node,
+repeated until that node finds it (the time this takes is the cross-node visibility lag; the issue's
+bar is one second; before the clients start, one face is indexed and searched on both nodes, so that
+each has opened the collection, as serving nodes have), and a SearchFacesByImage of the photo on the
+other node now and then. At ``--kill-at`` of the run node B is killed (SIGKILL); its clients move to
+node A (a client whose request got no answer records the outcome as unknown and does not retry it,
+since IndexFaces is not idempotent).
 
 At the end, from node A: every acknowledged face is in the collection exactly once (nothing lost),
 no ExternalImageId is there twice (nothing duplicated), each unknown outcome is there once or not at
@@ -220,6 +221,9 @@ def main() -> int:  # noqa: PLR0915 (one linear script)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--kill-at", type=float, default=0.5)
     parser.add_argument("--no-milvus", action="store_true", help="each node's embedded index instead")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="nodes without access keys (default: one key, made through node A's home in "
+                             "PostgreSQL, signs every request to both nodes)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -230,7 +234,7 @@ def main() -> int:  # noqa: PLR0915 (one linear script)
 
     import milvuskit
     from pg import PgServer, pg_bin
-    from serverkit import Server
+    from serverkit import Server, faceprint_keys
 
     folder = Path(tempfile.mkdtemp(prefix="fp-2n-"))
     run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
@@ -244,16 +248,23 @@ def main() -> int:  # noqa: PLR0915 (one linear script)
         if not args.no_milvus:
             milvus = milvuskit.start(Path(tempfile.mkdtemp(prefix="fp-2n-milvus-")))
         url = pg.database()
-        flags = ["--no-auth", "--store", url] + ([] if milvus is None else ["--index", f"milvus://127.0.0.1:{milvus.listen_port}"])
-        for name in ("a", "b"):
-            servers.append(Server(Path(tempfile.mkdtemp(prefix=f"fp-2n-{name}-")), *flags))
+        homes = [Path(tempfile.mkdtemp(prefix=f"fp-2n-{name}-")) for name in ("a", "b")]
+        key_id, secret = "x", "x"
+        if not args.no_auth:  # a key made through node A's home is in PostgreSQL: node B verifies it too
+            made = faceprint_keys(homes[0], "create", "--name", "two-nodes-bench", env={"FACEPRINT_STORE": url})
+            key_id, secret = made["AccessKey"]["AccessKeyId"], made["AccessKey"]["SecretAccessKey"]
+        milvus_flags = [] if milvus is None else ["--index", f"milvus://127.0.0.1:{milvus.listen_port}"]
+        flags = ["--store", url, *milvus_flags, *(["--no-auth"] if args.no_auth else [])]
+        for home in homes:
+            servers.append(Server(home, *flags))
         config = Config(retries={"max_attempts": 1}, read_timeout=60, connect_timeout=5, max_pool_connections=32)
         nodes = {n: boto3.client("rekognition", endpoint_url=s.url, region_name="us-east-1",
-                                 aws_access_key_id="x", aws_secret_access_key="x", config=config)
+                                 aws_access_key_id=key_id, aws_secret_access_key=secret, config=config)
                  for n, s in zip(("a", "b"), servers, strict=True)}
         nodes["a"].create_collection(CollectionId=COLLECTION)
         work = photos(4000)
-        figures: dict[str, Any] = {"clients": args.clients, "seconds": args.seconds, "milvus": milvus is not None}
+        figures: dict[str, Any] = {"clients": args.clients, "seconds": args.seconds, "milvus": milvus is not None,
+                                   "signed with a shared access key": not args.no_auth}
         if args.baseline_seconds > 0:  # the same clients, every request to node A alone
             nodes["a"].create_collection(CollectionId="one-node")
             alone = {"a": nodes["a"], "b": nodes["a"]}
