@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -166,11 +165,6 @@ def measure(home: Path, collection: str, names: list[str], queries: np.ndarray) 
         for share in PROBES_SWEEP:
             index.probes = int(np.ceil(share * result["cells"]))
             result[f"probes {share}"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
-        index.probes = probes
-        pool, index._pool = index._pool, ThreadPoolExecutor(len(state.quantized.shards))
-        result["nested omp"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
-        index._pool.shutdown()
-        index._pool = pool
         index.probes = int(result["cells"])  # every cell: the full scan of the quantized codes
         result["full scan"] = run_queries(index, names, queries[:: max(1, len(queries) // BASELINE_PROBES)],
                                           truth[:: max(1, len(queries) // BASELINE_PROBES)], False,
@@ -273,7 +267,6 @@ def print_size(size: int, r: dict) -> None:
           f"/ {r['store_per_face']:.0f} |", flush=True)
     rows = [(f"every cell scanned (the flat scan; {r['full scan']['probes']:.0f} probes)", "full scan")] if (
         r["quantized"]) else []
-    rows += [("shards scanned with faiss's default OpenMP threads (nested)", "nested omp")] if r["quantized"] else []
     rows += [(f"{n} candidates re-ranked", f"rerank {n}") for n in RERANK_SWEEP if r["quantized"]]
     rows += [(f"{n:.0%} of the cells scanned", f"probes {n}") for n in PROBES_SWEEP if r["quantized"]]
     for label, key in rows:

@@ -71,25 +71,6 @@ def test_a_query_scans_only_the_cells_nearest_it(faces) -> None:
     assert every == ids[:200] and sum(a == b for a, b in zip(few, ids[:200], strict=True)) >= 190
 
 
-def test_the_scan_pool_runs_each_shard_on_one_thread_and_merges_as_one_index(faces, index) -> None:
-    """The pool's threads hold faiss's OpenMP to one thread (no nested teams); the caller's setting is
-    untouched; the pooled scan's candidates are those of the scan without a pool."""
-    import faiss
-
-    _, _, queries = faces
-    before = faiss.omp_get_max_threads()
-    pool = pq.scan_pool(2)
-    try:
-        assert [f.result() for f in [pool.submit(faiss.omp_get_max_threads) for _ in range(4)]] == [1] * 4
-        assert faiss.omp_get_max_threads() == before
-        quantized = index._state.quantized
-        for query in queries[:20]:
-            pooled, alone = pq.scan(quantized, query, 50, pool), pq.scan(quantized, query, 50, None)
-            assert len(pooled) == 50 and sorted(pooled.tolist()) == sorted(alone.tolist())
-    finally:
-        pool.shutdown()
-
-
 def test_with_few_cells_the_default_scan_finds_what_the_flat_scan_finds() -> None:
     """Unclustered vectors (as faces are, in the large) and probes only loosely like their mates: with
     7 cells, half of them miss mates that another cell holds; the default scans all 7."""

@@ -20,7 +20,6 @@ starts afterwards, and a compaction builds new arrays.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -190,8 +189,8 @@ class CollectionIndex:
         wanted = max(self.rerank, 2 * k) * state.count // (state.count - state.dead)  # dead rows take slots
         if self._pool is None and len(state.quantized.shards) > 1:
             with self._lock:
-                threads = max(len(state.quantized.shards), os.cpu_count() or 1)  # concurrent searches: all cores
-                self._pool = self._pool or pq.scan_pool(threads)
+                self._pool = self._pool or ThreadPoolExecutor(len(state.quantized.shards) - 1,
+                                                              thread_name_prefix="fp-index-scan")
         found = pq.scan(state.quantized, query, wanted, self._pool, self.probes)
         return np.concatenate([found, np.arange(state.quantized.count, state.count)])
 

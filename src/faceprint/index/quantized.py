@@ -10,11 +10,10 @@ often in another cell than its probe): measured on synthetic mates, 3% of 1,000 
 of the mates exact search finds, 37% of 256 cells 0.997; so a scan still reads a large share of
 the codes, and the gain over reading all of them is bounded (docs/benchmarks.md). The faiss ids of
 the codes are the collection's rows. The shards share their centroids and codebooks (copies of one
-trained index); a scan runs every shard at once, each in a thread of a small pool (``scan_pool``:
-faiss releases the GIL) whose faiss/OpenMP is held to one thread, so a search never nests OpenMP
-teams inside the pool's threads (four threads on two cores, spin-waiting at OpenMP's barriers on a
-loaded machine: docs/benchmarks.md); the shards' candidates are merged by approximate score: the same
-candidate list one big index would give. Everything here is immutable: growing makes a new shard object
+trained index); a scan runs every shard at once (one in the caller's thread, the others in a small
+pool; faiss releases the GIL; each with faiss's own OpenMP threads, which measured faster on a loaded
+machine than one thread a shard: docs/benchmarks.md) and merges their candidates by approximate
+score: the same candidate list one big index would give. Everything here is immutable: growing makes a new shard object
 (``faiss.clone_index`` + add) and leaves the old one to running searches.
 
 Index files of the previous layout (one flat ``IndexPQFastScan`` a shard, scanning every code) are
@@ -157,18 +156,10 @@ def scan(quantized: Quantized, query: np.ndarray, wanted: int, pool: ThreadPoolE
     if pool is None or len(shards) == 1:
         parts = [one(s) for s in shards]
     else:
-        parts = [f.result() for f in [pool.submit(one, s) for s in shards]]
+        futures = [pool.submit(one, s) for s in shards[1:]]
+        parts = [one(shards[0])] + [f.result() for f in futures]
     scores, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     return _best(scores, rows, wanted)
-
-
-def scan_pool(threads: int) -> ThreadPoolExecutor:
-    """Threads for ``scan``: one a shard, each holding faiss's OpenMP to one thread of its own (the
-    setting is per thread: the rest of the process keeps faiss's default)."""
-    import faiss
-
-    return ThreadPoolExecutor(threads, thread_name_prefix="fp-index-scan", initializer=faiss.omp_set_num_threads,
-                              initargs=(1,))
 
 
 def _best(scores: np.ndarray, rows: np.ndarray, wanted: int) -> np.ndarray:
