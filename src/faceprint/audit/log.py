@@ -435,20 +435,9 @@ class AuditLog:
         (``before``: its seq and hash, None where the chain did not end at it) retires: a
         checkpoint's is signed again as one, any other's row becomes the new latest head's; one the
         stored entries no longer matched stays, for verify to show."""
-        now = float(self.clock())
-        sign = self.signer.sign_head
-        signed = [(seq, hash_, now, sign(seq, hash_, now, latest=False))
-                  for seq, hash_ in heads[:-1] if seq % HEAD_EVERY == 0]
-        retired = None
-        if before is not None:
-            if before[0] % HEAD_EVERY == 0:
-                signed.append((*before, now, sign(*before, now, latest=False)))
-            else:
-                retired = before[0]
+        signed, retired, latest = head_rows(self.signer, float(self.clock()), before, heads)
         if signed:
             db.executemany(PUT_HEAD, signed)
-        seq, hash_ = heads[-1]
-        latest = (seq, hash_, now, self.signer.mac_head(seq, hash_, now))  # a MAC: see ``signing``
         self._latest = latest
         if retired is None:
             db.execute(PUT_HEAD, latest)
@@ -646,3 +635,23 @@ class AuditLog:
                 connection.text_factory = str
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(UNREADABLE) from exc
+
+
+def head_rows(signer: Any, now: float, before: tuple[int, str] | None, heads: list[tuple[int, str]]
+              ) -> tuple[list[tuple[int, str, float, str]], int | None, tuple[int, str, float, str]]:
+    """The head rows an append writes, for both logs (embedded and PostgreSQL): the checkpoints among
+    ``heads`` (the (seq, hash) of the entries written; every :data:`HEAD_EVERY`-th seq, signed with
+    Ed25519); the latest head before them (``before``; None where the chain did not end at it), which
+    retires: signed again as a checkpoint where it is one, else its seq is returned, to be replaced;
+    and the new latest head (the last of ``heads``) with its MAC (see ``signing``)."""
+    sign = signer.sign_head
+    signed = [(seq, hash_, now, sign(seq, hash_, now, latest=False))
+              for seq, hash_ in heads[:-1] if seq % HEAD_EVERY == 0]
+    retired = None
+    if before is not None:
+        if before[0] % HEAD_EVERY == 0:
+            signed.append((*before, now, sign(*before, now, latest=False)))
+        else:
+            retired = before[0]
+    seq, hash_ = heads[-1]
+    return signed, retired, (seq, hash_, now, signer.mac_head(seq, hash_, now))

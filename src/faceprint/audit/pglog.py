@@ -33,7 +33,7 @@ from typing import Any
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
-from faceprint.audit.log import BROKEN, HEAD_EVERY, SignedHead
+from faceprint.audit.log import BROKEN, SignedHead, head_rows
 from faceprint.audit.pgsigning import PgSigner
 from faceprint.audit.records import AuditFilter, Entry, Record
 from faceprint.errors import AuditUnavailable
@@ -242,19 +242,8 @@ class PgAuditLog:
         :data:`HEAD_EVERY`-th seq) signed with Ed25519; the latest head before (``before``) retires:
         signed again as a checkpoint where it is one, else removed. The seq of the head row to remove
         (None: none) and the head rows to write."""
-        now = float(self.clock())
-        sign = self.signer.sign_head
-        signed = [(seq, hash_, now, sign(seq, hash_, now, latest=False))
-                  for seq, hash_ in heads[:-1] if seq % HEAD_EVERY == 0]
-        retired = None
-        if before is not None:
-            if before[0] % HEAD_EVERY == 0:
-                signed.append((*before, now, sign(*before, now, latest=False)))
-            else:
-                retired = before[0]
-        seq, hash_ = heads[-1]
-        signed.append((seq, hash_, now, self.signer.mac_head(seq, hash_, now)))
-        return retired, signed
+        signed, retired, latest = head_rows(self.signer, float(self.clock()), before, heads)
+        return retired, [*signed, latest]
 
     def delete_through(self, seq: int) -> int:
         """Remove the records up to ``seq`` and the heads they hold (retention's job: see
