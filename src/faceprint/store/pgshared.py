@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
 from faceprint.account import account_id
 from faceprint.backends import is_postgres  # noqa: F401 (re-exported: where the parts' users look for it)
 from faceprint.store.migrations import Migration, latest, pending
+from faceprint.store.postgres import open_pool
 
 PARTS_TABLE = "faceprint_parts"
 POOL_SIZE = 4
-CONNECT_TIMEOUT = 10.0
 
 
 def statements(ddl: str) -> Callable[[Any, Callable[[], float]], None]:
@@ -49,16 +48,8 @@ class PgPart:
                  clock: Callable[[], float] = time.time, pool_size: int = POOL_SIZE) -> None:
         """Connect to ``url`` and bring ``part``'s schema to its latest version (``migrations``: 1..n).
         ``faceprint.store.postgres.StoreUnavailable`` if the database cannot be reached."""
-        from faceprint.store.postgres import StoreUnavailable
-
         self.url, self.part, self.clock = url, part, clock
-        try:
-            psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
-        except psycopg.Error as e:
-            raise StoreUnavailable(f"Cannot connect to the PostgreSQL store: {e}".strip()) from None
-        self._pool = ConnectionPool(url, min_size=0, max_size=pool_size, timeout=CONNECT_TIMEOUT,
-                                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT), "prepare_threshold": None},
-                                    open=True, name=f"faceprint-{part}", check=ConnectionPool.check_connection)
+        self._pool = open_pool(url, f"faceprint-{part}", min_size=0, max_size=pool_size)
         try:
             self.schema_version = self._migrate(migrations)
         except BaseException:

@@ -82,19 +82,25 @@ class StoreBusy(FaceprintError):
     code = "ThrottlingException"
 
 
+def open_pool(url: str, name: str, min_size: int, max_size: int) -> ConnectionPool:
+    """A pool of connections to ``url`` (libpq's environment fills the rest), checked before each is
+    lent (after a server restart: no dead one), statements not prepared on the server (see the
+    module); StoreUnavailable, with libpq's message, if the database cannot be reached now."""
+    try:
+        psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
+    except psycopg.Error as e:
+        raise StoreUnavailable(f"Cannot connect to the PostgreSQL store: {e}".strip()) from None
+    return ConnectionPool(url, min_size=min_size, max_size=max_size, timeout=CONNECT_TIMEOUT,
+                          kwargs={"connect_timeout": int(CONNECT_TIMEOUT), "prepare_threshold": None},
+                          open=True, name=name, check=ConnectionPool.check_connection)
+
+
 class PostgresStore:
     def __init__(self, url: str, clock: Callable[[], float] = time.time, pool_size: int = POOL_SIZE) -> None:
         """Connect to the database ``url`` names (libpq's environment fills the rest) and migrate its
         schema; ``clock`` dates the faces stored. StoreUnavailable if it cannot be reached."""
         self.url, self.clock = url, clock
-        try:
-            psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)).close()
-        except psycopg.Error as e:
-            raise StoreUnavailable(f"Cannot connect to the PostgreSQL store: {e}".strip()) from None
-        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT,
-                                    kwargs={"connect_timeout": int(CONNECT_TIMEOUT), "prepare_threshold": None},
-                                    open=True, name="faceprint",
-                                    check=ConnectionPool.check_connection)  # after a restart: no dead one lent
+        self._pool = open_pool(url, "faceprint", min_size=1, max_size=pool_size)
         try:
             self.schema_version = migrate(self._pool.connection, clock)
         except BaseException:
