@@ -550,11 +550,7 @@ class AuditLog:
 
     def ed25519(self, head: SignedHead) -> SignedHead:
         """``head`` as the latest head, signed with Ed25519 (itself where it is; see ``signing``)."""
-        try:
-            signature = self.signer.signed_latest(head.seq, head.hash, head.time, head.signature)
-        except (OSError, ValueError) as exc:
-            raise AuditUnavailable(UNREADABLE) from exc
-        return SignedHead(head.seq, head.hash, head.time, signature)
+        return signed_latest(self.signer, head)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -655,3 +651,13 @@ def head_rows(signer: Any, now: float, before: tuple[int, str] | None, heads: li
             retired = before[0]
     seq, hash_ = heads[-1]
     return signed, retired, (seq, hash_, now, signer.mac_head(seq, hash_, now))
+
+
+def signed_latest(signer: Any, head: SignedHead) -> SignedHead:
+    """``head``, the latest head (stored with a MAC), with an Ed25519 signature made now (for both
+    logs); AuditUnavailable where the online key cannot be read."""
+    try:
+        signature = signer.signed_latest(head.seq, head.hash, head.time, head.signature)
+    except (OSError, ValueError) as exc:
+        raise AuditUnavailable(UNREADABLE) from exc
+    return SignedHead(head.seq, head.hash, head.time, signature)

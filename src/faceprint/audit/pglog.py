@@ -33,7 +33,7 @@ from typing import Any
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, canonical_json, link
-from faceprint.audit.log import BROKEN, SignedHead, head_rows
+from faceprint.audit.log import BROKEN, SignedHead, head_rows, signed_latest
 from faceprint.audit.pgsigning import PgSigner
 from faceprint.audit.records import AuditFilter, Entry, Record
 from faceprint.errors import AuditUnavailable
@@ -349,11 +349,7 @@ class PgAuditLog:
 
     def ed25519(self, head: SignedHead) -> SignedHead:
         """``head`` as the latest head, signed with Ed25519 (itself where it is)."""
-        try:
-            signature = self.signer.signed_latest(head.seq, head.hash, head.time, head.signature)
-        except (OSError, ValueError) as exc:
-            raise AuditUnavailable(UNREADABLE) from exc
-        return SignedHead(head.seq, head.hash, head.time, signature)
+        return signed_latest(self.signer, head)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
