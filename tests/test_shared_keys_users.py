@@ -330,10 +330,10 @@ def test_a_serve_node_honours_a_key_changed_on_another_node_within_a_second(pg_u
 
 
 def test_a_database_gone_is_store_unavailable_not_a_crash(request, tmp_path, monkeypatch):
-    from faceprint.store import pgshared
+    from faceprint.store import postgres
     from faceprint.store.postgres import StoreUnavailable
 
-    monkeypatch.setattr(pgshared, "CONNECT_TIMEOUT", 1.0)  # each call waits this long for a connection
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 1.0)  # each call waits this long for a connection (open_pool)
     server = request.getfixturevalue("pg")
     url = server.database()
     keys, users, settings = open_keys(tmp_path, url), open_console_users(tmp_path, url), open_settings(tmp_path, url)
