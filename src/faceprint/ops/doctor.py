@@ -205,14 +205,17 @@ def check_modes(home: Path) -> Iterator[Finding]:
     if not home.is_dir():
         yield Finding("modes", WARN, f"no home at {home}")
         return
-    open_ = [home] if stat.S_IMODE(home.stat().st_mode) & 0o077 else []
+    open_ = [(home, stat.S_IMODE(home.stat().st_mode))]
     for path in home.rglob("*"):
         if path.relative_to(home).parts[0] == SKIPPED_FOLDERS[0] or path.is_symlink():
             continue
-        if stat.S_IMODE(path.lstat().st_mode) & 0o077:
-            open_.append(path)
+        try:
+            open_.append((path, stat.S_IMODE(path.lstat().st_mode)))
+        except FileNotFoundError:  # gone since listed (an SQLite -shm/-wal whose last connection closed)
+            continue
+    open_ = [(path, mode) for path, mode in open_ if mode & 0o077]
     if open_:
-        shown = ", ".join(f"{p} ({oct(stat.S_IMODE(p.stat().st_mode))})" for p in open_[:5])
+        shown = ", ".join(f"{p} ({oct(mode)})" for p, mode in open_[:5])
         yield Finding("modes", FAIL, f"{len(open_)} open to other users: {shown} (chmod go-rwx)")
     else:
         yield Finding("modes", OK, "home private (0700 folders, 0600 files)")
