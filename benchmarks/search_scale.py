@@ -1,8 +1,16 @@
 """1:N search at scale: collections of 10k / 100k / 1M faces, and bulk import throughput.
 
 Run: python benchmarks/search_scale.py [--sizes 10000,100000,1000000] [--people 300] [--synthetic 10000]
-     [--vectors-cache FILE.npz] [--index-only]
-The 5M run of docs/benchmarks.md: ``--sizes 1000000,5000000 --index-only --vectors-cache /tmp/lfw.npz``.
+     [--vectors-cache FILE.npz] [--index-only] [--workdir DIR] [--no-sweeps]
+The 5M run of docs/benchmarks.md: ``--sizes 5000000 --synthetic 4000 --index-only --workdir /tmp/fp5m``.
+
+``--workdir DIR`` keeps what is slow to make between runs: for each size (and --people,
+--synthetic) the filled SQLite store with its index file, and each probe's exact best match (exact
+search over millions of faces is the slowest part); the LFW vectors in ``DIR/lfw.npz``. A later run
+with the same arguments fills nothing and computes no ground truth again: it opens the index (from
+its file, which it writes first if missing or of an older layout) and searches. ``--no-sweeps``
+leaves out the other settings (re-rank sizes, shares of cells) and times only the default and the
+baselines.
 
 Vectors are the default (accurate) profile's 256-d vectors.
 - Real mates: LFW View 1 people with two or more images, the first image enrolled, the second
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import resource
@@ -138,31 +147,58 @@ def exact_top1(matrix: np.ndarray, queries: np.ndarray, rows: int = 250_000) -> 
     return where
 
 
-def measure(home: Path, collection: str, names: list[str], queries: np.ndarray) -> dict[str, float]:
-    fp = make(home)
-    start = time.perf_counter()
-    index = fp.collections.index(collection)  # built from SQLite: the first open
-    built = time.perf_counter() - start
-    fp.save_indexes()
-    del fp, index
-    gc.collect()  # the first index's memory back before the second opens
+def open_index(home: Path, collection: str, kept: bool):
+    """(index, seconds to build it from SQLite or nan, seconds to open it from its file). ``kept``: a
+    work folder's home, whose index file (if current) is opened without building from SQLite first."""
+    built = float("nan")
+    if not (kept and any((home / "indexes").glob("*.fpindex"))):
+        fp = make(home)
+        start = time.perf_counter()
+        index = fp.collections.index(collection)  # built from SQLite: the first open
+        built = time.perf_counter() - start
+        fp.save_indexes()
+        del fp, index
+        gc.collect()  # the first index's memory back before the second opens
     fp = make(home)
     start = time.perf_counter()
     index = fp.collections.index(collection)  # from the index file, brought up to date from SQLite
     opened = time.perf_counter() - start
+    fp.save_indexes()  # a no-op if the file is current; else (an older layout) written for the next run
+    return index, built, opened
+
+
+def ground_truth(index, queries: np.ndarray, cache: Path | None) -> np.ndarray:
+    """Each query's exact best row, from ``cache`` if it holds it for these rows, else computed (and kept)."""
+    state = index._state
+    ids = state.ids
+    if cache is not None and cache.is_file():
+        with np.load(cache) as data:
+            rows, names = data["rows"], data["ids"].tolist()
+        if len(rows) == len(queries) and rows.max() < state.count and [ids[r] for r in rows.tolist()] == [
+                n.decode() for n in names]:
+            return rows
+    truth = exact_top1(state.vectors[: state.count], queries)
+    if cache is not None:
+        np.savez(cache, rows=truth, ids=np.array([ids[r] for r in truth.tolist()], dtype="S"))
+    return truth
+
+
+def measure(home: Path, collection: str, names: list[str], queries: np.ndarray, kept: bool = False,
+            sweeps: bool = True) -> dict[str, float]:
+    index, built, opened = open_index(home, collection, kept)
     result = {"built_s": built, "open_s": opened, "quantized": index.quantized, **disk_bytes(home, len(index)),
               "bytes_per_face": index.memory_bytes() / len(index)}
-    state = index._state
-    truth = exact_top1(state.vectors[: state.count], queries)
+    truth = ground_truth(index, queries, home.parent / "truth.npz" if kept else None)
     result.update(run_queries(index, names, queries, truth, True))
     if index.quantized:
+        state = index._state
         result["cells"] = sum(s.index.nlist for s in state.quantized.shards) / len(state.quantized.shards)
         default, probes = index.rerank, index.probes
-        for rerank in RERANK_SWEEP:
+        for rerank in RERANK_SWEEP if sweeps else ():
             index.rerank = rerank
             result[f"rerank {rerank}"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
         index.rerank = default
-        for share in PROBES_SWEEP:
+        for share in PROBES_SWEEP if sweeps else ():
             index.probes = int(np.ceil(share * result["cells"]))
             result[f"probes {share}"] = run_queries(index, names, queries, truth, False)  # type: ignore[assignment]
         index.probes = int(result["cells"])  # every cell: the full scan of the quantized codes
@@ -254,12 +290,28 @@ def lfw_vectors(people: list[tuple[str, Path, Path]], count: int, cache: Path | 
     return people, base, gallery, probes
 
 
+def kept_home(workdir: Path, size: int, people: int, synthetic: int) -> Path:
+    """The faceprint home a work folder keeps for these arguments (beside it: ``filled.json`` once
+    the store is filled, ``truth.npz`` once the ground truth is computed)."""
+    return workdir / f"{size}-faces-{people}-people-{synthetic}-synthetic" / "home"
+
+
+def fresh_home(home: Path | None, size: int) -> Path:
+    """An empty home: ``home`` emptied (a fill cut short leaves a partial store), or a temporary one."""
+    if home is None:
+        return Path(tempfile.mkdtemp(prefix=f"fp-scale-{size}-"))
+    shutil.rmtree(home.parent, ignore_errors=True)
+    home.mkdir(parents=True)
+    return home
+
+
 def print_size(size: int, r: dict) -> None:
     from faceprint.index import quantized as pq
 
     cells = int(r.get("cells", 0))
     kind = f"IVF, {pq.probes_for(cells)} of {cells:,} cells scanned" if r["quantized"] else "exact"
-    print(f"| {size:,} ({kind}) | {r['built_s']:.1f} s / {r['open_s']:.1f} s "
+    built = "kept" if np.isnan(r["built_s"]) else f"{r['built_s']:.1f} s"  # a work folder's file: not built
+    print(f"| {size:,} ({kind}) | {built} / {r['open_s']:.1f} s "
           f"| {r['p50_ms']:.2f} / {r['p99_ms']:.2f} "
           f"| {r['numpy_p50_ms']:.2f} / {r['numpy_p99_ms']:.2f} | {r['p50_ms'] / r['numpy_p50_ms']:.3f} "
           f"| {r['recall']:.4f} ({r['misses']:.0f} of {r['probes']:.0f}) | {r['vs_exact']:.4f} "
@@ -267,8 +319,8 @@ def print_size(size: int, r: dict) -> None:
           f"/ {r['store_per_face']:.0f} |", flush=True)
     rows = [(f"every cell scanned (the flat scan; {r['full scan']['probes']:.0f} probes)", "full scan")] if (
         r["quantized"]) else []
-    rows += [(f"{n} candidates re-ranked", f"rerank {n}") for n in RERANK_SWEEP if r["quantized"]]
-    rows += [(f"{n:.0%} of the cells scanned", f"probes {n}") for n in PROBES_SWEEP if r["quantized"]]
+    rows += [(f"{n} candidates re-ranked", f"rerank {n}") for n in RERANK_SWEEP if f"rerank {n}" in r]
+    rows += [(f"{n:.0%} of the cells scanned", f"probes {n}") for n in PROBES_SWEEP if f"probes {n}" in r]
     for label, key in rows:
         sweep = r[key]
         print(f"| {size:,}: {label} | | {sweep['p50_ms']:.2f} / {sweep['p99_ms']:.2f} "
@@ -284,7 +336,13 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=10_000)
     parser.add_argument("--vectors-cache", type=Path, help="keep the LFW vectors here between runs (.npz)")
     parser.add_argument("--index-only", action="store_true", help="leave out end to end search and bulk import")
+    parser.add_argument("--workdir", type=Path, help="keep the filled stores, index files and ground truth here")
+    parser.add_argument("--no-sweeps", dest="sweeps", action="store_false",
+                        help="time only the default settings and the baselines")
     args = parser.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        args.vectors_cache = args.vectors_cache or args.workdir / "lfw.npz"
     people, base, real_gallery, real_probes = lfw_vectors(real_people(args.people), args.people, args.vectors_cache)
     rng = np.random.default_rng(0)
     synth_gallery, synth_probes = synthetic_mates(base, real_gallery, real_probes, args.synthetic, rng)
@@ -300,16 +358,24 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     e2e: tuple[Path, int] | None = None
     for size in (int(s) for s in args.sizes.split(",")):
-        home = Path(tempfile.mkdtemp(prefix=f"fp-scale-{size}-"))
-        fp = make(home)
-        fp.create_collection("scale")
         enrolled = min(len(names), size // 2)  # small collections take fewer synthetic mates
-        fill(fp, "scale", {n: gallery[n] for n in names[:enrolled]}, base, size - enrolled, rng)
-        del fp
-        print_size(size, measure(home, "scale", names[:enrolled], queries[:enrolled]))
+        home = kept_home(args.workdir, size, args.people, args.synthetic) if args.workdir else None
+        if home is None or not (home.parent / "filled.json").is_file():
+            home = fresh_home(home, size)
+            fp = make(home)
+            fp.create_collection("scale")
+            fill(fp, "scale", {n: gallery[n] for n in names[:enrolled]}, base, size - enrolled, rng)
+            del fp
+            if args.workdir is not None:
+                (home.parent / "filled.json").write_text(json.dumps({"size": size, "at": time.strftime("%H:%M")}))
+            print(f"<!-- {size:,} faces filled {time.strftime('%H:%M')} -->", flush=True)
+        print_size(size, measure(home, "scale", names[:enrolled], queries[:enrolled], args.workdir is not None,
+                                 args.sweeps))
         print(f"\n{size:,} faces done {time.strftime('%H:%M')}: load average {os.getloadavg()[0]:.1f}, "
               f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GB\n",
               flush=True)
+        if args.workdir is not None:
+            continue  # kept for the next run
         if not args.index_only and (size == 100_000 or e2e is None):
             if e2e is not None:
                 shutil.rmtree(e2e[0])
