@@ -47,6 +47,7 @@ from faceprint.server.protocol import (
     response_headers,
 )
 from faceprint.server.retention import RetentionRunner
+from faceprint.server.shared_limits import open_limiter
 from faceprint.server.streams import RunnerHolder
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class AppOptions:
     until it says yes (e.g. once ``faceprint streams add`` made the home's streams folder); the first
     StartStreamProcessor this process answers starts it anyway. None: only that."""
     events: EventSettings = EventSettings()
+    processes: int = 1
+    """Server processes serving the home (``--workers``): above one, the keys' rate limits are
+    counted in a file they share (with keys in PostgreSQL, always in the database: every node)."""
     """The Server-Sent Events endpoint's client cap, heartbeat and polling."""
     retention_every: float = 0.0
     """Seconds between two runs of the collections' face retention (0: none from this app;
@@ -155,7 +159,9 @@ def create_app(fp: Faceprint, *, keys: KeyStore | None = None, buckets: Buckets 
                options: AppOptions | None = None) -> Starlette:
     """A Rekognition-compatible app serving ``fp``. ``keys`` None disables authentication
     (the caller decides whether that is allowed; ``faceprint serve`` allows it on loopback only)."""
-    state = _State(RekognitionHandler(fp, keys, buckets), options or AppOptions())
+    options = options or AppOptions()
+    limiter = open_limiter(keys, fp.home, options.processes)
+    state = _State(RekognitionHandler(fp, keys, buckets, limiter=limiter), options)
     from faceprint.console.app import Console
 
     console = Console(fp)  # the web console at /console (faceprint.console; its users sign in themselves)

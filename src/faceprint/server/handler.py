@@ -35,6 +35,7 @@ from faceprint.server.protocol import (
     target_of,
 )
 from faceprint.server.ratelimit import RateLimiter
+from faceprint.server.shared_limits import Limiter
 from faceprint.server.validation import Validator
 from faceprint.types import ListCollectionsResult
 
@@ -77,13 +78,14 @@ class Signed:
 @dataclass
 class RekognitionHandler:
     """Answers Rekognition requests with ``fp``; ``keys`` None turns authentication off.
-    ``limiter`` holds this process's per-key rate limit buckets."""
+    ``limiter`` holds the per-key rate limit buckets (this process's, or shared:
+    ``faceprint.server.shared_limits``)."""
 
     fp: Faceprint
     keys: KeyStore | None = None
     buckets: Buckets | None = None
     model: ServiceModel = field(default_factory=ServiceModel)
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: Limiter = field(default_factory=RateLimiter)
     own_model: ServiceModel = field(default_factory=ServiceModel.faceprint)
     """faceprint's own operations (``FaceprintService``)."""
 

@@ -1,7 +1,8 @@
 """Access keys in the store's PostgreSQL database when the store is one (docs/scale.md, "Access
 keys"): a key created, disabled, rotated or deleted through any node (``faceprint --store URL keys
 ...``) is honoured by every node. The part ``keys``: table ``keys_access_keys``, one row a key (its
-record as ``keys.json`` holds it, secret included; the order of creation kept in ``position``).
+record as ``keys.json`` holds it, secret included; the order of creation kept in ``position``), and
+``keys_rate_buckets``, the keys' rate limit buckets (``faceprint.server.shared_limits``).
 
 Each node reads the keys again at most every ``refresh`` seconds (default 1 s) and at once after its
 own changes: a change made elsewhere holds everywhere within a second, and a busy node asks the
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from faceprint.errors import FaceprintError, InvalidParameterException
 from faceprint.server.keys import AccessKey, KeyStore
+from faceprint.server.shared_limits import V2 as RATES
 from faceprint.store.migrations import Migration
 from faceprint.store.pgdb import ddl, reaching, shared_url
 
@@ -37,7 +39,7 @@ CREATE TABLE {TABLE} (
     record TEXT NOT NULL
 );
 """)
-MIGRATIONS = [Migration(1, "access keys", ddl(V1))]
+MIGRATIONS = [Migration(1, "access keys", ddl(V1)), Migration(2, "rate limit buckets", ddl(RATES))]
 SELECT = f"SELECT access_key_id, record FROM {TABLE} ORDER BY position"
 WRITE_LOCK = zlib.crc32(b"faceprint part keys writes")
 

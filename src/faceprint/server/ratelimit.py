@@ -3,8 +3,8 @@
 A key's :class:`RateLimit` (stored with the key) allows ``burst`` requests at once and
 ``rate`` a second on average. The :class:`RateLimiter` holds the buckets; the request
 handler owns one and asks it after a request's signature is verified, so that nobody who
-merely knows a key id can spend that key's budget. Each server process has its own
-limiter: with ``--workers N`` each worker enforces the limit on the requests it serves.
+merely knows a key id can spend that key's budget. This limiter counts in one process;
+``faceprint.server.shared_limits`` holds the buckets for several processes or nodes.
 """
 
 from __future__ import annotations
@@ -71,6 +71,14 @@ class RateLimit:
         return None if data is None else cls.of(data["RequestsPerSecond"], data["Burst"])
 
 
+def refuse_if_waiting(key_id: str, limit: RateLimit | None, wait: float) -> None:
+    """:class:`RateExceeded` when a limiter said to ``wait`` before ``key_id``'s next request."""
+    if wait > 0.0:
+        assert limit is not None
+        raise RateExceeded(f"Rate exceeded: access key {key_id} is limited to {limit.rate:g} requests a second "
+                           f"(bursts of {limit.burst}); try again in {wait:.2g} s.")
+
+
 class RateLimiter:
     """Token buckets by access key id. ``clock`` gives seconds (monotonic), so tests need no sleeps."""
 
@@ -98,11 +106,7 @@ class RateLimiter:
 
     def check(self, key_id: str, limit: RateLimit | None) -> None:
         """Take a token, or raise :class:`RateExceeded`."""
-        wait = self.wait(key_id, limit)
-        if wait > 0.0:
-            assert limit is not None
-            raise RateExceeded(f"Rate exceeded: access key {key_id} is limited to {limit.rate:g} requests a second "
-                               f"(bursts of {limit.burst}); try again in {wait:.2g} s.")
+        refuse_if_waiting(key_id, limit, self.wait(key_id, limit))
 
     def __len__(self) -> int:
         """Buckets held (a full bucket may be dropped: it is as good as none)."""

@@ -279,6 +279,7 @@ def build_app(settings: ServeSettings) -> Starlette:
     options = AppOptions(inference_threads=settings.threads or share, body_timeout=settings.body_timeout,
                          metrics_dir=Path(settings.metrics_dir) if settings.metrics_dir else None,
                          video_runner=buckets is not None, retention_every=settings.retention_every,
+                         processes=settings.workers,
                          **_streams_options(settings, fp, flags))
     return create_app(fp, keys=keys, buckets=buckets, options=options)
 
