@@ -97,6 +97,9 @@ def test_the_server_picks_its_limiter(tmp_path: Path, pg_url: str) -> None:
     assert isinstance(open_limiter(None, tmp_path, processes=4), RateLimiter)  # no keys: nothing to count
     shared = open_limiter(files, tmp_path, processes=2)
     assert isinstance(shared, SqliteRateLimiter) and shared.path == tmp_path / "auth" / "rates.db"
+    assert shared.wait("K", RateLimit.of(1)) == 0.0
+    assert {p.name: p.stat().st_mode & 0o777 for p in shared.path.parent.glob("rates.db*")} == {
+        "rates.db": 0o600, "rates.db-wal": 0o600, "rates.db-shm": 0o600}  # private, as the home's files are
     shared.close()
     keys = open_keys(tmp_path, pg_url)
     try:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceprint.home import private_file, private_folder
 from faceprint.server.ratelimit import RateLimit, RateLimiter, refuse_if_waiting
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class SqliteRateLimiter(_SharedLimiter):
     not worth an fsync (a crash at worst refills buckets): ``synchronous=OFF``, WAL."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_file(private_folder(path.parent) / path.name)  # 0600, which SQLite's -wal and -shm follow
         self.path, self.clock = path, clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
