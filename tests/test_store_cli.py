@@ -70,6 +70,22 @@ def test_serve_refuses_a_bad_store_url_at_start(tmp_path: Path, capsys) -> None:
     assert code == 1 and error["__type"] == "InvalidParameterException"
 
 
+@pytest.mark.parametrize("lease", ["1", "7200", "nan"])
+def test_serve_refuses_a_stream_lease_out_of_bounds(tmp_path: Path, capsys, lease: str) -> None:
+    code, error = run(capsys, "--home", str(tmp_path), "serve", "--no-auth", "--stream-lease", lease)
+    assert code == 1 and error["__type"] == "InvalidParameterException" and "--stream-lease" in error["Message"]
+
+
+def test_the_stream_lease_reaches_the_stream_host(tmp_path: Path) -> None:
+    from faceprint.server.run import ServeSettings, check_settings
+    from faceprint.server.streams import StreamFlags, runner_factory
+
+    check_settings(ServeSettings(home=str(tmp_path), auth=False, stream_lease=4.0))
+    runner = runner_factory(tmp_path, StreamFlags(), profile="fast", region="us-east-1", lease_seconds=4.0)()
+    assert runner.config["lease_seconds"] == 4.0  # the host's config line: faceprint.streams.host reads it
+    assert "lease_seconds" not in runner_factory(tmp_path, StreamFlags(), profile="fast", region="us-east-1")().config
+
+
 @pytest.fixture(scope="module")
 def nodes(pg, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
     """Two ``faceprint serve`` nodes, each with its own home, sharing one PostgreSQL store."""

@@ -415,6 +415,9 @@ def _stream_arguments(p: argparse.ArgumentParser) -> None:
                    "webhook, kinesis:ENDPOINT_URL#STREAM; optional ;matches-only ;snapshots")
     p.add_argument("--no-streams", action="store_true",
                    help="run no stream processors from this server (another process runs the home's)")
+    p.add_argument("--stream-lease", type=float, default=15.0, metavar="S",
+                   help="with a PostgreSQL store: seconds a node's lease on a stream processor lasts unrenewed, "
+                   "after which another node takes it over (default 15; give every node the same)")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -435,6 +438,7 @@ def _serve(args: argparse.Namespace) -> None:
                         job_expiry=parse_job_expiry(args.job_expiry), max_video_bytes=args.max_video_bytes,
                         max_video_seconds=args.max_video_seconds, sns_topics=args.sns_topic,
                         streams=args.stream, data_streams=args.data_stream, no_streams=args.no_streams,
+                        stream_lease=args.stream_lease,
                         store_probes=args.store_probes, audit_retention_days=args.audit_retention_days,
                         probe_retention_days=args.probe_retention_days, quality_floor=args.quality_floor,
                         durable_audit=args.durable_audit, retention_every=args.retention_every))

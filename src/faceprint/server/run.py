@@ -47,6 +47,9 @@ DEFAULT_JOB_EXPIRY = 7 * 24 * 3600.0
 """Rekognition keeps a video job's results for 7 days."""
 
 
+MIN_STREAM_LEASE, MAX_STREAM_LEASE = 2.0, 3600.0
+"""Bounds of ``--stream-lease``: a host renews its leases several times a lease."""
+
 @dataclass
 class ServeSettings:
     host: str = "127.0.0.1"
@@ -106,6 +109,9 @@ class ServeSettings:
     """``NAME=SINK``: a sink of the Kinesis data stream NAME (repeatable per name; secret: never logged)."""
     no_streams: bool = False
     """Run no stream host from this server (another process runs the home's processors)."""
+    stream_lease: float = 15.0
+    """Seconds a node's lease on a stream processor lasts unrenewed (PostgreSQL store: a dead node's
+    processors move to another node after this long); every node of a deployment should agree."""
     streams_file: str | None = None
     """Where a worker process reads the streams and data streams (a 0600 file of the server's)."""
     store_probes: bool = False
@@ -151,6 +157,9 @@ def check_settings(settings: ServeSettings) -> None:
     check_video_settings(settings)
     check_audit_settings(settings)
     stream_flags(settings.streams, settings.data_streams)
+    if not MIN_STREAM_LEASE <= settings.stream_lease <= MAX_STREAM_LEASE:
+        raise InvalidParameterException(f"--stream-lease must be from {MIN_STREAM_LEASE:g} to {MAX_STREAM_LEASE:g} "
+                                        "seconds.")
     check_backends(settings)
 
 
@@ -300,7 +309,8 @@ def _streams_options(settings: ServeSettings, fp: Any, flags: StreamFlags) -> di
     if settings.no_streams or settings.streams_file is not None:
         return {}
     factory = runner_factory(fp.home, flags, profile=fp.profile.name, region=settings.region,
-                             models_dir=fp.models.root, store_url=fp.store_url)
+                             models_dir=fp.models.root, store_url=fp.store_url,
+                             lease_seconds=settings.stream_lease)
     return {"streams_runner": factory, "streams_start": lambda: wants_runner(fp.home, flags)}
 
 
@@ -427,7 +437,8 @@ def _supervisor_runner(settings: ServeSettings, flags: StreamFlags) -> RunnerHol
         return RunnerHolder(None)
     home = Path(settings.home) if settings.home else default_home()
     holder = RunnerHolder(runner_factory(home, flags, profile=settings.profile, region=settings.region,
-                                         models_dir=models_dir(), store_url=settings.store_url))
+                                         models_dir=models_dir(), store_url=settings.store_url,
+                                         lease_seconds=settings.stream_lease))
     holder.ensure_started()
     return holder
 

@@ -138,17 +138,18 @@ class RunnerHolder:
 
 
 def runner_factory(home: Path, flags: StreamFlags, *, profile: str | None, region: str,
-                   models_dir: Path | None = None, threads: int = 0, store_url: str | None = None
-                   ) -> Callable[[], Any]:
+                   models_dir: Path | None = None, threads: int = 0, store_url: str | None = None,
+                   lease_seconds: float | None = None) -> Callable[[], Any]:
     """A function making the StreamRunner of ``home`` with the server's flags (``store_url``: the
-    store its host uses, through ``FACEPRINT_STORE``; None: the environment's)."""
+    store its host uses, through ``FACEPRINT_STORE``; None: the environment's; ``lease_seconds``:
+    its leases' time on a shared store, None: the host's default)."""
 
     def make() -> Any:
         from faceprint.streams.runner import StreamRunner
 
         return StreamRunner(home, models_dir=models_dir, profile=profile or default_profile(), region=region,
                             sources=flags.sources, data_streams=flags.data_streams, threads=threads,
-                            store_url=store_url)
+                            store_url=store_url, lease_seconds=lease_seconds)
 
     return make
 

@@ -68,7 +68,7 @@ class StreamRunner:
     def __init__(self, home: Path, *, models_dir: Path | None = None, profile: str = "fast", region: str = "us-east-1",
                  sources: Mapping[str, str] | None = None, data_streams: Mapping[str, Sequence[str]] | None = None,
                  threads: int = 0, log_path: Path | None = None, connect_timeout: float = 30.0,
-                 store_url: str | None = None) -> None:
+                 store_url: str | None = None, lease_seconds: float | None = None) -> None:
         self.home = Path(home)
         self.models_dir = Path(models_dir) if models_dir else None
         self.profile = profile
@@ -81,6 +81,8 @@ class StreamRunner:
             "region": region,
             "connect_timeout": connect_timeout,
         }
+        if lease_seconds is not None:  # the host's leases on a shared store (faceprint.streams.leases)
+            self.config["lease_seconds"] = lease_seconds
         self._config_line = (json.dumps(self.config) + "\n").encode()  # a value that is not JSON fails here, now
         self.starts = 0
         """Hosts started so far (tests and metrics read it)."""
