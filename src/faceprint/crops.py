@@ -6,6 +6,9 @@ folder is named by a hash because ids such as ``..`` are valid). A crop goes wit
 DeleteFaces, DeleteCollection, erasure and face retention remove it, and the file is overwritten
 with zeros before it is unlinked (on a journaling or copy-on-write file system, or an SSD, the
 old blocks may still survive below the file system: see docs/privacy.md).
+
+With a PostgreSQL store the crops live in its database instead, shared by every node
+(``faceprint.store.pgblobs.PgCropStore``, the same methods): :func:`open_crop_store` picks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from faceprint.home import private_folder, write_private
 
 if TYPE_CHECKING:
     from faceprint.imaging import DecodedImage
+    from faceprint.store.pgblobs import PgCropStore
     from faceprint.types import BoundingBox
 
 FACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -88,6 +92,13 @@ class CropStore:
         except (FileNotFoundError, ValueError):
             return None
 
+    def has(self, collection_id: str, face_id: str) -> bool:
+        """Whether a crop of ``face_id`` is kept."""
+        try:
+            return self.path(collection_id, face_id).is_file()
+        except (ValueError, OSError):
+            return False
+
     def face_ids(self, collection_id: str) -> Iterator[str]:
         """The faces of ``collection_id`` that have a crop."""
         folder = self.collection_folder(collection_id)
@@ -118,6 +129,18 @@ class CropStore:
         with contextlib.suppress(OSError):
             folder.rmdir()
         return erased
+
+
+def open_crop_store(home: Path, store_url: str | None) -> CropStore | PgCropStore:
+    """The crops of ``home``'s deployment: in the PostgreSQL database ``store_url`` names (every node's),
+    else under ``HOME/crops``."""
+    from faceprint.backends import is_postgres
+
+    if is_postgres(store_url):
+        from faceprint.store.pgblobs import PgCropStore  # psycopg is imported for PostgreSQL only
+
+        return PgCropStore(str(store_url))
+    return CropStore(Path(home) / "crops")
 
 
 def shred(path: Path) -> bool:

@@ -284,11 +284,18 @@ class Faceprint:
 
     @property
     def probe_store(self) -> ProbeStore:
-        """Probe images kept for the audit record (``HOME/audit/probes``; only with
-        ``audit_settings.store_probes``)."""
-        from faceprint.audit.probe_store import ProbeStore
+        """Probe images kept for the audit record (only with ``audit_settings.store_probes``):
+        ``HOME/audit/probes``, or the PostgreSQL store's database (every node's; see
+        ``faceprint.store.pgblobs``)."""
+        probes = self.__dict__.get("_probe_store")
+        if probes is None:
+            with self._index_lock:
+                probes = self.__dict__.get("_probe_store")
+                if probes is None:
+                    from faceprint.audit.probe_store import open_probe_store
 
-        return ProbeStore(self.home / "audit" / "probes")
+                    probes = self._probe_store = open_probe_store(self.home, self.store_url)
+        return probes
 
     @property
     def probes(self) -> ProbeAssessor:
@@ -869,15 +876,16 @@ class Faceprint:
     # -- erasure and face retention (faceprint.erasure) --------------------------------------------
     @property
     def crops(self) -> CropStore:
-        """Face crops of the collections that keep them (``HOME/crops``; see ``faceprint.crops``)."""
+        """Face crops of the collections that keep them (``HOME/crops``, or the PostgreSQL store's
+        database, every node's; see ``faceprint.crops``)."""
         crops = self.__dict__.get("_crops")
         if crops is None:
             with self._index_lock:
                 crops = self.__dict__.get("_crops")
                 if crops is None:
-                    from faceprint.crops import CropStore
+                    from faceprint.crops import open_crop_store
 
-                    crops = self._crops = CropStore(self.home / "crops")
+                    crops = self._crops = open_crop_store(self.home, self.store_url)
         return crops
 
     def eraser(self) -> Eraser:

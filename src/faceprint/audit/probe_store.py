@@ -7,6 +7,9 @@ to the Python API is encoded as PNG first, and the digest (and stored probe) is 
 stored probe always hashes to its name. A probe is stored once however many searches used it;
 ``delete`` overwrites it with zeros before unlinking it (erasure), ``prune`` removes those not
 used by a search for longer than the probe retention.
+
+With a PostgreSQL store the probes live in its database instead, shared by every node
+(``faceprint.store.pgblobs.PgProbeStore``, the same methods): :func:`open_probe_store` picks.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from faceprint.home import private_folder, write_private
+
+if TYPE_CHECKING:
+    from faceprint.store.pgblobs import PgProbeStore
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 EXTENSIONS = ("jpg", "png", "img")
@@ -112,6 +118,13 @@ class ProbeStore:
                 return path
         return None
 
+    def has(self, sha256: str) -> bool:
+        """Whether the probe with this digest is kept."""
+        try:
+            return self.find(sha256) is not None
+        except (OSError, ValueError):
+            return False
+
     def get(self, sha256: str) -> bytes | None:
         """The stored probe's bytes, or None where it is not kept."""
         try:
@@ -147,3 +160,15 @@ class ProbeStore:
             if path is not None and path.stat().st_mtime < cutoff:
                 erased += self.delete(digest)
         return erased
+
+
+def open_probe_store(home: Path, store_url: str | None) -> ProbeStore | PgProbeStore:
+    """The stored probes of ``home``'s deployment: in the PostgreSQL database ``store_url`` names (every
+    node's), else under ``HOME/audit/probes``."""
+    from faceprint.backends import is_postgres
+
+    if is_postgres(store_url):
+        from faceprint.store.pgblobs import PgProbeStore  # psycopg is imported for PostgreSQL only
+
+        return PgProbeStore(str(store_url))
+    return ProbeStore(Path(home) / "audit" / "probes")

@@ -3,7 +3,8 @@ PostgreSQL without embedding a face again.
 
 Moving is a list of *movers*, one per part of the deployment: the face store first
 (``faceprint.ops.store_mover``), then each part of the home that has a PostgreSQL twin
-(``faceprint.ops.part_movers``). For each mover:
+(``faceprint.ops.part_movers``), then the face crops and stored probes
+(``faceprint.ops.blob_movers``). For each mover:
 
 - the target is empty: everything is copied (each mover in one PostgreSQL transaction: all of that
   part or nothing), then the target is read back and its counts and digest must equal the source's;
@@ -90,11 +91,13 @@ def target_url(url: str | None) -> str:
 
 
 def movers(home: Path, source: Path, target: str) -> list[Callable[[], Mover]]:
-    """The face store's mover first, then the home's parts' (each made when its turn comes)."""
+    """The face store's mover first, then the home's parts', then its crops and stored probes (each made
+    when its turn comes)."""
+    from faceprint.ops.blob_movers import blob_movers
     from faceprint.ops.part_movers import part_movers
     from faceprint.ops.store_mover import StoreMover
 
-    return [lambda: StoreMover(source, target), *part_movers(home, target)]
+    return [lambda: StoreMover(source, target), *part_movers(home, target), *blob_movers(home, source, target)]
 
 
 def migrate(home: Path, source_url: str | None, target: str | None,

@@ -1,0 +1,280 @@
+"""Face crops and stored probes in the store's PostgreSQL database (parts ``crops`` and ``probes`` of
+``faceprint.store.pgshared``), where the embedded default keeps them as files of the home
+(``HOME/crops``, ``HOME/audit/probes``), so that every ``faceprint serve`` node sees the crops and
+probes any node kept, and a delete through any node removes them for all.
+
+:class:`PgCropStore` and :class:`PgProbeStore` have the methods of :class:`faceprint.crops.CropStore`
+and :class:`faceprint.audit.probe_store.ProbeStore`; where those answer a file's ``Path`` (``path``,
+``find``), these answer a :class:`StoredBlob` with the two things callers ask of that path
+(``is_file()``, ``read_bytes()``).
+
+Deletion erases as the face store's does (docs/scale.md, "How deletion erases in PostgreSQL"): a
+delete removes the rows in one transaction, gone from every read from then on; their bytes (kept
+uncompressed out of line, ``STORAGE EXTERNAL``, in the table's TOAST table) leave the table files
+when the table is **rewritten** (``VACUUM FULL``): a delete rewrites it once the rows deleted since
+its last rewrite reach ``COMPACT_SHARE`` of the rows kept, and :meth:`compact` rewrites it on
+demand. Below that share autovacuum prunes them (the tables and their TOAST tables are set to be
+vacuumed after any delete) and later writes overwrite the space freed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from faceprint.audit.probe_store import EXTENSIONS, SHA256, Probe
+from faceprint.crops import FACE_ID, MAX_CROP
+from faceprint.store.migrations import Migration
+from faceprint.store.pgdb import reaching
+from faceprint.store.pgshared import PgPart, statements
+from faceprint.store.postgres import CONNECT_TIMEOUT
+
+COMPACT_SHARE = 0.1
+"""Share of a table's rows deleted since its last rewrite that makes a delete rewrite it (``VACUUM FULL``)."""
+
+_VACUUM = ("autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1, "
+           "toast.autovacuum_vacuum_scale_factor = 0, toast.autovacuum_vacuum_threshold = 1")
+
+
+def _schema(table: str, columns: str, blob: str, extra: str = "") -> str:
+    state = table.split("_", 1)[0] + "_state"
+    return f"""
+CREATE TABLE {table} ({columns}) WITH ({_VACUUM});
+ALTER TABLE {table} ALTER COLUMN {blob} SET STORAGE EXTERNAL;
+{extra}
+CREATE TABLE {state} (single BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single), uncompacted BIGINT NOT NULL);
+INSERT INTO {state} VALUES (TRUE, 0);
+"""
+
+
+CROPS_TABLE = "crops_faces"
+CROPS_MIGRATIONS = (Migration(1, "face crops (JPEG), out of line and vacuumed after any delete", statements(_schema(
+    CROPS_TABLE, 'collection_id TEXT COLLATE "C" NOT NULL, face_id TEXT COLLATE "C" NOT NULL, jpeg BYTEA NOT NULL, '
+    "created DOUBLE PRECISION NOT NULL, PRIMARY KEY (collection_id, face_id)", "jpeg"))),)
+PROBES_TABLE = "probes_stored"
+PROBES_MIGRATIONS = (Migration(1, "stored probes, out of line and vacuumed after any delete", statements(_schema(
+    PROBES_TABLE, 'sha256 TEXT COLLATE "C" PRIMARY KEY, ext TEXT NOT NULL, data BYTEA NOT NULL, '
+    "used DOUBLE PRECISION NOT NULL", "data",
+    f"CREATE INDEX {PROBES_TABLE}_by_use ON {PROBES_TABLE} (used);"))),)
+
+
+class StoredBlob:
+    """A crop or probe kept in PostgreSQL, standing where the embedded store answers its file's path."""
+
+    def __init__(self, read: Callable[[], bytes | None], exists: Callable[[], bool]) -> None:
+        self._read, self._exists = read, exists
+
+    def is_file(self) -> bool:
+        return self._exists()
+
+    def read_bytes(self) -> bytes:
+        data = self._read()
+        if data is None:
+            raise FileNotFoundError("not kept (any more)")
+        return data
+
+
+class BlobTable:
+    """One part's table of blobs: its pool (opened, and the part migrated, at the first use: a node
+    that never stores a probe opens no pool for them), the count of rows deleted since the table's
+    last rewrite, and the rewrite."""
+
+    def __init__(self, url: str, part: str, table: str, migrations: Sequence[Migration],
+                 compact_share: float, pool_size: int) -> None:
+        self.url, self.compact_share = url, compact_share
+        self.table, self.state = table, f"{part}_state"
+        self._open = lambda: PgPart(url, part, migrations, pool_size=pool_size)
+        self._part: PgPart | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def part(self) -> PgPart:
+        with self._lock:
+            if self._part is None:
+                with reaching():
+                    self._part = self._open()
+            return self._part
+
+    def close(self) -> None:
+        with self._lock:
+            if self._part is not None:
+                self._part.close()
+                self._part = None
+
+    def rows(self, query: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with reaching():
+            return self.part.rows(query, args)
+
+    def delete(self, where: str, args: Sequence[Any], returning: str = "1") -> list[tuple]:
+        """Delete the rows ``where`` selects (one transaction, the deleted counted), rewrite the table
+        if the share is reached; the deleted rows' ``returning`` columns."""
+        with reaching():
+            with self.part.tx() as db:
+                gone = db.execute(f"DELETE FROM {self.table} WHERE {where} RETURNING {returning}", args).fetchall()
+                if gone:
+                    db.execute(f"UPDATE {self.state} SET uncompacted = uncompacted + %s", (len(gone),))
+            if gone and self._due():
+                self.compact()
+        return gone
+
+    def _due(self) -> bool:
+        """Whether the rows deleted since the last rewrite reach the share of those kept (the
+        statistics' live-row estimate: cheap, and never reading the table)."""
+        found = self.part.one(f"SELECT s.uncompacted, GREATEST(COALESCE(t.n_live_tup, 0), c.reltuples, 0) "
+                              f"FROM {self.state} s, pg_class c LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid "
+                              "WHERE c.oid = to_regclass(%s)", (self.table,))
+        return found is not None and found[0] > 0 and found[0] >= self.compact_share * float(found[1])
+
+    def compact(self) -> None:
+        """Rewrite the table (``VACUUM FULL``): no deleted row's bytes are left in its files (or its
+        TOAST table's). Reads and writes of the table wait while it runs."""
+        with reaching():
+            seen = self.part.one(f"SELECT uncompacted FROM {self.state}")
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as db:
+                db.execute(sql.SQL("VACUUM FULL {}").format(sql.Identifier(self.table)))
+            self.part.execute(f"UPDATE {self.state} SET uncompacted = GREATEST(uncompacted - %s, 0)",
+                              (seen[0] if seen else 0,))
+
+
+class PgCropStore:
+    """Face crops in PostgreSQL (table ``crops_faces``): :class:`faceprint.crops.CropStore`'s methods."""
+
+    shared = True
+
+    def __init__(self, url: str, *, compact_share: float = COMPACT_SHARE, pool_size: int = 4,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.blobs = BlobTable(url, "crops", CROPS_TABLE, CROPS_MIGRATIONS, compact_share, pool_size)
+        self.clock = clock
+
+    def close(self) -> None:
+        self.blobs.close()
+
+    def compact(self) -> None:
+        self.blobs.compact()
+
+    @staticmethod
+    def _check(face_id: str) -> None:
+        if not isinstance(face_id, str) or not FACE_ID.fullmatch(face_id):
+            raise ValueError(f"not a face id: {face_id!r}")
+
+    def path(self, collection_id: str, face_id: str) -> StoredBlob:
+        """The crop of ``face_id`` (kept or not); ValueError for anything but a face id."""
+        self._check(face_id)
+        return StoredBlob(lambda: self.get(collection_id, face_id), lambda: self.has(collection_id, face_id))
+
+    def save(self, collection_id: str, face_id: str, jpeg: bytes) -> StoredBlob:
+        """Store one crop (replacing the face's earlier one, if any)."""
+        if not isinstance(jpeg, bytes | bytearray) or not jpeg or len(jpeg) > MAX_CROP:
+            raise ValueError("a crop is 1 byte to 4 MiB of JPEG")
+        blob = self.path(collection_id, face_id)
+        with reaching(), self.blobs.part.tx() as db:
+            db.execute(f"INSERT INTO {CROPS_TABLE} VALUES (%s, %s, %s, %s) ON CONFLICT (collection_id, face_id) "
+                       "DO UPDATE SET jpeg = EXCLUDED.jpeg, created = EXCLUDED.created",
+                       (collection_id, face_id, bytes(jpeg), self.clock()))
+        return blob
+
+    def get(self, collection_id: str, face_id: str) -> bytes | None:
+        """The crop's JPEG, or None where none is kept."""
+        found = self.blobs.rows(f"SELECT jpeg FROM {CROPS_TABLE} WHERE collection_id = %s AND face_id = %s",
+                                (collection_id, face_id))
+        return bytes(found[0][0]) if found else None
+
+    def has(self, collection_id: str, face_id: str) -> bool:
+        return bool(self.blobs.rows(f"SELECT 1 FROM {CROPS_TABLE} WHERE collection_id = %s AND face_id = %s",
+                                    (collection_id, face_id)))
+
+    def face_ids(self, collection_id: str) -> Iterator[str]:
+        """The faces of ``collection_id`` that have a crop."""
+        rows = self.blobs.rows(f"SELECT face_id FROM {CROPS_TABLE} WHERE collection_id = %s ORDER BY face_id",
+                               (collection_id,))
+        yield from (r[0] for r in rows)
+
+    def delete(self, collection_id: str, face_ids: Iterable[str]) -> int:
+        """Erase the crops of ``face_ids`` (those that have one); answers how many were erased."""
+        wanted = sorted({f for f in face_ids if isinstance(f, str) and FACE_ID.fullmatch(f)})
+        if not wanted:
+            return 0
+        return len(self.blobs.delete("collection_id = %s AND face_id = ANY(%s)", (collection_id, wanted)))
+
+    def drop(self, collection_id: str) -> int:
+        """Erase every crop of the collection; answers how many were erased."""
+        return len(self.blobs.delete("collection_id = %s", (collection_id,)))
+
+
+class PgProbeStore:
+    """Stored probes in PostgreSQL (table ``probes_stored``): :class:`faceprint.audit.probe_store.ProbeStore`'s
+    methods. A probe's time of last use is the node's clock at the search, as a file's mtime is."""
+
+    shared = True
+
+    def __init__(self, url: str, *, compact_share: float = COMPACT_SHARE, pool_size: int = 4,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.blobs = BlobTable(url, "probes", PROBES_TABLE, PROBES_MIGRATIONS, compact_share, pool_size)
+        self.clock = clock
+
+    def close(self) -> None:
+        self.blobs.close()
+
+    def compact(self) -> None:
+        self.blobs.compact()
+
+    def path(self, sha256: str, ext: str) -> StoredBlob:
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256) or ext not in EXTENSIONS:
+            raise ValueError(f"not a probe name: {sha256!r}.{ext!r}")
+        return StoredBlob(lambda: self._get(sha256, ext), lambda: self._get(sha256, ext, "1") is not None)
+
+    def save(self, probe: Probe) -> bool:
+        """Store ``probe``; False if it was stored already (its time of use set to now)."""
+        self.path(probe.sha256, probe.ext)
+        with reaching(), self.blobs.part.tx() as db:
+            now = self.clock()
+            if db.execute(f"UPDATE {PROBES_TABLE} SET used = %s WHERE sha256 = %s", (now, probe.sha256)).rowcount:
+                return False
+            return db.execute(f"INSERT INTO {PROBES_TABLE} VALUES (%s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
+                              (probe.sha256, probe.ext, probe.data, now)).rowcount == 1
+
+    def _get(self, sha256: str, ext: str | None = None, what: str = "data") -> bytes | None:
+        query, args = f"SELECT {what} FROM {PROBES_TABLE} WHERE sha256 = %s", [sha256]
+        if ext is not None:
+            query, args = query + " AND ext = %s", [*args, ext]
+        found = self.blobs.rows(query, args)
+        return (bytes(found[0][0]) if what == "data" else b"") if found else None
+
+    def find(self, sha256: str) -> StoredBlob | None:
+        """The stored probe with this digest, or None (ValueError for anything but a SHA-256)."""
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            raise ValueError(f"not a probe name: {sha256!r}")
+        found = self.blobs.rows(f"SELECT ext FROM {PROBES_TABLE} WHERE sha256 = %s", (sha256,))
+        return self.path(sha256, found[0][0]) if found else None
+
+    def has(self, sha256: str) -> bool:
+        try:
+            return self.find(sha256) is not None
+        except ValueError:
+            return False
+
+    def get(self, sha256: str) -> bytes | None:
+        """The stored probe's bytes, or None where it is not kept."""
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            return None
+        return self._get(sha256)
+
+    def delete(self, sha256: str) -> bool:
+        """Erase the stored probe with this digest; False if none was kept."""
+        if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+            return False
+        return bool(self.blobs.delete("sha256 = %s", (sha256,)))
+
+    def digests(self) -> list[str]:
+        """The digests of the probes kept."""
+        return [r[0] for r in self.blobs.rows(f"SELECT sha256 FROM {PROBES_TABLE} ORDER BY sha256")]
+
+    def prune(self, older_than_days: float, now: float | None = None) -> int:
+        """Erase the probes last used by a search more than ``older_than_days`` ago; answers how many."""
+        now = self.clock() if now is None else now
+        return len(self.blobs.delete("used < %s", (now - older_than_days * 86400,)))

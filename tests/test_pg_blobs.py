@@ -1,0 +1,128 @@
+"""Face crops and stored probes in PostgreSQL (``faceprint.store.pgblobs``), two nodes on one real
+database: what one node keeps the other reads, what one deletes is gone for both, and the deleted
+bytes leave the database's table files (looked for after a CHECKPOINT, as
+``test_store_postgres_erasure.py`` looks for vectors), the check shown to find them first."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from faceprint.audit.probe_store import Probe
+from faceprint.store.pgblobs import PgCropStore, PgProbeStore
+from pg import PgServer, pg  # noqa: F401
+
+SIZE = 6000
+"""Bytes of a test crop: past PostgreSQL's 2 kB inline limit, kept out of line like a real crop."""
+
+
+def blob(size: int = SIZE) -> bytes:
+    return b"\xff\xd8\xff" + os.urandom(size - 3)  # a JPEG's first bytes, then bytes that never compress
+
+
+def face_id() -> str:
+    return str(uuid.uuid4())
+
+
+def traces(pg: PgServer, url: str, blobs: list[bytes]) -> int:  # noqa: F811
+    """How many of ``blobs`` some table file of the database holds (any of three 32-byte pieces)."""
+    database = url.split("?")[0].rsplit("/", 1)[1]
+    pg.sql("CHECKPOINT", database)
+    oid = pg.sql(f"SELECT oid FROM pg_database WHERE datname = '{database}'")[0][0]
+    data = b"".join(p.read_bytes() for p in Path(pg.data, "base", str(oid)).iterdir() if p.is_file())
+    return sum(any(b[i:i + 32] in data for i in (100, 2100, 4100)) for b in blobs)
+
+
+@pytest.fixture()
+def url(pg: PgServer) -> str:  # noqa: F811
+    return pg.database()
+
+
+def test_a_crop_kept_on_one_node_is_read_and_deleted_through_the_other(url: str) -> None:
+    a, b = PgCropStore(url), PgCropStore(url)
+    ids, crops = [face_id() for _ in range(3)], [blob() for _ in range(3)]
+    for fid, crop in zip(ids, crops, strict=True):
+        a.save("people", fid, crop)
+    assert b.get("people", ids[0]) == crops[0] and b.has("people", ids[1]) and b.path("people", ids[2]).is_file()
+    assert b.path("people", ids[2]).read_bytes() == crops[2]
+    assert sorted(b.face_ids("people")) == sorted(ids) and list(b.face_ids("others")) == []
+    assert b.delete("people", [ids[0], face_id(), "../not-a-face"]) == 1
+    assert a.get("people", ids[0]) is None and not a.path("people", ids[0]).is_file()
+    assert b.drop("people") == 2 and list(a.face_ids("people")) == [] and a.drop("people") == 0
+    with pytest.raises(ValueError):
+        a.save("people", "../x", crops[0])
+    with pytest.raises(ValueError):
+        a.save("people", ids[0], b"")
+    a.close(), b.close()
+
+
+def test_a_probe_kept_on_one_node_is_found_used_pruned_and_erased_through_the_other(url: str) -> None:
+    now = [1000.0]
+    a, b = PgProbeStore(url, clock=lambda: now[0]), PgProbeStore(url, clock=lambda: now[0])
+    old, new = Probe.of(blob()), Probe.of(b"\x89PNG\r\n\x1a\n" + os.urandom(3000))
+    assert a.save(old) and not b.save(old)  # stored once, whichever node searched with it
+    now[0] += 86400
+    assert a.save(new)
+    found = b.find(new.sha256)
+    assert found is not None and found.read_bytes() == new.data and b.get(old.sha256) == old.data
+    assert b.digests() == sorted([old.sha256, new.sha256]) and b.has(old.sha256) and not b.has("nope")
+    assert a.prune(1.5, now=now[0] + 0.6 * 86400) == 1  # the old one, last used 1.6 days before
+    assert b.get(old.sha256) is None and b.find(old.sha256) is None
+    assert b.delete(new.sha256) and not a.delete(new.sha256) and a.digests() == []
+    a.close(), b.close()
+
+
+def test_a_probe_used_again_is_kept_from_its_last_use(url: str) -> None:
+    now = [1000.0]
+    a, b = PgProbeStore(url, clock=lambda: now[0]), PgProbeStore(url, clock=lambda: now[0])
+    probe = Probe.of(blob())
+    a.save(probe)
+    now[0] += 2 * 86400
+    assert not b.save(probe)  # a later search on the other node
+    assert a.prune(1.0, now=now[0] + 0.5 * 86400) == 0 and a.get(probe.sha256) == probe.data
+    a.close(), b.close()
+
+
+def test_deleted_crops_leave_the_table_files_once_a_share_is_deleted(pg: PgServer, url: str) -> None:  # noqa: F811
+    a, b = PgCropStore(url), PgCropStore(url)
+    kept = {face_id(): blob() for _ in range(30)}
+    doomed = {face_id(): blob() for _ in range(5)}
+    for fid, crop in [*kept.items(), *doomed.items()]:
+        a.save("c", fid, crop)
+    assert traces(pg, url, [*kept.values(), *doomed.values()]) == 35
+    assert b.delete("c", list(doomed)) == 5  # 5 of 35: past COMPACT_SHARE, so the table is rewritten
+    assert traces(pg, url, list(doomed.values())) == 0 and traces(pg, url, list(kept.values())) == 30
+    assert all(a.get("c", fid) == crop for fid, crop in kept.items())
+    a.close(), b.close()
+
+
+def test_compact_erases_a_few_deleted_crops_and_probes_on_demand(pg: PgServer, url: str) -> None:  # noqa: F811
+    crops, probes = PgCropStore(url, compact_share=1e9), PgProbeStore(url, compact_share=1e9)  # never by share
+    kept, gone = face_id(), face_id()
+    kept_crop, gone_crop = blob(), blob()
+    crops.save("c", kept, kept_crop)
+    crops.save("c", gone, gone_crop)
+    kept_probe, gone_probe = Probe.of(blob()), Probe.of(blob())
+    probes.save(kept_probe), probes.save(gone_probe)
+    crops.delete("c", [gone])
+    probes.delete(gone_probe.sha256)
+    crops.compact()
+    probes.compact()
+    assert traces(pg, url, [gone_crop, gone_probe.data]) == 0
+    assert traces(pg, url, [kept_crop, kept_probe.data]) == 2
+    crops.close(), probes.close()
+
+
+def test_a_dropped_collection_s_crops_leave_the_table_files(pg: PgServer, url: str) -> None:  # noqa: F811
+    store = PgCropStore(url)
+    others, dropped = [blob() for _ in range(4)], [blob() for _ in range(4)]
+    for crop in others:
+        store.save("others", face_id(), crop)
+    for crop in dropped:
+        store.save("dropped", face_id(), crop)
+    assert store.drop("dropped") == 4
+    assert traces(pg, url, dropped) == 0 and traces(pg, url, others) == 4
+    store.close()
