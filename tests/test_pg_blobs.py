@@ -126,3 +126,29 @@ def test_a_dropped_collection_s_crops_leave_the_table_files(pg: PgServer, url: s
     assert store.drop("dropped") == 4
     assert traces(pg, url, dropped) == 0 and traces(pg, url, others) == 4
     store.close()
+
+
+def test_backup_and_restore_carry_the_crops_and_probes_kept_not_the_deleted(pg: PgServer, tmp_path: Path) -> None:  # noqa: F811
+    """``faceprint backup`` of a PostgreSQL deployment (pg_dump) holds the crops and probes kept, and
+    ``restore`` into another database brings them back; a crop deleted before the backup is not in it."""
+    from faceprint.ops.backup import backup
+    from faceprint.ops.restore import restore
+
+    source, target = pg.database(), pg.database()
+    crops, probes = PgCropStore(source), PgProbeStore(source)
+    kept, deleted, probe = (face_id(), blob()), (face_id(), blob()), Probe.of(blob())
+    crops.save("c", *kept), crops.save("c", *deleted), probes.save(probe)
+    crops.delete("c", [deleted[0]])
+    (tmp_path / "home").mkdir()
+    backup(tmp_path / "home", source, tmp_path / "backup")
+    dump = (tmp_path / "backup" / "store.pgdump").read_bytes()  # bytea in hex, as COPY writes it
+
+    def dumped(data: bytes) -> bool:
+        return data[100:132].hex().encode() in dump
+    assert dumped(kept[1]) and dumped(probe.data) and not dumped(deleted[1])
+    restore(tmp_path / "backup", tmp_path / "restored", target)
+    there, probes_there = PgCropStore(target), PgProbeStore(target)
+    assert list(there.face_ids("c")) == [kept[0]] and there.get("c", kept[0]) == kept[1]
+    assert probes_there.get(probe.sha256) == probe.data
+    for store in (crops, probes, there, probes_there):
+        store.close()
