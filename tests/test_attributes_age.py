@@ -85,6 +85,17 @@ def test_age_band_follows_the_distribution():
     assert a.high < b.low
 
 
+
+def test_age_correction_is_monotone_and_a_young_childs_band_stays_centred():
+    from faceprint.attributes.agegender import band_ends, corrected_age
+
+    corrected = [corrected_age(x) for x in np.linspace(0.25, 80, 320)]
+    assert all(b >= a for a, b in zip(corrected, corrected[1:], strict=False))
+    assert corrected_age(70) > corrected_age(30) > corrected_age(10)
+    low, high = band_ends(2.0, 6.0)  # a band 6 years each side would reach below 0
+    assert (low, high) == (0, 4)
+    assert band_ends(40.0, 7.5) == (32, 48)
+
 @pytest.mark.parametrize(("crop", "expected"), [
     ("happy/S011_006_00000013.png", "HAPPY"), ("surprise/S011_001_00000015.png", "SURPRISED"),
 ])
