@@ -90,21 +90,28 @@ def target_url(url: str | None) -> str:
     return url
 
 
-def movers(home: Path, source: Path, target: str) -> list[Callable[[], Mover]]:
+def movers(home: Path, source: Path, target: str, force: bool = False) -> list[Callable[[], Mover]]:
     """The face store's mover first, then the home's parts', then its crops and stored probes (each made
     when its turn comes)."""
     from faceprint.ops.blob_movers import blob_movers
     from faceprint.ops.part_movers import part_movers
     from faceprint.ops.store_mover import StoreMover
 
-    return [lambda: StoreMover(source, target), *part_movers(home, target), *blob_movers(home, source, target)]
+    return [lambda: StoreMover(source, target), *part_movers(home, target, force), *blob_movers(home, source, target)]
 
 
 def migrate(home: Path, source_url: str | None, target: str | None,
-            log: Callable[[str], None] = lambda line: None) -> list[Moved]:
-    """Move the deployment in ``home`` (store at ``source_url``) to the PostgreSQL database ``target``."""
+            log: Callable[[str], None] = lambda line: None, force: bool = False) -> list[Moved]:
+    """Move the deployment in ``home`` (store at ``source_url``) to the PostgreSQL database ``target``.
+    Video jobs queued or running refuse the move before anything is written (``InvalidParameterException``),
+    unless ``force``: then they move as FAILED (``faceprint.ops.part_movers.VideoMover``)."""
+    from faceprint.ops.part_movers import video_in_progress
+
     source, target = source_store(home, source_url), target_url(target)
-    return [move(make(), log) for make in movers(home, source, target)]
+    why = None if force else video_in_progress(home)
+    if why:
+        raise InvalidParameterException(f"video: {why}")
+    return [move(make(), log) for make in movers(home, source, target, force)]
 
 
 def move(mover: Mover, log: Callable[[str], None]) -> Moved:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,63 @@ class StreamsMover(TableMover):
             return [tuple("STOPPED" if i in (status, desired) and r[status] == "STOPPING" else v
                           for i, v in enumerate(r)) for r in rows]
         return super()._tally(settled, target)
+
+
+class VideoMover(TableMover):
+    """Stored-video jobs and their results. A job still queued or running stops the move (its input
+    file is this node's, and its runner would go on writing to the home), unless ``force``: then it
+    arrives FAILED, as a runner fails a job (its partial results deleted, finished now, its results'
+    expiry counted from then, its notification due), with :data:`FORCED` as its StatusMessage; the
+    source is left as it is, and the check compares the target with the source so changed."""
+
+    def __init__(self, spec: PartSpec, source: Path, url: str, tables: dict[str, str], force: bool = False,
+                 now: float | None = None) -> None:
+        super().__init__(spec, source, url, tables, refuse=None if force else _video_in_progress)
+        self.force, self.now = force, self._forced_before() or (time.time() if now is None else now)
+
+    def _forced_before(self) -> float | None:
+        """When an earlier forced run failed the jobs (a run again compares with what it wrote)."""
+        with psycopg.connect(self.url) as db:
+            found = db.execute("SELECT MIN(finished) FROM video_jobs WHERE status_message = %s", (FORCED,)).fetchone()
+        return found[0] if found else None
+
+    def copy(self) -> Tally:
+        super().copy()
+        return self.source_tally()
+
+    def extra(self, dst: psycopg.Connection) -> None:
+        if self.force:
+            dst.execute(f"DELETE FROM video_items WHERE job_id IN (SELECT job_id FROM video_jobs WHERE {_BUSY})")
+            dst.execute(f"UPDATE video_jobs SET status = 'FAILED', status_message = %s, finished = %s, "
+                        f"expires = %s + expiry_seconds, owner = NULL, notify_pending = notification IS NOT NULL "
+                        f"WHERE {_BUSY}", (FORCED, self.now, self.now))
+
+    def _tally(self, read: Callable[[str, list[str]], list[tuple]], target: bool) -> Tally:
+        if target or not self.force:
+            return super()._tally(read, target)
+        busy: set[str] = set()
+
+        def failed(table: str, cols: list[str]) -> list[tuple]:
+            rows, at = read(table, cols), {c: i for i, c in enumerate(cols)}
+            if table == "items":
+                return [r for r in rows if r[at["job_id"]] not in busy]
+            out = []
+            for row in map(list, rows):
+                if row[at["status"]] in ("QUEUED", "RUNNING"):
+                    busy.add(row[at["job_id"]])
+                    changes = {"status": "FAILED", "status_message": FORCED, "finished": self.now, "owner": None,
+                               "expires": self.now + row[at["expiry_seconds"]],
+                               "notify_pending": int(row[at["notification"]] is not None)}
+                    for column, value in changes.items():
+                        if column in at:
+                            row[at[column]] = value
+                out.append(tuple(row))
+            return out
+        return super()._tally(failed, target)
+
+
+FORCED = "faceprint migrate --force moved this job while it was queued or running; start it again"
+_BUSY = "status IN ('QUEUED', 'RUNNING')"
 
 
 class KeysMover:
@@ -197,8 +255,9 @@ AUDIT = PartSpec("audit", "faceprint.audit.pglog", "migrations")
 ACCOUNT = PartSpec("account", "faceprint.store.pgshared", "ACCOUNT")
 
 
-def part_movers(home: Path, target: str) -> list[Callable[[], Any]]:
-    """Each part's mover, in order (made when its turn comes)."""
+def part_movers(home: Path, target: str, force: bool = False) -> list[Callable[[], Any]]:
+    """Each part's mover, in order (made when its turn comes); ``force``: video jobs in progress move as
+    FAILED (:class:`VideoMover`)."""
     def tables(spec: PartSpec, path: Path, names: dict[str, str], cls: type = TableMover, **kw: Any) -> Callable:
         return _if(spec, path, lambda: cls(spec, path, target, names, **kw))
 
@@ -212,8 +271,8 @@ def part_movers(home: Path, target: str) -> list[Callable[[], Any]]:
         tables(REVIEW, home / "audit" / "reviews.db", {"candidates": "review_candidates",
                                                        "decisions": "review_decisions",
                                                        "log_position": "review_log_position"}),
-        tables(VIDEO, home / "video" / "jobs.db", {"jobs": "video_jobs", "items": "video_items"},
-               refuse=_video_in_progress),
+        tables(VIDEO, home / "video" / "jobs.db", {"jobs": "video_jobs", "items": "video_items"}, VideoMover,
+               force=force),
         tables(STREAMS, home / "streams" / "processors.db", {"processors": "streams_processors",
                                                              "events": "streams_events"}, StreamsMover),
     ]
@@ -233,8 +292,23 @@ def _if(spec: PartSpec, path: Path, make: Callable[[], Any]) -> Callable[[], Any
 
 
 def _video_in_progress(db: sqlite3.Connection) -> str | None:
-    count = db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('QUEUED', 'RUNNING')").fetchone()[0]
+    count = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {_BUSY}").fetchone()[0]
     if count:
         return (f"{count} video jobs are queued or running: let them finish (GetFace... says SUCCEEDED or "
-                "FAILED), then migrate; their input files are this node's and are not moved.")
+                "FAILED), then migrate; their input files are this node's and are not moved. (--force moves "
+                "them as FAILED.)")
     return None
+
+
+def video_in_progress(home: Path) -> str | None:
+    """Why the home's video jobs cannot be moved now (some are queued or running), or None."""
+    from contextlib import closing
+
+    path = home / "video" / "jobs.db"
+    if not path.is_file():
+        return None
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)) as db:
+        try:
+            return _video_in_progress(db)
+        except sqlite3.OperationalError:  # no jobs table: nothing ever ran
+            return None
