@@ -154,6 +154,21 @@ def test_a_removed_folder_fails_the_next_append_then_a_new_log_starts(tmp_path, 
     assert log.append_seq(entry(4)) == 1 and AuditLog(tmp_path / "audit").count() == 1
 
 
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_journal_removed_or_replaced_under_the_log_loses_no_entry(tmp_path, log, how):
+    for n in range(4):
+        log.append_seq(entry(n))
+    path = log.journal.path
+    if how == "removed":
+        path.unlink()
+    else:
+        other = path.with_name("other")
+        other.write_bytes(b" " * HEAD_SIZE)
+        os.replace(other, path)
+    assert [log.append_seq(entry(n)) for n in range(4, 7)] == [5, 6, 7]  # none into a file no one reads again
+    assert stored(log) == [1, 2, 3, 4, 5, 6, 7] and problems(AuditLog(log.folder, durable=False)) == []
+
+
 def test_a_journal_that_cannot_grow_fails_the_append_and_leaves_no_half_line(tmp_path, log):
     for n in range(3):
         log.append_seq(entry(n))

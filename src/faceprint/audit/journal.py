@@ -87,16 +87,22 @@ class Journal:
             return False
 
     def key(self) -> tuple[int, int]:
-        """The journal's inode and size, by its path (OSError when it is gone)."""
-        st = os.stat(self.path)
+        """The inode and size of the journal this one has open (one ``fstat``: no walk of the
+        path, a search's path); OSError when it is closed or gone from its folder (removed, or
+        replaced by a rename: no link left to it)."""
+        if self.fd is None:
+            raise OSError(f"{self.path} is not open")
+        st = os.fstat(self.fd)
+        if st.st_nlink == 0:
+            raise FileNotFoundError(f"{self.path} was removed or replaced")
         return st.st_ino, st.st_size
 
-    def append(self, seq: int, prev_hash: str, hash_: str, body: str) -> int:
-        """Write one entry's line (one ``write``) after the head (written first: see :meth:`write_head`);
-        the bytes written. A short write is undone (the file cut back) and raised as OSError, so that
-        no half line stays."""
+    def append(self, seq: int, prev_hash: str, hash_: str, body: bytes) -> int:
+        """Write one entry's line (one ``write``; ``body``: the entry's canonical JSON, encoded) after
+        the head (written first: see :meth:`write_head`); the bytes written. A short write is undone
+        (the file cut back) and raised as OSError, so that no half line stays."""
         assert self.fd is not None
-        line = f"{seq} {prev_hash} {hash_} {body}\n".encode("ascii")
+        line = b"".join((f"{seq} {prev_hash} {hash_} ".encode("ascii"), body, b"\n"))
         written = os.write(self.fd, line)
         if written != len(line):
             with suppress(OSError):

@@ -31,7 +31,7 @@ from typing import Any
 
 from faceprint.audit import columns as index
 from faceprint.audit.caller import Caller
-from faceprint.audit.chain import GENESIS, canonical_json, link
+from faceprint.audit.chain import GENESIS, link, link_bytes
 from faceprint.audit.journal import Head, Journal
 from faceprint.audit.records import (
     NOT_AN_ENTRY,
@@ -244,10 +244,11 @@ class AuditLog:
         """Append ``entry`` to the journal after the chain's end that ``fast`` knows, with the new
         latest head; the journal moved into ``audit.db`` once it holds :data:`JOURNAL_BATCH` entries."""
         seq, prev = fast.seq + 1, fast.hash
-        body = canonical_json(entry.fields(seq))
-        hash_ = link(prev, body)
+        body = entry.body(seq)
+        data = body.encode("ascii")
+        hash_ = link_bytes(prev, data)
         journal_key = fast.keys[0]
-        size = self.journal.append(seq, prev, hash_, body)
+        size = self.journal.append(seq, prev, hash_, data)
         try:
             now = float(self.clock())
             head = self.journal.write_head(seq, hash_, now, self.signer.mac_head(seq, hash_, now))
@@ -365,7 +366,7 @@ class AuditLog:
         written: list[tuple[int, str, str, str]] = []
         for entry in entries:
             seq += 1
-            body = canonical_json(entry.fields(seq))
+            body = entry.body(seq)
             hash_ = link(prev, body)
             written.append((seq, body, prev, hash_))
             self._pending[seq] = (hash_, entry.columns(body))

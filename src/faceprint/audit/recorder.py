@@ -23,6 +23,7 @@ from faceprint.audit.caller import Caller
 from faceprint.audit.config import AuditSettings
 from faceprint.audit.fmr import bound, false_match_rate
 from faceprint.audit.probe_store import Probe, ProbeStore
+from faceprint.audit.records import Entry
 from faceprint.errors import AuditUnavailable, InvalidParameterException
 
 if TYPE_CHECKING:
@@ -79,11 +80,10 @@ class Recorder:
         ``Details["FalseMatchRateBound"]`` says ``"at-least"`` or ``"at-most"``."""
         if self.log is None:
             return None
-        from faceprint.audit.log import Entry
-
         details = dict(details or {})
-        if threshold is not None and bound(threshold) != "about":  # outside the calibrated levels: a bound
-            details["FalseMatchRateBound"] = bound(threshold)
+        where = None if threshold is None else bound(threshold)
+        if where is not None and where != "about":  # outside the calibrated levels: a bound
+            details["FalseMatchRateBound"] = where
         probe = Probe.of(bytes(probe_bytes)) if isinstance(probe_bytes, bytes | bytearray | memoryview) \
             else probe_bytes
         stored_now = self._keep(probe) if probe is not None else None
@@ -109,8 +109,6 @@ class Recorder:
         """Record an operation that enrols, deletes or changes something; the entry's id."""
         if self.log is None:
             return None
-        from faceprint.audit.log import Entry
-
         now = self.clock()
         entry = Entry(operation=operation, caller=caller, started=now if started is None else started, ended=now,
                       collection_id=collection_id, details=dict(details or {}))
