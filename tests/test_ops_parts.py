@@ -72,7 +72,8 @@ def test_every_part_is_moved_and_counted(moved: dict) -> None:
     assert {k: m.outcome for k, m in report.items()} == {
         "store": "moved", "account": "nothing to move", "keys": "moved", "console": "moved", "settings": "moved",
         "audit": "nothing to move",
-        "review": "nothing to move", "video": "moved", "streams": "moved"}
+        "review": "nothing to move", "video": "moved", "streams": "moved",
+        "crops": "nothing to move", "probes": "nothing to move"}
     assert report["video"].counts == {"video_jobs": 1, "video_items": 5}
     assert report["streams"].counts == {"streams_processors": 2, "streams_events": 2}
     assert report["console"].counts == {"console_users": 1, "console_sessions": 0}

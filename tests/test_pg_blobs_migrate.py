@@ -54,6 +54,9 @@ def test_jobs_in_progress_refuse_the_move_before_anything_is_written(pg: PgServe
     assert "2 video jobs are queued or running" in capsys.readouterr().err
     database = url.split("?")[0].rsplit("/", 1)[1]
     assert pg.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", database) == [(0,)]
+    assert main(["--home", str(home), "migrate", "--to", url, "--force", "--no-index"]) == 0  # the CLI's --force
+    assert pg.sql("SELECT job_id, status FROM video_jobs ORDER BY job_id", database) == [
+        ("done", "SUCCEEDED"), ("queued", "FAILED"), ("running", "FAILED")]
 
 
 def test_forced_jobs_in_progress_move_as_failed(pg: PgServer, tmp_path: Path) -> None:  # noqa: F811

@@ -25,6 +25,9 @@ def add_commands(sub: Any) -> None:
                    help="the PostgreSQL database (postgresql://...; default $FACEPRINT_STORE); an empty one")
     p.add_argument("--no-index", action="store_true",
                    help="do not bring the index (--index, or the home's) up to date from the new store afterwards")
+    p.add_argument("--force", action="store_true",
+                   help="move video jobs still queued or running as FAILED (their input files are this node's) "
+                   "instead of refusing")
 
     p = sub.add_parser("backup", help="a consistent copy of the home's databases and files and of the store "
                                       "(SQLite online backup; pg_dump for PostgreSQL), taken while it runs")
@@ -84,7 +87,7 @@ def _migrate(home: Path, args: argparse.Namespace) -> Any:
     from faceprint.ops.migrate import migrate, rebuild_indexes
 
     target = args.target or os.environ.get(STORE_ENV)
-    moved = migrate(home, args.source, target, log=lambda line: print(line, file=sys.stderr))
+    moved = migrate(home, args.source, target, log=lambda line: print(line, file=sys.stderr), force=args.force)
     out: dict[str, Any] = {"Moved": [m.to_dict() for m in moved]}
     if not args.no_index:
         index = args.index or os.environ.get(INDEX_ENV)

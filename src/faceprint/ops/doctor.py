@@ -38,6 +38,8 @@ PARTS = {  # the home's parts kept in PostgreSQL: where their migrations are
     "audit": ("faceprint.audit.pglog", "migrations"),
     "video": ("faceprint.video.store_pg", "MIGRATIONS"),
     "streams": ("faceprint.streams.store_pg", "MIGRATIONS"),
+    "crops": ("faceprint.store.pgblobs", "CROPS_MIGRATIONS"),
+    "probes": ("faceprint.store.pgblobs", "PROBES_MIGRATIONS"),
 }
 
 

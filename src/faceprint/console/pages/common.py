@@ -29,10 +29,7 @@ def collection_ids(fp: Any) -> list[str]:
 
 
 def crop_available(fp: Any, collection_id: str, face_id: str) -> bool:
-    try:
-        return fp.crops.path(collection_id, face_id).is_file()
-    except (ValueError, OSError):
-        return False
+    return fp.crops.has(collection_id, face_id)
 
 
 def int_param(value: Any, what: str) -> int:
@@ -91,10 +88,7 @@ def _wanted(record: Record, kind: str | None, operations: tuple[str, ...] | froz
 
 
 def probe_kept(fp: Any, sha256: str) -> bool:
-    try:
-        return fp.probe_store.find(sha256) is not None
-    except (ValueError, OSError):
-        return False
+    return fp.probe_store.has(sha256)
 
 
 def two_person(fp: Any, collection_id: str | None) -> bool:
