@@ -158,3 +158,13 @@ def test_backup_and_restore_carry_the_crops_and_probes_kept_not_the_deleted(pg: 
     assert probes_there.get(probe.sha256) == probe.data
     for store in (crops, probes, there, probes_there):
         store.close()
+
+
+def test_a_database_out_of_reach_answers_store_unavailable(pg: PgServer) -> None:  # noqa: F811
+    from faceprint.store.postgres import StoreUnavailable
+
+    crops, probes = PgCropStore(pg.url("no_such_database")), PgProbeStore(pg.url("no_such_database"))
+    with pytest.raises(StoreUnavailable, match="no_such_database"):
+        crops.get("c", face_id())
+    with pytest.raises(StoreUnavailable):
+        probes.save(Probe.of(blob()))
