@@ -18,7 +18,7 @@ import pytest
 
 from faceprint.audit.caller import Caller
 from faceprint.audit.journal import HEAD_SIZE
-from faceprint.audit.log import BROKEN, JOURNAL_BATCH, AuditLog, Entry
+from faceprint.audit.log import BROKEN, CHECKPOINT_EVERY, JOURNAL_BATCH, AuditLog, Entry
 from faceprint.audit.verify import verify
 from faceprint.errors import AuditUnavailable
 
@@ -75,6 +75,18 @@ def test_the_journal_moves_every_batch_and_the_chain_verifies(log):
         log.append_seq(entry(n))
     assert stored(log) == list(range(1, JOURNAL_BATCH + 2)) and len(journal_lines(log)) == 2
     assert verify(log).ok and verify(log).entries == JOURNAL_BATCH + 3
+
+
+def test_a_relaxed_log_checkpoints_its_wal_on_a_thread_of_its_own(log):
+    log.append_seq(entry(0))
+    assert os.path.getsize(log.path) < 100_000 and log._checkpointer is None
+    for n in range(1, CHECKPOINT_EVERY + JOURNAL_BATCH):
+        log.append_seq(entry(n))
+    checkpointer = log._checkpointer
+    assert checkpointer is not None and checkpointer.daemon
+    checkpointer.join(60)
+    assert os.path.getsize(log.path) > CHECKPOINT_EVERY * 300  # the entries' pages copied in from the WAL
+    assert verify(log).ok and log.count() == CHECKPOINT_EVERY + JOURNAL_BATCH
 
 
 def test_another_log_on_the_same_folder_continues_the_chain(tmp_path, log):

@@ -95,6 +95,14 @@ PUT_HEAD = "INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?,
 JOURNAL_BATCH = 128
 """A relaxed log moves its journal into ``audit.db`` once it holds this many entries (and before any read)."""
 
+CHECKPOINT_EVERY = 2048
+"""A relaxed log checkpoints ``audit.db``'s WAL on a thread of its own each time this many entries
+were written to it (about the 1,000 pages after which SQLite would checkpoint in the writing
+thread, with an fsync of the WAL and one of the database that the search being recorded would
+wait for); SQLite's own checkpoint is kept for a WAL of :data:`WAL_PAGES` pages, one the thread
+could not keep down."""
+WAL_PAGES = 16_000
+
 
 def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
     return None if found is None else {"Seq": found[0], "Hash": found[1]}
@@ -139,7 +147,9 @@ class AuditLog:
     as its own last write left it; the journal's entries move into ``audit.db`` every :data:`JOURNAL_BATCH` entries and
     before anything is read, so every reader sees them. Any other append (several entries at once,
     a durable log, files changed by another process or by hand) moves the journal first and is
-    written to ``audit.db`` as before, finding there what changed. ``journaled`` False: a relaxed log
+    written to ``audit.db`` as before, finding there what changed. A relaxed log's WAL is checkpointed
+    on a thread of its own every :data:`CHECKPOINT_EVERY` entries, so that no append waits for the
+    checkpoint's fsyncs. ``journaled`` False: a relaxed log
     writes every append to ``audit.db`` (what it did before the journal; for measurements)."""
 
     def __init__(self, folder: Path, clock: Callable[[], float] = time.time, *, durable: bool = True,
@@ -161,6 +171,10 @@ class AuditLog:
         self._local = threading.local()
         self._identity: tuple[int, int] | None = None
         self._pending: dict[int, tuple[str, index.Columns]] = {}  # seq: (hash, columns) appended, not indexed
+        self._written = 0  # entries a relaxed log wrote to audit.db since its last checkpoint began
+        self._checkpointer: threading.Thread | None = None
+        self.checkpoints = 0  # checkpoints made on a thread of their own, and their CPU seconds (for measurements)
+        self.checkpoint_cpu = 0.0
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -271,6 +285,7 @@ class AuditLog:
         self._drain(database)
         with database.tx() as db:
             written = self._append(db, entries)
+        self._wrote(len(written))
         if written and self._latest is not None:  # the journal's head moves with the chain, whoever writes it
             with suppress(OSError):  # no head: the next append comes here again
                 self.journal.write_head(*self._latest)
@@ -305,10 +320,42 @@ class AuditLog:
             top = self._index_top(db, top or 0, last)
             if last - top >= index.INDEX_EVERY:
                 self._catch_up(db, top)
+        self._wrote(len(lines))
         self.journal.clear()
         fast = self._fast
         keys = self._keys() if intact and fast is not None and (fast.seq, fast.hash) == end else None
         self._fast = None if keys is None or fast is None else _Fast(keys, fast.seq, fast.hash, 0)
+
+    def _wrote(self, count: int) -> None:
+        """``count`` entries written to ``audit.db`` (the caller holds :meth:`_exclusive`): a relaxed
+        log checkpoints its WAL on a thread of its own every :data:`CHECKPOINT_EVERY` of them."""
+        self._written += count
+        if self.durable or self._written < CHECKPOINT_EVERY:
+            return
+        running = self._checkpointer
+        if running is not None and running.is_alive():  # (a thread of the parent is not alive in a forked child)
+            return
+        self._written = 0
+        thread = threading.Thread(target=self._checkpoint, name="faceprint-audit-checkpoint", daemon=True)
+        self._checkpointer = thread
+        thread.start()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's pages into ``audit.db`` (``PASSIVE``: no writer or reader waits for it), on
+        this thread's own connection, closed after; where it cannot, the next one does, or SQLite."""
+        database = self._database
+        if database is None:
+            return
+        started = time.thread_time()
+        try:
+            database.db().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (sqlite3.Error, OSError):
+            pass
+        finally:
+            with suppress(sqlite3.Error):
+                database.close()
+            self.checkpoints += 1
+            self.checkpoint_cpu += time.thread_time() - started
 
     def _install_head(self, db: sqlite3.Connection, latest: tuple[int, str] | None, head: Head) -> None:
         """Make the journal's ``head`` the stored latest head, as it is; the one before retires (a
@@ -608,6 +655,7 @@ class AuditLog:
             connection = self._database.db()
             if getattr(self._local, "relaxed", None) is not connection:
                 connection.execute("PRAGMA synchronous=NORMAL")
+                connection.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")  # see CHECKPOINT_EVERY
                 self._local.relaxed = connection
         return self._database
 
