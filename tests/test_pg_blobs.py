@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from faceprint.audit.probe_store import Probe
-from faceprint.store.pgblobs import PgCropStore, PgProbeStore
+from faceprint.store.pgblobs import PARTITIONS, PgCropStore, PgProbeStore
 from pg import PgServer, pg  # noqa: F401
 
 SIZE = 6000
@@ -86,22 +86,31 @@ def test_a_probe_used_again_is_kept_from_its_last_use(url: str) -> None:
     a.close(), b.close()
 
 
-def test_deleted_crops_leave_the_table_files_once_a_share_is_deleted(pg: PgServer, url: str) -> None:  # noqa: F811
+def test_deleted_crops_leave_the_table_files_once_a_share_of_their_partition_is_deleted(
+        pg: PgServer, url: str) -> None:  # noqa: F811
+    """About 20 crops in each of the 16 partitions: one deleted (1 in 20) leaves its partition as it
+    is; four deleted from one partition (past COMPACT_SHARE of it) rewrite that partition alone."""
     a, b = PgCropStore(url), PgCropStore(url)
-    kept = {face_id(): blob() for _ in range(30)}
-    doomed = {face_id(): blob() for _ in range(5)}
-    for fid, crop in [*kept.items(), *doomed.items()]:
+    crops = {face_id(): blob() for _ in range(20 * PARTITIONS)}
+    for fid, crop in crops.items():
         a.save("c", fid, crop)
-    assert traces(pg, url, [*kept.values(), *doomed.values()]) == 35
     database = url.split("?")[0].rsplit("/", 1)[1]
-    pg.sql("ANALYZE crops_faces", database)  # the statistics know the 35 rows
-    first, *others = doomed
-    assert b.delete("c", [first]) == 1  # 1 of 35: below COMPACT_SHARE, no rewrite yet
-    assert pg.sql("SELECT uncompacted FROM crops_state", database) == [(1,)]
-    assert b.delete("c", others) == 4  # 5 of 35 since the last rewrite: past the share, rewritten
-    assert pg.sql("SELECT uncompacted FROM crops_state", database) == [(0,)]
-    assert traces(pg, url, list(doomed.values())) == 0 and traces(pg, url, list(kept.values())) == 30
-    assert all(a.get("c", fid) == crop for fid, crop in kept.items())
+    pg.sql("ANALYZE crops_faces", database)  # the statistics know each partition's rows
+    partition, first = pg.sql("SELECT tableoid::regclass::text, min(face_id) FROM crops_faces "
+                              "GROUP BY 1 HAVING count(*) BETWEEN 11 AND 40 LIMIT 1", database)[0]
+    neighbours = [r[0] for r in pg.sql(f"SELECT face_id FROM {partition} WHERE face_id > '{first}' "
+                                       "ORDER BY face_id LIMIT 3", database)]
+    doomed = [first, *neighbours]
+    assert traces(pg, url, [crops[f] for f in doomed]) == 4
+
+    def uncompacted() -> int:
+        return pg.sql(f"SELECT uncompacted FROM crops_state WHERE partition = '{partition}'", database)[0][0]
+    assert b.delete("c", [first]) == 1 and uncompacted() == 1  # 1 of 11 or more: not rewritten yet
+    assert b.delete("c", neighbours) == 3 and uncompacted() == 0  # 4 of 40 or fewer: rewritten
+    assert traces(pg, url, [crops[f] for f in doomed]) == 0
+    kept = [crop for fid, crop in crops.items() if fid not in doomed]
+    assert traces(pg, url, kept) == len(kept) and all(a.get("c", fid) == crops[fid] for fid in list(crops)[:20]
+                                                      if fid not in doomed)
     a.close(), b.close()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -35,31 +36,38 @@ from faceprint.store.pgshared import PgPart, statements
 from faceprint.store.postgres import CONNECT_TIMEOUT
 
 COMPACT_SHARE = 0.1
-"""Share of a table's rows deleted since its last rewrite that makes a delete rewrite it (``VACUUM FULL``)."""
+"""Share of a partition's rows deleted since its last rewrite that makes a delete rewrite it (``VACUUM FULL``)."""
+PARTITIONS = 16
+"""Hash partitions of each table (by face id, by digest): a rewrite locks and copies one of them."""
 
 _VACUUM = ("autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1, "
            "toast.autovacuum_vacuum_scale_factor = 0, toast.autovacuum_vacuum_threshold = 1")
 
 
-def _schema(table: str, columns: str, blob: str, extra: str = "") -> str:
+def _schema(table: str, columns: str, key: str, blob: str, extra: str = "") -> str:
+    """The table, hash-partitioned by ``key`` into ``table_0`` .. ``table_15`` (each vacuumed after any
+    delete, its ``blob`` column out of line and uncompressed), and its state: one row a partition."""
     state = table.split("_", 1)[0] + "_state"
+    parts = "".join(f"CREATE TABLE {table}_{i} PARTITION OF {table} FOR VALUES WITH (MODULUS {PARTITIONS}, "
+                    f"REMAINDER {i}) WITH ({_VACUUM});\n"
+                    f"ALTER TABLE {table}_{i} ALTER COLUMN {blob} SET STORAGE EXTERNAL;\n" for i in range(PARTITIONS))
     return f"""
-CREATE TABLE {table} ({columns}) WITH ({_VACUUM});
+CREATE TABLE {table} ({columns}) PARTITION BY HASH ({key});
 ALTER TABLE {table} ALTER COLUMN {blob} SET STORAGE EXTERNAL;
-{extra}
-CREATE TABLE {state} (single BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single), uncompacted BIGINT NOT NULL);
-INSERT INTO {state} VALUES (TRUE, 0);
+{parts}{extra}
+CREATE TABLE {state} (partition TEXT PRIMARY KEY, uncompacted BIGINT NOT NULL);
+INSERT INTO {state} SELECT '{table}_' || i, 0 FROM generate_series(0, {PARTITIONS - 1}) AS i;
 """
 
 
 CROPS_TABLE = "crops_faces"
 CROPS_MIGRATIONS = (Migration(1, "face crops (JPEG), out of line and vacuumed after any delete", statements(_schema(
     CROPS_TABLE, 'collection_id TEXT COLLATE "C" NOT NULL, face_id TEXT COLLATE "C" NOT NULL, jpeg BYTEA NOT NULL, '
-    "created DOUBLE PRECISION NOT NULL, PRIMARY KEY (collection_id, face_id)", "jpeg"))),)
+    "created DOUBLE PRECISION NOT NULL, PRIMARY KEY (collection_id, face_id)", "face_id", "jpeg"))),)
 PROBES_TABLE = "probes_stored"
 PROBES_MIGRATIONS = (Migration(1, "stored probes, out of line and vacuumed after any delete", statements(_schema(
     PROBES_TABLE, 'sha256 TEXT COLLATE "C" PRIMARY KEY, ext TEXT NOT NULL, data BYTEA NOT NULL, '
-    "used DOUBLE PRECISION NOT NULL", "data",
+    "used DOUBLE PRECISION NOT NULL", "sha256", "data",
     f"CREATE INDEX {PROBES_TABLE}_by_use ON {PROBES_TABLE} (used);"))),)
 
 
@@ -81,8 +89,8 @@ class StoredBlob:
 
 class BlobTable:
     """One part's table of blobs: its pool (opened, and the part migrated, at the first use: a node
-    that never stores a probe opens no pool for them), the count of rows deleted since the table's
-    last rewrite, and the rewrite."""
+    that never stores a probe opens no pool for them), the rows deleted from each partition since its
+    last rewrite, and the rewrites."""
 
     def __init__(self, url: str, part: str, table: str, migrations: Sequence[Migration],
                  compact_share: float, pool_size: int) -> None:
@@ -110,35 +118,43 @@ class BlobTable:
         with reaching():
             return self.part.rows(query, args)
 
-    def delete(self, where: str, args: Sequence[Any], returning: str = "1") -> list[tuple]:
-        """Delete the rows ``where`` selects (one transaction, the deleted counted), rewrite the table
-        if the share is reached; the deleted rows' ``returning`` columns."""
+    def delete(self, where: str, args: Sequence[Any]) -> int:
+        """Delete the rows ``where`` selects (one transaction, counted by partition), then rewrite the
+        partitions where the share is reached; how many rows were deleted."""
         with reaching():
             with self.part.tx() as db:
-                gone = db.execute(f"DELETE FROM {self.table} WHERE {where} RETURNING {returning}", args).fetchall()
-                if gone:
-                    db.execute(f"UPDATE {self.state} SET uncompacted = uncompacted + %s", (len(gone),))
-            if gone and self._due():
-                self.compact()
-        return gone
+                gone = Counter(r[0] for r in db.execute(
+                    f"DELETE FROM {self.table} WHERE {where} RETURNING tableoid::regclass::text", args).fetchall())
+                for partition, count in sorted(gone.items()):
+                    db.execute(f"UPDATE {self.state} SET uncompacted = uncompacted + %s WHERE partition = %s",
+                               (count, partition))
+            due = self._due(sorted(gone))
+            if due:
+                self.compact(due)
+        return sum(gone.values())
 
-    def _due(self) -> bool:
-        """Whether the rows deleted since the last rewrite reach the share of those kept (the
-        statistics' live-row estimate: cheap, and never reading the table)."""
-        found = self.part.one(f"SELECT s.uncompacted, GREATEST(COALESCE(t.n_live_tup, 0), c.reltuples, 0) "
-                              f"FROM {self.state} s, pg_class c LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid "
-                              "WHERE c.oid = to_regclass(%s)", (self.table,))
-        return found is not None and found[0] > 0 and found[0] >= self.compact_share * float(found[1])
+    def _due(self, partitions: list[str]) -> list[str]:
+        """Those of ``partitions`` whose rows deleted since their last rewrite reach the share of those
+        kept (the statistics' live-row estimate: cheap, never reading the table)."""
+        if not partitions:
+            return []
+        found = self.part.rows("SELECT s.partition, s.uncompacted, GREATEST(COALESCE(t.n_live_tup, 0), c.reltuples, 0) "
+                               f"FROM {self.state} s JOIN pg_class c ON c.oid = to_regclass(s.partition) "
+                               "LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid WHERE s.partition = ANY(%s) "
+                               "ORDER BY s.partition", (partitions,))
+        return [name for name, deleted, kept in found if deleted > 0 and deleted >= self.compact_share * float(kept)]
 
-    def compact(self) -> None:
-        """Rewrite the table (``VACUUM FULL``): no deleted row's bytes are left in its files (or its
-        TOAST table's). Reads and writes of the table wait while it runs."""
+    def compact(self, partitions: list[str] | None = None) -> None:
+        """Rewrite ``partitions`` (None: every one), one after the other (``VACUUM FULL``): no deleted
+        or replaced row's bytes are left in their files (or their TOAST tables'). Reads and writes of a
+        partition wait while it is rewritten; the other partitions' do not."""
         with reaching():
-            seen = self.part.one(f"SELECT uncompacted FROM {self.state}")
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as db:
-                db.execute(sql.SQL("VACUUM FULL {}").format(sql.Identifier(self.table)))
-            self.part.execute(f"UPDATE {self.state} SET uncompacted = GREATEST(uncompacted - %s, 0)",
-                              (seen[0] if seen else 0,))
+            seen = dict(self.part.rows(f"SELECT partition, uncompacted FROM {self.state} ORDER BY partition"))
+            for partition in partitions if partitions is not None else list(seen):
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)) as db:
+                    db.execute(sql.SQL("VACUUM FULL {}").format(sql.Identifier(partition)))
+                self.part.execute(f"UPDATE {self.state} SET uncompacted = GREATEST(uncompacted - %s, 0) "
+                                  "WHERE partition = %s", (seen.get(partition, 0), partition))
 
 
 class PgCropStore:
@@ -173,6 +189,10 @@ class PgCropStore:
             raise ValueError("a crop is 1 byte to 4 MiB of JPEG")
         blob = self.path(collection_id, face_id)
         with reaching(), self.blobs.part.tx() as db:
+            for (partition,) in db.execute(f"DELETE FROM {CROPS_TABLE} WHERE collection_id = %s AND face_id = %s "
+                                           "RETURNING tableoid::regclass::text", (collection_id, face_id)):
+                db.execute(f"UPDATE {self.blobs.state} SET uncompacted = uncompacted + 1 WHERE partition = %s",
+                           (partition,))  # the face's earlier crop: a deleted row's bytes now
             db.execute(f"INSERT INTO {CROPS_TABLE} VALUES (%s, %s, %s, %s) ON CONFLICT (collection_id, face_id) "
                        "DO UPDATE SET jpeg = EXCLUDED.jpeg, created = EXCLUDED.created",
                        (collection_id, face_id, bytes(jpeg), self.clock()))
@@ -199,11 +219,11 @@ class PgCropStore:
         wanted = sorted({f for f in face_ids if isinstance(f, str) and FACE_ID.fullmatch(f)})
         if not wanted:
             return 0
-        return len(self.blobs.delete("collection_id = %s AND face_id = ANY(%s)", (collection_id, wanted)))
+        return self.blobs.delete("collection_id = %s AND face_id = ANY(%s)", (collection_id, wanted))
 
     def drop(self, collection_id: str) -> int:
         """Erase every crop of the collection; answers how many were erased."""
-        return len(self.blobs.delete("collection_id = %s", (collection_id,)))
+        return self.blobs.delete("collection_id = %s", (collection_id,))
 
 
 class PgProbeStore:
@@ -277,4 +297,4 @@ class PgProbeStore:
     def prune(self, older_than_days: float, now: float | None = None) -> int:
         """Erase the probes last used by a search more than ``older_than_days`` ago; answers how many."""
         now = self.clock() if now is None else now
-        return len(self.blobs.delete("used < %s", (now - older_than_days * 86400,)))
+        return self.blobs.delete("used < %s", (now - older_than_days * 86400,))
