@@ -10,11 +10,13 @@ and :class:`faceprint.audit.probe_store.ProbeStore`; where those answer a file's
 
 Deletion erases as the face store's does (docs/scale.md, "How deletion erases in PostgreSQL"): a
 delete removes the rows in one transaction, gone from every read from then on; their bytes (kept
-uncompressed out of line, ``STORAGE EXTERNAL``, in the table's TOAST table) leave the table files
-when the table is **rewritten** (``VACUUM FULL``): a delete rewrites it once the rows deleted since
-its last rewrite reach ``COMPACT_SHARE`` of the rows kept, and :meth:`compact` rewrites it on
-demand. Below that share autovacuum prunes them (the tables and their TOAST tables are set to be
-vacuumed after any delete) and later writes overwrite the space freed.
+uncompressed out of line, ``STORAGE EXTERNAL``, in TOAST tables) leave the table files when their
+partition is **rewritten** (``VACUUM FULL``). Each table has ``PARTITIONS`` hash partitions, so a
+rewrite copies and locks a sixteenth of it: a delete rewrites each partition it deleted from once
+the rows deleted there since its last rewrite reach ``COMPACT_SHARE`` of the rows it keeps, and
+:meth:`PgCropStore.compact` rewrites them all on demand. Below that share autovacuum prunes them
+(every partition and its TOAST table is set to be vacuumed after any delete) and later writes
+overwrite the space freed.
 """
 
 from __future__ import annotations
