@@ -70,11 +70,52 @@ def test_single_appends_go_to_the_journal_and_every_read_sees_them(log):
 
 
 def test_the_journal_moves_every_batch_and_the_chain_verifies(log):
+    log.background_moves = False  # the append that fills the batch moves it
     log.append_seq(entry(0))
     for n in range(1, JOURNAL_BATCH + 3):
         log.append_seq(entry(n))
     assert stored(log) == list(range(1, JOURNAL_BATCH + 2)) and len(journal_lines(log)) == 2
-    assert verify(log).ok and verify(log).entries == JOURNAL_BATCH + 3
+    assert verify(log).ok and verify(log).entries == JOURNAL_BATCH + 3 and log.mover.runs == 0
+
+
+def test_a_full_batch_moves_on_the_movers_thread(log):
+    log.append_seq(entry(0))
+    for n in range(1, JOURNAL_BATCH + 3):
+        log.append_seq(entry(n))
+    assert log.mover.join(60) and log.mover.runs >= 1
+    moved, waiting = stored(log), [int(line.split(" ")[0]) for line in journal_lines(log)]
+    assert len(moved) >= JOURNAL_BATCH + 1 and moved + waiting == list(range(1, JOURNAL_BATCH + 4))
+    assert verify(log).ok and verify(log).entries == JOURNAL_BATCH + 3 and BROKEN not in {
+        r.entry.operation for r in log.records()}
+
+
+def _append_one(log: AuditLog) -> None:
+    log.append_seq(entry(99, "child"))
+
+
+def test_a_child_forked_while_another_thread_writes_appends_with_the_same_log(log):
+    import threading
+
+    log.append_seq(entry(0))
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:  # as the mover is while it moves a batch
+        with log._write_lock:
+            held.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    held.wait(60)
+    child = multiprocessing.get_context("fork").Process(target=_append_one, args=(log,))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    release.set()
+    thread.join(60)
+    assert child.exitcode == 0  # not stuck on a lock its parent's thread held when it was forked
+    assert [r.entry.caller.actor for r in log.records()] == ["alice", "child"] and problems(log) == []
 
 
 def test_a_relaxed_log_checkpoints_its_wal_on_a_thread_of_its_own(log):
@@ -82,6 +123,7 @@ def test_a_relaxed_log_checkpoints_its_wal_on_a_thread_of_its_own(log):
     assert os.path.getsize(log.path) < 100_000 and log._checkpointer is None
     for n in range(1, CHECKPOINT_EVERY + JOURNAL_BATCH):
         log.append_seq(entry(n))
+    assert log.mover.join(60)  # the batches moved (on the mover's thread, which starts the checkpoint)
     checkpointer = log._checkpointer
     assert checkpointer is not None and checkpointer.daemon
     checkpointer.join(60)

@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from faceprint.audit import columns as index
 from faceprint.audit.caller import Caller
 from faceprint.audit.chain import GENESIS, link, link_bytes
 from faceprint.audit.journal import Head, Journal
+from faceprint.audit.mover import Mover
 from faceprint.audit.records import (
     NOT_AN_ENTRY,
     AuditFilter,
@@ -95,6 +97,10 @@ PUT_HEAD = "INSERT OR REPLACE INTO heads (seq, hash, time, signature) VALUES (?,
 JOURNAL_BATCH = 128
 """A relaxed log moves its journal into ``audit.db`` once it holds this many entries (and before any read)."""
 
+MOST_WAITING = 8 * JOURNAL_BATCH
+"""A journal holding this many entries (its mover could not move them: ``audit.db`` unwritable...)
+is moved by the append itself, as every batch was before the mover (``faceprint.audit.mover``)."""
+
 CHECKPOINT_EVERY = 2048
 """A relaxed log checkpoints ``audit.db``'s WAL on a thread of its own each time this many entries
 were written to it (about the 1,000 pages after which SQLite would checkpoint in the writing
@@ -144,9 +150,11 @@ class AuditLog:
     A relaxed log appends an entry (one at a time: ``append``, ``append_seq``) to its journal
     (``faceprint.audit.journal``: one ``write`` of the chained line and one ``pwrite`` of the new
     latest head with its MAC at the journal's start, under the journal's lock) when the journal is
-    as its own last write left it; the journal's entries move into ``audit.db`` every :data:`JOURNAL_BATCH` entries and
-    before anything is read, so every reader sees them. Any other append (several entries at once,
-    a durable log, files changed by another process or by hand) moves the journal first and is
+    as its own last write left it; the journal's entries move into ``audit.db`` every :data:`JOURNAL_BATCH` entries (on
+    the thread of its :attr:`mover`, ``faceprint.audit.mover``: the search that fills a batch does not
+    wait for its move) and before anything is read, so every reader sees them. Any other append
+    (several entries at once, a durable log, files changed by another process or by hand) moves the
+    journal first and is
     written to ``audit.db`` as before, finding there what changed. A relaxed log's WAL is checkpointed
     on a thread of its own every :data:`CHECKPOINT_EVERY` entries, so that no append waits for the
     checkpoint's fsyncs. ``journaled`` False: a relaxed log
@@ -175,6 +183,9 @@ class AuditLog:
         self._checkpointer: threading.Thread | None = None
         self.checkpoints = 0  # checkpoints made on a thread of their own, and their CPU seconds (for measurements)
         self.checkpoint_cpu = 0.0
+        self.mover = Mover(self, "faceprint-audit-move")  # moves full batches of the journal
+        self.background_moves = True  # False: the append that fills a batch moves it (as before the mover)
+        _LOGS.add(self)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -271,11 +282,27 @@ class AuditLog:
                 os.ftruncate(self.journal.fd, journal_key[1])  # type: ignore[arg-type]
             raise
         self._pending[seq] = (hash_, entry.columns(body))
-        self._fast = _Fast(((journal_key[0], journal_key[1] + size), head), seq, hash_, fast.count + 1)
-        if fast.count + 1 >= JOURNAL_BATCH:
+        count = fast.count + 1
+        self._fast = _Fast(((journal_key[0], journal_key[1] + size), head), seq, hash_, count)
+        if count >= JOURNAL_BATCH and (count >= MOST_WAITING or not self.background_moves or not self.mover.wake()):
             with suppress(sqlite3.Error, OSError, ValueError):  # written; a later call moves it where this fails
                 self._drain(self._db())
         return seq, body, prev, hash_
+
+    def move_journal(self) -> None:
+        """Move the journal into ``audit.db`` (its :attr:`mover`'s work, on the mover's thread); where
+        it cannot, a later append or read does."""
+        with suppress(sqlite3.Error, OSError, ValueError):
+            database = self._db()
+            with self._exclusive():
+                self._drain(database)
+
+    def _after_fork(self) -> None:
+        """In a forked child (one thread): the locks a thread of the parent may have held (its mover
+        in a move) anew, and the parent's threads forgotten."""
+        self._lock, self._write_lock, self._writer = threading.Lock(), threading.Lock(), None
+        self._checkpointer = None
+        self.mover.after_fork()
 
     def _committed(self, database: Database, entries: list[Entry]) -> list[tuple[int, str, str, str]]:
         """Append ``entries`` in one ``audit.db`` transaction (the journal moved there first), finding
@@ -710,3 +737,15 @@ def signed_latest(signer: Any, head: SignedHead) -> SignedHead:
     except (OSError, ValueError) as exc:
         raise AuditUnavailable(UNREADABLE) from exc
     return SignedHead(head.seq, head.hash, head.time, signature)
+
+
+_LOGS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+"""The logs of this process, whose locks a forked child takes anew (see :meth:`AuditLog._after_fork`)."""
+
+
+def _forked() -> None:
+    for log in list(_LOGS):
+        log._after_fork()
+
+
+os.register_at_fork(after_in_child=_forked)
