@@ -114,17 +114,17 @@ def _position(found: tuple[int, str] | None) -> dict[str, Any] | None:
     return None if found is None else {"Seq": found[0], "Hash": found[1]}
 
 
-@dataclass(frozen=True)
 class _Fast:
     """What a relaxed log knows after its own last write: the journal as it left it (``keys``: its
     inode and size, and its head's bytes: every writer of the chain, in any process, moves the head,
     which names the chain's end, and every append or move changes the size), the chain's end
-    (``seq``, ``hash``: also the latest head) and the entries in the journal."""
+    (``seq``, ``hash``: also the latest head) and the entries in the journal. (A plain class: one is
+    made by every append.)"""
 
-    keys: tuple
-    seq: int
-    hash: str
-    count: int
+    __slots__ = ("keys", "seq", "hash", "count")
+
+    def __init__(self, keys: tuple, seq: int, hash_: str, count: int) -> None:
+        self.keys, self.seq, self.hash, self.count = keys, seq, hash_, count
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class AuditLog:
         self._latest: tuple[int, str, float, str] | None = None  # the latest head the last commit signed
         self._local = threading.local()
         self._identity: tuple[int, int] | None = None
-        self._pending: dict[int, tuple[str, index.Columns]] = {}  # seq: (hash, columns) appended, not indexed
+        self._pending: dict[int, tuple[str, Entry, str]] = {}  # seq: (hash, entry, body) appended, not indexed
         self._written = 0  # entries a relaxed log wrote to audit.db since its last checkpoint began
         self._checkpointer: threading.Thread | None = None
         self.checkpoints = 0  # checkpoints made on a thread of their own, and their CPU seconds (for measurements)
@@ -281,7 +281,7 @@ class AuditLog:
             with suppress(OSError):  # no line without its head
                 os.ftruncate(self.journal.fd, journal_key[1])  # type: ignore[arg-type]
             raise
-        self._pending[seq] = (hash_, entry.columns(body))
+        self._pending[seq] = (hash_, entry, body)  # its columns made when it is indexed
         count = fast.count + 1
         self._fast = _Fast(((journal_key[0], journal_key[1] + size), head), seq, hash_, count)
         if count >= JOURNAL_BATCH and (count >= MOST_WAITING or not self.background_moves or not self.mover.wake()):
@@ -443,7 +443,7 @@ class AuditLog:
             body = entry.body(seq)
             hash_ = link(prev, body)
             written.append((seq, body, prev, hash_))
-            self._pending[seq] = (hash_, entry.columns(body))
+            self._pending[seq] = (hash_, entry, body)  # its columns made when it is indexed
             prev = hash_
         if len(written) == 1:
             db.execute(INSERT, written[0])
@@ -469,7 +469,7 @@ class AuditLog:
 
         def known(seq: int, hash_: str) -> index.Columns | None:
             found = pending.get(seq)
-            return found[1] if found is not None and found[0] == hash_ else None
+            return found[1].columns(found[2]) if found is not None and found[0] == hash_ else None
 
         new_top = index.catch_up(db, top, known)
         for seq in [s for s in pending if s <= new_top]:
