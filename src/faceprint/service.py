@@ -927,6 +927,14 @@ class Faceprint:
         who = resolve(caller, purpose, case)
         return self.eraser().erase(who, external_image_id, user_id, collection_id)
 
+    def compact(self, collection_ids: list[str] | None = None) -> dict[str, Any]:
+        """Rewrite now what deleted faces' bytes may still sit in: with the PostgreSQL store, the
+        collections ``collection_ids`` (None: all; each locked while rewritten) and the crops and
+        probes tables (:mod:`faceprint.compaction`); the embedded store erases as it deletes."""
+        from faceprint.compaction import compact
+
+        return compact(self.store, {"Crops": self.crops, "Probes": self.probe_store}, collection_ids)
+
     def apply_retention(self, now: float | None = None, *, caller: Caller | None = None, purpose: str | None = None,
                         case: str | None = None) -> dict[str, Any]:
         """Delete the faces older than their collection's face retention period (audited:
