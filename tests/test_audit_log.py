@@ -86,39 +86,6 @@ def test_columns_agree_with_the_body_whatever_the_entry_holds(tmp_path):
     assert log.query(AuditFilter(case="K-1"))[0].seq == 1 and verify(log).ok
 
 
-def _odd_entries() -> list[Entry]:
-    """Entries whose values the plain body cannot write itself (numpy numbers, NaN, bools, subclasses,
-    sets, paths, non-ASCII and control text, mixed keys...), and plain ones, each differently."""
-    import pathlib
-
-    import numpy as np
-
-    class Text(str):
-        pass
-
-    who = Caller("zoë\u202e", "key", "AKIA\n1", purpose="enquête \"x\"", case="K\x00")
-    return [entry(0), entry(1, case="K-1"), entry(2, collection=None),
-            Entry("IndexFaces", Caller("bob"), 1.0, 2.0),
-            Entry("SearchFaces", who, 1, 2, "c", True, 80, np.float64(1e-4), probe_quality={"Width": 40, "b": None},
-                  low_quality=1, candidates=({"FaceId": "f", "Similarity": np.float32(91.25), 3: "x"},)),
-            Entry("SearchFaces", Caller(Text("t")), 1.5, 2.5, details={"s": {1, 2}, "p": pathlib.Path("/x")}),
-            Entry("SearchFaces", Caller("a"), float("nan"), 2.0, threshold=float("inf")),
-            Entry("SearchFaces", Caller("a"), 1.0, 2.0, collection_size=np.int64(3), false_match_rate=-0.0),
-            Entry("SearchFaces", Caller("a"), 1e300, 1e-300, candidates=[{"FaceId": "f"}], details=[]),
-            Entry("SearchFaces", Caller("a"), 1.0, 2.0, probe_quality=np.array([1.0]).tolist(), details=None),
-            Entry("SearchFaces", Caller("a"), None, 2.0, details={"k": float("nan"), "m": {2: 1, "1": 2}}),
-            Entry("SearchFaces", who, 1.0, 2.0, "c\u00e9", 5, 80.0, 1e-4, "ab", {"W": 1.5}, True,
-                  ({"FaceId": "f", "Similarity": 91.25, "UserId": "\u2028"},), {"x": [1, None, "\ud800"]}),
-            Entry("X", Caller("a", "os"), 1, 2, threshold=99, false_match_rate=0.0)]
-
-
-@pytest.mark.parametrize("index", range(13))
-def test_an_entry_body_is_the_canonical_json_of_its_fields(index):
-    odd = _odd_entries()[index]
-    for seq in (1, 10**15):
-        assert odd.body(seq) == canonical_json(odd.fields(seq))
-
-
 @pytest.mark.parametrize("seq, hash_, time_", [(7, "ab" * 32, 1_800_000_000.123456), (10**15, "0" * 64, 1e-7),
                                                (3, "AB", 1.0), (3, 'a"b', 1.0), (True, "ab", 1.0), (2, "ab", 5)])
 def test_a_head_message_is_its_canonical_json(seq, hash_, time_):

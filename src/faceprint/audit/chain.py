@@ -60,39 +60,6 @@ _ENCODE = None if c_make_encoder is None else c_make_encoder(
 encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan."""
 
 
-def part(value: Any) -> str:
-    """``value`` as :func:`canonical_json` writes it where its C encoder takes it straight through
-    (TypeError or ValueError where it would not: then canonical_json takes its slow way, which
-    may write the value differently, so the caller writes the whole with canonical_json)."""
-    if _ENCODE is None:
-        raise TypeError("no C encoder")
-    return "".join(_ENCODE(value, 0))
-
-
-def text(value: Any) -> str:
-    """A text or None as :func:`canonical_json` writes it (TypeError for anything else)."""
-    if value is None:
-        return "null"
-    if type(value) is not str:
-        raise TypeError("not a text")
-    return encode_basestring_ascii(value)
-
-
-def number(value: Any) -> str:
-    """An int, a finite float or None as :func:`canonical_json` writes it (TypeError for a bool,
-    a subclass such as numpy's, or anything else; ValueError for NaN and the infinities)."""
-    if value is None:
-        return "null"
-    kind = type(value)
-    if kind is float:
-        if not math.isfinite(value):
-            raise ValueError("not finite")
-        return float.__repr__(value)
-    if kind is int:
-        return int.__repr__(value)
-    raise TypeError("not a plain number")
-
-
 def link(prev_hash: str, body: str) -> str:
     """The hash of an entry whose body is ``body`` after the entry whose hash is ``prev_hash``."""
     return hashlib.sha256((prev_hash + body).encode("ascii")).hexdigest()

@@ -32,7 +32,7 @@ from typing import Any
 
 from faceprint.audit import columns as index
 from faceprint.audit.caller import Caller
-from faceprint.audit.chain import GENESIS, link, link_bytes
+from faceprint.audit.chain import GENESIS, canonical_json, link, link_bytes
 from faceprint.audit.journal import Head, Journal
 from faceprint.audit.mover import Mover
 from faceprint.audit.records import (
@@ -269,7 +269,7 @@ class AuditLog:
         """Append ``entry`` to the journal after the chain's end that ``fast`` knows, with the new
         latest head; the journal moved into ``audit.db`` once it holds :data:`JOURNAL_BATCH` entries."""
         seq, prev = fast.seq + 1, fast.hash
-        body = entry.body(seq)
+        body = canonical_json(entry.fields(seq))
         data = body.encode("ascii")
         hash_ = link_bytes(prev, data)
         journal_key = fast.keys[0]
@@ -440,7 +440,7 @@ class AuditLog:
         written: list[tuple[int, str, str, str]] = []
         for entry in entries:
             seq += 1
-            body = entry.body(seq)
+            body = canonical_json(entry.fields(seq))
             hash_ = link(prev, body)
             written.append((seq, body, prev, hash_))
             self._pending[seq] = (hash_, entry, body)  # its columns made when it is indexed

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faceprint.audit.caller import Caller
-from faceprint.audit.chain import canonical_json, number, part, text
 from faceprint.errors import InvalidParameterException
 
 MAX_FILTER = 1000
@@ -58,32 +57,6 @@ class Entry:
                 "FalseMatchRate": self.false_match_rate, "ProbeSha256": self.probe_sha256,
                 "ProbeQuality": self.probe_quality, "LowQuality": bool(self.low_quality),
                 "Candidates": list(self.candidates), "Details": dict(self.details or {})}
-
-    def body(self, seq: int) -> str:
-        """The stored body with ``seq``: ``canonical_json(self.fields(seq))``, byte for byte (a search's
-        path: where every value is plain, written out in the keys' sorted order without making the
-        fields and sorting them; else canonical_json itself)."""
-        try:
-            return self._plain_body(seq)
-        except (TypeError, ValueError):
-            return canonical_json(self.fields(seq))
-
-    def _plain_body(self, seq: int) -> str:
-        """:meth:`body` where every value is plain (TypeError or ValueError where one is not)."""
-        c, details = self.caller, self.details
-        if (details is not None and type(details) is not dict) or type(self.candidates) is not tuple \
-                or (self.probe_quality is not None and type(self.probe_quality) is not dict) \
-                or self.started is None or self.ended is None or type(seq) is not int \
-                or type(self.operation) is not str or type(c.actor) is not str or type(c.kind) is not str:
-            raise TypeError("not plain")
-        return (f'{{"Actor":{text(c.actor)},"ActorKind":{text(c.kind)},"Candidates":{part(self.candidates)},'
-                f'"Case":{text(c.case)},"CollectionId":{text(self.collection_id)},'
-                f'"CollectionSize":{number(self.collection_size)},"Details":{part(details or {})},'
-                f'"Ended":{number(self.ended)},"FalseMatchRate":{number(self.false_match_rate)},'
-                f'"KeyId":{text(c.key_id)},"LowQuality":{"true" if self.low_quality else "false"},'
-                f'"Operation":{text(self.operation)},"ProbeQuality":{part(self.probe_quality)},'
-                f'"ProbeSha256":{text(self.probe_sha256)},"Purpose":{text(c.purpose)},"Seq":{seq},'
-                f'"Started":{number(self.started)},"Threshold":{number(self.threshold)}}}')
 
     def columns(self, body: str) -> tuple[Any, ...]:
         """The indexed columns (started, operation, actor, collection, case) of this entry stored as
