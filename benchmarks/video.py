@@ -1,7 +1,7 @@
 """Stored video face search: accuracy against exact ground truth, speed against a naive loop, real clips.
 
 Run: python benchmarks/video.py [--quick] [--profiles accurate,fast] [--threshold 80] [--details]
-     [--set full|tune] [--available] [--heights 720,1080]
+     [--set full|tune] [--available] [--heights 720,1080] [--views N] [--first-views K]
      (full: about 20 minutes on 2 cores once the clips and galleries are cached; --quick: a
      couple of minutes, fast profile, two short clips)
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -120,14 +121,15 @@ class Run:
     video_s: float
 
 
-def analyse(fp, path: Path, collection: str | None, threshold: float, operation: str = "search") -> Run:
+def analyse(fp, path: Path, collection: str | None, threshold: float, operation: str = "search",
+            settings=None) -> Run:
     from faceprint.video import faces
     from faceprint.video.context import LocalContext
 
     params = {"CollectionId": collection, "FaceMatchThreshold": threshold} if collection else {}
     ctx = LocalContext(path, params, fp)
     wall, cpu = time.perf_counter(), time.process_time()
-    getattr(faces, operation)(ctx)
+    getattr(faces, operation)(ctx, settings)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return Run(ctx.items, wall, cpu, ctx.info.duration_ms / 1000 if ctx.info else 0.0)
 
@@ -173,11 +175,25 @@ class Tally:
     """height -> (naive RT, analyser RT, naive score, analyser score) on the stretch."""
 
 
-def run_set(fp, clips: list[tuple[Truth, Path]], threshold: float, naive_s: float) -> Tally:
+def video_settings(views: int | None, first_views: int | None):
+    """The analyser's settings: its defaults, with ``views`` best views a track and ``first_views``
+    of them embedded first (``MatchRules.first_views``) when given."""
+    from faceprint.video.faces import FaceVideoSettings
+
+    settings = FaceVideoSettings()
+    match = settings.match
+    if views is not None:
+        match = dataclasses.replace(match, best_views=views)
+    if first_views is not None:
+        match = dataclasses.replace(match, first_views=first_views)
+    return dataclasses.replace(settings, match=match)
+
+
+def run_set(fp, clips: list[tuple[Truth, Path]], threshold: float, naive_s: float, settings=None) -> Tally:
     tally = Tally()
     naive_done: set[int] = set()
     for truth, video in clips:
-        run = analyse(fp, video, COLLECTION, threshold)
+        run = analyse(fp, video, COLLECTION, threshold, settings=settings)
         found = reports(run.items, truth.width, truth.height)
         h = truth.height
         tally.scores[h] += score(truth, found, threshold)
@@ -186,7 +202,7 @@ def run_set(fp, clips: list[tuple[Truth, Path]], threshold: float, naive_s: floa
         tally.cpu[h] += run.cpu_s
         tally.video[h] += run.video_s
         log(f"  {fp.profile.name} {truth.clip}: {run.video_s:.1f} s of video in {run.wall_s:.1f} s, "
-            f"{len(run.items)} items")
+            f"{run.cpu_s:.1f} CPU-s, {len(run.items)} items")
         if naive_s > 0 and h not in naive_done:
             naive_done.add(h)
             start = truth.busiest(naive_s)
@@ -325,7 +341,12 @@ def main() -> None:
     parser.add_argument("--available", action="store_true",
                         help="only the set's clips made already (none is made; e.g. while videogen.py makes the rest)")
     parser.add_argument("--heights", help="only clips of these frame heights, e.g. 720 or 720,1080")
+    parser.add_argument("--views", type=int, help="best views a track (default: the analyser's, MatchRules.best_views)")
+    parser.add_argument("--first-views", type=int,
+                        help="embed this many of them first, the rest only when the decision is open "
+                             "(MatchRules.first_views; default: the analyser's)")
     args = parser.parse_args()
+    settings = video_settings(args.views, args.first_views)
     profiles = (args.profiles or ("fast" if args.quick else "accurate,fast")).split(",")
     naive_s = args.naive_seconds if args.naive_seconds is not None else (1.0 if args.quick else 2.0)
     root = args.cache or videogen.cache_root()
@@ -340,10 +361,14 @@ def main() -> None:
     print(f"# Stored video face search, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs")
     print(f"Set '{set_name}': {describe(truths)}. Scorer check: {sanity(truths)}.")
+    match = settings.match
+    print(f"Views a track: {match.best_views}, embedded "
+          + (f"{match.first_views} first, the rest when within -{match.open_below:g}/+{match.open_above:g} of the bar"
+             if match.first_views else "all at once") + ".")
     tallies = {}
     for profile in profiles:
         fp = gallery(profile, root)
-        tallies[profile] = run_set(fp, clips, args.threshold, naive_s)
+        tallies[profile] = run_set(fp, clips, args.threshold, naive_s, settings)
         if not args.skip_real:
             print_real(profile, fp, args.threshold)
     print_accuracy(tallies, args.threshold)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import LFW
+from faceprint.imaging import load_image
 from faceprint.video.faces import FaceVideoSettings
-from faceprint.video.identity import Identifier, MatchRules
+from faceprint.video.identity import Identifier, MatchRules, View
 from videokit import photos_of
 
 NEVER_SURE = 1e-12
@@ -83,3 +84,43 @@ def test_stored_video_decides_from_three_views_by_the_bar() -> None:
     video = FaceVideoSettings().match
     assert video.best_views == 3 and video.lead is None
     assert MatchRules().best_views == 3 and MatchRules().lead is None
+
+
+@pytest.fixture(scope="module")
+def views(fast) -> list[View]:
+    """Four views of David Beckham (photos not in the collection), best first."""
+    out = []
+    for n, photo in enumerate(photos_of(LFW, "David_Beckham")[2:6]):
+        image = load_image(photo)
+        out.append(View(1.0 - n / 10, n * 1000, image, fast.engine.detect(image, 1)))
+    return out
+
+
+def _in_steps(fast, rules: MatchRules, views: list[View]) -> tuple[np.ndarray | None, int, int]:
+    """(template, views embedded, tracks extended) of one decision in steps."""
+    prepared = []
+
+    def prepare(view: View) -> View:
+        prepared.append(view)
+        return view
+
+    identifier = Identifier(fast, "ident", 80.0, rules)
+    return identifier.template_in_steps(views, prepare), len(prepared), identifier.extended
+
+
+def test_views_in_steps_embed_the_rest_only_when_the_first_leave_the_decision_open(
+        fast, people: dict[str, str], views: list[View]) -> None:
+    """Without ``first_views`` every view is embedded, as ``template`` does; with it, the first
+    views alone decide when their best match is far from the bar, and all of them when it is near."""
+    whole = Identifier(fast, "ident", 80.0, MatchRules()).template(views)
+    template, embedded, extended = _in_steps(fast, MatchRules(), views)
+    assert embedded == 4 and extended == 0 and np.allclose(template, whole)
+    far = MatchRules(first_views=1, open_below=0.0, open_above=0.0)  # no band: always settled
+    template, embedded, extended = _in_steps(fast, far, views)
+    assert embedded == 1 and extended == 0
+    assert np.allclose(template, Identifier(fast, "ident", 80.0, far).template(views[:1]))
+    near = MatchRules(first_views=1, open_below=100.0, open_above=100.0)  # everything is near the bar
+    template, embedded, extended = _in_steps(fast, near, views)
+    assert embedded == 4 and extended == 1 and np.allclose(template, whole, atol=1e-6)
+    assert Identifier(fast, "ident", 80.0, near).match(template)[0].face.external_image_id in {
+        "David_Beckham", "beckham-2"}

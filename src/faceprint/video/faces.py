@@ -331,9 +331,7 @@ class FaceSearch:
         """The track's identity and person index. A track that is not sure enough by itself but
         continues an earlier, identified person (same face by the tracking vectors) is named as
         that person when its own best match is that face, at the request's threshold."""
-        views = [dataclasses.replace(v, face=refine(self.refiner, v.image, v.face, self.settings.refine_face))
-                 for v in person.views.views]
-        template = self.identifier.template(views)
+        template = self.identifier.template_in_steps(person.views.views, self._refined)
         matches = [] if template is None else self.identifier.match(template)
         index = self.indexes.find(track, _face_id(matches))
         known = None if index is None else self.indexes.face_of(index)
@@ -341,6 +339,9 @@ class FaceSearch:
             matches = self.identifier.confirm(template, known)
         person.matches = matches
         person.index = self.indexes.add(track, index, _face_id(matches))
+
+    def _refined(self, view: View) -> View:
+        return dataclasses.replace(view, face=refine(self.refiner, view.image, view.face, self.settings.refine_face))
 
 
 def crop_vectors(sface: Any, seen: SeenFrame, indexes: list[int]) -> np.ndarray:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,15 @@ class MatchRules:
     """Collection faces looked at per decision (the match and its rivals)."""
     same_person: float = 80.0
     """Two collection faces this similar to each other are taken as the same person (not rivals)."""
+    first_views: int | None = None
+    """Embed only this many of the best views first (None: all ``best_views`` at once); the rest
+    are embedded, and the decision taken from all of them, only when the first leave it open: no
+    majority of them agrees, or their best match is within ``open_below`` similarity points under
+    the bar or ``open_above`` over it. More views then cost only for the tracks they can change."""
+    open_below: float = 6.0
+    """See ``first_views``."""
+    open_above: float = 3.0
+    """See ``first_views``."""
 
 
 @dataclass
@@ -123,6 +133,8 @@ class Identifier:
         """The similarity a track must reach to be matched."""
         self.loose = threshold
         """The similarity a track matched by its lead must reach (see :class:`MatchRules`)."""
+        self.extended = 0
+        """Tracks whose first views left the decision open, so that the rest were embedded."""
         self.recount()
 
     def recount(self) -> int:
@@ -135,12 +147,38 @@ class Identifier:
     def vectors(self, views: list[View]) -> np.ndarray:
         return np.concatenate([self.fp.engine.embed(v.image, v.face) for v in views])
 
+    def template_in_steps(self, views: list[View], prepare: Callable[[View], View]) -> np.ndarray | None:
+        """:meth:`template` of ``views`` (best first), each passed through ``prepare`` (landmark
+        refinement) before it is embedded; with ``rules.first_views``, of the first views alone when
+        they settle the decision (see :class:`MatchRules`)."""
+        first = self.rules.first_views or len(views)
+        done = [prepare(v) for v in views[:first]]
+        if not done:
+            return None
+        vectors = self.vectors(done)
+        template = self.template_of(vectors, _qualities(done))
+        if len(views) > first and not self.settled(template):
+            self.extended += 1
+            done += [prepare(v) for v in views[first:]]
+            vectors = np.concatenate([vectors, self.vectors(done[first:])])
+            template = self.template_of(vectors, _qualities(done))
+        return template
+
+    def settled(self, template: np.ndarray | None) -> bool:
+        """Whether the best match of ``template`` (from a track's first views) is far enough from
+        the bar that more views would not change the decision (see ``MatchRules.first_views``)."""
+        if template is None:
+            return False
+        hits = self.fp.collections.search(self.collection_id, template, 1, 0.0)
+        top = hits[0].similarity if hits else 0.0
+        return not self.sure - self.rules.open_below <= top < self.sure + self.rules.open_above
+
     def template(self, views: list[View]) -> np.ndarray | None:
         """The mean vector of the agreeing views, weighted by their quality (None: no views, or no
         majority that agrees)."""
         if not views:
             return None
-        return self.template_of(self.vectors(views), np.array([v.quality for v in views], np.float32))
+        return self.template_of(self.vectors(views), _qualities(views))
 
     def template_of(self, vectors: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | None:
         """The mean of the agreeing vectors among ``vectors`` (one a view; see ``template``),
@@ -230,6 +268,10 @@ def agreeing(agree: np.ndarray) -> list[int]:
             if all(agree[i, j] for i, j in itertools.combinations(group, 2)):
                 return list(group)
     return []
+
+
+def _qualities(views: list[View]) -> np.ndarray:
+    return np.array([v.quality for v in views], np.float32)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
