@@ -19,9 +19,6 @@ every figure in faces a second and as a ratio of the baseline.
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
-import shutil
 import sys
 import tempfile
 import time
@@ -79,31 +76,18 @@ def run(server, home: Path, total: int, dim: int) -> dict[str, float]:
 
 
 def main() -> None:
-    from pg import PgServer, pg_bin
+    from pg import DURABLE, temporary_server
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
     args = parser.parse_args()
-    bin_dir = pg_bin()
-    if bin_dir is None:
-        raise SystemExit("PostgreSQL is not installed: run scripts/install-test-tools")
-    folder = Path(tempfile.mkdtemp(prefix="fp-pg-"))
-    run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    if run_as:
-        os.chown(folder, run_as.pw_uid, run_as.pw_gid)
-    server = PgServer(folder, bin_dir, run_as, {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"})
-    try:
-        server.start()
-        with tempfile.TemporaryDirectory(prefix="fp-bench-") as work:
-            (Path(work) / "home").mkdir()
-            seconds = run(server, Path(work) / "home", args.faces, args.dim)
-    finally:
-        if (server.data / "postmaster.pid").exists():
-            server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_server(DURABLE) as server, tempfile.TemporaryDirectory(prefix="fp-bench-") as work:
+        (Path(work) / "home").mkdir()
+        seconds = run(server, Path(work) / "home", args.faces, args.dim)
+        version = server.bin.parent.name
     base = next(iter(seconds.values()))
-    print(f"{args.faces:,} faces of {args.dim} dimensions; PostgreSQL {bin_dir.parent.name}, unix socket, fsync on")
+    print(f"{args.faces:,} faces of {args.dim} dimensions; PostgreSQL {version}, unix socket, fsync on")
     print(f"{'':52}{'seconds':>9}{'faces/s':>11}{'x baseline':>12}")
     for name, took in seconds.items():
         print(f"{name:52}{took:9.2f}{args.faces / took:11,.0f}{base / took:12.2f}")

@@ -89,31 +89,15 @@ def main() -> None:
 
 
 def postgres_run(args: argparse.Namespace) -> tuple[dict[str, tuple[float, float]], float, float, float]:
-    import pwd
-    import shutil
-
     from faceprint.store.pgblobs import PgCropStore
-    from pg import PgServer, pg_bin
+    from pg import DURABLE, temporary_server
 
-    bin_dir = pg_bin()
-    if bin_dir is None:
-        raise SystemExit("PostgreSQL is not installed: run scripts/install-test-tools")
-    folder = Path(tempfile.mkdtemp(prefix="fp-pg-"))
-    run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    if run_as:
-        os.chown(folder, run_as.pw_uid, run_as.pw_gid)
-    server = PgServer(folder, bin_dir, run_as, {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"})
-    try:
-        server.start()
+    with temporary_server(DURABLE) as server:
         store = PgCropStore(server.database(), compact_share=1e9)  # no rewrite in the per-call deletes
         found = per_call(store, args.size)
         one, seconds, gb = rewrite(store, args.crops, args.size)
         store.close()
         return found, one, seconds, gb
-    finally:
-        if (server.data / "postmaster.pid").exists():
-            server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

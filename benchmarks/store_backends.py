@@ -106,30 +106,13 @@ def main() -> None:
 
 def postgres_run(total: int, dim: int) -> tuple[dict[str, float], str]:
     """``measure`` on a throw-away durable PostgreSQL server; its figures and a line about the server."""
-    import os
-    import pwd
-    import shutil
+    from pg import DURABLE, temporary_server
 
-    from pg import PgServer, pg_bin
-
-    bin_dir = pg_bin()
-    if bin_dir is None:
-        raise SystemExit("PostgreSQL is not installed: run scripts/install-test-tools, or give --store")
-    folder = Path(tempfile.mkdtemp(prefix="fp-pg-"))
-    run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    if run_as:
-        os.chown(folder, run_as.pw_uid, run_as.pw_gid)
-    server = PgServer(folder, bin_dir, run_as, {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"})
-    try:
-        server.start()
-        store = open_store(server.database(), folder)
+    with temporary_server(DURABLE) as server:
+        store = open_store(server.database(), server.folder)
         found = measure(store, total, dim)
         store.close()
-        return found, f"PostgreSQL {bin_dir.parent.name}, unix socket, fsync on"
-    finally:
-        if (server.data / "postmaster.pid").exists():
-            server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        return found, f"PostgreSQL {server.bin.parent.name}, unix socket, fsync on"
 
 
 if __name__ == "__main__":

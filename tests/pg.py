@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -102,15 +103,22 @@ class PgServer:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+"""Settings for benchmarks: durability on, as a deployment has it."""
+
+
+@contextmanager
+def temporary_server(settings: dict[str, str] | None = None) -> Iterator[PgServer]:
+    """A PostgreSQL server started in a new temporary folder (as user ``postgres`` when run as root),
+    stopped and removed after; ``settings`` as :class:`PgServer`'s."""
     bin_dir = pg_bin()
-    assert bin_dir is not None, "PostgreSQL not installed: run scripts/install-test-tools"
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL is not installed: run scripts/install-test-tools")
     run_as = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     folder = Path(tempfile.mkdtemp(prefix="fp-pg-"))  # short: a socket path has ~100 bytes
     if run_as:
         os.chown(folder, run_as.pw_uid, run_as.pw_gid)
-    server = PgServer(folder, bin_dir, run_as)
+    server = PgServer(folder, bin_dir, run_as, settings)
     try:
         server.start()
         yield server
@@ -118,3 +126,9 @@ def pg() -> Iterator[PgServer]:
         if (server.data / "postmaster.pid").exists():
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    with temporary_server() as server:
+        yield server
