@@ -41,8 +41,8 @@ def test_cells_follow_the_collection_size() -> None:
     assert pq.lists_for(10) == 1 and pq.lists_for(1_000_000) == 250 and pq.lists_for(5_000_000) == pq.MAX_LISTS
     assert pq.probes_for(250, 300) == 250 and pq.probes_for(250, 10) == 10 and pq.probes_for(1) == 1
     assert pq.probes_for(7) == 7 and pq.probes_for(pq.ALL_CELLS_UP_TO) == pq.ALL_CELLS_UP_TO  # few cells: all
-    assert pq.probes_for(pq.COARSE_LISTS) == pq.COARSE_LISTS // 2  # the most coarse cells: half of them
-    shares = [pq.probes_for(n) / n for n in range(pq.ALL_CELLS_UP_TO, pq.COARSE_LISTS + 1, 16)]
+    assert pq.probes_for(pq.MAX_LISTS) == pq.MAX_LISTS // 2  # the most cells: half of them
+    shares = [pq.probes_for(n) / n for n in range(pq.ALL_CELLS_UP_TO, pq.MAX_LISTS + 1, 16)]
     assert shares == sorted(shares, reverse=True) and 0.7 < pq.probes_for(250) / 250 < 0.9
 
 
@@ -153,8 +153,7 @@ def test_a_file_of_the_flat_layout_is_read_and_quantized_again(tmp_path, faces, 
     assert [old.search(q, 1, -1.0)[0][0] for q in queries] == ids[:200]
 
 
-@pytest.mark.parametrize("previous", ["flat", "ivf4"])
-def test_a_home_with_a_file_of_a_previous_layout_saves_it_anew(tmp_path, faces, previous) -> None:
+def test_a_home_with_a_flat_layout_file_saves_it_anew(tmp_path, faces) -> None:
     from faceprint.service import Faceprint
     from faceprint.store import FaceRow
 
@@ -169,7 +168,7 @@ def test_a_home_with_a_file_of_a_previous_layout_saves_it_anew(tmp_path, faces, 
     path = files.index_path(tmp_path / "indexes", "c")
     with np.load(path) as data:
         meta = json.loads(bytes(data["meta"]).decode())
-    (flat_layout_file if previous == "flat" else previous_ivf_file)(path, index, meta)
+    flat_layout_file(path, index, meta)
 
     again = Faceprint(tmp_path, profile="fast", index_settings=SETTINGS)
     opened = again.collections.index("c")
@@ -179,131 +178,3 @@ def test_a_home_with_a_file_of_a_previous_layout_saves_it_anew(tmp_path, faces, 
     loaded = files.load(path, 128, **SETTINGS)
     assert loaded is not None and loaded[1]["format"] == files.FORMAT
     assert [opened.search(r.vector, 1, -1.0)[0][0] for r in rows[:100]] == [r.face_id for r in rows[:100]]
-
-
-# -- fine cells (layout 2: the centroids in a graph, a scan given its cells) -----------------------
-def test_millions_of_faces_get_fine_cells_and_scan_a_smaller_share() -> None:
-    below, fine = pq.FINE_FROM - 1, pq.FINE_FROM
-    assert pq.lists_for(below) == below // pq.LIST_SIZE <= pq.COARSE_LISTS
-    assert pq.lists_for(fine) == fine // pq.FINE_LIST_SIZE and pq.lists_for(50_000_000) == pq.MAX_LISTS
-    assert 0.5 < pq.probes_for(pq.lists_for(below)) / pq.lists_for(below) < 0.55  # as before: about half
-    assert pq.probes_for(pq.MAX_LISTS) == int(np.ceil(pq.FINE_SHARE * pq.MAX_LISTS)) < pq.MAX_LISTS // 2
-    assert pq.probes_for(pq.MAX_LISTS, 10) == 10
-
-
-def test_apportion_splits_in_proportion_without_overfilling() -> None:
-    counts = np.array([5, 0, 100, 3, 40])
-    for total in (1, 7, 50, 148, 200):
-        split = pq._apportion(counts, total)
-        assert split.sum() == min(total, 148) and (split <= counts).all() and split[1] == 0
-    assert pq._apportion(np.array([10, 10]), 4).tolist() == [2, 2]
-    assert pq._apportion(np.array([0, 0]), 4).tolist() == [0, 0]
-
-
-@pytest.fixture(scope="module")
-def fine(faces) -> CollectionIndex:
-    """The faces in 200 cells: more than ``TOP_LISTS``, so the centroids are trained in two levels."""
-    ids, vectors, _ = faces
-    pq.LIST_SIZE, saved = 40, pq.LIST_SIZE
-    try:
-        built = CollectionIndex(64, **SETTINGS)
-        built.add(ids, vectors)
-    finally:
-        pq.LIST_SIZE = saved
-    return built
-
-
-def test_many_cells_are_trained_in_two_levels_and_each_face_sits_in_its_nearest(faces, fine) -> None:
-    import faiss
-
-    ids, vectors, queries = faces
-    quantized = fine._state.quantized
-    assert len(quantized.centroids) == 200 and all(s.index.nlist == 200 for s in quantized.shards)
-    assert np.allclose(np.linalg.norm(quantized.centroids, axis=1), 1, atol=1e-4)
-    cell = np.empty(len(ids), np.int64)
-    for shard in quantized.shards:
-        lists = shard.index.invlists
-        for c in range(200):
-            cell[faiss.rev_swig_ptr(lists.get_ids(c), lists.list_size(c))] = c
-    assert np.mean(cell == np.argmax(vectors @ quantized.centroids.T, axis=1)) > 0.99  # the graph finds it
-    assert sum(fine.search(q, 1, -1.0)[0][0] == ids[i] for i, q in enumerate(queries)) >= 190
-    fine.probes = 200  # every cell: the flat scan
-    try:
-        assert [fine.search(q, 1, -1.0)[0][0] for q in queries] == ids[:200]
-    finally:
-        fine.probes = 0
-
-
-def test_a_scan_of_fine_cells_reads_only_the_nearest_cells(faces, fine) -> None:
-    import faiss
-
-    _, _, queries = faces
-    quantized = fine._state.quantized
-    for query in queries[:20]:
-        nearest = np.argsort(-(quantized.centroids @ query))[:3]
-        members = {int(i) for shard in quantized.shards for c in nearest.tolist()
-                   for i in faiss.rev_swig_ptr(shard.index.invlists.get_ids(c), shard.index.invlists.list_size(c))}
-        found = pq.scan(quantized, query, 50, None, probes=3)
-        assert len(found) and set(found.tolist()) <= members
-
-
-def test_fine_cells_survive_deletes_and_a_file(tmp_path, faces, fine) -> None:
-    ids, vectors, queries = faces
-    index = CollectionIndex.from_arrays(64, CollectionIndex.arrays(fine.frozen()), **SETTINGS)
-    assert index._state.quantized.centroids.shape == (200, 64)
-    gone = ids[:100:2] + ids[1000:3000]  # past a tenth: the rows are compacted; trained on so few
-    pq.LIST_SIZE, saved = 40, pq.LIST_SIZE  # faces, the cells and codebooks are trained again (148 cells)
-    try:
-        index.remove(gone)
-    finally:
-        pq.LIST_SIZE = saved
-    state = index._state
-    assert state.dead == 0 and state.count == 8000 - len(gone) and len(state.quantized.centroids) == 5950 // 40
-    index.probes = 200
-    for i, query in enumerate(queries):
-        found = index.search(query, 3, -1.0)
-        assert not {f for f, _ in found} & set(gone)
-        assert i % 2 == 0 or found[0][0] == ids[i]
-    path = tmp_path / "fine.fpindex"
-    files.save(path, CollectionIndex.arrays(index.frozen()), {"dim": 64, "created": 1.0, "writes": 1,
-                                                               "deletes": 1, "max_seq": 8000})
-    loaded = files.load(path, 64, **SETTINGS)
-    assert loaded is not None and loaded[1]["format"] == files.FORMAT and loaded[1]["deleted_rows"] == 0
-    again = loaded[0]
-    again.probes = 200
-    assert np.array_equal(again._state.quantized.centroids, state.quantized.centroids)
-    for query in queries[:50]:
-        assert again.search(query, 10, -1.0) == index.search(query, 10, -1.0)
-
-
-def previous_ivf_file(path, index: CollectionIndex, meta: dict) -> None:
-    """The file faceprint wrote before the fine cells (format 4: an inverted file over a flat list of
-    centroids, no ``ivf_layout``)."""
-    import faiss
-
-    state = index.frozen()
-    vectors = state.vectors[: state.count]
-    old = faiss.index_factory(index.dim, f"IVF4,PQ{index.dim // 4}x4fs", faiss.METRIC_INNER_PRODUCT)
-    old.train(vectors)
-    old.add_with_ids(vectors, np.arange(state.count, dtype=np.int64))
-    arrays = {"vectors": vectors, "alive": state.alive[: state.count],
-              "ids": np.array(state.ids[: state.count], dtype="S"), "quantized_count": np.array(state.count),
-              "ivf_shards": np.array(1), "trained_on": np.array(state.count), "shard_0": faiss.serialize_index(old),
-              "meta": np.frombuffer(json.dumps({**meta, "format": 4}).encode(), np.uint8)}
-    with open(path, "wb") as out:
-        np.savez(out, **arrays)
-
-
-def test_a_file_of_the_previous_inverted_file_is_read_and_quantized_again(tmp_path, faces, index) -> None:
-    import faiss
-
-    ids, _, queries = faces
-    path = tmp_path / "ivf4.fpindex"
-    previous_ivf_file(path, index, {"dim": 64, "created": 1.0, "writes": 1, "deletes": 0, "max_seq": 8000})
-    loaded = files.load(path, 64, **SETTINGS)
-    assert loaded is not None and loaded[1]["format"] == 4
-    old = loaded[0]
-    shards = old._state.quantized.shards
-    assert all(isinstance(faiss.downcast_index(s.index.quantizer), faiss.IndexHNSWFlat) for s in shards)
-    old.probes = shards[0].index.nlist
-    assert [old.search(q, 1, -1.0)[0][0] for q in queries] == ids[:200]

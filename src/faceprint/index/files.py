@@ -26,12 +26,10 @@ import numpy as np
 from faceprint.home import private_folder, write_private
 from faceprint.index.hybrid import CollectionIndex
 
-FORMAT = 5
-"""5: the quantized copy is an inverted file whose centroids are held in a graph (``index.quantized``,
-layout 2: finer cells at millions of faces). Files of format 4 (an inverted file over a flat list
-of centroids) and 3 (flat quantized shards) are read too: their vectors and ids are kept and
-quantized again, and the file is written anew at the next save."""
-READS = (3, 4, FORMAT)
+FORMAT = 4
+"""4: the quantized copy is an inverted file (``index.quantized``). A file of format 3 (flat
+quantized shards) is read too: its vectors and ids are kept and quantized again as format 4."""
+READS = (3, FORMAT)
 META_KEYS = ("created", "writes", "deletes", "max_seq")
 ORPHAN_AGE = 3600.0
 """A temporary file this old whose writer's pid is gone is removed (pids can repeat across
