@@ -373,7 +373,9 @@ def test_one_person_confirming_from_two_processes_at_once_is_still_one(home, tmp
     from faceprint.audit.verify import verify
 
     search = home.search()
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: a child forked from a test process that has talked to Milvus over gRPC can die
+    # in gRPC's fork handlers (SIGSEGV/SIGABRT, seen in CI); faceprint's own processes are spawned too
+    ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_confirm_as, args=(str(tmp_path), home.url, search, name))
                for name in ("alice", "ALICE")]
     for w in workers:
