@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from faceprint.cli import main
@@ -32,6 +33,24 @@ def test_compact_rewrites_what_a_small_delete_left(pg: PgServer, filled, tmp_pat
     with pytest.raises(ResourceNotFoundException):
         fp.compact(["nowhere"])
     assert traces(pg, database, found["b"][last:]) == 0 and traces(pg, database, found["b"]) == last
+
+
+def test_erase_compact_takes_the_person_out_of_the_files_now(pg: PgServer, filled, tmp_path: Path,  # noqa: F811
+                                                            capsys) -> None:
+    from faceprint.store import FaceRow
+
+    store, found, database = filled
+    person = np.random.default_rng(7).standard_normal((1, found["a"].shape[1])).astype(np.float32)
+    store.add_faces([FaceRow("person-1", "a", "img", "suspect-9", (0.5, 0.5, 0.1, 0.1), 99.0, person[0])])
+    assert main(["--home", str(tmp_path), "--store", store.url, "erase", "--external-image-id", "suspect-9"]) == 0
+    capsys.readouterr()
+    assert traces(pg, database, person) == 1  # erased from every read, its bytes not yet from the files
+    store.add_faces([FaceRow("person-2", "a", "img", "suspect-9", (0.5, 0.5, 0.1, 0.1), 99.0, person[0])])
+    assert main(["--home", str(tmp_path), "--store", store.url, "erase", "--external-image-id", "suspect-9",
+                 "--compact"]) == 0
+    erased = json.loads(capsys.readouterr().out)
+    assert erased["FacesErased"] == 1 and erased["Compacted"] == {"Collections": ["a"], "Tables": ["Crops", "Probes"]}
+    assert traces(pg, database, person) == 0 and traces(pg, database, found["a"]) == PER_COLLECTION
 
 
 def test_the_embedded_store_has_nothing_to_rewrite(tmp_path: Path) -> None:
