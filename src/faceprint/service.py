@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,15 +287,20 @@ class Faceprint:
         """Probe images kept for the audit record (only with ``audit_settings.store_probes``):
         ``HOME/audit/probes``, or the PostgreSQL store's database (every node's; see
         ``faceprint.store.pgblobs``)."""
-        probes = self.__dict__.get("_probe_store")
-        if probes is None:
-            with self._index_lock:
-                probes = self.__dict__.get("_probe_store")
-                if probes is None:
-                    from faceprint.audit.probe_store import open_probe_store
+        from faceprint.audit.probe_store import open_probe_store
 
-                    probes = self._probe_store = open_probe_store(self.home, self.store_url)
-        return probes
+        return self._once("_probe_store", lambda: open_probe_store(self.home, self.store_url))
+
+    def _once(self, attribute: str, make: Callable[[], Any]) -> Any:
+        """The part held in ``attribute``, made by ``make()`` on first use (once, whichever threads ask)."""
+        made = self.__dict__.get(attribute)
+        if made is None:
+            with self._index_lock:
+                made = self.__dict__.get(attribute)
+                if made is None:
+                    made = make()
+                    setattr(self, attribute, made)
+        return made
 
     @property
     def probes(self) -> ProbeAssessor:
@@ -720,16 +725,12 @@ class Faceprint:
     def audit_log(self) -> AuditLog:
         """The audit log (``HOME/audit``: ``audit.db``, the online key, seals), opened on first use
         (each entry flushed to disk first where ``audit_settings.durable``)."""
-        log = self.__dict__.get("_audit_log")
-        if log is None:
-            with self._index_lock:
-                log = self.__dict__.get("_audit_log")
-                if log is None:
-                    from faceprint.audit.backend import open_audit_log
+        def open_log() -> AuditLog:  # the import only on first use: every search asks for the log
+            from faceprint.audit.backend import open_audit_log
 
-                    log = self._audit_log = open_audit_log(self.home, self.store_url, clock=time.time,
-                                                           durable=self.audit_settings.durable)
-        return log
+            return open_audit_log(self.home, self.store_url, clock=time.time, durable=self.audit_settings.durable)
+
+        return self._once("_audit_log", open_log)
 
     def audit_entries(self, filters: AuditFilter | None = None, max_results: int = 100,
                       next_token: str | None = None) -> dict[str, Any]:
@@ -793,29 +794,17 @@ class Faceprint:
     @property
     def settings_store(self) -> SettingsStore:
         """The collections' own settings (two-person rule, face crops, face retention): ``HOME/settings.db``."""
-        store = self.__dict__.get("_settings_store")
-        if store is None:
-            with self._index_lock:
-                store = self.__dict__.get("_settings_store")
-                if store is None:
-                    from faceprint.audit.pgparts import open_settings
+        from faceprint.audit.pgparts import open_settings
 
-                    store = self._settings_store = open_settings(self.home, self.store_url)
-        return store
+        return self._once("_settings_store", lambda: open_settings(self.home, self.store_url))
 
     @property
     def reviews(self) -> Reviews:
         """The review of search candidates (``faceprint.audit.review``): the queue in ``HOME/audit/reviews.db``."""
-        reviews = self.__dict__.get("_reviews")
-        if reviews is None:
-            with self._index_lock:
-                reviews = self.__dict__.get("_reviews")
-                if reviews is None:
-                    from faceprint.audit.pgparts import open_reviews
+        from faceprint.audit.pgparts import open_reviews
 
-                    reviews = self._reviews = open_reviews(self.home, self.store_url, self.audit_log,
-                                                           self.settings_store, clock=time.time)
-        return reviews
+        return self._once("_reviews", lambda: open_reviews(self.home, self.store_url, self.audit_log,
+                                                           self.settings_store, clock=time.time))
 
     def request_review(self, search_id: int, face_ids: list[str] | None = None, caller: Caller | None = None, *,
                        purpose: str | None = None, case: str | None = None) -> dict[str, Any]:
@@ -878,15 +867,9 @@ class Faceprint:
     def crops(self) -> CropStore:
         """Face crops of the collections that keep them (``HOME/crops``, or the PostgreSQL store's
         database, every node's; see ``faceprint.crops``)."""
-        crops = self.__dict__.get("_crops")
-        if crops is None:
-            with self._index_lock:
-                crops = self.__dict__.get("_crops")
-                if crops is None:
-                    from faceprint.crops import open_crop_store
+        from faceprint.crops import open_crop_store
 
-                    crops = self._crops = open_crop_store(self.home, self.store_url)
-        return crops
+        return self._once("_crops", lambda: open_crop_store(self.home, self.store_url))
 
     def eraser(self) -> Eraser:
         """The :class:`faceprint.erasure.Eraser` of this home (its video results and stream events
