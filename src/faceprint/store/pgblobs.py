@@ -159,14 +159,17 @@ class BlobTable:
                                   "WHERE partition = %s", (seen.get(partition, 0), partition))
 
 
-class PgCropStore:
-    """Face crops in PostgreSQL (table ``crops_faces``): :class:`faceprint.crops.CropStore`'s methods."""
+class _PgBlobStore:
+    """What both stores share: their :class:`BlobTable` (``part``, ``table``, ``migrations``) and clock."""
 
     shared = True
+    part: str
+    table: str
+    migrations: Sequence[Migration]
 
     def __init__(self, url: str, *, compact_share: float = COMPACT_SHARE, pool_size: int = 4,
                  clock: Callable[[], float] = time.time) -> None:
-        self.blobs = BlobTable(url, "crops", CROPS_TABLE, CROPS_MIGRATIONS, compact_share, pool_size)
+        self.blobs = BlobTable(url, self.part, self.table, self.migrations, compact_share, pool_size)
         self.clock = clock
 
     def close(self) -> None:
@@ -174,6 +177,12 @@ class PgCropStore:
 
     def compact(self) -> None:
         self.blobs.compact()
+
+
+class PgCropStore(_PgBlobStore):
+    """Face crops in PostgreSQL (table ``crops_faces``): :class:`faceprint.crops.CropStore`'s methods."""
+
+    part, table, migrations = "crops", CROPS_TABLE, CROPS_MIGRATIONS
 
     @staticmethod
     def _check(face_id: str) -> None:
@@ -228,22 +237,11 @@ class PgCropStore:
         return self.blobs.delete("collection_id = %s", (collection_id,))
 
 
-class PgProbeStore:
+class PgProbeStore(_PgBlobStore):
     """Stored probes in PostgreSQL (table ``probes_stored``): :class:`faceprint.audit.probe_store.ProbeStore`'s
     methods. A probe's time of last use is the node's clock at the search, as a file's mtime is."""
 
-    shared = True
-
-    def __init__(self, url: str, *, compact_share: float = COMPACT_SHARE, pool_size: int = 4,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.blobs = BlobTable(url, "probes", PROBES_TABLE, PROBES_MIGRATIONS, compact_share, pool_size)
-        self.clock = clock
-
-    def close(self) -> None:
-        self.blobs.close()
-
-    def compact(self) -> None:
-        self.blobs.compact()
+    part, table, migrations = "probes", PROBES_TABLE, PROBES_MIGRATIONS
 
     def path(self, sha256: str, ext: str) -> StoredBlob:
         if not isinstance(sha256, str) or not SHA256.fullmatch(sha256) or ext not in EXTENSIONS:
